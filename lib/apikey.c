@@ -1,0 +1,110 @@
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+
+#include "apikey.h"
+#include "base64.h"
+#include "sha256.h"
+
+#define KEY_RANDOM_BYTES 24
+
+enum mg_err
+mg_random_bytes(void *out, size_t n)
+{
+	unsigned char *p = out;
+
+	while (n > 0) {
+		ssize_t got = getrandom(p, n, 0);
+
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			return MG_ERR_IO;
+		}
+		p += got;
+		n -= (size_t)got;
+	}
+	return MG_OK;
+}
+
+enum mg_err
+mg_apikey_generate(char key[MG_APIKEY_LEN + 1])
+{
+	unsigned char raw[KEY_RANDOM_BYTES];
+	enum mg_err e = mg_random_bytes(raw, sizeof(raw));
+
+	if (e != MG_OK)
+		return e;
+	memcpy(key, "mg-", 3);
+	mg_base64_encode(raw, sizeof(raw), key + 3, 1);
+	memset(raw, 0, sizeof(raw));
+	return MG_OK;
+}
+
+int
+mg_apikey_valid(const char *s, size_t n)
+{
+	size_t i;
+
+	if (n != MG_APIKEY_LEN || strncmp(s, "mg-", 3) != 0)
+		return 0;
+	for (i = 3; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return 0;
+	}
+	return 1;
+}
+
+void
+mg_apikey_prefix(const char *key, char out[MG_APIKEY_PREFIX_LEN + 1])
+{
+	size_t n = strnlen(key, MG_APIKEY_PREFIX_LEN);
+
+	memcpy(out, key, n);
+	out[n] = '\0';
+}
+
+void
+mg_apikey_hash_hex(const char *key, size_t n, char out[MG_APIKEY_HASH_HEX_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char h[MG_SHA256_LEN];
+	size_t i;
+
+	mg_sha256(key, n, h);
+	for (i = 0; i < MG_SHA256_LEN; i++) {
+		out[2 * i] = hex[h[i] >> 4];
+		out[2 * i + 1] = hex[h[i] & 15];
+	}
+	out[2 * MG_SHA256_LEN] = '\0';
+}
+
+const char *
+mg_apikey_from_header(const char *header, size_t *n)
+{
+	const char *p, *end;
+
+	if (header == NULL)
+		return NULL;
+	p = header;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (strncasecmp(p, "Bearer", 6) != 0 || (p[6] != ' ' && p[6] != '\t'))
+		return NULL;
+	p += 6;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	end = p;
+	while (*end != '\0' && *end != ' ' && *end != '\t' && *end != '\r' && *end != '\n')
+		end++;
+	if (end == p)
+		return NULL;
+	*n = (size_t)(end - p);
+	return p;
+}

@@ -1,0 +1,384 @@
+#include "config.h"
+
+#include <errno.h>
+#include <libconfig.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "log.h"
+
+enum opt_type {
+	OPT_INT,   /* integer within [min, max] */
+	OPT_STR    /* string */
+};
+
+struct opt {
+	const char *name;   /* "group.key" or "key" */
+	enum opt_type type;
+	size_t offset;      /* into struct mg_conf */
+	long long def_int;
+	const char *def_str;
+	long long min, max;
+};
+
+#define INT_OPT(n, f, d, lo, hi) { n, OPT_INT, offsetof(struct mg_conf, f), d, NULL, lo, hi }
+#define STR_OPT(n, f, d) { n, OPT_STR, offsetof(struct mg_conf, f), 0, d, 0, 0 }
+
+static const struct opt options[] = {
+	STR_OPT("log_level", log_level_name, "info"),
+	STR_OPT("log_file", log_file, ""),
+	STR_OPT("database.conninfo", db_conninfo, "dbname=modelgate"),
+	INT_OPT("database.pool_size", db_pool_size, 4, 1, 256),
+	INT_OPT("database.connect_timeout", db_connect_timeout, 5, 1, 60),
+	STR_OPT("upstream.base_url", up_base_url, "https://openrouter.ai/api/v1"),
+	STR_OPT("upstream.key_file", up_key_file, ""),
+	STR_OPT("upstream.key_env", up_key_env, "OPENROUTER_API_KEY"),
+	INT_OPT("upstream.connect_timeout", up_connect_timeout, 10, 1, 300),
+	INT_OPT("upstream.timeout", up_timeout, 600, 1, 86400),
+	INT_OPT("upstream.max_response_bytes", up_max_response, 67108864, 1024, 1073741824),
+	STR_OPT("upstream.referer", up_referer, ""),
+	STR_OPT("upstream.title", up_title, ""),
+	INT_OPT("server.threads", threads, 16, 1, 4096),
+	INT_OPT("server.max_body_bytes", max_body, 33554432, 1024, 1073741824),
+	INT_OPT("server.shutdown_grace", shutdown_grace, 30, 0, 3600),
+};
+
+#define N_OPTIONS (sizeof(options) / sizeof(options[0]))
+
+const char *
+mg_conf_pick_path(const char *arg)
+{
+	const char *env;
+
+	if (arg != NULL && arg[0] != '\0')
+		return arg;
+	env = getenv("MODELGATE_CONFIG");
+	if (env != NULL && env[0] != '\0')
+		return env;
+	return MG_CONF_DEFAULT_PATH;
+}
+
+const char *
+mg_conf_key_name(size_t i)
+{
+	return i < N_OPTIONS ? options[i].name : NULL;
+}
+
+static int *
+int_field(struct mg_conf *c, const struct opt *o)
+{
+	return (int *)(void *)((char *)c + o->offset);
+}
+
+static char **
+str_field(struct mg_conf *c, const struct opt *o)
+{
+	return (char **)(void *)((char *)c + o->offset);
+}
+
+static const struct opt *
+find_option(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < N_OPTIONS; i++)
+		if (strcmp(options[i].name, name) == 0)
+			return &options[i];
+	return NULL;
+}
+
+static int
+is_group_name(const char *name)
+{
+	size_t len = strlen(name), i;
+
+	for (i = 0; i < N_OPTIONS; i++)
+		if (strncmp(options[i].name, name, len) == 0 && options[i].name[len] == '.')
+			return 1;
+	return 0;
+}
+
+enum mg_err
+mg_conf_defaults(struct mg_conf *c)
+{
+	size_t i;
+
+	memset(c, 0, sizeof(*c));
+	for (i = 0; i < N_OPTIONS; i++) {
+		const struct opt *o = &options[i];
+
+		if (o->type == OPT_INT) {
+			*int_field(c, o) = (int)o->def_int;
+		} else {
+			*str_field(c, o) = strdup(o->def_str);
+			if (*str_field(c, o) == NULL) {
+				mg_conf_free(c);
+				return MG_ERR_NOMEM;
+			}
+		}
+	}
+	c->log_level = MG_LOG_INFO;
+	return MG_OK;
+}
+
+void
+mg_conf_free(struct mg_conf *c)
+{
+	size_t i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < N_OPTIONS; i++) {
+		if (options[i].type == OPT_STR) {
+			free(*str_field(c, &options[i]));
+			*str_field(c, &options[i]) = NULL;
+		}
+	}
+	free(c->file);
+	c->file = NULL;
+	if (c->up_key != NULL) {
+		memset(c->up_key, 0, strlen(c->up_key));
+		free(c->up_key);
+		c->up_key = NULL;
+	}
+}
+
+/* Stores one scalar setting s, whose full name is name, or explains why not. */
+static int
+apply_setting(struct mg_conf *c, const char *file, config_setting_t *s,
+    const char *name, char *err, size_t errlen)
+{
+	const struct opt *o = find_option(name);
+	int line = config_setting_source_line(s);
+	int type = config_setting_type(s);
+
+	if (o == NULL) {
+		snprintf(err, errlen, "%s:%d: unknown setting '%s'", file, line, name);
+		return -1;
+	}
+	if (o->type == OPT_INT) {
+		long long v;
+
+		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
+			snprintf(err, errlen, "%s:%d: setting '%s' must be an integer",
+			    file, line, name);
+			return -1;
+		}
+		v = config_setting_get_int64(s);
+		if (v < o->min || v > o->max) {
+			snprintf(err, errlen, "%s:%d: setting '%s' must be between %lld and %lld (got %lld)",
+			    file, line, name, o->min, o->max, v);
+			return -1;
+		}
+		*int_field(c, o) = (int)v;
+	} else {
+		char *dup;
+
+		if (type != CONFIG_TYPE_STRING) {
+			snprintf(err, errlen, "%s:%d: setting '%s' must be a string",
+			    file, line, name);
+			return -1;
+		}
+		dup = strdup(config_setting_get_string(s));
+		if (dup == NULL) {
+			snprintf(err, errlen, "%s: out of memory", file);
+			return -1;
+		}
+		free(*str_field(c, o));
+		*str_field(c, o) = dup;
+	}
+	return 0;
+}
+
+/* Walks a group (the root or one level below it) and applies its settings. */
+static int
+apply_group(struct mg_conf *c, const char *file, config_setting_t *g,
+    const char *prefix, char *err, size_t errlen)
+{
+	int i, n = config_setting_length(g);
+
+	for (i = 0; i < n; i++) {
+		config_setting_t *s = config_setting_get_elem(g, (unsigned)i);
+		const char *sn = config_setting_name(s);
+		char name[128];
+
+		if (sn == NULL)
+			continue;
+		if (prefix != NULL)
+			snprintf(name, sizeof(name), "%s.%s", prefix, sn);
+		else
+			snprintf(name, sizeof(name), "%s", sn);
+		if (config_setting_is_group(s)) {
+			if (prefix != NULL || !is_group_name(name)) {
+				snprintf(err, errlen, "%s:%d: unknown group '%s'", file,
+				    config_setting_source_line(s), name);
+				return -1;
+			}
+			if (apply_group(c, file, s, name, err, errlen) < 0)
+				return -1;
+		} else if (apply_setting(c, file, s, name, err, errlen) < 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+line_of(const config_t *cfg, const char *name)
+{
+	config_setting_t *s = config_lookup(cfg, name);
+
+	return s != NULL ? config_setting_source_line(s) : 0;
+}
+
+/* Reads the first line of a key file into c->up_key. */
+static int
+read_key_file(struct mg_conf *c, const char *file, int line, char *err, size_t errlen)
+{
+	char keybuf[1024];
+	FILE *f = fopen(c->up_key_file, "r");
+	size_t n;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "%s:%d: setting 'upstream.key_file': cannot read '%s': %s",
+		    file, line, c->up_key_file, strerror(errno));
+		return -1;
+	}
+	if (fgets(keybuf, sizeof(keybuf), f) == NULL)
+		keybuf[0] = '\0';
+	fclose(f);
+	n = strcspn(keybuf, "\r\n");
+	keybuf[n] = '\0';
+	if (n == 0) {
+		snprintf(err, errlen, "%s:%d: setting 'upstream.key_file': '%s' is empty",
+		    file, line, c->up_key_file);
+		return -1;
+	}
+	c->up_key = strdup(keybuf);
+	memset(keybuf, 0, sizeof(keybuf));
+	if (c->up_key == NULL) {
+		snprintf(err, errlen, "%s: out of memory", file);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, size_t errlen)
+{
+	size_t n;
+	int lvl = mg_log_level_parse(c->log_level_name);
+
+	if (lvl < 0) {
+		snprintf(err, errlen, "%s:%d: setting 'log_level' must be one of error, warn, info, debug",
+		    file, line_of(cfg, "log_level"));
+		return -1;
+	}
+	c->log_level = lvl;
+	if (strncmp(c->up_base_url, "http://", 7) != 0 &&
+	    strncmp(c->up_base_url, "https://", 8) != 0) {
+		snprintf(err, errlen, "%s:%d: setting 'upstream.base_url' must start with http:// or https://",
+		    file, line_of(cfg, "upstream.base_url"));
+		return -1;
+	}
+	n = strlen(c->up_base_url);
+	while (n > 0 && c->up_base_url[n - 1] == '/')
+		c->up_base_url[--n] = '\0';
+	if (strpbrk(c->up_referer, "\r\n") != NULL || strpbrk(c->up_title, "\r\n") != NULL) {
+		snprintf(err, errlen, "%s:%d: settings 'upstream.referer' and 'upstream.title' must be one line",
+		    file, line_of(cfg, "upstream"));
+		return -1;
+	}
+	if (c->up_key_file[0] != '\0')
+		return read_key_file(c, file, line_of(cfg, "upstream.key_file"), err, errlen);
+	if (c->up_key_env[0] != '\0') {
+		const char *v = getenv(c->up_key_env);
+
+		if (v != NULL && v[0] != '\0') {
+			c->up_key = strdup(v);
+			if (c->up_key == NULL) {
+				snprintf(err, errlen, "%s: out of memory", file);
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+enum mg_err
+mg_conf_load(struct mg_conf *c, const char *path, char *err, size_t errlen)
+{
+	config_t cfg;
+	enum mg_err e;
+	int rc = -1;
+
+	e = mg_conf_defaults(c);
+	if (e != MG_OK) {
+		snprintf(err, errlen, "%s: %s", path, mg_strerror(e));
+		return e;
+	}
+	c->file = strdup(path);
+	if (c->file == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		mg_conf_free(c);
+		return MG_ERR_NOMEM;
+	}
+	config_init(&cfg);
+	if (config_read_file(&cfg, path) != CONFIG_TRUE) {
+		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
+			snprintf(err, errlen, "%s: cannot read the configuration file: %s",
+			    path, strerror(errno));
+		else
+			snprintf(err, errlen, "%s:%d: %s",
+			    config_error_file(&cfg) ? config_error_file(&cfg) : path,
+			    config_error_line(&cfg), config_error_text(&cfg));
+		goto out;
+	}
+	if (apply_group(c, path, config_root_setting(&cfg), NULL, err, errlen) < 0)
+		goto out;
+	if (validate(c, &cfg, path, err, errlen) < 0)
+		goto out;
+	rc = 0;
+out:
+	config_destroy(&cfg);
+	if (rc < 0) {
+		mg_conf_free(c);
+		return MG_ERR_CONFIG;
+	}
+	return MG_OK;
+}
+
+void
+mg_conf_dump(const struct mg_conf *c, FILE *out)
+{
+	const char *group = NULL; /* the open group's name, not NUL-terminated */
+	size_t glen = 0, i;
+
+	for (i = 0; i < N_OPTIONS; i++) {
+		const struct opt *o = &options[i];
+		const char *dot = strchr(o->name, '.');
+		size_t len = dot != NULL ? (size_t)(dot - o->name) : 0;
+
+		if (group != NULL && (len != glen || strncmp(group, o->name, len) != 0)) {
+			fputs("};\n", out);
+			group = NULL;
+		}
+		if (dot != NULL && group == NULL) {
+			fprintf(out, "%.*s = {\n", (int)len, o->name);
+			group = o->name;
+			glen = len;
+		}
+		if (o->type == OPT_INT)
+			fprintf(out, "%s%s = %d;\n", dot ? "  " : "", dot ? dot + 1 : o->name,
+			    *(const int *)(const void *)((const char *)c + o->offset));
+		else
+			fprintf(out, "%s%s = \"%s\";\n", dot ? "  " : "", dot ? dot + 1 : o->name,
+			    *(char *const *)(const void *)((const char *)c + o->offset));
+	}
+	if (group != NULL)
+		fputs("};\n", out);
+	fprintf(out, "# upstream key: %s\n", c->up_key ? "set (not shown)" : "not set");
+}

@@ -1,0 +1,56 @@
+#ifndef MG_CONF_H
+#define MG_CONF_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "err.h"
+
+#define MG_CONF_DEFAULT_PATH "/etc/modelgate/modelgate.conf"
+
+/* The validated configuration.  Strings are owned by the struct. */
+struct mg_conf {
+	char *file;              /* the file it was read from */
+	char *log_level_name;
+	int log_level;           /* enum mg_log_level */
+	char *log_file;
+
+	char *db_conninfo;
+	int db_pool_size;
+	int db_connect_timeout;  /* seconds */
+
+	char *up_base_url;       /* without a trailing slash */
+	char *up_key_file;
+	char *up_key_env;
+	int up_connect_timeout;  /* seconds */
+	int up_timeout;          /* seconds */
+	int up_max_response;     /* bytes */
+	char *up_referer;
+	char *up_title;
+	char *up_key;            /* the provider key (secret), or NULL */
+
+	int threads;
+	int max_body;            /* bytes */
+	int shutdown_grace;      /* seconds */
+};
+
+/* Which file to read: the -c argument if given, else $MODELGATE_CONFIG,
+ * else MG_CONF_DEFAULT_PATH. */
+const char *mg_conf_pick_path(const char *arg);
+
+/* Reads and validates path into c (defaults for absent keys).  On error
+ * returns MG_ERR_CONFIG and writes "FILE:LINE: message" into err; c is
+ * then freed.  Resolves the upstream key from key_file or key_env. */
+enum mg_err mg_conf_load(struct mg_conf *c, const char *path, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+/* Fills c with the defaults only (no file, no key). */
+enum mg_err mg_conf_defaults(struct mg_conf *c) __attribute__((warn_unused_result));
+void mg_conf_free(struct mg_conf *c);
+/* Writes the effective settings in config-file syntax (never the key). */
+void mg_conf_dump(const struct mg_conf *c, FILE *out);
+
+/* The names of all settings ("group.key"), for documentation checks;
+ * NULL past the end. */
+const char *mg_conf_key_name(size_t i);
+
+#endif

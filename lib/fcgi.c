@@ -1,0 +1,52 @@
+#include "config.h"
+
+#include "apierror.h"
+#include "fcgi.h"
+
+/* Bytes dropped after the cap before giving up on reading to the end. */
+#define DRAIN_LIMIT ((size_t)1 << 30)
+
+const char *
+mg_fcgi_param(FCGX_Request *r, const char *name)
+{
+	return FCGX_GetParam(name, r->envp);
+}
+
+enum mg_err
+mg_fcgi_read_body(FCGX_Request *r, struct mg_buf *body)
+{
+	char chunk[16384];
+	size_t dropped = 0;
+	int too_big = 0;
+
+	for (;;) {
+		int n = FCGX_GetStr(chunk, sizeof(chunk), r->in);
+
+		if (n <= 0)
+			break;
+		if (too_big) {
+			dropped += (size_t)n;
+			if (dropped > DRAIN_LIMIT)
+				break;
+			continue;
+		}
+		if (mg_buf_add(body, chunk, (size_t)n) != MG_OK)
+			too_big = 1;
+	}
+	if (FCGX_GetError(r->in) != 0)
+		return MG_ERR_IO;
+	return too_big ? MG_ERR_TOO_BIG : MG_OK;
+}
+
+enum mg_err
+mg_fcgi_reply(FCGX_Request *r, int status, const char *content_type,
+    const char *extra_headers, const char *body, size_t len)
+{
+	if (FCGX_FPrintF(r->out, "Status: %d %s\r\nContent-Type: %s\r\n%s\r\n",
+	    status, mg_http_reason(status), content_type,
+	    extra_headers != NULL ? extra_headers : "") < 0)
+		return MG_ERR_CLIENT_GONE;
+	if (len > 0 && FCGX_PutStr(body, (int)len, r->out) < 0)
+		return MG_ERR_CLIENT_GONE;
+	return MG_OK;
+}

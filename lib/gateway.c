@@ -1,0 +1,494 @@
+#include "config.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "apikey.h"
+#include "embed.h"
+#include "fcgi.h"
+#include "gateway.h"
+#include "log.h"
+#include "models.h"
+#include "request.h"
+#include "router.h"
+#include "usage.h"
+
+#define JSON_TYPE "application/json"
+
+/* What one request carries through the handler. */
+struct exchange {
+	FCGX_Request *fr;
+	char request_id[MG_REQUEST_ID_LEN + 1];
+	char headers[256];          /* extra response header lines */
+	struct timespec start;
+	struct mg_auth auth;
+	int authed;
+};
+
+enum mg_err
+mg_worker_init(struct mg_worker *w, struct mg_gateway *gw)
+{
+	memset(w, 0, sizeof(*w));
+	w->gw = gw;
+	w->up = mg_upstream_new(gw->conf);
+	if (w->up == NULL)
+		return MG_ERR_NOMEM;
+	mg_buf_init(&w->body, (size_t)gw->conf->max_body);
+	mg_buf_init(&w->out, (size_t)gw->conf->up_max_response * 2 + 65536);
+	mg_upstream_reply_init(&w->reply, (size_t)gw->conf->up_max_response);
+	return MG_OK;
+}
+
+void
+mg_worker_free(struct mg_worker *w)
+{
+	if (w == NULL)
+		return;
+	mg_upstream_free(w->up);
+	w->up = NULL;
+	mg_buf_free(&w->body);
+	mg_buf_free(&w->out);
+	mg_upstream_reply_free(&w->reply);
+}
+
+static long
+elapsed_ms(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (now.tv_sec - start->tv_sec) * 1000L + (now.tv_nsec - start->tv_nsec) / 1000000L;
+}
+
+static void
+new_request_id(char out[MG_REQUEST_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[12];
+	size_t i;
+
+	if (mg_random_bytes(raw, sizeof(raw)) != MG_OK) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		memcpy(raw, &ts, sizeof(raw) < sizeof(ts) ? sizeof(raw) : sizeof(ts));
+	}
+	memcpy(out, "req_", 4);
+	for (i = 0; i < sizeof(raw); i++) {
+		out[4 + 2 * i] = hex[raw[i] >> 4];
+		out[5 + 2 * i] = hex[raw[i] & 15];
+	}
+	out[MG_REQUEST_ID_LEN] = '\0';
+}
+
+static void
+send_json(struct exchange *x, int status, const char *body, size_t len)
+{
+	if (mg_fcgi_reply(x->fr, status, JSON_TYPE, x->headers, body, len) != MG_OK)
+		mg_log(MG_LOG_INFO, x->request_id, "client went away before the response");
+}
+
+static void
+send_error(struct mg_worker *w, struct exchange *x, const struct mg_apierror *e)
+{
+	mg_buf_reset(&w->out);
+	if (mg_apierror_json(e, &w->out) != MG_OK) {
+		static const char fallback[] =
+		    "{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+
+		send_json(x, 500, fallback, sizeof(fallback) - 1);
+		return;
+	}
+	send_json(x, e->status, w->out.data, w->out.len);
+}
+
+/* The text an upstream error body carries in error.message, or NULL. */
+static const char *
+upstream_message(json_object *root)
+{
+	json_object *err, *msg;
+
+	if (root == NULL || !json_object_object_get_ex(root, "error", &err) ||
+	    !json_object_is_type(err, json_type_object))
+		return NULL;
+	if (json_object_object_get_ex(err, "message", &msg) && json_object_is_type(msg, json_type_string))
+		return json_object_get_string(msg);
+	return NULL;
+}
+
+void
+mg_gateway_upstream_error(long status, const char *upstream_body, struct mg_apierror *e)
+{
+	json_object *root = upstream_body != NULL ? json_tokener_parse(upstream_body) : NULL;
+	const char *msg = upstream_message(root);
+
+	if (status == 401) {
+		mg_apierror_set(e, 502, "upstream_error", NULL, "upstream_auth_failed",
+		    "The gateway could not authenticate with its upstream provider. "
+		    "This is a gateway configuration problem; the operator can find the details in the log.");
+	} else if (status == 402) {
+		mg_apierror_set(e, 503, "upstream_error", NULL, "upstream_unavailable",
+		    "The upstream provider is not available to this gateway right now. Try again later.");
+	} else if (status == 429) {
+		mg_apierror_set(e, 503, "upstream_error", NULL, "upstream_busy",
+		    "The upstream provider is busy. Retry after a short wait.");
+	} else if (status == 408) {
+		mg_apierror_set(e, 504, "upstream_error", NULL, "upstream_timeout",
+		    "The upstream provider timed out.");
+	} else if (status >= 500 || status < 400) {
+		mg_apierror_set(e, 502, "upstream_error", NULL, "upstream_error",
+		    "The upstream provider failed (HTTP %ld).", status);
+	} else {
+		mg_apierror_set(e, (int)status, "invalid_request_error", NULL,
+		    status == 404 ? "model_not_found" : status == 403 ? "permission_denied" : "upstream_rejected",
+		    "%s", msg != NULL ? msg : "The upstream provider rejected the request.");
+	}
+	json_object_put(root);
+}
+
+static void
+transport_error(enum mg_err rc, struct mg_apierror *e)
+{
+	switch (rc) {
+	case MG_ERR_UPSTREAM_CONNECT:
+		mg_apierror_set(e, 502, "upstream_error", NULL, "upstream_unreachable",
+		    "The gateway could not connect to its upstream provider.");
+		break;
+	case MG_ERR_UPSTREAM_TIMEOUT:
+		mg_apierror_set(e, 504, "upstream_error", NULL, "upstream_timeout",
+		    "The upstream provider did not answer in time.");
+		break;
+	case MG_ERR_TOO_BIG:
+		mg_apierror_set(e, 502, "upstream_error", NULL, "upstream_response_too_large",
+		    "The upstream provider's answer was larger than this gateway accepts.");
+		break;
+	default:
+		mg_apierror_set(e, 502, "upstream_error", NULL, "upstream_error",
+		    "The upstream provider's answer was broken off or invalid.");
+		break;
+	}
+}
+
+/* Calls the upstream and turns any failure into e.  MG_OK when a 2xx
+ * JSON object arrived; *json (owned by the caller) is then parsed. */
+static enum mg_err
+relay(struct mg_worker *w, struct exchange *x, const char *path, const char *body,
+    size_t len, json_object **json, struct mg_apierror *e)
+{
+	enum mg_err rc = mg_upstream_call(w->up, path, body, len, &w->reply);
+
+	*json = NULL;
+	if (rc != MG_OK) {
+		mg_log(MG_LOG_WARN, x->request_id, "upstream %s failed: %s (%s)", path,
+		    mg_strerror(rc), mg_upstream_last_error(w->up));
+		transport_error(rc, e);
+		return rc;
+	}
+	if (w->reply.status < 200 || w->reply.status > 299) {
+		/* provider account problems are logged, never shown to clients */
+		mg_log(MG_LOG_WARN, x->request_id, "upstream %s answered %ld: %.300s", path,
+		    w->reply.status, mg_buf_str(&w->reply.body));
+		mg_gateway_upstream_error(w->reply.status, mg_buf_str(&w->reply.body), e);
+		if (e->status == 503 && w->reply.retry_after[0] != '\0')
+			snprintf(x->headers + strlen(x->headers), sizeof(x->headers) - strlen(x->headers),
+			    "Retry-After: %.20s\r\n", w->reply.retry_after);
+		return MG_ERR_UPSTREAM;
+	}
+	*json = json_tokener_parse(mg_buf_str(&w->reply.body));
+	if (*json == NULL || !json_object_is_type(*json, json_type_object)) {
+		json_object_put(*json);
+		*json = NULL;
+		mg_log(MG_LOG_WARN, x->request_id, "upstream %s answered non-JSON: %.200s", path,
+		    mg_buf_str(&w->reply.body));
+		mg_apierror_set(e, 502, "upstream_error", NULL, "upstream_invalid_response",
+		    "The upstream provider's answer was not valid JSON.");
+		return MG_ERR_UPSTREAM;
+	}
+	return MG_OK;
+}
+
+static int
+authenticate(struct mg_worker *w, struct exchange *x)
+{
+	const char *header = mg_fcgi_param(x->fr, "HTTP_AUTHORIZATION");
+	char hash[MG_APIKEY_HASH_HEX_LEN + 1];
+	struct mg_apierror e;
+	const char *key;
+	size_t n = 0;
+	enum mg_err rc;
+
+	key = mg_apikey_from_header(header, &n);
+	if (key == NULL) {
+		mg_apierror_set(&e, 401, "invalid_request_error", NULL, "missing_api_key",
+		    "You didn't provide an API key. Send it in the Authorization header as "
+		    "'Authorization: Bearer mg-…'.");
+		goto fail;
+	}
+	if (!mg_apikey_valid(key, n)) {
+		mg_apierror_set(&e, 401, "invalid_request_error", NULL, "invalid_api_key",
+		    "Incorrect API key provided. modelgate keys start with 'mg-'.");
+		goto fail;
+	}
+	mg_apikey_hash_hex(key, n, hash);
+	rc = mg_store_auth(w->gw->store, hash, &x->auth);
+	if (rc == MG_OK) {
+		x->authed = 1;
+		return 0;
+	}
+	if (rc == MG_ERR_AUTH) {
+		char prefix[MG_APIKEY_PREFIX_LEN + 1];
+
+		mg_apikey_prefix(key, prefix);
+		mg_log(MG_LOG_INFO, x->request_id, "unknown or revoked key %s", prefix);
+		mg_apierror_set(&e, 401, "invalid_request_error", NULL, "invalid_api_key",
+		    "Incorrect API key provided: the key is unknown or has been revoked.");
+	} else {
+		mg_log(MG_LOG_ERROR, x->request_id, "database unavailable: %s", mg_store_last_error());
+		mg_apierror_set(&e, 503, "server_error", NULL, "database_unavailable",
+		    "The gateway cannot reach its database right now. Retry shortly.");
+	}
+fail:
+	send_error(w, x, &e);
+	return -1;
+}
+
+static void
+record(struct mg_worker *w, struct exchange *x, struct mg_usage *u)
+{
+	enum mg_err rc;
+
+	u->latency_ms = elapsed_ms(&x->start);
+	rc = mg_store_record_usage(w->gw->store, u);
+	if (rc != MG_OK)
+		mg_log(MG_LOG_ERROR, x->request_id, "usage row not written: %s: %s",
+		    mg_strerror(rc), mg_store_last_error());
+	mg_log(MG_LOG_INFO, x->request_id,
+	    "%s project=%s key=%s model=%s status=%d tokens=%lld/%lld cost=%s latency_ms=%ld",
+	    u->endpoint, x->auth.project, x->auth.key_prefix, u->model[0] ? u->model : "-",
+	    u->status, u->prompt_tokens, u->completion_tokens,
+	    u->cost[0] ? u->cost : "-", u->latency_ms);
+}
+
+static void
+fail_call(struct mg_worker *w, struct exchange *x, struct mg_usage *u, const struct mg_apierror *e)
+{
+	u->status = e->status;
+	u->error_type = e->code != NULL ? e->code : e->type;
+	send_error(w, x, e);
+	record(w, x, u);
+}
+
+/* Produces the client's answer from a successful upstream JSON object. */
+static enum mg_err
+answer(struct mg_worker *w, struct exchange *x, const struct mg_call *call, json_object *json)
+{
+	enum mg_err rc;
+
+	if (call->endpoint == MG_EP_EMBEDDINGS && call->want_base64) {
+		rc = mg_embed_to_base64(json);
+		if (rc != MG_OK)
+			return rc;
+		mg_buf_reset(&w->out);
+		rc = mg_buf_adds(&w->out, json_object_to_json_string_ext(json,
+		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+		if (rc != MG_OK)
+			return rc;
+		send_json(x, 200, w->out.data, w->out.len);
+		return MG_OK;
+	}
+	/* the upstream's bytes, as it sent them */
+	send_json(x, 200, w->reply.body.data, w->reply.body.len);
+	return MG_OK;
+}
+
+static void
+handle_call(struct mg_worker *w, struct exchange *x, enum mg_endpoint ep)
+{
+	const char *path = ep == MG_EP_CHAT ? "/chat/completions" : "/embeddings";
+	struct mg_apierror e;
+	struct mg_usage u;
+	struct mg_call call;
+	json_object *json = NULL;
+	enum mg_err rc;
+
+	mg_usage_init(&u);
+	memcpy(u.request_id, x->request_id, sizeof(u.request_id));
+	u.project_id = x->auth.project_id;
+	u.key_id = x->auth.key_id;
+	u.endpoint = mg_endpoint_name(ep);
+
+	mg_buf_reset(&w->body);
+	rc = mg_fcgi_read_body(x->fr, &w->body);
+	if (rc == MG_ERR_TOO_BIG) {
+		mg_apierror_set(&e, 413, "invalid_request_error", NULL, "request_too_large",
+		    "The request body is larger than this gateway accepts (%d bytes).",
+		    w->gw->conf->max_body);
+		fail_call(w, x, &u, &e);
+		return;
+	}
+	if (rc != MG_OK) {
+		mg_apierror_set(&e, 400, "invalid_request_error", NULL, "client_closed",
+		    "The request body could not be read to its end.");
+		fail_call(w, x, &u, &e);
+		return;
+	}
+	rc = mg_request_parse(ep, w->body.data, w->body.len, &call, &e);
+	if (rc != MG_OK) {
+		fail_call(w, x, &u, &e);
+		return;
+	}
+	snprintf(u.model, sizeof(u.model), "%s", call.model);
+	u.stream = call.stream;
+	if (call.stream) {
+		mg_apierror_set(&e, 400, "invalid_request_error", "stream", "unsupported_parameter",
+		    "Streaming (\"stream\": true) is not available on this gateway yet; "
+		    "send the request without it.");
+		fail_call(w, x, &u, &e);
+		goto out;
+	}
+	rc = relay(w, x, path, w->body.data, w->body.len, &json, &e);
+	if (rc != MG_OK) {
+		fail_call(w, x, &u, &e);
+		goto out;
+	}
+	mg_usage_from_json(&u, json);
+	rc = answer(w, x, &call, json);
+	if (rc != MG_OK) {
+		mg_apierror_set(&e, 502, "upstream_error", NULL, "upstream_invalid_response",
+		    "The upstream provider's embeddings could not be converted: %s.", mg_strerror(rc));
+		fail_call(w, x, &u, &e);
+		goto out;
+	}
+	u.status = 200;
+	record(w, x, &u);
+out:
+	json_object_put(json);
+	mg_call_free(&call);
+}
+
+/* The upstream's model list (chat models, and embedding models where the
+ * upstream lists them apart) in the OpenAI shape; NULL with e filled. */
+static json_object *
+fetch_models(struct mg_worker *w, struct exchange *x, struct mg_apierror *e)
+{
+	json_object *list = NULL, *json = NULL;
+	struct mg_apierror ignored;
+
+	if (relay(w, x, "/models", NULL, 0, &json, e) != MG_OK)
+		return NULL;
+	list = mg_models_new_list();
+	if (list == NULL || mg_models_merge(list, json) != MG_OK) {
+		mg_apierror_set(e, 502, "upstream_error", NULL, "upstream_invalid_response",
+		    "The upstream provider's model list has no data array.");
+		json_object_put(list);
+		json_object_put(json);
+		return NULL;
+	}
+	json_object_put(json);
+	/* OpenRouter lists embedding models at their own path; others 404 */
+	if (relay(w, x, "/embeddings/models", NULL, 0, &json, &ignored) == MG_OK) {
+		if (mg_models_merge(list, json) != MG_OK)
+			mg_log(MG_LOG_DEBUG, x->request_id, "no embedding model list upstream");
+		json_object_put(json);
+	}
+	return list;
+}
+
+static void
+handle_models(struct mg_worker *w, struct exchange *x, const char *id)
+{
+	struct mg_apierror e;
+	json_object *list = fetch_models(w, x, &e), *shown;
+	const char *text;
+
+	if (list == NULL) {
+		send_error(w, x, &e);
+		return;
+	}
+	shown = list;
+	if (id != NULL) {
+		shown = mg_models_find(list, id);
+		if (shown == NULL) {
+			mg_apierror_set(&e, 404, "invalid_request_error", "model", "model_not_found",
+			    "The model '%.200s' does not exist or is not available through this gateway.", id);
+			send_error(w, x, &e);
+			json_object_put(list);
+			return;
+		}
+	}
+	text = json_object_to_json_string_ext(shown, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	send_json(x, 200, text, strlen(text));
+	json_object_put(list);
+}
+
+static void
+handle_health(struct mg_worker *w, struct exchange *x)
+{
+	static const char ok[] = "{\"status\":\"ok\",\"database\":\"ok\"}";
+	static const char down[] = "{\"status\":\"degraded\",\"database\":\"unavailable\"}";
+
+	if (mg_store_ping(w->gw->store) == MG_OK)
+		send_json(x, 200, ok, sizeof(ok) - 1);
+	else
+		send_json(x, 503, down, sizeof(down) - 1);
+}
+
+void
+mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
+{
+	struct exchange x;
+	struct mg_route_match m;
+	struct mg_apierror e;
+	const char *method = mg_fcgi_param(r, "REQUEST_METHOD");
+	const char *uri = mg_fcgi_param(r, "REQUEST_URI");
+
+	memset(&x, 0, sizeof(x));
+	x.fr = r;
+	clock_gettime(CLOCK_MONOTONIC, &x.start);
+	new_request_id(x.request_id);
+	snprintf(x.headers, sizeof(x.headers), "x-request-id: %s\r\n", x.request_id);
+
+	if (uri == NULL)
+		uri = mg_fcgi_param(r, "SCRIPT_NAME");
+	mg_router_match(method, uri, &m);
+	mg_log(MG_LOG_DEBUG, x.request_id, "%s %.300s", method ? method : "-", uri ? uri : "-");
+	if (m.route == MG_ROUTE_NONE) {
+		mg_apierror_set(&e, 404, "invalid_request_error", NULL, "not_found",
+		    "Unknown request URL: %s %.200s. See the API reference for the routes this gateway serves.",
+		    method ? method : "-", uri ? uri : "-");
+		send_error(w, &x, &e);
+		return;
+	}
+	if (!m.method_ok) {
+		snprintf(x.headers + strlen(x.headers), sizeof(x.headers) - strlen(x.headers),
+		    "Allow: %s\r\n", m.allow);
+		mg_apierror_set(&e, 405, "invalid_request_error", NULL, "method_not_allowed",
+		    "%s is not allowed on this URL; use %s.", method ? method : "-", m.allow);
+		send_error(w, &x, &e);
+		return;
+	}
+	if (m.route == MG_ROUTE_HEALTH) {
+		handle_health(w, &x);
+		return;
+	}
+	if (authenticate(w, &x) < 0)
+		return;
+	switch (m.route) {
+	case MG_ROUTE_CHAT:
+		handle_call(w, &x, MG_EP_CHAT);
+		break;
+	case MG_ROUTE_EMBEDDINGS:
+		handle_call(w, &x, MG_EP_EMBEDDINGS);
+		break;
+	case MG_ROUTE_MODELS:
+		handle_models(w, &x, NULL);
+		break;
+	case MG_ROUTE_MODEL:
+		handle_models(w, &x, m.model_id);
+		break;
+	default:
+		break;
+	}
+}

@@ -1,0 +1,89 @@
+#include "config.h"
+
+#include <string.h>
+
+#include "models.h"
+
+json_object *
+mg_models_new_list(void)
+{
+	json_object *list = json_object_new_object();
+
+	if (list == NULL)
+		return NULL;
+	json_object_object_add(list, "object", json_object_new_string("list"));
+	json_object_object_add(list, "data", json_object_new_array());
+	return list;
+}
+
+json_object *
+mg_models_find(json_object *list, const char *id)
+{
+	json_object *data;
+	size_t i, n;
+
+	if (!json_object_object_get_ex(list, "data", &data) ||
+	    !json_object_is_type(data, json_type_array))
+		return NULL;
+	n = json_object_array_length(data);
+	for (i = 0; i < n; i++) {
+		json_object *m = json_object_array_get_idx(data, i), *v;
+
+		if (json_object_object_get_ex(m, "id", &v) &&
+		    json_object_is_type(v, json_type_string) &&
+		    strcmp(json_object_get_string(v), id) == 0)
+			return m;
+	}
+	return NULL;
+}
+
+/* Brings one model object into the OpenAI shape (in place). */
+static void
+openai_shape(json_object *m, const char *id)
+{
+	json_object *v;
+
+	json_object_object_add(m, "object", json_object_new_string("model"));
+	if (!json_object_object_get_ex(m, "created", &v) || !json_object_is_type(v, json_type_int))
+		json_object_object_add(m, "created", json_object_new_int64(0));
+	if (!json_object_object_get_ex(m, "owned_by", &v) || !json_object_is_type(v, json_type_string)) {
+		const char *slash = strchr(id, '/');
+		json_object *owner = slash != NULL && slash != id
+		    ? json_object_new_string_len(id, (int)(slash - id))
+		    : json_object_new_string("system");
+
+		json_object_object_add(m, "owned_by", owner);
+	}
+}
+
+enum mg_err
+mg_models_merge(json_object *list, json_object *upstream)
+{
+	json_object *src, *dst;
+	size_t i, n;
+
+	if (!json_object_object_get_ex(upstream, "data", &src) ||
+	    !json_object_is_type(src, json_type_array))
+		return MG_ERR_UPSTREAM;
+	if (!json_object_object_get_ex(list, "data", &dst))
+		return MG_ERR_INVALID;
+	n = json_object_array_length(src);
+	for (i = 0; i < n; i++) {
+		json_object *m = json_object_array_get_idx(src, i), *idv;
+		const char *id;
+
+		if (!json_object_is_type(m, json_type_object) ||
+		    !json_object_object_get_ex(m, "id", &idv) ||
+		    !json_object_is_type(idv, json_type_string))
+			continue;
+		id = json_object_get_string(idv);
+		if (mg_models_find(list, id) != NULL)
+			continue;
+		openai_shape(m, id);
+		if (json_object_array_add(dst, json_object_get(m)) != 0) {
+			json_object_put(m);
+			return MG_ERR_NOMEM;
+		}
+	}
+	return MG_OK;
+}

@@ -1,0 +1,260 @@
+#include "config.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcgiapp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gateway.h"
+#include "log.h"
+#include "responder.h"
+#include "store.h"
+
+/* A request thread's lifecycle, changed only through set_state(). */
+enum thread_state {
+	TS_STARTING = 0, /* not yet in accept */
+	TS_ACCEPTING,    /* blocked in FCGX_Accept_r: may be woken by a signal */
+	TS_SERVING,      /* serving a request: left alone until it is done */
+	TS_DONE          /* returned from its loop */
+};
+
+struct worker_thread {
+	pthread_t tid;
+	int started;
+	enum thread_state state;
+	struct responder *rs;
+	struct mg_worker w;
+};
+
+struct responder {
+	const struct mg_conf *conf;
+	struct mg_gateway gw;
+	int listen_fd;
+	pthread_mutex_t lock;
+	pthread_cond_t changed;
+	int stopping;
+	int running;            /* threads not yet TS_DONE */
+	struct worker_thread *threads;
+};
+
+#define WAKE_SIGNAL SIGUSR2
+
+static void
+on_wake(int sig)
+{
+	(void)sig; /* only interrupts accept(); the flag is checked after */
+}
+
+static void
+set_state(struct worker_thread *t, enum thread_state s)
+{
+	pthread_mutex_lock(&t->rs->lock);
+	if (s == TS_DONE && t->state != TS_DONE)
+		t->rs->running--;
+	t->state = s;
+	pthread_cond_broadcast(&t->rs->changed);
+	pthread_mutex_unlock(&t->rs->lock);
+}
+
+static int
+is_stopping(struct responder *rs)
+{
+	int v;
+
+	pthread_mutex_lock(&rs->lock);
+	v = rs->stopping;
+	pthread_mutex_unlock(&rs->lock);
+	return v;
+}
+
+static void *
+thread_main(void *arg)
+{
+	struct worker_thread *t = arg;
+	struct responder *rs = t->rs;
+	FCGX_Request req;
+
+	if (FCGX_InitRequest(&req, rs->listen_fd, 0) != 0) {
+		mg_log(MG_LOG_ERROR, NULL, "FCGX_InitRequest failed");
+		set_state(t, TS_DONE);
+		return NULL;
+	}
+	while (!is_stopping(rs)) {
+		int rc;
+
+		set_state(t, TS_ACCEPTING);
+		rc = FCGX_Accept_r(&req);
+		set_state(t, TS_SERVING);
+		if (rc < 0) {
+			if (is_stopping(rs))
+				break;
+			mg_log(MG_LOG_WARN, NULL, "accept failed (%d); retrying", rc);
+			continue;
+		}
+		mg_gateway_handle(&t->w, &req);
+		FCGX_Finish_r(&req);
+	}
+	FCGX_Free(&req, 1);
+	set_state(t, TS_DONE);
+	return NULL;
+}
+
+/* Waits for SIGTERM/SIGINT in the main thread. */
+static void
+wait_for_stop(void)
+{
+	sigset_t set;
+	int sig = 0;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	while (sigwait(&set, &sig) != 0 || (sig != SIGTERM && sig != SIGINT))
+		;
+	mg_log(MG_LOG_INFO, NULL, "signal %d: stopping", sig);
+}
+
+/* Wakes the threads blocked in accept and waits, up to the grace period,
+ * for every thread to leave its loop.  Returns the number still running. */
+static int
+stop_threads(struct responder *rs)
+{
+	struct timespec deadline;
+	int i, left;
+
+	FCGX_ShutdownPending();
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += rs->conf->shutdown_grace;
+	pthread_mutex_lock(&rs->lock);
+	rs->stopping = 1;
+	while (rs->running > 0) {
+		struct timespec tick;
+
+		/* a thread may enter accept just after a wake-up: wake again */
+		for (i = 0; i < rs->conf->threads; i++)
+			if (rs->threads[i].started && rs->threads[i].state == TS_ACCEPTING)
+				pthread_kill(rs->threads[i].tid, WAKE_SIGNAL);
+		clock_gettime(CLOCK_REALTIME, &tick);
+		if (tick.tv_sec > deadline.tv_sec ||
+		    (tick.tv_sec == deadline.tv_sec && tick.tv_nsec >= deadline.tv_nsec))
+			break;
+		tick.tv_nsec += 50 * 1000000L;
+		if (tick.tv_nsec >= 1000000000L) {
+			tick.tv_sec++;
+			tick.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&rs->changed, &rs->lock, &tick);
+	}
+	left = rs->running;
+	pthread_mutex_unlock(&rs->lock);
+	return left;
+}
+
+static int
+install_signals(void)
+{
+	struct sigaction sa;
+	sigset_t set;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	if (sigaction(SIGPIPE, &sa, NULL) != 0)
+		return -1;
+	sa.sa_handler = on_wake;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0; /* no SA_RESTART: accept() must return EINTR */
+	if (sigaction(WAKE_SIGNAL, &sa, NULL) != 0)
+		return -1;
+	/* SIGTERM/SIGINT are taken by sigwait in the main thread only; as
+	 * they are not at their default, libfcgi leaves them alone */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	return pthread_sigmask(SIG_BLOCK, &set, NULL) == 0 ? 0 : -1;
+}
+
+int
+mg_responder_run(const struct mg_conf *conf, int listen_fd)
+{
+	struct responder rs;
+	int i, left, status = 1;
+
+	memset(&rs, 0, sizeof(rs));
+	rs.conf = conf;
+	rs.listen_fd = listen_fd;
+	pthread_mutex_init(&rs.lock, NULL);
+	pthread_cond_init(&rs.changed, NULL);
+	if (install_signals() != 0) {
+		mg_log(MG_LOG_ERROR, NULL, "cannot install signal handlers: %s", strerror(errno));
+		goto out;
+	}
+	if (FCGX_Init() != 0) {
+		mg_log(MG_LOG_ERROR, NULL, "FCGX_Init failed");
+		goto out;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		mg_log(MG_LOG_ERROR, NULL, "curl_global_init failed");
+		goto out;
+	}
+	rs.gw.conf = conf;
+	rs.gw.store = mg_store_new(conf->db_conninfo, conf->db_pool_size, conf->db_connect_timeout);
+	rs.threads = calloc((size_t)conf->threads, sizeof(*rs.threads));
+	if (rs.gw.store == NULL || rs.threads == NULL) {
+		mg_log(MG_LOG_ERROR, NULL, "out of memory at start");
+		goto out_curl;
+	}
+	for (i = 0; i < conf->threads; i++) {
+		struct worker_thread *t = &rs.threads[i];
+
+		t->rs = &rs;
+		if (mg_worker_init(&t->w, &rs.gw) != MG_OK) {
+			mg_log(MG_LOG_ERROR, NULL, "cannot set up request thread %d", i);
+			break;
+		}
+		pthread_mutex_lock(&rs.lock);
+		rs.running++;
+		pthread_mutex_unlock(&rs.lock);
+		if (pthread_create(&t->tid, NULL, thread_main, t) != 0) {
+			mg_log(MG_LOG_ERROR, NULL, "cannot start request thread %d", i);
+			pthread_mutex_lock(&rs.lock);
+			rs.running--;
+			pthread_mutex_unlock(&rs.lock);
+			mg_worker_free(&t->w);
+			break;
+		}
+		t->started = 1;
+	}
+	if (i == conf->threads) {
+		mg_log(MG_LOG_INFO, NULL, "serving with %d threads, upstream %s",
+		    conf->threads, conf->up_base_url);
+		wait_for_stop();
+		status = 0;
+	}
+	left = stop_threads(&rs);
+	if (left > 0) {
+		/* threads still serving past the grace period: leave them to
+		 * the process exit rather than free what they use */
+		mg_log(MG_LOG_WARN, NULL, "%d requests still running after %d s; exiting",
+		    left, conf->shutdown_grace);
+		return status;
+	}
+	for (i = 0; i < conf->threads; i++) {
+		if (rs.threads[i].started) {
+			pthread_join(rs.threads[i].tid, NULL);
+			mg_worker_free(&rs.threads[i].w);
+		}
+	}
+	mg_log(MG_LOG_INFO, NULL, "stopped");
+out_curl:
+	free(rs.threads);
+	mg_store_free(rs.gw.store);
+	curl_global_cleanup();
+out:
+	pthread_mutex_destroy(&rs.lock);
+	pthread_cond_destroy(&rs.changed);
+	return status;
+}

@@ -1,0 +1,285 @@
+#include "config.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "store.h"
+
+struct stmt {
+	const char *name;
+	const char *sql;
+	int nparams;
+};
+
+static const struct stmt statements[] = {
+	{ "mg_auth",
+	  "SELECT key_id, project_id, project_name, key_prefix "
+	  "FROM mg_authenticate(decode($1, 'hex'))", 1 },
+	{ "mg_usage",
+	  "SELECT mg_record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+	  "$12, $13, $14, $15, $16)", 16 },
+	{ "mg_ping", "SELECT 1", 0 },
+};
+
+struct slot {
+	PGconn *conn;   /* NULL until first use or after a failure */
+	int busy;
+};
+
+struct mg_store {
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	struct slot *slots;
+	int size;
+	char *conninfo;
+	char timeout[16];
+};
+
+static __thread char last_error[256];
+
+const char *
+mg_store_last_error(void)
+{
+	return last_error;
+}
+
+static void
+remember_error(PGconn *c, PGresult *r)
+{
+	const char *m = r != NULL ? PQresultErrorMessage(r) : NULL;
+
+	if (m == NULL || m[0] == '\0')
+		m = c != NULL ? PQerrorMessage(c) : "no connection";
+	snprintf(last_error, sizeof(last_error), "%s", m);
+	last_error[strcspn(last_error, "\n")] = '\0';
+}
+
+struct mg_store *
+mg_store_new(const char *conninfo, int size, int connect_timeout)
+{
+	struct mg_store *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->slots = calloc((size_t)size, sizeof(*s->slots));
+	s->conninfo = strdup(conninfo);
+	if (s->slots == NULL || s->conninfo == NULL) {
+		free(s->slots);
+		free(s->conninfo);
+		free(s);
+		return NULL;
+	}
+	s->size = size;
+	snprintf(s->timeout, sizeof(s->timeout), "%d", connect_timeout);
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->freed, NULL);
+	return s;
+}
+
+void
+mg_store_free(struct mg_store *s)
+{
+	int i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < s->size; i++)
+		if (s->slots[i].conn != NULL)
+			PQfinish(s->slots[i].conn);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->freed);
+	free(s->slots);
+	free(s->conninfo);
+	free(s);
+}
+
+/* Opens a connection and prepares every statement on it. */
+static PGconn *
+open_conn(struct mg_store *s)
+{
+	const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
+	const char *vals[] = { s->conninfo, s->timeout, "modelgate-fcgi", NULL };
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
+	size_t i;
+
+	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+		remember_error(c, NULL);
+		PQfinish(c);
+		return NULL;
+	}
+	for (i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
+		PGresult *r = PQprepare(c, statements[i].name, statements[i].sql,
+		    statements[i].nparams, NULL);
+
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			remember_error(c, r);
+			mg_log(MG_LOG_ERROR, NULL, "preparing %s failed: %s (is the schema migrated?)",
+			    statements[i].name, last_error);
+			PQclear(r);
+			PQfinish(c);
+			return NULL;
+		}
+		PQclear(r);
+	}
+	return c;
+}
+
+static struct slot *
+acquire(struct mg_store *s)
+{
+	struct slot *got = NULL;
+	int i;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		/* prefer a slot with an open connection */
+		for (i = 0; i < s->size && got == NULL; i++)
+			if (!s->slots[i].busy && s->slots[i].conn != NULL)
+				got = &s->slots[i];
+		for (i = 0; i < s->size && got == NULL; i++)
+			if (!s->slots[i].busy)
+				got = &s->slots[i];
+		if (got != NULL)
+			break;
+		pthread_cond_wait(&s->freed, &s->lock);
+	}
+	got->busy = 1;
+	pthread_mutex_unlock(&s->lock);
+	return got;
+}
+
+static void
+release(struct mg_store *s, struct slot *sl)
+{
+	pthread_mutex_lock(&s->lock);
+	sl->busy = 0;
+	pthread_cond_signal(&s->freed);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Runs a prepared statement on a pooled connection, reconnecting once if
+ * the connection had gone bad (e.g. Postgres restarted).  On MG_OK *res
+ * holds a PGRES_TUPLES_OK result the caller clears. */
+static enum mg_err
+exec_prepared(struct mg_store *s, const char *name, int n, const char *const *vals,
+    PGresult **res)
+{
+	struct slot *sl = acquire(s);
+	enum mg_err rc = MG_ERR_DB_DOWN;
+	int attempt;
+
+	*res = NULL;
+	for (attempt = 0; attempt < 2; attempt++) {
+		PGresult *r;
+
+		if (sl->conn == NULL) {
+			sl->conn = open_conn(s);
+			if (sl->conn == NULL) {
+				rc = MG_ERR_DB_DOWN;
+				break;
+			}
+		}
+		r = PQexecPrepared(sl->conn, name, n, vals, NULL, NULL, 0);
+		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+			*res = r;
+			rc = MG_OK;
+			break;
+		}
+		remember_error(sl->conn, r);
+		PQclear(r);
+		if (PQstatus(sl->conn) == CONNECTION_OK) {
+			rc = MG_ERR_DB;
+			break;
+		}
+		/* the connection broke: drop it and try once on a new one */
+		PQfinish(sl->conn);
+		sl->conn = NULL;
+		rc = MG_ERR_DB_DOWN;
+	}
+	release(s, sl);
+	return rc;
+}
+
+enum mg_err
+mg_store_auth(struct mg_store *s, const char *key_hash_hex, struct mg_auth *out)
+{
+	const char *vals[1] = { key_hash_hex };
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, "mg_auth", 1, vals, &r);
+
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return MG_ERR_AUTH;
+	}
+	out->key_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	out->project_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+	snprintf(out->project, sizeof(out->project), "%s", PQgetvalue(r, 0, 2));
+	snprintf(out->key_prefix, sizeof(out->key_prefix), "%s", PQgetvalue(r, 0, 3));
+	PQclear(r);
+	return MG_OK;
+}
+
+static const char *
+num_or_null(long long v, char *buf, size_t len)
+{
+	if (v < 0)
+		return NULL;
+	snprintf(buf, len, "%lld", v);
+	return buf;
+}
+
+static const char *
+str_or_null(const char *s)
+{
+	return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+enum mg_err
+mg_store_record_usage(struct mg_store *s, const struct mg_usage *u)
+{
+	char project[24], key[24], status[16], pt[24], ct[24], tt[24], lat[24];
+	const char *vals[16];
+	PGresult *r;
+	enum mg_err rc;
+
+	snprintf(project, sizeof(project), "%lld", u->project_id);
+	snprintf(status, sizeof(status), "%d", u->status);
+	snprintf(lat, sizeof(lat), "%ld", u->latency_ms);
+	vals[0] = u->request_id;
+	vals[1] = project;
+	vals[2] = u->key_id > 0 ? (snprintf(key, sizeof(key), "%lld", u->key_id), key) : NULL;
+	vals[3] = str_or_null(u->model);
+	vals[4] = str_or_null(u->provider);
+	vals[5] = u->endpoint;
+	vals[6] = u->stream ? "true" : "false";
+	vals[7] = status;
+	vals[8] = u->error_type;
+	vals[9] = num_or_null(u->prompt_tokens, pt, sizeof(pt));
+	vals[10] = num_or_null(u->completion_tokens, ct, sizeof(ct));
+	vals[11] = num_or_null(u->total_tokens, tt, sizeof(tt));
+	vals[12] = str_or_null(u->cost);
+	vals[13] = u->cost[0] != '\0' ? u->cost_source : NULL;
+	vals[14] = str_or_null(u->upstream_id);
+	vals[15] = lat;
+	rc = exec_prepared(s, "mg_usage", 16, vals, &r);
+	if (rc == MG_OK)
+		PQclear(r);
+	return rc;
+}
+
+enum mg_err
+mg_store_ping(struct mg_store *s)
+{
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, "mg_ping", 0, NULL, &r);
+
+	if (rc == MG_OK)
+		PQclear(r);
+	return rc;
+}

@@ -1,0 +1,224 @@
+#include "config.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "upstream.h"
+
+struct mg_upstream {
+	const struct mg_conf *conf;
+	CURL *curl;
+	struct curl_slist *headers;
+	char errbuf[CURL_ERROR_SIZE];
+	char url[2048];
+	int too_big;                  /* the write callback hit the cap */
+	struct mg_upstream_reply *reply;
+};
+
+static size_t
+on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct mg_upstream *u = arg;
+	size_t n = size * nmemb;
+
+	if (mg_buf_add(&u->reply->body, data, n) != MG_OK) {
+		u->too_big = 1;
+		return 0;
+	}
+	return n;
+}
+
+/* Copies the value of header line h (len bytes) named name into dst. */
+static void
+take_header(const char *h, size_t len, const char *name, char *dst, size_t dlen)
+{
+	size_t nlen = strlen(name), vlen;
+	const char *v;
+
+	if (len <= nlen + 1 || strncasecmp(h, name, nlen) != 0 || h[nlen] != ':')
+		return;
+	v = h + nlen + 1;
+	len -= nlen + 1;
+	while (len > 0 && (*v == ' ' || *v == '\t')) {
+		v++;
+		len--;
+	}
+	vlen = len;
+	while (vlen > 0 && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' '))
+		vlen--;
+	if (vlen >= dlen)
+		vlen = dlen - 1;
+	memcpy(dst, v, vlen);
+	dst[vlen] = '\0';
+}
+
+static size_t
+on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct mg_upstream *u = arg;
+	size_t n = size * nmemb;
+
+	/* a new status line (after a redirect or 100) starts a new header set */
+	if (n > 5 && strncmp(data, "HTTP/", 5) == 0) {
+		u->reply->retry_after[0] = '\0';
+		u->reply->content_type[0] = '\0';
+	}
+	take_header(data, n, "Retry-After", u->reply->retry_after, sizeof(u->reply->retry_after));
+	take_header(data, n, "Content-Type", u->reply->content_type, sizeof(u->reply->content_type));
+	return n;
+}
+
+static struct curl_slist *
+add_header(struct curl_slist *list, const char *name, const char *value)
+{
+	char line[1200];
+	struct curl_slist *n;
+
+	if (value == NULL || value[0] == '\0')
+		return list;
+	snprintf(line, sizeof(line), "%s: %s", name, value);
+	n = curl_slist_append(list, line);
+	memset(line, 0, sizeof(line));
+	if (n == NULL) {
+		curl_slist_free_all(list);
+		return NULL;
+	}
+	return n;
+}
+
+struct mg_upstream *
+mg_upstream_new(const struct mg_conf *c)
+{
+	struct mg_upstream *u = calloc(1, sizeof(*u));
+	char auth[1100];
+
+	if (u == NULL)
+		return NULL;
+	u->conf = c;
+	u->curl = curl_easy_init();
+	if (u->curl == NULL)
+		goto fail;
+	u->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	if (u->headers == NULL)
+		goto fail;
+	u->headers = add_header(u->headers, "Accept", "application/json");
+	if (u->headers != NULL)
+		u->headers = curl_slist_append(u->headers, "Expect:");
+	if (u->headers != NULL && c->up_key != NULL) {
+		snprintf(auth, sizeof(auth), "Bearer %s", c->up_key);
+		u->headers = add_header(u->headers, "Authorization", auth);
+		memset(auth, 0, sizeof(auth));
+	}
+	if (u->headers != NULL)
+		u->headers = add_header(u->headers, "HTTP-Referer", c->up_referer);
+	if (u->headers != NULL)
+		u->headers = add_header(u->headers, "X-Title", c->up_title);
+	if (u->headers == NULL)
+		goto fail;
+
+	curl_easy_setopt(u->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(u->curl, CURLOPT_HTTPHEADER, u->headers);
+	curl_easy_setopt(u->curl, CURLOPT_ERRORBUFFER, u->errbuf);
+	curl_easy_setopt(u->curl, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(u->curl, CURLOPT_WRITEDATA, u);
+	curl_easy_setopt(u->curl, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(u->curl, CURLOPT_HEADERDATA, u);
+	curl_easy_setopt(u->curl, CURLOPT_CONNECTTIMEOUT, (long)c->up_connect_timeout);
+	curl_easy_setopt(u->curl, CURLOPT_TIMEOUT, (long)c->up_timeout);
+	curl_easy_setopt(u->curl, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(u->curl, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(u->curl, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(u->curl, CURLOPT_USERAGENT, PACKAGE_NAME "/" PACKAGE_VERSION);
+	/* decoded bodies only; the relay sends them on as they are */
+	curl_easy_setopt(u->curl, CURLOPT_ACCEPT_ENCODING, "");
+	return u;
+fail:
+	mg_upstream_free(u);
+	return NULL;
+}
+
+void
+mg_upstream_free(struct mg_upstream *u)
+{
+	if (u == NULL)
+		return;
+	if (u->curl != NULL)
+		curl_easy_cleanup(u->curl);
+	curl_slist_free_all(u->headers);
+	free(u);
+}
+
+void
+mg_upstream_reply_init(struct mg_upstream_reply *r, size_t max)
+{
+	memset(r, 0, sizeof(*r));
+	mg_buf_init(&r->body, max);
+}
+
+void
+mg_upstream_reply_free(struct mg_upstream_reply *r)
+{
+	if (r != NULL)
+		mg_buf_free(&r->body);
+}
+
+const char *
+mg_upstream_last_error(const struct mg_upstream *u)
+{
+	return u->errbuf;
+}
+
+static enum mg_err
+map_curl_error(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_COULDNT_RESOLVE_HOST:
+	case CURLE_COULDNT_RESOLVE_PROXY:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_PEER_FAILED_VERIFICATION:
+		return MG_ERR_UPSTREAM_CONNECT;
+	case CURLE_OPERATION_TIMEDOUT:
+		return MG_ERR_UPSTREAM_TIMEOUT;
+	default:
+		return MG_ERR_UPSTREAM;
+	}
+}
+
+enum mg_err
+mg_upstream_call(struct mg_upstream *u, const char *path, const char *body,
+    size_t len, struct mg_upstream_reply *r)
+{
+	CURLcode rc;
+	int n;
+
+	n = snprintf(u->url, sizeof(u->url), "%s%s", u->conf->up_base_url, path);
+	if (n < 0 || (size_t)n >= sizeof(u->url))
+		return MG_ERR_INVALID;
+	u->reply = r;
+	u->too_big = 0;
+	u->errbuf[0] = '\0';
+	r->status = 0;
+	mg_buf_reset(&r->body);
+	curl_easy_setopt(u->curl, CURLOPT_URL, u->url);
+	if (body != NULL) {
+		curl_easy_setopt(u->curl, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(u->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	} else {
+		curl_easy_setopt(u->curl, CURLOPT_HTTPGET, 1L);
+	}
+	rc = curl_easy_perform(u->curl);
+	curl_easy_getinfo(u->curl, CURLINFO_RESPONSE_CODE, &r->status);
+	u->reply = NULL;
+	if (u->too_big)
+		return MG_ERR_TOO_BIG;
+	if (rc != CURLE_OK) {
+		if (u->errbuf[0] == '\0')
+			snprintf(u->errbuf, sizeof(u->errbuf), "%s", curl_easy_strerror(rc));
+		return map_curl_error(rc);
+	}
+	return MG_OK;
+}

@@ -1,0 +1,41 @@
+#ifndef MG_UPSTREAM_H
+#define MG_UPSTREAM_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "conf.h"
+
+/* The relay core: one libcurl easy handle per thread, reused for every
+ * call so keep-alive connections and TLS sessions to the upstream stay
+ * open.  A struct mg_upstream belongs to one thread at a time. */
+struct mg_upstream;
+
+struct mg_upstream_reply {
+	long status;              /* HTTP status, 0 if none arrived */
+	struct mg_buf body;       /* the answer, capped */
+	char content_type[128];
+	char retry_after[32];     /* Retry-After header, "" if none */
+};
+
+/* NULL on allocation failure.  The config must outlive the handle. */
+struct mg_upstream *mg_upstream_new(const struct mg_conf *c);
+void mg_upstream_free(struct mg_upstream *u);
+
+/* Initializes a reply whose body may hold at most max bytes. */
+void mg_upstream_reply_init(struct mg_upstream_reply *r, size_t max);
+void mg_upstream_reply_free(struct mg_upstream_reply *r);
+
+/* Calls base_url + path: a POST of len bytes of JSON body, or a GET when
+ * body is NULL.  MG_OK once a whole HTTP answer arrived (any status);
+ * MG_ERR_UPSTREAM_CONNECT, MG_ERR_UPSTREAM_TIMEOUT, MG_ERR_TOO_BIG (answer
+ * over the cap) or MG_ERR_UPSTREAM (broken answer) otherwise.  The
+ * provider key is added here; nothing of the client's headers is sent. */
+enum mg_err mg_upstream_call(struct mg_upstream *u, const char *path,
+    const char *body, size_t len, struct mg_upstream_reply *r)
+	__attribute__((warn_unused_result));
+
+/* A short text for the last failed call (curl's message), for logs. */
+const char *mg_upstream_last_error(const struct mg_upstream *u);
+
+#endif

@@ -1,0 +1,40 @@
+#ifndef MG_USAGE_H
+#define MG_USAGE_H
+
+#include <json-c/json.h>
+
+#include "router.h"
+
+#define MG_REQUEST_ID_LEN 28  /* "req_" + 24 hex */
+#define MG_COST_MAX 48
+
+/* One usage row: what a request cost and how it ended. */
+struct mg_usage {
+	char request_id[MG_REQUEST_ID_LEN + 1];
+	long long project_id;
+	long long key_id;
+	char model[MG_MODEL_ID_MAX];  /* as the client asked for it */
+	const char *endpoint;         /* "chat.completions" | "embeddings" */
+	int stream;
+	int status;                   /* HTTP status returned to the client */
+	const char *error_type;       /* static text, NULL on success */
+	long long prompt_tokens;      /* -1: unknown */
+	long long completion_tokens;  /* -1: unknown */
+	long long total_tokens;       /* -1: unknown */
+	char cost[MG_COST_MAX];       /* exact decimal USD, "" if unknown */
+	const char *cost_source;      /* "upstream" or NULL */
+	char upstream_id[128];        /* the upstream's response id (gen-…) */
+	char provider[64];            /* OpenRouter's "provider", if any */
+	long latency_ms;
+};
+
+void mg_usage_init(struct mg_usage *u);
+/* Takes id, provider and usage{prompt,completion,total tokens, cost} from an
+ * upstream response object (a completion, an embeddings list or a chunk).
+ * Fields absent from resp are left as they were. */
+void mg_usage_from_json(struct mg_usage *u, json_object *resp);
+/* 1 if s is a plain JSON/SQL decimal number (optional sign, digits,
+ * fraction, exponent), at most MG_COST_MAX-1 characters. */
+int mg_decimal_valid(const char *s);
+
+#endif

@@ -1,0 +1,3180 @@
+#include "config.h"
+
+/*
+ * mock-upstream: the project's own mock of an OpenRouter/OpenAI-compatible
+ * upstream, used by the integration tests and the local demo.
+ *
+ * One accept thread plus one detached thread per connection; HTTP/1.1 with
+ * keep-alive, Content-Length and chunked request bodies.  Routes are served
+ * under both /api/v1 and /v1; test introspection lives under /__mock.
+ * Scenarios are chosen per request through options appended to the model
+ * string, e.g. "openai/gpt-4o-mini;fail=500;sleep=2000".
+ *
+ * Wire formats: /work/shared/reference/api-contract.md.
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json.h>
+
+/* ------------------------------------------------------------------------ */
+/* Limits                                                                   */
+/* ------------------------------------------------------------------------ */
+
+#define MOCK_READ_BUF_SIZE    (64 * 1024)          /* per-connection read buffer */
+#define MOCK_HEADER_MAX_BYTES (64 * 1024)          /* request line + headers */
+#define MOCK_MAX_HEADERS      128
+#define MOCK_BODY_MAX         ((size_t)64 * 1024 * 1024)
+#define MOCK_IDLE_TIMEOUT_MS  120000               /* close silent connections */
+#define MOCK_POLL_SLICE_MS    200                  /* how often waits check g_stop */
+#define MOCK_SLEEP_SLICE_MS   50
+#define MOCK_SEND_TIMEOUT_S   30
+#define MOCK_LINGER_MS        1000                 /* drain time on close */
+#define MOCK_LINGER_BYTES     (1024 * 1024)
+#define MOCK_THREAD_STACK     (512 * 1024)
+#define MOCK_GEN_STORE_SIZE   10000
+#define MOCK_ECHO_MAX         200                  /* bytes of echoed text */
+#define MOCK_JSON_DEPTH       64
+#define MOCK_MAX_TOKENS       1000000
+#define MOCK_MAX_DELAY_MS     3600000
+#define MOCK_MAX_DIM          16384
+#define MOCK_MAX_EMB_ITEMS    100000
+#define MOCK_MAX_EMB_FLOATS   ((size_t)16 * 1024 * 1024)
+#define MOCK_RESPONSE_MAX     ((size_t)512 * 1024 * 1024)
+#define MOCK_ID_LEN           64
+#define MOCK_COST_LEN         32
+
+/* Prices in units of 1e-9 USD per token. */
+#define MOCK_NANO_PER_PROMPT_TOKEN     1000u   /* $1 / 1M tokens */
+#define MOCK_NANO_PER_COMPLETION_TOKEN 2000u   /* $2 / 1M tokens */
+#define MOCK_NANO_PER_EMBEDDING_TOKEN  100u    /* $0.1 / 1M tokens */
+
+#define MOCK_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+
+/* ------------------------------------------------------------------------ */
+/* Global state                                                             */
+/* ------------------------------------------------------------------------ */
+
+struct mock_config {
+	const char *host;
+	long port;
+	long tokens;
+	long delay_ms;
+	long embedding_dim;
+	const char *require_key;   /* NULL: no auth check */
+	const char *pidfile;       /* NULL: none */
+};
+
+static struct mock_config g_cfg = {
+	.host = "127.0.0.1",
+	.port = 0,
+	.tokens = 5,
+	.delay_ms = 0,
+	.embedding_dim = 8,
+	.require_key = NULL,
+	.pidfile = NULL,
+};
+
+static atomic_int g_stop;                 /* set once on SIGTERM/SIGINT */
+static atomic_long g_active_conns;        /* connection threads alive */
+static atomic_ulong g_gen_counter;        /* suffix of generated ids */
+
+static atomic_ulong g_stat_requests;      /* all API requests */
+static atomic_ulong g_stat_chat;          /* POST chat/completions */
+static atomic_ulong g_stat_embeddings;    /* POST embeddings */
+static atomic_ulong g_stat_models;        /* GET models, embeddings/models */
+static atomic_long g_open_streams;        /* streams currently being sent */
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+static int64_t clock_ms(clockid_t clk)
+{
+	struct timespec ts;
+
+	if (clock_gettime(clk, &ts) != 0)
+		return 0;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Parses a whole decimal string into [min, max]; returns 0 or -1. */
+static int parse_long_text(const char *s, long min, long max, long *out)
+{
+	char *end = NULL;
+	long v;
+
+	if (s == NULL || (*s != '-' && (*s < '0' || *s > '9')))
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Writes nano (1e-9 USD) as an exact decimal without exponent. */
+static void format_usd_nano(uint64_t nano, char *out, size_t out_len)
+{
+	uint64_t whole = nano / 1000000000u;
+	uint64_t frac = nano % 1000000000u;
+	char digits[16];
+	size_t n;
+
+	if (frac == 0) {
+		snprintf(out, out_len, "%" PRIu64, whole);
+		return;
+	}
+	snprintf(digits, sizeof digits, "%09" PRIu64, frac);
+	n = strlen(digits);
+	while (n > 0 && digits[n - 1] == '0')
+		n--;
+	digits[n] = '\0';
+	snprintf(out, out_len, "%" PRIu64 ".%s", whole, digits);
+}
+
+static uint64_t chat_cost_nano(long prompt, long completion)
+{
+	return (uint64_t)prompt * MOCK_NANO_PER_PROMPT_TOKEN +
+	       (uint64_t)completion * MOCK_NANO_PER_COMPLETION_TOKEN;
+}
+
+/* Length of s[0..len) cut to at most max bytes without splitting a UTF-8
+ * sequence. */
+static size_t utf8_truncate(const char *s, size_t len, size_t max)
+{
+	size_t cut;
+
+	if (len <= max)
+		return len;
+	cut = max;
+	while (cut > 0 && ((unsigned char)s[cut] & 0xC0) == 0x80)
+		cut--;
+	return cut;
+}
+
+static bool is_space_byte(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' ||
+	       ch == '\f' || ch == '\v';
+}
+
+static long count_words(const char *s, size_t len)
+{
+	long words = 0;
+	bool in_word = false;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		bool space = is_space_byte(s[i]);
+
+		if (!space && !in_word)
+			words++;
+		in_word = !space;
+	}
+	return words;
+}
+
+static void make_generation_id(const char *prefix, char *out, size_t out_len)
+{
+	unsigned long n = atomic_fetch_add(&g_gen_counter, 1) + 1;
+
+	snprintf(out, out_len, "%s%lld-%lu", prefix, (long long)time(NULL), n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Growable, capped string buffer                                           */
+/* ------------------------------------------------------------------------ */
+
+struct strbuf {
+	char *data;
+	size_t len;
+	size_t cap;
+	size_t max;   /* hard cap on len */
+};
+
+static void sb_init(struct strbuf *sb, size_t max)
+{
+	sb->data = NULL;
+	sb->len = 0;
+	sb->cap = 0;
+	sb->max = max;
+}
+
+static void sb_free(struct strbuf *sb)
+{
+	free(sb->data);
+	sb->data = NULL;
+	sb->len = 0;
+	sb->cap = 0;
+}
+
+static int sb_reserve(struct strbuf *sb, size_t extra)
+{
+	size_t need;
+	size_t ncap;
+	char *p;
+
+	if (extra > sb->max - sb->len)
+		return -1;
+	need = sb->len + extra + 1;
+	if (need <= sb->cap)
+		return 0;
+	ncap = sb->cap ? sb->cap : 256;
+	while (ncap < need) {
+		if (ncap > SIZE_MAX / 2) {
+			ncap = need;
+			break;
+		}
+		ncap *= 2;
+	}
+	p = realloc(sb->data, ncap);
+	if (p == NULL)
+		return -1;
+	sb->data = p;
+	sb->cap = ncap;
+	return 0;
+}
+
+static int sb_append(struct strbuf *sb, const void *data, size_t n)
+{
+	if (sb_reserve(sb, n) != 0)
+		return -1;
+	if (n > 0)
+		memcpy(sb->data + sb->len, data, n);
+	sb->len += n;
+	sb->data[sb->len] = '\0';
+	return 0;
+}
+
+static int sb_append_str(struct strbuf *sb, const char *s)
+{
+	return sb_append(sb, s, strlen(s));
+}
+
+static int sb_appendf(struct strbuf *sb, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int sb_appendf(struct strbuf *sb, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	if ((size_t)n < sizeof tmp)
+		return sb_append(sb, tmp, (size_t)n);
+	if (sb_reserve(sb, (size_t)n) != 0)
+		return -1;
+	va_start(ap, fmt);
+	n = vsnprintf(sb->data + sb->len, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	sb->len += (size_t)n;
+	return 0;
+}
+
+/* Appends s as a JSON string literal (quoted, escaped by json-c). */
+static int sb_append_json_string(struct strbuf *sb, const char *s, size_t len)
+{
+	struct json_object *str;
+	const char *text;
+	size_t text_len = 0;
+	int rc = -1;
+
+	if (len > INT_MAX)
+		return -1;
+	str = json_object_new_string_len(s, (int)len);
+	if (str == NULL)
+		return -1;
+	text = json_object_to_json_string_length(str, MOCK_JSON_FLAGS, &text_len);
+	if (text != NULL)
+		rc = sb_append(sb, text, text_len);
+	json_object_put(str);
+	return rc;
+}
+
+static int sb_append_base64(struct strbuf *sb, const unsigned char *src, size_t n)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t out_len = (n + 2) / 3 * 4;
+	char *out;
+	size_t i;
+
+	if (sb_reserve(sb, out_len) != 0)
+		return -1;
+	out = sb->data + sb->len;
+	for (i = 0; i + 2 < n; i += 3) {
+		uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8 | src[i + 2];
+
+		*out++ = alphabet[(v >> 18) & 63];
+		*out++ = alphabet[(v >> 12) & 63];
+		*out++ = alphabet[(v >> 6) & 63];
+		*out++ = alphabet[v & 63];
+	}
+	if (n - i == 1) {
+		uint32_t v = (uint32_t)src[i] << 16;
+
+		*out++ = alphabet[(v >> 18) & 63];
+		*out++ = alphabet[(v >> 12) & 63];
+		*out++ = '=';
+		*out++ = '=';
+	} else if (n - i == 2) {
+		uint32_t v = (uint32_t)src[i] << 16 | (uint32_t)src[i + 1] << 8;
+
+		*out++ = alphabet[(v >> 18) & 63];
+		*out++ = alphabet[(v >> 12) & 63];
+		*out++ = alphabet[(v >> 6) & 63];
+		*out++ = '=';
+	}
+	sb->len += out_len;
+	sb->data[sb->len] = '\0';
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* json-c builder: every failure is remembered in b->ok                     */
+/* ------------------------------------------------------------------------ */
+
+struct jb {
+	bool ok;
+};
+
+static struct json_object *jb_check(struct jb *b, struct json_object *o)
+{
+	if (o == NULL)
+		b->ok = false;
+	return o;
+}
+
+static struct json_object *jb_object(struct jb *b)
+{
+	return jb_check(b, json_object_new_object());
+}
+
+static struct json_object *jb_array(struct jb *b)
+{
+	return jb_check(b, json_object_new_array());
+}
+
+static struct json_object *jb_string(struct jb *b, const char *s)
+{
+	return jb_check(b, json_object_new_string(s));
+}
+
+static struct json_object *jb_string_len(struct jb *b, const char *s, size_t len)
+{
+	if (len > INT_MAX) {
+		b->ok = false;
+		return NULL;
+	}
+	return jb_check(b, json_object_new_string_len(s, (int)len));
+}
+
+static struct json_object *jb_int(struct jb *b, int64_t v)
+{
+	return jb_check(b, json_object_new_int64(v));
+}
+
+static struct json_object *jb_bool(struct jb *b, bool v)
+{
+	return jb_check(b, json_object_new_boolean(v ? 1 : 0));
+}
+
+/* A number whose JSON text is exactly `text` (e.g. an exact decimal cost). */
+static struct json_object *jb_number_text(struct jb *b, const char *text)
+{
+	return jb_check(b, json_object_new_double_s(0.0, text));
+}
+
+static void jb_set(struct jb *b, struct json_object *obj, const char *key,
+		   struct json_object *val)
+{
+	if (obj == NULL || val == NULL) {
+		b->ok = false;
+		json_object_put(val);
+		return;
+	}
+	if (json_object_object_add(obj, key, val) != 0) {
+		b->ok = false;
+		json_object_put(val);
+	}
+}
+
+static void jb_set_null(struct jb *b, struct json_object *obj, const char *key)
+{
+	if (obj == NULL || json_object_object_add(obj, key, NULL) != 0)
+		b->ok = false;
+}
+
+static void jb_push(struct jb *b, struct json_object *arr, struct json_object *val)
+{
+	if (arr == NULL || val == NULL) {
+		b->ok = false;
+		json_object_put(val);
+		return;
+	}
+	if (json_object_array_add(arr, val) != 0) {
+		b->ok = false;
+		json_object_put(val);
+	}
+}
+
+/* Parses a complete JSON document; NULL if invalid or trailing garbage. */
+static struct json_object *json_parse_body(const char *body, size_t len)
+{
+	struct json_tokener *tok;
+	struct json_object *obj;
+	size_t end;
+
+	if (len > INT_MAX)
+		return NULL;
+	tok = json_tokener_new_ex(MOCK_JSON_DEPTH);
+	if (tok == NULL)
+		return NULL;
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
+	obj = json_tokener_parse_ex(tok, body, (int)len);
+	if (obj == NULL || json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(obj);
+		obj = NULL;
+		goto out;
+	}
+	for (end = json_tokener_get_parse_end(tok); end < len; end++) {
+		if (!is_space_byte(body[end])) {
+			json_object_put(obj);
+			obj = NULL;
+			break;
+		}
+	}
+out:
+	json_tokener_free(tok);
+	return obj;
+}
+
+static struct json_object *json_get(struct json_object *obj, const char *key)
+{
+	struct json_object *val = NULL;
+
+	if (obj == NULL || !json_object_is_type(obj, json_type_object))
+		return NULL;
+	if (!json_object_object_get_ex(obj, key, &val))
+		return NULL;
+	return val;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Generation store: the last MOCK_GEN_STORE_SIZE generations, by id        */
+/* ------------------------------------------------------------------------ */
+
+struct gen_record {
+	bool used;
+	char id[MOCK_ID_LEN];
+	char *model;                 /* owned */
+	char cost[MOCK_COST_LEN];    /* exact decimal USD */
+	long prompt_tokens;
+	long completion_tokens;
+	bool streamed;
+	time_t created;
+};
+
+static struct gen_record g_gens[MOCK_GEN_STORE_SIZE];
+static size_t g_gen_next;
+static pthread_mutex_t g_gen_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void gen_store_add(const char *id, const char *model, long prompt,
+			  long completion, uint64_t cost_nano, bool streamed)
+{
+	char *model_copy = strdup(model);
+	char *old_model;
+	struct gen_record *rec;
+
+	if (model_copy == NULL)
+		return;   /* the mock simply forgets this generation */
+	pthread_mutex_lock(&g_gen_lock);
+	rec = &g_gens[g_gen_next];
+	g_gen_next = (g_gen_next + 1) % MOCK_GEN_STORE_SIZE;
+	old_model = rec->model;
+	rec->used = true;
+	snprintf(rec->id, sizeof rec->id, "%s", id);
+	rec->model = model_copy;
+	format_usd_nano(cost_nano, rec->cost, sizeof rec->cost);
+	rec->prompt_tokens = prompt;
+	rec->completion_tokens = completion;
+	rec->streamed = streamed;
+	rec->created = time(NULL);
+	pthread_mutex_unlock(&g_gen_lock);
+	free(old_model);
+}
+
+/* Copies the record for id into *out (out->model is a new string the caller
+ * frees); returns 0, or -1 when unknown or out of memory. */
+static int gen_store_find(const char *id, struct gen_record *out)
+{
+	size_t i;
+	int rc = -1;
+
+	pthread_mutex_lock(&g_gen_lock);
+	for (i = 0; i < MOCK_GEN_STORE_SIZE; i++) {
+		size_t slot = (g_gen_next + MOCK_GEN_STORE_SIZE - 1 - i) % MOCK_GEN_STORE_SIZE;
+		const struct gen_record *rec = &g_gens[slot];
+
+		if (!rec->used)
+			break;
+		if (strcmp(rec->id, id) == 0) {
+			*out = *rec;
+			out->model = strdup(rec->model);
+			rc = out->model != NULL ? 0 : -1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g_gen_lock);
+	return rc;
+}
+
+static void gen_store_free(void)
+{
+	size_t i;
+
+	pthread_mutex_lock(&g_gen_lock);
+	for (i = 0; i < MOCK_GEN_STORE_SIZE; i++) {
+		free(g_gens[i].model);
+		g_gens[i].model = NULL;
+		g_gens[i].used = false;
+	}
+	pthread_mutex_unlock(&g_gen_lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connections and requests                                                 */
+/* ------------------------------------------------------------------------ */
+
+struct mock_conn {
+	int fd;
+	char rbuf[MOCK_READ_BUF_SIZE];
+	size_t rstart;                     /* unconsumed bytes: rbuf[rstart..rend) */
+	size_t rend;
+	char hbuf[MOCK_HEADER_MAX_BYTES];  /* copies of this request's head lines */
+	size_t hlen;
+};
+
+struct mock_header {
+	char *name;    /* lowercased, in conn->hbuf */
+	char *value;   /* trimmed, in conn->hbuf */
+};
+
+struct mock_request {
+	char *method;
+	char *path;        /* without query */
+	char *query;       /* after '?', "" if none */
+	int minor_version; /* HTTP/1.x */
+	struct mock_header headers[MOCK_MAX_HEADERS];
+	size_t n_headers;
+	char *body;        /* owned, NUL-terminated */
+	size_t body_len;
+	bool keep_alive;
+	bool head;         /* HEAD request: send no body */
+};
+
+enum read_status {
+	READ_OK = 0,            /* a whole request was read */
+	READ_CLOSED,            /* EOF, I/O error, timeout or shutdown: just close */
+	READ_BAD,               /* malformed: answer 400 and close */
+	READ_TOO_LARGE,         /* body over MOCK_BODY_MAX: answer 413 and close */
+	READ_HEADERS_TOO_LARGE  /* head over limits: answer 431 and close */
+};
+
+enum line_status {
+	LINE_OK = 0,     /* a line was returned */
+	LINE_EOF,        /* peer closed with nothing pending */
+	LINE_ERROR,      /* I/O error, timeout, shutdown, or EOF mid-line */
+	LINE_TOO_LONG    /* the line does not fit the read buffer */
+};
+
+static void request_init(struct mock_request *r)
+{
+	memset(r, 0, sizeof *r);
+}
+
+static void request_free(struct mock_request *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+static const char *request_header(const struct mock_request *r, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < r->n_headers; i++) {
+		if (strcmp(r->headers[i].name, name) == 0)
+			return r->headers[i].value;
+	}
+	return NULL;
+}
+
+/* Waits until fd is readable; -1 on shutdown, idle timeout or error. */
+static int wait_readable(int fd)
+{
+	long waited = 0;
+
+	while (!atomic_load(&g_stop)) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int rc = poll(&p, 1, MOCK_POLL_SLICE_MS);
+
+		if (rc > 0)
+			return 0;
+		if (rc < 0 && errno != EINTR)
+			return -1;
+		if (rc == 0) {
+			waited += MOCK_POLL_SLICE_MS;
+			if (waited >= MOCK_IDLE_TIMEOUT_MS)
+				return -1;
+		}
+	}
+	return -1;
+}
+
+/* Reads more bytes into the read buffer; returns >0, 0 on EOF, -1 on error. */
+static ssize_t conn_fill(struct mock_conn *c)
+{
+	ssize_t n;
+
+	if (c->rstart > 0) {
+		memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+		c->rend -= c->rstart;
+		c->rstart = 0;
+	}
+	if (c->rend >= sizeof c->rbuf)
+		return -1;
+	if (wait_readable(c->fd) != 0)
+		return -1;
+	do {
+		n = recv(c->fd, c->rbuf + c->rend, sizeof c->rbuf - c->rend, 0);
+	} while (n < 0 && errno == EINTR);
+	if (n > 0)
+		c->rend += (size_t)n;
+	return n < 0 ? -1 : n;
+}
+
+/* Returns the next line (CRLF or LF stripped, NUL-terminated in place).  The
+ * pointer is valid only until the next read on the connection. */
+static enum line_status conn_read_line(struct mock_conn *c, char **line, size_t *len)
+{
+	for (;;) {
+		char *start = c->rbuf + c->rstart;
+		size_t avail = c->rend - c->rstart;
+		char *nl = memchr(start, '\n', avail);
+		ssize_t n;
+
+		if (nl != NULL) {
+			size_t l = (size_t)(nl - start);
+
+			c->rstart += l + 1;
+			if (l > 0 && start[l - 1] == '\r')
+				l--;
+			start[l] = '\0';
+			*line = start;
+			*len = l;
+			return LINE_OK;
+		}
+		if (avail >= sizeof c->rbuf - 1)
+			return LINE_TOO_LONG;
+		n = conn_fill(c);
+		if (n == 0)
+			return c->rend == c->rstart ? LINE_EOF : LINE_ERROR;
+		if (n < 0)
+			return LINE_ERROR;
+	}
+}
+
+/* Copies exactly n body bytes to dst, first from the buffer, then from the
+ * socket.  Returns 0 or -1. */
+static int conn_read_exact(struct mock_conn *c, char *dst, size_t n)
+{
+	size_t avail = c->rend - c->rstart;
+	size_t take = avail < n ? avail : n;
+
+	if (take > 0) {
+		memcpy(dst, c->rbuf + c->rstart, take);
+		c->rstart += take;
+		dst += take;
+		n -= take;
+	}
+	while (n > 0) {
+		ssize_t got;
+
+		if (wait_readable(c->fd) != 0)
+			return -1;
+		got = recv(c->fd, dst, n, 0);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return -1;
+		dst += got;
+		n -= (size_t)got;
+	}
+	return 0;
+}
+
+/* Copies a head line into the per-request header store. */
+static char *conn_keep_line(struct mock_conn *c, const char *line, size_t len)
+{
+	char *dst;
+
+	if (len + 1 > sizeof c->hbuf - c->hlen)
+		return NULL;
+	dst = c->hbuf + c->hlen;
+	memcpy(dst, line, len);
+	dst[len] = '\0';
+	c->hlen += len + 1;
+	return dst;
+}
+
+static bool is_tchar(unsigned char ch)
+{
+	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+		return true;
+	return ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static bool line_is_clean(const char *line, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)line[i];
+
+		if (ch == '\0' || ch == '\r' || ch == '\n')
+			return false;
+	}
+	return true;
+}
+
+static int parse_request_line(char *s, struct mock_request *r)
+{
+	char *sp1 = strchr(s, ' ');
+	char *sp2;
+	char *target;
+	char *version;
+	char *q;
+	size_t i;
+
+	if (sp1 == NULL)
+		return -1;
+	*sp1 = '\0';
+	target = sp1 + 1;
+	sp2 = strchr(target, ' ');
+	if (sp2 == NULL)
+		return -1;
+	*sp2 = '\0';
+	version = sp2 + 1;
+
+	if (s[0] == '\0' || strlen(s) > 32)
+		return -1;
+	for (i = 0; s[i] != '\0'; i++) {
+		if (!is_tchar((unsigned char)s[i]))
+			return -1;
+	}
+	for (i = 0; target[i] != '\0'; i++) {
+		unsigned char ch = (unsigned char)target[i];
+
+		if (ch <= 0x20 || ch == 0x7f)
+			return -1;
+	}
+	if (strcmp(version, "HTTP/1.1") == 0)
+		r->minor_version = 1;
+	else if (strcmp(version, "HTTP/1.0") == 0)
+		r->minor_version = 0;
+	else
+		return -1;
+
+	/* absolute-form: keep only the path and query */
+	if (strncasecmp(target, "http://", 7) == 0 || strncasecmp(target, "https://", 8) == 0) {
+		char *slash = strchr(strstr(target, "//") + 2, '/');
+
+		if (slash == NULL)
+			return -1;
+		target = slash;
+	}
+	if (target[0] != '/')
+		return -1;
+	q = strchr(target, '?');
+	if (q != NULL) {
+		*q = '\0';
+		r->query = q + 1;
+	} else {
+		r->query = target + strlen(target);
+	}
+	r->method = s;
+	r->path = target;
+	r->head = strcmp(s, "HEAD") == 0;
+	return 0;
+}
+
+static int parse_header_line(char *s, struct mock_header *h)
+{
+	char *colon;
+	char *value;
+	char *end;
+	char *p;
+
+	if (s[0] == ' ' || s[0] == '\t')
+		return -1;   /* obsolete line folding */
+	colon = strchr(s, ':');
+	if (colon == NULL || colon == s)
+		return -1;
+	for (p = s; p < colon; p++) {
+		if (!is_tchar((unsigned char)*p))
+			return -1;
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	}
+	*colon = '\0';
+	value = colon + 1;
+	while (*value == ' ' || *value == '\t')
+		value++;
+	end = value + strlen(value);
+	while (end > value && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	*end = '\0';
+	h->name = s;
+	h->value = value;
+	return 0;
+}
+
+static enum read_status read_head(struct mock_conn *c, struct mock_request *r)
+{
+	enum line_status ls;
+	char *line = NULL;
+	size_t len = 0;
+	char *copy;
+	int blank = 0;
+
+	c->hlen = 0;
+	for (;;) {
+		ls = conn_read_line(c, &line, &len);
+		if (ls == LINE_EOF || ls == LINE_ERROR)
+			return READ_CLOSED;
+		if (ls == LINE_TOO_LONG)
+			return READ_HEADERS_TOO_LARGE;
+		if (len > 0)
+			break;
+		if (++blank > 8)
+			return READ_BAD;
+	}
+	if (!line_is_clean(line, len))
+		return READ_BAD;
+	copy = conn_keep_line(c, line, len);
+	if (copy == NULL)
+		return READ_HEADERS_TOO_LARGE;
+	if (parse_request_line(copy, r) != 0)
+		return READ_BAD;
+
+	for (;;) {
+		ls = conn_read_line(c, &line, &len);
+		if (ls == LINE_EOF || ls == LINE_ERROR)
+			return READ_CLOSED;
+		if (ls == LINE_TOO_LONG)
+			return READ_HEADERS_TOO_LARGE;
+		if (len == 0)
+			return READ_OK;
+		if (!line_is_clean(line, len))
+			return READ_BAD;
+		if (r->n_headers >= MOCK_MAX_HEADERS)
+			return READ_HEADERS_TOO_LARGE;
+		copy = conn_keep_line(c, line, len);
+		if (copy == NULL)
+			return READ_HEADERS_TOO_LARGE;
+		if (parse_header_line(copy, &r->headers[r->n_headers]) != 0)
+			return READ_BAD;
+		r->n_headers++;
+	}
+}
+
+/* Sets *has_close / *has_keep_alive from a Connection header value. */
+static void scan_connection_tokens(const char *v, bool *has_close, bool *has_keep_alive)
+{
+	while (*v != '\0') {
+		const char *start;
+		size_t len;
+
+		while (*v == ' ' || *v == '\t' || *v == ',')
+			v++;
+		start = v;
+		while (*v != '\0' && *v != ',')
+			v++;
+		len = (size_t)(v - start);
+		while (len > 0 && (start[len - 1] == ' ' || start[len - 1] == '\t'))
+			len--;
+		if (len == 5 && strncasecmp(start, "close", 5) == 0)
+			*has_close = true;
+		else if (len == 10 && strncasecmp(start, "keep-alive", 10) == 0)
+			*has_keep_alive = true;
+	}
+}
+
+static int parse_content_length(const char *v, uint64_t *out)
+{
+	char *end = NULL;
+	unsigned long long n;
+	size_t i;
+
+	if (v[0] == '\0' || strlen(v) > 19)
+		return -1;
+	for (i = 0; v[i] != '\0'; i++) {
+		if (v[i] < '0' || v[i] > '9')
+			return -1;
+	}
+	errno = 0;
+	n = strtoull(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0')
+		return -1;
+	*out = (uint64_t)n;
+	return 0;
+}
+
+static int hex_value(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+static enum read_status read_chunked_body(struct mock_conn *c, struct mock_request *r)
+{
+	char *body = NULL;
+	size_t len = 0;
+	size_t cap = 0;
+	enum read_status st = READ_OK;
+	char *line = NULL;
+	size_t line_len = 0;
+	enum line_status ls;
+	int trailers = 0;
+
+	for (;;) {
+		size_t size = 0;
+		size_t i = 0;
+		int digits = 0;
+
+		ls = conn_read_line(c, &line, &line_len);
+		if (ls == LINE_TOO_LONG) {
+			st = READ_BAD;
+			goto out;
+		}
+		if (ls != LINE_OK) {
+			st = READ_CLOSED;
+			goto out;
+		}
+		for (; i < line_len && hex_value(line[i]) >= 0; i++) {
+			if (size > (SIZE_MAX >> 4) || ++digits > 16) {
+				st = READ_TOO_LARGE;
+				goto out;
+			}
+			size = size * 16 + (size_t)hex_value(line[i]);
+		}
+		while (i < line_len && (line[i] == ' ' || line[i] == '\t'))
+			i++;
+		if (digits == 0 || (i < line_len && line[i] != ';')) {
+			st = READ_BAD;
+			goto out;
+		}
+		if (size == 0)
+			break;
+		if (size > MOCK_BODY_MAX - len) {
+			st = READ_TOO_LARGE;
+			goto out;
+		}
+		if (len + size + 1 > cap) {
+			size_t ncap = cap ? cap : 4096;
+			char *p;
+
+			while (ncap < len + size + 1)
+				ncap *= 2;
+			if (ncap > MOCK_BODY_MAX + 1)
+				ncap = MOCK_BODY_MAX + 1;
+			p = realloc(body, ncap);
+			if (p == NULL) {
+				st = READ_TOO_LARGE;
+				goto out;
+			}
+			body = p;
+			cap = ncap;
+		}
+		if (conn_read_exact(c, body + len, size) != 0) {
+			st = READ_CLOSED;
+			goto out;
+		}
+		len += size;
+		ls = conn_read_line(c, &line, &line_len);
+		if (ls != LINE_OK) {
+			st = ls == LINE_TOO_LONG ? READ_BAD : READ_CLOSED;
+			goto out;
+		}
+		if (line_len != 0) {
+			st = READ_BAD;
+			goto out;
+		}
+	}
+	/* trailer section, ignored */
+	for (;;) {
+		ls = conn_read_line(c, &line, &line_len);
+		if (ls != LINE_OK) {
+			st = ls == LINE_TOO_LONG ? READ_HEADERS_TOO_LARGE : READ_CLOSED;
+			goto out;
+		}
+		if (line_len == 0)
+			break;
+		if (++trailers > MOCK_MAX_HEADERS) {
+			st = READ_HEADERS_TOO_LARGE;
+			goto out;
+		}
+	}
+	if (body == NULL) {
+		body = malloc(1);
+		if (body == NULL) {
+			st = READ_CLOSED;
+			goto out;
+		}
+	}
+	body[len] = '\0';
+	r->body = body;
+	r->body_len = len;
+	body = NULL;
+out:
+	free(body);
+	return st;
+}
+
+static int send_all_iov(int fd, struct iovec *iov, int iovcnt)
+{
+	while (iovcnt > 0) {
+		struct msghdr msg;
+		ssize_t n;
+		size_t left;
+
+		memset(&msg, 0, sizeof msg);
+		msg.msg_iov = iov;
+		msg.msg_iovlen = (size_t)iovcnt;
+		n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		left = (size_t)n;
+		while (iovcnt > 0 && left >= iov->iov_len) {
+			left -= iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + left;
+			iov->iov_len -= left;
+		}
+	}
+	return 0;
+}
+
+static int send_all(int fd, const void *data, size_t len)
+{
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
+
+	return send_all_iov(fd, &iov, 1);
+}
+
+static enum read_status read_body(struct mock_conn *c, struct mock_request *r)
+{
+	bool chunked = false;
+	bool have_length = false;
+	bool expect_continue = false;
+	bool conn_close = false;
+	bool conn_keep = false;
+	uint64_t length = 0;
+	size_t i;
+
+	for (i = 0; i < r->n_headers; i++) {
+		const struct mock_header *h = &r->headers[i];
+
+		if (strcmp(h->name, "content-length") == 0) {
+			uint64_t v;
+
+			if (parse_content_length(h->value, &v) != 0)
+				return READ_BAD;
+			if (have_length && v != length)
+				return READ_BAD;
+			have_length = true;
+			length = v;
+		} else if (strcmp(h->name, "transfer-encoding") == 0) {
+			if (strcasecmp(h->value, "chunked") != 0)
+				return READ_BAD;
+			chunked = true;
+		} else if (strcmp(h->name, "connection") == 0) {
+			scan_connection_tokens(h->value, &conn_close, &conn_keep);
+		} else if (strcmp(h->name, "expect") == 0) {
+			if (strcasecmp(h->value, "100-continue") == 0)
+				expect_continue = true;
+		}
+	}
+	r->keep_alive = r->minor_version >= 1 ? !conn_close : (conn_keep && !conn_close);
+	if (chunked && (have_length || r->minor_version == 0))
+		return READ_BAD;
+	if (have_length && length > MOCK_BODY_MAX)
+		return READ_TOO_LARGE;
+	if (expect_continue && r->minor_version >= 1 && (chunked || length > 0)) {
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+		if (send_all(c->fd, cont, sizeof cont - 1) != 0)
+			return READ_CLOSED;
+	}
+	if (chunked)
+		return read_chunked_body(c, r);
+
+	r->body = malloc((size_t)length + 1);
+	if (r->body == NULL)
+		return READ_TOO_LARGE;
+	if (conn_read_exact(c, r->body, (size_t)length) != 0)
+		return READ_CLOSED;
+	r->body[length] = '\0';
+	r->body_len = (size_t)length;
+	return READ_OK;
+}
+
+static enum read_status read_request(struct mock_conn *c, struct mock_request *r)
+{
+	enum read_status st = read_head(c, r);
+
+	if (st != READ_OK)
+		return st;
+	return read_body(c, r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Responses                                                                */
+/* ------------------------------------------------------------------------ */
+
+static const char *status_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 402: return "Payment Required";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 422: return "Unprocessable Entity";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 524: return "A Timeout Occurred";
+	case 529: return "Site Overloaded";
+	default: return status >= 500 ? "Server Error" : "Client Error";
+	}
+}
+
+/* Sends a complete response.  extra: more header lines, each ending in CRLF,
+ * or NULL.  Returns 0 or -1. */
+static int send_response(struct mock_conn *c, const struct mock_request *r, int status,
+			 const char *content_type, const char *extra,
+			 const char *body, size_t body_len, bool keep)
+{
+	char head[2048];
+	struct iovec iov[2];
+	int n;
+
+	n = snprintf(head, sizeof head,
+		     "HTTP/1.1 %d %s\r\n"
+		     "Server: mock-upstream\r\n"
+		     "Content-Type: %s\r\n"
+		     "Content-Length: %zu\r\n"
+		     "%s"
+		     "Connection: %s\r\n"
+		     "\r\n",
+		     status, status_reason(status), content_type, body_len,
+		     extra != NULL ? extra : "", keep ? "keep-alive" : "close");
+	if (n < 0 || (size_t)n >= sizeof head)
+		return -1;
+	iov[0].iov_base = head;
+	iov[0].iov_len = (size_t)n;
+	iov[1].iov_base = (void *)body;
+	iov[1].iov_len = r->head ? 0 : body_len;
+	return send_all_iov(c->fd, iov, 2);
+}
+
+static int send_oom(struct mock_conn *c, const struct mock_request *r)
+{
+	static const char body[] = "{\"error\":{\"code\":500,\"message\":\"mock out of memory\"}}";
+
+	send_response(c, r, 500, "application/json", NULL, body, sizeof body - 1, false);
+	return -1;
+}
+
+static int send_json(struct mock_conn *c, const struct mock_request *r, int status,
+		     struct json_object *obj, const char *extra, bool keep)
+{
+	size_t len = 0;
+	const char *text = json_object_to_json_string_length(obj, MOCK_JSON_FLAGS, &len);
+
+	if (text == NULL)
+		return send_oom(c, r);
+	return send_response(c, r, status, "application/json", extra, text, len, keep);
+}
+
+/* Sends {"error":{"code":status,"message":msg[,"metadata":{...}]}}. */
+static int send_error(struct mock_conn *c, const struct mock_request *r, int status,
+		      const char *message, bool provider_metadata, const char *extra, bool keep)
+{
+	struct jb b = { .ok = true };
+	struct json_object *root = jb_object(&b);
+	struct json_object *err = jb_object(&b);
+	int rc;
+
+	jb_set(&b, err, "code", jb_int(&b, status));
+	jb_set(&b, err, "message", jb_string(&b, message));
+	if (provider_metadata) {
+		struct json_object *meta = jb_object(&b);
+
+		jb_set(&b, meta, "provider_name", jb_string(&b, "Mock"));
+		jb_set(&b, err, "metadata", meta);
+	}
+	jb_set(&b, root, "error", err);
+	rc = b.ok ? send_json(c, r, status, root, extra, keep) : send_oom(c, r);
+	json_object_put(root);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scenario options in the model string                                     */
+/* ------------------------------------------------------------------------ */
+
+struct mock_options {
+	long fail;            /* 0: none, else the status to answer */
+	long sleep_ms;        /* delay before any response byte */
+	bool cut_before;      /* close without answering */
+	long cut_after;       /* -1: none; close a stream after K tokens */
+	long midfail_after;   /* -1: none; in-band error after K tokens */
+	long tokens;          /* -1: --tokens */
+	long delay_ms;        /* -1: --delay-ms */
+	bool bad_json;        /* answer 200 with a non-JSON body */
+	long dim;             /* -1: dimensions / --embedding-dim */
+	bool ignore_base64;   /* embeddings: always float arrays */
+};
+
+static void options_init(struct mock_options *o)
+{
+	o->fail = 0;
+	o->sleep_ms = 0;
+	o->cut_before = false;
+	o->cut_after = -1;
+	o->midfail_after = -1;
+	o->tokens = -1;
+	o->delay_ms = -1;
+	o->bad_json = false;
+	o->dim = -1;
+	o->ignore_base64 = false;
+}
+
+static int option_apply(const char *seg, size_t len, struct mock_options *o,
+			char *err, size_t err_len)
+{
+	char buf[128];
+	char *eq;
+	const char *key;
+	const char *val;
+	long v = 0;
+
+	if (len >= sizeof buf) {
+		snprintf(err, err_len, "mock option too long");
+		return -1;
+	}
+	memcpy(buf, seg, len);
+	buf[len] = '\0';
+	eq = strchr(buf, '=');
+	if (eq == NULL) {
+		snprintf(err, err_len, "mock option '%s' is not key=value", buf);
+		return -1;
+	}
+	*eq = '\0';
+	key = buf;
+	val = eq + 1;
+
+	if (strcmp(key, "cut") == 0 && strcmp(val, "before") == 0) {
+		o->cut_before = true;
+		return 0;
+	}
+	if (strcmp(key, "fail") == 0) {
+		if (parse_long_text(val, 400, 599, &v) == 0) {
+			o->fail = v;
+			return 0;
+		}
+	} else if (strcmp(key, "sleep") == 0) {
+		if (parse_long_text(val, 0, MOCK_MAX_DELAY_MS, &v) == 0) {
+			o->sleep_ms = v;
+			return 0;
+		}
+	} else if (strcmp(key, "cut") == 0) {
+		if (parse_long_text(val, 0, MOCK_MAX_TOKENS, &v) == 0) {
+			o->cut_after = v;
+			return 0;
+		}
+	} else if (strcmp(key, "midfail") == 0) {
+		if (parse_long_text(val, 0, MOCK_MAX_TOKENS, &v) == 0) {
+			o->midfail_after = v;
+			return 0;
+		}
+	} else if (strcmp(key, "tokens") == 0) {
+		if (parse_long_text(val, 0, MOCK_MAX_TOKENS, &v) == 0) {
+			o->tokens = v;
+			return 0;
+		}
+	} else if (strcmp(key, "delay") == 0) {
+		if (parse_long_text(val, 0, MOCK_MAX_DELAY_MS, &v) == 0) {
+			o->delay_ms = v;
+			return 0;
+		}
+	} else if (strcmp(key, "badjson") == 0) {
+		if (parse_long_text(val, 0, 1, &v) == 0) {
+			o->bad_json = v == 1;
+			return 0;
+		}
+	} else if (strcmp(key, "dim") == 0) {
+		if (parse_long_text(val, 1, MOCK_MAX_DIM, &v) == 0) {
+			o->dim = v;
+			return 0;
+		}
+	} else if (strcmp(key, "ignore_base64") == 0) {
+		if (parse_long_text(val, 0, 1, &v) == 0) {
+			o->ignore_base64 = v == 1;
+			return 0;
+		}
+	} else {
+		snprintf(err, err_len, "unknown mock option '%s'", key);
+		return -1;
+	}
+	snprintf(err, err_len, "invalid value for mock option '%s'", key);
+	return -1;
+}
+
+/* Splits "id;k=v;..." into a new model id string and options.  Returns 0, or
+ * -1 with a message in err. */
+static int options_parse(const char *spec, char **model_out, struct mock_options *o,
+			 char *err, size_t err_len)
+{
+	const char *semi = strchr(spec, ';');
+	size_t id_len = semi != NULL ? (size_t)(semi - spec) : strlen(spec);
+	const char *p = semi;
+
+	options_init(o);
+	*model_out = NULL;
+	if (id_len == 0) {
+		snprintf(err, err_len, "model must not be empty");
+		return -1;
+	}
+	while (p != NULL) {
+		const char *next;
+		size_t seg_len;
+
+		p++;
+		next = strchr(p, ';');
+		seg_len = next != NULL ? (size_t)(next - p) : strlen(p);
+		if (seg_len > 0 && option_apply(p, seg_len, o, err, err_len) != 0)
+			return -1;
+		p = next;
+	}
+	*model_out = strndup(spec, id_len);
+	if (*model_out == NULL) {
+		snprintf(err, err_len, "out of memory");
+		return -1;
+	}
+	return 0;
+}
+
+/* Sleeps ms milliseconds; -1 early if the server stops or the peer hangs up. */
+static int mock_sleep(int fd, long ms)
+{
+	int64_t deadline = clock_ms(CLOCK_MONOTONIC) + ms;
+
+	for (;;) {
+		int64_t left;
+		struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+		int rc;
+
+		if (atomic_load(&g_stop))
+			return -1;
+		left = deadline - clock_ms(CLOCK_MONOTONIC);
+		if (left <= 0)
+			return 0;
+		rc = poll(&p, 1, (int)(left < MOCK_SLEEP_SLICE_MS ? left : MOCK_SLEEP_SLICE_MS));
+		if (rc > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0)
+			return -1;
+		if (rc < 0 && errno != EINTR)
+			return -1;
+	}
+}
+
+/* The scenario steps shared by chat and embeddings: sleep, cut=before and
+ * fail=.  Returns true when the request is fully handled; *keep then says
+ * whether the connection may be reused. */
+static bool scenario_preamble(struct mock_conn *c, const struct mock_request *r,
+			      const struct mock_options *o, bool *keep)
+{
+	char extra[256];
+	const char *message;
+	char msg_buf[64];
+
+	if (o->sleep_ms > 0 && mock_sleep(c->fd, o->sleep_ms) != 0) {
+		*keep = false;
+		return true;
+	}
+	if (o->cut_before) {
+		*keep = false;
+		return true;
+	}
+	if (o->fail == 0)
+		return false;
+
+	extra[0] = '\0';
+	if (o->fail == 429) {
+		snprintf(extra, sizeof extra,
+			 "Retry-After: 1\r\n"
+			 "X-RateLimit-Limit: 10\r\n"
+			 "X-RateLimit-Remaining: 0\r\n"
+			 "X-RateLimit-Reset: %lld\r\n",
+			 (long long)(clock_ms(CLOCK_REALTIME) + 1000));
+	} else if (o->fail == 503) {
+		snprintf(extra, sizeof extra, "Retry-After: 1\r\n");
+	}
+	if (o->fail == 401) {
+		message = "No auth credentials found";
+	} else if (o->fail == 402) {
+		message = "Insufficient credits";
+	} else {
+		snprintf(msg_buf, sizeof msg_buf, "mock failure %ld", o->fail);
+		message = msg_buf;
+	}
+	if (send_error(c, r, (int)o->fail, message, true, extra, *keep) != 0)
+		*keep = false;
+	return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Chat completions                                                         */
+/* ------------------------------------------------------------------------ */
+
+struct chat_ctx {
+	struct mock_conn *c;
+	const struct mock_request *r;
+	char id[MOCK_ID_LEN];
+	const char *model;
+	time_t created;
+	long prompt_tokens;
+};
+
+/* Adds the byte length of a message content (string or text parts) to *bytes
+ * and, if echo is non-NULL, copies its text into echo (up to echo_cap - 1
+ * bytes, *echo_len counts what was copied). */
+static void chat_content_scan(struct json_object *content, size_t *bytes,
+			      char *echo, size_t echo_cap, size_t *echo_len)
+{
+	size_t i;
+	size_t n;
+
+	if (content == NULL)
+		return;
+	if (json_object_is_type(content, json_type_string)) {
+		const char *s = json_object_get_string(content);
+		size_t len = (size_t)json_object_get_string_len(content);
+
+		*bytes += len;
+		if (echo != NULL) {
+			size_t take = echo_cap - 1 - *echo_len;
+
+			if (take > len)
+				take = len;
+			memcpy(echo + *echo_len, s, take);
+			*echo_len += take;
+		}
+		return;
+	}
+	if (!json_object_is_type(content, json_type_array))
+		return;
+	n = json_object_array_length(content);
+	for (i = 0; i < n; i++) {
+		struct json_object *text = json_get(json_object_array_get_idx(content, i), "text");
+
+		if (text != NULL && json_object_is_type(text, json_type_string))
+			chat_content_scan(text, bytes, echo, echo_cap, echo_len);
+	}
+}
+
+static struct json_object *chunk_new(struct jb *b, const struct chat_ctx *x)
+{
+	struct json_object *o = jb_object(b);
+
+	jb_set(b, o, "id", jb_string(b, x->id));
+	jb_set(b, o, "provider", jb_string(b, "Mock"));
+	jb_set(b, o, "model", jb_string(b, x->model));
+	jb_set(b, o, "object", jb_string(b, "chat.completion.chunk"));
+	jb_set(b, o, "created", jb_int(b, (int64_t)x->created));
+	return o;
+}
+
+/* [{"index":0,"delta":delta,"finish_reason":...,"native_finish_reason":...,
+ *   "logprobs":null}] */
+static struct json_object *chunk_choices(struct jb *b, struct json_object *delta,
+					 const char *finish)
+{
+	struct json_object *arr = jb_array(b);
+	struct json_object *ch = jb_object(b);
+
+	jb_set(b, ch, "index", jb_int(b, 0));
+	jb_set(b, ch, "delta", delta);
+	if (finish != NULL) {
+		jb_set(b, ch, "finish_reason", jb_string(b, finish));
+		jb_set(b, ch, "native_finish_reason", jb_string(b, finish));
+	} else {
+		jb_set_null(b, ch, "finish_reason");
+		jb_set_null(b, ch, "native_finish_reason");
+	}
+	jb_set_null(b, ch, "logprobs");
+	jb_push(b, arr, ch);
+	return arr;
+}
+
+/* Sends one HTTP chunk holding prefix + data + suffix, with a single send. */
+static int stream_send_chunk(struct mock_conn *c, const char *prefix,
+			     const char *data, size_t len, const char *suffix)
+{
+	size_t plen = strlen(prefix);
+	size_t slen = strlen(suffix);
+	char size_line[32];
+	struct iovec iov[5];
+	int n;
+
+	n = snprintf(size_line, sizeof size_line, "%zx\r\n", plen + len + slen);
+	if (n < 0 || (size_t)n >= sizeof size_line)
+		return -1;
+	iov[0].iov_base = size_line;
+	iov[0].iov_len = (size_t)n;
+	iov[1].iov_base = (void *)prefix;
+	iov[1].iov_len = plen;
+	iov[2].iov_base = (void *)data;
+	iov[2].iov_len = len;
+	iov[3].iov_base = (void *)suffix;
+	iov[3].iov_len = slen;
+	iov[4].iov_base = (void *)"\r\n";
+	iov[4].iov_len = 2;
+	return send_all_iov(c->fd, iov, 5);
+}
+
+/* Sends "data: <obj>\n\n" as one chunk and releases obj. */
+static int stream_send_event(struct mock_conn *c, struct json_object *obj, bool built_ok)
+{
+	const char *text;
+	size_t len = 0;
+	int rc = -1;
+
+	if (built_ok) {
+		text = json_object_to_json_string_length(obj, MOCK_JSON_FLAGS, &len);
+		if (text != NULL)
+			rc = stream_send_chunk(c, "data: ", text, len, "\n\n");
+	}
+	json_object_put(obj);
+	return rc;
+}
+
+static int stream_send_role(struct chat_ctx *x)
+{
+	struct jb b = { .ok = true };
+	struct json_object *o = chunk_new(&b, x);
+	struct json_object *delta = jb_object(&b);
+
+	jb_set(&b, delta, "role", jb_string(&b, "assistant"));
+	jb_set(&b, delta, "content", jb_string(&b, ""));
+	jb_set(&b, o, "choices", chunk_choices(&b, delta, NULL));
+	return stream_send_event(x->c, o, b.ok);
+}
+
+static int stream_send_token(struct chat_ctx *x, long k)
+{
+	struct jb b = { .ok = true };
+	struct json_object *o = chunk_new(&b, x);
+	struct json_object *delta = jb_object(&b);
+	char text[32];
+
+	snprintf(text, sizeof text, "tok%ld ", k);
+	jb_set(&b, delta, "content", jb_string(&b, text));
+	jb_set(&b, o, "choices", chunk_choices(&b, delta, NULL));
+	return stream_send_event(x->c, o, b.ok);
+}
+
+static int stream_send_finish(struct chat_ctx *x)
+{
+	struct jb b = { .ok = true };
+	struct json_object *o = chunk_new(&b, x);
+
+	jb_set(&b, o, "choices", chunk_choices(&b, jb_object(&b), "stop"));
+	return stream_send_event(x->c, o, b.ok);
+}
+
+static int stream_send_usage(struct chat_ctx *x, long completion, const char *cost)
+{
+	struct jb b = { .ok = true };
+	struct json_object *o = chunk_new(&b, x);
+	struct json_object *usage = jb_object(&b);
+
+	jb_set(&b, o, "choices", jb_array(&b));
+	jb_set(&b, usage, "prompt_tokens", jb_int(&b, x->prompt_tokens));
+	jb_set(&b, usage, "completion_tokens", jb_int(&b, completion));
+	jb_set(&b, usage, "total_tokens", jb_int(&b, x->prompt_tokens + completion));
+	jb_set(&b, usage, "cost", jb_number_text(&b, cost));
+	jb_set(&b, o, "usage", usage);
+	return stream_send_event(x->c, o, b.ok);
+}
+
+/* The OpenRouter in-band error chunk (api-contract.md 5.4). */
+static int stream_send_midfail(struct chat_ctx *x)
+{
+	struct jb b = { .ok = true };
+	struct json_object *o = jb_object(&b);
+	struct json_object *err = jb_object(&b);
+	struct json_object *meta = jb_object(&b);
+	struct json_object *choices = jb_array(&b);
+	struct json_object *ch = jb_object(&b);
+	struct json_object *delta = jb_object(&b);
+
+	jb_set(&b, o, "id", jb_string(&b, x->id));
+	jb_set(&b, o, "object", jb_string(&b, "chat.completion.chunk"));
+	jb_set(&b, o, "created", jb_int(&b, (int64_t)x->created));
+	jb_set(&b, o, "model", jb_string(&b, x->model));
+	jb_set(&b, o, "provider", jb_string(&b, "Mock"));
+	jb_set(&b, err, "code", jb_int(&b, 502));
+	jb_set(&b, err, "message", jb_string(&b, "Provider returned error"));
+	jb_set(&b, meta, "error_type", jb_string(&b, "provider_unavailable"));
+	jb_set(&b, err, "metadata", meta);
+	jb_set(&b, o, "error", err);
+	jb_set(&b, ch, "index", jb_int(&b, 0));
+	jb_set(&b, delta, "content", jb_string(&b, ""));
+	jb_set(&b, ch, "delta", delta);
+	jb_set(&b, ch, "finish_reason", jb_string(&b, "error"));
+	jb_push(&b, choices, ch);
+	jb_set(&b, o, "choices", choices);
+	return stream_send_event(x->c, o, b.ok);
+}
+
+static void chat_record(const struct chat_ctx *x, long completion, bool streamed)
+{
+	gen_store_add(x->id, x->model, x->prompt_tokens, completion,
+		      chat_cost_nano(x->prompt_tokens, completion), streamed);
+}
+
+/* Everything after the stream's response head.  Returns 0 when the stream was
+ * finished properly, -1 otherwise. */
+static int stream_body(struct chat_ctx *x, const struct mock_options *o)
+{
+	static const char processing[] = ": OPENROUTER PROCESSING\n\n";
+	static const char done[] = "data: [DONE]\n\n";
+	long tokens = o->tokens >= 0 ? o->tokens : g_cfg.tokens;
+	long delay = o->delay_ms >= 0 ? o->delay_ms : g_cfg.delay_ms;
+	long cut_at = o->cut_after < 0 ? -1 : (o->cut_after < tokens ? o->cut_after : tokens);
+	long fail_at = o->midfail_after < 0 ? -1 :
+		       (o->midfail_after < tokens ? o->midfail_after : tokens);
+	char cost[MOCK_COST_LEN];
+	bool recorded = false;
+	long emitted = 0;
+	int rc = -1;
+
+	if (stream_send_chunk(x->c, "", processing, sizeof processing - 1, "") != 0 ||
+	    stream_send_chunk(x->c, "", processing, sizeof processing - 1, "") != 0 ||
+	    stream_send_role(x) != 0)
+		goto out_emitted0;
+
+	for (emitted = 0;; emitted++) {
+		if (emitted == cut_at) {
+			chat_record(x, emitted, true);
+			return -1;    /* caller closes: no final chunk, no [DONE] */
+		}
+		if (emitted == fail_at) {
+			chat_record(x, emitted, true);
+			if (stream_send_midfail(x) == 0)
+				(void)send_all(x->c->fd, "0\r\n\r\n", 5);
+			return -1;
+		}
+		if (emitted == tokens)
+			break;
+		if (emitted > 0 && delay > 0 && mock_sleep(x->c->fd, delay) != 0)
+			goto out;
+		if (stream_send_token(x, emitted + 1) != 0)
+			goto out;
+	}
+	if (stream_send_finish(x) != 0)
+		goto out;
+	chat_record(x, tokens, true);
+	recorded = true;
+	format_usd_nano(chat_cost_nano(x->prompt_tokens, tokens), cost, sizeof cost);
+	if (stream_send_usage(x, tokens, cost) != 0 ||
+	    stream_send_chunk(x->c, "", done, sizeof done - 1, "") != 0 ||
+	    send_all(x->c->fd, "0\r\n\r\n", 5) != 0)
+		goto out;
+	rc = 0;
+out:
+	if (!recorded)
+		chat_record(x, emitted, true);   /* the client went away */
+	return rc;
+out_emitted0:
+	chat_record(x, 0, true);
+	return -1;
+}
+
+/* Streams the answer; the connection is always closed afterwards. */
+static bool chat_stream(struct chat_ctx *x, const struct mock_options *o)
+{
+	char head[512];
+	int n;
+
+	n = snprintf(head, sizeof head,
+		     "HTTP/1.1 200 OK\r\n"
+		     "Server: mock-upstream\r\n"
+		     "Content-Type: text/event-stream\r\n"
+		     "Cache-Control: no-cache\r\n"
+		     "X-Generation-Id: %s\r\n"
+		     "Transfer-Encoding: chunked\r\n"
+		     "Connection: close\r\n"
+		     "\r\n", x->id);
+	if (n < 0 || (size_t)n >= sizeof head)
+		return false;
+	if (send_all(x->c->fd, head, (size_t)n) != 0)
+		return false;
+	atomic_fetch_add(&g_open_streams, 1);
+	(void)stream_body(x, o);
+	atomic_fetch_sub(&g_open_streams, 1);
+	return false;
+}
+
+static bool chat_plain(struct chat_ctx *x, const char *reply, size_t reply_len, bool keep)
+{
+	struct jb b = { .ok = true };
+	long completion = count_words(reply, reply_len);
+	struct json_object *root = jb_object(&b);
+	struct json_object *choices = jb_array(&b);
+	struct json_object *choice = jb_object(&b);
+	struct json_object *message = jb_object(&b);
+	struct json_object *usage = jb_object(&b);
+	struct json_object *ptd = jb_object(&b);
+	struct json_object *ctd = jb_object(&b);
+	char cost[MOCK_COST_LEN];
+	char extra[128];
+
+	format_usd_nano(chat_cost_nano(x->prompt_tokens, completion), cost, sizeof cost);
+	snprintf(extra, sizeof extra, "X-Generation-Id: %s\r\n", x->id);
+
+	jb_set(&b, root, "id", jb_string(&b, x->id));
+	jb_set(&b, root, "provider", jb_string(&b, "Mock"));
+	jb_set(&b, root, "model", jb_string(&b, x->model));
+	jb_set(&b, root, "object", jb_string(&b, "chat.completion"));
+	jb_set(&b, root, "created", jb_int(&b, (int64_t)x->created));
+	jb_set(&b, choice, "index", jb_int(&b, 0));
+	jb_set_null(&b, choice, "logprobs");
+	jb_set(&b, choice, "finish_reason", jb_string(&b, "stop"));
+	jb_set(&b, choice, "native_finish_reason", jb_string(&b, "stop"));
+	jb_set(&b, message, "role", jb_string(&b, "assistant"));
+	jb_set(&b, message, "content", jb_string_len(&b, reply, reply_len));
+	jb_set_null(&b, message, "refusal");
+	jb_set(&b, choice, "message", message);
+	jb_push(&b, choices, choice);
+	jb_set(&b, root, "choices", choices);
+	jb_set(&b, usage, "prompt_tokens", jb_int(&b, x->prompt_tokens));
+	jb_set(&b, usage, "completion_tokens", jb_int(&b, completion));
+	jb_set(&b, usage, "total_tokens", jb_int(&b, x->prompt_tokens + completion));
+	jb_set(&b, usage, "cost", jb_number_text(&b, cost));
+	jb_set(&b, usage, "is_byok", jb_bool(&b, false));
+	jb_set(&b, ptd, "cached_tokens", jb_int(&b, 0));
+	jb_set(&b, usage, "prompt_tokens_details", ptd);
+	jb_set(&b, ctd, "reasoning_tokens", jb_int(&b, 0));
+	jb_set(&b, usage, "completion_tokens_details", ctd);
+	jb_set(&b, root, "usage", usage);
+
+	if (!b.ok) {
+		json_object_put(root);
+		send_oom(x->c, x->r);
+		return false;
+	}
+	chat_record(x, completion, false);
+	if (send_json(x->c, x->r, 200, root, extra, keep) != 0)
+		keep = false;
+	json_object_put(root);
+	return keep;
+}
+
+static bool handle_chat(struct mock_conn *c, const struct mock_request *r)
+{
+	bool keep = r->keep_alive;
+	struct json_object *root = json_parse_body(r->body, r->body_len);
+	struct json_object *model;
+	struct json_object *messages;
+	struct json_object *stream;
+	struct mock_options opt;
+	struct chat_ctx x;
+	char *model_id = NULL;
+	char err[256];
+	char echo[MOCK_ECHO_MAX + 8];
+	char reply[MOCK_ECHO_MAX + 32];
+	static const char reply_prefix[] = "mock reply: ";
+	size_t echo_len = 0;
+	size_t prompt_bytes = 0;
+	size_t reply_len;
+	size_t n_messages;
+	size_t i;
+
+	if (root == NULL || !json_object_is_type(root, json_type_object)) {
+		if (send_error(c, r, 400, "Invalid JSON in request body", false, NULL, keep) != 0)
+			keep = false;
+		goto out;
+	}
+	model = json_get(root, "model");
+	messages = json_get(root, "messages");
+	if (model == NULL || !json_object_is_type(model, json_type_string)) {
+		if (send_error(c, r, 400, "model must be a string", false, NULL, keep) != 0)
+			keep = false;
+		goto out;
+	}
+	if (messages == NULL || !json_object_is_type(messages, json_type_array) ||
+	    json_object_array_length(messages) == 0) {
+		if (send_error(c, r, 400, "messages must be a non-empty array", false, NULL, keep) != 0)
+			keep = false;
+		goto out;
+	}
+	n_messages = json_object_array_length(messages);
+	for (i = 0; i < n_messages; i++) {
+		if (!json_object_is_type(json_object_array_get_idx(messages, i), json_type_object)) {
+			if (send_error(c, r, 400, "each message must be an object", false, NULL, keep) != 0)
+				keep = false;
+			goto out;
+		}
+	}
+	if (options_parse(json_object_get_string(model), &model_id, &opt, err, sizeof err) != 0) {
+		if (send_error(c, r, 400, err, false, NULL, keep) != 0)
+			keep = false;
+		goto out;
+	}
+	if (scenario_preamble(c, r, &opt, &keep))
+		goto out;
+	if (opt.bad_json) {
+		static const char bad[] = "this is not json";
+
+		if (send_response(c, r, 200, "application/json", NULL, bad, sizeof bad - 1, keep) != 0)
+			keep = false;
+		goto out;
+	}
+
+	for (i = 0; i < n_messages; i++) {
+		struct json_object *msg = json_object_array_get_idx(messages, i);
+		bool last = i + 1 == n_messages;
+
+		chat_content_scan(json_get(msg, "content"), &prompt_bytes,
+				  last ? echo : NULL, sizeof echo, &echo_len);
+	}
+	echo_len = utf8_truncate(echo, echo_len, MOCK_ECHO_MAX);
+	memcpy(reply, reply_prefix, sizeof reply_prefix - 1);
+	memcpy(reply + sizeof reply_prefix - 1, echo, echo_len);
+	reply_len = sizeof reply_prefix - 1 + echo_len;
+	reply[reply_len] = '\0';
+
+	memset(&x, 0, sizeof x);
+	x.c = c;
+	x.r = r;
+	x.model = model_id;
+	x.created = time(NULL);
+	x.prompt_tokens = (long)((prompt_bytes + 3) / 4);
+	if (x.prompt_tokens < 1)
+		x.prompt_tokens = 1;
+	make_generation_id("gen-", x.id, sizeof x.id);
+
+	stream = json_get(root, "stream");
+	if (stream != NULL && json_object_is_type(stream, json_type_boolean) &&
+	    json_object_get_boolean(stream))
+		keep = chat_stream(&x, &opt);
+	else
+		keep = chat_plain(&x, reply, reply_len, keep);
+out:
+	free(model_id);
+	json_object_put(root);
+	return keep;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Embeddings                                                               */
+/* ------------------------------------------------------------------------ */
+
+struct emb_item {
+	const char *text;            /* string input, or NULL */
+	size_t len;
+	struct json_object *tokens;  /* token array input, or NULL */
+};
+
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME  0x100000001b3ULL
+
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= FNV_PRIME;
+	}
+	return h;
+}
+
+static uint64_t mix64(uint64_t z)
+{
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static uint64_t emb_item_hash(const struct emb_item *it)
+{
+	uint64_t h = FNV_OFFSET;
+	size_t i;
+	size_t n;
+
+	if (it->text != NULL)
+		return fnv1a(h, (const unsigned char *)it->text, it->len);
+	n = json_object_array_length(it->tokens);
+	for (i = 0; i < n; i++) {
+		uint64_t v = (uint64_t)json_object_get_int64(json_object_array_get_idx(it->tokens, i));
+		unsigned char le[8];
+		int k;
+
+		for (k = 0; k < 8; k++)
+			le[k] = (unsigned char)(v >> (8 * k));
+		h = fnv1a(h, le, sizeof le);
+	}
+	return h;
+}
+
+/* Component j of the vector: a multiple of 2^-23 in [-1, 1), exact in float32. */
+static float emb_component(uint64_t item_hash, uint32_t j)
+{
+	unsigned char le[4];
+	uint64_t h;
+	int32_t m;
+
+	le[0] = (unsigned char)j;
+	le[1] = (unsigned char)(j >> 8);
+	le[2] = (unsigned char)(j >> 16);
+	le[3] = (unsigned char)(j >> 24);
+	h = mix64(fnv1a(item_hash, le, sizeof le));
+	m = (int32_t)(h >> 40) - (1 << 23);
+	return (float)m / 8388608.0f;
+}
+
+static bool json_is_token_array(struct json_object *a)
+{
+	size_t i;
+	size_t n;
+
+	if (!json_object_is_type(a, json_type_array))
+		return false;
+	n = json_object_array_length(a);
+	if (n == 0)
+		return false;
+	for (i = 0; i < n; i++) {
+		if (!json_object_is_type(json_object_array_get_idx(a, i), json_type_int))
+			return false;
+	}
+	return true;
+}
+
+/* Collects the input items (a new array in *items) and the prompt token count.
+ * Returns 0, or -1 with a message in *err. */
+static int emb_collect(struct json_object *input, struct emb_item **items, size_t *n_items,
+		       long *prompt_tokens, const char **err)
+{
+	struct emb_item *arr = NULL;
+	size_t n;
+	size_t i;
+	uint64_t bytes = 0;
+	uint64_t tokens = 0;
+	struct json_object *first;
+
+	*items = NULL;
+	*n_items = 0;
+	*err = "input must be a non-empty string, array of strings, or token array(s)";
+	if (input == NULL)
+		return -1;
+	if (json_object_is_type(input, json_type_string)) {
+		if (json_object_get_string_len(input) == 0)
+			return -1;
+		arr = calloc(1, sizeof *arr);
+		if (arr == NULL) {
+			*err = "out of memory";
+			return -1;
+		}
+		arr[0].text = json_object_get_string(input);
+		arr[0].len = (size_t)json_object_get_string_len(input);
+		*items = arr;
+		*n_items = 1;
+		*prompt_tokens = (long)((arr[0].len + 3) / 4);
+		if (*prompt_tokens < 1)
+			*prompt_tokens = 1;
+		return 0;
+	}
+	if (!json_object_is_type(input, json_type_array))
+		return -1;
+	n = json_object_array_length(input);
+	if (n == 0 || n > MOCK_MAX_EMB_ITEMS)
+		return -1;
+	first = json_object_array_get_idx(input, 0);
+	if (json_object_is_type(first, json_type_int)) {
+		if (!json_is_token_array(input))
+			return -1;
+		n = 1;   /* one token array */
+	}
+	arr = calloc(n, sizeof *arr);
+	if (arr == NULL) {
+		*err = "out of memory";
+		return -1;
+	}
+	if (json_object_is_type(first, json_type_int)) {
+		arr[0].tokens = input;
+		tokens = json_object_array_length(input);
+	} else if (json_object_is_type(first, json_type_string)) {
+		for (i = 0; i < n; i++) {
+			struct json_object *s = json_object_array_get_idx(input, i);
+
+			if (!json_object_is_type(s, json_type_string) ||
+			    json_object_get_string_len(s) == 0)
+				goto fail;
+			arr[i].text = json_object_get_string(s);
+			arr[i].len = (size_t)json_object_get_string_len(s);
+			bytes += arr[i].len;
+		}
+	} else {
+		for (i = 0; i < n; i++) {
+			struct json_object *t = json_object_array_get_idx(input, i);
+
+			if (!json_is_token_array(t))
+				goto fail;
+			arr[i].tokens = t;
+			tokens += json_object_array_length(t);
+		}
+	}
+	*items = arr;
+	*n_items = n;
+	*prompt_tokens = bytes > 0 ? (long)((bytes + 3) / 4) : (long)tokens;
+	if (*prompt_tokens < 1)
+		*prompt_tokens = 1;
+	return 0;
+fail:
+	free(arr);
+	return -1;
+}
+
+static int emb_write_item(struct strbuf *sb, const struct emb_item *it, size_t idx,
+			  long dim, bool base64, unsigned char *scratch)
+{
+	uint64_t h = emb_item_hash(it);
+	uint32_t j;
+
+	if (sb_appendf(sb, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
+		       idx > 0 ? "," : "", idx) != 0)
+		return -1;
+	if (base64) {
+		for (j = 0; j < (uint32_t)dim; j++) {
+			float f = emb_component(h, j);
+			uint32_t bits;
+
+			memcpy(&bits, &f, sizeof bits);
+			scratch[4 * j] = (unsigned char)bits;
+			scratch[4 * j + 1] = (unsigned char)(bits >> 8);
+			scratch[4 * j + 2] = (unsigned char)(bits >> 16);
+			scratch[4 * j + 3] = (unsigned char)(bits >> 24);
+		}
+		if (sb_append_str(sb, "\"") != 0 ||
+		    sb_append_base64(sb, scratch, (size_t)dim * 4) != 0 ||
+		    sb_append_str(sb, "\"}") != 0)
+			return -1;
+		return 0;
+	}
+	if (sb_append_str(sb, "[") != 0)
+		return -1;
+	for (j = 0; j < (uint32_t)dim; j++) {
+		if (sb_appendf(sb, "%s%.9g", j > 0 ? "," : "", (double)emb_component(h, j)) != 0)
+			return -1;
+	}
+	return sb_append_str(sb, "]}");
+}
+
+static int emb_build(struct strbuf *sb, const struct emb_item *items, size_t n_items,
+		     long dim, bool base64, const char *model, const char *id,
+		     long prompt_tokens)
+{
+	unsigned char *scratch = NULL;
+	char cost[MOCK_COST_LEN];
+	size_t i;
+	int rc = -1;
+
+	if (base64) {
+		scratch = malloc((size_t)dim * 4);
+		if (scratch == NULL)
+			return -1;
+	}
+	if (sb_append_str(sb, "{\"object\":\"list\",\"data\":[") != 0)
+		goto out;
+	for (i = 0; i < n_items; i++) {
+		if (emb_write_item(sb, &items[i], i, dim, base64, scratch) != 0)
+			goto out;
+	}
+	format_usd_nano((uint64_t)prompt_tokens * MOCK_NANO_PER_EMBEDDING_TOKEN, cost, sizeof cost);
+	if (sb_append_str(sb, "],\"model\":") != 0 ||
+	    sb_append_json_string(sb, model, strlen(model)) != 0 ||
+	    sb_appendf(sb, ",\"id\":\"%s\",\"usage\":{\"prompt_tokens\":%ld,"
+		       "\"total_tokens\":%ld,\"cost\":%s}}",
+		       id, prompt_tokens, prompt_tokens, cost) != 0)
+		goto out;
+	rc = 0;
+out:
+	free(scratch);
+	return rc;
+}
+
+/* Picks the vector size: dim= option, then "dimensions", then --embedding-dim.
+ * Returns the size or -1 when "dimensions" is invalid. */
+static long emb_dimension(struct json_object *root, const struct mock_options *o)
+{
+	struct json_object *d = json_get(root, "dimensions");
+	int64_t v;
+
+	if (o->dim > 0)
+		return o->dim;
+	if (d == NULL || json_object_is_type(d, json_type_null))
+		return g_cfg.embedding_dim;
+	if (!json_object_is_type(d, json_type_int))
+		return -1;
+	v = json_object_get_int64(d);
+	if (v < 1 || v > MOCK_MAX_DIM)
+		return -1;
+	return (long)v;
+}
+
+static bool handle_embeddings(struct mock_conn *c, const struct mock_request *r)
+{
+	bool keep = r->keep_alive;
+	struct json_object *root = json_parse_body(r->body, r->body_len);
+	struct json_object *model;
+	struct json_object *fmt;
+	struct emb_item *items = NULL;
+	size_t n_items = 0;
+	struct mock_options opt;
+	struct strbuf sb;
+	char *model_id = NULL;
+	char err[256];
+	const char *emsg = NULL;
+	char id[MOCK_ID_LEN];
+	char extra[128];
+	long prompt_tokens = 0;
+	long dim;
+	bool base64 = false;
+
+	sb_init(&sb, MOCK_RESPONSE_MAX);
+	if (root == NULL || !json_object_is_type(root, json_type_object)) {
+		emsg = "Invalid JSON in request body";
+		goto bad;
+	}
+	model = json_get(root, "model");
+	if (model == NULL || !json_object_is_type(model, json_type_string)) {
+		emsg = "model must be a string";
+		goto bad;
+	}
+	if (options_parse(json_object_get_string(model), &model_id, &opt, err, sizeof err) != 0) {
+		emsg = err;
+		goto bad;
+	}
+	if (scenario_preamble(c, r, &opt, &keep))
+		goto out;
+	if (emb_collect(json_get(root, "input"), &items, &n_items, &prompt_tokens, &emsg) != 0)
+		goto bad;
+	fmt = json_get(root, "encoding_format");
+	if (fmt != NULL && !json_object_is_type(fmt, json_type_null)) {
+		const char *f = json_object_is_type(fmt, json_type_string) ?
+				json_object_get_string(fmt) : "";
+
+		if (strcmp(f, "base64") == 0) {
+			base64 = !opt.ignore_base64;
+		} else if (strcmp(f, "float") != 0) {
+			emsg = "encoding_format must be \"float\" or \"base64\"";
+			goto bad;
+		}
+	}
+	dim = emb_dimension(root, &opt);
+	if (dim < 1) {
+		emsg = "dimensions must be an integer between 1 and 16384";
+		goto bad;
+	}
+	if (n_items > MOCK_MAX_EMB_FLOATS / (size_t)dim) {
+		emsg = "input too large for the mock";
+		goto bad;
+	}
+	make_generation_id("gen-emb-", id, sizeof id);
+	if (emb_build(&sb, items, n_items, dim, base64, model_id, id, prompt_tokens) != 0) {
+		send_oom(c, r);
+		keep = false;
+		goto out;
+	}
+	gen_store_add(id, model_id, prompt_tokens, 0,
+		      (uint64_t)prompt_tokens * MOCK_NANO_PER_EMBEDDING_TOKEN, false);
+	snprintf(extra, sizeof extra, "X-Generation-Id: %s\r\n", id);
+	if (send_response(c, r, 200, "application/json", extra, sb.data, sb.len, keep) != 0)
+		keep = false;
+	goto out;
+bad:
+	if (send_error(c, r, 400, emsg, false, NULL, keep) != 0)
+		keep = false;
+out:
+	sb_free(&sb);
+	free(items);
+	free(model_id);
+	json_object_put(root);
+	return keep;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Models, key, generation                                                  */
+/* ------------------------------------------------------------------------ */
+
+struct mock_model {
+	const char *id;
+	const char *name;
+	const char *description;
+	int64_t created;
+	int64_t context_length;
+	const char *prompt_price;      /* USD per token, decimal string */
+	const char *completion_price;
+	int64_t max_completion_tokens; /* 0: null */
+	bool is_moderated;
+	const char *tokenizer;
+	bool embedding;
+};
+
+static const struct mock_model k_chat_models[] = {
+	{ "openai/gpt-4o-mini", "OpenAI: GPT-4o-mini",
+	  "Mock listing of GPT-4o mini, served by mock-upstream.",
+	  1721260800, 128000, "0.00000015", "0.0000006", 16384, true, "GPT", false },
+	{ "anthropic/claude-sonnet-4", "Anthropic: Claude Sonnet 4",
+	  "Mock listing of Claude Sonnet 4, served by mock-upstream.",
+	  1747930371, 200000, "0.000003", "0.000015", 64000, false, "Claude", false },
+	{ "mock/echo", "Mock: Echo",
+	  "Deterministic echo model; its prices match the mock's usage cost.",
+	  1700000000, 32768, "0.000001", "0.000002", 4096, false, "Other", false },
+};
+
+static const struct mock_model k_embedding_models[] = {
+	{ "openai/text-embedding-3-small", "OpenAI: Text Embedding 3 Small",
+	  "Mock listing of text-embedding-3-small, served by mock-upstream.",
+	  1706140800, 8192, "0.00000002", "0", 0, false, "GPT", true },
+};
+
+static struct json_object *string_array(struct jb *b, const char *const *items, size_t n)
+{
+	struct json_object *arr = jb_array(b);
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		jb_push(b, arr, jb_string(b, items[i]));
+	return arr;
+}
+
+static struct json_object *model_to_json(struct jb *b, const struct mock_model *m)
+{
+	static const char *const chat_params[] = {
+		"max_tokens", "temperature", "top_p", "stop", "seed", "frequency_penalty",
+		"presence_penalty", "response_format", "tools", "tool_choice",
+	};
+	static const char *const emb_params[] = { "dimensions", "encoding_format" };
+	static const char *const text[] = { "text" };
+	static const char *const embeddings[] = { "embeddings" };
+	struct json_object *o = jb_object(b);
+	struct json_object *arch = jb_object(b);
+	struct json_object *pricing = jb_object(b);
+	struct json_object *top = jb_object(b);
+	struct json_object *links = jb_object(b);
+	char details[256];
+
+	snprintf(details, sizeof details, "/api/v1/models/%s/endpoints", m->id);
+	jb_set(b, o, "id", jb_string(b, m->id));
+	jb_set(b, o, "canonical_slug", jb_string(b, m->id));
+	jb_set(b, o, "name", jb_string(b, m->name));
+	jb_set(b, o, "created", jb_int(b, m->created));
+	jb_set(b, o, "description", jb_string(b, m->description));
+	jb_set(b, o, "context_length", jb_int(b, m->context_length));
+	jb_set(b, arch, "modality", jb_string(b, m->embedding ? "text->embeddings" : "text->text"));
+	jb_set(b, arch, "input_modalities", string_array(b, text, 1));
+	jb_set(b, arch, "output_modalities",
+	       m->embedding ? string_array(b, embeddings, 1) : string_array(b, text, 1));
+	jb_set(b, arch, "tokenizer", jb_string(b, m->tokenizer));
+	jb_set_null(b, arch, "instruct_type");
+	jb_set(b, o, "architecture", arch);
+	jb_set(b, pricing, "prompt", jb_string(b, m->prompt_price));
+	jb_set(b, pricing, "completion", jb_string(b, m->completion_price));
+	jb_set(b, pricing, "request", jb_string(b, "0"));
+	jb_set(b, pricing, "image", jb_string(b, "0"));
+	jb_set(b, o, "pricing", pricing);
+	jb_set(b, top, "context_length", jb_int(b, m->context_length));
+	if (m->max_completion_tokens > 0)
+		jb_set(b, top, "max_completion_tokens", jb_int(b, m->max_completion_tokens));
+	else
+		jb_set_null(b, top, "max_completion_tokens");
+	jb_set(b, top, "is_moderated", jb_bool(b, m->is_moderated));
+	jb_set(b, o, "top_provider", top);
+	jb_set_null(b, o, "per_request_limits");
+	if (m->embedding)
+		jb_set(b, o, "supported_parameters",
+		       string_array(b, emb_params, sizeof emb_params / sizeof emb_params[0]));
+	else
+		jb_set(b, o, "supported_parameters",
+		       string_array(b, chat_params, sizeof chat_params / sizeof chat_params[0]));
+	jb_set_null(b, o, "default_parameters");
+	jb_set_null(b, o, "supported_voices");
+	jb_set(b, links, "details", jb_string(b, details));
+	jb_set(b, o, "links", links);
+	return o;
+}
+
+static bool handle_models(struct mock_conn *c, const struct mock_request *r,
+			  const struct mock_model *models, size_t n)
+{
+	struct jb b = { .ok = true };
+	struct json_object *root = jb_object(&b);
+	struct json_object *data = jb_array(&b);
+	bool keep = r->keep_alive;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		jb_push(&b, data, model_to_json(&b, &models[i]));
+	jb_set(&b, root, "data", data);
+	if (!b.ok) {
+		send_oom(c, r);
+		keep = false;
+	} else if (send_json(c, r, 200, root, NULL, keep) != 0) {
+		keep = false;
+	}
+	json_object_put(root);
+	return keep;
+}
+
+static bool handle_key(struct mock_conn *c, const struct mock_request *r)
+{
+	static const char body[] =
+		"{\"data\":{\"label\":\"mock\",\"limit\":null,\"usage\":0,\"is_free_tier\":false}}";
+
+	if (send_response(c, r, 200, "application/json", NULL, body, sizeof body - 1,
+			  r->keep_alive) != 0)
+		return false;
+	return r->keep_alive;
+}
+
+/* Finds key in a query string and percent-decodes its value into out. */
+static int query_param(const char *query, const char *key, char *out, size_t out_len)
+{
+	size_t key_len = strlen(key);
+	const char *p = query;
+
+	while (p != NULL && *p != '\0') {
+		const char *amp = strchr(p, '&');
+		const char *end = amp != NULL ? amp : p + strlen(p);
+
+		if ((size_t)(end - p) > key_len && strncmp(p, key, key_len) == 0 && p[key_len] == '=') {
+			const char *v = p + key_len + 1;
+			size_t n = 0;
+
+			while (v < end) {
+				char ch = *v;
+
+				if (ch == '%' && end - v >= 3 && hex_value(v[1]) >= 0 && hex_value(v[2]) >= 0) {
+					ch = (char)(hex_value(v[1]) * 16 + hex_value(v[2]));
+					v += 3;
+				} else {
+					if (ch == '+')
+						ch = ' ';
+					v++;
+				}
+				if (n + 1 >= out_len)
+					return -1;
+				out[n++] = ch;
+			}
+			out[n] = '\0';
+			return 0;
+		}
+		p = amp != NULL ? amp + 1 : NULL;
+	}
+	return -1;
+}
+
+static bool handle_generation(struct mock_conn *c, const struct mock_request *r)
+{
+	struct jb b = { .ok = true };
+	struct gen_record rec;
+	struct json_object *root;
+	struct json_object *data;
+	bool keep = r->keep_alive;
+	char id[MOCK_ID_LEN * 2];
+	char created_at[64];
+	struct tm tm;
+
+	if (query_param(r->query, "id", id, sizeof id) != 0 || id[0] == '\0') {
+		if (send_error(c, r, 400, "id query parameter is required", false, NULL, keep) != 0)
+			keep = false;
+		return keep;
+	}
+	if (gen_store_find(id, &rec) != 0) {
+		if (send_error(c, r, 404, "Generation not found", false, NULL, keep) != 0)
+			keep = false;
+		return keep;
+	}
+	if (gmtime_r(&rec.created, &tm) == NULL ||
+	    strftime(created_at, sizeof created_at, "%Y-%m-%dT%H:%M:%S+00:00", &tm) == 0)
+		snprintf(created_at, sizeof created_at, "1970-01-01T00:00:00+00:00");
+
+	root = jb_object(&b);
+	data = jb_object(&b);
+	jb_set(&b, data, "id", jb_string(&b, rec.id));
+	jb_set(&b, data, "model", jb_string(&b, rec.model));
+	jb_set(&b, data, "provider_name", jb_string(&b, "Mock"));
+	jb_set(&b, data, "total_cost", jb_number_text(&b, rec.cost));
+	jb_set(&b, data, "usage", jb_number_text(&b, rec.cost));
+	jb_set(&b, data, "is_byok", jb_bool(&b, false));
+	jb_set(&b, data, "tokens_prompt", jb_int(&b, rec.prompt_tokens));
+	jb_set(&b, data, "tokens_completion", jb_int(&b, rec.completion_tokens));
+	jb_set(&b, data, "native_tokens_prompt", jb_int(&b, rec.prompt_tokens));
+	jb_set(&b, data, "native_tokens_completion", jb_int(&b, rec.completion_tokens));
+	jb_set(&b, data, "streamed", jb_bool(&b, rec.streamed));
+	jb_set(&b, data, "created_at", jb_string(&b, created_at));
+	jb_set(&b, root, "data", data);
+	if (!b.ok) {
+		send_oom(c, r);
+		keep = false;
+	} else if (send_json(c, r, 200, root, NULL, keep) != 0) {
+		keep = false;
+	}
+	json_object_put(root);
+	free(rec.model);
+	return keep;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Test introspection: /__mock/stats, /__mock/last, /__mock/reset           */
+/* ------------------------------------------------------------------------ */
+
+static pthread_mutex_t g_last_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *g_last_json;   /* owned; NULL until the first API request */
+static size_t g_last_len;
+
+/* Adds name: value to the headers object, joining repeats with ", ". */
+static void last_add_header(struct jb *b, struct json_object *headers,
+			    const char *name, const char *value)
+{
+	struct json_object *old = json_get(headers, name);
+	struct strbuf sb;
+
+	if (old == NULL) {
+		jb_set(b, headers, name, jb_string(b, value));
+		return;
+	}
+	sb_init(&sb, MOCK_HEADER_MAX_BYTES * 2);
+	if (sb_append_str(&sb, json_object_get_string(old)) != 0 ||
+	    sb_append_str(&sb, ", ") != 0 || sb_append_str(&sb, value) != 0)
+		b->ok = false;
+	else
+		jb_set(b, headers, name, jb_string_len(b, sb.data, sb.len));
+	sb_free(&sb);
+}
+
+static void last_record(const struct mock_request *r)
+{
+	struct jb b = { .ok = true };
+	struct json_object *root = jb_object(&b);
+	struct json_object *headers = jb_object(&b);
+	const char *text = NULL;
+	size_t len = 0;
+	char *copy = NULL;
+	char *old;
+	size_t i;
+
+	jb_set(&b, root, "method", jb_string(&b, r->method));
+	jb_set(&b, root, "path", jb_string(&b, r->path));
+	jb_set(&b, root, "query", jb_string(&b, r->query));
+	for (i = 0; i < r->n_headers; i++)
+		last_add_header(&b, headers, r->headers[i].name, r->headers[i].value);
+	jb_set(&b, root, "headers", headers);
+	jb_set(&b, root, "body", jb_string_len(&b, r->body != NULL ? r->body : "", r->body_len));
+	if (b.ok)
+		text = json_object_to_json_string_length(root, MOCK_JSON_FLAGS, &len);
+	if (text != NULL)
+		copy = strndup(text, len);
+	json_object_put(root);
+	if (copy == NULL)
+		return;
+	pthread_mutex_lock(&g_last_lock);
+	old = g_last_json;
+	g_last_json = copy;
+	g_last_len = len;
+	pthread_mutex_unlock(&g_last_lock);
+	free(old);
+}
+
+static void last_free(void)
+{
+	pthread_mutex_lock(&g_last_lock);
+	free(g_last_json);
+	g_last_json = NULL;
+	g_last_len = 0;
+	pthread_mutex_unlock(&g_last_lock);
+}
+
+static bool admin_last(struct mock_conn *c, const struct mock_request *r)
+{
+	char *copy = NULL;
+	size_t len = 0;
+	bool keep = r->keep_alive;
+
+	pthread_mutex_lock(&g_last_lock);
+	if (g_last_json != NULL) {
+		copy = strndup(g_last_json, g_last_len);
+		len = g_last_len;
+	}
+	pthread_mutex_unlock(&g_last_lock);
+	if (copy == NULL) {
+		if (send_error(c, r, 404, "no API request received yet", false, NULL, keep) != 0)
+			keep = false;
+		return keep;
+	}
+	if (send_response(c, r, 200, "application/json", NULL, copy, len, keep) != 0)
+		keep = false;
+	free(copy);
+	return keep;
+}
+
+static bool admin_stats(struct mock_conn *c, const struct mock_request *r)
+{
+	char body[256];
+	int n;
+
+	n = snprintf(body, sizeof body,
+		     "{\"requests\":%lu,\"chat\":%lu,\"embeddings\":%lu,\"models\":%lu,"
+		     "\"open_streams\":%ld}",
+		     atomic_load(&g_stat_requests), atomic_load(&g_stat_chat),
+		     atomic_load(&g_stat_embeddings), atomic_load(&g_stat_models),
+		     atomic_load(&g_open_streams));
+	if (n < 0 || (size_t)n >= sizeof body)
+		return send_oom(c, r) == 0;
+	if (send_response(c, r, 200, "application/json", NULL, body, (size_t)n, r->keep_alive) != 0)
+		return false;
+	return r->keep_alive;
+}
+
+static bool admin_reset(struct mock_conn *c, const struct mock_request *r)
+{
+	static const char body[] = "{\"ok\":true}";
+
+	atomic_store(&g_stat_requests, 0);
+	atomic_store(&g_stat_chat, 0);
+	atomic_store(&g_stat_embeddings, 0);
+	atomic_store(&g_stat_models, 0);
+	last_free();
+	if (send_response(c, r, 200, "application/json", NULL, body, sizeof body - 1,
+			  r->keep_alive) != 0)
+		return false;
+	return r->keep_alive;
+}
+
+static bool handle_admin(struct mock_conn *c, const struct mock_request *r)
+{
+	static const struct {
+		const char *path;
+		const char *method;
+		bool (*fn)(struct mock_conn *, const struct mock_request *);
+	} admin_routes[] = {
+		{ "/__mock/stats", "GET", admin_stats },
+		{ "/__mock/last", "GET", admin_last },
+		{ "/__mock/reset", "POST", admin_reset },
+	};
+	bool keep = r->keep_alive;
+	size_t i;
+
+	for (i = 0; i < sizeof admin_routes / sizeof admin_routes[0]; i++) {
+		char allow[64];
+
+		if (strcmp(r->path, admin_routes[i].path) != 0)
+			continue;
+		if (strcmp(r->method, admin_routes[i].method) == 0)
+			return admin_routes[i].fn(c, r);
+		snprintf(allow, sizeof allow, "Allow: %s\r\n", admin_routes[i].method);
+		if (send_error(c, r, 405, "Method Not Allowed", false, allow, keep) != 0)
+			keep = false;
+		return keep;
+	}
+	if (send_error(c, r, 404, "Not Found", false, NULL, keep) != 0)
+		keep = false;
+	return keep;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Routing                                                                  */
+/* ------------------------------------------------------------------------ */
+
+enum mock_route {
+	ROUTE_CHAT,              /* POST chat/completions */
+	ROUTE_EMBEDDINGS,        /* POST embeddings */
+	ROUTE_MODELS,            /* GET models */
+	ROUTE_EMBEDDING_MODELS,  /* GET embeddings/models */
+	ROUTE_GENERATION,        /* GET generation?id= */
+	ROUTE_KEY                /* GET key */
+};
+
+static const struct {
+	const char *path;        /* after the /api/v1 or /v1 prefix */
+	const char *method;
+	enum mock_route route;
+} k_routes[] = {
+	{ "/chat/completions", "POST", ROUTE_CHAT },
+	{ "/embeddings", "POST", ROUTE_EMBEDDINGS },
+	{ "/models", "GET", ROUTE_MODELS },
+	{ "/embeddings/models", "GET", ROUTE_EMBEDDING_MODELS },
+	{ "/generation", "GET", ROUTE_GENERATION },
+	{ "/key", "GET", ROUTE_KEY },
+};
+
+static const char *strip_api_prefix(const char *path)
+{
+	if (strncmp(path, "/api/v1/", 8) == 0)
+		return path + 7;
+	if (strncmp(path, "/v1/", 4) == 0)
+		return path + 3;
+	return NULL;
+}
+
+/* 0 if the request carries "Authorization: Bearer <--require-key>". */
+static int check_auth(const struct mock_request *r, const char **message)
+{
+	const char *auth = request_header(r, "authorization");
+	const char *token;
+
+	if (g_cfg.require_key == NULL)
+		return 0;
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
+		*message = "No auth credentials found";
+		return -1;
+	}
+	token = auth + 7;
+	while (*token == ' ')
+		token++;
+	if (strcmp(token, g_cfg.require_key) != 0) {
+		*message = "User not found.";
+		return -1;
+	}
+	return 0;
+}
+
+static bool handle_request(struct mock_conn *c, const struct mock_request *r)
+{
+	const char *sub;
+	const char *auth_message = NULL;
+	bool keep = r->keep_alive;
+	bool path_known = false;
+	char allow[64];
+	size_t i;
+
+	if (strncmp(r->path, "/__mock/", 8) == 0)
+		return handle_admin(c, r);
+
+	atomic_fetch_add(&g_stat_requests, 1);
+	last_record(r);
+	sub = strip_api_prefix(r->path);
+	for (i = 0; sub != NULL && i < sizeof k_routes / sizeof k_routes[0]; i++) {
+		if (strcmp(sub, k_routes[i].path) != 0)
+			continue;
+		path_known = true;
+		if (strcmp(r->method, k_routes[i].method) == 0)
+			break;
+		snprintf(allow, sizeof allow, "Allow: %s\r\n", k_routes[i].method);
+	}
+	if (!path_known) {
+		if (send_error(c, r, 404, "Not Found", false, NULL, keep) != 0)
+			keep = false;
+		return keep;
+	}
+	if (i == sizeof k_routes / sizeof k_routes[0]) {
+		if (send_error(c, r, 405, "Method Not Allowed", false, allow, keep) != 0)
+			keep = false;
+		return keep;
+	}
+	switch (k_routes[i].route) {
+	case ROUTE_CHAT:
+		atomic_fetch_add(&g_stat_chat, 1);
+		break;
+	case ROUTE_EMBEDDINGS:
+		atomic_fetch_add(&g_stat_embeddings, 1);
+		break;
+	case ROUTE_MODELS:
+	case ROUTE_EMBEDDING_MODELS:
+		atomic_fetch_add(&g_stat_models, 1);
+		break;
+	case ROUTE_GENERATION:
+	case ROUTE_KEY:
+		break;
+	}
+	if (check_auth(r, &auth_message) != 0) {
+		if (send_error(c, r, 401, auth_message, false, NULL, keep) != 0)
+			keep = false;
+		return keep;
+	}
+	switch (k_routes[i].route) {
+	case ROUTE_CHAT:
+		return handle_chat(c, r);
+	case ROUTE_EMBEDDINGS:
+		return handle_embeddings(c, r);
+	case ROUTE_MODELS:
+		return handle_models(c, r, k_chat_models,
+				     sizeof k_chat_models / sizeof k_chat_models[0]);
+	case ROUTE_EMBEDDING_MODELS:
+		return handle_models(c, r, k_embedding_models,
+				     sizeof k_embedding_models / sizeof k_embedding_models[0]);
+	case ROUTE_GENERATION:
+		return handle_generation(c, r);
+	case ROUTE_KEY:
+		return handle_key(c, r);
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connection threads                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* Half-closes, drains what the peer still sends (so close() does not turn
+ * into a reset that destroys our last response), then closes. */
+static void conn_close(struct mock_conn *c)
+{
+	char tmp[4096];
+	size_t drained = 0;
+	long waited = 0;
+
+	if (shutdown(c->fd, SHUT_WR) == 0) {
+		while (!atomic_load(&g_stop) && waited < MOCK_LINGER_MS &&
+		       drained < MOCK_LINGER_BYTES) {
+			struct pollfd p = { .fd = c->fd, .events = POLLIN };
+			int rc = poll(&p, 1, 100);
+			ssize_t n;
+
+			if (rc < 0 && errno == EINTR)
+				continue;
+			if (rc < 0)
+				break;
+			if (rc == 0) {
+				waited += 100;
+				continue;
+			}
+			n = recv(c->fd, tmp, sizeof tmp, MSG_DONTWAIT);
+			if (n < 0 && (errno == EINTR || errno == EAGAIN))
+				continue;
+			if (n <= 0)
+				break;
+			drained += (size_t)n;
+		}
+	}
+	close(c->fd);
+	c->fd = -1;
+}
+
+static void conn_serve(struct mock_conn *c)
+{
+	for (;;) {
+		struct mock_request req;
+		enum read_status st;
+		bool keep = false;
+
+		request_init(&req);
+		st = read_request(c, &req);
+		switch (st) {
+		case READ_OK:
+			keep = handle_request(c, &req);
+			break;
+		case READ_BAD:
+			send_error(c, &req, 400, "Bad Request", false, NULL, false);
+			break;
+		case READ_TOO_LARGE:
+			send_error(c, &req, 413, "Request body too large", false, NULL, false);
+			break;
+		case READ_HEADERS_TOO_LARGE:
+			send_error(c, &req, 431, "Request header fields too large", false, NULL, false);
+			break;
+		case READ_CLOSED:
+			break;
+		}
+		request_free(&req);
+		if (!keep || atomic_load(&g_stop))
+			break;
+	}
+}
+
+static void *conn_thread(void *arg)
+{
+	struct mock_conn *c = arg;
+
+	conn_serve(c);
+	conn_close(c);
+	free(c);
+	atomic_fetch_sub(&g_active_conns, 1);
+	return NULL;
+}
+
+static void conn_start(int fd, const pthread_attr_t *attr)
+{
+	struct mock_conn *c;
+	struct timeval tv = { .tv_sec = MOCK_SEND_TIMEOUT_S, .tv_usec = 0 };
+	pthread_t tid;
+	int one = 1;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) {
+		close(fd);
+		return;
+	}
+	c = malloc(sizeof *c);
+	if (c == NULL) {
+		close(fd);
+		return;
+	}
+	c->fd = fd;
+	c->rstart = 0;
+	c->rend = 0;
+	c->hlen = 0;
+	atomic_fetch_add(&g_active_conns, 1);
+	if (pthread_create(&tid, attr, conn_thread, c) != 0) {
+		atomic_fetch_sub(&g_active_conns, 1);
+		close(fd);
+		free(c);
+	}
+}
+
+static void *accept_thread(void *arg)
+{
+	int lfd = *(const int *)arg;
+	pthread_attr_t attr;
+
+	if (pthread_attr_init(&attr) != 0)
+		return NULL;
+	if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0 ||
+	    pthread_attr_setstacksize(&attr, MOCK_THREAD_STACK) != 0) {
+		pthread_attr_destroy(&attr);
+		return NULL;
+	}
+	while (!atomic_load(&g_stop)) {
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		int rc = poll(&p, 1, MOCK_POLL_SLICE_MS);
+		int fd;
+
+		if (rc <= 0)
+			continue;
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				struct timespec ts = { .tv_sec = 0, .tv_nsec = 50 * 1000 * 1000 };
+
+				nanosleep(&ts, NULL);
+			}
+			continue;
+		}
+		conn_start(fd, &attr);
+	}
+	pthread_attr_destroy(&attr);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Startup                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: mock-upstream [--host ADDR] --port N [--tokens N] [--delay-ms N]\n"
+		"                     [--embedding-dim N] [--require-key KEY] [--pidfile FILE]\n"
+		"\n"
+		"  --host ADDR          address to listen on (default 127.0.0.1)\n"
+		"  --port N             port; 0 picks a free one (default 0)\n"
+		"  --tokens N           content tokens per stream (default 5)\n"
+		"  --delay-ms N         delay between streamed tokens (default 0)\n"
+		"  --embedding-dim N    embedding vector size (default 8)\n"
+		"  --require-key KEY    demand \"Authorization: Bearer KEY\" on API routes\n"
+		"  --pidfile FILE       write the process id to FILE\n"
+		"\n"
+		"Prints \"listening on PORT\" once ready; exits on SIGTERM/SIGINT.\n"
+		"Scenario options follow the model id: \"openai/gpt-4o-mini;fail=500;sleep=2000\"\n"
+		"(fail=NNN sleep=MS cut=before cut=K midfail=K tokens=N delay=MS badjson=1\n"
+		" dim=N ignore_base64=1).\n");
+}
+
+enum cli_kind {
+	CLI_STRING,   /* const char * */
+	CLI_LONG      /* long within [min, max] */
+};
+
+static const struct {
+	const char *name;
+	enum cli_kind kind;
+	const char **str_dst;
+	long *long_dst;
+	long min;
+	long max;
+} k_cli_options[] = {
+	{ "--host", CLI_STRING, &g_cfg.host, NULL, 0, 0 },
+	{ "--port", CLI_LONG, NULL, &g_cfg.port, 0, 65535 },
+	{ "--tokens", CLI_LONG, NULL, &g_cfg.tokens, 0, MOCK_MAX_TOKENS },
+	{ "--delay-ms", CLI_LONG, NULL, &g_cfg.delay_ms, 0, MOCK_MAX_DELAY_MS },
+	{ "--embedding-dim", CLI_LONG, NULL, &g_cfg.embedding_dim, 1, MOCK_MAX_DIM },
+	{ "--require-key", CLI_STRING, &g_cfg.require_key, NULL, 0, 0 },
+	{ "--pidfile", CLI_STRING, &g_cfg.pidfile, NULL, 0, 0 },
+};
+
+/* Returns 0, 1 when --help was shown, or -1 on a usage error. */
+static int parse_args(int argc, char **argv)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+		const char *eq = strchr(arg, '=');
+		size_t name_len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+		const char *value;
+		size_t k;
+
+		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+			usage(stdout);
+			return 1;
+		}
+		for (k = 0; k < sizeof k_cli_options / sizeof k_cli_options[0]; k++) {
+			if (strlen(k_cli_options[k].name) == name_len &&
+			    strncmp(arg, k_cli_options[k].name, name_len) == 0)
+				break;
+		}
+		if (k == sizeof k_cli_options / sizeof k_cli_options[0]) {
+			fprintf(stderr, "mock-upstream: unknown option '%s'\n", arg);
+			return -1;
+		}
+		if (eq != NULL) {
+			value = eq + 1;
+		} else if (i + 1 < argc) {
+			value = argv[++i];
+		} else {
+			fprintf(stderr, "mock-upstream: option %s needs a value\n", k_cli_options[k].name);
+			return -1;
+		}
+		if (k_cli_options[k].kind == CLI_STRING) {
+			if (value[0] == '\0') {
+				fprintf(stderr, "mock-upstream: option %s needs a value\n",
+					k_cli_options[k].name);
+				return -1;
+			}
+			*k_cli_options[k].str_dst = value;
+		} else if (parse_long_text(value, k_cli_options[k].min, k_cli_options[k].max,
+					   k_cli_options[k].long_dst) != 0) {
+			fprintf(stderr, "mock-upstream: %s must be an integer in [%ld, %ld]\n",
+				k_cli_options[k].name, k_cli_options[k].min, k_cli_options[k].max);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Binds and listens; returns the socket and the bound port, or -1. */
+static int listen_on(const char *host, long port, int *bound_port)
+{
+	struct addrinfo hints;
+	struct addrinfo *res = NULL;
+	struct addrinfo *ai;
+	struct sockaddr_storage ss;
+	socklen_t ss_len = sizeof ss;
+	char service[16];
+	int fd = -1;
+	int one = 1;
+	int rc;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(service, sizeof service, "%ld", port);
+	rc = getaddrinfo(host, service, &hints, &res);
+	if (rc != 0) {
+		fprintf(stderr, "mock-upstream: cannot resolve %s: %s\n", host, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+			    ai->ai_protocol);
+		if (fd < 0)
+			continue;
+		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+		    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
+			break;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0) {
+		fprintf(stderr, "mock-upstream: cannot listen on %s:%ld: %s\n", host, port,
+			strerror(errno));
+		return -1;
+	}
+	if (getsockname(fd, (struct sockaddr *)&ss, &ss_len) != 0) {
+		fprintf(stderr, "mock-upstream: getsockname: %s\n", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (ss.ss_family == AF_INET6)
+		*bound_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+	else
+		*bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+static int write_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL) {
+		fprintf(stderr, "mock-upstream: cannot write %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	if (fprintf(f, "%ld\n", (long)getpid()) < 0) {
+		fclose(f);
+		return -1;
+	}
+	if (fclose(f) != 0) {
+		fprintf(stderr, "mock-upstream: cannot write %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;   /* never runs: the signals are blocked and taken by sigwait */
+}
+
+/* Ignores SIGPIPE and blocks SIGTERM/SIGINT in every thread, for sigwait. */
+static int setup_signals(sigset_t *waitset)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGPIPE, &sa, NULL) != 0)
+		return -1;
+	sa.sa_handler = on_signal;   /* undo an inherited SIG_IGN */
+	if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0)
+		return -1;
+	sigemptyset(waitset);
+	sigaddset(waitset, SIGTERM);
+	sigaddset(waitset, SIGINT);
+	return pthread_sigmask(SIG_BLOCK, waitset, NULL) == 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	sigset_t waitset;
+	pthread_t acceptor;
+	int lfd;
+	int port = 0;
+	int sig = 0;
+	int rc;
+	int i;
+
+	rc = parse_args(argc, argv);
+	if (rc != 0) {
+		if (rc < 0)
+			usage(stderr);
+		return rc < 0 ? 2 : 0;
+	}
+	if (setup_signals(&waitset) != 0) {
+		fprintf(stderr, "mock-upstream: cannot set up signals\n");
+		return 1;
+	}
+	lfd = listen_on(g_cfg.host, g_cfg.port, &port);
+	if (lfd < 0)
+		return 1;
+	if (g_cfg.pidfile != NULL && write_pidfile(g_cfg.pidfile) != 0) {
+		close(lfd);
+		return 1;
+	}
+	if (pthread_create(&acceptor, NULL, accept_thread, &lfd) != 0) {
+		fprintf(stderr, "mock-upstream: cannot start the accept thread\n");
+		close(lfd);
+		return 1;
+	}
+	printf("listening on %d\n", port);
+	fflush(stdout);
+
+	while (sigwait(&waitset, &sig) != 0)
+		;
+	atomic_store(&g_stop, 1);
+	pthread_join(acceptor, NULL);
+	close(lfd);
+	/* connection threads notice g_stop within a poll slice */
+	for (i = 0; i < 100 && atomic_load(&g_active_conns) > 0; i++) {
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = 20 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+	if (g_cfg.pidfile != NULL)
+		unlink(g_cfg.pidfile);
+	if (atomic_load(&g_active_conns) == 0) {
+		gen_store_free();
+		last_free();
+	}
+	return 0;
+}
