@@ -44,6 +44,7 @@ static const struct opt options[] = {
 	INT_OPT("server.threads", threads, 16, 1, 4096),
 	INT_OPT("server.max_body_bytes", max_body, 33554432, 1024, 1073741824),
 	INT_OPT("server.shutdown_grace", shutdown_grace, 30, 0, 3600),
+	INT_OPT("server.heartbeat_interval", heartbeat_interval, 5, 1, 300),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

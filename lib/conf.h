@@ -32,6 +32,7 @@ struct mg_conf {
 	int threads;
 	int max_body;            /* bytes */
 	int shutdown_grace;      /* seconds */
+	int heartbeat_interval;  /* seconds between SSE heartbeats */
 };
 
 /* Which file to read: the -c argument if given, else $MODELGATE_CONFIG,

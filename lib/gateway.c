@@ -13,9 +13,11 @@
 #include "models.h"
 #include "request.h"
 #include "router.h"
+#include "sse.h"
 #include "usage.h"
 
 #define JSON_TYPE "application/json"
+#define SSE_MAX_EVENT (4u << 20)
 
 /* What one request carries through the handler. */
 struct exchange {
@@ -280,6 +282,258 @@ fail_call(struct mg_worker *w, struct exchange *x, struct mg_usage *u, const str
 	record(w, x, u);
 }
 
+/* One streamed chat completion on its way from the upstream to the client. */
+struct stream_state {
+	struct mg_worker *w;
+	struct exchange *x;
+	struct mg_usage *u;
+	int include_usage;      /* the client asked for the usage-only chunk */
+	int started;            /* our response headers are out */
+	int done;               /* the upstream sent [DONE] */
+	int failed;             /* an error event went to the client */
+	int client_gone;        /* a write to the client failed */
+	int overflow;           /* an upstream event exceeded the cap */
+	long content_chunks;    /* deltas with content, if usage never comes */
+	long last_write;        /* monotonic seconds of the last write */
+	struct mg_sse sse;
+};
+
+static long
+now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long)ts.tv_sec;
+}
+
+/* Writes and flushes; -1 (and client_gone) when the client is gone. */
+static int
+stream_write(struct stream_state *st, const char *p, size_t n)
+{
+	if (FCGX_PutStr(p, (int)n, st->x->fr->out) < 0 || FCGX_FFlush(st->x->fr->out) < 0) {
+		st->client_gone = 1;
+		return -1;
+	}
+	st->last_write = now_seconds();
+	return 0;
+}
+
+static int
+stream_start(void *arg)
+{
+	struct stream_state *st = arg;
+	char head[512];
+	int n = snprintf(head, sizeof(head),
+	    "Status: 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+	    "X-Accel-Buffering: no\r\n%s\r\n", st->x->headers);
+
+	st->started = 1;
+	return stream_write(st, head, (size_t)n);
+}
+
+/* Sends one error event in the OpenAI shape; the stream then ends. */
+static void
+stream_error(struct stream_state *st, const struct mg_apierror *e)
+{
+	struct mg_buf *out = &st->w->out;
+
+	st->failed = 1;
+	st->u->status = e->status;
+	st->u->error_type = e->code != NULL ? e->code : e->type;
+	mg_buf_reset(out);
+	if (mg_buf_adds(out, "data: ") != MG_OK || mg_apierror_json(e, out) != MG_OK ||
+	    mg_buf_adds(out, "\n\n") != MG_OK)
+		return;
+	if (!st->client_gone)
+		stream_write(st, out->data, out->len);
+}
+
+static void
+count_content(struct stream_state *st, json_object *choices)
+{
+	size_t i, n = json_object_array_length(choices);
+
+	for (i = 0; i < n; i++) {
+		json_object *delta, *content;
+
+		if (json_object_object_get_ex(json_object_array_get_idx(choices, i), "delta", &delta) &&
+		    json_object_object_get_ex(delta, "content", &content) &&
+		    json_object_is_type(content, json_type_string) &&
+		    json_object_get_string_len(content) > 0)
+			st->content_chunks++;
+	}
+}
+
+static int
+stream_event(void *arg, const struct mg_sse_event *ev)
+{
+	struct stream_state *st = arg;
+	struct mg_buf *out = &st->w->out;
+	json_object *obj, *err, *choices, *usage;
+	const char *data = ev->data;
+	int rc = 0;
+
+	if (strcmp(data, "[DONE]") == 0) {
+		st->done = 1;
+		return 0;
+	}
+	obj = json_tokener_parse(data);
+	if (obj == NULL || !json_object_is_type(obj, json_type_object)) {
+		mg_log(MG_LOG_WARN, st->x->request_id, "upstream sent a non-JSON event: %.200s", data);
+		json_object_put(obj);
+		return 0;
+	}
+	mg_usage_from_json(st->u, obj);
+	if (json_object_object_get_ex(obj, "error", &err) && err != NULL) {
+		struct mg_apierror e;
+		json_object *msg;
+
+		mg_log(MG_LOG_WARN, st->x->request_id, "upstream error in stream: %.300s", data);
+		mg_apierror_set(&e, 502, "upstream_error", NULL, "upstream_error", "%s",
+		    json_object_object_get_ex(err, "message", &msg) && json_object_is_type(msg, json_type_string)
+		    ? json_object_get_string(msg) : "The upstream provider failed during the stream.");
+		stream_error(st, &e);
+		json_object_put(obj);
+		return 1;
+	}
+	if (json_object_object_get_ex(obj, "choices", &choices) &&
+	    json_object_is_type(choices, json_type_array)) {
+		if (json_object_array_length(choices) == 0 &&
+		    json_object_object_get_ex(obj, "usage", &usage) && usage != NULL &&
+		    !st->include_usage) {
+			/* the usage-only chunk the client did not ask for */
+			json_object_put(obj);
+			return 0;
+		}
+		count_content(st, choices);
+	}
+	mg_buf_reset(out);
+	if (mg_buf_adds(out, "data: ") != MG_OK ||
+	    mg_buf_adds(out, strchr(data, '\n') == NULL ? data :
+	        json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN)) != MG_OK ||
+	    mg_buf_adds(out, "\n\n") != MG_OK)
+		rc = 1;
+	else if (stream_write(st, out->data, out->len) < 0)
+		rc = 1;
+	json_object_put(obj);
+	return rc;
+}
+
+static int
+stream_data(void *arg, const char *p, size_t n)
+{
+	struct stream_state *st = arg;
+	enum mg_err rc = mg_sse_feed(&st->sse, p, n, stream_event, st);
+
+	if (rc == MG_ERR_TOO_BIG)
+		st->overflow = 1;
+	return rc != MG_OK;
+}
+
+static int
+stream_tick(void *arg)
+{
+	struct stream_state *st = arg;
+	static const char ping[] = ": ping\n\n";
+
+	if (!st->started || now_seconds() - st->last_write < st->w->gw->conf->heartbeat_interval)
+		return 0;
+	return stream_write(st, ping, sizeof(ping) - 1) < 0;
+}
+
+/* The body sent upstream for a stream: the client's, asking for usage. */
+static const char *
+stream_body(struct mg_call *call, const char *body, size_t *len)
+{
+	json_object *so;
+	const char *text;
+
+	if (call->include_usage)
+		return body;
+	if (!json_object_object_get_ex(call->root, "stream_options", &so) || so == NULL) {
+		so = json_object_new_object();
+		if (so == NULL)
+			return body;
+		json_object_object_add(call->root, "stream_options", so);
+	}
+	json_object_object_add(so, "include_usage", json_object_new_boolean(1));
+	text = json_object_to_json_string_ext(call->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	*len = strlen(text);
+	return text;
+}
+
+/* Relays a streamed chat completion event by event.  Failures before the
+ * first byte are ordinary HTTP errors; after it, one error event. */
+static void
+handle_stream(struct mg_worker *w, struct exchange *x, struct mg_call *call, struct mg_usage *u)
+{
+	struct stream_state st;
+	struct mg_upstream_sink sink = { stream_start, stream_data, stream_tick, &st };
+	struct mg_apierror e;
+	size_t len = w->body.len;
+	const char *body = stream_body(call, w->body.data, &len);
+	enum mg_err rc;
+
+	memset(&st, 0, sizeof(st));
+	st.w = w;
+	st.x = x;
+	st.u = u;
+	st.include_usage = call->include_usage;
+	st.last_write = now_seconds();
+	mg_sse_init(&st.sse, SSE_MAX_EVENT);
+	rc = mg_upstream_call_stream(w->up, "/chat/completions", body, len, &sink, &w->reply);
+	mg_sse_free(&st.sse);
+	if (!st.started) {
+		if (rc != MG_OK) {
+			mg_log(MG_LOG_WARN, x->request_id, "upstream stream failed: %s (%s)",
+			    mg_strerror(rc), mg_upstream_last_error(w->up));
+			transport_error(rc, &e);
+		} else {
+			mg_log(MG_LOG_WARN, x->request_id, "upstream stream answered %ld: %.300s",
+			    w->reply.status, mg_buf_str(&w->reply.body));
+			mg_gateway_upstream_error(w->reply.status, mg_buf_str(&w->reply.body), &e);
+		}
+		fail_call(w, x, u, &e);
+		return;
+	}
+	if (st.client_gone) {
+		u->status = 499;
+		u->error_type = "client_closed";
+		mg_log(MG_LOG_INFO, x->request_id, "client went away mid-stream; upstream aborted");
+	} else if (st.failed) {
+		/* the upstream's error event has been passed on */
+	} else if (st.overflow) {
+		mg_apierror_set(&e, 502, "upstream_error", NULL, "upstream_response_too_large",
+		    "An event from the upstream provider was larger than this gateway accepts.");
+		stream_error(&st, &e);
+	} else if (rc != MG_OK) {
+		mg_log(MG_LOG_WARN, x->request_id, "upstream stream broke off: %s (%s)",
+		    mg_strerror(rc), mg_upstream_last_error(w->up));
+		transport_error(rc, &e);
+		stream_error(&st, &e);
+	} else if (!st.done) {
+		mg_apierror_set(&e, 502, "upstream_error", NULL, "upstream_error",
+		    "The upstream provider ended the stream before it was complete.");
+		stream_error(&st, &e);
+	} else {
+		static const char done[] = "data: [DONE]\n\n";
+
+		u->status = 200;
+		if (stream_write(&st, done, sizeof(done) - 1) < 0) {
+			u->status = 499;
+			u->error_type = "client_closed";
+		}
+	}
+	if (u->completion_tokens < 0 && st.content_chunks > 0) {
+		/* no usage from the upstream: count what was relayed */
+		u->completion_tokens = st.content_chunks;
+		if (u->prompt_tokens >= 0)
+			u->total_tokens = u->prompt_tokens + u->completion_tokens;
+	}
+	record(w, x, u);
+}
+
 /* Produces the client's answer from a successful upstream JSON object. */
 static enum mg_err
 answer(struct mg_worker *w, struct exchange *x, const struct mg_call *call, json_object *json)
@@ -342,10 +596,7 @@ handle_call(struct mg_worker *w, struct exchange *x, enum mg_endpoint ep)
 	snprintf(u.model, sizeof(u.model), "%s", call.model);
 	u.stream = call.stream;
 	if (call.stream) {
-		mg_apierror_set(&e, 400, "invalid_request_error", "stream", "unsupported_parameter",
-		    "Streaming (\"stream\": true) is not available on this gateway yet; "
-		    "send the request without it.");
-		fail_call(w, x, &u, &e);
+		handle_stream(w, x, &call, &u);
 		goto out;
 	}
 	rc = relay(w, x, path, w->body.data, w->body.len, &json, &e);

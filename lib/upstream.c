@@ -15,6 +15,9 @@ struct mg_upstream {
 	char errbuf[CURL_ERROR_SIZE];
 	char url[2048];
 	int too_big;                  /* the write callback hit the cap */
+	int aborted;                  /* a sink callback stopped the transfer */
+	int streaming;                /* the 2xx answer goes to the sink */
+	const struct mg_upstream_sink *sink;
 	struct mg_upstream_reply *reply;
 };
 
@@ -24,6 +27,25 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 	struct mg_upstream *u = arg;
 	size_t n = size * nmemb;
 
+	if (u->sink != NULL && !u->streaming) {
+		long status = 0;
+
+		curl_easy_getinfo(u->curl, CURLINFO_RESPONSE_CODE, &status);
+		if (status >= 200 && status <= 299) {
+			u->streaming = 1;
+			if (u->sink->on_start(u->sink->arg) != 0) {
+				u->aborted = 1;
+				return 0;
+			}
+		}
+	}
+	if (u->streaming) {
+		if (u->sink->on_data(u->sink->arg, data, n) != 0) {
+			u->aborted = 1;
+			return 0;
+		}
+		return n;
+	}
 	if (mg_buf_add(&u->reply->body, data, n) != MG_OK) {
 		u->too_big = 1;
 		return 0;
@@ -69,6 +91,22 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 	take_header(data, n, "Retry-After", u->reply->retry_after, sizeof(u->reply->retry_after));
 	take_header(data, n, "Content-Type", u->reply->content_type, sizeof(u->reply->content_type));
 	return n;
+}
+
+static int
+on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct mg_upstream *u = arg;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	if (u->sink != NULL && u->sink->on_tick != NULL && u->sink->on_tick(u->sink->arg) != 0) {
+		u->aborted = 1;
+		return 1;
+	}
+	return 0;
 }
 
 static struct curl_slist *
@@ -126,6 +164,8 @@ mg_upstream_new(const struct mg_conf *c)
 	curl_easy_setopt(u->curl, CURLOPT_WRITEDATA, u);
 	curl_easy_setopt(u->curl, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(u->curl, CURLOPT_HEADERDATA, u);
+	curl_easy_setopt(u->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(u->curl, CURLOPT_XFERINFODATA, u);
 	curl_easy_setopt(u->curl, CURLOPT_CONNECTTIMEOUT, (long)c->up_connect_timeout);
 	curl_easy_setopt(u->curl, CURLOPT_TIMEOUT, (long)c->up_timeout);
 	curl_easy_setopt(u->curl, CURLOPT_TCP_NODELAY, 1L);
@@ -188,9 +228,9 @@ map_curl_error(CURLcode rc)
 	}
 }
 
-enum mg_err
-mg_upstream_call(struct mg_upstream *u, const char *path, const char *body,
-    size_t len, struct mg_upstream_reply *r)
+static enum mg_err
+perform(struct mg_upstream *u, const char *path, const char *body, size_t len,
+    const struct mg_upstream_sink *sink, struct mg_upstream_reply *r)
 {
 	CURLcode rc;
 	int n;
@@ -199,6 +239,9 @@ mg_upstream_call(struct mg_upstream *u, const char *path, const char *body,
 	if (n < 0 || (size_t)n >= sizeof(u->url))
 		return MG_ERR_INVALID;
 	u->reply = r;
+	u->sink = sink;
+	u->streaming = 0;
+	u->aborted = 0;
 	u->too_big = 0;
 	u->errbuf[0] = '\0';
 	r->status = 0;
@@ -210,9 +253,13 @@ mg_upstream_call(struct mg_upstream *u, const char *path, const char *body,
 	} else {
 		curl_easy_setopt(u->curl, CURLOPT_HTTPGET, 1L);
 	}
+	curl_easy_setopt(u->curl, CURLOPT_NOPROGRESS, sink != NULL ? 0L : 1L);
 	rc = curl_easy_perform(u->curl);
 	curl_easy_getinfo(u->curl, CURLINFO_RESPONSE_CODE, &r->status);
 	u->reply = NULL;
+	u->sink = NULL;
+	if (u->aborted)
+		return MG_ERR_CLIENT_GONE;
 	if (u->too_big)
 		return MG_ERR_TOO_BIG;
 	if (rc != CURLE_OK) {
@@ -221,4 +268,18 @@ mg_upstream_call(struct mg_upstream *u, const char *path, const char *body,
 		return map_curl_error(rc);
 	}
 	return MG_OK;
+}
+
+enum mg_err
+mg_upstream_call(struct mg_upstream *u, const char *path, const char *body,
+    size_t len, struct mg_upstream_reply *r)
+{
+	return perform(u, path, body, len, NULL, r);
+}
+
+enum mg_err
+mg_upstream_call_stream(struct mg_upstream *u, const char *path, const char *body,
+    size_t len, const struct mg_upstream_sink *sink, struct mg_upstream_reply *r)
+{
+	return perform(u, path, body, len, sink, r);
 }

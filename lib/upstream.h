@@ -35,6 +35,22 @@ enum mg_err mg_upstream_call(struct mg_upstream *u, const char *path,
     const char *body, size_t len, struct mg_upstream_reply *r)
 	__attribute__((warn_unused_result));
 
+/* Where a streamed answer goes.  Each callback returns 0 to go on or
+ * nonzero to abort the upstream transfer at once. */
+struct mg_upstream_sink {
+	int (*on_start)(void *arg);   /* a 2xx answer begins (before on_data) */
+	int (*on_data)(void *arg, const char *p, size_t n); /* bytes as they arrive */
+	int (*on_tick)(void *arg);    /* called often (at least once a second) */
+	void *arg;
+};
+
+/* Like mg_upstream_call, but a 2xx answer goes to the sink as it arrives
+ * (r->body then stays empty); a non-2xx answer is buffered in r as usual.
+ * MG_ERR_CLIENT_GONE when a sink callback aborted the transfer. */
+enum mg_err mg_upstream_call_stream(struct mg_upstream *u, const char *path,
+    const char *body, size_t len, const struct mg_upstream_sink *sink,
+    struct mg_upstream_reply *r) __attribute__((warn_unused_result));
+
 /* A short text for the last failed call (curl's message), for logs. */
 const char *mg_upstream_last_error(const struct mg_upstream *u);
 
