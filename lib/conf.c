@@ -252,6 +252,12 @@ read_key_file(struct mg_conf *c, const char *file, int line, char *err, size_t e
 		keybuf[0] = '\0';
 	fclose(f);
 	n = strcspn(keybuf, "\r\n");
+	if (keybuf[n] == '\0' && n == sizeof(keybuf) - 1) {
+		memset(keybuf, 0, sizeof(keybuf));
+		snprintf(err, errlen, "%s:%d: setting 'upstream.key_file': the key in '%s' is longer than %zu bytes",
+		    file, line, c->up_key_file, sizeof(keybuf) - 2);
+		return -1;
+	}
 	keybuf[n] = '\0';
 	if (n == 0) {
 		snprintf(err, errlen, "%s:%d: setting 'upstream.key_file': '%s' is empty",
@@ -288,9 +294,19 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 	n = strlen(c->up_base_url);
 	while (n > 0 && c->up_base_url[n - 1] == '/')
 		c->up_base_url[--n] = '\0';
-	if (strpbrk(c->up_referer, "\r\n") != NULL || strpbrk(c->up_title, "\r\n") != NULL) {
-		snprintf(err, errlen, "%s:%d: settings 'upstream.referer' and 'upstream.title' must be one line",
-		    file, line_of(cfg, "upstream"));
+	if (strstr(c->up_base_url, "://") == NULL || strstr(c->up_base_url, "://")[3] == '\0') {
+		snprintf(err, errlen, "%s:%d: setting 'upstream.base_url' has no host",
+		    file, line_of(cfg, "upstream.base_url"));
+		return -1;
+	}
+	if (strpbrk(c->up_referer, "\r\n") != NULL) {
+		snprintf(err, errlen, "%s:%d: setting 'upstream.referer' must be one line",
+		    file, line_of(cfg, "upstream.referer"));
+		return -1;
+	}
+	if (strpbrk(c->up_title, "\r\n") != NULL) {
+		snprintf(err, errlen, "%s:%d: setting 'upstream.title' must be one line",
+		    file, line_of(cfg, "upstream.title"));
 		return -1;
 	}
 	if (c->up_key_file[0] != '\0')
@@ -352,6 +368,24 @@ out:
 	return MG_OK;
 }
 
+/* Writes key = "value"; with the value escaped as libconfig reads it. */
+static void
+dump_string(FILE *out, const char *indent, const char *key, const char *v)
+{
+	fprintf(out, "%s%s = \"", indent, key);
+	for (; *v != '\0'; v++) {
+		unsigned char ch = (unsigned char)*v;
+
+		if (ch == '"' || ch == '\\')
+			fprintf(out, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(out, "\\x%02x", ch);
+		else
+			fputc(ch, out);
+	}
+	fputs("\";\n", out);
+}
+
 void
 mg_conf_dump(const struct mg_conf *c, FILE *out)
 {
@@ -376,7 +410,7 @@ mg_conf_dump(const struct mg_conf *c, FILE *out)
 			fprintf(out, "%s%s = %d;\n", dot ? "  " : "", dot ? dot + 1 : o->name,
 			    *(const int *)(const void *)((const char *)c + o->offset));
 		else
-			fprintf(out, "%s%s = \"%s\";\n", dot ? "  " : "", dot ? dot + 1 : o->name,
+			dump_string(out, dot ? "  " : "", dot ? dot + 1 : o->name,
 			    *(char *const *)(const void *)((const char *)c + o->offset));
 	}
 	if (group != NULL)

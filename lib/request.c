@@ -60,7 +60,8 @@ check_model(struct mg_call *c, struct mg_apierror *e)
 		    "you must provide a model parameter");
 		return MG_ERR_INVALID;
 	}
-	if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0) {
+	if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0 ||
+	    strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
 		mg_apierror_set(e, 400, invalid, "model", "invalid_type",
 		    "'model' must be a non-empty string");
 		return MG_ERR_INVALID;
@@ -182,13 +183,16 @@ check_embeddings(struct mg_call *c, struct mg_apierror *e)
 			return MG_ERR_INVALID;
 		}
 		if (!is_token_array(in)) {
+			/* all strings, or all token arrays: never a mix */
+			int strings = json_object_is_type(json_object_array_get_idx(in, 0), json_type_string);
+
 			for (i = 0; i < n; i++) {
 				json_object *it = json_object_array_get_idx(in, i);
 
-				if (json_object_is_type(it, json_type_string)) {
+				if (strings && json_object_is_type(it, json_type_string)) {
 					if (json_object_get_string_len(it) == 0)
 						goto empty;
-				} else if (!json_object_is_type(it, json_type_array) ||
+				} else if (strings || !json_object_is_type(it, json_type_array) ||
 				    !is_token_array(it)) {
 					goto badtype;
 				}

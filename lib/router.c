@@ -34,6 +34,8 @@ mg_url_decode(const char *src, size_t n, char *dst, size_t dstlen)
 {
 	size_t i, o = 0;
 
+	if (dstlen == 0)
+		return -1;
 	for (i = 0; i < n; i++) {
 		char c = src[i];
 
