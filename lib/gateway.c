@@ -223,7 +223,7 @@ authenticate(struct mg_worker *w, struct exchange *x)
 
 	key = mg_apikey_from_header(header, &n);
 	if (key == NULL) {
-		mg_apierror_set(&e, 401, "invalid_request_error", NULL, "missing_api_key",
+		mg_apierror_set(&e, 401, "invalid_request_error", NULL, "invalid_api_key",
 		    "You didn't provide an API key. Send it in the Authorization header as "
 		    "'Authorization: Bearer mg-…'.");
 		goto fail;
