@@ -45,6 +45,8 @@ static const struct opt options[] = {
 	INT_OPT("server.max_body_bytes", max_body, 33554432, 1024, 1073741824),
 	INT_OPT("server.shutdown_grace", shutdown_grace, 30, 0, 3600),
 	INT_OPT("server.heartbeat_interval", heartbeat_interval, 5, 1, 300),
+	STR_OPT("server.client_close", client_close_name, "abort"),
+	INT_OPT("server.max_drains", max_drains, 64, 0, 4096),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -285,6 +287,15 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 		return -1;
 	}
 	c->log_level = lvl;
+	if (strcmp(c->client_close_name, "abort") == 0) {
+		c->drain = 0;
+	} else if (strcmp(c->client_close_name, "drain") == 0) {
+		c->drain = 1;
+	} else {
+		snprintf(err, errlen, "%s:%d: setting 'server.client_close' must be \"abort\" or \"drain\"",
+		    file, line_of(cfg, "server.client_close"));
+		return -1;
+	}
 	if (strncmp(c->up_base_url, "http://", 7) != 0 &&
 	    strncmp(c->up_base_url, "https://", 8) != 0) {
 		snprintf(err, errlen, "%s:%d: setting 'upstream.base_url' must start with http:// or https://",

@@ -33,6 +33,9 @@ struct mg_conf {
 	int max_body;            /* bytes */
 	int shutdown_grace;      /* seconds */
 	int heartbeat_interval;  /* seconds between SSE heartbeats */
+	char *client_close_name; /* "abort" or "drain" */
+	int drain;               /* 1: read a stream to its usage after the client left */
+	int max_drains;          /* drains at once per process */
 };
 
 /* Which file to read: the -c argument if given, else $MODELGATE_CONFIG,

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <json-c/json.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -292,6 +293,7 @@ struct stream_state {
 	int done;               /* the upstream sent [DONE] */
 	int failed;             /* an error event went to the client */
 	int client_gone;        /* a write to the client failed */
+	int draining;           /* client gone: reading on for the usage only */
 	int overflow;           /* an upstream event exceeded the cap */
 	long content_chunks;    /* deltas with content, if usage never comes */
 	long last_write;        /* monotonic seconds of the last write */
@@ -307,16 +309,50 @@ now_seconds(void)
 	return (long)ts.tv_sec;
 }
 
-/* Writes and flushes; -1 (and client_gone) when the client is gone. */
+/* The client is gone: drain the upstream if allowed (returns 0 to go on
+ * reading), else -1 to abort the transfer. */
+static int
+client_lost(struct stream_state *st)
+{
+	struct mg_gateway *gw = st->w->gw;
+
+	if (st->client_gone)
+		return st->draining ? 0 : -1;
+	st->client_gone = 1;
+	if (gw->conf->drain) {
+		int n = __atomic_add_fetch(&gw->drains, 1, __ATOMIC_SEQ_CST);
+
+		if (n <= gw->conf->max_drains) {
+			st->draining = 1;
+			mg_log(MG_LOG_INFO, st->x->request_id, "client went away; draining the upstream");
+			return 0;
+		}
+		__atomic_sub_fetch(&gw->drains, 1, __ATOMIC_SEQ_CST);
+	}
+	return -1;
+}
+
+/* Writes and flushes; -1 when the transfer must stop because the client
+ * is gone (0 while draining: nothing is written any more). */
 static int
 stream_write(struct stream_state *st, const char *p, size_t n)
 {
-	if (FCGX_PutStr(p, (int)n, st->x->fr->out) < 0 || FCGX_FFlush(st->x->fr->out) < 0) {
-		st->client_gone = 1;
-		return -1;
-	}
+	if (st->client_gone)
+		return st->draining ? 0 : -1;
+	if (FCGX_PutStr(p, (int)n, st->x->fr->out) < 0 || FCGX_FFlush(st->x->fr->out) < 0)
+		return client_lost(st);
 	st->last_write = now_seconds();
 	return 0;
+}
+
+/* 1 when the web server has closed the FastCGI connection (it does so
+ * when the client goes away; some servers only after a write). */
+static int
+server_hung_up(FCGX_Request *fr)
+{
+	struct pollfd p = { fr->ipcFd, POLLRDHUP, 0 };
+
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 static int
@@ -437,7 +473,11 @@ stream_tick(void *arg)
 	struct stream_state *st = arg;
 	static const char ping[] = ": ping\n\n";
 
-	if (!st->started || now_seconds() - st->last_write < st->w->gw->conf->heartbeat_interval)
+	if (!st->started || st->client_gone)
+		return st->client_gone && !st->draining;
+	if (server_hung_up(st->x->fr))
+		return client_lost(st) < 0;
+	if (now_seconds() - st->last_write < st->w->gw->conf->heartbeat_interval)
 		return 0;
 	return stream_write(st, ping, sizeof(ping) - 1) < 0;
 }
@@ -500,7 +540,10 @@ handle_stream(struct mg_worker *w, struct exchange *x, struct mg_call *call, str
 	if (st.client_gone) {
 		u->status = 499;
 		u->error_type = "client_closed";
-		mg_log(MG_LOG_INFO, x->request_id, "client went away mid-stream; upstream aborted");
+		if (st.draining)
+			__atomic_sub_fetch(&w->gw->drains, 1, __ATOMIC_SEQ_CST);
+		mg_log(MG_LOG_INFO, x->request_id, "client went away mid-stream; upstream %s",
+		    st.draining ? (rc == MG_OK ? "drained" : "drain failed") : "aborted");
 	} else if (st.failed) {
 		/* the upstream's error event has been passed on */
 	} else if (st.overflow) {
@@ -520,7 +563,7 @@ handle_stream(struct mg_worker *w, struct exchange *x, struct mg_call *call, str
 		static const char done[] = "data: [DONE]\n\n";
 
 		u->status = 200;
-		if (stream_write(&st, done, sizeof(done) - 1) < 0) {
+		if (FCGX_PutStr(done, sizeof(done) - 1, x->fr->out) < 0 || FCGX_FFlush(x->fr->out) < 0) {
 			u->status = 499;
 			u->error_type = "client_closed";
 		}

@@ -15,6 +15,7 @@
 struct mg_gateway {
 	const struct mg_conf *conf;
 	struct mg_store *store;
+	int drains;                  /* streams being drained now (atomic) */
 };
 
 struct mg_worker {
