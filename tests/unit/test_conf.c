@@ -94,6 +94,9 @@ assert_defaults(const struct mg_conf *c)
 	ck_assert_int_eq(c->max_body, 33554432);
 	ck_assert_int_eq(c->shutdown_grace, 30);
 	ck_assert_int_eq(c->heartbeat_interval, 5);
+	ck_assert_str_eq(c->client_close_name, "abort");
+	ck_assert_int_eq(c->drain, 0);
+	ck_assert_int_eq(c->max_drains, 64);
 }
 
 static void
@@ -178,6 +181,8 @@ START_TEST(load_full_file)
 	    "  max_body_bytes = 2048;\n"
 	    "  shutdown_grace = 0;\n"
 	    "  heartbeat_interval = 15;\n"
+	    "  client_close = \"drain\";\n"
+	    "  max_drains = 3;\n"
 	    "};\n", keypath);
 	write_file("full.conf", text, path, sizeof(path));
 
@@ -201,6 +206,8 @@ START_TEST(load_full_file)
 	ck_assert_int_eq(c.max_body, 2048);
 	ck_assert_int_eq(c.shutdown_grace, 0);
 	ck_assert_int_eq(c.heartbeat_interval, 15);
+	ck_assert_int_eq(c.drain, 1);
+	ck_assert_int_eq(c.max_drains, 3);
 	ck_assert_str_eq(c.up_key, "sk-full-file-key");
 	mg_conf_free(&c);
 }
@@ -289,6 +296,10 @@ static const struct {
 	  "server = {\n  threads = 10000000000L;\n};\n", 2, "server.threads" },
 	{ "bad log_level",
 	  "# logging\nlog_file = \"\";\nlog_level = \"loud\";\n", 3, "log_level" },
+	{ "bad client_close",
+	  "server = {\n  threads = 2;\n  client_close = \"wait\";\n};\n", 3, "server.client_close" },
+	{ "max_drains out of range",
+	  "server = {\n  max_drains = -1;\n};\n", 2, "server.max_drains" },
 	{ "empty log_level",
 	  "log_level = \"\";\n", 1, "log_level" },
 	{ "base_url without a scheme",
@@ -694,7 +705,7 @@ START_TEST(every_key_documented)
 		ck_assert_msg(found, "setting '%s' is not documented as '%s =' %s%s in %s",
 		    name, key, group[0] ? "in group " : "at top level", group, path);
 	}
-	ck_assert_uint_eq(i, 17);
+	ck_assert_uint_eq(i, 19);
 	/* and nothing is documented that the program does not know */
 	for (j = 0; j < n; j++) {
 		int known = 0;
