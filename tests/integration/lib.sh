@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # tests/integration/lib.sh -- helpers for the integration tests, sourced by
-# test-gateway.sh.
+# the tests/integration/test-*.sh scripts.
 #
 # Reporting is TAP: every check prints "ok N - what" or "not ok N - what"
 # followed by "#" lines that show what was seen.  tap_done prints the plan
@@ -406,5 +406,400 @@ if (error) console.log('error: ' + error.message);
 else if (result !== undefined) console.log('result: ' + JSON.stringify(result));
 for (const line of diag) console.log(line);
 process.exit(1);
+EOF
+}
+
+# ---------------------------------------------------------------------------
+# Tools and the throwaway Postgres.
+
+# find_tool NAME: prints the path of a program, also looking in the sbin
+# directories that are not on every user's PATH.
+find_tool() {
+    local d
+    if command -v "$1" 2>/dev/null; then
+        return 0
+    fi
+    for d in /usr/sbin /sbin /usr/local/sbin; do
+        if [ -x "$d/$1" ]; then
+            printf '%s\n' "$d/$1"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# mg_need_pg SCRIPT [ARGS...]: without PGHOST, runs SCRIPT again under
+# pg_virtualenv (a throwaway cluster in a temporary directory: -t, so runs
+# never share one, even as root) and does not return.  The cluster gets a
+# port the kernel has just handed out: pg_virtualenv would otherwise take
+# the first free port from 5432 on, and two tests started at the same
+# moment (make -j2 check) would both take it.
+mg_need_pg() {
+    local script=$1 port
+    shift
+    [ -z "${PGHOST:-}" ] || return 0
+    if [ -n "${MG_IT_UNDER_PG_VIRTUALENV:-}" ]; then
+        printf 'Bail out! pg_virtualenv did not set PGHOST\n'
+        exit 99
+    fi
+    export MG_IT_UNDER_PG_VIRTUALENV=1
+    if port=$(free_port) && [ -n "$port" ]; then
+        export PGPORT=$port
+    fi
+    exec pg_virtualenv -t "$script" "$@"
+}
+
+# ---------------------------------------------------------------------------
+# The mock upstream.
+
+MOCK_PID=
+MOCK_PORT=
+MOCK_URL=
+
+# start_mock [MOCK OPTIONS...]: starts the mock upstream ($MOCK) on a free
+# port; sets MOCK_PID, MOCK_PORT and MOCK_URL.  Prints what went wrong on
+# failure.
+start_mock() {
+    local i line
+    "$MOCK" --port 0 "$@" >"$MG_T/mock.out" 2>"$MG_T/mock.err" &
+    MOCK_PID=$!
+    MOCK_PORT=
+    MOCK_URL=
+    for ((i = 0; i < 100; i++)); do
+        line=$(head -n 1 "$MG_T/mock.out" 2>/dev/null)
+        if [[ $line =~ ^listening\ on\ ([0-9]+)$ ]]; then
+            MOCK_PORT=${BASH_REMATCH[1]}
+            # shellcheck disable=SC2034 # for the caller
+            MOCK_URL=http://127.0.0.1:$MOCK_PORT
+            return 0
+        fi
+        pid_alive "$MOCK_PID" || break
+        sleep 0.1
+    done
+    cat "$MG_T/mock.err"
+    return 1
+}
+
+# ---------------------------------------------------------------------------
+# Responders and web servers.
+#
+# MG_SERVER picks the web server in front of the responders: lighttpd (the
+# default), apache (httpd 2.4, mod_proxy_fcgi) or nginx.  Each one runs with
+# a main configuration written to $MG_T that includes the shipped snippet
+# of deploy/<server>/ -- the production configuration -- and listens on
+# 127.0.0.1 only.  All three run in the foreground (lighttpd -D, apache2
+# -D FOREGROUND, nginx "daemon off"), so the pid of the main process is
+# known at once, with no pid file to wait for.
+#
+# As root, Apache and nginx run their workers as www-data, as on Debian, so
+# the responders' socket is given to www-data with mode 0660 (as
+# deploy/spawn-fcgi/modelgate-spawn does) and $MG_T is opened for
+# traversal (0711).
+
+: "${MG_SERVER:=lighttpd}"
+RESPONDER_PIDS=()   # every responder started
+SERVER_PIDS=()      # the main process of every web server started
+MG_RESERVED_PORTS=  # ports start_server must not take (space separated)
+
+# mg_server_tool SERVER: prints the path of the server's program.
+mg_server_tool() {
+    case $1 in
+        lighttpd) find_tool lighttpd ;;
+        apache) find_tool apache2 ;;
+        nginx) find_tool nginx ;;
+        *)
+            printf 'unknown web server %s (lighttpd, apache or nginx)\n' "$1" >&2
+            return 1
+            ;;
+    esac
+}
+
+# mg_server_package SERVER: the Debian package that brings the server.
+mg_server_package() {
+    case $1 in
+        apache) printf 'apache2\n' ;;
+        nginx) printf 'nginx-light\n' ;;
+        *) printf '%s\n' "$1" ;;
+    esac
+}
+
+# mg_web_user: as root, prints "USER GROUP" for the workers of Apache and
+# nginx and the owner of the responders' socket (www-data, or nobody where
+# there is no www-data); prints nothing for other users.
+mg_web_user() {
+    [ "$(id -u)" -eq 0 ] || return 0
+    if id -u www-data >/dev/null 2>&1 && getent group www-data >/dev/null 2>&1; then
+        printf 'www-data www-data\n'
+    elif getent group nogroup >/dev/null 2>&1; then
+        printf 'nobody nogroup\n'
+    else
+        printf 'nobody nobody\n'
+    fi
+}
+
+STACK_SOCK=
+STACK_PIDS=()
+
+# start_responders NAME CONF PROCESSES: PROCESSES modelgate-fcgi ($FCGI)
+# under spawn-fcgi ($SPAWN_FCGI) on the unix socket $MG_T/NAME.sock; sets
+# STACK_SOCK and STACK_PIDS and adds to RESPONDER_PIDS.  Prints what went
+# wrong on failure.
+start_responders() {
+    local name=$1 conf=$2 procs=$3 pid web owner=()
+    local sock=$MG_T/$1.sock pidfile=$MG_T/$1-fcgi.pid
+    STACK_SOCK=
+    STACK_PIDS=()
+    web=$(mg_web_user)
+    if [ -n "$web" ]; then
+        owner=(-U "${web% *}" -G "${web#* }" -M 0660)
+        chmod 0711 "$MG_T" || return 1
+    fi
+    if ! "$SPAWN_FCGI" -s "$sock" "${owner[@]}" -F "$procs" -P "$pidfile" -- "$FCGI" -c "$conf" \
+        </dev/null >"$MG_T/$name-spawn.log" 2>&1; then
+        cat "$MG_T/$name-spawn.log"
+        return 1
+    fi
+    # spawn-fcgi writes one line per child
+    while IFS= read -r pid || [ -n "$pid" ]; do
+        if [[ $pid =~ ^[0-9]+$ ]]; then
+            STACK_PIDS+=("$pid")
+            RESPONDER_PIDS+=("$pid")
+        fi
+    done <"$pidfile"
+    for pid in "${STACK_PIDS[@]}"; do
+        if ! pid_runs "$pid" modelgate-fcgi; then
+            echo "responder $pid (from $pidfile) is not running"
+            return 1
+        fi
+    done
+    if [ "${#STACK_PIDS[@]}" -ne "$procs" ]; then
+        echo "$pidfile lists ${#STACK_PIDS[@]} pids, not $procs"
+        return 1
+    fi
+    # shellcheck disable=SC2034 # for the caller
+    STACK_SOCK=$sock
+}
+
+# stop_responders: SIGTERM (later SIGKILL) to every responder started that
+# still runs.
+stop_responders() {
+    local pid live=()
+    for pid in "${RESPONDER_PIDS[@]}"; do
+        pid_runs "$pid" modelgate-fcgi && live+=("$pid")
+    done
+    stop_pids "${live[@]}"
+}
+
+# child_pids PID: prints the pids of PID's children, one a line.
+child_pids() {
+    local f stat rest
+    for f in /proc/[0-9]*/stat; do
+        stat=$(cat "$f" 2>/dev/null) || continue
+        rest=${stat##*) }   # "STATE PPID ..." after "(command) "
+        rest=${rest#* }
+        if [ "${rest%% *}" = "$1" ]; then
+            f=${f#/proc/}
+            printf '%s\n' "${f%/stat}"
+        fi
+    done
+}
+
+# stop_servers: stops every web server started (SIGTERM, later SIGKILL),
+# then any worker process that outlived its main process.  A main process
+# is known by its configuration file in $MG_T, so a recycled pid is never
+# signalled.
+stop_servers() {
+    local pid workers=() live=()
+    for pid in "${SERVER_PIDS[@]}"; do
+        pid_runs "$pid" "$MG_T/" || continue
+        live+=("$pid")
+        mapfile -t -O "${#workers[@]}" workers < <(child_pids "$pid")
+    done
+    stop_pids "${live[@]}"
+    live=()
+    for pid in "${workers[@]}"; do
+        pid_alive "$pid" && live+=("$pid")
+    done
+    stop_pids "${live[@]}"
+}
+
+SERVER_PORT=
+SERVER_PID=
+
+# start_server NAME SOCKET: starts $MG_SERVER on a free port of 127.0.0.1
+# with the shipped configuration, which sends /v1/ and /healthz to the
+# responders on SOCKET, and waits for a 200 from /healthz.  Sets
+# SERVER_PORT and SERVER_PID and adds to SERVER_PIDS.  The server's files
+# are $MG_T/NAME-$MG_SERVER* (configuration, logs).  Prints what went wrong
+# on failure.
+start_server() {
+    local name=$1 sock=$2 port bin i code='' pid base test run
+    SERVER_PORT=
+    SERVER_PID=
+    bin=$(mg_server_tool "$MG_SERVER") || return 1
+    port=$(free_port) || return 1
+    while [[ " $MG_RESERVED_PORTS " == *" $port "* ]]; do
+        port=$(free_port) || return 1
+    done
+    base=$MG_T/$name-$MG_SERVER
+    case $MG_SERVER in
+        lighttpd) mg_lighttpd_conf "$base" "$port" "$sock" ;;
+        apache) mg_apache_conf "$base" "$port" "$sock" ;;
+        nginx) mg_nginx_conf "$base" "$port" "$sock" ;;
+    esac || return 1
+    # the configuration test, then the server in the foreground
+    case $MG_SERVER in
+        lighttpd)
+            test=("$bin" -tt -f "$base.conf")
+            run=("$bin" -D -f "$base.conf")
+            ;;
+        apache)
+            test=("$bin" -t -f "$base.conf")
+            run=("$bin" -D FOREGROUND -f "$base.conf")
+            ;;
+        nginx)
+            test=("$bin" -t -q -p "$base-prefix/" -e "$base-error.log" -c "$base.conf")
+            run=("$bin" -p "$base-prefix/" -e "$base-error.log" -c "$base.conf")
+            ;;
+    esac
+    if ! "${test[@]}" >"$base-check.log" 2>&1; then
+        cat "$base-check.log"
+        return 1
+    fi
+    # a simple command, so that $! is the server itself, not a subshell
+    "${run[@]}" </dev/null >"$base.out" 2>&1 &
+    pid=$!
+    SERVER_PIDS+=("$pid")
+    for ((i = 0; i < 200; i++)); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+            "http://127.0.0.1:$port/healthz" 2>/dev/null)
+        if [ "$code" = 200 ]; then
+            # shellcheck disable=SC2034 # for the caller
+            SERVER_PORT=$port
+            # shellcheck disable=SC2034 # for the caller
+            SERVER_PID=$pid
+            return 0
+        fi
+        if ! pid_alive "$pid"; then
+            echo "$MG_SERVER exited:"
+            cat "$base.out" "$base-error.log" 2>/dev/null
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "no 200 from $MG_SERVER's /healthz within 20 s (last status $code)"
+    tail -n 20 "$base-error.log" 2>/dev/null
+    return 1
+}
+
+# mg_lighttpd_conf BASE PORT SOCKET: BASE.conf for lighttpd, including
+# deploy/lighttpd/modelgate.conf.
+mg_lighttpd_conf() {
+    local base=$1
+    mkdir -p "$MG_T/www" "$MG_T/upload" || return 1
+    cat >"$base.conf" <<EOF
+# lighttpd main configuration written by the integration tests; modelgate's
+# part is the shipped deploy/lighttpd/modelgate.conf.
+server.bind          = "127.0.0.1"
+server.port          = $2
+server.document-root = $(libconfig_quote "$MG_T/www")
+server.upload-dirs   = ( $(libconfig_quote "$MG_T/upload") )
+server.pid-file      = $(libconfig_quote "$base.pid")
+server.errorlog      = $(libconfig_quote "$base-error.log")
+
+var.modelgate_socket = $(libconfig_quote "$3")
+include $(libconfig_quote "$MG_SRCDIR/deploy/lighttpd/modelgate.conf")
+EOF
+}
+
+# apache_quote VALUE: VALUE as a double-quoted Apache argument.
+apache_quote() {
+    local v=$1
+    v=${v//\\/\\\\}
+    v=${v//\"/\\\"}
+    printf '"%s"' "$v"
+}
+
+# mg_apache_conf BASE PORT SOCKET: BASE.conf for Apache httpd 2.4 with the
+# modules Debian enables by default that matter here (the module directory
+# is Debian's, or MG_APACHE_MODULES), including deploy/apache/modelgate.conf
+# after defining MODELGATE_SOCKET as that file documents.
+mg_apache_conf() {
+    local base=$1 web m loads=
+    local mods=${MG_APACHE_MODULES:-/usr/lib/apache2/modules}
+    mkdir -p "$base-root" "$base-run" "$MG_T/www" || return 1
+    for m in mpm_event authz_core env setenvif headers proxy proxy_fcgi; do
+        if [ ! -f "$mods/mod_$m.so" ]; then
+            echo "no $mods/mod_$m.so (set MG_APACHE_MODULES to Apache's module directory)"
+            return 1
+        fi
+        loads+="LoadModule ${m}_module $(apache_quote "$mods/mod_$m.so")"$'\n'
+    done
+    web=$(mg_web_user)
+    cat >"$base.conf" <<EOF
+# Apache main configuration written by the integration tests; modelgate's
+# part is the shipped deploy/apache/modelgate.conf.
+ServerRoot $(apache_quote "$base-root")
+DefaultRuntimeDir $(apache_quote "$base-run")
+PidFile $(apache_quote "$base.pid")
+ErrorLog $(apache_quote "$base-error.log")
+LogLevel warn
+Listen 127.0.0.1:$2
+ServerName 127.0.0.1
+${web:+User ${web% *}}
+${web:+Group ${web#* }}
+$loads
+DocumentRoot $(apache_quote "$MG_T/www")
+
+Define MODELGATE_SOCKET $(apache_quote "$3")
+Include $(apache_quote "$MG_SRCDIR/deploy/apache/modelgate.conf")
+EOF
+}
+
+# mg_nginx_conf BASE PORT SOCKET: BASE.conf for nginx.  Its server block
+# includes BASE-modelgate.conf: deploy/nginx/modelgate.conf with only the
+# socket path replaced (the shipped file names /run/modelgate/gateway.sock
+# and says to edit that line for another path).
+mg_nginx_conf() {
+    local base=$1 web shipped=$MG_SRCDIR/deploy/nginx/modelgate.conf
+    local default=unix:/run/modelgate/gateway.sock
+    mkdir -p "$base-prefix" "$base-temp" || return 1
+    if ! grep -q -F "fastcgi_pass $default;" "$shipped"; then
+        echo "$shipped has no 'fastcgi_pass $default;' to point at the test's socket"
+        return 1
+    fi
+    # a literal replacement (not sed: the socket path may hold any character)
+    node -e '
+        const fs = require("fs");
+        const [src, dst, from, to] = process.argv.slice(1);
+        fs.writeFileSync(dst, fs.readFileSync(src, "utf8").split(from).join(to));' \
+        "$shipped" "$base-modelgate.conf" "fastcgi_pass $default;" "fastcgi_pass unix:$3;" ||
+        return 1
+    web=$(mg_web_user)
+    cat >"$base.conf" <<EOF
+# nginx main configuration written by the integration tests; modelgate's
+# part is a copy of the shipped deploy/nginx/modelgate.conf with the test's
+# socket.
+daemon off;
+worker_processes 2;
+pid "$base.pid";
+error_log "$base-error.log" warn;
+${web:+user $web;}
+events {
+    worker_connections 1024;
+}
+http {
+    access_log "$base-access.log";
+    client_body_temp_path "$base-temp/body";
+    fastcgi_temp_path "$base-temp/fastcgi";
+    proxy_temp_path "$base-temp/proxy";
+    scgi_temp_path "$base-temp/scgi";
+    uwsgi_temp_path "$base-temp/uwsgi";
+    server {
+        listen 127.0.0.1:$2;
+        server_name localhost;
+        include "$base-modelgate.conf";
+    }
+}
 EOF
 }

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # tests/integration/test-gateway.sh -- the whole gateway, end to end: a
 # throwaway Postgres, the mock upstream, modelgate-fcgi under spawn-fcgi
-# behind lighttpd with the shipped deploy/lighttpd/modelgate.conf, driven
-# with curl and with the official openai npm client.  Run by `make check`.
+# behind a web server with the shipped configuration of deploy/, driven
+# with curl and with the official openai npm client.  Run by `make check`
+# as it is (lighttpd) and through test-gateway-apache.sh and
+# test-gateway-nginx.sh.  Every check is the same for the three servers:
+# what a client sees must not depend on the web server in front.
 #
 # Environment:
+#   MG_SERVER                lighttpd (default), apache or nginx: the web
+#                            server, with deploy/<server>/modelgate.conf
 #   MG_SRCDIR, MG_BUILDDIR   source and build trees (default: ../.. of this
 #                            script, as for an in-tree build)
 #   PGHOST, PGPORT, ...      a Postgres to use; without PGHOST the script
@@ -36,22 +41,16 @@ export MG_SRCDIR MG_BUILDDIR
 # ---------------------------------------------------------------------------
 # Prerequisites.
 
-find_tool() {
-    local d
-    if command -v "$1" 2>/dev/null; then
-        return 0
-    fi
-    for d in /usr/sbin /sbin /usr/local/sbin; do
-        if [ -x "$d/$1" ]; then
-            printf '%s\n' "$d/$1"
-            return 0
-        fi
-    done
-    return 1
-}
-
 missing=()
-LIGHTTPD=$(find_tool lighttpd) || missing+=(lighttpd)
+case $MG_SERVER in
+    lighttpd | apache | nginx) ;;
+    *)
+        printf 'Bail out! MG_SERVER must be lighttpd, apache or nginx, not %s\n' "$MG_SERVER"
+        exit 99
+        ;;
+esac
+mg_server_tool "$MG_SERVER" >/dev/null ||
+    missing+=("$MG_SERVER (Debian package $(mg_server_package "$MG_SERVER"))")
 SPAWN_FCGI=$(find_tool spawn-fcgi) || missing+=(spawn-fcgi)
 find_tool node >/dev/null || missing+=(node)
 find_tool curl >/dev/null || missing+=(curl)
@@ -78,16 +77,7 @@ for prog in "$FCGI" "$CLI" "$MOCK"; do
     fi
 done
 
-if [ -z "${PGHOST:-}" ]; then
-    if [ -n "${MG_IT_UNDER_PG_VIRTUALENV:-}" ]; then
-        printf 'Bail out! pg_virtualenv did not set PGHOST\n'
-        exit 99
-    fi
-    export MG_IT_UNDER_PG_VIRTUALENV=1
-    # -t: the cluster lives in a temporary directory even as root, so
-    # runs never share a cluster
-    exec pg_virtualenv -t "$SELF" "$@"
-fi
+mg_need_pg "$SELF" "$@"
 
 if [ -z "${NODE_PATH:-}" ] && [ -d "$MG_SRCDIR/tests/integration/node_modules" ]; then
     NODE_PATH=$MG_SRCDIR/tests/integration/node_modules
@@ -110,9 +100,6 @@ mg_lib_init
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$MG_T/sanitizer"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_path=$MG_T/sanitizer"
 
-MOCK_PID=
-LIGHTTPD_PIDS=()
-RESPONDER_PIDS=()
 MG_DB=
 DB_CREATED=0
 
@@ -126,14 +113,11 @@ show_logs() {
 }
 
 cleanup() {
-    local rc=$? pid live=()
+    local rc=$? pid
     trap - EXIT INT TERM HUP
     set +e
-    stop_pids "${LIGHTTPD_PIDS[@]}"
-    for pid in "${RESPONDER_PIDS[@]}"; do
-        pid_runs "$pid" modelgate-fcgi && live+=("$pid")
-    done
-    stop_pids "${live[@]}"
+    stop_servers
+    stop_responders
     if [ -n "$MOCK_PID" ]; then
         stop_pids "$MOCK_PID"
     fi
@@ -197,20 +181,8 @@ for kv in host:PGHOST port:PGPORT user:PGUSER password:PGPASSWORD; do
 done
 conninfo+="dbname=$(conninfo_quote "$MG_DB")"
 
-"$MOCK" --port 0 --require-key "$PROVIDER_KEY" >"$MG_T/mock.out" 2>"$MG_T/mock.err" &
-MOCK_PID=$!
-MOCK_PORT=
-for ((i = 0; i < 100; i++)); do
-    line=$(head -n 1 "$MG_T/mock.out" 2>/dev/null)
-    if [[ $line =~ ^listening\ on\ ([0-9]+)$ ]]; then
-        MOCK_PORT=${BASH_REMATCH[1]}
-        break
-    fi
-    pid_alive "$MOCK_PID" || break
-    sleep 0.1
-done
-[ -n "$MOCK_PORT" ] || bail "mock upstream starts" "$(cat "$MG_T/mock.err")"
-MOCK_URL=http://127.0.0.1:$MOCK_PORT
+start_mock --require-key "$PROVIDER_KEY" >"$MG_T/start-mock.txt" 2>&1 ||
+    bail "mock upstream starts" "$(cat "$MG_T/start-mock.txt")"
 tap_ok "mock upstream listens on $MOCK_PORT"
 
 # write_conf FILE UPSTREAM-BASE-URL LOG-FILE
@@ -244,6 +216,7 @@ write_conf "$CONF" "$MOCK_URL/api/v1" "$LOG"
 
 # A second configuration whose upstream is a port nothing listens on.
 CLOSED_PORT=$(free_port)
+MG_RESERVED_PORTS=$CLOSED_PORT
 CONF2=$MG_T/modelgate-unreachable.conf
 LOG2=$MG_T/modelgate-unreachable.log
 write_conf "$CONF2" "http://127.0.0.1:$CLOSED_PORT/api/v1" "$LOG2"
@@ -292,91 +265,27 @@ expect_json "key list --json shows prefixes, never keys" "
     !JSON.stringify(j).includes('$KEY')" "$MG_T/keys.json"
 
 STACK_PORT=
-STACK_PIDS=()
 
 # start_stack NAME CONF PROCESSES: responders under spawn-fcgi on a unix
-# socket, and lighttpd in front of them with the shipped snippet; sets
-# STACK_PORT and STACK_PIDS.  Prints what went wrong on failure.
+# socket, and $MG_SERVER in front of them with the shipped configuration;
+# sets STACK_PORT and STACK_PIDS.  Prints what went wrong on failure.
 start_stack() {
-    local name=$1 conf=$2 procs=$3 port sock=$MG_T/$1.sock pidfile=$MG_T/$1-fcgi.pid
-    local lconf=$MG_T/$1-lighttpd.conf pid lpid i code
-    STACK_PIDS=()
-    port=$(free_port) || return 1
-    # never the port kept closed for the unreachable upstream
-    while [ "$port" = "$CLOSED_PORT" ]; do
-        port=$(free_port) || return 1
-    done
-    mkdir -p "$MG_T/www" "$MG_T/upload"
-    if ! "$SPAWN_FCGI" -s "$sock" -F "$procs" -P "$pidfile" -- "$FCGI" -c "$conf" \
-        </dev/null >"$MG_T/$name-spawn.log" 2>&1; then
-        cat "$MG_T/$name-spawn.log"
-        return 1
-    fi
-    # spawn-fcgi writes one line per child
-    while IFS= read -r pid || [ -n "$pid" ]; do
-        if [[ $pid =~ ^[0-9]+$ ]]; then
-            STACK_PIDS+=("$pid")
-            RESPONDER_PIDS+=("$pid")
-        fi
-    done <"$pidfile"
-    for pid in "${STACK_PIDS[@]}"; do
-        if ! pid_runs "$pid" modelgate-fcgi; then
-            echo "responder $pid (from $pidfile) is not running"
-            return 1
-        fi
-    done
-    if [ "${#STACK_PIDS[@]}" -ne "$procs" ]; then
-        echo "$pidfile lists ${#STACK_PIDS[@]} pids, not $procs"
-        return 1
-    fi
-    cat >"$lconf" <<EOF
-# lighttpd main configuration written by test-gateway.sh; modelgate's part
-# is the shipped deploy/lighttpd/modelgate.conf.
-server.bind          = "127.0.0.1"
-server.port          = $port
-server.document-root = $(libconfig_quote "$MG_T/www")
-server.upload-dirs   = ( $(libconfig_quote "$MG_T/upload") )
-server.pid-file      = $(libconfig_quote "$MG_T/$name-lighttpd.pid")
-server.errorlog      = $(libconfig_quote "$MG_T/$name-lighttpd-error.log")
-
-var.modelgate_socket = $(libconfig_quote "$sock")
-include $(libconfig_quote "$MG_SRCDIR/deploy/lighttpd/modelgate.conf")
-EOF
-    if ! "$LIGHTTPD" -tt -f "$lconf" >"$MG_T/$name-lighttpd-check.log" 2>&1; then
-        cat "$MG_T/$name-lighttpd-check.log"
-        return 1
-    fi
-    "$LIGHTTPD" -D -f "$lconf" </dev/null >"$MG_T/$name-lighttpd.out" 2>&1 &
-    lpid=$!
-    LIGHTTPD_PIDS+=("$lpid")
-    for ((i = 0; i < 200; i++)); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
-            "http://127.0.0.1:$port/healthz" 2>/dev/null)
-        if [ "$code" = 200 ]; then
-            STACK_PORT=$port
-            return 0
-        fi
-        if ! pid_alive "$lpid"; then
-            echo "lighttpd exited:"
-            cat "$MG_T/$name-lighttpd.out" "$MG_T/$name-lighttpd-error.log" 2>/dev/null
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "no 200 from /healthz within 20 s (last status $code)"
-    return 1
+    STACK_PORT=
+    start_responders "$1" "$2" "$3" || return 1
+    start_server "$1" "$STACK_SOCK" || return 1
+    STACK_PORT=$SERVER_PORT
 }
 
 if start_stack main "$CONF" 2 >"$MG_T/stack-main.txt" 2>&1; then
     PORT=$STACK_PORT
     MAIN_PIDS=("${STACK_PIDS[@]}")
-    tap_ok "main stack up: lighttpd on $PORT, responders ${MAIN_PIDS[*]}"
+    tap_ok "main stack up: $MG_SERVER on $PORT, responders ${MAIN_PIDS[*]}"
 else
     bail "main stack starts" "$(cat "$MG_T/stack-main.txt")"
 fi
 if start_stack unreachable "$CONF2" 1 >"$MG_T/stack-unreachable.txt" 2>&1; then
     PORT2=$STACK_PORT
-    tap_ok "second stack up (upstream on closed port $CLOSED_PORT): lighttpd on $PORT2"
+    tap_ok "second stack up (upstream on closed port $CLOSED_PORT): $MG_SERVER on $PORT2"
 else
     bail "second stack starts" "$(cat "$MG_T/stack-unreachable.txt")"
 fi
@@ -437,7 +346,7 @@ expect_http "GET /healthz: 200 {status: ok, database: ok}" 200 \
     "jsonHeaders(h) && j.status === 'ok' && j.database === 'ok'"
 
 # ---------------------------------------------------------------------------
-# Chat completion through lighttpd.
+# Chat completion through the web server.
 
 # Unknown fields (foo, provider, metadata) must reach the upstream as sent.
 CHAT_REQ=$(body chat "$(cat <<EOF
@@ -816,16 +725,22 @@ expect_usage "the in-flight request was settled (usage row, status 200)" "$term_
 # ---------------------------------------------------------------------------
 # Shutdown of the rest: everything started here stops on SIGTERM.
 
+# The web servers' workers (Apache's and nginx's; lighttpd has none) must
+# go with their main process.
 LIVE_PIDS=()
 for pid in "${RESPONDER_PIDS[@]}"; do
     pid_runs "$pid" modelgate-fcgi && LIVE_PIDS+=("$pid")
 done
-kill -TERM "${LIGHTTPD_PIDS[@]}" "${LIVE_PIDS[@]}" "$MOCK_PID" 2>/dev/null
-if wait_gone 10 "${LIGHTTPD_PIDS[@]}" "${LIVE_PIDS[@]}" "$MOCK_PID"; then
-    tap_ok "lighttpd, the other responder and the mock exit on SIGTERM"
+WORKER_PIDS=()
+for pid in "${SERVER_PIDS[@]}"; do
+    mapfile -t -O "${#WORKER_PIDS[@]}" WORKER_PIDS < <(child_pids "$pid")
+done
+kill -TERM "${SERVER_PIDS[@]}" "${LIVE_PIDS[@]}" "$MOCK_PID" 2>/dev/null
+if wait_gone 10 "${SERVER_PIDS[@]}" "${WORKER_PIDS[@]}" "${LIVE_PIDS[@]}" "$MOCK_PID"; then
+    tap_ok "$MG_SERVER (main process and ${#WORKER_PIDS[@]} workers), the other responder and the mock exit on SIGTERM"
 else
-    tap_not_ok "lighttpd, the other responder and the mock exit on SIGTERM" \
-        "still running: $(for p in "${LIGHTTPD_PIDS[@]}" "${LIVE_PIDS[@]}" "$MOCK_PID"; do
+    tap_not_ok "$MG_SERVER, its workers, the other responder and the mock exit on SIGTERM" \
+        "still running: $(for p in "${SERVER_PIDS[@]}" "${WORKER_PIDS[@]}" "${LIVE_PIDS[@]}" "$MOCK_PID"; do
             pid_alive "$p" && printf '%s ' "$p"; done)"
 fi
 reports=$(cat "$MG_T"/sanitizer.* 2>/dev/null)
@@ -852,7 +767,7 @@ not_in_files() {
     fi
 }
 
-LOGS=("$LOG" "$LOG2" "$MG_T"/*-lighttpd-error.log)
+LOGS=("$LOG" "$LOG2" "$MG_T"/*-"$MG_SERVER"-error.log "$MG_T"/*-"$MG_SERVER"-access.log)
 check "the responder logs exist and name the key by its prefix" grep -qF -- "$KEY_PREFIX" "$LOG"
 check "the provider key appears in no log" not_in_files "$PROVIDER_KEY" "${LOGS[@]}"
 check "client keys appear in no log (only their prefix)" \

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# tests/integration/test-gateway-nginx.sh -- every check of
+# test-gateway.sh, through nginx with the shipped
+# deploy/nginx/modelgate.conf.  Run by `make check`.
+HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+MG_SERVER=nginx exec bash "$HERE/test-gateway.sh" "$@"
