@@ -807,8 +807,10 @@ expect_json "relay: nothing but comments beside data events; the body ends with 
     j.events.every((e) => e.event === null && e.other.length === 0) &&
     j.body.endsWith('data: [DONE]\n\n') && j.events[j.events.length - 1].data === '[DONE]'" \
     "$MG_T/relay.json"
-expect_json "relay: the chunked body ends and the server closes the connection right after [DONE] (< 1 s)" "
-    !j.timedOut && j.error === null && j.chunked && j.tDone !== null &&
+# A short stream can be complete before lighttpd sends the headers; it then
+# frames the body with Content-Length instead of chunks.  Either is fine.
+expect_json "relay: the body ends and the server closes the connection right after [DONE] (< 1 s)" "
+    !j.timedOut && j.error === null && j.tDone !== null &&
     j.tBodyEnd !== null && j.tBodyEnd - j.tDone < 1000 &&
     j.tEof !== null && j.tEof - j.tDone < 1000" "$MG_T/relay.json"
 RELAY_RID=$(jv "$MG_T/relay.json" j.requestId)
