@@ -412,6 +412,33 @@ EOF
 # ---------------------------------------------------------------------------
 # Tools and the throwaway Postgres.
 
+# mg_missing_exit ITEM...: returns when nothing is named; otherwise skips
+# the test (exit 77), or fails it (exit 99) under MG_REQUIRE_INTEGRATION=1.
+mg_missing_exit() {
+    [ "$#" -gt 0 ] || return 0
+    if [ "${MG_REQUIRE_INTEGRATION:-0}" = 1 ]; then
+        printf 'Bail out! missing: %s (MG_REQUIRE_INTEGRATION=1)\n' "$*"
+        exit 99
+    fi
+    printf '1..0 # SKIP missing: %s\n' "$*"
+    exit 77
+}
+
+# mg_find_programs: sets FCGI, CLI and MOCK to the built programs, and
+# fails the test when one of them is not built.
+mg_find_programs() {
+    local prog
+    FCGI=$MG_BUILDDIR/app/modelgate-fcgi
+    CLI=$MG_BUILDDIR/app/modelgate
+    MOCK=$MG_BUILDDIR/tests/mock/mock-upstream
+    for prog in "$FCGI" "$CLI" "$MOCK"; do
+        if [ ! -x "$prog" ]; then
+            printf 'Bail out! not built: %s (run make)\n' "$prog"
+            exit 99
+        fi
+    done
+}
+
 # find_tool NAME: prints the path of a program, also looking in the sbin
 # directories that are not on every user's PATH.
 find_tool() {

@@ -58,24 +58,9 @@ find_tool psql >/dev/null || missing+=("psql (postgresql-client)")
 if [ -z "${PGHOST:-}" ]; then
     find_tool pg_virtualenv >/dev/null || missing+=("pg_virtualenv (postgresql-common)")
 fi
-if [ "${#missing[@]}" -gt 0 ]; then
-    if [ "${MG_REQUIRE_INTEGRATION:-0}" = 1 ]; then
-        printf 'Bail out! missing: %s (MG_REQUIRE_INTEGRATION=1)\n' "${missing[*]}"
-        exit 99
-    fi
-    printf '1..0 # SKIP missing: %s\n' "${missing[*]}"
-    exit 77
-fi
+mg_missing_exit "${missing[@]}"
 
-FCGI=$MG_BUILDDIR/app/modelgate-fcgi
-CLI=$MG_BUILDDIR/app/modelgate
-MOCK=$MG_BUILDDIR/tests/mock/mock-upstream
-for prog in "$FCGI" "$CLI" "$MOCK"; do
-    if [ ! -x "$prog" ]; then
-        printf 'Bail out! not built: %s (run make)\n' "$prog"
-        exit 99
-    fi
-done
+mg_find_programs
 
 mg_need_pg "$SELF" "$@"
 

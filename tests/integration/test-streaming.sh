@@ -67,24 +67,9 @@ locate psql >/dev/null || absent+=("psql (postgresql-client)")
 if [ -z "${PGHOST:-}" ]; then
     locate pg_virtualenv >/dev/null || absent+=("pg_virtualenv (postgresql-common)")
 fi
-if [ "${#absent[@]}" -gt 0 ]; then
-    if [ "${MG_REQUIRE_INTEGRATION:-0}" = 1 ]; then
-        printf 'Bail out! missing: %s (MG_REQUIRE_INTEGRATION=1)\n' "${absent[*]}"
-        exit 99
-    fi
-    printf '1..0 # SKIP missing: %s\n' "${absent[*]}"
-    exit 77
-fi
+mg_missing_exit "${absent[@]}"
 
-FCGI=$MG_BUILDDIR/app/modelgate-fcgi
-CLI=$MG_BUILDDIR/app/modelgate
-MOCK=$MG_BUILDDIR/tests/mock/mock-upstream
-for prog in "$FCGI" "$CLI" "$MOCK"; do
-    if [ ! -x "$prog" ]; then
-        printf 'Bail out! not built: %s (run make)\n' "$prog"
-        exit 99
-    fi
-done
+mg_find_programs
 
 # Without a Postgres to use, run again inside a throwaway cluster (-t: in
 # a temporary directory even as root).  Its port is one the kernel just
