@@ -412,6 +412,36 @@ EOF
 # ---------------------------------------------------------------------------
 # Tools and the throwaway Postgres.
 
+# mg_finish RC: the common end of a test's cleanup: drops the test
+# database (when DB_CREATED=1), shows the logs after a failure, removes the
+# temp dir (unless MG_KEEP_TMP=1) and exits with RC.
+mg_finish() {
+    local rc=$1
+    if [ "${DB_CREATED:-0}" = 1 ]; then
+        dropdb --if-exists "$MG_DB" >/dev/null 2>&1 ||
+            printf '# could not drop database %s\n' "$MG_DB"
+    fi
+    if [ "$rc" -ne 0 ] || [ "$MG_TAP_FAILED" -gt 0 ]; then
+        show_logs
+    fi
+    if [ "${MG_KEEP_TMP:-0}" = 1 ]; then
+        printf '# kept %s\n' "$MG_T"
+    else
+        rm -rf "$MG_T"
+    fi
+    exit "$rc"
+}
+
+# mg_traps FUNCTION: runs FUNCTION at exit; signals end the test with the
+# shell's usual status so that FUNCTION still runs.
+mg_traps() {
+    # shellcheck disable=SC2064
+    trap "$1" EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+}
+
 # mg_missing_exit ITEM...: returns when nothing is named; otherwise skips
 # the test (exit 77), or fails it (exit 99) under MG_REQUIRE_INTEGRATION=1.
 mg_missing_exit() {

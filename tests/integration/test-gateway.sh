@@ -111,24 +111,9 @@ cleanup() {
         kill -TERM "$pid" 2>/dev/null
     done
     wait 2>/dev/null
-    if [ "$DB_CREATED" = 1 ]; then
-        dropdb --if-exists "$MG_DB" >/dev/null 2>&1 ||
-            printf '# could not drop database %s\n' "$MG_DB"
-    fi
-    if [ "$rc" -ne 0 ] || [ "$MG_TAP_FAILED" -gt 0 ]; then
-        show_logs
-    fi
-    if [ "${MG_KEEP_TMP:-0}" = 1 ]; then
-        printf '# kept %s\n' "$MG_T"
-    else
-        rm -rf "$MG_T"
-    fi
-    exit "$rc"
+    mg_finish "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+mg_traps cleanup
 
 # ---------------------------------------------------------------------------
 # Fixed values.
