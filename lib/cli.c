@@ -8,8 +8,11 @@
 #include <string.h>
 
 #include "apikey.h"
+#include "catalog.h"
 #include "cli.h"
 #include "migrate.h"
+#include "upstream.h"
+#include "usage.h"
 
 #define ISO_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
@@ -20,13 +23,24 @@ mg_cli_usage(FILE *out)
 	    "\n"
 	    "commands:\n"
 	    "  db migrate                            apply the SQL migrations\n"
-	    "  project create NAME                   create a project\n"
-	    "  project list [--json]                 list projects\n"
+	    "  project create NAME [LIMITS]          create a project\n"
+	    "  project set NAME LIMITS               change a project's limits\n"
+	    "  project list [--json]                 list projects, limits, this period's spend\n"
 	    "  key create PROJECT [--name LABEL]     create a key (printed once)\n"
 	    "  key list PROJECT [--json]             list a project's keys\n"
 	    "  key revoke PREFIX                     revoke a key by prefix (or whole key)\n"
+	    "  reap                                  settle requests lost with their responder\n"
+	    "  models sync                           store the upstream's models and prices\n"
+	    "  models list [--json]                  show the model catalog\n"
 	    "  config check                          validate the configuration file\n"
 	    "  config dump                           print the effective configuration\n"
+	    "\n"
+	    "LIMITS (\"none\" removes one):\n"
+	    "  --rpm N            requests per minute\n"
+	    "  --tpm N            tokens per minute (prompt estimate + max_tokens)\n"
+	    "  --spend-cap USD    spend cap, e.g. 25 or 0.50\n"
+	    "  --period month|total   the cap is per calendar month (UTC, default) or in total\n"
+	    "  --models ID,...    the models the project may use (\"\" or none: all)\n"
 	    "\n"
 	    "The configuration file is -c FILE, else $MODELGATE_CONFIG, else\n"
 	    MG_CONF_DEFAULT_PATH ". The SQL directory is --sql-dir, else\n"
@@ -178,24 +192,170 @@ cmd_migrate(PGconn *c, const char *sql_dir)
 	return 0;
 }
 
+static int project_exists(PGconn *c, const char *project);
+
+/* A project's limits as given on the command line; NULL: unchanged. */
+struct limits {
+	const char *rpm, *tpm, *cap, *period, *models;
+};
+
+/* 1 when v is "none" or a whole number from 1 to 999999999. */
 static int
-cmd_project_create(PGconn *c, const char *name)
+count_valid(const char *v)
+{
+	size_t n = strlen(v);
+
+	if (strcmp(v, "none") == 0)
+		return 1;
+	return n > 0 && n <= 9 && strspn(v, "0123456789") == n && atoi(v) >= 1;
+}
+
+/* Reads the limit options from argv[start..]; -1 (message printed) when
+ * one is unknown, lacks its value or has a bad value. */
+static int
+parse_limits(int argc, char **argv, int start, struct limits *l)
+{
+	int i;
+
+	memset(l, 0, sizeof(*l));
+	for (i = start; i < argc; i++) {
+		const char **slot = NULL;
+
+		if (strcmp(argv[i], "--rpm") == 0)
+			slot = &l->rpm;
+		else if (strcmp(argv[i], "--tpm") == 0)
+			slot = &l->tpm;
+		else if (strcmp(argv[i], "--spend-cap") == 0)
+			slot = &l->cap;
+		else if (strcmp(argv[i], "--period") == 0)
+			slot = &l->period;
+		else if (strcmp(argv[i], "--models") == 0)
+			slot = &l->models;
+		if (slot == NULL || i + 1 >= argc) {
+			fail("%s: unknown option or missing value", argv[i]);
+			return -1;
+		}
+		*slot = argv[++i];
+	}
+	if (l->rpm != NULL && !count_valid(l->rpm)) {
+		fail("--rpm must be a whole number from 1 to 999999999, or none");
+		return -1;
+	}
+	if (l->tpm != NULL && !count_valid(l->tpm)) {
+		fail("--tpm must be a whole number from 1 to 999999999, or none");
+		return -1;
+	}
+	if (l->cap != NULL && strcmp(l->cap, "none") != 0 &&
+	    (!mg_decimal_valid(l->cap) || strspn(l->cap, "0123456789.") != strlen(l->cap))) {
+		fail("--spend-cap must be an amount of USD such as 25 or 0.50, or none");
+		return -1;
+	}
+	if (l->period != NULL && strcmp(l->period, "month") != 0 && strcmp(l->period, "total") != 0) {
+		fail("--period must be month or total");
+		return -1;
+	}
+	return 0;
+}
+
+/* Runs one UPDATE of a project's row with $1 = name, $2 = value. */
+static int
+update_project(PGconn *c, const char *sql, const char *name, const char *value)
+{
+	const char *p[2] = { name, value };
+	PGresult *r = query(c, sql, 2, p);
+
+	if (r == NULL)
+		return -1;
+	PQclear(r);
+	return 0;
+}
+
+/* NULL for "none", else the text. */
+static const char *
+value_or_null(const char *v)
+{
+	return strcmp(v, "none") == 0 ? NULL : v;
+}
+
+/* Applies the given limits to a project in one transaction. */
+static int
+apply_limits(PGconn *c, const char *name, const struct limits *l)
+{
+	PGresult *r = query(c, "BEGIN", 0, NULL);
+	int ok = r != NULL;
+
+	PQclear(r);
+	if (ok && l->rpm != NULL)
+		ok = update_project(c, "UPDATE projects SET rpm = $2::integer WHERE name = $1",
+		    name, value_or_null(l->rpm)) == 0;
+	if (ok && l->tpm != NULL)
+		ok = update_project(c, "UPDATE projects SET tpm = $2::integer WHERE name = $1",
+		    name, value_or_null(l->tpm)) == 0;
+	if (ok && l->cap != NULL)
+		ok = update_project(c, "UPDATE projects SET spend_cap = $2::numeric WHERE name = $1",
+		    name, value_or_null(l->cap)) == 0;
+	if (ok && l->models != NULL)
+		ok = update_project(c, "UPDATE projects SET allowed_models = "
+		    "coalesce(array(SELECT DISTINCT trim(m) FROM unnest(string_to_array($2, ',')) m "
+		    "WHERE trim(m) <> '' ORDER BY 1), '{}') WHERE name = $1",
+		    name, strcmp(l->models, "none") == 0 ? "" : l->models) == 0;
+	if (ok && l->period != NULL)
+		ok = update_project(c, "SELECT mg_set_period(id, $2) FROM projects "
+		    "WHERE name = $1 AND cap_period <> $2", name, l->period) == 0;
+	r = query(c, ok ? "COMMIT" : "ROLLBACK", 0, NULL);
+	ok = ok && r != NULL;
+	PQclear(r);
+	return ok ? 0 : 1;
+}
+
+static int
+cmd_project_create(PGconn *c, const char *name, int argc, char **argv)
 {
 	const char *p[1] = { name };
+	struct limits l;
 	PGresult *r;
 	int created;
 
 	if (!valid_name(name))
 		return fail("invalid project name '%s': use 1-64 letters, digits, '.', '_' or '-', "
 		    "starting with a letter or digit", name);
-	r = query(c, "INSERT INTO projects (name) VALUES ($1) ON CONFLICT (name) DO NOTHING RETURNING id", 1, p);
+	if (parse_limits(argc, argv, 3, &l) < 0)
+		return 2;
+	r = query(c, "BEGIN", 0, NULL);
+	if (r == NULL)
+		return 1;
+	PQclear(r);
+	r = query(c, "INSERT INTO projects (name) VALUES ($1) "
+	    "ON CONFLICT (name) DO NOTHING RETURNING id", 1, p);
 	if (r == NULL)
 		return 1;
 	created = PQntuples(r) == 1;
 	PQclear(r);
-	if (!created)
+	if (!created) {
+		PQclear(query(c, "ROLLBACK", 0, NULL));
 		return fail("project '%s' already exists", name);
+	}
+	PQclear(query(c, "COMMIT", 0, NULL));
+	if (apply_limits(c, name, &l) != 0)
+		return 1;
 	printf("created project %s\n", name);
+	return 0;
+}
+
+static int
+cmd_project_set(PGconn *c, const char *name, int argc, char **argv)
+{
+	struct limits l;
+
+	if (parse_limits(argc, argv, 3, &l) < 0)
+		return 2;
+	if (argc <= 3)
+		return fail("project set: give at least one of --rpm, --tpm, --spend-cap, --period, --models");
+	if (project_exists(c, name) != 1)
+		return 1;
+	if (apply_limits(c, name, &l) != 0)
+		return 1;
+	printf("updated project %s\n", name);
 	return 0;
 }
 
@@ -204,9 +364,17 @@ cmd_project_list(PGconn *c, int as_json)
 {
 	PGresult *r = query(c,
 	    "SELECT p.name, " ISO_TIME("p.created_at") " AS created_at, "
-	    "count(k.id) FILTER (WHERE k.revoked_at IS NULL)::integer AS keys "
-	    "FROM projects p LEFT JOIN api_keys k ON k.project_id = p.id "
-	    "GROUP BY p.id ORDER BY p.name", 0, NULL);
+	    "(SELECT count(*) FROM api_keys k WHERE k.project_id = p.id "
+	    " AND k.revoked_at IS NULL)::integer AS keys, "
+	    "p.rpm, p.tpm, p.spend_cap::text AS spend_cap, p.cap_period AS period, "
+	    ISO_TIME("mg_period_start(p.cap_period, now())") " AS period_start, "
+	    "(CASE WHEN q.period_start >= mg_period_start(p.cap_period, now()) "
+	    " THEN q.spent ELSE 0 END)::text AS spent, "
+	    "q.reserved::text AS reserved, "
+	    "CASE WHEN cardinality(p.allowed_models) = 0 THEN NULL "
+	    " ELSE array_to_string(p.allowed_models, ',') END AS models "
+	    "FROM projects p LEFT JOIN project_quota q ON q.project_id = p.id "
+	    "ORDER BY p.name", 0, NULL);
 
 	if (r == NULL)
 		return 1;
@@ -327,6 +495,63 @@ cmd_key_revoke(PGconn *c, const char *which)
 	return 0;
 }
 
+static int
+cmd_reap(const struct mg_conf *conf, PGconn *c)
+{
+	char grace[16];
+	const char *p[1] = { grace };
+	PGresult *r;
+
+	snprintf(grace, sizeof(grace), "%d", conf->reap_after);
+	r = query(c, "SELECT mg_reap($1)", 1, p);
+	if (r == NULL)
+		return 1;
+	printf("reaped %s requests older than %d s (charged at their reserved amount)\n",
+	    PQgetvalue(r, 0, 0), conf->reap_after);
+	PQclear(r);
+	return 0;
+}
+
+static int
+cmd_models_sync(const struct mg_conf *conf, PGconn *c)
+{
+	struct mg_upstream *up = mg_upstream_new(conf);
+	char err[512], *rows = NULL;
+	const char *p[1];
+	PGresult *r;
+	int n = 0;
+
+	if (up == NULL)
+		return fail("out of memory");
+	if (mg_catalog_fetch(up, (size_t)conf->up_max_response, &rows, &n, err, sizeof(err)) != MG_OK) {
+		mg_upstream_free(up);
+		return fail("model list from %s: %s", conf->up_base_url, err);
+	}
+	mg_upstream_free(up);
+	p[0] = rows;
+	r = query(c, "SELECT mg_catalog_replace($1::jsonb)", 1, p);
+	free(rows);
+	if (r == NULL)
+		return 1;
+	printf("catalog: %s models from %s\n", PQgetvalue(r, 0, 0), conf->up_base_url);
+	PQclear(r);
+	return 0;
+}
+
+static int
+cmd_models_list(PGconn *c, int as_json)
+{
+	PGresult *r = query(c, "SELECT id, kind, context_length, prompt_price::text AS prompt_price, "
+	    "completion_price::text AS completion_price, " ISO_TIME("synced_at") " AS synced_at "
+	    "FROM models ORDER BY id", 0, NULL);
+
+	if (r == NULL)
+		return 1;
+	print_rows(r, as_json);
+	PQclear(r);
+	return 0;
+}
+
 /* Finds "--name VALUE" style options; NULL if absent. */
 static const char *
 option_value(int argc, char **argv, const char *name)
@@ -358,15 +583,17 @@ only_known(int argc, char **argv, int start, const char *flag, const char *value
 }
 
 static int
-dispatch(PGconn *c, const char *sql_dir, int argc, char **argv)
+dispatch(const struct mg_conf *conf, PGconn *c, const char *sql_dir, int argc, char **argv)
 {
 	const char *cmd = argv[0], *sub = argc > 1 ? argv[1] : "";
 
 	if (strcmp(cmd, "db") == 0 && strcmp(sub, "migrate") == 0 && argc == 2)
 		return cmd_migrate(c, sql_dir);
 	if (strcmp(cmd, "project") == 0) {
-		if (strcmp(sub, "create") == 0 && argc == 3)
-			return cmd_project_create(c, argv[2]);
+		if (strcmp(sub, "create") == 0 && argc >= 3)
+			return cmd_project_create(c, argv[2], argc, argv);
+		if (strcmp(sub, "set") == 0 && argc >= 3)
+			return cmd_project_set(c, argv[2], argc, argv);
 		if (strcmp(sub, "list") == 0 && only_known(argc, argv, 2, "--json", NULL))
 			return cmd_project_list(c, has_flag(argc, argv, "--json"));
 	}
@@ -378,13 +605,21 @@ dispatch(PGconn *c, const char *sql_dir, int argc, char **argv)
 		if (strcmp(sub, "revoke") == 0 && argc == 3)
 			return cmd_key_revoke(c, argv[2]);
 	}
+	if (strcmp(cmd, "reap") == 0 && argc == 1)
+		return cmd_reap(conf, c);
+	if (strcmp(cmd, "models") == 0) {
+		if (strcmp(sub, "sync") == 0 && argc == 2)
+			return cmd_models_sync(conf, c);
+		if (strcmp(sub, "list") == 0 && only_known(argc, argv, 2, "--json", NULL))
+			return cmd_models_list(c, has_flag(argc, argv, "--json"));
+	}
 	return usage_error("unknown command or wrong arguments");
 }
 
 static int
 known_command(int argc, char **argv)
 {
-	static const char *const words[] = { "db", "project", "key", NULL };
+	static const char *const words[] = { "db", "project", "key", "reap", "models", NULL };
 	int i;
 
 	(void)argc;
@@ -418,7 +653,7 @@ mg_cli_run(const struct mg_conf *conf, const char *sql_dir, int argc, char **arg
 	c = db_connect(conf);
 	if (c == NULL)
 		return 1;
-	status = dispatch(c, sql_dir, argc, argv);
+	status = dispatch(conf, c, sql_dir, argc, argv);
 	PQfinish(c);
 	return status;
 }

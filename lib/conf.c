@@ -47,6 +47,12 @@ static const struct opt options[] = {
 	INT_OPT("server.heartbeat_interval", heartbeat_interval, 5, 1, 300),
 	STR_OPT("server.client_close", client_close_name, "abort"),
 	INT_OPT("server.max_drains", max_drains, 64, 0, 4096),
+	INT_OPT("quota.default_max_tokens", default_max_tokens, 4096, 0, 100000000),
+	STR_OPT("quota.fallback_prompt_price", fallback_prompt_price, "0.00001"),
+	STR_OPT("quota.fallback_completion_price", fallback_completion_price, "0.00003"),
+	INT_OPT("quota.reap_after", reap_after, 900, 2, 604800),
+	INT_OPT("quota.reap_interval", reap_interval, 60, 0, 86400),
+	INT_OPT("catalog.refresh_interval", catalog_refresh, 3600, 0, 604800),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -275,6 +281,23 @@ read_key_file(struct mg_conf *c, const char *file, int line, char *err, size_t e
 	return 0;
 }
 
+/* A price: plain non-negative decimal digits with an optional fraction. */
+static int
+price_valid(const char *s)
+{
+	size_t i, digits = 0, dots = 0;
+
+	for (i = 0; s[i] != '\0'; i++) {
+		if (s[i] >= '0' && s[i] <= '9')
+			digits++;
+		else if (s[i] == '.' && dots++ == 0 && i > 0)
+			continue;
+		else
+			return 0;
+	}
+	return digits > 0 && i < 40 && s[i - 1] != '.';
+}
+
 static int
 validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, size_t errlen)
 {
@@ -294,6 +317,26 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 	} else {
 		snprintf(err, errlen, "%s:%d: setting 'server.client_close' must be \"abort\" or \"drain\"",
 		    file, line_of(cfg, "server.client_close"));
+		return -1;
+	}
+	if (!price_valid(c->fallback_prompt_price)) {
+		snprintf(err, errlen, "%s:%d: setting 'quota.fallback_prompt_price' must be a "
+		    "non-negative decimal number of USD per token, as a string (e.g. \"0.00001\")",
+		    file, line_of(cfg, "quota.fallback_prompt_price"));
+		return -1;
+	}
+	if (!price_valid(c->fallback_completion_price)) {
+		snprintf(err, errlen, "%s:%d: setting 'quota.fallback_completion_price' must be a "
+		    "non-negative decimal number of USD per token, as a string (e.g. \"0.00003\")",
+		    file, line_of(cfg, "quota.fallback_completion_price"));
+		return -1;
+	}
+	if (c->reap_after <= c->up_timeout) {
+		int line = line_of(cfg, "quota.reap_after");
+
+		snprintf(err, errlen, "%s:%d: setting 'quota.reap_after' (%d s) must be longer than "
+		    "upstream.timeout (%d s): a request still running must not be reaped",
+		    file, line > 0 ? line : line_of(cfg, "upstream.timeout"), c->reap_after, c->up_timeout);
 		return -1;
 	}
 	if (strncmp(c->up_base_url, "http://", 7) != 0 &&

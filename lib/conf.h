@@ -36,6 +36,13 @@ struct mg_conf {
 	char *client_close_name; /* "abort" or "drain" */
 	int drain;               /* 1: read a stream to its usage after the client left */
 	int max_drains;          /* drains at once per process */
+
+	int default_max_tokens;  /* output reserved when a request names none */
+	char *fallback_prompt_price;      /* USD per token, decimal text */
+	char *fallback_completion_price;
+	int reap_after;          /* seconds before a pending request is reaped */
+	int reap_interval;       /* seconds between a responder's reaps, 0: never */
+	int catalog_refresh;     /* seconds between catalog syncs, 0: never */
 };
 
 /* Which file to read: the -c argument if given, else $MODELGATE_CONFIG,

@@ -3,6 +3,7 @@
 #include <json-c/json.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -12,6 +13,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "models.h"
+#include "quota.h"
 #include "request.h"
 #include "router.h"
 #include "sse.h"
@@ -24,10 +26,12 @@
 struct exchange {
 	FCGX_Request *fr;
 	char request_id[MG_REQUEST_ID_LEN + 1];
-	char headers[256];          /* extra response header lines */
+	char headers[1024];         /* extra response header lines */
 	struct timespec start;
 	struct mg_auth auth;
 	int authed;
+	int admitted;               /* a pending usage row holds a reservation */
+	int billable;               /* the upstream did work for this request */
 };
 
 enum mg_err
@@ -212,38 +216,45 @@ relay(struct mg_worker *w, struct exchange *x, const char *path, const char *bod
 	return MG_OK;
 }
 
+/* The client's key from the Authorization header: its hash and public
+ * prefix.  Answers 401 and returns -1 when there is none or it is
+ * malformed (no database needed for that). */
 static int
-authenticate(struct mg_worker *w, struct exchange *x)
+client_key(struct mg_worker *w, struct exchange *x, char hash[MG_APIKEY_HASH_HEX_LEN + 1],
+    char prefix[MG_APIKEY_PREFIX_LEN + 1])
 {
 	const char *header = mg_fcgi_param(x->fr, "HTTP_AUTHORIZATION");
-	char hash[MG_APIKEY_HASH_HEX_LEN + 1];
 	struct mg_apierror e;
 	const char *key;
 	size_t n = 0;
-	enum mg_err rc;
 
 	key = mg_apikey_from_header(header, &n);
 	if (key == NULL) {
 		mg_apierror_set(&e, 401, "invalid_request_error", NULL, "invalid_api_key",
 		    "You didn't provide an API key. Send it in the Authorization header as "
 		    "'Authorization: Bearer mg-…'.");
-		goto fail;
+		send_error(w, x, &e);
+		return -1;
 	}
 	if (!mg_apikey_valid(key, n)) {
 		mg_apierror_set(&e, 401, "invalid_request_error", NULL, "invalid_api_key",
 		    "Incorrect API key provided. modelgate keys start with 'mg-'.");
-		goto fail;
+		send_error(w, x, &e);
+		return -1;
 	}
 	mg_apikey_hash_hex(key, n, hash);
-	rc = mg_store_auth(w->gw->store, hash, &x->auth);
-	if (rc == MG_OK) {
-		x->authed = 1;
-		return 0;
-	}
-	if (rc == MG_ERR_AUTH) {
-		char prefix[MG_APIKEY_PREFIX_LEN + 1];
+	mg_apikey_prefix(key, prefix);
+	return 0;
+}
 
-		mg_apikey_prefix(key, prefix);
+/* Answers a key the database did not accept (MG_ERR_AUTH) or a database
+ * failure. */
+static void
+auth_failed(struct mg_worker *w, struct exchange *x, enum mg_err rc, const char *prefix)
+{
+	struct mg_apierror e;
+
+	if (rc == MG_ERR_AUTH) {
 		mg_log(MG_LOG_INFO, x->request_id, "unknown or revoked key %s", prefix);
 		mg_apierror_set(&e, 401, "invalid_request_error", NULL, "invalid_api_key",
 		    "Incorrect API key provided: the key is unknown or has been revoked.");
@@ -252,9 +263,69 @@ authenticate(struct mg_worker *w, struct exchange *x)
 		mg_apierror_set(&e, 503, "server_error", NULL, "database_unavailable",
 		    "The gateway cannot reach its database right now. Retry shortly.");
 	}
-fail:
 	send_error(w, x, &e);
-	return -1;
+}
+
+/* Resolves the client's key to its project (no admission). */
+static int
+authenticate(struct mg_worker *w, struct exchange *x)
+{
+	char hash[MG_APIKEY_HASH_HEX_LEN + 1], prefix[MG_APIKEY_PREFIX_LEN + 1];
+	enum mg_err rc;
+
+	if (client_key(w, x, hash, prefix) < 0)
+		return -1;
+	rc = mg_store_auth(w->gw->store, hash, &x->auth);
+	if (rc != MG_OK) {
+		auth_failed(w, x, rc, prefix);
+		return -1;
+	}
+	x->authed = 1;
+	return 0;
+}
+
+/* Admits a parsed request: key, model, limits, reservation.  0 when
+ * admitted; otherwise the answer (401, 403, 404, 429, 503) is sent. */
+static int
+admit(struct mg_worker *w, struct exchange *x, const struct mg_call *call, const char *hash,
+    const char *prefix)
+{
+	const struct mg_conf *conf = w->gw->conf;
+	struct mg_admit_req q;
+	struct mg_admission a;
+	struct mg_apierror e;
+	enum mg_err rc;
+
+	q.key_hash_hex = hash;
+	q.request_id = x->request_id;
+	q.model = call->model;
+	q.endpoint = mg_endpoint_name(call->endpoint);
+	q.stream = call->stream;
+	q.prompt_estimate = mg_quota_prompt_estimate(w->body.len);
+	q.max_output = call->endpoint == MG_EP_CHAT ? call->max_output : 0;
+	q.default_output = call->endpoint == MG_EP_CHAT ? conf->default_max_tokens : 0;
+	q.fallback_prompt = conf->fallback_prompt_price;
+	q.fallback_completion = conf->fallback_completion_price;
+	rc = mg_store_admit(w->gw->store, &q, &a);
+	if (rc != MG_OK || a.outcome == MG_ADMIT_INVALID_KEY) {
+		auth_failed(w, x, rc == MG_OK ? MG_ERR_AUTH : rc, prefix);
+		return -1;
+	}
+	x->auth = a.auth;
+	x->authed = 1;
+	if (mg_quota_headers(&a, x->headers, sizeof(x->headers)) < 0)
+		mg_log(MG_LOG_WARN, x->request_id, "rate-limit headers left out: no room");
+	if (a.outcome != MG_ADMIT_OK) {
+		mg_quota_refusal(&a, call->model, &e, x->headers, sizeof(x->headers));
+		mg_log(MG_LOG_INFO, x->request_id, "refused: project=%s key=%s model=%.200s %s",
+		    a.auth.project, a.auth.key_prefix, call->model, e.code != NULL ? e.code : e.type);
+		send_error(w, x, &e);
+		return -1;
+	}
+	x->admitted = 1;
+	mg_log(MG_LOG_DEBUG, x->request_id, "admitted: project=%s reserved=%s", a.auth.project,
+	    a.reserved);
+	return 0;
 }
 
 static void
@@ -263,10 +334,22 @@ record(struct mg_worker *w, struct exchange *x, struct mg_usage *u)
 	enum mg_err rc;
 
 	u->latency_ms = elapsed_ms(&x->start);
-	rc = mg_store_record_usage(w->gw->store, u);
-	if (rc != MG_OK)
-		mg_log(MG_LOG_ERROR, x->request_id, "usage row not written: %s: %s",
-		    mg_strerror(rc), mg_store_last_error());
+	if (x->admitted) {
+		int settled = 0;
+
+		rc = mg_store_settle(w->gw->store, u, x->billable, &settled);
+		if (rc != MG_OK)
+			mg_log(MG_LOG_ERROR, x->request_id, "not settled: %s: %s; the reaper will "
+			    "charge its reservation", mg_strerror(rc), mg_store_last_error());
+		else if (!settled)
+			mg_log(MG_LOG_WARN, x->request_id, "already settled by the reaper at its "
+			    "reserved amount (quota.reap_after too short?)");
+	} else {
+		rc = mg_store_record_usage(w->gw->store, u);
+		if (rc != MG_OK)
+			mg_log(MG_LOG_ERROR, x->request_id, "usage row not written: %s: %s",
+			    mg_strerror(rc), mg_store_last_error());
+	}
 	mg_log(MG_LOG_INFO, x->request_id,
 	    "%s project=%s key=%s model=%s status=%d tokens=%lld/%lld cost=%s latency_ms=%ld",
 	    u->endpoint, x->auth.project, x->auth.key_prefix, u->model[0] ? u->model : "-",
@@ -359,12 +442,16 @@ static int
 stream_start(void *arg)
 {
 	struct stream_state *st = arg;
-	char head[512];
+	char head[1536];
 	int n = snprintf(head, sizeof(head),
 	    "Status: 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
 	    "X-Accel-Buffering: no\r\n%s\r\n", st->x->headers);
 
 	st->started = 1;
+	st->x->billable = 1;
+	if (n < 0 || (size_t)n >= sizeof(head))
+		n = snprintf(head, sizeof(head), "Status: 200 OK\r\nContent-Type: text/event-stream\r\n"
+		    "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\r\n");
 	return stream_write(st, head, (size_t)n);
 }
 
@@ -396,8 +483,8 @@ count_content(struct stream_state *st, json_object *choices)
 		if (json_object_object_get_ex(json_object_array_get_idx(choices, i), "delta", &delta) &&
 		    json_object_object_get_ex(delta, "content", &content) &&
 		    json_object_is_type(content, json_type_string) &&
-		    json_object_get_string_len(content) > 0)
-			st->content_chunks++;
+		    json_object_get_string_len(content) > 0 && st->content_chunks++ == 0)
+			st->u->ttft_ms = elapsed_ms(&st->x->start);
 	}
 }
 
@@ -608,12 +695,13 @@ handle_call(struct mg_worker *w, struct exchange *x, enum mg_endpoint ep)
 	struct mg_usage u;
 	struct mg_call call;
 	json_object *json = NULL;
+	char hash[MG_APIKEY_HASH_HEX_LEN + 1], prefix[MG_APIKEY_PREFIX_LEN + 1];
 	enum mg_err rc;
 
+	if (client_key(w, x, hash, prefix) < 0)
+		return;
 	mg_usage_init(&u);
 	memcpy(u.request_id, x->request_id, sizeof(u.request_id));
-	u.project_id = x->auth.project_id;
-	u.key_id = x->auth.key_id;
 	u.endpoint = mg_endpoint_name(ep);
 
 	mg_buf_reset(&w->body);
@@ -622,20 +710,31 @@ handle_call(struct mg_worker *w, struct exchange *x, enum mg_endpoint ep)
 		mg_apierror_set(&e, 413, "invalid_request_error", NULL, "request_too_large",
 		    "The request body is larger than this gateway accepts (%d bytes).",
 		    w->gw->conf->max_body);
-		fail_call(w, x, &u, &e);
-		return;
-	}
-	if (rc != MG_OK) {
+	} else if (rc != MG_OK) {
 		mg_apierror_set(&e, 400, "invalid_request_error", NULL, "client_closed",
 		    "The request body could not be read to its end.");
-		fail_call(w, x, &u, &e);
-		return;
+	} else {
+		rc = mg_request_parse(ep, w->body.data, w->body.len, &call, &e);
 	}
-	rc = mg_request_parse(ep, w->body.data, w->body.len, &call, &e);
 	if (rc != MG_OK) {
+		/* not admitted, but recorded for the key's project */
+		rc = mg_store_auth(w->gw->store, hash, &x->auth);
+		if (rc != MG_OK) {
+			auth_failed(w, x, rc, prefix);
+			return;
+		}
+		x->authed = 1;
+		u.project_id = x->auth.project_id;
+		u.key_id = x->auth.key_id;
 		fail_call(w, x, &u, &e);
 		return;
 	}
+	if (admit(w, x, &call, hash, prefix) < 0) {
+		mg_call_free(&call);
+		return;
+	}
+	u.project_id = x->auth.project_id;
+	u.key_id = x->auth.key_id;
 	snprintf(u.model, sizeof(u.model), "%s", call.model);
 	u.stream = call.stream;
 	if (call.stream) {
@@ -647,6 +746,7 @@ handle_call(struct mg_worker *w, struct exchange *x, enum mg_endpoint ep)
 		fail_call(w, x, &u, &e);
 		goto out;
 	}
+	x->billable = 1;
 	mg_usage_from_json(&u, json);
 	rc = answer(w, x, &call, json);
 	if (rc != MG_OK) {
@@ -690,11 +790,49 @@ fetch_models(struct mg_worker *w, struct exchange *x, struct mg_apierror *e)
 	return list;
 }
 
+/* The project's model list: from the catalog, or from the upstream while
+ * the catalog is empty; limited to the project's allowed models.  NULL
+ * with e filled on failure. */
+static json_object *
+project_models(struct mg_worker *w, struct exchange *x, struct mg_apierror *e)
+{
+	char *text = NULL, *allowed_text = NULL;
+	json_object *list = NULL, *allowed;
+	enum mg_err rc;
+
+	rc = mg_store_model_list(w->gw->store, x->auth.project_id, &text, &allowed_text);
+	if (rc != MG_OK) {
+		mg_log(MG_LOG_ERROR, x->request_id, "model list: %s: %s", mg_strerror(rc),
+		    mg_store_last_error());
+		mg_apierror_set(e, 503, "server_error", NULL, "database_unavailable",
+		    "The gateway cannot reach its database right now. Retry shortly.");
+		return NULL;
+	}
+	if (text != NULL) {
+		list = json_tokener_parse(text);
+		if (list == NULL)
+			mg_apierror_set(e, 500, "server_error", NULL, NULL,
+			    "The model catalog could not be read.");
+	} else {
+		list = fetch_models(w, x, e);
+		allowed = allowed_text != NULL ? json_tokener_parse(allowed_text) : NULL;
+		if (list != NULL && mg_models_keep(list, allowed) != MG_OK) {
+			json_object_put(list);
+			list = NULL;
+			mg_apierror_set(e, 500, "server_error", NULL, NULL, "out of memory");
+		}
+		json_object_put(allowed);
+	}
+	free(text);
+	free(allowed_text);
+	return list;
+}
+
 static void
 handle_models(struct mg_worker *w, struct exchange *x, const char *id)
 {
 	struct mg_apierror e;
-	json_object *list = fetch_models(w, x, &e), *shown;
+	json_object *list = project_models(w, x, &e), *shown;
 	const char *text;
 
 	if (list == NULL) {
@@ -767,7 +905,7 @@ mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
 		handle_health(w, &x);
 		return;
 	}
-	if (authenticate(w, &x) < 0)
+	if ((m.route == MG_ROUTE_MODELS || m.route == MG_ROUTE_MODEL) && authenticate(w, &x) < 0)
 		return;
 	switch (m.route) {
 	case MG_ROUTE_CHAT:

@@ -87,3 +87,48 @@ mg_models_merge(json_object *list, json_object *upstream)
 	}
 	return MG_OK;
 }
+
+static int
+in_array(json_object *arr, const char *id)
+{
+	size_t i, n = json_object_array_length(arr);
+
+	for (i = 0; i < n; i++) {
+		json_object *v = json_object_array_get_idx(arr, i);
+
+		if (json_object_is_type(v, json_type_string) && strcmp(json_object_get_string(v), id) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+enum mg_err
+mg_models_keep(json_object *list, json_object *allowed)
+{
+	json_object *data, *kept;
+	size_t i, n;
+
+	if (allowed == NULL || !json_object_is_type(allowed, json_type_array) ||
+	    json_object_array_length(allowed) == 0)
+		return MG_OK;
+	if (!json_object_object_get_ex(list, "data", &data) ||
+	    !json_object_is_type(data, json_type_array))
+		return MG_OK;
+	kept = json_object_new_array();
+	if (kept == NULL)
+		return MG_ERR_NOMEM;
+	n = json_object_array_length(data);
+	for (i = 0; i < n; i++) {
+		json_object *m = json_object_array_get_idx(data, i), *idv;
+
+		if (json_object_object_get_ex(m, "id", &idv) && json_object_is_type(idv, json_type_string) &&
+		    in_array(allowed, json_object_get_string(idv)) &&
+		    json_object_array_add(kept, json_object_get(m)) != 0) {
+			json_object_put(m);
+			json_object_put(kept);
+			return MG_ERR_NOMEM;
+		}
+	}
+	json_object_object_add(list, "data", kept);
+	return MG_OK;
+}

@@ -17,4 +17,9 @@ json_object *mg_models_new_list(void);
 /* The model with this id in an OpenAI list (borrowed), or NULL. */
 json_object *mg_models_find(json_object *list, const char *id);
 
+/* Keeps in list only the models whose id is in allowed (a JSON array of
+ * strings); NULL or an empty array keeps all. */
+enum mg_err mg_models_keep(json_object *list, json_object *allowed)
+	__attribute__((warn_unused_result));
+
 #endif

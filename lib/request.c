@@ -92,6 +92,32 @@ check_bool(json_object *obj, const char *name, int *out, struct mg_apierror *e)
 	return MG_OK;
 }
 
+/* max_tokens and max_completion_tokens: absent, null or an integer >= 1;
+ * the larger of the two bounds the output. */
+static enum mg_err
+check_max_tokens(struct mg_call *c, const char *name, struct mg_apierror *e)
+{
+	json_object *v;
+	int64_t n;
+
+	if (!json_object_object_get_ex(c->root, name, &v) || v == NULL)
+		return MG_OK;
+	if (!json_object_is_type(v, json_type_int)) {
+		mg_apierror_set(e, 400, invalid, name, "invalid_type",
+		    "'%s' must be an integer", name);
+		return MG_ERR_INVALID;
+	}
+	n = json_object_get_int64(v);
+	if (n < 1 || n > MG_MAX_OUTPUT_TOKENS) {
+		mg_apierror_set(e, 400, invalid, name, "invalid_value",
+		    "'%s' must be between 1 and %d", name, MG_MAX_OUTPUT_TOKENS);
+		return MG_ERR_INVALID;
+	}
+	if (n > c->max_output)
+		c->max_output = n;
+	return MG_OK;
+}
+
 static enum mg_err
 check_chat(struct mg_call *c, struct mg_apierror *e)
 {
@@ -130,6 +156,11 @@ check_chat(struct mg_call *c, struct mg_apierror *e)
 			return MG_ERR_INVALID;
 		}
 	}
+	rc = check_max_tokens(c, "max_tokens", e);
+	if (rc == MG_OK)
+		rc = check_max_tokens(c, "max_completion_tokens", e);
+	if (rc != MG_OK)
+		return rc;
 	rc = check_bool(c->root, "stream", &c->stream, e);
 	if (rc != MG_OK)
 		return rc;
@@ -230,6 +261,7 @@ mg_request_parse(enum mg_endpoint ep, const char *body, size_t len,
 	enum mg_err rc;
 
 	memset(c, 0, sizeof(*c));
+	c->max_output = -1;
 	c->endpoint = ep;
 	c->root = parse_json(body, len);
 	if (c->root == NULL) {

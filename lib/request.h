@@ -19,7 +19,11 @@ struct mg_call {
 	int stream;            /* chat: "stream": true */
 	int include_usage;     /* chat: stream_options.include_usage */
 	int want_base64;       /* embeddings: encoding_format "base64" */
+	long long max_output;  /* chat: max_tokens / max_completion_tokens, -1 if absent */
 };
+
+/* The largest max_tokens a request may ask for. */
+#define MG_MAX_OUTPUT_TOKENS 100000000
 
 /* The name of an endpoint as recorded in usage rows. */
 const char *mg_endpoint_name(enum mg_endpoint ep);

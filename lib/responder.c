@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "catalog.h"
 #include "gateway.h"
 #include "log.h"
 #include "responder.h"
@@ -39,6 +40,9 @@ struct responder {
 	int stopping;
 	int running;            /* threads not yet TS_DONE */
 	struct worker_thread *threads;
+	pthread_cond_t stop;    /* broadcast when stopping is set */
+	pthread_t upkeep_tid;
+	int upkeep_started;
 };
 
 #define WAKE_SIGNAL SIGUSR2
@@ -103,6 +107,76 @@ thread_main(void *arg)
 	return NULL;
 }
 
+/* Sleeps up to seconds, or until the responder stops; 1 when stopping. */
+static int
+nap(struct responder *rs, int seconds)
+{
+	struct timespec until;
+	int stopping;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += seconds;
+	pthread_mutex_lock(&rs->lock);
+	while (!rs->stopping &&
+	    pthread_cond_timedwait(&rs->stop, &rs->lock, &until) != ETIMEDOUT)
+		;
+	stopping = rs->stopping;
+	pthread_mutex_unlock(&rs->lock);
+	return stopping;
+}
+
+/* Refreshes the catalog when this process wins the claim. */
+static void
+refresh_catalog(struct responder *rs, struct mg_upstream *up)
+{
+	const struct mg_conf *c = rs->conf;
+	char err[512], *rows = NULL;
+	int claimed = 0, n = 0;
+
+	if (mg_store_catalog_claim(rs->gw.store, c->catalog_refresh, &claimed) != MG_OK || !claimed)
+		return;
+	if (mg_catalog_fetch(up, (size_t)c->up_max_response, &rows, &n, err, sizeof(err)) != MG_OK) {
+		mg_log(MG_LOG_WARN, NULL, "catalog refresh failed: %s", err);
+		return;
+	}
+	if (mg_store_catalog_replace(rs->gw.store, rows, &n) != MG_OK)
+		mg_log(MG_LOG_WARN, NULL, "catalog refresh not stored: %s", mg_store_last_error());
+	else
+		mg_log(MG_LOG_INFO, NULL, "catalog refreshed: %d models", n);
+	free(rows);
+}
+
+/* The upkeep thread: settles the reservations of dead responders every
+ * reap_interval and refreshes the model catalog when it is due. */
+static void *
+upkeep_main(void *arg)
+{
+	struct responder *rs = arg;
+	const struct mg_conf *c = rs->conf;
+	struct mg_upstream *up = c->catalog_refresh > 0 ? mg_upstream_new(c) : NULL;
+	long now = 0, next_reap = 1, next_catalog = 1;
+
+	while (!nap(rs, 1)) {
+		now++;
+		if (c->reap_interval > 0 && now >= next_reap) {
+			int n = 0;
+
+			next_reap = now + c->reap_interval;
+			if (mg_store_reap(rs->gw.store, c->reap_after, &n) != MG_OK)
+				mg_log(MG_LOG_WARN, NULL, "reaper: %s", mg_store_last_error());
+			else if (n > 0)
+				mg_log(MG_LOG_WARN, NULL, "reaper: settled %d requests lost with their "
+				    "responder, at their reserved amount", n);
+		}
+		if (up != NULL && now >= next_catalog) {
+			next_catalog = now + (c->catalog_refresh < 60 ? c->catalog_refresh : 60);
+			refresh_catalog(rs, up);
+		}
+	}
+	mg_upstream_free(up);
+	return NULL;
+}
+
 /* Waits for SIGTERM/SIGINT in the main thread. */
 static void
 wait_for_stop(void)
@@ -131,6 +205,7 @@ stop_threads(struct responder *rs)
 	deadline.tv_sec += rs->conf->shutdown_grace;
 	pthread_mutex_lock(&rs->lock);
 	rs->stopping = 1;
+	pthread_cond_broadcast(&rs->stop);
 	while (rs->running > 0) {
 		struct timespec tick;
 
@@ -188,6 +263,7 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 	rs.listen_fd = listen_fd;
 	pthread_mutex_init(&rs.lock, NULL);
 	pthread_cond_init(&rs.changed, NULL);
+	pthread_cond_init(&rs.stop, NULL);
 	if (install_signals() != 0) {
 		mg_log(MG_LOG_ERROR, NULL, "cannot install signal handlers: %s", strerror(errno));
 		goto out;
@@ -228,6 +304,12 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 		}
 		t->started = 1;
 	}
+	if (i == conf->threads && (conf->reap_interval > 0 || conf->catalog_refresh > 0)) {
+		if (pthread_create(&rs.upkeep_tid, NULL, upkeep_main, &rs) == 0)
+			rs.upkeep_started = 1;
+		else
+			mg_log(MG_LOG_ERROR, NULL, "cannot start the upkeep thread");
+	}
 	if (i == conf->threads) {
 		mg_log(MG_LOG_INFO, NULL, "serving with %d threads, upstream %s",
 		    conf->threads, conf->up_base_url);
@@ -235,6 +317,8 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 		status = 0;
 	}
 	left = stop_threads(&rs);
+	if (rs.upkeep_started)
+		pthread_join(rs.upkeep_tid, NULL);
 	if (left > 0) {
 		/* threads still serving past the grace period: leave them to
 		 * the process exit rather than free what they use */
@@ -256,5 +340,6 @@ out_curl:
 out:
 	pthread_mutex_destroy(&rs.lock);
 	pthread_cond_destroy(&rs.changed);
+	pthread_cond_destroy(&rs.stop);
 	return status;
 }

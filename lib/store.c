@@ -23,6 +23,17 @@ static const struct stmt statements[] = {
 	  "SELECT mg_record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
 	  "$12, $13, $14, $15, $16)", 16 },
 	{ "mg_ping", "SELECT 1", 0 },
+	{ "mg_admit",
+	  "SELECT outcome, key_id, project_id, project_name, key_prefix, reserved, "
+	  "rpm, rpm_remaining, rpm_reset_ms, tpm, tpm_remaining, tpm_reset_ms, "
+	  "retry_after_ms, spend_cap, spent, need_tokens "
+	  "FROM mg_admit(decode($1, 'hex'), $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10 },
+	{ "mg_settle",
+	  "SELECT mg_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", 12 },
+	{ "mg_reap", "SELECT mg_reap($1)", 1 },
+	{ "mg_models", "SELECT list, allowed FROM mg_model_list($1)", 1 },
+	{ "mg_catalog_claim", "SELECT mg_catalog_claim($1)", 1 },
+	{ "mg_catalog_replace", "SELECT mg_catalog_replace($1::jsonb)", 1 },
 };
 
 struct slot {
@@ -270,6 +281,194 @@ mg_store_record_usage(struct mg_store *s, const struct mg_usage *u)
 	rc = exec_prepared(s, "mg_usage", 16, vals, &r);
 	if (rc == MG_OK)
 		PQclear(r);
+	return rc;
+}
+
+static const struct {
+	const char *name;
+	enum mg_admit_outcome outcome;
+} outcomes[] = {
+	{ "ok", MG_ADMIT_OK },
+	{ "invalid_key", MG_ADMIT_INVALID_KEY },
+	{ "model_not_allowed", MG_ADMIT_MODEL_NOT_ALLOWED },
+	{ "model_not_found", MG_ADMIT_MODEL_NOT_FOUND },
+	{ "spend_cap", MG_ADMIT_SPEND_CAP },
+	{ "requests", MG_ADMIT_REQUESTS },
+	{ "tokens", MG_ADMIT_TOKENS },
+	{ "tokens_too_many", MG_ADMIT_TOKENS_TOO_MANY },
+};
+
+static long long
+int_or(PGresult *r, int col, long long absent)
+{
+	return PQgetisnull(r, 0, col) ? absent : strtoll(PQgetvalue(r, 0, col), NULL, 10);
+}
+
+static void
+text_or_empty(PGresult *r, int col, char *out, size_t len)
+{
+	snprintf(out, len, "%s", PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col));
+}
+
+enum mg_err
+mg_store_admit(struct mg_store *s, const struct mg_admit_req *q, struct mg_admission *out)
+{
+	char estimate[24], max_output[24], def_output[24];
+	const char *vals[10];
+	const char *outcome;
+	PGresult *r;
+	enum mg_err rc;
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(estimate, sizeof(estimate), "%lld", q->prompt_estimate);
+	snprintf(def_output, sizeof(def_output), "%d", q->default_output);
+	vals[0] = q->key_hash_hex;
+	vals[1] = q->request_id;
+	vals[2] = q->model;
+	vals[3] = q->endpoint;
+	vals[4] = q->stream ? "true" : "false";
+	vals[5] = estimate;
+	vals[6] = num_or_null(q->max_output, max_output, sizeof(max_output));
+	vals[7] = def_output;
+	vals[8] = q->fallback_prompt;
+	vals[9] = q->fallback_completion;
+	rc = exec_prepared(s, "mg_admit", 10, vals, &r);
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1 || PQnfields(r) != 16) {
+		snprintf(last_error, sizeof(last_error), "mg_admit returned %d rows", PQntuples(r));
+		PQclear(r);
+		return MG_ERR_DB;
+	}
+	outcome = PQgetvalue(r, 0, 0);
+	out->outcome = MG_ADMIT_INVALID_KEY;
+	for (i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+		if (strcmp(outcome, outcomes[i].name) == 0)
+			out->outcome = outcomes[i].outcome;
+	out->auth.key_id = int_or(r, 1, 0);
+	out->auth.project_id = int_or(r, 2, 0);
+	text_or_empty(r, 3, out->auth.project, sizeof(out->auth.project));
+	text_or_empty(r, 4, out->auth.key_prefix, sizeof(out->auth.key_prefix));
+	text_or_empty(r, 5, out->reserved, sizeof(out->reserved));
+	out->rpm = int_or(r, 6, -1);
+	out->rpm_remaining = int_or(r, 7, -1);
+	out->rpm_reset_ms = int_or(r, 8, -1);
+	out->tpm = int_or(r, 9, -1);
+	out->tpm_remaining = int_or(r, 10, -1);
+	out->tpm_reset_ms = int_or(r, 11, -1);
+	out->retry_after_ms = int_or(r, 12, -1);
+	text_or_empty(r, 13, out->spend_cap, sizeof(out->spend_cap));
+	text_or_empty(r, 14, out->spent, sizeof(out->spent));
+	out->need_tokens = int_or(r, 15, 0);
+	PQclear(r);
+	return MG_OK;
+}
+
+enum mg_err
+mg_store_settle(struct mg_store *s, const struct mg_usage *u, int billable, int *settled)
+{
+	char status[16], pt[24], ct[24], tt[24], lat[24], ttft[24];
+	const char *vals[12];
+	PGresult *r;
+	enum mg_err rc;
+
+	*settled = 0;
+	snprintf(status, sizeof(status), "%d", u->status);
+	snprintf(lat, sizeof(lat), "%ld", u->latency_ms);
+	vals[0] = u->request_id;
+	vals[1] = status;
+	vals[2] = u->error_type;
+	vals[3] = num_or_null(u->prompt_tokens, pt, sizeof(pt));
+	vals[4] = num_or_null(u->completion_tokens, ct, sizeof(ct));
+	vals[5] = num_or_null(u->total_tokens, tt, sizeof(tt));
+	vals[6] = str_or_null(u->cost);
+	vals[7] = billable ? "true" : "false";
+	vals[8] = str_or_null(u->upstream_id);
+	vals[9] = str_or_null(u->provider);
+	vals[10] = lat;
+	vals[11] = num_or_null(u->ttft_ms, ttft, sizeof(ttft));
+	rc = exec_prepared(s, "mg_settle", 12, vals, &r);
+	if (rc != MG_OK)
+		return rc;
+	*settled = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	return MG_OK;
+}
+
+/* Runs a one-row, one-column statement whose value is an integer or a
+ * boolean (1 for true); *out is 0 on failure. */
+static enum mg_err
+scalar_int(struct mg_store *s, const char *name, const char *arg, int *out)
+{
+	const char *vals[1] = { arg };
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, name, 1, vals, &r);
+
+	*out = 0;
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return MG_ERR_DB;
+	}
+	*out = strcmp(PQgetvalue(r, 0, 0), "t") == 0 ? 1 : atoi(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return MG_OK;
+}
+
+enum mg_err
+mg_store_reap(struct mg_store *s, int grace, int *n)
+{
+	char arg[16];
+
+	snprintf(arg, sizeof(arg), "%d", grace);
+	return scalar_int(s, "mg_reap", arg, n);
+}
+
+enum mg_err
+mg_store_catalog_claim(struct mg_store *s, int interval, int *claimed)
+{
+	char arg[16];
+
+	snprintf(arg, sizeof(arg), "%d", interval);
+	return scalar_int(s, "mg_catalog_claim", arg, claimed);
+}
+
+enum mg_err
+mg_store_catalog_replace(struct mg_store *s, const char *models_json, int *n)
+{
+	return scalar_int(s, "mg_catalog_replace", models_json, n);
+}
+
+enum mg_err
+mg_store_model_list(struct mg_store *s, long long project_id, char **list, char **allowed)
+{
+	char arg[24];
+	const char *vals[1] = { arg };
+	PGresult *r;
+	enum mg_err rc;
+
+	*list = NULL;
+	*allowed = NULL;
+	snprintf(arg, sizeof(arg), "%lld", project_id);
+	rc = exec_prepared(s, "mg_models", 1, vals, &r);
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) == 1) {
+		if (!PQgetisnull(r, 0, 0))
+			*list = strdup(PQgetvalue(r, 0, 0));
+		*allowed = strdup(PQgetvalue(r, 0, 1));
+		if ((!PQgetisnull(r, 0, 0) && *list == NULL) || *allowed == NULL) {
+			free(*list);
+			free(*allowed);
+			*list = *allowed = NULL;
+			rc = MG_ERR_NOMEM;
+		}
+	} else {
+		rc = MG_ERR_AUTH;
+	}
+	PQclear(r);
 	return rc;
 }
 

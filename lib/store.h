@@ -17,6 +17,45 @@ struct mg_auth {
 	char key_prefix[16];
 };
 
+/* How admission of a request ended (see mg_admit in sql/). */
+enum mg_admit_outcome {
+	MG_ADMIT_OK = 0,
+	MG_ADMIT_INVALID_KEY,         /* unknown or revoked key */
+	MG_ADMIT_MODEL_NOT_ALLOWED,   /* not in the project's allowed models */
+	MG_ADMIT_MODEL_NOT_FOUND,     /* not in a non-empty catalog */
+	MG_ADMIT_SPEND_CAP,           /* the reservation would pass the cap */
+	MG_ADMIT_REQUESTS,            /* requests-per-minute limit */
+	MG_ADMIT_TOKENS,              /* tokens-per-minute limit */
+	MG_ADMIT_TOKENS_TOO_MANY      /* needs more tokens than the TPM limit */
+};
+
+/* What admission needs to know about a request. */
+struct mg_admit_req {
+	const char *key_hash_hex;
+	const char *request_id;
+	const char *model;
+	const char *endpoint;
+	int stream;
+	long long prompt_estimate;     /* tokens, estimated from above */
+	long long max_output;          /* the client's max tokens, -1: none */
+	int default_output;            /* reserved when max_output is -1 */
+	const char *fallback_prompt;   /* USD per token, decimal text */
+	const char *fallback_completion;
+};
+
+/* The decision.  Counts are -1 where the project has no such limit. */
+struct mg_admission {
+	enum mg_admit_outcome outcome;
+	struct mg_auth auth;           /* all but INVALID_KEY */
+	char reserved[MG_COST_MAX];    /* the request's maximum cost */
+	char spend_cap[MG_COST_MAX];   /* "" if none */
+	char spent[MG_COST_MAX];       /* this period's spend so far */
+	long long rpm, rpm_remaining, rpm_reset_ms;
+	long long tpm, tpm_remaining, tpm_reset_ms;
+	long long retry_after_ms;      /* -1: waiting does not help */
+	long long need_tokens;         /* prompt estimate + output reserved */
+};
+
 /* Creates a pool of up to size connections (opened lazily).  NULL on
  * allocation failure. */
 struct mg_store *mg_store_new(const char *conninfo, int size, int connect_timeout);
@@ -29,6 +68,32 @@ enum mg_err mg_store_auth(struct mg_store *s, const char *key_hash_hex, struct m
 /* Writes the usage row.  MG_OK, MG_ERR_DB_DOWN or MG_ERR_DB. */
 enum mg_err mg_store_record_usage(struct mg_store *s, const struct mg_usage *u)
 	__attribute__((warn_unused_result));
+/* Admits a request in one round trip: key, model, rate limits and spend
+ * reservation; when admitted its usage row exists, pending.  MG_OK with
+ * out filled (whatever the outcome), MG_ERR_DB_DOWN or MG_ERR_DB. */
+enum mg_err mg_store_admit(struct mg_store *s, const struct mg_admit_req *q,
+    struct mg_admission *out) __attribute__((warn_unused_result));
+/* Settles an admitted request (u->request_id) in one round trip: the usage
+ * row, the reservation, the spend.  billable: the upstream did work, so
+ * without a reported cost the tokens are charged at catalog prices.
+ * *settled is 0 when the row had already been settled (by the reaper). */
+enum mg_err mg_store_settle(struct mg_store *s, const struct mg_usage *u, int billable,
+    int *settled) __attribute__((warn_unused_result));
+/* Settles reservations older than grace seconds at their reserved amount;
+ * *n says how many. */
+enum mg_err mg_store_reap(struct mg_store *s, int grace, int *n)
+	__attribute__((warn_unused_result));
+/* *claimed = 1 when this caller should refresh the catalog now. */
+enum mg_err mg_store_catalog_claim(struct mg_store *s, int interval, int *claimed)
+	__attribute__((warn_unused_result));
+/* Replaces the catalog with a JSON array (see mg_catalog_replace). */
+enum mg_err mg_store_catalog_replace(struct mg_store *s, const char *models_json, int *n)
+	__attribute__((warn_unused_result));
+/* The project's /v1/models list from the catalog (*list NULL when the
+ * catalog is empty) and its allowed models as a JSON array; both
+ * malloc'd.  MG_ERR_AUTH when the project does not exist. */
+enum mg_err mg_store_model_list(struct mg_store *s, long long project_id, char **list,
+    char **allowed) __attribute__((warn_unused_result));
 /* MG_OK when Postgres answers a trivial query. */
 enum mg_err mg_store_ping(struct mg_store *s) __attribute__((warn_unused_result));
 /* The last Postgres error text seen by this thread (for logs), or "". */

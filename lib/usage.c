@@ -12,6 +12,7 @@ mg_usage_init(struct mg_usage *u)
 	u->prompt_tokens = -1;
 	u->completion_tokens = -1;
 	u->total_tokens = -1;
+	u->ttft_ms = -1;
 }
 
 int

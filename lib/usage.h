@@ -26,6 +26,7 @@ struct mg_usage {
 	char upstream_id[128];        /* the upstream's response id (gen-…) */
 	char provider[64];            /* OpenRouter's "provider", if any */
 	long latency_ms;
+	long long ttft_ms;            /* streams: first event relayed, -1 */
 };
 
 void mg_usage_init(struct mg_usage *u);

@@ -177,6 +177,9 @@ server = {
   max_body_bytes = $MAX_BODY;
   shutdown_grace = 10;
 };
+catalog = {
+  refresh_interval = 0;   # mock scenarios ride in the model string: keep the catalog empty
+};
 EOF
 }
 

@@ -163,6 +163,9 @@ server = {
   threads = 4;
   shutdown_grace = 10;
 };
+catalog = {
+  refresh_interval = 0;   # mock scenarios ride in the model string: keep the catalog empty
+};
 EOF
 
 cli() {

@@ -97,6 +97,12 @@ assert_defaults(const struct mg_conf *c)
 	ck_assert_str_eq(c->client_close_name, "abort");
 	ck_assert_int_eq(c->drain, 0);
 	ck_assert_int_eq(c->max_drains, 64);
+	ck_assert_int_eq(c->default_max_tokens, 4096);
+	ck_assert_str_eq(c->fallback_prompt_price, "0.00001");
+	ck_assert_str_eq(c->fallback_completion_price, "0.00003");
+	ck_assert_int_eq(c->reap_after, 900);
+	ck_assert_int_eq(c->reap_interval, 60);
+	ck_assert_int_eq(c->catalog_refresh, 3600);
 }
 
 static void
@@ -239,7 +245,8 @@ START_TEST(load_boundaries_ok)
 	    "database = { pool_size = 256; connect_timeout = 1; };\n"
 	    "server = { threads = 1; max_body_bytes = 1024; shutdown_grace = 3600;\n"
 	    "  heartbeat_interval = 300; };\n"
-	    "upstream = { timeout = 86400; max_response_bytes = 1073741824; };\n",
+	    "upstream = { timeout = 86400; max_response_bytes = 1073741824; };\n"
+	    "quota = { reap_after = 604800; reap_interval = 86400; default_max_tokens = 0; };\n",
 	    path, sizeof(path));
 	ck_assert_msg(mg_conf_load(&c, path, err, sizeof(err)) == MG_OK, "%s", err);
 	ck_assert_int_eq(c.db_pool_size, 256);
@@ -300,6 +307,12 @@ static const struct {
 	  "server = {\n  threads = 2;\n  client_close = \"wait\";\n};\n", 3, "server.client_close" },
 	{ "max_drains out of range",
 	  "server = {\n  max_drains = -1;\n};\n", 2, "server.max_drains" },
+	{ "negative fallback price",
+	  "quota = {\n  fallback_prompt_price = \"-0.1\";\n};\n", 2, "quota.fallback_prompt_price" },
+	{ "fallback price in exponent form",
+	  "quota = {\n\n  fallback_completion_price = \"1e-5\";\n};\n", 3, "quota.fallback_completion_price" },
+	{ "reap_after not longer than the upstream timeout",
+	  "upstream = { timeout = 60; };\nquota = {\n  reap_after = 60;\n};\n", 3, "quota.reap_after" },
 	{ "empty log_level",
 	  "log_level = \"\";\n", 1, "log_level" },
 	{ "base_url without a scheme",
@@ -705,7 +718,7 @@ START_TEST(every_key_documented)
 		ck_assert_msg(found, "setting '%s' is not documented as '%s =' %s%s in %s",
 		    name, key, group[0] ? "in group " : "at top level", group, path);
 	}
-	ck_assert_uint_eq(i, 19);
+	ck_assert_uint_eq(i, 25);
 	/* and nothing is documented that the program does not know */
 	for (j = 0; j < n; j++) {
 		int known = 0;

@@ -1,0 +1,162 @@
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "models.h"
+#include "usage.h"
+
+/* A price as exact decimal text, or NULL: absent, negative, not a number. */
+static json_object *
+price(json_object *pricing, const char *name)
+{
+	json_object *v;
+	const char *text;
+
+	if (pricing == NULL || !json_object_object_get_ex(pricing, name, &v) || v == NULL)
+		return NULL;
+	if (!json_object_is_type(v, json_type_string) && !json_object_is_type(v, json_type_int) &&
+	    !json_object_is_type(v, json_type_double))
+		return NULL;
+	/* json-c keeps a parsed number's own text, so this is exact */
+	text = json_object_get_string(v);
+	if (text == NULL || !mg_decimal_valid(text) || text[0] == '-' || text[0] == '+')
+		return NULL;
+	return json_object_new_string(text);
+}
+
+static json_object *
+row(json_object *m, const char *kind)
+{
+	json_object *r = json_object_new_object(), *v, *pricing = NULL;
+
+	if (r == NULL)
+		return NULL;
+	json_object_object_get_ex(m, "id", &v);
+	json_object_object_add(r, "id", json_object_get(v));
+	json_object_object_add(r, "kind", json_object_new_string(kind));
+	json_object_object_add(r, "name", json_object_object_get_ex(m, "name", &v) &&
+	    json_object_is_type(v, json_type_string) ? json_object_get(v) : NULL);
+	json_object_object_add(r, "context_length", json_object_object_get_ex(m, "context_length", &v) &&
+	    json_object_is_type(v, json_type_int) && json_object_get_int64(v) > 0 &&
+	    json_object_get_int64(v) <= 2147483647 ? json_object_get(v) : NULL);
+	if (json_object_object_get_ex(m, "pricing", &pricing) &&
+	    !json_object_is_type(pricing, json_type_object))
+		pricing = NULL;
+	json_object_object_add(r, "prompt_price", price(pricing, "prompt"));
+	json_object_object_add(r, "completion_price", price(pricing, "completion"));
+	json_object_object_add(r, "object", json_object_get(m));
+	return r;
+}
+
+enum mg_err
+mg_catalog_rows(json_object *chat, json_object *embeddings, json_object **rows)
+{
+	json_object *list = mg_models_new_list(), *data, *out;
+	size_t i, n, n_chat;
+	enum mg_err rc;
+
+	*rows = NULL;
+	if (list == NULL)
+		return MG_ERR_NOMEM;
+	rc = mg_models_merge(list, chat);
+	if (rc != MG_OK)
+		goto fail;
+	json_object_object_get_ex(list, "data", &data);
+	n_chat = json_object_array_length(data);
+	if (embeddings != NULL && mg_models_merge(list, embeddings) == MG_ERR_NOMEM) {
+		rc = MG_ERR_NOMEM;
+		goto fail;
+	}
+	out = json_object_new_array();
+	if (out == NULL) {
+		rc = MG_ERR_NOMEM;
+		goto fail;
+	}
+	n = json_object_array_length(data);
+	for (i = 0; i < n; i++) {
+		json_object *r = row(json_object_array_get_idx(data, i), i < n_chat ? "chat" : "embedding");
+
+		if (r == NULL || json_object_array_add(out, r) != 0) {
+			json_object_put(r);
+			json_object_put(out);
+			rc = MG_ERR_NOMEM;
+			goto fail;
+		}
+	}
+	json_object_put(list);
+	*rows = out;
+	return MG_OK;
+fail:
+	json_object_put(list);
+	return rc;
+}
+
+/* GETs path; the parsed 2xx JSON object, or NULL with err filled. */
+static json_object *
+get_json(struct mg_upstream *up, struct mg_upstream_reply *reply, const char *path,
+    char *err, size_t errlen)
+{
+	enum mg_err rc = mg_upstream_call(up, path, NULL, 0, reply);
+	json_object *j;
+
+	if (rc != MG_OK) {
+		snprintf(err, errlen, "GET %s: %s (%s)", path, mg_strerror(rc), mg_upstream_last_error(up));
+		return NULL;
+	}
+	if (reply->status < 200 || reply->status > 299) {
+		snprintf(err, errlen, "GET %s: HTTP %ld", path, reply->status);
+		return NULL;
+	}
+	j = json_tokener_parse(mg_buf_str(&reply->body));
+	if (j == NULL || !json_object_is_type(j, json_type_object)) {
+		json_object_put(j);
+		snprintf(err, errlen, "GET %s: the answer is not a JSON object", path);
+		return NULL;
+	}
+	return j;
+}
+
+enum mg_err
+mg_catalog_fetch(struct mg_upstream *up, size_t max_response, char **json_text, int *count,
+    char *err, size_t errlen)
+{
+	struct mg_upstream_reply reply;
+	json_object *chat, *emb, *rows = NULL;
+	char ignored[256];
+	enum mg_err rc = MG_ERR_UPSTREAM;
+
+	*json_text = NULL;
+	*count = 0;
+	mg_upstream_reply_init(&reply, max_response);
+	chat = get_json(up, &reply, "/models", err, errlen);
+	if (chat == NULL)
+		goto out;
+	/* OpenRouter lists embedding models apart; other upstreams answer 404 */
+	emb = get_json(up, &reply, "/embeddings/models", ignored, sizeof(ignored));
+	rc = mg_catalog_rows(chat, emb, &rows);
+	json_object_put(chat);
+	json_object_put(emb);
+	if (rc != MG_OK) {
+		snprintf(err, errlen, "GET /models: %s", rc == MG_ERR_NOMEM ? "out of memory"
+		    : "the answer has no data array");
+		goto out;
+	}
+	*count = (int)json_object_array_length(rows);
+	if (*count == 0) {
+		snprintf(err, errlen, "GET /models: the upstream lists no models");
+		rc = MG_ERR_UPSTREAM;
+		goto out;
+	}
+	*json_text = strdup(json_object_to_json_string_ext(rows, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE));
+	rc = *json_text != NULL ? MG_OK : MG_ERR_NOMEM;
+	if (rc != MG_OK)
+		snprintf(err, errlen, "out of memory");
+out:
+	json_object_put(rows);
+	mg_upstream_reply_free(&reply);
+	return rc;
+}

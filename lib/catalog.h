@@ -1,0 +1,30 @@
+#ifndef MG_CATALOG_H
+#define MG_CATALOG_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#include "err.h"
+#include "upstream.h"
+
+/* The model catalog's input: the upstream's model lists turned into the
+ * rows mg_catalog_replace (sql/) stores.  Shared by `modelgate models
+ * sync` and the responders' scheduled refresh. */
+
+/* Builds the rows from the upstream's chat model list and, if not NULL,
+ * its separate embedding model list: a JSON array of {id, kind, name,
+ * context_length, prompt_price, completion_price, object}.  Prices are
+ * kept as the exact decimal text the upstream sent (USD per token); one
+ * that is absent, negative (OpenRouter's "-1": priced per request) or not
+ * a number becomes null.  object is the model in the OpenAI shape, as
+ * /v1/models serves it.  MG_ERR_UPSTREAM when chat has no data array. */
+enum mg_err mg_catalog_rows(json_object *chat, json_object *embeddings, json_object **rows)
+	__attribute__((warn_unused_result));
+
+/* Fetches /models (and /embeddings/models, where the upstream has it) and
+ * returns the rows as JSON text (malloc'd) and their count.  On failure
+ * err says why. */
+enum mg_err mg_catalog_fetch(struct mg_upstream *up, size_t max_response, char **json_text,
+    int *count, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,166 @@
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "quota.h"
+
+long long
+mg_quota_prompt_estimate(size_t body_len)
+{
+	long long n = (long long)((body_len + MG_BYTES_PER_TOKEN - 1) / MG_BYTES_PER_TOKEN);
+
+	return n > 0 ? n : 1;
+}
+
+void
+mg_quota_duration(long long ms, char *out, size_t len)
+{
+	long long s, m, h;
+
+	if (ms < 0)
+		ms = 0;
+	if (ms < 1000) {
+		snprintf(out, len, "%lldms", ms);
+		return;
+	}
+	s = ms / 1000;
+	ms %= 1000;
+	if (s < 60) {
+		if (ms == 0)
+			snprintf(out, len, "%llds", s);
+		else if (ms % 100 == 0)
+			snprintf(out, len, "%lld.%llds", s, ms / 100);
+		else if (ms % 10 == 0)
+			snprintf(out, len, "%lld.%02llds", s, ms / 10);
+		else
+			snprintf(out, len, "%lld.%03llds", s, ms);
+		return;
+	}
+	if (ms > 0)
+		s++;            /* whole seconds past a minute: round up */
+	h = s / 3600;
+	m = s / 60 % 60;
+	s %= 60;
+	if (h > 0)
+		snprintf(out, len, "%lldh%lldm%llds", h, m, s);
+	else
+		snprintf(out, len, "%lldm%llds", m, s);
+}
+
+/* Appends a formatted line; -1 when it does not fit. */
+static int __attribute__((format(printf, 3, 4)))
+append(char *out, size_t len, const char *fmt, ...)
+{
+	size_t used = strlen(out);
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(out + used, len - used, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= len - used) {
+		out[used] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+static int
+limit_headers(const char *what, long long limit, long long remaining, long long reset_ms,
+    char *out, size_t len)
+{
+	char reset[32];
+
+	if (limit < 0)
+		return 0;
+	mg_quota_duration(reset_ms, reset, sizeof(reset));
+	return append(out, len,
+	    "x-ratelimit-limit-%s: %lld\r\n"
+	    "x-ratelimit-remaining-%s: %lld\r\n"
+	    "x-ratelimit-reset-%s: %s\r\n",
+	    what, limit, what, remaining < 0 ? 0 : remaining, what, reset);
+}
+
+int
+mg_quota_headers(const struct mg_admission *a, char *out, size_t len)
+{
+	size_t used = strlen(out);
+
+	if (limit_headers("requests", a->rpm, a->rpm_remaining, a->rpm_reset_ms, out, len) < 0 ||
+	    limit_headers("tokens", a->tpm, a->tpm_remaining, a->tpm_reset_ms, out, len) < 0) {
+		out[used] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+static void
+retry_headers(long long ms, int should_retry, char *out, size_t len)
+{
+	if (ms >= 0)
+		(void)append(out, len, "Retry-After: %lld\r\nretry-after-ms: %lld\r\n",
+		    ms > 0 ? (ms + 999) / 1000 : 0, ms);
+	if (!should_retry)
+		(void)append(out, len, "x-should-retry: false\r\n");
+}
+
+void
+mg_quota_refusal(const struct mg_admission *a, const char *model,
+    struct mg_apierror *e, char *headers, size_t len)
+{
+	const char *project = a->auth.project;
+	char wait[32];
+
+	mg_quota_duration(a->retry_after_ms, wait, sizeof(wait));
+	switch (a->outcome) {
+	case MG_ADMIT_MODEL_NOT_ALLOWED:
+		mg_apierror_set(e, 403, "invalid_request_error", "model", "model_not_allowed",
+		    "Project '%s' may not use the model '%.200s'. The gateway operator sets "
+		    "the models a project may use.", project, model);
+		return;
+	case MG_ADMIT_MODEL_NOT_FOUND:
+		mg_apierror_set(e, 404, "invalid_request_error", "model", "model_not_found",
+		    "The model '%.200s' does not exist or is not available through this gateway. "
+		    "GET /v1/models lists the models you can use.", model);
+		return;
+	case MG_ADMIT_SPEND_CAP:
+		mg_apierror_set(e, 429, "insufficient_quota", NULL, "spend_cap_exceeded",
+		    "Project '%s' has reached its spend cap of $%s %s: $%s is spent, and this request "
+		    "could cost up to $%s with what is already in flight. %s",
+		    project, a->spend_cap, a->retry_after_ms >= 0 ? "for this month (UTC)" : "in total",
+		    a->spent, a->reserved,
+		    a->retry_after_ms >= 0 ? "The cap starts again on the 1st of next month (UTC); "
+		    "until then, or until the operator raises it, requests are refused."
+		    : "Requests are refused until the gateway operator raises it.");
+		retry_headers(a->retry_after_ms, 0, headers, len);
+		return;
+	case MG_ADMIT_REQUESTS:
+		mg_apierror_set(e, 429, "requests", NULL, "rate_limit_exceeded",
+		    "Rate limit reached for project '%s' on requests per minute (RPM): limit %lld. "
+		    "Please try again in %s.", project, a->rpm, wait);
+		retry_headers(a->retry_after_ms, 1, headers, len);
+		return;
+	case MG_ADMIT_TOKENS:
+		mg_apierror_set(e, 429, "tokens", NULL, "rate_limit_exceeded",
+		    "Rate limit reached for project '%s' on tokens per minute (TPM): limit %lld, "
+		    "remaining %lld, requested %lld (prompt estimate plus max_tokens). "
+		    "Please try again in %s.", project, a->tpm, a->tpm_remaining < 0 ? 0 : a->tpm_remaining,
+		    a->need_tokens, wait);
+		retry_headers(a->retry_after_ms, 1, headers, len);
+		return;
+	case MG_ADMIT_TOKENS_TOO_MANY:
+		mg_apierror_set(e, 429, "tokens", NULL, "rate_limit_exceeded",
+		    "This request needs up to %lld tokens (prompt estimate plus max_tokens), more than "
+		    "project '%s' may use in a minute (TPM limit %lld). Lower max_tokens or shorten "
+		    "the prompt.", a->need_tokens, project, a->tpm);
+		retry_headers(-1, 0, headers, len);
+		return;
+	case MG_ADMIT_OK:
+	case MG_ADMIT_INVALID_KEY:
+	default:
+		mg_apierror_set(e, 500, "server_error", NULL, NULL, "internal error");
+		return;
+	}
+}
