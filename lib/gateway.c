@@ -313,7 +313,8 @@ admit(struct mg_worker *w, struct exchange *x, const struct mg_call *call, const
 	}
 	x->auth = a.auth;
 	x->authed = 1;
-	if (mg_quota_headers(&a, x->headers, sizeof(x->headers)) < 0)
+	if (a.outcome != MG_ADMIT_MODEL_NOT_ALLOWED && a.outcome != MG_ADMIT_MODEL_NOT_FOUND &&
+	    mg_quota_headers(&a, x->headers, sizeof(x->headers)) < 0)
 		mg_log(MG_LOG_WARN, x->request_id, "rate-limit headers left out: no room");
 	if (a.outcome != MG_ADMIT_OK) {
 		mg_quota_refusal(&a, call->model, &e, x->headers, sizeof(x->headers));
