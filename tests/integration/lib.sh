@@ -750,7 +750,9 @@ start_server() {
 }
 
 # mg_lighttpd_conf BASE PORT SOCKET: BASE.conf for lighttpd, including
-# deploy/lighttpd/modelgate.conf.
+# deploy/lighttpd/modelgate.conf.  MG_LIGHTTPD_EXTRA, when set, is added to
+# the main configuration as it is (settings of the main server, e.g. its
+# limits, that a test needs besides the shipped snippet).
 mg_lighttpd_conf() {
     local base=$1
     mkdir -p "$MG_T/www" "$MG_T/upload" || return 1
@@ -763,6 +765,7 @@ server.document-root = $(libconfig_quote "$MG_T/www")
 server.upload-dirs   = ( $(libconfig_quote "$MG_T/upload") )
 server.pid-file      = $(libconfig_quote "$base.pid")
 server.errorlog      = $(libconfig_quote "$base-error.log")
+${MG_LIGHTTPD_EXTRA:-}
 
 var.modelgate_socket = $(libconfig_quote "$3")
 include $(libconfig_quote "$MG_SRCDIR/deploy/lighttpd/modelgate.conf")

@@ -20,6 +20,12 @@
 #   5. heartbeats (": ping") during a silent upstream gap
 #   6. the openai npm client: for await, include_usage, the stream() helper,
 #      a mid-stream error, AbortController
+#   7. server.client_close = "drain" (a second stack: one responder,
+#      max_drains = 1): after a client goes away nothing more is written,
+#      but the upstream is read to its end and the 499 usage row has the
+#      upstream's exact tokens and cost; of two clients leaving at once one
+#      is drained and the other aborted (the bound), and the bound is free
+#      again afterwards
 #
 # Environment: as test-gateway.sh (MG_SRCDIR, MG_BUILDDIR, PG*,
 # MG_REQUIRE_INTEGRATION, NODE_PATH, MG_KEEP_TMP), plus
@@ -129,6 +135,9 @@ finish() {
     trap - EXIT INT TERM HUP
     set +e
     [ -n "$LIGHTTPD_PID" ] && stop_pids "$LIGHTTPD_PID"
+    # the drain stack (started with lib.sh's start_server/start_responders)
+    stop_servers
+    stop_responders
     for pid in "${RESPONDERS[@]}"; do
         pid_runs "$pid" modelgate-fcgi && alive+=("$pid")
     done
@@ -652,14 +661,19 @@ stream_req() {
         "$CHAT_MODEL" "$2" "$1" "${3:+,$3}" >"$MG_T/$1.req"
 }
 
-# sse NAME [sse.js OPTIONS...]: reads the stream for $MG_T/NAME.req into
-# $MG_T/NAME.json; counts one usage row.
-sse() {
-    local name=$1
-    shift
-    node "$MG_T/sse.js" read "$MG_T/$name.json" "$CHAT_URL" "$KEY" "$MG_T/$name.req" "$@" \
+# sse_to URL NAME [sse.js OPTIONS...]: reads the stream for $MG_T/NAME.req
+# from the chat URL into $MG_T/NAME.json; counts one usage row.
+sse_to() {
+    local url=$1 name=$2
+    shift 2
+    node "$MG_T/sse.js" read "$MG_T/$name.json" "$url" "$KEY" "$MG_T/$name.req" "$@" \
         2>"$MG_T/$name.sse-err"
     EXPECTED_ROWS=$((EXPECTED_ROWS + 1))
+}
+
+# sse NAME [sse.js OPTIONS...]: sse_to through the main stack.
+sse() {
+    sse_to "$CHAT_URL" "$@"
 }
 
 # jv FILE EXPRESSION: a value from a JSON file.
@@ -1127,6 +1141,189 @@ elif [ "${MG_REQUIRE_INTEGRATION:-0}" = 1 ]; then
         "require('openai') fails with NODE_PATH='$NODE_PATH'; run npm ci in tests/integration"
 else
     tap_skip "openai SDK streaming checks" "the openai npm package is not installed (npm ci in tests/integration)"
+fi
+
+# ---------------------------------------------------------------------------
+# 7. Drain mode: server.client_close = "drain".
+#
+# A second stack on the same database and mock: one responder process (the
+# max_drains bound counts per process) with max_drains = 1, behind its own
+# lighttpd.  Abort mode, the default, is section 4.
+
+DRAIN_CONF=$MG_T/modelgate-drain.conf
+DRAIN_LOG=$MG_T/modelgate-drain.log
+cat >"$DRAIN_CONF" <<EOF
+# modelgate.conf written by test-streaming.sh: drain mode
+log_level = "info";
+log_file = $(libconfig_quote "$DRAIN_LOG");
+database = {
+  conninfo = $(libconfig_quote "$conninfo");
+  pool_size = 2;
+  connect_timeout = 5;
+};
+upstream = {
+  base_url = $(libconfig_quote "$MOCK_URL/api/v1");
+  key_env = "MG_IT_PROVIDER_KEY";
+  connect_timeout = 2;
+  timeout = 30;
+};
+server = {
+  threads = 4;
+  shutdown_grace = 5;
+  heartbeat_interval = 1;
+  client_close = "drain";
+  max_drains = 1;
+};
+EOF
+check "drain: modelgate-fcgi -t accepts client_close = \"drain\", max_drains = 1" \
+    "$FCGI" -t -c "$DRAIN_CONF"
+start_responders drain "$DRAIN_CONF" 1 >"$MG_T/drain-stack.txt" 2>&1 ||
+    bail "drain: responder starts" "$(cat "$MG_T/drain-stack.txt")"
+DRAIN_PID=${STACK_PIDS[0]}
+start_server drain "$STACK_SOCK" >"$MG_T/drain-stack.txt" 2>&1 ||
+    bail "drain: lighttpd starts" "$(cat "$MG_T/drain-stack.txt")"
+DRAIN_SERVER_PID=$SERVER_PID
+DRAIN_URL=http://127.0.0.1:$SERVER_PORT/v1/chat/completions
+tap_ok "drain stack up: lighttpd on $SERVER_PORT, responder $DRAIN_PID"
+
+# drain_log REQUEST-ID TEXT: the drain responder logged TEXT for the request.
+drain_log() {
+    grep -qF -- " $1 $2" "$DRAIN_LOG"
+}
+
+# 7a. One client leaves after 3 of 20 content events (100 ms apart): the
+# upstream runs on for about 1.7 s, to its usage chunk.
+check_eq "drain: no upstream stream open before the drain checks" "$(open_streams)" 0
+stream_req drain1 ';tokens=20;delay=100'
+sse_to "$DRAIN_URL" drain1 closeAfter=3 "mock=$MOCK_URL"
+mock_last drain1-last
+D1_RID=$(jv "$MG_T/drain1.json" j.requestId)
+D1_GEN=$(jv "$MG_T/drain1.json" j.upstreamId)
+d1_ms=$(jv "$MG_T/drain1.json" j.mockZeroAfterMs)
+expect_json "drain: the client left after 3 of 20 content events, with the upstream stream open" "
+    j.status === 200 && j.contentAtClose >= 3 && j.contentAtClose < 20 && j.openBefore >= 1 &&
+    /^req_/.test(j.requestId || '') && /^gen-/.test(j.upstreamId || '')" "$MG_T/drain1.json"
+expect_json "drain: the upstream stream ran on after the client left (open_streams 0 only after ${d1_ms} ms, >= 1000)" "
+    j.mockZeroAfterMs !== null && j.mockZeroAfterMs >= 1000" "$MG_T/drain1.json"
+expect_json "drain: the request upstream asked for the usage chunk (stream_options.include_usage)" "
+    ((b) => b.stream === true && b.stream_options.include_usage === true &&
+        b.messages[0].content === 'stream drain1')(JSON.parse(j.body))" "$MG_T/drain1-last.json"
+wait_row "$D1_RID" 10
+generation "$D1_GEN" drain1-gen
+usage_json "$D1_RID" "$MG_T/drain1-usage.json" \
+    "$(jv "$MG_T/drain1-gen.json" '(t.match(/"total_cost":([-+0-9.eE]+)/) || [])[1] || ""')"
+expect_json "drain: the mock generated all 20 tokens (its generation record)" "
+    j.data && j.data.streamed === true && j.data.tokens_completion === 20" "$MG_T/drain1-gen.json"
+expect_json "drain: one usage row: 499 client_closed with the upstream's exact usage (prompt, 20 completion, total, cost, cost_source upstream) and id" "
+    ((r, g) => j.n === 1 && r.status === 499 && r.error_type === 'client_closed' && r.stream === true &&
+        r.prompt_tokens === g.tokens_prompt && r.prompt_tokens > 0 && r.completion_tokens === 20 &&
+        r.total_tokens === r.prompt_tokens + 20 && r.cost_eq === true &&
+        r.cost_source === 'upstream' && r.upstream_id === '$D1_GEN')(j.row, f[1].data)" \
+    "$MG_T/drain1-usage.json" "$MG_T/drain1-gen.json"
+tap_diag "usage row: tokens $(jv "$MG_T/drain1-usage.json" 'j.row.prompt_tokens + "/" + j.row.completion_tokens'), cost $(jv "$MG_T/drain1-usage.json" j.row.cost_text) ($(jv "$MG_T/drain1-usage.json" j.row.cost_source)); mock: tokens_completion $(jv "$MG_T/drain1-gen.json" j.data.tokens_completion), total_cost $(jv "$MG_T/drain1-gen.json" j.data.total_cost)"
+if drain_log "$D1_RID" "client went away; draining the upstream" &&
+    drain_log "$D1_RID" "client went away mid-stream; upstream drained"; then
+    tap_ok "drain: the responder logged the drain and its successful end"
+else
+    tap_not_ok "drain: the responder logged the drain and its successful end" \
+        "$(grep -F -- "$D1_RID" "$DRAIN_LOG")"
+fi
+
+# 7b. Two clients leave at once (after 3 of 40 content events): with
+# max_drains = 1 the first one noticed is drained, the other is aborted as
+# in the default mode.  Which one is which is up to the scheduling.
+stream_req drain2a ';tokens=40;delay=100'
+stream_req drain2b ';tokens=40;delay=100'
+node "$MG_T/sse.js" read "$MG_T/drain2a.json" "$DRAIN_URL" "$KEY" "$MG_T/drain2a.req" \
+    closeAfter=3 2>"$MG_T/drain2a.sse-err" &
+d2a=$!
+node "$MG_T/sse.js" read "$MG_T/drain2b.json" "$DRAIN_URL" "$KEY" "$MG_T/drain2b.req" \
+    closeAfter=3 2>"$MG_T/drain2b.sse-err" &
+d2b=$!
+wait "$d2a" "$d2b"
+EXPECTED_ROWS=$((EXPECTED_ROWS + 2))
+t0=$EPOCHREALTIME
+open_now=$(open_streams)
+for ((i = 0; i < 40; i++)); do
+    [ "$open_now" = 1 ] && break
+    sleep 0.1
+    open_now=$(open_streams)
+done
+open_ms=$(ms_since "$t0")
+expect_json "drain, 2 clients at once: both got 200 and left after 3 of 40 content events" "
+    f.every((r) => r.status === 200 && r.contentAtClose >= 3 && r.contentAtClose < 40 &&
+        /^req_/.test(r.requestId || '') && /^gen-/.test(r.upstreamId || ''))" \
+    "$MG_T/drain2a.json" "$MG_T/drain2b.json"
+check_eq "drain, 2 clients at once: the mock then has exactly 1 stream open (1 aborted, 1 drained; seen after ${open_ms} ms)" \
+    "$open_now" 1
+wait_idle 15
+D2A_RID=$(jv "$MG_T/drain2a.json" j.requestId)
+D2B_RID=$(jv "$MG_T/drain2b.json" j.requestId)
+for x in a b; do
+    rid=$(jv "$MG_T/drain2$x.json" j.requestId)
+    wait_row "$rid" 10
+    generation "$(jv "$MG_T/drain2$x.json" j.upstreamId)" "drain2$x-gen"
+    usage_json "$rid" "$MG_T/drain2$x-usage.json" \
+        "$(jv "$MG_T/drain2$x-gen.json" '(t.match(/"total_cost":([-+0-9.eE]+)/) || [])[1] || ""')"
+done
+# f[0], f[1]: usage and generation of a; f[2], f[3]: of b
+D2_DRAINED="(u, g) => u.n === 1 && u.row.status === 499 && u.row.error_type === 'client_closed' &&
+    u.row.completion_tokens === 40 && g.data.tokens_completion === 40 &&
+    u.row.prompt_tokens === g.data.tokens_prompt && u.row.cost_eq === true &&
+    u.row.cost_source === 'upstream'"
+D2_ABORTED="(u, g) => u.n === 1 && u.row.status === 499 && u.row.error_type === 'client_closed' &&
+    u.row.completion_tokens >= 3 && u.row.completion_tokens < 40 &&
+    g.data.tokens_completion < 40 && u.row.cost_source !== 'upstream'"
+expect_json "drain, 2 clients at once, max_drains 1: one drained (40 tokens, exact cost), the other aborted (< 40 tokens upstream and in its row)" "
+    ((drained, aborted) => (drained(f[0], f[1]) && aborted(f[2], f[3])) ||
+        (drained(f[2], f[3]) && aborted(f[0], f[1])))($D2_DRAINED, $D2_ABORTED)" \
+    "$MG_T/drain2a-usage.json" "$MG_T/drain2a-gen.json" \
+    "$MG_T/drain2b-usage.json" "$MG_T/drain2b-gen.json"
+for x in a b; do
+    tap_diag "client $x: usage row completion_tokens $(jv "$MG_T/drain2$x-usage.json" j.row.completion_tokens), cost $(jv "$MG_T/drain2$x-usage.json" j.row.cost_text) ($(jv "$MG_T/drain2$x-usage.json" j.row.cost_source)); mock tokens_completion $(jv "$MG_T/drain2$x-gen.json" j.data.tokens_completion)"
+done
+ends=
+for rid in "$D2A_RID" "$D2B_RID"; do
+    if drain_log "$rid" "client went away mid-stream; upstream drained"; then
+        ends+=" drained"
+    elif drain_log "$rid" "client went away mid-stream; upstream aborted"; then
+        ends+=" aborted"
+    else
+        ends+=" ?"
+    fi
+done
+if [ "$ends" = " drained aborted" ] || [ "$ends" = " aborted drained" ]; then
+    tap_ok "drain, 2 clients at once: the responder logged one drain and one abort"
+else
+    tap_not_ok "drain, 2 clients at once: the responder logged one drain and one abort" \
+        "got:$ends
+$(grep -F -e "$D2A_RID" -e "$D2B_RID" "$DRAIN_LOG")"
+fi
+
+# 7c. The bound is free again: the next client that leaves is drained.
+stream_req drain3 ';tokens=10;delay=100'
+sse_to "$DRAIN_URL" drain3 closeAfter=3
+D3_RID=$(jv "$MG_T/drain3.json" j.requestId)
+wait_idle 10
+wait_row "$D3_RID" 10
+usage_json "$D3_RID" "$MG_T/drain3-usage.json"
+expect_json "drain: afterwards the bound is free again: the next client that leaves is drained (10 tokens, cost from upstream)" "
+    f[1].status === 200 && f[1].contentAtClose >= 3 && f[1].contentAtClose < 10 &&
+    j.n === 1 && j.row.status === 499 && j.row.error_type === 'client_closed' &&
+    j.row.completion_tokens === 10 && j.row.cost_source === 'upstream'" \
+    "$MG_T/drain3-usage.json" "$MG_T/drain3.json"
+
+check_eq "drain: no upstream stream left open" "$(open_streams)" 0
+if pid_runs "$DRAIN_PID" modelgate-fcgi; then
+    tap_ok "drain: the responder is still running"
+else
+    tap_not_ok "drain: the responder is still running"
+fi
+kill -TERM "$DRAIN_SERVER_PID" "$DRAIN_PID" 2>/dev/null
+if wait_gone 10 "$DRAIN_SERVER_PID" "$DRAIN_PID"; then
+    tap_ok "drain: its lighttpd and responder exit on SIGTERM"
+else
+    tap_not_ok "drain: its lighttpd and responder exit on SIGTERM"
 fi
 
 # ---------------------------------------------------------------------------
