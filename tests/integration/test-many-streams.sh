@@ -203,6 +203,9 @@ server = {
   shutdown_grace = 5;
   heartbeat_interval = 5;
 };
+catalog = {
+  refresh_interval = 0;   # mock scenarios ride in the model string: keep the catalog empty
+};
 EOF
 
 cli() {

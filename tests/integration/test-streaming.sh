@@ -1174,6 +1174,9 @@ server = {
   client_close = "drain";
   max_drains = 1;
 };
+catalog = {
+  refresh_interval = 0;   # mock scenarios ride in the model string: keep the catalog empty
+};
 EOF
 check "drain: modelgate-fcgi -t accepts client_close = \"drain\", max_drains = 1" \
     "$FCGI" -t -c "$DRAIN_CONF"
