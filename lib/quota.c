@@ -73,14 +73,15 @@ limit_headers(const char *what, long long limit, long long remaining, long long 
 {
 	char reset[32];
 
-	if (limit < 0)
+	/* no limit, or one the admission never reached (a model refusal) */
+	if (limit < 0 || remaining < 0)
 		return 0;
 	mg_quota_duration(reset_ms, reset, sizeof(reset));
 	return append(out, len,
 	    "x-ratelimit-limit-%s: %lld\r\n"
 	    "x-ratelimit-remaining-%s: %lld\r\n"
 	    "x-ratelimit-reset-%s: %s\r\n",
-	    what, limit, what, remaining < 0 ? 0 : remaining, what, reset);
+	    what, limit, what, remaining, what, reset);
 }
 
 int

@@ -23,7 +23,8 @@ long long mg_quota_prompt_estimate(size_t body_len);
 void mg_quota_duration(long long ms, char *out, size_t len);
 
 /* Appends the x-ratelimit-{limit,remaining,reset}-{requests,tokens}
- * header lines for the limits the project has (none when it has none).
+ * header lines for the limits the project has (none when it has none, or
+ * when admission stopped before the limits, as for a model refusal).
  * Returns -1 if they did not fit (out is then unchanged). */
 int mg_quota_headers(const struct mg_admission *a, char *out, size_t len);
 
