@@ -24,9 +24,9 @@ static const struct stmt statements[] = {
 	  "$12, $13, $14, $15, $16)", 16 },
 	{ "mg_ping", "SELECT 1", 0 },
 	{ "mg_admit",
-	  "SELECT outcome, key_id, project_id, project_name, key_prefix, reserved, "
+	  "SELECT outcome, key_id, project_id, project_name, key_prefix, trim_scale(reserved), "
 	  "rpm, rpm_remaining, rpm_reset_ms, tpm, tpm_remaining, tpm_reset_ms, "
-	  "retry_after_ms, spend_cap, spent, need_tokens "
+	  "retry_after_ms, trim_scale(spend_cap), trim_scale(spent), need_tokens "
 	  "FROM mg_admit(decode($1, 'hex'), $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10 },
 	{ "mg_settle",
 	  "SELECT mg_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", 12 },

@@ -310,11 +310,11 @@ BEGIN
             retry_after_ms := ceil(1000 * extract(epoch FROM
                 (v_start AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC' - v_now));
         END IF;
+    ELSIF k.p_tpm IS NOT NULL AND need_tokens > k.p_tpm THEN
+        outcome := 'tokens_too_many';   -- waiting would not help
     ELSIF k.p_rpm IS NOT NULL AND v_req < 1 THEN
         outcome := 'requests';
         retry_after_ms := ceil((1 - v_req) * 60000.0 / k.p_rpm);
-    ELSIF k.p_tpm IS NOT NULL AND need_tokens > k.p_tpm THEN
-        outcome := 'tokens_too_many';
     ELSIF k.p_tpm IS NOT NULL AND v_tok < need_tokens THEN
         outcome := 'tokens';
         retry_after_ms := ceil((need_tokens - v_tok) * 60000.0 / k.p_tpm);
@@ -353,7 +353,9 @@ $$;
 -- The cost is p_cost when the upstream reported one ('upstream'); else,
 -- when the upstream did work (p_billable), tokens at the row's prices
 -- ('catalog'; the prompt estimate stands in for unknown prompt tokens);
--- else nothing.  Returns false when the row was already settled (by the
+-- else nothing.  Tokens the request reserved but did not use go back to
+-- the project's tokens-per-minute bucket (all of them when the upstream
+-- did no work).  Returns false when the row was already settled (by the
 -- reaper), and then changes nothing.
 CREATE FUNCTION mg_settle(
     p_request_id text, p_status integer, p_error_type text,
@@ -384,7 +386,9 @@ BEGIN
            settled_at = clock_timestamp()
      WHERE u.request_id = p_request_id AND u.settled_at IS NULL
     RETURNING u.project_id, u.reserved, u.reserved_tokens, u.created_at, u.cost,
-              coalesce(u.total_tokens, u.prompt_tokens + u.completion_tokens) AS used
+              CASE WHEN p_billable
+                   THEN coalesce(u.total_tokens, u.prompt_tokens + u.completion_tokens)
+                   ELSE 0 END AS used
       INTO r;
     IF NOT FOUND THEN
         RETURN false;
