@@ -380,8 +380,8 @@ cap_round() {
     local summary
     summary=$(json_value "$f" "
         ['admitted ' + j.filter((r) => r.status === 200).length,
-         'host A ' + j.filter((r) => r.status === 200 && r.i % 2 === 0).length,
-         'host B ' + j.filter((r) => r.status === 200 && r.i % 2 === 1).length,
+         'host A ' + j.filter((r) => r.status === 200 && r.target === '${URL_A#http://}'.split('/')[0]).length,
+         'host B ' + j.filter((r) => r.status === 200 && r.target === '${URL_B#http://}'.split('/')[0]).length,
          'last refusal after ' + Math.max(...j.filter((r) => r.status === 429).map((r) => r.end - Math.min(...j.map((x) => x.start)))) + ' ms'
         ].join(', ')")
     tap_diag "round $round: cap $cap = $K x $res + $res/2; $BURST requests in $((t1 - t0)) ms; $summary"
@@ -589,24 +589,78 @@ if [ -n "${MG_IT_UNDER_PG_VIRTUALENV:-}" ] && [ -n "${PGVERSION:-}" ] &&
     cluster_ok=1
 fi
 
-outage() {
-    local t_stop0 t_stop t_mark t_end t_start0 t_start c_mark c_end i f=$MG_T/loop.jsonl
-    local key pids_before rids
-    cli project create outage >/dev/null 2>&1
-    key=$(new_key outage) || bail "key create outage"
-    pids_before="${PIDS_A[*]} ${PIDS_B[*]}"
+HOST_A=${URL_A#http://}
+HOST_A=${HOST_A%%/*}
+HOST_B=${URL_B#http://}
+HOST_B=${HOST_B%%/*}
+LOOP_PID=
+
+# loop_start NAME KEY: traffic through both hosts (quota-load.cjs loop: 4
+# clients, 100 ms between requests) until loop_stop; results in
+# $MG_T/NAME.jsonl.
+loop_start() {
     rm -f "$LOOP_STOP"
-    node "$LOAD" loop "$f" "$LOOP_STOP" 4 100 \
-        '{"model":"'$MODEL'","max_tokens":20,"messages":[{"role":"user","content":"outage {{i}}"}]}' \
-        "$URL_A" "$key" "$URL_B" "$key" >"$MG_T/loop.err" 2>&1 &
-    LOAD_PIDS+=("$!")
-    # traffic flows through both hosts
-    for ((i = 0; i < 150; i++)); do
-        [ "$(json_value "$f" "((a) => a.filter((r) => r.status === 200 && r.i % 2 === 0).length >= 4 &&
-            a.filter((r) => r.status === 200 && r.i % 2 === 1).length >= 4)(
-            t.trim().split('\n').filter(Boolean).map(JSON.parse))")" = true ] && break
+    node "$LOAD" loop "$MG_T/$1.jsonl" "$LOOP_STOP" 4 100 \
+        '{"model":"'$MODEL'","max_tokens":20,"messages":[{"role":"user","content":"'"$1"' {{i}}"}]}' \
+        "$URL_A" "$2" "$URL_B" "$2" >"$MG_T/$1-loop.err" 2>&1 &
+    LOOP_PID=$!
+    LOAD_PIDS+=("$LOOP_PID")
+}
+
+# loop_wait_ok NAME SINCE-MS: true once 4 requests sent at or after SINCE-MS
+# got 200 through each host; false after 30 s.
+loop_wait_ok() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        [ "$(json_value "$MG_T/$1.jsonl" "((a) => ['$HOST_A', '$HOST_B'].every((h) =>
+            a.filter((r) => r.target === h && r.status === 200 && r.start >= $2).length >= 4))(
+            t.trim().split('\n').map(JSON.parse))" 2>/dev/null)" = true ] && return 0
         sleep 0.1
     done
+    return 1
+}
+
+# loop_stop NAME: ends the traffic; the results, as one array, go to
+# $MG_T/NAME.json.
+loop_stop() {
+    touch "$LOOP_STOP"
+    wait "$LOOP_PID"
+    node -e 'const fs = require("fs");
+        fs.writeFileSync(process.argv[2], JSON.stringify(fs.readFileSync(process.argv[1], "utf8")
+            .trim().split("\n").filter(Boolean).map(JSON.parse)));' "$MG_T/$1.jsonl" "$MG_T/$1.json"
+}
+
+# same_processes LABEL NAME SINCE-MS: the responders of both hosts are the
+# ones started at the beginning, they served the requests of loop NAME sent
+# at or after SINCE-MS, and these requests have their settled usage rows.
+same_processes() {
+    local label=$1 f=$MG_T/$2.json since=$3 before="${PIDS_A[*]} ${PIDS_B[*]}" p alive=0 rids served
+    for p in $before; do
+        pid_runs "$p" modelgate-fcgi && alive=$((alive + 1))
+    done
+    check_eq "$label: the same responder processes run ($before)" "$alive" 4
+    rids=$(json_value "$f" "j.filter((r) => r.start >= $since && r.status === 200).map((r) => r.rid).join(' ')")
+    served=$(for p in $rids; do
+        grep -h -F "$p chat.completions" "$MG_T/hostA.log" "$MG_T/hostB.log" |
+            sed -n 's/^[^ ]* [a-z]* \[\([0-9]*\)\] .*/\1/p'
+    done | sort -u | tr '\n' ' ')
+    check "$label: those processes served the requests (pids in the log: $served)" \
+        node -e 'const [before, served] = process.argv.slice(1).map((s) => s.trim().split(/ +/).filter(Boolean));
+            process.exit(served.length > 0 && served.every((p) => before.includes(p)) ? 0 : 1);' \
+        "$before" "$served"
+    check_eq "$label: one settled usage row (status 200) per request" \
+        "$(sql "SELECT count(*) FROM usage_events WHERE request_id = ANY (string_to_array(:'r', ' '))
+                   AND status = 200 AND settled_at IS NOT NULL AND cost_source = 'upstream'" -v r="$rids")" \
+        "$(wc -w <<<"$rids" | tr -d ' ')"
+}
+
+outage() {
+    local t_stop0 t_stop t_mark t_end t_start0 t_start c_mark c_end i key key_slow slow_pid rid logged=0
+    local down
+    cli project create outage >/dev/null 2>&1
+    key=$(new_key outage) || bail "key create outage"
+    loop_start outage "$key"
+    loop_wait_ok outage 0 || bail "traffic flows through both hosts before the outage"
 
     # Two slow requests admitted just before the stop: the upstream answers
     # them during the outage, so their settlement fails.
@@ -635,12 +689,11 @@ outage() {
     sleep 0.5
     c_mark=$(mock_chat)
     t_mark=$(now_ms)
-    http GET "${URL_A%/v1/*}/healthz"
+    http GET "http://$HOST_A/healthz"
     expect_http "outage: /healthz answers 503, database unavailable" 503 "j.database === 'unavailable'"
     sleep_until $((t_stop + 4000))
     c_end=$(mock_chat)
     t_end=$(now_ms)
-
     wait "$slow_pid"
     expect_json "outage: the two requests admitted before the stop got their answers (200) during it" "
         j.length === 2 && j.every((r) => r.status === 200 && r.end < $t_end)" "$MG_T/outage-slow.json"
@@ -653,71 +706,42 @@ outage() {
         bail "pg_ctlcluster $PGVERSION regress start" "$out"
     fi
     t_start=$(now_ms)
-    for ((i = 0; i < 300; i++)); do
-        [ "$(json_value "$f" "((a) => a.filter((r) => r.status === 200 && r.start >= $t_start && r.i % 2 === 0).length >= 4 &&
-            a.filter((r) => r.status === 200 && r.start >= $t_start && r.i % 2 === 1).length >= 4)(
-            t.trim().split('\n').filter(Boolean).map(JSON.parse))")" = true ] && break
-        sleep 0.1
-    done
+    loop_wait_ok outage "$t_start"
     sleep 1
-    touch "$LOOP_STOP"
-    wait "${LOAD_PIDS[-1]}"
-    node -e 'const fs = require("fs");
-        fs.writeFileSync(process.argv[2], JSON.stringify(fs.readFileSync(process.argv[1], "utf8")
-            .trim().split("\n").filter(Boolean).map(JSON.parse)));' "$f" "$MG_T/loop.json"
+    loop_stop outage
 
-    tap_diag "outage: $(json_value "$MG_T/loop.json" "
+    down="r.start >= $t_stop && r.end <= $t_start0"
+    tap_diag "outage: $(json_value "$MG_T/outage.json" "
         ((down, up) => [j.length + ' requests',
             'stop took $((t_stop - t_stop0)) ms',
             down.length + ' answered during the outage, in ' +
                 Math.min(...down.map((r) => r.ms)) + '..' + Math.max(...down.map((r) => r.ms)) + ' ms',
-            'first 200 after the restart ' + (up.length ? Math.min(...up.map((r) => r.end)) - $t_start + ' ms' : 'never') +
+            'first 200 ' + (up.length ? Math.min(...up.map((r) => r.end)) - $t_start + ' ms' : 'never') +
                 ' after pg_ctlcluster start returned'].join('; '))(
-            j.filter((r) => r.start >= $t_stop && r.end <= $t_start0),
-            j.filter((r) => r.start >= $t_start && r.status === 200))")"
+            j.filter((r) => $down), j.filter((r) => r.start >= $t_start && r.status === 200))")"
     expect_json "outage: every request of the loop got 200 or 503, none hung or failed otherwise" "
-        j.length > 0 && j.every((r) => r.status === 200 || r.status === 503)" "$MG_T/loop.json"
+        j.length > 0 && j.every((r) => r.status === 200 || r.status === 503)" "$MG_T/outage.json"
     expect_json "outage: every request sent while Postgres was down got 503 server_error database_unavailable (at least 10)" "
         ((a) => a.length >= 10 && a.every((r) => r.status === 503 &&
-            r.code === 'database_unavailable' && r.type === 'server_error'))(
-            j.filter((r) => r.start >= $t_stop && r.end <= $t_start0))" "$MG_T/loop.json"
+            r.code === 'database_unavailable' && r.type === 'server_error'))(j.filter((r) => $down))" \
+        "$MG_T/outage.json"
     expect_json "outage: each in less than database.connect_timeout + 1 s ($((CONNECT_TIMEOUT + 1)) s)" "
-        j.filter((r) => r.start >= $t_stop && r.end <= $t_start0).every((r) => r.ms < $(( (CONNECT_TIMEOUT + 1) * 1000 )))" \
-        "$MG_T/loop.json"
+        j.filter((r) => $down).every((r) => r.ms < $(( (CONNECT_TIMEOUT + 1) * 1000 )))" "$MG_T/outage.json"
     check_eq "outage: the upstream got no chat call while Postgres was down ($((t_end - t_mark)) ms watched)" \
         "$c_end" "$c_mark"
     expect_json "after the restart: requests through both hosts succeed again" "
-        ((a) => a.filter((r) => r.i % 2 === 0).length >= 4 && a.filter((r) => r.i % 2 === 1).length >= 4)(
-            j.filter((r) => r.start >= $t_start && r.status === 200))" "$MG_T/loop.json"
-    expect_json "after the restart: every request that started once Postgres was up got 200" "
-        j.filter((r) => r.start >= $t_start).every((r) => r.status === 200)" "$MG_T/loop.json"
-
-    local alive=0 p
-    for p in $pids_before; do
-        pid_runs "$p" modelgate-fcgi && alive=$((alive + 1))
-    done
-    check_eq "after the restart: the same responder processes run ($pids_before)" "$alive" 4
-    rids=$(json_value "$MG_T/loop.json" "j.filter((r) => r.start >= $t_start && r.status === 200).map((r) => r.rid).join(',')")
-    local served
-    served=$(for r in ${rids//,/ }; do
-        grep -h -F "$r chat.completions" "$MG_T/hostA.log" "$MG_T/hostB.log" |
-            sed -n 's/^[^ ]* [a-z]* \[\([0-9]*\)\] .*/\1/p'
-    done | sort -u | tr '\n' ' ')
-    check "after the restart: the requests were served by those processes (pids $served)" \
-        node -e 'const [before, served] = process.argv.slice(1).map((s) => s.trim().split(/ +/).filter(Boolean));
-            process.exit(served.length > 0 && served.every((p) => before.includes(p)) ? 0 : 1);' \
-        "$pids_before" "$served"
-    check_eq "after the restart: one settled usage row (status 200) per request" \
-        "$(sql "SELECT count(*) FROM usage_events WHERE request_id = ANY (string_to_array(:'r', ','))
-                   AND status = 200 AND settled_at IS NOT NULL AND cost_source = 'upstream'" -v r="$rids")" \
-        "$(json_value "$MG_T/loop.json" "j.filter((r) => r.start >= $t_start && r.status === 200).length")"
-    rids=$(json_value "$MG_T/loop.json" "j.filter((r) => r.status === 503).map((r) => r.rid).join(',')")
+        ['$HOST_A', '$HOST_B'].every((h) =>
+            j.filter((r) => r.target === h && r.start >= $t_start && r.status === 200).length >= 4)" \
+        "$MG_T/outage.json"
+    expect_json "after the restart: every request sent once Postgres was up got 200" "
+        j.filter((r) => r.start >= $t_start).every((r) => r.status === 200)" "$MG_T/outage.json"
+    same_processes "after the restart" outage "$t_start"
     check_eq "outage: the 503 answers wrote no usage row" \
-        "$(sql "SELECT count(*) FROM usage_events WHERE request_id = ANY (string_to_array(:'r', ','))" -v r="$rids")" 0
+        "$(sql "SELECT count(*) FROM usage_events WHERE request_id = ANY (string_to_array(:'r', ' '))" \
+            -v r="$(json_value "$MG_T/outage.json" "j.filter((r) => r.status === 503).map((r) => r.rid).join(' ')")")" 0
 
     # Requests admitted before the stop whose settlement failed stay
     # pending; the survivor's reaper charges them after reap_after.
-    local rid logged=0
     for rid in $(json_value "$MG_T/outage-slow.json" "j.map((r) => r.rid).join(' ')"); do
         grep -q -h -F "$rid not settled: " "$MG_T/hostA.log" "$MG_T/hostB.log" &&
             logged=$((logged + 1))
@@ -732,10 +756,10 @@ outage() {
         j.rows === 2 && j.reaped === 2 && j.reaped_late === true && Number(j.reserved) === 0 &&
         j.sum_eq === true && f[1].every((r) => j.rids.includes(r.rid))" \
         "$MG_T/outage-slow-db.json" "$MG_T/outage-slow.json"
-    project_json outage "$MG_T/outage.json"
-    tap_diag "outage: $(json_value "$MG_T/outage.json" j.reaped) requests of the loop were admitted before the stop and reaped"
+    project_json outage "$MG_T/outage-db.json"
+    tap_diag "outage: $(json_value "$MG_T/outage-db.json" j.reaped) requests of the loop were admitted before the stop and reaped"
     expect_json "outage: no pending row left of the loop either, counters consistent (reserved 0, spent = sum of costs)" "
-        j.pending === 0 && Number(j.reserved) === 0 && j.sum_eq === true" "$MG_T/outage.json"
+        j.pending === 0 && Number(j.reserved) === 0 && j.sum_eq === true" "$MG_T/outage-db.json"
 }
 
 if [ "$cluster_ok" = 1 ]; then
