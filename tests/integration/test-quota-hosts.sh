@@ -16,13 +16,15 @@
 #      round) charges them at their reserved amount, exactly once.
 #   C. Postgres stopped under traffic: requests fail fast and closed (503
 #      database_unavailable, the upstream is not called); once it is back
-#      the same responder processes serve and record again.
+#      the same responder processes serve and record again.  The same with
+#      Postgres hung (SIGSTOP): no request waits longer than
+#      database.connect_timeout for it.
 #
 # Environment: as test-gateway.sh (MG_SRCDIR, MG_BUILDDIR, PGHOST...,
 # MG_REQUIRE_INTEGRATION, MG_KEEP_TMP); the web server is always lighttpd.
-# Part C stops and starts the Postgres cluster, so it runs only under the
-# pg_virtualenv this script starts itself (without PGHOST); with a
-# Postgres given by PGHOST it is skipped.
+# Part C stops, starts, freezes and thaws the Postgres cluster, so it runs
+# only under the pg_virtualenv this script starts itself (without PGHOST);
+# with a Postgres given by PGHOST it is skipped.
 #
 # Output is TAP; the exit status is 0 when every check passed, 1 when one
 # failed, 77 when skipped, 99 on a setup error.
@@ -77,6 +79,7 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_pa
 MG_DB=
 DB_CREATED=0
 PG_STOPPED=0        # part C has stopped the cluster and not started it yet
+FROZEN_PIDS=()      # Postgres processes part C has stopped with SIGSTOP
 LOAD_PIDS=()        # quota-load.cjs clients running in the background
 LOOP_STOP=$MG_T/loop.stop
 
@@ -93,6 +96,9 @@ cleanup() {
     local rc=$? pid
     trap - EXIT INT TERM HUP
     set +e
+    if [ "${#FROZEN_PIDS[@]}" -gt 0 ]; then
+        kill -CONT "${FROZEN_PIDS[@]}" 2>/dev/null
+    fi
     touch "$LOOP_STOP"
     for pid in "${LOAD_PIDS[@]}"; do
         pid_runs "$pid" quota-load && kill -TERM "$pid" 2>/dev/null
@@ -762,8 +768,78 @@ outage() {
         j.pending === 0 && Number(j.reserved) === 0 && j.sum_eq === true" "$MG_T/outage-db.json"
 }
 
+# A database that accepted the connections and then went silent (hung,
+# its host or the network gone; here all its processes get SIGSTOP): the
+# responders must not wait for it for ever.
+hung() {
+    local key pm t_freeze t_mark t_thaw c_mark c_end frozen
+    local max=$(( (CONNECT_TIMEOUT + 1) * 1000 ))
+    cli project create hung >/dev/null 2>&1
+    key=$(new_key hung) || bail "key create hung"
+    loop_start hung "$key"
+    loop_wait_ok hung 0 || bail "traffic flows through both hosts before Postgres hangs"
+
+    pm=$(head -n 1 "$(pg_conftool -s "$PGVERSION" regress show data_directory)/postmaster.pid")
+    pid_runs "$pm" postgres || bail "the postmaster's pid ($pm) from postmaster.pid"
+    # the postmaster first, so that it forks nothing after its children
+    # are listed; the backends go on until they are stopped too
+    FROZEN_PIDS=("$pm")
+    kill -STOP "$pm"
+    mapfile -t -O 1 FROZEN_PIDS < <(child_pids "$pm")
+    kill -STOP "${FROZEN_PIDS[@]:1}"
+    t_freeze=$(now_ms)
+    tap_ok "Postgres hung under traffic (SIGSTOP to its ${#FROZEN_PIDS[@]} processes)"
+    sleep 0.5
+    c_mark=$(mock_chat)
+    t_mark=$(now_ms)
+    MG_HTTP_MAX_TIME=20 http GET "http://$HOST_A/healthz"
+    expect_http "hung: /healthz answers 503 within connect_timeout + 1 s (took ${HTTP_TIME}s)" 503 \
+        "j.database === 'unavailable' && $HTTP_TIME < $((CONNECT_TIMEOUT + 1))"
+    sleep_until $((t_freeze + 3 * CONNECT_TIMEOUT * 1000))
+    c_end=$(mock_chat)
+    t_thaw=$(now_ms)
+    kill -CONT "${FROZEN_PIDS[@]}"
+    FROZEN_PIDS=()
+    loop_wait_ok hung "$t_thaw"
+    sleep 1
+    loop_stop hung
+
+    frozen="r.start >= $t_freeze && r.end <= $t_thaw"
+    tap_diag "hung: $(json_value "$MG_T/hung.json" "
+        ((down, up) => [j.length + ' requests', down.length + ' sent and answered while Postgres hung, in ' +
+                Math.min(...down.map((r) => r.ms)) + '..' + Math.max(...down.map((r) => r.ms)) + ' ms',
+            'slowest of all ' + Math.max(...j.map((r) => r.ms)) + ' ms',
+            'first 200 ' + (up.length ? Math.min(...up.map((r) => r.end)) - $t_thaw + ' ms' : 'never') +
+                ' after SIGCONT'].join('; '))(
+            j.filter((r) => $frozen), j.filter((r) => r.start >= $t_thaw && r.status === 200))")"
+    expect_json "hung: no request waited for it: every one answered (200 or 503) within connect_timeout + 1 s" "
+        j.length > 0 && j.every((r) => (r.status === 200 || r.status === 503) && r.ms < $max)" \
+        "$MG_T/hung.json"
+    expect_json "hung: every request sent while Postgres hung (and not just before it woke) got 503 database_unavailable (at least 4)" "
+        ((a) => a.length >= 4 && a.every((r) => r.status === 503 && r.code === 'database_unavailable' &&
+            r.end <= $t_thaw))(j.filter((r) => r.start >= $t_freeze && r.start <= $t_thaw - $max))" \
+        "$MG_T/hung.json"
+    check_eq "hung: the upstream got no chat call meanwhile ($((t_thaw - t_mark)) ms watched)" "$c_end" "$c_mark"
+    expect_json "after SIGCONT: every request sent got 200, through both hosts" "
+        ((a) => a.every((r) => r.status === 200) &&
+            ['$HOST_A', '$HOST_B'].every((h) => a.filter((r) => r.target === h).length >= 4))(
+            j.filter((r) => r.start >= $t_thaw))" "$MG_T/hung.json"
+    same_processes "after SIGCONT" hung "$t_thaw"
+    # A statement given up on may still run once Postgres wakes up: an
+    # admission then leaves a pending row, which the reaper charges.
+    for ((i = 0; i < 250; i++)); do
+        [ "$(pending_count hung)" -eq 0 ] && break
+        sleep 0.1
+    done
+    project_json hung "$MG_T/hung-db.json"
+    tap_diag "hung: $(json_value "$MG_T/hung-db.json" j.reaped) rows reaped (admissions that ran after their responder gave up on them, or settlements that did not)"
+    expect_json "hung: no pending row left, counters consistent (reserved 0, spent = sum of costs)" "
+        j.pending === 0 && Number(j.reserved) === 0 && j.sum_eq === true" "$MG_T/hung-db.json"
+}
+
 if [ "$cluster_ok" = 1 ]; then
     outage
+    hung
 elif [ -n "${MG_IT_UNDER_PG_VIRTUALENV:-}" ]; then
     tap_not_ok "the cluster pg_virtualenv made is found (for the outage)" \
         "PGVERSION=${PGVERSION:-} PGPORT=${PGPORT:-} PG_CLUSTER_CONF_ROOT=${PG_CLUSTER_CONF_ROOT:-}"
