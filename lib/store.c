@@ -1,10 +1,13 @@
 #include "config.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "store.h"
@@ -48,6 +51,7 @@ struct mg_store {
 	int size;
 	char *conninfo;
 	char timeout[16];
+	int timeout_s;  /* connect_timeout; also the most a statement's answer may take */
 };
 
 static __thread char last_error[256];
@@ -85,6 +89,7 @@ mg_store_new(const char *conninfo, int size, int connect_timeout)
 		return NULL;
 	}
 	s->size = size;
+	s->timeout_s = connect_timeout;
 	snprintf(s->timeout, sizeof(s->timeout), "%d", connect_timeout);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->freed, NULL);
@@ -172,9 +177,61 @@ release(struct mg_store *s, struct slot *sl)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Sends a prepared statement and waits for its answer, up to timeout_s
+ * seconds: a database that accepted the connection but went silent (hung,
+ * host or network gone) must not hold the request, and the pool slot, for
+ * ever.  Returns the statement's last result (NULL if none; the caller
+ * clears it) and sets *timed_out when the time ran out (the result is then
+ * NULL and the connection unusable). */
+static PGresult *
+run_prepared(PGconn *c, const char *name, int n, const char *const *vals, int timeout_s,
+    int *timed_out)
+{
+	struct timespec end, now;
+	PGresult *r, *last = NULL;
+
+	*timed_out = 0;
+	if (!PQsendQueryPrepared(c, name, n, vals, NULL, NULL, 0))
+		return NULL;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += timeout_s;
+	for (;;) {
+		struct pollfd p = { PQsocket(c), POLLIN, 0 };
+		long ms;
+
+		if (!PQconsumeInput(c))
+			break;
+		if (!PQisBusy(c)) {
+			r = PQgetResult(c);
+			if (r == NULL)
+				return last;
+			PQclear(last);
+			last = r;
+			continue;
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		ms = (end.tv_sec - now.tv_sec) * 1000L + (end.tv_nsec - now.tv_nsec) / 1000000L;
+		if (ms <= 0) {
+			*timed_out = 1;
+			PQclear(last);
+			return NULL;
+		}
+		if (poll(&p, 1, (int)ms) < 0 && errno != EINTR)
+			break;
+	}
+	/* the connection broke: libpq's error result, if any, says why */
+	while ((r = PQgetResult(c)) != NULL) {
+		PQclear(last);
+		last = r;
+	}
+	return last;
+}
+
 /* Runs a prepared statement on a pooled connection, reconnecting once if
- * the connection had gone bad (e.g. Postgres restarted).  On MG_OK *res
- * holds a PGRES_TUPLES_OK result the caller clears. */
+ * the connection had gone bad (e.g. Postgres restarted).  A statement not
+ * answered within the connect timeout drops the connection and is not
+ * retried (it may still complete).  On MG_OK *res holds a PGRES_TUPLES_OK
+ * result the caller clears. */
 static enum mg_err
 exec_prepared(struct mg_store *s, const char *name, int n, const char *const *vals,
     PGresult **res)
@@ -186,6 +243,7 @@ exec_prepared(struct mg_store *s, const char *name, int n, const char *const *va
 	*res = NULL;
 	for (attempt = 0; attempt < 2; attempt++) {
 		PGresult *r;
+		int timed_out;
 
 		if (sl->conn == NULL) {
 			sl->conn = open_conn(s);
@@ -194,7 +252,15 @@ exec_prepared(struct mg_store *s, const char *name, int n, const char *const *va
 				break;
 			}
 		}
-		r = PQexecPrepared(sl->conn, name, n, vals, NULL, NULL, 0);
+		r = run_prepared(sl->conn, name, n, vals, s->timeout_s, &timed_out);
+		if (timed_out) {
+			snprintf(last_error, sizeof(last_error),
+			    "no answer from the database within %d s", s->timeout_s);
+			PQfinish(sl->conn);
+			sl->conn = NULL;
+			rc = MG_ERR_DB_DOWN;
+			break;
+		}
 		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
 			*res = r;
 			rc = MG_OK;

@@ -56,8 +56,9 @@ struct mg_admission {
 	long long need_tokens;         /* prompt estimate + output reserved */
 };
 
-/* Creates a pool of up to size connections (opened lazily).  NULL on
- * allocation failure. */
+/* Creates a pool of up to size connections (opened lazily).  Opening a
+ * connection and waiting for a statement's answer each give up after
+ * connect_timeout seconds (MG_ERR_DB_DOWN).  NULL on allocation failure. */
 struct mg_store *mg_store_new(const char *conninfo, int size, int connect_timeout);
 void mg_store_free(struct mg_store *s);
 
