@@ -331,12 +331,13 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 		    file, line_of(cfg, "quota.fallback_completion_price"));
 		return -1;
 	}
-	if (c->reap_after <= c->up_timeout) {
+	if (c->reap_after <= c->up_timeout + c->db_connect_timeout) {
 		int line = line_of(cfg, "quota.reap_after");
 
 		snprintf(err, errlen, "%s:%d: setting 'quota.reap_after' (%d s) must be longer than "
-		    "upstream.timeout (%d s): a request still running must not be reaped",
-		    file, line > 0 ? line : line_of(cfg, "upstream.timeout"), c->reap_after, c->up_timeout);
+		    "upstream.timeout + database.connect_timeout (%d s): a request still running "
+		    "must not be reaped", file, line > 0 ? line : line_of(cfg, "upstream.timeout"),
+		    c->reap_after, c->up_timeout + c->db_connect_timeout);
 		return -1;
 	}
 	if (strncmp(c->up_base_url, "http://", 7) != 0 &&
