@@ -306,7 +306,7 @@ admit(struct mg_worker *w, struct exchange *x, const struct mg_call *call, const
 	q.default_output = call->endpoint == MG_EP_CHAT ? conf->default_max_tokens : 0;
 	q.fallback_prompt = conf->fallback_prompt_price;
 	q.fallback_completion = conf->fallback_completion_price;
-	rc = mg_store_admit(w->gw->store, &q, &a);
+	rc = mg_ledger_admit(w->gw->ledger, &q, &a);
 	if (rc != MG_OK || a.outcome == MG_ADMIT_INVALID_KEY) {
 		auth_failed(w, x, rc == MG_OK ? MG_ERR_AUTH : rc, prefix);
 		return -1;
@@ -336,15 +336,8 @@ record(struct mg_worker *w, struct exchange *x, struct mg_usage *u)
 
 	u->latency_ms = elapsed_ms(&x->start);
 	if (x->admitted) {
-		int settled = 0;
-
-		rc = mg_store_settle(w->gw->store, u, x->billable, &settled);
-		if (rc != MG_OK)
-			mg_log(MG_LOG_ERROR, x->request_id, "not settled: %s: %s; the reaper will "
-			    "charge its reservation", mg_strerror(rc), mg_store_last_error());
-		else if (!settled)
-			mg_log(MG_LOG_WARN, x->request_id, "already settled by the reaper at its "
-			    "reserved amount (quota.reap_after too short?)");
+		/* written by the ledger's thread: the client does not wait */
+		mg_ledger_settle(w->gw->ledger, u, x->billable);
 	} else {
 		rc = mg_store_record_usage(w->gw->store, u);
 		if (rc != MG_OK)

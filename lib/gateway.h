@@ -6,6 +6,7 @@
 #include "apierror.h"
 #include "buf.h"
 #include "conf.h"
+#include "ledger.h"
 #include "store.h"
 #include "upstream.h"
 
@@ -15,6 +16,7 @@
 struct mg_gateway {
 	const struct mg_conf *conf;
 	struct mg_store *store;
+	struct mg_ledger *ledger;    /* batched admissions, queued settlements */
 	int drains;                  /* streams being drained now (atomic) */
 };
 

@@ -278,8 +278,9 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 	}
 	rs.gw.conf = conf;
 	rs.gw.store = mg_store_new(conf->db_conninfo, conf->db_pool_size, conf->db_connect_timeout);
+	rs.gw.ledger = rs.gw.store != NULL ? mg_ledger_new(rs.gw.store) : NULL;
 	rs.threads = calloc((size_t)conf->threads, sizeof(*rs.threads));
-	if (rs.gw.store == NULL || rs.threads == NULL) {
+	if (rs.gw.store == NULL || rs.gw.ledger == NULL || rs.threads == NULL) {
 		mg_log(MG_LOG_ERROR, NULL, "out of memory at start");
 		goto out_curl;
 	}
@@ -335,6 +336,7 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 	mg_log(MG_LOG_INFO, NULL, "stopped");
 out_curl:
 	free(rs.threads);
+	mg_ledger_free(rs.gw.ledger);   /* writes the queued settlements */
 	mg_store_free(rs.gw.store);
 	curl_global_cleanup();
 out:

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <json-c/json.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
@@ -37,6 +38,12 @@ static const struct stmt statements[] = {
 	{ "mg_models", "SELECT list, allowed FROM mg_model_list($1)", 1 },
 	{ "mg_catalog_claim", "SELECT mg_catalog_claim($1)", 1 },
 	{ "mg_catalog_replace", "SELECT mg_catalog_replace($1::jsonb)", 1 },
+	{ "mg_admit_batch",
+	  "SELECT i, outcome, key_id, project_id, project_name, key_prefix, trim_scale(reserved), "
+	  "rpm, rpm_remaining, rpm_reset_ms, tpm, tpm_remaining, tpm_reset_ms, "
+	  "retry_after_ms, trim_scale(spend_cap), trim_scale(spent), need_tokens "
+	  "FROM mg_admit_batch($1::jsonb, $2, $3, $4)", 4 },
+	{ "mg_settle_batch", "SELECT mg_settle_batch($1::jsonb)", 1 },
 };
 
 struct slot {
@@ -365,15 +372,44 @@ static const struct {
 };
 
 static long long
-int_or(PGresult *r, int col, long long absent)
+int_or(PGresult *r, int row, int col, long long absent)
 {
-	return PQgetisnull(r, 0, col) ? absent : strtoll(PQgetvalue(r, 0, col), NULL, 10);
+	return PQgetisnull(r, row, col) ? absent : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
 static void
-text_or_empty(PGresult *r, int col, char *out, size_t len)
+text_or_empty(PGresult *r, int row, int col, char *out, size_t len)
 {
-	snprintf(out, len, "%s", PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col));
+	snprintf(out, len, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
+}
+
+/* Reads the 16 columns of mg_admit from row, starting at column c. */
+static void
+read_admission(PGresult *r, int row, int c, struct mg_admission *out)
+{
+	const char *outcome = PQgetvalue(r, row, c);
+	size_t i;
+
+	memset(out, 0, sizeof(*out));
+	out->outcome = MG_ADMIT_INVALID_KEY;
+	for (i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+		if (strcmp(outcome, outcomes[i].name) == 0)
+			out->outcome = outcomes[i].outcome;
+	out->auth.key_id = int_or(r, row, c + 1, 0);
+	out->auth.project_id = int_or(r, row, c + 2, 0);
+	text_or_empty(r, row, c + 3, out->auth.project, sizeof(out->auth.project));
+	text_or_empty(r, row, c + 4, out->auth.key_prefix, sizeof(out->auth.key_prefix));
+	text_or_empty(r, row, c + 5, out->reserved, sizeof(out->reserved));
+	out->rpm = int_or(r, row, c + 6, -1);
+	out->rpm_remaining = int_or(r, row, c + 7, -1);
+	out->rpm_reset_ms = int_or(r, row, c + 8, -1);
+	out->tpm = int_or(r, row, c + 9, -1);
+	out->tpm_remaining = int_or(r, row, c + 10, -1);
+	out->tpm_reset_ms = int_or(r, row, c + 11, -1);
+	out->retry_after_ms = int_or(r, row, c + 12, -1);
+	text_or_empty(r, row, c + 13, out->spend_cap, sizeof(out->spend_cap));
+	text_or_empty(r, row, c + 14, out->spent, sizeof(out->spent));
+	out->need_tokens = int_or(r, row, c + 15, 0);
 }
 
 enum mg_err
@@ -381,10 +417,8 @@ mg_store_admit(struct mg_store *s, const struct mg_admit_req *q, struct mg_admis
 {
 	char estimate[24], max_output[24], def_output[24];
 	const char *vals[10];
-	const char *outcome;
 	PGresult *r;
 	enum mg_err rc;
-	size_t i;
 
 	memset(out, 0, sizeof(*out));
 	snprintf(estimate, sizeof(estimate), "%lld", q->prompt_estimate);
@@ -407,28 +441,78 @@ mg_store_admit(struct mg_store *s, const struct mg_admit_req *q, struct mg_admis
 		PQclear(r);
 		return MG_ERR_DB;
 	}
-	outcome = PQgetvalue(r, 0, 0);
-	out->outcome = MG_ADMIT_INVALID_KEY;
-	for (i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
-		if (strcmp(outcome, outcomes[i].name) == 0)
-			out->outcome = outcomes[i].outcome;
-	out->auth.key_id = int_or(r, 1, 0);
-	out->auth.project_id = int_or(r, 2, 0);
-	text_or_empty(r, 3, out->auth.project, sizeof(out->auth.project));
-	text_or_empty(r, 4, out->auth.key_prefix, sizeof(out->auth.key_prefix));
-	text_or_empty(r, 5, out->reserved, sizeof(out->reserved));
-	out->rpm = int_or(r, 6, -1);
-	out->rpm_remaining = int_or(r, 7, -1);
-	out->rpm_reset_ms = int_or(r, 8, -1);
-	out->tpm = int_or(r, 9, -1);
-	out->tpm_remaining = int_or(r, 10, -1);
-	out->tpm_reset_ms = int_or(r, 11, -1);
-	out->retry_after_ms = int_or(r, 12, -1);
-	text_or_empty(r, 13, out->spend_cap, sizeof(out->spend_cap));
-	text_or_empty(r, 14, out->spent, sizeof(out->spent));
-	out->need_tokens = int_or(r, 15, 0);
+	read_admission(r, 0, 0, out);
 	PQclear(r);
 	return MG_OK;
+}
+
+/* Adds key: value (a string, or null) to a JSON object. */
+static int
+put_str(json_object *o, const char *key, const char *v)
+{
+	return json_object_object_add(o, key, v != NULL ? json_object_new_string(v) : NULL);
+}
+
+static int
+put_int(json_object *o, const char *key, long long v)
+{
+	return json_object_object_add(o, key, v >= 0 ? json_object_new_int64(v) : NULL);
+}
+
+enum mg_err
+mg_store_admit_batch(struct mg_store *s, const struct mg_admit_req *const *q, int n,
+    struct mg_admission *const *out)
+{
+	json_object *arr = json_object_new_array();
+	char def_output[24];
+	const char *vals[4];
+	PGresult *r = NULL;
+	enum mg_err rc = MG_ERR_NOMEM;
+	int i, ok = arr != NULL;
+
+	for (i = 0; i < n && ok; i++) {
+		json_object *o = json_object_new_object();
+
+		ok = o != NULL && json_object_array_add(arr, o) == 0;
+		if (!ok) {
+			json_object_put(o);
+			break;
+		}
+		ok = put_str(o, "k", q[i]->key_hash_hex) == 0 && put_str(o, "id", q[i]->request_id) == 0 &&
+		    put_str(o, "m", q[i]->model) == 0 && put_str(o, "e", q[i]->endpoint) == 0 &&
+		    json_object_object_add(o, "s", json_object_new_boolean(q[i]->stream)) == 0 &&
+		    put_int(o, "p", q[i]->prompt_estimate) == 0 && put_int(o, "o", q[i]->max_output) == 0;
+	}
+	if (!ok)
+		goto out;
+	/* the same for every request of a process */
+	snprintf(def_output, sizeof(def_output), "%d", q[0]->default_output);
+	vals[0] = json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN);
+	vals[1] = def_output;
+	vals[2] = q[0]->fallback_prompt;
+	vals[3] = q[0]->fallback_completion;
+	rc = exec_prepared(s, "mg_admit_batch", 4, vals, &r);
+	if (rc != MG_OK)
+		goto out;
+	if (PQntuples(r) != n || PQnfields(r) != 17) {
+		snprintf(last_error, sizeof(last_error), "mg_admit_batch returned %d rows for %d",
+		    PQntuples(r), n);
+		rc = MG_ERR_DB;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		long long k = int_or(r, i, 0, 0);
+
+		if (k < 1 || k > n) {
+			rc = MG_ERR_DB;
+			goto out;
+		}
+		read_admission(r, i, 1, out[k - 1]);
+	}
+out:
+	PQclear(r);
+	json_object_put(arr);
+	return rc;
 }
 
 enum mg_err
@@ -535,6 +619,42 @@ mg_store_model_list(struct mg_store *s, long long project_id, char **list, char 
 		rc = MG_ERR_AUTH;
 	}
 	PQclear(r);
+	return rc;
+}
+
+enum mg_err
+mg_store_settle_batch(struct mg_store *s, const struct mg_usage *const *u, const int *billable,
+    int n, int *settled)
+{
+	json_object *arr = json_object_new_array();
+	const char *vals[1];
+	enum mg_err rc = MG_ERR_NOMEM;
+	int i, ok = arr != NULL;
+
+	*settled = 0;
+	for (i = 0; i < n && ok; i++) {
+		json_object *o = json_object_new_object();
+
+		ok = o != NULL && json_object_array_add(arr, o) == 0;
+		if (!ok) {
+			json_object_put(o);
+			break;
+		}
+		ok = put_str(o, "id", u[i]->request_id) == 0 && put_int(o, "st", u[i]->status) == 0 &&
+		    put_str(o, "et", u[i]->error_type) == 0 && put_int(o, "pt", u[i]->prompt_tokens) == 0 &&
+		    put_int(o, "ct", u[i]->completion_tokens) == 0 &&
+		    put_int(o, "tt", u[i]->total_tokens) == 0 &&
+		    put_str(o, "c", str_or_null(u[i]->cost)) == 0 &&
+		    json_object_object_add(o, "b", json_object_new_boolean(billable[i])) == 0 &&
+		    put_str(o, "u", str_or_null(u[i]->upstream_id)) == 0 &&
+		    put_str(o, "pv", str_or_null(u[i]->provider)) == 0 &&
+		    put_int(o, "l", u[i]->latency_ms) == 0 && put_int(o, "f", u[i]->ttft_ms) == 0;
+	}
+	if (ok) {
+		vals[0] = json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN);
+		rc = scalar_int(s, "mg_settle_batch", vals[0], settled);
+	}
+	json_object_put(arr);
 	return rc;
 }
 

@@ -74,6 +74,15 @@ enum mg_err mg_store_record_usage(struct mg_store *s, const struct mg_usage *u)
  * out filled (whatever the outcome), MG_ERR_DB_DOWN or MG_ERR_DB. */
 enum mg_err mg_store_admit(struct mg_store *s, const struct mg_admit_req *q,
     struct mg_admission *out) __attribute__((warn_unused_result));
+/* Admits n requests in one round trip and one transaction (see
+ * mg_admit_batch); every q[i] has the same default output and fallback
+ * prices.  MG_OK with every out[i] filled, or an error for all. */
+enum mg_err mg_store_admit_batch(struct mg_store *s, const struct mg_admit_req *const *q,
+    int n, struct mg_admission *const *out) __attribute__((warn_unused_result));
+/* Settles n admitted requests in one round trip and one transaction;
+ * *settled says how many were still pending. */
+enum mg_err mg_store_settle_batch(struct mg_store *s, const struct mg_usage *const *u,
+    const int *billable, int n, int *settled) __attribute__((warn_unused_result));
 /* Settles an admitted request (u->request_id) in one round trip: the usage
  * row, the reservation, the spend.  billable: the upstream did work, so
  * without a reported cost the tokens are charged at catalog prices.

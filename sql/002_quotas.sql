@@ -369,6 +369,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     r record;
 BEGIN
+    -- committed asynchronously: a settlement lost in a Postgres crash
+    -- leaves its request pending, and the reaper charges the reservation
+    PERFORM set_config('synchronous_commit', 'off', true);
     UPDATE usage_events u
        SET status = p_status, error_type = p_error_type,
            prompt_tokens = p_prompt_tokens,

@@ -231,7 +231,22 @@ json_value() {
 # sql QUERY [PSQL OPTIONS...]: runs QUERY, prints unaligned rows.  The
 # query comes on standard input so psql variables (-v name=value, used as
 # :'name') are substituted: values never get pasted into SQL text.
+# A request is settled by a responder thread just after its client has the
+# answer, so sql first gives settlements in progress a moment (up to
+# 300 ms); a row still pending after that is a request in flight.  sql_now
+# reads at once (for watching requests in flight).
 sql() {
+    local i n
+    for ((i = 0; i < 15; i++)); do
+        n=$(psql -X -A -t -q -d "$MG_DB" -c \
+            'SELECT count(*) FROM usage_events WHERE settled_at IS NULL' 2>/dev/null) || break
+        [ "$n" = 0 ] && break
+        sleep 0.02
+    done
+    sql_now "$@"
+}
+
+sql_now() {
     local q=$1
     shift
     psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$MG_DB" "$@" <<<"$q"

@@ -317,7 +317,7 @@ project_json() {
 
 # pending_count PROJECT
 pending_count() {
-    sql "SELECT count(*) FROM usage_events u JOIN projects p ON p.id = u.project_id
+    sql_now "SELECT count(*) FROM usage_events u JOIN projects p ON p.id = u.project_id
           WHERE p.name = :'p' AND u.settled_at IS NULL" -v p="$1"
 }
 
@@ -327,7 +327,7 @@ pending_count() {
 pending_age_ms() {
     local which=min
     [ "$2" = youngest ] && which=max
-    sql "SELECT round(1000 * extract(epoch FROM clock_timestamp() - $which(u.created_at)))
+    sql_now "SELECT round(1000 * extract(epoch FROM clock_timestamp() - $which(u.created_at)))
            FROM usage_events u JOIN projects p ON p.id = u.project_id
           WHERE p.name = :'p' AND u.settled_at IS NULL" -v p="$1"
 }

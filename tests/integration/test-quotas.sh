@@ -283,7 +283,7 @@ rows() {
 wait_settled() {
     local i n
     for ((i = 0; i < 200; i++)); do
-        n=$(sql 'SELECT count(*) FROM usage_events u JOIN projects p ON p.id = u.project_id
+        n=$(sql_now 'SELECT count(*) FROM usage_events u JOIN projects p ON p.id = u.project_id
                   WHERE p.name = :'"'p'"' AND u.settled_at IS NULL' -v p="$1")
         [ "$n" = 0 ] && return 0
         sleep 0.1
@@ -543,7 +543,7 @@ done
 project_json live
 expect_json "project list --json during a request in flight: reserved = that request's reservation" "
     j.reserved !== '0' && Number(j.reserved) === Number(f[1].r)" "$MG_T/project-live.json" \
-    <(sql "SELECT json_build_object('r', sum(u.reserved)::text) FROM usage_events u
+    <(sql_now "SELECT json_build_object('r', sum(u.reserved)::text) FROM usage_events u
             JOIN projects p ON p.id = u.project_id WHERE p.name = 'live' AND u.settled_at IS NULL")
 cli project set live --rpm 2 >/dev/null
 chat live "$LIVE_REQ"

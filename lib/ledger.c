@@ -1,0 +1,272 @@
+#include "config.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ledger.h"
+#include "log.h"
+
+#define ADMIT_BATCH_MAX   64     /* admissions in one statement */
+#define SETTLE_BATCH_MAX  256    /* settlements in one statement */
+#define SETTLE_QUEUE_MAX  10000  /* beyond, callers settle themselves */
+
+/* A request waiting for its admission; lives on its thread's stack. */
+struct waiter {
+	const struct mg_admit_req *q;
+	struct mg_admission *out;
+	enum mg_err rc;
+	int done;
+	struct waiter *next;
+};
+
+struct settlement {
+	struct mg_usage u;
+	int billable;
+	struct settlement *next;
+};
+
+struct mg_ledger {
+	struct mg_store *store;
+	pthread_mutex_t lock;
+
+	pthread_cond_t admitted;       /* a batch's answers are in */
+	struct waiter *waiting, **waiting_tail;
+	int leading;                   /* a thread has a batch in Postgres */
+
+	pthread_cond_t queued;         /* a settlement was queued, or stop */
+	struct settlement *queue, **queue_tail;
+	int queue_len;
+	int stopping;
+	pthread_t settler;
+	int settler_running;
+};
+
+/* Admits one batch (the waiters from first on, n of them) in Postgres.
+ * Called without the lock; the answers go into the waiters' own out. */
+static void
+admit_batch(struct mg_ledger *l, struct waiter *first, int n)
+{
+	const struct mg_admit_req *q[ADMIT_BATCH_MAX] = { NULL };
+	struct mg_admission *out[ADMIT_BATCH_MAX] = { NULL };
+	struct waiter *w;
+	enum mg_err rc;
+	int i;
+
+	if (n == 1) {
+		first->rc = mg_store_admit(l->store, first->q, first->out);
+		return;
+	}
+	for (i = 0, w = first; i < n; i++, w = w->next) {
+		q[i] = w->q;
+		out[i] = w->out;
+	}
+	rc = mg_store_admit_batch(l->store, q, n, out);
+	if (rc == MG_ERR_DB) {
+		/* one request Postgres refuses (e.g. text it cannot store) must
+		 * not fail the others: admit each on its own */
+		mg_log(MG_LOG_WARN, NULL, "admission batch of %d failed (%s); admitting one by one",
+		    n, mg_store_last_error());
+		for (i = 0, w = first; i < n; i++, w = w->next)
+			w->rc = mg_store_admit(l->store, w->q, w->out);
+		return;
+	}
+	for (i = 0, w = first; i < n; i++, w = w->next)
+		w->rc = rc;
+}
+
+enum mg_err
+mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_admission *out)
+{
+	struct waiter me = { q, out, MG_OK, 0, NULL };
+
+	pthread_mutex_lock(&l->lock);
+	*l->waiting_tail = &me;
+	l->waiting_tail = &me.next;
+	while (!me.done) {
+		struct waiter *first, *w;
+		enum mg_err rc;
+		int n = 0;
+
+		if (l->leading) {
+			pthread_cond_wait(&l->admitted, &l->lock);
+			continue;
+		}
+		/* lead the next batch: everyone waiting, up to the maximum */
+		first = l->waiting;
+		for (w = first; w != NULL && n < ADMIT_BATCH_MAX; w = w->next)
+			n++;
+		l->waiting = w;
+		if (w == NULL)
+			l->waiting_tail = &l->waiting;
+		l->leading = 1;
+		pthread_mutex_unlock(&l->lock);
+
+		admit_batch(l, first, n);
+
+		pthread_mutex_lock(&l->lock);
+		rc = first->rc;
+		for (w = first; n > 0; n--) {
+			struct waiter *next = w->next;
+
+			w->done = 1;
+			w = next;
+		}
+		if (rc == MG_ERR_DB_DOWN) {
+			/* those who queued meanwhile have waited as long: answer
+			 * them now rather than after one more timeout each */
+			for (w = l->waiting; w != NULL; w = w->next) {
+				w->rc = MG_ERR_DB_DOWN;
+				w->done = 1;
+			}
+			l->waiting = NULL;
+			l->waiting_tail = &l->waiting;
+		}
+		l->leading = 0;
+		pthread_cond_broadcast(&l->admitted);
+	}
+	pthread_mutex_unlock(&l->lock);
+	return me.rc;
+}
+
+static void
+settle_one(struct mg_ledger *l, const struct mg_usage *u, int billable)
+{
+	enum mg_err rc;
+	int settled = 0;
+
+	rc = mg_store_settle(l->store, u, billable, &settled);
+	if (rc != MG_OK)
+		mg_log(MG_LOG_ERROR, u->request_id, "not settled: %s: %s; the reaper will charge "
+		    "its reservation", mg_strerror(rc), mg_store_last_error());
+	else if (!settled)
+		mg_log(MG_LOG_WARN, u->request_id, "already settled by the reaper at its reserved "
+		    "amount (quota.reap_after too short?)");
+}
+
+static void
+settle_batch(struct mg_ledger *l, struct settlement *first, int n)
+{
+	const struct mg_usage *u[SETTLE_BATCH_MAX] = { NULL };
+	int billable[SETTLE_BATCH_MAX] = { 0 };
+	struct settlement *s;
+	enum mg_err rc;
+	int i, settled = 0;
+
+	if (n == 1) {
+		settle_one(l, &first->u, first->billable);
+		return;
+	}
+	for (i = 0, s = first; i < n; i++, s = s->next) {
+		u[i] = &s->u;
+		billable[i] = s->billable;
+	}
+	rc = mg_store_settle_batch(l->store, u, billable, n, &settled);
+	if (rc == MG_ERR_DB) {
+		mg_log(MG_LOG_WARN, NULL, "settlement batch of %d failed (%s); settling one by one",
+		    n, mg_store_last_error());
+		for (i = 0; i < n; i++)
+			settle_one(l, u[i], billable[i]);
+	} else if (rc != MG_OK) {
+		mg_log(MG_LOG_ERROR, NULL, "%d settlements not written: %s: %s; the reaper will "
+		    "charge their reservations", n, mg_strerror(rc), mg_store_last_error());
+	} else if (settled < n) {
+		mg_log(MG_LOG_WARN, NULL, "%d of %d requests were already settled by the reaper at "
+		    "their reserved amount (quota.reap_after too short?)", n - settled, n);
+	}
+}
+
+static void *
+settler_main(void *arg)
+{
+	struct mg_ledger *l = arg;
+
+	pthread_mutex_lock(&l->lock);
+	for (;;) {
+		struct settlement *first, *s, *next;
+		int n = 0;
+
+		while (l->queue == NULL && !l->stopping)
+			pthread_cond_wait(&l->queued, &l->lock);
+		if (l->queue == NULL)
+			break;
+		first = l->queue;
+		for (s = first; s != NULL && n < SETTLE_BATCH_MAX; s = s->next)
+			n++;
+		l->queue = s;
+		if (s == NULL)
+			l->queue_tail = &l->queue;
+		l->queue_len -= n;
+		pthread_mutex_unlock(&l->lock);
+
+		settle_batch(l, first, n);
+		for (s = first; n > 0; n--, s = next) {
+			next = s->next;
+			free(s);
+		}
+		pthread_mutex_lock(&l->lock);
+	}
+	pthread_mutex_unlock(&l->lock);
+	return NULL;
+}
+
+void
+mg_ledger_settle(struct mg_ledger *l, const struct mg_usage *u, int billable)
+{
+	struct settlement *s = malloc(sizeof(*s));
+
+	if (s != NULL) {
+		s->u = *u;
+		s->billable = billable;
+		s->next = NULL;
+		pthread_mutex_lock(&l->lock);
+		if (l->settler_running && !l->stopping && l->queue_len < SETTLE_QUEUE_MAX) {
+			*l->queue_tail = s;
+			l->queue_tail = &s->next;
+			l->queue_len++;
+			pthread_cond_signal(&l->queued);
+			pthread_mutex_unlock(&l->lock);
+			return;
+		}
+		pthread_mutex_unlock(&l->lock);
+		free(s);
+	}
+	settle_one(l, u, billable);
+}
+
+struct mg_ledger *
+mg_ledger_new(struct mg_store *store)
+{
+	struct mg_ledger *l = calloc(1, sizeof(*l));
+
+	if (l == NULL)
+		return NULL;
+	l->store = store;
+	l->waiting_tail = &l->waiting;
+	l->queue_tail = &l->queue;
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->admitted, NULL);
+	pthread_cond_init(&l->queued, NULL);
+	if (pthread_create(&l->settler, NULL, settler_main, l) == 0)
+		l->settler_running = 1;
+	else
+		mg_log(MG_LOG_WARN, NULL, "no settlement thread: requests settle before they finish");
+	return l;
+}
+
+void
+mg_ledger_free(struct mg_ledger *l)
+{
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&l->lock);
+	l->stopping = 1;
+	pthread_cond_signal(&l->queued);
+	pthread_mutex_unlock(&l->lock);
+	if (l->settler_running)
+		pthread_join(l->settler, NULL);
+	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->admitted);
+	pthread_cond_destroy(&l->queued);
+	free(l);
+}
