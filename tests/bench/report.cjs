@@ -409,7 +409,7 @@ function pglog(logFile, nText, clientText, beforeFile, afterFile) {
 function parseCallgrind(file) {
     const names = { ob: {}, fl: {}, fn: {} };
     const ns = { ob: 'ob', cob: 'ob', fl: 'fl', fi: 'fl', fe: 'fl', cfi: 'fl', cfl: 'fl', fn: 'fn', cfn: 'fn' };
-    let ob = '???', fn = '???', skip = false, npos = 1, summary = null, events = null;
+    let ob = '???', fn = '???', skip = false, npos = 1, summary = null, totals = null, events = null;
     const self = new Map();
     for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
         if (line === '') continue;
@@ -445,10 +445,12 @@ function parseCallgrind(file) {
         if (m) npos = m[1].trim().split(/\s+/).length;
         m = line.match(/^summary:\s+(\d+)/);
         if (m) summary = Number(m[1]);
+        m = line.match(/^totals:\s+(\d+)/);
+        if (m) totals = Number(m[1]);
         m = line.match(/^events:\s+(.*)$/);
         if (m) events = m[1];
     }
-    return { self, summary, events };
+    return { self, summary, totals, events };
 }
 
 function objectGroup(ob) {
@@ -464,12 +466,13 @@ function objectGroup(ob) {
 
 function callgrind(dumpFile, nText, clientText, versionsText, outFile) {
     const n = Number(nText);
-    const { self, summary, events } = parseCallgrind(dumpFile);
+    const { self, summary, totals, events } = parseCallgrind(dumpFile);
     let total = 0;
-    const groups = {}, objects = {}, ours = [];
+    const groups = {}, objects = {}, ours = [], all = [];
     for (const [k, ir] of self) {
         const [ob, fn] = k.split('\u0000');
         total += ir;
+        all.push({ ob, fn, ir });
         const g = objectGroup(ob);
         groups[g] = (groups[g] || 0) + ir;
         objects[ob] = (objects[ob] || 0) + ir;
@@ -506,10 +509,17 @@ function callgrind(dumpFile, nText, clientText, versionsText, outFile) {
     md.push(table(['function', 'instructions / request', 'share of all'], ours.slice(0, 5).map((o) =>
         [o.fn, fmtInt(o.ir / n), ((100 * o.ir) / total).toFixed(2) + '%'])));
     md.push('');
-    if (summary !== null && Math.abs(summary - total) > 0.001 * summary)
-        md.push(`(warning: the parsed total ${total} differs from the file's summary ${summary})`);
+    all.sort((a, b) => b.ir - a.ir);
+    md.push('Top ten functions of all objects by self cost:');
+    md.push('');
+    md.push(table(['function', 'object', 'instructions / request', 'share of all'], all.slice(0, 10).map((o) =>
+        [o.fn, o.ob.split('/').pop(), fmtInt(o.ir / n), ((100 * o.ir) / total).toFixed(2) + '%'])));
+    md.push('');
+    if (totals !== null && totals !== total)
+        md.push(`(warning: the parsed total ${total} differs from the file's totals ${totals})`);
     process.stdout.write(md.join('\n') + '\n');
-    const out = { requests: n, events, total_ir: total, summary_ir: summary, ir_per_request: total / n,
+    const out = { requests: n, events, total_ir: total, totals_ir: totals, summary_ir: summary, ir_per_request: total / n,
+        top_functions: all.slice(0, 30).map((o) => ({ fn: o.fn, object: o.ob, ir_per_request: o.ir / n })),
         by_group: Object.fromEntries(order.map((g) => [g, { ir_per_request: (groups[g] || 0) / n, share: (groups[g] || 0) / total }])),
         other_objects: Object.fromEntries(others.map(([ob, ir]) => [ob, ir / n])),
         top_own_functions: ours.slice(0, 20).map((o) => ({ fn: o.fn, ir_per_request: o.ir / n })),
