@@ -115,8 +115,9 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         `modelgate ${v.modelgate_commit}.`);
     md.push(`Stack: ${meta.procs} responders × ${meta.threads} threads, pool_size ${meta.pool_size}, ` +
         `log_level "${meta.log_level}", catalog empty (refresh_interval 0), one project with an RPM ` +
-        `limit and a spend cap that never refuse (admit + settle on every request). Everything on this ` +
-        `machine: read ratios, not absolute numbers.`);
+        `limit and a spend cap that never refuse (admit + settle on every request). Postgres: ` +
+        (meta.pg_settings && meta.pg_settings.length ? `**${meta.pg_settings.join(', ')}** (not the defaults)` : 'default settings') +
+        `. Everything on this machine: read ratios, not absolute numbers.`);
     md.push(`Method: ${meta.rounds} interleaved rounds, wrk runs of ${meta.duration_s} s, 1 s apart; ` +
         `medians over the rounds. Throughput: 64 connections, wrk -t${meta.wrk_threads}. ` +
         `Latency: 1 connection (sequential). Paced: ${meta.paced_connections} connections with think ` +
@@ -203,12 +204,30 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     const hot = get('tput', 'c_modelgate', 'chat'), spread = get('tput', 'c_modelgate_100p', 'chat');
     md.push('## One hot project vs 100 projects (modelgate, non-streaming chat, 64 connections)');
     md.push('');
-    md.push(table(['keys', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'errors'], [
+    // what the responders' Postgres connections were doing, mean over the samples of the rounds
+    const pgOf = (t, ep, mode) => {
+        const xs = aux.filter((x) => x.label && x.label.mode === (mode || 'tput') && x.label.target === t &&
+            x.label.endpoint === ep && x.pg);
+        if (!xs.length) return null;
+        return {
+            active: median(xs.map((x) => x.pg.active_mean)),
+            lock: median(xs.map((x) => x.pg.lock_wait_mean)),
+            wal: median(xs.map((x) => x.pg.wal_wait_mean)),
+            max: Math.max(...xs.map((x) => x.pg.conns_max)),
+        };
+    };
+    const pgCells = (p) => (p ? [`${p.max}`, p.active.toFixed(1), p.lock.toFixed(1), p.wal.toFixed(1)] : ['–', '–', '–', '–']);
+    const pgHot = pgOf('c_modelgate', 'chat'), pgSpread = pgOf('c_modelgate_100p', 'chat');
+    md.push(table(['keys', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'errors', 'pg conns', 'busy', 'waiting for a lock', 'waiting for WAL'], [
         ['1 project, 1 key (one project_quota row)', fmtInt(hot && hot.rps), hot ? `${fmtInt(hot.rps_min)}–${fmtInt(hot.rps_max)}` : '–',
-            fmtMs(hot && hot.p50_us), fmtMs(hot && hot.p99_us), errCell(hot)],
+            fmtMs(hot && hot.p50_us), fmtMs(hot && hot.p99_us), errCell(hot), ...pgCells(pgHot)],
         ['100 projects, round-robin', fmtInt(spread && spread.rps), spread ? `${fmtInt(spread.rps_min)}–${fmtInt(spread.rps_max)}` : '–',
-            fmtMs(spread && spread.p50_us), fmtMs(spread && spread.p99_us), errCell(spread)],
+            fmtMs(spread && spread.p50_us), fmtMs(spread && spread.p99_us), errCell(spread), ...pgCells(pgSpread)],
     ]));
+    md.push('');
+    md.push('The last four columns: the responders\' Postgres connections (pg_stat_activity every 0.5 s; ' +
+        'median over the rounds of the mean per run): the most seen, busy, waiting for a lock (wait_event_type ' +
+        'Lock: the project_quota row), waiting for the WAL (WALWrite/WALSync).');
     md.push('');
     md.push(`100 projects / 1 project: ${hot && spread ? fmtRatio(spread.rps / hot.rps) : '–'}.`);
     md.push('');
@@ -275,7 +294,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     const checks = [];
     {
         const cRuns = aux.filter((x) => x.label && x.label.target && x.label.target.startsWith('c_'));
-        const pgMax = Math.max(0, ...cRuns.map((x) => x.pg_conns_max || 0));
+        const pgMax = Math.max(0, ...cRuns.map((x) => (x.pg && x.pg.conns_max) || 0));
         const limit = meta.procs * meta.pool_size;
         checks.push({ check: 'Postgres connections during the modelgate runs (pg_stat_activity, sampled every 0.5 s)',
             seen: `max ${pgMax}`, expected: `≤ ${meta.procs} × ${meta.pool_size} = ${limit}`, ok: pgMax <= limit && pgMax > 0 });
@@ -283,7 +302,8 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
             let c = 0, r = 0, maxRun = 0;
             for (const x of aux.filter((x) => x.label && filter(x.label))) {
                 if (!x.mock_before || !x.mock_after) continue;
-                const dc = x.mock_after.connections - x.mock_before.connections;
+                // less one: the connection of the request that read mock_after
+                const dc = x.mock_after.connections - x.mock_before.connections - 1;
                 c += dc;
                 r += x.mock_after.requests - x.mock_before.requests;
                 maxRun = Math.max(maxRun, dc);
@@ -321,6 +341,10 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         } else {
             checks.push({ check: 'statement parsing', seen: statements.error, expected: '', ok: false });
         }
+        checks.push({ check: 'framing of a non-streaming answer through lighttpd → modelgate (for information)',
+            seen: meta.gw_framing || '–',
+            expected: 'with chunked framing the client has the whole answer only when the responder ends the ' +
+                'request (FCGX_Finish_r), i.e. after mg_settle', ok: null });
         for (const c of checks) if (c.ok === false) flags.push('check failed: ' + c.check);
         md.push('## What the hot path may not do');
         md.push('');
@@ -330,10 +354,20 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         if (statements && statements.durations) {
             const rows = Object.entries(statements.durations).map(([k, d]) =>
                 [k, String(d.n), d.p50.toFixed(3), d.p99.toFixed(3), d.bind_p50 === null ? '–' : d.bind_p50.toFixed(3)]);
-            md.push('Time inside Postgres per statement (log_min_duration_statement, sequential requests):');
+            md.push('Time inside Postgres per statement (log_min_duration_statement, sequential requests; ' +
+                'the commit at the end of each statement\'s implicit transaction is not in it):');
             md.push('');
             md.push(table(['statement', 'executions', 'execute p50 ms', 'execute p99 ms', 'bind p50 ms'], rows));
             md.push('');
+            const pr = statements.per_request;
+            if (pr) {
+                md.push(`Per request over the same ${statements.n} sequential requests: ${pr.xact_commit.toFixed(2)} commits, ` +
+                    `${pr.wal_records.toFixed(1)} WAL records, ${Math.round(pr.wal_bytes)} WAL bytes, ` +
+                    `${pr.wal_write.toFixed(2)} WAL writes, ${pr.wal_sync.toFixed(2)} WAL flushes (fsync); ` +
+                    `usage_events rows updated ${pr.usage_events_upd.toFixed(2)} (HOT ${pr.usage_events_hot_upd.toFixed(2)}), ` +
+                    `project_quota rows updated ${pr.project_quota_upd.toFixed(2)} (HOT ${pr.project_quota_hot_upd.toFixed(2)}).`);
+                md.push('');
+            }
         }
     }
 
@@ -362,7 +396,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
 
 // ---------------------------------------------------------------------------
 
-function pglog(logFile, nText, clientText, beforeFile, afterFile) {
+function pglog(logFile, nText, clientText, beforeFile, afterFile, countersBefore, countersAfter) {
     const n = Number(nText);
     const text = fs.readFileSync(logFile, 'utf8');
     const out = { n, parse: 0, simple: 0, unnamed: 0, execute: {}, bind: {}, parse_by_name: {}, durations: {} };
@@ -396,6 +430,13 @@ function pglog(logFile, nText, clientText, beforeFile, afterFile) {
     const pids = (f) => fs.readFileSync(f, 'utf8').split('\n').filter((l) => /^\d+$/.test(l.trim()));
     out.backends_before = pids(beforeFile);
     out.backends_after = pids(afterFile);
+    try {
+        const b = JSON.parse(countersBefore), a = JSON.parse(countersAfter);
+        out.per_request = {};
+        for (const k of Object.keys(a)) out.per_request[k] = (Number(a[k]) - Number(b[k])) / n;
+    } catch (e) {
+        out.per_request = null;
+    }
     out.same_backends = out.backends_before.length > 0 &&
         out.backends_before.join(',') === out.backends_after.join(',');
     process.stdout.write(JSON.stringify(out) + '\n');
