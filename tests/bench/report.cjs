@@ -343,8 +343,8 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         }
         checks.push({ check: 'framing of a non-streaming answer through lighttpd → modelgate (for information)',
             seen: meta.gw_framing || '–',
-            expected: 'with chunked framing the client has the whole answer only when the responder ends the ' +
-                'request (FCGX_Finish_r), i.e. after mg_settle', ok: null });
+            expected: 'Content-Length (set by lighttpd) means lighttpd had the whole answer, END_REQUEST included, ' +
+                'before it answered: the client waits for FCGX_Finish_r, which the responder calls after mg_settle', ok: null });
         for (const c of checks) if (c.ok === false) flags.push('check failed: ' + c.check);
         md.push('## What the hot path may not do');
         md.push('');
