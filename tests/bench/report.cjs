@@ -156,6 +156,42 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         };
     }
 
+    // CPU time per request by process, throughput runs
+    {
+        const parts = ['lighttpd_gw', 'lighttpd_proxy', 'responders', 'postgres', 'mock', 'portkey'];
+        const tick = 1e6 / (meta.clk_tck || 100);
+        const rows = [];
+        const cpu = {};
+        for (const ep of Object.keys(ENDPOINTS)) {
+            for (const t of ['a_direct', 'a_direct_newconn', 'b_lighttpd_proxy', 'c_modelgate', 'c_modelgate_100p', 'd_portkey']) {
+                const runs = aux.filter((x) => x.label && x.label.mode === 'tput' && x.label.target === t &&
+                    x.label.endpoint === ep && x.cpu_before && x.cpu_after);
+                const res = results.filter((r) => r.label && r.label.mode === 'tput' && r.label.target === t &&
+                    r.label.endpoint === ep && !r.failed);
+                if (!runs.length || !res.length) continue;
+                const perRound = runs.map((x) => {
+                    const r = res.find((r) => r.label.round === x.label.round);
+                    if (!r || !r.requests) return null;
+                    const o = {};
+                    for (const p of parts) o[p] = ((x.cpu_after[p] - x.cpu_before[p]) * tick) / r.requests;
+                    return o;
+                }).filter((o) => o !== null);
+                const m = {};
+                for (const p of parts) m[p] = median(perRound.map((o) => o[p]));
+                m.sum = parts.reduce((a, p) => a + (m[p] || 0), 0);
+                cpu[t + '/' + ep] = m;
+                const cell = (x) => (x === null ? '–' : x < 0.5 ? '0' : String(Math.round(x)));
+                rows.push([TARGETS[t], ENDPOINTS[ep], cell(m.lighttpd_gw + m.lighttpd_proxy), cell(m.responders),
+                    cell(m.postgres), cell(m.mock), cell(m.portkey), cell(m.sum)]);
+            }
+        }
+        stats.cpu_per_request_us = cpu;
+        md.push('## CPU time per request by process (throughput runs; µs of user + system time, from /proc)');
+        md.push('');
+        md.push(table(['target', 'endpoint', 'lighttpd', 'responders', 'postgres', 'mock', 'portkey', 'sum (without wrk)'], rows));
+        md.push('');
+    }
+
     // ratios in one place
     {
         const rows = Object.keys(ENDPOINTS).map((ep) => [ENDPOINTS[ep],
