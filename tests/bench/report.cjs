@@ -605,10 +605,50 @@ function callgrind(dumpFile, nText, clientText, versionsText, outFile) {
     process.stdout.write(`\nJSON: ${outFile}\n`);
 }
 
+// ---------------------------------------------------------------------------
+
+function pgbench(resultsFile, versionsText, durationText, outFile, pgSettings) {
+    const runs = readJsonLines(resultsFile).filter((r) => r.clients);
+    const versions = JSON.parse(versionsText);
+    const groups = {};
+    for (const r of runs) (groups[r.clients + '/' + r.projects] = groups[r.clients + '/' + r.projects] || []).push(r);
+    const rows = [], summary = {}, flags = [];
+    for (const [k, rs] of Object.entries(groups)) {
+        const [c, n] = k.split('/').map(Number);
+        const tps = rs.map((r) => r.tps).filter((x) => x !== null);
+        const failed = rs.reduce((a, r) => a + (r.failed || 0), 0);
+        const bad = rs.filter((r) => r.tps === null).length;
+        if (failed || bad) flags.push(`${c} clients, ${n} projects: ${failed} failed transactions, ${bad} runs without a result`);
+        const s = { clients: c, projects: n, runs: rs.length, requests_per_s: median(tps),
+            min: tps.length ? Math.min(...tps) : null, max: tps.length ? Math.max(...tps) : null,
+            latency_ms: median(rs.map((r) => r.latency_ms)), failed };
+        summary[k] = s;
+        rows.push([String(c), n === 1 ? 'one project (one project_quota row)' : '100 projects, random',
+            fmtInt(s.requests_per_s), `${fmtInt(s.min)}–${fmtInt(s.max)}`, s.latency_ms === null ? '–' : s.latency_ms.toFixed(3),
+            failed || bad ? `**${failed + bad}** ⚠` : '0']);
+    }
+    const md = [];
+    md.push('# mg_admit + mg_settle in Postgres alone (pgbench)');
+    md.push('');
+    md.push(`pgbench -M prepared, ${durationText} s per run, rounds interleaved, medians. One pgbench transaction is ` +
+        `one request's admission and its settlement (two statements, two commits), as the responders send them. ` +
+        `${versions.postgres}, ${pgSettings ? '**' + pgSettings + '** (not the defaults)' : 'default settings'}; ` +
+        `${versions.cores} cores, ${versions.cpu}.`);
+    md.push('');
+    md.push(table(['clients', 'keys', 'requests/s (admit + settle)', 'min–max', 'latency ms', 'failed'], rows));
+    md.push('');
+    md.push(flags.length ? '## ⚠ errors\n\n' + flags.map((f) => '- ' + f).join('\n') + '\n' : 'No failed transactions.');
+    process.stdout.write(md.join('\n') + '\n');
+    fs.writeFileSync(outFile, JSON.stringify({ summary, runs, versions, pg_settings: pgSettings || '', flags }, null, 2) + '\n');
+    process.stdout.write(`\nJSON: ${outFile}\n`);
+    process.exit(flags.length ? 1 : 0);
+}
+
 const [mode, ...args] = process.argv.slice(2);
 if (mode === 'bench') bench(...args);
 else if (mode === 'pglog') pglog(...args);
 else if (mode === 'callgrind') callgrind(...args);
+else if (mode === 'pgbench') pgbench(...args);
 else {
     process.stderr.write('usage: report.cjs bench|pglog|callgrind ...\n');
     process.exit(2);
