@@ -106,6 +106,7 @@ static atomic_ulong g_stat_chat;          /* POST chat/completions */
 static atomic_ulong g_stat_embeddings;    /* POST embeddings */
 static atomic_ulong g_stat_models;        /* GET models, embeddings/models */
 static atomic_long g_open_streams;        /* streams currently being sent */
+static atomic_ulong g_stat_connections;   /* TCP connections accepted */
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                            */
@@ -2603,10 +2604,10 @@ static bool admin_stats(struct mock_conn *c, const struct mock_request *r)
 
 	n = snprintf(body, sizeof body,
 		     "{\"requests\":%lu,\"chat\":%lu,\"embeddings\":%lu,\"models\":%lu,"
-		     "\"open_streams\":%ld}",
+		     "\"open_streams\":%ld,\"connections\":%lu}",
 		     atomic_load(&g_stat_requests), atomic_load(&g_stat_chat),
 		     atomic_load(&g_stat_embeddings), atomic_load(&g_stat_models),
-		     atomic_load(&g_open_streams));
+		     atomic_load(&g_open_streams), atomic_load(&g_stat_connections));
 	if (n < 0 || (size_t)n >= sizeof body)
 		return send_oom(c, r) == 0;
 	if (send_response(c, r, 200, "application/json", NULL, body, (size_t)n, r->keep_alive) != 0)
@@ -2622,6 +2623,7 @@ static bool admin_reset(struct mock_conn *c, const struct mock_request *r)
 	atomic_store(&g_stat_chat, 0);
 	atomic_store(&g_stat_embeddings, 0);
 	atomic_store(&g_stat_models, 0);
+	atomic_store(&g_stat_connections, 0);
 	last_free();
 	if (send_response(c, r, 200, "application/json", NULL, body, sizeof body - 1,
 			  r->keep_alive) != 0)
@@ -2891,6 +2893,7 @@ static void conn_start(int fd, const pthread_attr_t *attr)
 	c->rstart = 0;
 	c->rend = 0;
 	c->hlen = 0;
+	atomic_fetch_add(&g_stat_connections, 1);
 	atomic_fetch_add(&g_active_conns, 1);
 	if (pthread_create(&tid, attr, conn_thread, c) != 0) {
 		atomic_fetch_sub(&g_active_conns, 1);

@@ -1,0 +1,662 @@
+'use strict';
+// tests/bench/report.cjs -- the arithmetic and the tables of tests/bench/run.
+//
+//   node report.cjs bench META RESULTS AUX STATEMENTS OUT-JSON
+//       medians over the rounds; Markdown on stdout, everything in OUT-JSON;
+//       exit 1 when a run had errors or a hot-path check failed
+//   node report.cjs pglog LOG N CLIENT-JSON BACKENDS-BEFORE BACKENDS-AFTER
+//       what Postgres logged (log_min_duration_statement = 0) over N requests
+//   node report.cjs callgrind DUMP N CLIENT-JSON VERSIONS-JSON OUT-JSON
+//       instructions per request by object and our top functions
+
+const fs = require('fs');
+
+const readJsonLines = (p) => fs.readFileSync(p, 'utf8').split('\n').filter((l) => l.trim() !== '')
+    .map((l) => {
+        try {
+            return JSON.parse(l);
+        } catch (e) {
+            return { unparsable: l };
+        }
+    });
+
+function median(xs) {
+    const s = xs.filter((x) => typeof x === 'number' && isFinite(x)).sort((a, b) => a - b);
+    if (s.length === 0) return null;
+    const m = Math.floor(s.length / 2);
+    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+function quantile(xs, q) {
+    const s = xs.filter((x) => typeof x === 'number' && isFinite(x)).sort((a, b) => a - b);
+    if (s.length === 0) return null;
+    return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
+}
+const fmtInt = (x) => (x === null || x === undefined ? '–' : String(Math.round(x)));
+const fmtMs = (us) => (us === null || us === undefined ? '–' : (us / 1000).toFixed(2));
+const fmtSigned = (x) => (x === null || x === undefined ? '–' : (x >= 0 ? '+' : '') + Math.round(x));
+const fmtRatio = (x) => (x === null || x === undefined || !isFinite(x) ? '–' : x.toFixed(2) + '×');
+const fmtKiB = (x) => (x === null || x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
+
+function table(head, rows) {
+    const out = ['| ' + head.join(' | ') + ' |', '|' + head.map(() => '---').join('|') + '|'];
+    for (const r of rows) out.push('| ' + r.join(' | ') + ' |');
+    return out.join('\n');
+}
+
+const TARGETS = {
+    a_direct: '(a) direct to the mock',
+    a_direct_newconn: '(a′) direct, new connection per request',
+    b_lighttpd_proxy: '(b) lighttpd mod_proxy → mock',
+    c_modelgate: '(c) lighttpd → modelgate → mock',
+    c_modelgate_100p: '(c) modelgate, 100 projects',
+    d_portkey: '(d) Portkey → mock',
+};
+const ENDPOINTS = { chat: 'non-streaming chat', embeddings: 'embeddings (1536 dims)', stream: '20-token stream' };
+
+// ---------------------------------------------------------------------------
+
+function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
+    const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'));
+    const results = readJsonLines(resultsFile);
+    const aux = readJsonLines(auxFile);
+    let statements = null;
+    try {
+        statements = JSON.parse(fs.readFileSync(statementsFile, 'utf8'));
+    } catch (e) {
+        statements = { error: 'no statement check: ' + e.message };
+    }
+    const flags = [];
+
+    // group the wrk runs by mode/target/endpoint
+    const groups = {};
+    for (const r of results) {
+        if (!r.label) continue;
+        const k = r.label.mode + '/' + r.label.target + '/' + r.label.endpoint;
+        (groups[k] = groups[k] || { label: r.label, runs: [] }).runs.push(r);
+    }
+    const stats = {};
+    for (const [k, g] of Object.entries(groups)) {
+        const ok = g.runs.filter((r) => !r.failed && r.requests !== undefined);
+        const errs = ok.map((r) => Object.values(r.errors).reduce((a, b) => a + b, 0));
+        const rps = ok.map((r) => r.requests / (r.duration_us / 1e6));
+        const s = {
+            mode: g.label.mode, target: g.label.target, endpoint: g.label.endpoint,
+            connections: g.label.connections, runs: ok.length, failed_runs: g.runs.length - ok.length,
+            rps: median(rps), rps_min: rps.length ? Math.min(...rps) : null,
+            rps_max: rps.length ? Math.max(...rps) : null,
+            p50_us: median(ok.map((r) => r.latency_us.p50)),
+            p90_us: median(ok.map((r) => r.latency_us.p90)),
+            p99_us: median(ok.map((r) => r.latency_us.p99)),
+            requests: ok.reduce((a, r) => a + r.requests, 0),
+            errors: errs.reduce((a, b) => a + b, 0),
+            errors_by_kind: ok.reduce((a, r) => {
+                for (const [e, v] of Object.entries(r.errors)) a[e] = (a[e] || 0) + v;
+                return a;
+            }, {}),
+            per_round: g.runs.map((r) => ({
+                round: r.label.round, failed: !!r.failed,
+                rps: r.failed ? null : r.requests / (r.duration_us / 1e6),
+                latency_us: r.latency_us || null, errors: r.errors || null,
+            })),
+        };
+        if (s.errors > 0 || s.failed_runs > 0)
+            flags.push(`${k}: ${s.errors} errors/non-2xx, ${s.failed_runs} failed runs`);
+        stats[k] = s;
+    }
+    const get = (mode, t, ep) => stats[mode + '/' + t + '/' + ep] || null;
+    const errCell = (s) => (s === null ? '–' : s.errors + s.failed_runs > 0 ? `**${s.errors}** ⚠` : '0');
+
+    const md = [];
+    const v = meta.versions;
+    md.push('# modelgate benchmark' + (meta.quick ? ' (--quick: smoke test, not a measurement)' : ''));
+    md.push('');
+    md.push(`Machine: ${v.cores} cores, ${v.cpu}, ${v.kernel}. Versions: ${v.lighttpd}, ${v.postgres}, ` +
+        `${v.wrk}, node ${v.node}, libcurl ${v.libcurl}, Portkey ${v.portkey || 'not installed'}, ` +
+        `modelgate ${v.modelgate_commit}.`);
+    md.push(`Stack: ${meta.procs} responders × ${meta.threads} threads, pool_size ${meta.pool_size}, ` +
+        `log_level "${meta.log_level}", catalog empty (refresh_interval 0), one project with an RPM ` +
+        `limit and a spend cap that never refuse (admit + settle on every request). Postgres: ` +
+        (meta.pg_settings && meta.pg_settings.length ? `**${meta.pg_settings.join(', ')}** (not the defaults)` : 'default settings') +
+        `. Everything on this machine: read ratios, not absolute numbers.`);
+    md.push(`Method: ${meta.rounds} interleaved rounds, wrk runs of ${meta.duration_s} s, 1 s apart; ` +
+        `medians over the rounds. Throughput: 64 connections, wrk -t${meta.wrk_threads}. ` +
+        `Latency: 1 connection (sequential). Paced: ${meta.paced_connections} connections with think ` +
+        `time for about ${meta.paced_rate} req/s. Errors = socket errors + non-2xx (wrk counts HTTP ≥ 400).`);
+    if (meta.peer_status !== 'ok') md.push(`Peer (Portkey): ${meta.peer_status}.`);
+    md.push('');
+
+    const ratios = {};
+    for (const ep of Object.keys(ENDPOINTS)) {
+        const a = get('tput', 'a_direct', ep);
+        const rows = [];
+        const order = ['a_direct', 'a_direct_newconn', 'b_lighttpd_proxy', 'c_modelgate', 'c_modelgate_100p', 'd_portkey'];
+        for (const t of order) {
+            const s = get('tput', t, ep);
+            if (s === null) {
+                if (t === 'd_portkey' && meta.peer_status === 'ok' && meta.peer_notes['d_portkey/' + ep])
+                    rows.push([TARGETS[t], '–', '–', '–', '–', '–', '–', meta.peer_notes['d_portkey/' + ep]]);
+                else if (t === 'd_portkey')
+                    rows.push([TARGETS[t], '–', '–', '–', '–', '–', '–', meta.peer_status === 'ok' ? 'not run' : meta.peer_status]);
+                continue;
+            }
+            const dt = a && a.rps && s.rps ? 1e6 / s.rps - 1e6 / a.rps : null;
+            rows.push([TARGETS[t], fmtInt(s.rps), `${fmtInt(s.rps_min)}–${fmtInt(s.rps_max)}`,
+                fmtMs(s.p50_us), fmtMs(s.p99_us), fmtSigned(dt), a && s.rps ? fmtRatio(a.rps / s.rps) : '–',
+                errCell(s)]);
+        }
+        md.push(`## Throughput, ${ENDPOINTS[ep]} (64 connections)`);
+        md.push('');
+        md.push(table(['target', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'Δ time/req vs (a) µs', '(a)/x', 'errors'], rows));
+        md.push('');
+        const c = get('tput', 'c_modelgate', ep), b = get('tput', 'b_lighttpd_proxy', ep),
+            d = get('tput', 'd_portkey', ep);
+        ratios[ep] = {
+            modelgate_over_floor: c && b && b.rps ? c.rps / b.rps : null,
+            modelgate_over_peer: c && d && d.rps ? c.rps / d.rps : null,
+        };
+    }
+
+    // CPU time per request by process, throughput runs
+    {
+        const parts = ['lighttpd_gw', 'lighttpd_proxy', 'responders', 'postgres', 'mock', 'portkey'];
+        const tick = 1e6 / (meta.clk_tck || 100);
+        const rows = [];
+        const cpu = {};
+        for (const ep of Object.keys(ENDPOINTS)) {
+            for (const t of ['a_direct', 'a_direct_newconn', 'b_lighttpd_proxy', 'c_modelgate', 'c_modelgate_100p', 'd_portkey']) {
+                const runs = aux.filter((x) => x.label && x.label.mode === 'tput' && x.label.target === t &&
+                    x.label.endpoint === ep && x.cpu_before && x.cpu_after);
+                const res = results.filter((r) => r.label && r.label.mode === 'tput' && r.label.target === t &&
+                    r.label.endpoint === ep && !r.failed);
+                if (!runs.length || !res.length) continue;
+                const perRound = runs.map((x) => {
+                    const r = res.find((r) => r.label.round === x.label.round);
+                    if (!r || !r.requests) return null;
+                    const o = {};
+                    for (const p of parts) o[p] = ((x.cpu_after[p] - x.cpu_before[p]) * tick) / r.requests;
+                    return o;
+                }).filter((o) => o !== null);
+                const m = {};
+                for (const p of parts) m[p] = median(perRound.map((o) => o[p]));
+                m.sum = parts.reduce((a, p) => a + (m[p] || 0), 0);
+                cpu[t + '/' + ep] = m;
+                const cell = (x) => (x === null ? '–' : x < 0.5 ? '0' : String(Math.round(x)));
+                rows.push([TARGETS[t], ENDPOINTS[ep], cell(m.lighttpd_gw + m.lighttpd_proxy), cell(m.responders),
+                    cell(m.postgres), cell(m.mock), cell(m.portkey), cell(m.sum)]);
+            }
+        }
+        stats.cpu_per_request_us = cpu;
+        md.push('## CPU time per request by process (throughput runs; µs of user + system time, from /proc)');
+        md.push('');
+        md.push(table(['target', 'endpoint', 'lighttpd', 'responders', 'postgres', 'mock', 'portkey', 'sum (without wrk)'], rows));
+        md.push('');
+    }
+
+    // ratios in one place
+    {
+        const rows = Object.keys(ENDPOINTS).map((ep) => [ENDPOINTS[ep],
+            fmtRatio(ratios[ep].modelgate_over_floor),
+            ratios[ep].modelgate_over_peer !== null ? fmtRatio(ratios[ep].modelgate_over_peer)
+                : (meta.peer_notes['d_portkey/' + ep] ? 'peer fails (see notes)' : 'peer not measured')]);
+        md.push('## Ratios (throughput at 64 connections)');
+        md.push('');
+        md.push(table(['endpoint', 'modelgate / floor (b)', 'modelgate / peer (d)'], rows));
+        md.push('');
+    }
+
+    // latency with one connection
+    for (const ep of Object.keys(ENDPOINTS)) {
+        const a = get('lat', 'a_direct', ep);
+        const rows = [];
+        for (const t of ['a_direct', 'b_lighttpd_proxy', 'c_modelgate', 'd_portkey']) {
+            const s = get('lat', t, ep);
+            if (s === null) continue;
+            rows.push([TARGETS[t], fmtInt(s.rps), fmtInt(s.p50_us), fmtInt(s.p99_us),
+                a ? fmtSigned(s.p50_us - a.p50_us) : '–', a ? fmtSigned(s.p99_us - a.p99_us) : '–', errCell(s)]);
+        }
+        md.push(`## Added latency, ${ENDPOINTS[ep]} (1 connection, sequential)`);
+        md.push('');
+        md.push(table(['target', 'req/s', 'p50 µs', 'p99 µs', 'added p50 vs (a) µs', 'added p99 vs (a) µs', 'errors'], rows));
+        md.push('');
+    }
+
+    // paced
+    {
+        const a = get('paced', 'a_direct', 'chat');
+        const rows = [];
+        for (const t of ['a_direct', 'b_lighttpd_proxy', 'c_modelgate', 'd_portkey']) {
+            const s = get('paced', t, 'chat');
+            if (s === null) continue;
+            rows.push([TARGETS[t], fmtInt(s.rps), fmtMs(s.p50_us), fmtMs(s.p90_us), fmtMs(s.p99_us),
+                a ? fmtSigned(s.p50_us - a.p50_us) : '–', a ? fmtSigned(s.p99_us - a.p99_us) : '–', errCell(s)]);
+        }
+        md.push(`## Paced at about ${meta.paced_rate} req/s, non-streaming chat (${meta.paced_connections} connections, think time)`);
+        md.push('');
+        md.push(table(['target', 'achieved req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'Δp50 vs (a) µs', 'Δp99 vs (a) µs', 'errors'], rows));
+        md.push('');
+    }
+
+    // one hot project vs 100 projects
+    const hot = get('tput', 'c_modelgate', 'chat'), spread = get('tput', 'c_modelgate_100p', 'chat');
+    md.push('## One hot project vs 100 projects (modelgate, non-streaming chat, 64 connections)');
+    md.push('');
+    // what the responders' Postgres connections were doing, mean over the samples of the rounds
+    const pgOf = (t, ep, mode) => {
+        const xs = aux.filter((x) => x.label && x.label.mode === (mode || 'tput') && x.label.target === t &&
+            x.label.endpoint === ep && x.pg);
+        if (!xs.length) return null;
+        return {
+            active: median(xs.map((x) => x.pg.active_mean)),
+            lock: median(xs.map((x) => x.pg.lock_wait_mean)),
+            wal: median(xs.map((x) => x.pg.wal_wait_mean)),
+            max: Math.max(...xs.map((x) => x.pg.conns_max)),
+        };
+    };
+    const pgCells = (p) => (p ? [`${p.max}`, p.active.toFixed(1), p.lock.toFixed(1), p.wal.toFixed(1)] : ['–', '–', '–', '–']);
+    const pgHot = pgOf('c_modelgate', 'chat'), pgSpread = pgOf('c_modelgate_100p', 'chat');
+    md.push(table(['keys', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'errors', 'pg conns', 'busy', 'waiting for a lock', 'waiting for WAL'], [
+        ['1 project, 1 key (one project_quota row)', fmtInt(hot && hot.rps), hot ? `${fmtInt(hot.rps_min)}–${fmtInt(hot.rps_max)}` : '–',
+            fmtMs(hot && hot.p50_us), fmtMs(hot && hot.p99_us), errCell(hot), ...pgCells(pgHot)],
+        ['100 projects, round-robin', fmtInt(spread && spread.rps), spread ? `${fmtInt(spread.rps_min)}–${fmtInt(spread.rps_max)}` : '–',
+            fmtMs(spread && spread.p50_us), fmtMs(spread && spread.p99_us), errCell(spread), ...pgCells(pgSpread)],
+    ]));
+    md.push('');
+    md.push('The last four columns: the responders\' Postgres connections (pg_stat_activity every 0.5 s; ' +
+        'median over the rounds of the mean per run): the most seen, busy, waiting for a lock (wait_event_type ' +
+        'Lock: the project_quota row), waiting for the WAL (WALWrite/WALSync).');
+    md.push('');
+    md.push(`100 projects / 1 project: ${hot && spread ? fmtRatio(spread.rps / hot.rps) : '–'}.`);
+    md.push('');
+
+    // time to first token
+    const ttft = {};
+    for (const x of aux.filter((x) => x.ttft)) {
+        (ttft[x.target] = ttft[x.target] || []).push(x.result);
+        if (!x.result || x.result.failed || x.result.errors > 0)
+            flags.push(`ttft ${x.target} round ${x.round}: ${x.result && x.result.errors} errors`);
+    }
+    const ttftSum = {};
+    for (const [t, rs] of Object.entries(ttft)) {
+        const ok = rs.filter((r) => r && !r.failed && r.first_token_ms);
+        ttftSum[t] = {
+            rounds: ok.length, n: ok.reduce((a, r) => a + r.ok, 0), errors: rs.reduce((a, r) => a + ((r && r.errors) || 0), 0),
+            headers_p50_ms: median(ok.map((r) => r.headers_ms.p50)),
+            first_p50_ms: median(ok.map((r) => r.first_token_ms.p50)),
+            first_p99_ms: median(ok.map((r) => r.first_token_ms.p99)),
+            done_p50_ms: median(ok.map((r) => r.done_ms.p50)),
+        };
+    }
+    {
+        const a = ttftSum.a_direct;
+        const rows = [];
+        for (const t of ['a_direct', 'b_lighttpd_proxy', 'c_modelgate']) {
+            const s = ttftSum[t];
+            if (!s) continue;
+            const add = (x, y) => (a && x !== null && y !== null ? fmtSigned((x - y) * 1000) : '–');
+            rows.push([TARGETS[t], String(s.n), s.headers_p50_ms === null ? '–' : s.headers_p50_ms.toFixed(3),
+                s.first_p50_ms === null ? '–' : s.first_p50_ms.toFixed(3),
+                s.first_p99_ms === null ? '–' : s.first_p99_ms.toFixed(3),
+                s.done_p50_ms === null ? '–' : s.done_p50_ms.toFixed(3),
+                add(s.first_p50_ms, a && a.first_p50_ms), add(s.first_p99_ms, a && a.first_p99_ms),
+                s.errors ? `**${s.errors}** ⚠` : '0']);
+        }
+        md.push(`## Time to first token (20-token stream, no delay; ${meta.ttft_n} sequential streams per round, node client)`);
+        md.push('');
+        md.push(table(['path', 'streams', 'headers p50 ms', 'first token p50 ms', 'first token p99 ms', '[DONE] p50 ms', 'added TTFT p50 µs', 'added TTFT p99 µs', 'errors'], rows));
+        md.push('');
+    }
+
+    // memory
+    const mem = aux.find((x) => x.memory) || null;
+    if (mem) {
+        const opened = mem.opened || 0;
+        const perStream = opened > 0 ? (mem.rss_open_kib - mem.rss_before_kib) / opened : null;
+        mem.per_stream_kib = perStream;
+        md.push('## Responder memory (RSS)');
+        md.push('');
+        md.push(table(['what', 'KiB'], [
+            [`idle responder after the runs (${meta.threads} threads), per process`, fmtKiB(mem.idle_per_responder_kib)],
+            [`${mem.mem_processes} responders × ${mem.mem_threads} threads, warmed, idle (sum)`, fmtKiB(mem.rss_before_kib)],
+            [`the same with ${opened} streams open (;tokens=50;delay=100; mock saw ${mem.mock_open_streams} open)`, fmtKiB(mem.rss_open_kib)],
+            ['the same after the streams ended', fmtKiB(mem.rss_after_kib)],
+            ['**per open stream** ((open − idle) / streams)', perStream === null ? '–' : perStream.toFixed(1)],
+        ]));
+        md.push('');
+        if (opened < mem.streams) flags.push(`memory: only ${opened} of ${mem.streams} streams were open at once`);
+        if (mem.client && mem.client.errors) flags.push(`memory: ${mem.client.errors} streams failed`);
+    }
+
+    // hot-path checks
+    const checks = [];
+    {
+        const cRuns = aux.filter((x) => x.label && x.label.target && x.label.target.startsWith('c_'));
+        const pgMax = Math.max(0, ...cRuns.map((x) => (x.pg && x.pg.conns_max) || 0));
+        const limit = meta.procs * meta.pool_size;
+        checks.push({ check: 'Postgres connections during the modelgate runs (pg_stat_activity, sampled every 0.5 s)',
+            seen: `max ${pgMax}`, expected: `≤ ${meta.procs} × ${meta.pool_size} = ${limit}`, ok: pgMax <= limit && pgMax > 0 });
+        const conn = (filter) => {
+            let c = 0, r = 0, maxRun = 0;
+            for (const x of aux.filter((x) => x.label && filter(x.label))) {
+                if (!x.mock_before || !x.mock_after) continue;
+                // less one: the connection of the request that read mock_after
+                const dc = x.mock_after.connections - x.mock_before.connections - 1;
+                c += dc;
+                r += x.mock_after.requests - x.mock_before.requests;
+                maxRun = Math.max(maxRun, dc);
+            }
+            return { connections: c, requests: r, per_request: r ? c / r : null, max_per_run: maxRun };
+        };
+        const cNon = conn((l) => l.target.startsWith('c_') && l.endpoint !== 'stream');
+        const cStr = conn((l) => l.target.startsWith('c_') && l.endpoint === 'stream');
+        const bNon = conn((l) => l.target === 'b_lighttpd_proxy' && l.endpoint !== 'stream');
+        const maxConns = meta.procs * meta.threads;
+        checks.push({ check: 'new upstream TCP connections, modelgate, chat + embeddings (mock connection counter)',
+            seen: `${cNon.connections} for ${cNon.requests} requests (${cNon.per_request === null ? '–' : cNon.per_request.toFixed(4)}/request); at most ${cNon.max_per_run} in one run`,
+            expected: `≤ ${maxConns} per run (${meta.procs} × ${meta.threads} threads, each keeps its connection; ` +
+                'a thread reconnects once after a stream, which the mock closes)',
+            ok: cNon.requests > 0 && cNon.max_per_run <= maxConns });
+        checks.push({ check: 'upstream connections, modelgate, streams (for information)',
+            seen: `${cStr.connections} for ${cStr.requests} streams`,
+            expected: 'one per stream: the mock closes the connection after every stream', ok: null });
+        checks.push({ check: 'upstream connections, lighttpd mod_proxy (b), for information',
+            seen: `${bNon.connections} for ${bNon.requests} requests`,
+            expected: 'one per request: lighttpd 1.4 does not keep backend connections', ok: null });
+        if (statements && !statements.error) {
+            const s = statements;
+            checks.push({ check: `statements parsed while serving ${s.n} requests (Postgres log, log_min_duration_statement = 0)`,
+                seen: `${s.parse} parse, ${s.simple} simple-protocol statements, ${s.unnamed} unnamed`,
+                expected: '0: only statements prepared at connect are executed', ok: s.parse === 0 && s.simple === 0 && s.unnamed === 0 });
+            /* admissions and settlements may go in batches (mg_admit_batch,
+             * mg_settle_batch): at most one of each per request, at least
+             * one; nothing else on the request path */
+            const ex = s.execute, admits = (ex.mg_admit || 0) + (ex.mg_admit_batch || 0),
+                settles = (ex.mg_settle || 0) + (ex.mg_settle_batch || 0),
+                upkeep = ['mg_reap', 'mg_catalog_claim', 'mg_catalog_replace', 'mg_ping'],
+                others = Object.keys(ex).filter((k) => !/^mg_(admit|settle)(_batch)?$/.test(k) && !upkeep.includes(k));
+            checks.push({ check: 'named prepared statements executed per request',
+                seen: Object.entries(ex).map(([k, v]) => `${k} ${v}`).join(', ') || 'none',
+                expected: `1..${s.n} admission statements (mg_admit, mg_admit_batch) and 1..${s.n} settlement statements (mg_settle, mg_settle_batch) for ${s.n} requests, nothing else but upkeep`,
+                ok: admits >= 1 && admits <= s.n && settles >= 1 && settles <= s.n && others.length === 0 });
+            checks.push({ check: 'responder backends before/after (no reconnect, so no re-prepare)',
+                seen: `${s.backends_before.length} → ${s.backends_after.length}, same pids: ${s.same_backends}`,
+                expected: 'the same backends', ok: s.same_backends });
+            if (s.client && s.client.errors) flags.push(`statement check: ${s.client.errors} requests failed`);
+        } else {
+            checks.push({ check: 'statement parsing', seen: statements.error, expected: '', ok: false });
+        }
+        checks.push({ check: 'framing of a non-streaming answer through lighttpd → modelgate (for information)',
+            seen: meta.gw_framing || '–',
+            expected: 'Content-Length (set by lighttpd) means lighttpd had the whole answer, END_REQUEST included, ' +
+                'before it answered: the client waits for FCGX_Finish_r; the settlement is written by another thread', ok: null });
+        for (const c of checks) if (c.ok === false) flags.push('check failed: ' + c.check);
+        md.push('## What the hot path may not do');
+        md.push('');
+        md.push(table(['check', 'seen', 'expected', 'result'], checks.map((c) => [c.check, c.seen, c.expected,
+            c.ok === null ? 'info' : c.ok ? 'ok' : '**FAILED**'])));
+        md.push('');
+        if (statements && statements.durations) {
+            const rows = Object.entries(statements.durations).map(([k, d]) =>
+                [k, String(d.n), d.p50.toFixed(3), d.p99.toFixed(3), d.bind_p50 === null ? '–' : d.bind_p50.toFixed(3)]);
+            md.push('Time inside Postgres per statement (log_min_duration_statement, sequential requests; ' +
+                'the commit at the end of each statement\'s implicit transaction is not in it):');
+            md.push('');
+            md.push(table(['statement', 'executions', 'execute p50 ms', 'execute p99 ms', 'bind p50 ms'], rows));
+            md.push('');
+            const pr = statements.per_request;
+            if (pr) {
+                md.push(`Per request over the same ${statements.n} sequential requests: ${pr.xact_commit.toFixed(2)} commits, ` +
+                    `${pr.wal_records.toFixed(1)} WAL records, ${Math.round(pr.wal_bytes)} WAL bytes, ` +
+                    `${pr.wal_write.toFixed(2)} WAL writes, ${pr.wal_sync.toFixed(2)} WAL flushes (fsync); ` +
+                    `usage_events rows updated ${pr.usage_events_upd.toFixed(2)} (HOT ${pr.usage_events_hot_upd.toFixed(2)}), ` +
+                    `project_quota rows updated ${pr.project_quota_upd.toFixed(2)} (HOT ${pr.project_quota_hot_upd.toFixed(2)}).`);
+                md.push('');
+            }
+        }
+    }
+
+    const notes = Object.entries(meta.peer_notes || {});
+    if (notes.length) {
+        md.push('Targets that could not serve an endpoint (compared against the floors only):');
+        md.push('');
+        for (const [k, n] of notes) md.push(`- ${k}: ${n}`);
+        md.push('');
+    }
+    if (flags.length) {
+        md.push('## ⚠ THIS RUN HAD ERRORS');
+        md.push('');
+        for (const f of flags) md.push('- ' + f);
+        md.push('');
+    } else {
+        md.push('No errors: every request of every run was answered 2xx.');
+        md.push('');
+    }
+    process.stdout.write(md.join('\n'));
+    const out = { meta, stats, ratios, ttft: ttftSum, ttft_rounds: ttft, memory: mem, checks, statements, flags, ok: flags.length === 0 };
+    fs.writeFileSync(outFile, JSON.stringify(out, null, 2) + '\n');
+    process.stdout.write(`\nJSON: ${outFile}\n`);
+    process.exit(flags.length ? 1 : 0);
+}
+
+// ---------------------------------------------------------------------------
+
+function pglog(logFile, nText, clientText, beforeFile, afterFile, countersBefore, countersAfter) {
+    const n = Number(nText);
+    const text = fs.readFileSync(logFile, 'utf8');
+    const out = { n, parse: 0, simple: 0, unnamed: 0, execute: {}, bind: {}, parse_by_name: {}, durations: {} };
+    const exec = {}, bind = {};
+    for (const line of text.split('\n')) {
+        let m = line.match(/duration: ([\d.]+) ms\s+(parse|bind|execute) ([^:]+):/);
+        if (m) {
+            const [, ms, kind, name] = m;
+            if (name === '<unnamed>') out.unnamed++;
+            if (kind === 'parse') {
+                out.parse++;
+                out.parse_by_name[name] = (out.parse_by_name[name] || 0) + 1;
+            } else if (kind === 'bind') {
+                out.bind[name] = (out.bind[name] || 0) + 1;
+                (bind[name] = bind[name] || []).push(Number(ms));
+            } else {
+                out.execute[name] = (out.execute[name] || 0) + 1;
+                (exec[name] = exec[name] || []).push(Number(ms));
+            }
+            continue;
+        }
+        if (/duration: [\d.]+ ms\s+statement: /.test(line)) out.simple++;
+    }
+    for (const [name, xs] of Object.entries(exec))
+        out.durations[name] = { n: xs.length, p50: median(xs), p99: quantile(xs, 0.99), bind_p50: bind[name] ? median(bind[name]) : null };
+    try {
+        out.client = JSON.parse(clientText);
+    } catch (e) {
+        out.client = { failed: true };
+    }
+    const pids = (f) => fs.readFileSync(f, 'utf8').split('\n').filter((l) => /^\d+$/.test(l.trim()));
+    out.backends_before = pids(beforeFile);
+    out.backends_after = pids(afterFile);
+    try {
+        const b = JSON.parse(countersBefore), a = JSON.parse(countersAfter);
+        out.per_request = {};
+        for (const k of Object.keys(a)) out.per_request[k] = (Number(a[k]) - Number(b[k])) / n;
+    } catch (e) {
+        out.per_request = null;
+    }
+    out.same_backends = out.backends_before.length > 0 &&
+        out.backends_before.join(',') === out.backends_after.join(',');
+    process.stdout.write(JSON.stringify(out) + '\n');
+}
+
+// ---------------------------------------------------------------------------
+// Callgrind's output format: "ob=", "fn=" (with "(id) name" compression),
+// cost lines "POSITIONS COSTS", and "calls=" lines whose next cost line is
+// the inclusive cost of the call (not self cost).
+
+function parseCallgrind(file) {
+    const names = { ob: {}, fl: {}, fn: {} };
+    const ns = { ob: 'ob', cob: 'ob', fl: 'fl', fi: 'fl', fe: 'fl', cfi: 'fl', cfl: 'fl', fn: 'fn', cfn: 'fn' };
+    let ob = '???', fn = '???', skip = false, npos = 1, summary = null, totals = null, events = null;
+    const self = new Map();
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+        if (line === '') continue;
+        const eq = line.match(/^(ob|cob|fl|fi|fe|cfi|cfl|fn|cfn)=(.*)$/);
+        if (eq) {
+            const space = ns[eq[1]];
+            const m = eq[2].match(/^\((\d+)\)(?: (.*))?$/);
+            let name = eq[2];
+            if (m) {
+                if (m[2] !== undefined) names[space][m[1]] = m[2];
+                name = names[space][m[1]];
+            }
+            if (eq[1] === 'ob') ob = name;
+            else if (eq[1] === 'fn') fn = name;
+            continue;
+        }
+        if (line.startsWith('calls=')) {
+            skip = true;
+            continue;
+        }
+        if (/^[0-9+\-*]/.test(line)) {
+            if (skip) {
+                skip = false;
+                continue;
+            }
+            const parts = line.trim().split(/\s+/);
+            const ir = Number(parts[npos] || 0);
+            const k = ob + '\u0000' + fn;
+            self.set(k, (self.get(k) || 0) + ir);
+            continue;
+        }
+        let m = line.match(/^positions:\s+(.*)$/);
+        if (m) npos = m[1].trim().split(/\s+/).length;
+        m = line.match(/^summary:\s+(\d+)/);
+        if (m) summary = Number(m[1]);
+        m = line.match(/^totals:\s+(\d+)/);
+        if (m) totals = Number(m[1]);
+        m = line.match(/^events:\s+(.*)$/);
+        if (m) events = m[1];
+    }
+    return { self, summary, totals, events };
+}
+
+function objectGroup(ob) {
+    const base = ob.split('/').pop();
+    if (/^modelgate-fcgi$/.test(base)) return 'modelgate (our code)';
+    if (/^libcurl/.test(base)) return 'libcurl';
+    if (/^libjson-c/.test(base)) return 'json-c';
+    if (/^libpq\./.test(base)) return 'libpq';
+    if (/^libfcgi/.test(base)) return 'libfcgi';
+    if (/^libc\.so/.test(base)) return 'libc';
+    return 'other';
+}
+
+function callgrind(dumpFile, nText, clientText, versionsText, outFile) {
+    const n = Number(nText);
+    const { self, summary, totals, events } = parseCallgrind(dumpFile);
+    let total = 0;
+    const groups = {}, objects = {}, ours = [], all = [];
+    for (const [k, ir] of self) {
+        const [ob, fn] = k.split('\u0000');
+        total += ir;
+        all.push({ ob, fn, ir });
+        const g = objectGroup(ob);
+        groups[g] = (groups[g] || 0) + ir;
+        objects[ob] = (objects[ob] || 0) + ir;
+        if (g === 'modelgate (our code)') ours.push({ fn, ir });
+    }
+    ours.sort((a, b) => b.ir - a.ir);
+    const order = ['modelgate (our code)', 'libcurl', 'json-c', 'libpq', 'libfcgi', 'libc', 'other'];
+    const rows = order.map((g) => [g, fmtInt((groups[g] || 0) / n), ((100 * (groups[g] || 0)) / total).toFixed(1) + '%']);
+    rows.push(['**total**', '**' + fmtInt(total / n) + '**', '100%']);
+    const others = Object.entries(objects).filter(([ob]) => objectGroup(ob) === 'other')
+        .sort((a, b) => b[1] - a[1]).slice(0, 6);
+    let client = {};
+    try {
+        client = JSON.parse(clientText);
+    } catch (e) {
+        client = { failed: true };
+    }
+    const versions = JSON.parse(versionsText);
+    const md = [];
+    md.push('# modelgate: instructions per request (callgrind)');
+    md.push('');
+    md.push(`One responder (1 thread, reaper off) under valgrind --tool=callgrind behind lighttpd; ` +
+        `counters zeroed after the warm-up (callgrind_control -z), then ${n} sequential non-streaming chats ` +
+        `(admit + relay + settle), then dumped (callgrind_control -d). Self cost (--inclusive=no) summed per object. ` +
+        `Client: ${JSON.stringify(client.statuses || client)}. Machine: ${versions.cores} cores, ${versions.cpu}; ` +
+        `${versions.libcurl ? 'libcurl ' + versions.libcurl + ', ' : ''}modelgate ${versions.modelgate_commit}.`);
+    md.push('');
+    md.push(table(['object', 'instructions / request', 'share'], rows));
+    md.push('');
+    md.push('"other", largest: ' + others.map(([ob, ir]) => `${ob.split('/').pop()} ${fmtInt(ir / n)}`).join(', ') + '.');
+    md.push('');
+    md.push('Top five of our functions by self cost:');
+    md.push('');
+    md.push(table(['function', 'instructions / request', 'share of all'], ours.slice(0, 5).map((o) =>
+        [o.fn, fmtInt(o.ir / n), ((100 * o.ir) / total).toFixed(2) + '%'])));
+    md.push('');
+    all.sort((a, b) => b.ir - a.ir);
+    md.push('Top ten functions of all objects by self cost:');
+    md.push('');
+    md.push(table(['function', 'object', 'instructions / request', 'share of all'], all.slice(0, 10).map((o) =>
+        [o.fn, o.ob.split('/').pop(), fmtInt(o.ir / n), ((100 * o.ir) / total).toFixed(2) + '%'])));
+    md.push('');
+    if (totals !== null && totals !== total)
+        md.push(`(warning: the parsed total ${total} differs from the file's totals ${totals})`);
+    process.stdout.write(md.join('\n') + '\n');
+    const out = { requests: n, events, total_ir: total, totals_ir: totals, summary_ir: summary, ir_per_request: total / n,
+        top_functions: all.slice(0, 30).map((o) => ({ fn: o.fn, object: o.ob, ir_per_request: o.ir / n })),
+        by_group: Object.fromEntries(order.map((g) => [g, { ir_per_request: (groups[g] || 0) / n, share: (groups[g] || 0) / total }])),
+        other_objects: Object.fromEntries(others.map(([ob, ir]) => [ob, ir / n])),
+        top_own_functions: ours.slice(0, 20).map((o) => ({ fn: o.fn, ir_per_request: o.ir / n })),
+        client, versions };
+    fs.writeFileSync(outFile, JSON.stringify(out, null, 2) + '\n');
+    process.stdout.write(`\nJSON: ${outFile}\n`);
+}
+
+// ---------------------------------------------------------------------------
+
+function pgbench(resultsFile, versionsText, durationText, outFile, pgSettings) {
+    const runs = readJsonLines(resultsFile).filter((r) => r.clients);
+    const versions = JSON.parse(versionsText);
+    const groups = {};
+    for (const r of runs) (groups[r.clients + '/' + r.projects] = groups[r.clients + '/' + r.projects] || []).push(r);
+    const rows = [], summary = {}, flags = [];
+    for (const [k, rs] of Object.entries(groups)) {
+        const [c, n] = k.split('/').map(Number);
+        const tps = rs.map((r) => r.tps).filter((x) => x !== null);
+        const failed = rs.reduce((a, r) => a + (r.failed || 0), 0);
+        const bad = rs.filter((r) => r.tps === null).length;
+        if (failed || bad) flags.push(`${c} clients, ${n} projects: ${failed} failed transactions, ${bad} runs without a result`);
+        const s = { clients: c, projects: n, runs: rs.length, requests_per_s: median(tps),
+            min: tps.length ? Math.min(...tps) : null, max: tps.length ? Math.max(...tps) : null,
+            latency_ms: median(rs.map((r) => r.latency_ms)), failed };
+        summary[k] = s;
+        rows.push([String(c), n === 1 ? 'one project (one project_quota row)' : '100 projects, random',
+            fmtInt(s.requests_per_s), `${fmtInt(s.min)}–${fmtInt(s.max)}`, s.latency_ms === null ? '–' : s.latency_ms.toFixed(3),
+            failed || bad ? `**${failed + bad}** ⚠` : '0']);
+    }
+    const md = [];
+    md.push('# mg_admit + mg_settle in Postgres alone (pgbench)');
+    md.push('');
+    md.push(`pgbench -M prepared, ${durationText} s per run, rounds interleaved, medians. One pgbench transaction is ` +
+        `one request's admission and its settlement (two statements, two commits), as the responders send them. ` +
+        `${versions.postgres}, ${pgSettings ? '**' + pgSettings + '** (not the defaults)' : 'default settings'}; ` +
+        `${versions.cores} cores, ${versions.cpu}.`);
+    md.push('');
+    md.push(table(['clients', 'keys', 'requests/s (admit + settle)', 'min–max', 'latency ms', 'failed'], rows));
+    md.push('');
+    md.push(flags.length ? '## ⚠ errors\n\n' + flags.map((f) => '- ' + f).join('\n') + '\n' : 'No failed transactions.');
+    process.stdout.write(md.join('\n') + '\n');
+    fs.writeFileSync(outFile, JSON.stringify({ summary, runs, versions, pg_settings: pgSettings || '', flags }, null, 2) + '\n');
+    process.stdout.write(`\nJSON: ${outFile}\n`);
+    process.exit(flags.length ? 1 : 0);
+}
+
+const [mode, ...args] = process.argv.slice(2);
+if (mode === 'bench') bench(...args);
+else if (mode === 'pglog') pglog(...args);
+else if (mode === 'callgrind') callgrind(...args);
+else if (mode === 'pgbench') pgbench(...args);
+else {
+    process.stderr.write('usage: report.cjs bench|pglog|callgrind ...\n');
+    process.exit(2);
+}
