@@ -105,8 +105,18 @@ ALTER TABLE usage_events
     ADD COLUMN ttft_ms           integer,
     ADD COLUMN settled_at        timestamptz DEFAULT now();
 UPDATE usage_events SET settled_at = created_at;
-CREATE INDEX usage_events_pending_idx ON usage_events (created_at)
-    WHERE settled_at IS NULL;
+-- Room on every page for the settled version of a row: settling then
+-- rewrites no index entry (a HOT update), as no indexed column changes.
+ALTER TABLE usage_events SET (fillfactor = 70);
+
+-- The requests admitted and not settled yet, for the reaper: a small table
+-- (a row lives from admission to settlement), so the usage rows need no
+-- index on their settled state.
+CREATE TABLE reservations (
+    request_id  text PRIMARY KEY,
+    project_id  bigint NOT NULL,
+    created_at  timestamptz NOT NULL
+);
 
 -- The model catalog: the upstream's models with exact prices (USD per
 -- token; NULL where the upstream gives none) and the OpenAI-style object
@@ -334,6 +344,8 @@ BEGIN
         VALUES (p_request_id, k.pid, k.kid, p_model, p_endpoint, p_stream, NULL,
                v_cost, need_tokens, p_prompt_estimate, prompt_price,
                completion_price, v_now, NULL);
+        INSERT INTO reservations (request_id, project_id, created_at)
+        VALUES (p_request_id, k.pid, v_now);
     END IF;
 
     IF k.p_rpm IS NOT NULL THEN
@@ -372,6 +384,7 @@ BEGIN
     -- committed asynchronously: a settlement lost in a Postgres crash
     -- leaves its request pending, and the reaper charges the reservation
     PERFORM set_config('synchronous_commit', 'off', true);
+    DELETE FROM reservations WHERE request_id = p_request_id;
     UPDATE usage_events u
        SET status = p_status, error_type = p_error_type,
            prompt_tokens = p_prompt_tokens,
@@ -423,18 +436,19 @@ DECLARE
     c     record;
     r     record;
 BEGIN
-    FOR c IN SELECT u.id FROM usage_events u
-              WHERE u.settled_at IS NULL
-                AND u.created_at < v_now - make_interval(secs => p_grace)
-              ORDER BY u.created_at
+    FOR c IN SELECT rs.request_id FROM reservations rs
+              WHERE rs.created_at < v_now - make_interval(secs => p_grace)
+              ORDER BY rs.project_id, rs.created_at
               LIMIT 1000
               FOR UPDATE SKIP LOCKED
     LOOP
+        DELETE FROM reservations WHERE request_id = c.request_id;
         UPDATE usage_events u
            SET status = 502, error_type = 'reaped', cost = u.reserved,
                cost_source = 'reserved', settled_at = v_now
-         WHERE u.id = c.id
+         WHERE u.request_id = c.request_id AND u.settled_at IS NULL
         RETURNING u.project_id, u.reserved, u.created_at INTO r;
+        CONTINUE WHEN NOT FOUND;
         UPDATE project_quota q
            SET reserved = q.reserved - r.reserved,
                spent = q.spent + CASE WHEN r.created_at >= q.period_start THEN r.reserved ELSE 0 END
