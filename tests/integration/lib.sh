@@ -427,6 +427,30 @@ EOF
 # ---------------------------------------------------------------------------
 # Tools and the throwaway Postgres.
 
+# mg_fresh_db PREFIX: creates the test's own database PREFIX_PID_RANDOM
+# (exported as MG_DB; DB_CREATED=1 so the cleanup drops it) and sets
+# conninfo to the libpq connection string for it from the PG* variables.
+# Bails out when createdb fails.
+mg_fresh_db() {
+    local out kv var
+    MG_DB=$1_$$_$RANDOM
+    if out=$(createdb "$MG_DB" 2>&1); then
+        DB_CREATED=1
+        tap_ok "a fresh database $MG_DB"
+    else
+        bail "createdb $MG_DB" "$out"
+    fi
+    export MG_DB
+    conninfo=
+    for kv in host:PGHOST port:PGPORT user:PGUSER password:PGPASSWORD; do
+        var=${kv#*:}
+        if [ -n "${!var:-}" ]; then
+            conninfo+="${kv%%:*}=$(conninfo_quote "${!var}") "
+        fi
+    done
+    conninfo+="dbname=$(conninfo_quote "$MG_DB")"
+}
+
 # mg_finish RC: the common end of a test's cleanup: drops the test
 # database (when DB_CREATED=1), shows the logs after a failure, removes the
 # temp dir (unless MG_KEEP_TMP=1) and exits with RC.

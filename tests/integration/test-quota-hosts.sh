@@ -152,23 +152,7 @@ sleep_until() {
 # ---------------------------------------------------------------------------
 # Setup: database, mock upstream, configurations, the pools.
 
-MG_DB=modelgate_it_$$_$RANDOM
-if out=$(createdb "$MG_DB" 2>&1); then
-    DB_CREATED=1
-    tap_ok "a fresh database $MG_DB"
-else
-    bail "createdb $MG_DB" "$out"
-fi
-export MG_DB
-
-conninfo=
-for kv in host:PGHOST port:PGPORT user:PGUSER password:PGPASSWORD; do
-    var=${kv#*:}
-    if [ -n "${!var:-}" ]; then
-        conninfo+="${kv%%:*}=$(conninfo_quote "${!var}") "
-    fi
-done
-conninfo+="dbname=$(conninfo_quote "$MG_DB")"
+mg_fresh_db modelgate_it
 
 start_mock --require-key "$PROVIDER_KEY" >"$MG_T/start-mock.txt" 2>&1 ||
     bail "mock upstream starts" "$(cat "$MG_T/start-mock.txt")"

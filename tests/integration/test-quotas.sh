@@ -140,23 +140,7 @@ DUR='((v) => { let m = /^([0-9]+)ms$/.exec(v || "");
 # ---------------------------------------------------------------------------
 # Setup: database, mock upstream, configuration, one stack.
 
-MG_DB=modelgate_quota_$$_$RANDOM
-if out=$(createdb "$MG_DB" 2>&1); then
-    DB_CREATED=1
-    tap_ok "a fresh database $MG_DB"
-else
-    bail "createdb $MG_DB" "$out"
-fi
-export MG_DB
-
-conninfo=
-for kv in host:PGHOST port:PGPORT user:PGUSER password:PGPASSWORD; do
-    var=${kv#*:}
-    if [ -n "${!var:-}" ]; then
-        conninfo+="${kv%%:*}=$(conninfo_quote "${!var}") "
-    fi
-done
-conninfo+="dbname=$(conninfo_quote "$MG_DB")"
+mg_fresh_db modelgate_quota
 
 start_mock --require-key "$PROVIDER_KEY" >"$MG_T/start-mock.txt" 2>&1 ||
     bail "mock upstream starts" "$(cat "$MG_T/start-mock.txt")"

@@ -120,23 +120,7 @@ mg_traps cleanup
 PROVIDER_KEY=sk-or-provider-TIMING456
 export MG_IT_PROVIDER_KEY=$PROVIDER_KEY
 
-MG_DB=modelgate_srv_$$_$RANDOM
-if out=$(createdb "$MG_DB" 2>&1); then
-    DB_CREATED=1
-    tap_ok "a fresh database $MG_DB"
-else
-    bail "createdb $MG_DB" "$out"
-fi
-export MG_DB
-
-conninfo=
-for kv in host:PGHOST port:PGPORT user:PGUSER password:PGPASSWORD; do
-    var=${kv#*:}
-    if [ -n "${!var:-}" ]; then
-        conninfo+="${kv%%:*}=$(conninfo_quote "${!var}") "
-    fi
-done
-conninfo+="dbname=$(conninfo_quote "$MG_DB")"
+mg_fresh_db modelgate_srv
 
 start_mock --require-key "$PROVIDER_KEY" >"$MG_T/start-mock.txt" 2>&1 ||
     bail "mock upstream starts" "$(cat "$MG_T/start-mock.txt")"

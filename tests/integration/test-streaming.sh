@@ -119,7 +119,7 @@ MOCK_PID=
 LIGHTTPD_PID=
 RESPONDERS=()
 MG_DB=
-DB_MADE=0
+DB_CREATED=0
 
 dump_logs() {
     local f
@@ -147,7 +147,7 @@ finish() {
         kill -TERM "$pid" 2>/dev/null
     done
     wait 2>/dev/null
-    if [ "$DB_MADE" = 1 ]; then
+    if [ "$DB_CREATED" = 1 ]; then
         dropdb --if-exists "$MG_DB" >/dev/null 2>&1 ||
             printf '# could not drop database %s\n' "$MG_DB"
     fi
@@ -489,23 +489,7 @@ EXPECTED_ROWS=0   # authenticated chat requests sent so far
 # ---------------------------------------------------------------------------
 # Setup: database, mock upstream, configuration, key, one stack.
 
-MG_DB=modelgate_stream_$$_$RANDOM
-if out=$(createdb "$MG_DB" 2>&1); then
-    DB_MADE=1
-    tap_ok "a fresh database $MG_DB"
-else
-    bail "createdb $MG_DB" "$out"
-fi
-export MG_DB
-
-conninfo=
-for kv in host:PGHOST port:PGPORT user:PGUSER password:PGPASSWORD; do
-    var=${kv#*:}
-    if [ -n "${!var:-}" ]; then
-        conninfo+="${kv%%:*}=$(conninfo_quote "${!var}") "
-    fi
-done
-conninfo+="dbname=$(conninfo_quote "$MG_DB")"
+mg_fresh_db modelgate_stream
 
 "$MOCK" --port 0 --require-key "$PROVIDER_KEY" >"$MG_T/mock.out" 2>"$MG_T/mock.err" &
 MOCK_PID=$!
