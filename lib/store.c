@@ -459,31 +459,54 @@ put_int(json_object *o, const char *key, long long v)
 	return json_object_object_add(o, key, v >= 0 ? json_object_new_int64(v) : NULL);
 }
 
+/* A batch's JSON array of n objects, element i filled by fill(o, i, ctx)
+ * (0 on success); NULL when memory ran out. */
+static json_object *
+batch_array(int n, int (*fill)(json_object *o, int i, const void *ctx), const void *ctx)
+{
+	json_object *arr = json_object_new_array();
+	int i;
+
+	for (i = 0; i < n && arr != NULL; i++) {
+		json_object *o = json_object_new_object();
+
+		if (o == NULL || json_object_array_add(arr, o) != 0) {
+			json_object_put(o);
+			json_object_put(arr);
+			return NULL;
+		}
+		if (fill(o, i, ctx) != 0) {
+			json_object_put(arr);
+			return NULL;
+		}
+	}
+	return arr;
+}
+
+static int
+fill_admission(json_object *o, int i, const void *ctx)
+{
+	const struct mg_admit_req *q = ((const struct mg_admit_req *const *)ctx)[i];
+	int ok = put_str(o, "k", q->key_hash_hex) == 0 && put_str(o, "id", q->request_id) == 0 &&
+	    put_str(o, "m", q->model) == 0 && put_str(o, "e", q->endpoint) == 0 &&
+	    json_object_object_add(o, "s", json_object_new_boolean(q->stream)) == 0 &&
+	    put_int(o, "p", q->prompt_estimate) == 0 && put_int(o, "o", q->max_output) == 0;
+
+	return ok ? 0 : -1;
+}
+
 enum mg_err
 mg_store_admit_batch(struct mg_store *s, const struct mg_admit_req *const *q, int n,
     struct mg_admission *const *out)
 {
-	json_object *arr = json_object_new_array();
+	json_object *arr = batch_array(n, fill_admission, q);
 	char def_output[24];
 	const char *vals[4];
 	PGresult *r = NULL;
 	enum mg_err rc = MG_ERR_NOMEM;
-	int i, ok = arr != NULL;
+	int i;
 
-	for (i = 0; i < n && ok; i++) {
-		json_object *o = json_object_new_object();
-
-		ok = o != NULL && json_object_array_add(arr, o) == 0;
-		if (!ok) {
-			json_object_put(o);
-			break;
-		}
-		ok = put_str(o, "k", q[i]->key_hash_hex) == 0 && put_str(o, "id", q[i]->request_id) == 0 &&
-		    put_str(o, "m", q[i]->model) == 0 && put_str(o, "e", q[i]->endpoint) == 0 &&
-		    json_object_object_add(o, "s", json_object_new_boolean(q[i]->stream)) == 0 &&
-		    put_int(o, "p", q[i]->prompt_estimate) == 0 && put_int(o, "o", q[i]->max_output) == 0;
-	}
-	if (!ok)
+	if (arr == NULL)
 		goto out;
 	/* the same for every request of a process */
 	snprintf(def_output, sizeof(def_output), "%d", q[0]->default_output);
@@ -622,38 +645,40 @@ mg_store_model_list(struct mg_store *s, long long project_id, char **list, char 
 	return rc;
 }
 
+struct settle_batch {
+	const struct mg_usage *const *u;
+	const int *billable;
+};
+
+static int
+fill_settlement(json_object *o, int i, const void *ctx)
+{
+	const struct settle_batch *b = ctx;
+	const struct mg_usage *u = b->u[i];
+	int ok = put_str(o, "id", u->request_id) == 0 && put_int(o, "st", u->status) == 0 &&
+	    put_str(o, "et", u->error_type) == 0 && put_int(o, "pt", u->prompt_tokens) == 0 &&
+	    put_int(o, "ct", u->completion_tokens) == 0 && put_int(o, "tt", u->total_tokens) == 0 &&
+	    put_str(o, "c", str_or_null(u->cost)) == 0 &&
+	    json_object_object_add(o, "b", json_object_new_boolean(b->billable[i])) == 0 &&
+	    put_str(o, "u", str_or_null(u->upstream_id)) == 0 &&
+	    put_str(o, "pv", str_or_null(u->provider)) == 0 &&
+	    put_int(o, "l", u->latency_ms) == 0 && put_int(o, "f", u->ttft_ms) == 0;
+
+	return ok ? 0 : -1;
+}
+
 enum mg_err
 mg_store_settle_batch(struct mg_store *s, const struct mg_usage *const *u, const int *billable,
     int n, int *settled)
 {
-	json_object *arr = json_object_new_array();
-	const char *vals[1];
+	struct settle_batch b = { u, billable };
+	json_object *arr = batch_array(n, fill_settlement, &b);
 	enum mg_err rc = MG_ERR_NOMEM;
-	int i, ok = arr != NULL;
 
 	*settled = 0;
-	for (i = 0; i < n && ok; i++) {
-		json_object *o = json_object_new_object();
-
-		ok = o != NULL && json_object_array_add(arr, o) == 0;
-		if (!ok) {
-			json_object_put(o);
-			break;
-		}
-		ok = put_str(o, "id", u[i]->request_id) == 0 && put_int(o, "st", u[i]->status) == 0 &&
-		    put_str(o, "et", u[i]->error_type) == 0 && put_int(o, "pt", u[i]->prompt_tokens) == 0 &&
-		    put_int(o, "ct", u[i]->completion_tokens) == 0 &&
-		    put_int(o, "tt", u[i]->total_tokens) == 0 &&
-		    put_str(o, "c", str_or_null(u[i]->cost)) == 0 &&
-		    json_object_object_add(o, "b", json_object_new_boolean(billable[i])) == 0 &&
-		    put_str(o, "u", str_or_null(u[i]->upstream_id)) == 0 &&
-		    put_str(o, "pv", str_or_null(u[i]->provider)) == 0 &&
-		    put_int(o, "l", u[i]->latency_ms) == 0 && put_int(o, "f", u[i]->ttft_ms) == 0;
-	}
-	if (ok) {
-		vals[0] = json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN);
-		rc = scalar_int(s, "mg_settle_batch", vals[0], settled);
-	}
+	if (arr != NULL)
+		rc = scalar_int(s, "mg_settle_batch",
+		    json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN), settled);
 	json_object_put(arr);
 	return rc;
 }
