@@ -1,0 +1,368 @@
+-- modelgate schema, version 4: batches done as sets.
+--
+-- Version 3 sent a batch to Postgres as one statement but still ran
+-- mg_admit or mg_settle once per element: some ten statements per request,
+-- and a new version of the project's counter row for every element.  Here
+-- a batch is a handful of statements whatever its size: the counter row of
+-- each project is locked once, the element's decisions are made in memory
+-- in arrival order, the row is written once, and the usage rows and
+-- reservations of the admitted requests are inserted together.  Settling
+-- is the same: one update of the usage rows, one update of each project's
+-- counters.  mg_admit and mg_settle now call the batch functions with one
+-- element, so there is one implementation of each rule.
+--
+-- Lock order, which keeps batches of different processes (and the reaper)
+-- free of deadlocks: an admission batch locks counter rows in project
+-- order; a settlement batch first deletes its reservations, then updates
+-- its usage rows, then locks counter rows in project order; the reaper
+-- skips locked reservations and then takes one counter row at a time.
+
+DROP FUNCTION mg_admit_batch(jsonb, integer, numeric, numeric);
+DROP FUNCTION mg_settle_batch(jsonb);
+DROP FUNCTION mg_admit(bytea, text, text, text, boolean, integer, integer,
+                       integer, numeric, numeric, timestamptz);
+DROP FUNCTION mg_settle(text, integer, text, integer, integer, integer, numeric,
+                        boolean, text, text, integer, integer);
+
+-- The answer to one admission: i is the request's position in its batch
+-- (from 1); outcome is ok, invalid_key, model_not_allowed, model_not_found,
+-- spend_cap, tokens_too_many (more than the tokens-per-minute limit),
+-- requests or tokens (a rate limit); the rest are what the 429 and the
+-- x-ratelimit-* headers tell.
+CREATE TYPE mg_admission AS (i integer, outcome text, key_id bigint, project_id bigint,
+    project_name text, key_prefix text, reserved numeric, prompt_price numeric,
+    completion_price numeric, rpm integer, rpm_remaining integer, rpm_reset_ms bigint,
+    tpm integer, tpm_remaining integer, tpm_reset_ms bigint, retry_after_ms bigint,
+    spend_cap numeric, spent numeric, need_tokens integer);
+
+-- Writes a project's counters as an admission batch leaves them.
+CREATE FUNCTION mg_quota_write(p_project_id bigint, p_period_start timestamptz,
+    p_spent numeric, p_reserved numeric, p_req_level double precision,
+    p_tok_level double precision, p_at timestamptz)
+RETURNS void
+LANGUAGE sql AS $$
+    UPDATE project_quota pq
+       SET period_start = p_period_start, spent = p_spent, reserved = p_reserved,
+           req_level = p_req_level, tok_level = p_tok_level,
+           level_at = greatest(p_at, coalesce(pq.level_at, p_at))
+     WHERE pq.project_id = p_project_id
+$$;
+
+-- Admits a batch: p_reqs is a JSON array of
+-- {"k": key hash (hex), "id": request id, "m": model, "e": endpoint,
+--  "s": stream, "p": prompt estimate, "o": max output or null}.
+-- Returns one row per element, i being its position (from 1); elements of
+-- one project are decided in the order they come in the array.  p_now
+-- replaces the clock (for tests).
+CREATE FUNCTION mg_admit_batch(p_reqs jsonb, p_default_output integer,
+    p_fallback_prompt numeric, p_fallback_completion numeric,
+    p_now timestamptz DEFAULT NULL)
+RETURNS SETOF mg_admission
+LANGUAGE plpgsql
+-- Every table is reached by index: the plans are made once per connection,
+-- and a plan made while a table was small (a new install) would otherwise
+-- go on reading all of it after it has grown.
+SET enable_seqscan = off
+AS $$
+DECLARE
+    r          mg_admission;
+    v_catalog  boolean := EXISTS (SELECT 1 FROM models);
+    e          record;
+    q          record;
+    v_pid      bigint;     -- the project whose counter row is locked
+    v_now      timestamptz;
+    v_start    timestamptz;
+    v_spent    numeric;
+    v_reserved numeric;
+    v_req      double precision;
+    v_tok      double precision;
+    v_dirty    boolean := false;
+    v_out      integer;
+    v_cost     numeric;
+    -- the admitted requests, inserted together at the end
+    a_id       text[] := '{}';
+    a_pid      bigint[] := '{}';
+    a_kid      bigint[] := '{}';
+    a_model    text[] := '{}';
+    a_endpoint text[] := '{}';
+    a_stream   boolean[] := '{}';
+    a_cost     numeric[] := '{}';
+    a_need     integer[] := '{}';
+    a_est      integer[] := '{}';
+    a_pp       numeric[] := '{}';
+    a_cp       numeric[] := '{}';
+    a_at       timestamptz[] := '{}';
+BEGIN
+    FOR e IN SELECT x.n::integer AS n, x.id, x.m, x.e, x.s, x.p, x.o,
+                    ak.id AS kid, ak.prefix, pr.id AS pid, pr.name, pr.rpm AS p_rpm,
+                    pr.tpm AS p_tpm, pr.spend_cap AS cap, pr.cap_period,
+                    pr.allowed_models, md.id IS NOT NULL AS known,
+                    md.prompt_price AS pp, md.completion_price AS cp,
+                    md.context_length AS ctx
+               FROM ROWS FROM (jsonb_to_recordset(p_reqs)
+                        AS (k text, id text, m text, e text, s boolean, p integer, o integer))
+                    WITH ORDINALITY AS x(k, id, m, e, s, p, o, n)
+               -- one index lookup per element ("OFFSET 0" keeps the
+               -- planner from making hash joins of them)
+               LEFT JOIN LATERAL (
+                    SELECT ak.id, ak.prefix, ak.project_id
+                      FROM api_keys ak
+                     WHERE ak.key_hash = decode(x.k, 'hex') AND ak.revoked_at IS NULL
+                    OFFSET 0) ak ON true
+               LEFT JOIN LATERAL (
+                    SELECT p.* FROM projects p WHERE p.id = ak.project_id OFFSET 0) pr ON true
+               LEFT JOIN LATERAL (
+                    SELECT m.id, m.prompt_price, m.completion_price, m.context_length
+                      FROM models m WHERE m.id = x.m OFFSET 0) md ON true
+              ORDER BY pr.id NULLS FIRST, x.n
+    LOOP
+        -- this element's answer: what is known now, the rest below
+        r.i := e.n;  r.outcome := NULL;  r.key_id := e.kid;  r.project_id := e.pid;
+        r.project_name := e.name;  r.key_prefix := e.prefix;  r.rpm := e.p_rpm;
+        r.tpm := e.p_tpm;  r.spend_cap := e.cap;  r.reserved := NULL;  r.spent := NULL;
+        r.prompt_price := NULL;  r.completion_price := NULL;  r.need_tokens := NULL;
+        r.rpm_remaining := NULL;  r.rpm_reset_ms := NULL;  r.tpm_remaining := NULL;
+        r.tpm_reset_ms := NULL;  r.retry_after_ms := NULL;
+
+        IF e.pid IS NULL THEN
+            r.outcome := 'invalid_key';
+            RETURN NEXT r;
+            CONTINUE;
+        END IF;
+        IF cardinality(e.allowed_models) > 0 AND NOT (e.m = ANY (e.allowed_models)) THEN
+            r.outcome := 'model_not_allowed';
+            RETURN NEXT r;
+            CONTINUE;
+        END IF;
+        IF NOT e.known AND v_catalog THEN
+            r.outcome := 'model_not_found';
+            RETURN NEXT r;
+            CONTINUE;
+        END IF;
+        r.prompt_price := coalesce(e.pp, p_fallback_prompt);
+        r.completion_price := coalesce(e.cp, p_fallback_completion);
+        v_out := coalesce(e.o, p_default_output);
+        IF e.ctx IS NOT NULL AND v_out > e.ctx THEN
+            v_out := e.ctx;   -- no model writes more than its context
+        END IF;
+        r.need_tokens := e.p + v_out;
+        v_cost := e.p * r.prompt_price + v_out * r.completion_price;
+        r.reserved := v_cost;
+
+        IF v_pid IS DISTINCT FROM e.pid THEN
+            IF v_dirty THEN
+                PERFORM mg_quota_write(v_pid, v_start, v_spent, v_reserved, v_req, v_tok, v_now);
+                v_dirty := false;
+            END IF;
+            v_pid := e.pid;
+            SELECT * INTO q FROM project_quota pq WHERE pq.project_id = v_pid FOR UPDATE;
+            IF NOT FOUND THEN
+                INSERT INTO project_quota (project_id, period_start)
+                VALUES (v_pid, mg_period_start(e.cap_period, coalesce(p_now, clock_timestamp())))
+                ON CONFLICT DO NOTHING;
+                SELECT * INTO q FROM project_quota pq WHERE pq.project_id = v_pid FOR UPDATE;
+            END IF;
+            -- read the clock once the row is ours: the buckets' clock
+            -- then never goes back between batches
+            v_now := coalesce(p_now, clock_timestamp());
+            v_start := mg_period_start(e.cap_period, v_now);
+            IF v_start > q.period_start THEN
+                v_spent := 0;          -- a new period has begun
+            ELSE
+                v_start := q.period_start;
+                v_spent := q.spent;
+            END IF;
+            v_reserved := q.reserved;
+            v_req := NULL;
+            v_tok := NULL;
+            IF e.p_rpm IS NOT NULL THEN
+                v_req := least(e.p_rpm, coalesce(q.req_level, e.p_rpm)
+                        + greatest(coalesce(extract(epoch FROM v_now - q.level_at), 0), 0)
+                          * e.p_rpm / 60.0);
+            END IF;
+            IF e.p_tpm IS NOT NULL THEN
+                v_tok := least(e.p_tpm, coalesce(q.tok_level, e.p_tpm)
+                        + greatest(coalesce(extract(epoch FROM v_now - q.level_at), 0), 0)
+                          * e.p_tpm / 60.0);
+            END IF;
+        END IF;
+        r.spent := v_spent;
+
+        IF e.cap IS NOT NULL AND v_spent + v_reserved + v_cost > e.cap THEN
+            r.outcome := 'spend_cap';
+            IF e.cap_period = 'month' THEN
+                r.retry_after_ms := ceil(1000 * extract(epoch FROM
+                    (v_start AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC' - v_now));
+            END IF;
+        ELSIF e.p_tpm IS NOT NULL AND r.need_tokens > e.p_tpm THEN
+            r.outcome := 'tokens_too_many';   -- waiting would not help
+        ELSIF e.p_rpm IS NOT NULL AND v_req < 1 THEN
+            r.outcome := 'requests';
+            r.retry_after_ms := ceil((1 - v_req) * 60000.0 / e.p_rpm);
+        ELSIF e.p_tpm IS NOT NULL AND v_tok < r.need_tokens THEN
+            r.outcome := 'tokens';
+            r.retry_after_ms := ceil((r.need_tokens - v_tok) * 60000.0 / e.p_tpm);
+        ELSE
+            r.outcome := 'ok';
+            v_req := v_req - 1;
+            v_tok := v_tok - r.need_tokens;
+            v_reserved := v_reserved + v_cost;
+            v_dirty := true;
+            a_id := a_id || e.id;
+            a_pid := a_pid || e.pid;
+            a_kid := a_kid || e.kid;
+            a_model := a_model || e.m;
+            a_endpoint := a_endpoint || e.e;
+            a_stream := a_stream || e.s;
+            a_cost := a_cost || v_cost;
+            a_need := a_need || r.need_tokens;
+            a_est := a_est || e.p;
+            a_pp := a_pp || r.prompt_price;
+            a_cp := a_cp || r.completion_price;
+            a_at := a_at || v_now;
+        END IF;
+
+        IF e.p_rpm IS NOT NULL THEN
+            r.rpm_remaining := greatest(floor(v_req), 0);
+            r.rpm_reset_ms := ceil((e.p_rpm - v_req) * 60000.0 / e.p_rpm);
+        END IF;
+        IF e.p_tpm IS NOT NULL THEN
+            r.tpm_remaining := greatest(floor(v_tok), 0);
+            r.tpm_reset_ms := ceil((e.p_tpm - v_tok) * 60000.0 / e.p_tpm);
+        END IF;
+        RETURN NEXT r;
+    END LOOP;
+
+    IF v_dirty THEN
+        PERFORM mg_quota_write(v_pid, v_start, v_spent, v_reserved, v_req, v_tok, v_now);
+    END IF;
+    IF cardinality(a_id) > 0 THEN
+        INSERT INTO usage_events (request_id, project_id, key_id, model, endpoint,
+               stream, status, reserved, reserved_tokens, prompt_estimate,
+               prompt_price, completion_price, created_at, settled_at)
+        SELECT a.id, a.pid, a.kid, a.model, a.endpoint, a.stream, NULL, a.cost,
+               a.need, a.est, a.pp, a.cp, a.at, NULL
+          FROM unnest(a_id, a_pid, a_kid, a_model, a_endpoint, a_stream, a_cost,
+                      a_need, a_est, a_pp, a_cp, a_at)
+               AS a(id, pid, kid, model, endpoint, stream, cost, need, est, pp, cp, at);
+        INSERT INTO reservations (request_id, project_id, created_at)
+        SELECT a.id, a.pid, a.at FROM unnest(a_id, a_pid, a_at) AS a(id, pid, at);
+    END IF;
+END
+$$;
+
+-- Admits one request (see mg_admit_batch).
+CREATE FUNCTION mg_admit(
+    p_key_hash bytea, p_request_id text, p_model text, p_endpoint text,
+    p_stream boolean, p_prompt_estimate integer, p_max_output integer,
+    p_default_output integer, p_fallback_prompt numeric,
+    p_fallback_completion numeric, p_now timestamptz DEFAULT NULL)
+RETURNS SETOF mg_admission
+LANGUAGE sql AS $$
+    SELECT * FROM mg_admit_batch(
+               jsonb_build_array(jsonb_build_object(
+                   'k', encode(p_key_hash, 'hex'), 'id', p_request_id,
+                   'm', p_model, 'e', p_endpoint, 's', p_stream,
+                   'p', p_prompt_estimate, 'o', p_max_output)),
+               p_default_output, p_fallback_prompt, p_fallback_completion, p_now)
+$$;
+
+-- Settles a batch: p_rows is a JSON array of
+-- {"id", "st": status, "et": error type, "pt", "ct", "tt": tokens,
+--  "c": cost (decimal text) or null, "b": billable, "u": upstream id,
+--  "pv": provider, "l": latency ms, "f": time to first token ms}.
+-- Each completes its pending usage row, releases its reservation and
+-- charges its cost to the period it was admitted in.  The cost is "c" when
+-- the upstream reported one ('upstream'); else, when the upstream did work
+-- ("b"), tokens at the row's prices ('catalog'; the prompt estimate stands
+-- in for unknown prompt tokens); else nothing.  Tokens reserved but not
+-- used go back to the project's tokens-per-minute bucket (all of them when
+-- the upstream did no work).  Returns how many were settled: a row settled
+-- already (by the reaper) is left as it is.
+CREATE FUNCTION mg_settle_batch(p_rows jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET enable_seqscan = off   -- see mg_admit_batch
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids  text[];
+    -- the rows settled here
+    a_pid  bigint[];
+    a_res  numeric[];
+    a_rtok integer[];
+    a_at   timestamptz[];
+    a_cost numeric[];
+    a_used integer[];
+BEGIN
+    -- committed asynchronously: a settlement lost in a Postgres crash
+    -- leaves its request pending, and the reaper charges the reservation
+    PERFORM set_config('synchronous_commit', 'off', true);
+    SELECT array_agg(x.id) INTO v_ids FROM jsonb_to_recordset(p_rows) AS x(id text);
+    DELETE FROM reservations WHERE request_id = ANY (v_ids);
+    WITH x AS (
+        SELECT * FROM jsonb_to_recordset(p_rows) AS x(id text, st integer, et text,
+               pt integer, ct integer, tt integer, c numeric, b boolean,
+               u text, pv text, l integer, f integer)
+    ), s AS (
+        UPDATE usage_events u
+           SET status = x.st, error_type = x.et,
+               prompt_tokens = x.pt, completion_tokens = x.ct, total_tokens = x.tt,
+               cost = CASE WHEN x.c IS NOT NULL THEN x.c
+                           WHEN x.b THEN coalesce(x.pt, u.prompt_estimate) * u.prompt_price
+                                         + coalesce(x.ct, 0) * u.completion_price
+                           ELSE 0 END,
+               cost_source = CASE WHEN x.c IS NOT NULL THEN 'upstream'
+                                  WHEN x.b THEN 'catalog' END,
+               upstream_id = x.u, provider = x.pv, latency_ms = x.l, ttft_ms = x.f,
+               settled_at = clock_timestamp()
+          FROM x
+         WHERE u.request_id = ANY (v_ids) AND u.request_id = x.id AND u.settled_at IS NULL
+        RETURNING u.project_id, u.reserved, u.reserved_tokens, u.created_at, u.cost,
+                  CASE WHEN x.b THEN coalesce(x.tt, x.pt + x.ct) ELSE 0 END AS used
+    )
+    SELECT array_agg(s.project_id), array_agg(s.reserved), array_agg(s.reserved_tokens),
+           array_agg(s.created_at), array_agg(s.cost), array_agg(s.used)
+      INTO a_pid, a_res, a_rtok, a_at, a_cost, a_used
+      FROM s;
+    IF a_pid IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    PERFORM 1 FROM project_quota q
+      WHERE q.project_id = ANY (a_pid)
+      ORDER BY q.project_id
+        FOR UPDATE;
+    UPDATE project_quota q
+       SET reserved = q.reserved - a.reserved,
+           spent = q.spent + (SELECT coalesce(sum(t.cost), 0)
+                                FROM unnest(a_pid, a_cost, a_at) AS t(pid, cost, at)
+                               WHERE t.pid = q.project_id AND t.at >= q.period_start),
+           tok_level = CASE WHEN q.tok_level IS NULL OR p.tpm IS NULL THEN q.tok_level
+                            ELSE least(p.tpm, q.tok_level + a.unused) END
+      FROM (SELECT t.pid, sum(t.res) AS reserved,
+                   sum(greatest(t.rtok - coalesce(t.used, t.rtok), 0)) AS unused
+              FROM unnest(a_pid, a_res, a_rtok, a_used) AS t(pid, res, rtok, used)
+             GROUP BY t.pid) a,
+           projects p
+     WHERE q.project_id = a.pid AND p.id = q.project_id;
+    RETURN cardinality(a_pid);
+END
+$$;
+
+-- Settles one request (see mg_settle_batch).  Returns false when the row
+-- was already settled (by the reaper), and then changes nothing.
+CREATE FUNCTION mg_settle(
+    p_request_id text, p_status integer, p_error_type text,
+    p_prompt_tokens integer, p_completion_tokens integer,
+    p_total_tokens integer, p_cost numeric, p_billable boolean,
+    p_upstream_id text, p_provider text, p_latency_ms integer,
+    p_ttft_ms integer)
+RETURNS boolean
+LANGUAGE sql AS $$
+    SELECT mg_settle_batch(jsonb_build_array(jsonb_build_object(
+               'id', p_request_id, 'st', p_status, 'et', p_error_type,
+               'pt', p_prompt_tokens, 'ct', p_completion_tokens, 'tt', p_total_tokens,
+               'c', p_cost, 'b', p_billable, 'u', p_upstream_id, 'pv', p_provider,
+               'l', p_latency_ms, 'f', p_ttft_ms))) = 1
+$$;
