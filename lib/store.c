@@ -27,13 +27,6 @@ static const struct stmt statements[] = {
 	  "SELECT mg_record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
 	  "$12, $13, $14, $15, $16)", 16 },
 	{ "mg_ping", "SELECT 1", 0 },
-	{ "mg_admit",
-	  "SELECT outcome, key_id, project_id, project_name, key_prefix, trim_scale(reserved), "
-	  "rpm, rpm_remaining, rpm_reset_ms, tpm, tpm_remaining, tpm_reset_ms, "
-	  "retry_after_ms, trim_scale(spend_cap), trim_scale(spent), need_tokens "
-	  "FROM mg_admit(decode($1, 'hex'), $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10 },
-	{ "mg_settle",
-	  "SELECT mg_settle($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)", 12 },
 	{ "mg_reap", "SELECT mg_reap($1)", 1 },
 	{ "mg_models", "SELECT list, allowed FROM mg_model_list($1)", 1 },
 	{ "mg_catalog_claim", "SELECT mg_catalog_claim($1)", 1 },
@@ -412,40 +405,6 @@ read_admission(PGresult *r, int row, int c, struct mg_admission *out)
 	out->need_tokens = int_or(r, row, c + 15, 0);
 }
 
-enum mg_err
-mg_store_admit(struct mg_store *s, const struct mg_admit_req *q, struct mg_admission *out)
-{
-	char estimate[24], max_output[24], def_output[24];
-	const char *vals[10];
-	PGresult *r;
-	enum mg_err rc;
-
-	memset(out, 0, sizeof(*out));
-	snprintf(estimate, sizeof(estimate), "%lld", q->prompt_estimate);
-	snprintf(def_output, sizeof(def_output), "%d", q->default_output);
-	vals[0] = q->key_hash_hex;
-	vals[1] = q->request_id;
-	vals[2] = q->model;
-	vals[3] = q->endpoint;
-	vals[4] = q->stream ? "true" : "false";
-	vals[5] = estimate;
-	vals[6] = num_or_null(q->max_output, max_output, sizeof(max_output));
-	vals[7] = def_output;
-	vals[8] = q->fallback_prompt;
-	vals[9] = q->fallback_completion;
-	rc = exec_prepared(s, "mg_admit", 10, vals, &r);
-	if (rc != MG_OK)
-		return rc;
-	if (PQntuples(r) != 1 || PQnfields(r) != 16) {
-		snprintf(last_error, sizeof(last_error), "mg_admit returned %d rows", PQntuples(r));
-		PQclear(r);
-		return MG_ERR_DB;
-	}
-	read_admission(r, 0, 0, out);
-	PQclear(r);
-	return MG_OK;
-}
-
 /* Adds key: value (a string, or null) to a JSON object. */
 static int
 put_str(json_object *o, const char *key, const char *v)
@@ -539,34 +498,10 @@ out:
 }
 
 enum mg_err
-mg_store_settle(struct mg_store *s, const struct mg_usage *u, int billable, int *settled)
+mg_store_admit(struct mg_store *s, const struct mg_admit_req *q, struct mg_admission *out)
 {
-	char status[16], pt[24], ct[24], tt[24], lat[24], ttft[24];
-	const char *vals[12];
-	PGresult *r;
-	enum mg_err rc;
-
-	*settled = 0;
-	snprintf(status, sizeof(status), "%d", u->status);
-	snprintf(lat, sizeof(lat), "%ld", u->latency_ms);
-	vals[0] = u->request_id;
-	vals[1] = status;
-	vals[2] = u->error_type;
-	vals[3] = num_or_null(u->prompt_tokens, pt, sizeof(pt));
-	vals[4] = num_or_null(u->completion_tokens, ct, sizeof(ct));
-	vals[5] = num_or_null(u->total_tokens, tt, sizeof(tt));
-	vals[6] = str_or_null(u->cost);
-	vals[7] = billable ? "true" : "false";
-	vals[8] = str_or_null(u->upstream_id);
-	vals[9] = str_or_null(u->provider);
-	vals[10] = lat;
-	vals[11] = num_or_null(u->ttft_ms, ttft, sizeof(ttft));
-	rc = exec_prepared(s, "mg_settle", 12, vals, &r);
-	if (rc != MG_OK)
-		return rc;
-	*settled = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-	PQclear(r);
-	return MG_OK;
+	memset(out, 0, sizeof(*out));
+	return mg_store_admit_batch(s, &q, 1, &out);
 }
 
 /* Runs a one-row, one-column statement whose value is an integer or a
@@ -681,6 +616,12 @@ mg_store_settle_batch(struct mg_store *s, const struct mg_usage *const *u, const
 		    json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN), settled);
 	json_object_put(arr);
 	return rc;
+}
+
+enum mg_err
+mg_store_settle(struct mg_store *s, const struct mg_usage *u, int billable, int *settled)
+{
+	return mg_store_settle_batch(s, &u, &billable, 1, settled);
 }
 
 enum mg_err

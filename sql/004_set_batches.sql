@@ -9,7 +9,8 @@
 -- reservations of the admitted requests are inserted together.  Settling
 -- is the same: one update of the usage rows, one update of each project's
 -- counters.  mg_admit and mg_settle now call the batch functions with one
--- element, so there is one implementation of each rule.
+-- element, so there is one implementation of each rule; the responders
+-- call the batch functions even for one request.
 --
 -- Lock order, which keeps batches of different processes (and the reaper)
 -- free of deadlocks: an admission batch locks counter rows in project
@@ -34,19 +35,6 @@ CREATE TYPE mg_admission AS (i integer, outcome text, key_id bigint, project_id 
     completion_price numeric, rpm integer, rpm_remaining integer, rpm_reset_ms bigint,
     tpm integer, tpm_remaining integer, tpm_reset_ms bigint, retry_after_ms bigint,
     spend_cap numeric, spent numeric, need_tokens integer);
-
--- Writes a project's counters as an admission batch leaves them.
-CREATE FUNCTION mg_quota_write(p_project_id bigint, p_period_start timestamptz,
-    p_spent numeric, p_reserved numeric, p_req_level double precision,
-    p_tok_level double precision, p_at timestamptz)
-RETURNS void
-LANGUAGE sql AS $$
-    UPDATE project_quota pq
-       SET period_start = p_period_start, spent = p_spent, reserved = p_reserved,
-           req_level = p_req_level, tok_level = p_tok_level,
-           level_at = greatest(p_at, coalesce(pq.level_at, p_at))
-     WHERE pq.project_id = p_project_id
-$$;
 
 -- Admits a batch: p_reqs is a JSON array of
 -- {"k": key hash (hex), "id": request id, "m": model, "e": endpoint,
@@ -151,7 +139,11 @@ BEGIN
 
         IF v_pid IS DISTINCT FROM e.pid THEN
             IF v_dirty THEN
-                PERFORM mg_quota_write(v_pid, v_start, v_spent, v_reserved, v_req, v_tok, v_now);
+                UPDATE project_quota pq
+                   SET period_start = v_start, spent = v_spent, reserved = v_reserved,
+                       req_level = v_req, tok_level = v_tok,
+                       level_at = greatest(v_now, coalesce(pq.level_at, v_now))
+                 WHERE pq.project_id = v_pid;
                 v_dirty := false;
             END IF;
             v_pid := e.pid;
@@ -234,7 +226,13 @@ BEGIN
     END LOOP;
 
     IF v_dirty THEN
-        PERFORM mg_quota_write(v_pid, v_start, v_spent, v_reserved, v_req, v_tok, v_now);
+        -- the last project's counters (the others were written when
+        -- the loop left them)
+        UPDATE project_quota pq
+           SET period_start = v_start, spent = v_spent, reserved = v_reserved,
+               req_level = v_req, tok_level = v_tok,
+               level_at = greatest(v_now, coalesce(pq.level_at, v_now))
+         WHERE pq.project_id = v_pid;
     END IF;
     IF cardinality(a_id) > 0 THEN
         INSERT INTO usage_events (request_id, project_id, key_id, model, endpoint,
@@ -258,13 +256,16 @@ CREATE FUNCTION mg_admit(
     p_default_output integer, p_fallback_prompt numeric,
     p_fallback_completion numeric, p_now timestamptz DEFAULT NULL)
 RETURNS SETOF mg_admission
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
     SELECT * FROM mg_admit_batch(
                jsonb_build_array(jsonb_build_object(
                    'k', encode(p_key_hash, 'hex'), 'id', p_request_id,
                    'm', p_model, 'e', p_endpoint, 's', p_stream,
                    'p', p_prompt_estimate, 'o', p_max_output)),
-               p_default_output, p_fallback_prompt, p_fallback_completion, p_now)
+               p_default_output, p_fallback_prompt, p_fallback_completion, p_now);
+END
 $$;
 
 -- Settles a batch: p_rows is a JSON array of
@@ -359,10 +360,12 @@ CREATE FUNCTION mg_settle(
     p_upstream_id text, p_provider text, p_latency_ms integer,
     p_ttft_ms integer)
 RETURNS boolean
-LANGUAGE sql AS $$
-    SELECT mg_settle_batch(jsonb_build_array(jsonb_build_object(
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN mg_settle_batch(jsonb_build_array(jsonb_build_object(
                'id', p_request_id, 'st', p_status, 'et', p_error_type,
                'pt', p_prompt_tokens, 'ct', p_completion_tokens, 'tt', p_total_tokens,
                'c', p_cost, 'b', p_billable, 'u', p_upstream_id, 'pv', p_provider,
-               'l', p_latency_ms, 'f', p_ttft_ms))) = 1
+               'l', p_latency_ms, 'f', p_ttft_ms))) = 1;
+END
 $$;

@@ -635,10 +635,10 @@ function pgbench(resultsFile, versionsText, durationText, outFile, pgSettings) {
             failed || bad ? `**${failed + bad}** ⚠` : '0']);
     }
     const md = [];
-    md.push('# mg_admit + mg_settle in Postgres alone (pgbench)');
+    md.push('# Admission + settlement in Postgres alone (pgbench)');
     md.push('');
     md.push(`pgbench -M prepared, ${durationText} s per run, rounds interleaved, medians. One pgbench transaction is ` +
-        `one request's admission and its settlement (two statements, two commits), as the responders send them. ` +
+        `one request's admission and its settlement, each a batch of one (two statements, two commits), as a responder sends them when requests come one at a time. ` +
         `${versions.postgres}, ${pgSettings ? '**' + pgSettings + '** (not the defaults)' : 'default settings'}; ` +
         `${versions.cores} cores, ${versions.cpu}.`);
     md.push('');
