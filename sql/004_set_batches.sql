@@ -3,20 +3,22 @@
 -- Version 3 sent a batch to Postgres as one statement but still ran
 -- mg_admit or mg_settle once per element: some ten statements per request,
 -- and a new version of the project's counter row for every element.  Here
--- a batch is a handful of statements whatever its size: the counter row of
--- each project is locked once, the element's decisions are made in memory
--- in arrival order, the row is written once, and the usage rows and
--- reservations of the admitted requests are inserted together.  Settling
+-- a batch is a handful of statements whatever its size: the counter rows
+-- of its projects are locked and read together, the elements' decisions
+-- are made in memory in arrival order, the rows are written together, and
+-- the usage rows and reservations of the admitted requests are inserted
+-- together.  Settling
 -- is the same: one update of the usage rows, one update of each project's
 -- counters.  mg_admit and mg_settle now call the batch functions with one
 -- element, so there is one implementation of each rule; the responders
 -- call the batch functions even for one request.
 --
 -- Lock order, which keeps batches of different processes (and the reaper)
--- free of deadlocks: an admission batch locks counter rows in project
--- order; a settlement batch first deletes its reservations, then updates
--- its usage rows, then locks counter rows in project order; the reaper
--- skips locked reservations and then takes one counter row at a time.
+-- free of deadlocks: an admission batch first locks the counter rows of
+-- all its projects, in project order; a settlement batch first deletes its
+-- reservations, then updates its usage rows, then locks counter rows in
+-- project order; the reaper skips locked reservations, then takes counter
+-- rows one at a time, in project order.
 
 DROP FUNCTION mg_admit_batch(jsonb, integer, numeric, numeric);
 DROP FUNCTION mg_settle_batch(jsonb);
@@ -56,9 +58,15 @@ DECLARE
     r          mg_admission;
     v_catalog  boolean := EXISTS (SELECT 1 FROM models);
     e          record;
-    q          record;
-    v_pid      bigint;     -- the project whose counter row is locked
     v_now      timestamptz;
+    -- a project's counter row as the batch found it
+    q_start    timestamptz;
+    q_spent    numeric;
+    q_reserved numeric;
+    q_req      double precision;
+    q_tok      double precision;
+    q_at       timestamptz;
+    v_pid      bigint;     -- the project of the elements being decided
     v_start    timestamptz;
     v_spent    numeric;
     v_reserved numeric;
@@ -67,6 +75,13 @@ DECLARE
     v_dirty    boolean := false;
     v_out      integer;
     v_cost     numeric;
+    -- the counters of the projects that admitted requests, written at the end
+    w_pid      bigint[] := '{}';
+    w_start    timestamptz[] := '{}';
+    w_spent    numeric[] := '{}';
+    w_res      numeric[] := '{}';
+    w_req      double precision[] := '{}';
+    w_tok      double precision[] := '{}';
     -- the admitted requests, inserted together at the end
     a_id       text[] := '{}';
     a_pid      bigint[] := '{}';
@@ -79,14 +94,27 @@ DECLARE
     a_est      integer[] := '{}';
     a_pp       numeric[] := '{}';
     a_cp       numeric[] := '{}';
-    a_at       timestamptz[] := '{}';
 BEGIN
+    -- the counter rows of every project in the batch, locked in project
+    -- order; the statements below see them as they are now
+    PERFORM 1 FROM project_quota pq
+      WHERE pq.project_id IN (
+                SELECT ak.project_id FROM jsonb_to_recordset(p_reqs) AS x(k text)
+                  JOIN api_keys ak ON ak.key_hash = decode(x.k, 'hex'))
+      ORDER BY pq.project_id
+        FOR UPDATE;
+    -- read once the rows are ours: the buckets' clock never goes back
+    v_now := coalesce(p_now, clock_timestamp());
+
     FOR e IN SELECT x.n::integer AS n, x.id, x.m, x.e, x.s, x.p, x.o,
                     ak.id AS kid, ak.prefix, pr.id AS pid, pr.name, pr.rpm AS p_rpm,
                     pr.tpm AS p_tpm, pr.spend_cap AS cap, pr.cap_period,
                     pr.allowed_models, md.id IS NOT NULL AS known,
                     md.prompt_price AS pp, md.completion_price AS cp,
-                    md.context_length AS ctx
+                    md.context_length AS ctx, pq.project_id IS NOT NULL AS counted,
+                    pq.period_start AS q_start, pq.spent AS q_spent,
+                    pq.reserved AS q_reserved, pq.req_level AS q_req,
+                    pq.tok_level AS q_tok, pq.level_at AS q_at
                FROM ROWS FROM (jsonb_to_recordset(p_reqs)
                         AS (k text, id text, m text, e text, s boolean, p integer, o integer))
                     WITH ORDINALITY AS x(k, id, m, e, s, p, o, n)
@@ -102,6 +130,8 @@ BEGIN
                LEFT JOIN LATERAL (
                     SELECT m.id, m.prompt_price, m.completion_price, m.context_length
                       FROM models m WHERE m.id = x.m OFFSET 0) md ON true
+               LEFT JOIN LATERAL (
+                    SELECT c.* FROM project_quota c WHERE c.project_id = pr.id OFFSET 0) pq ON true
               ORDER BY pr.id NULLS FIRST, x.n
     LOOP
         -- this element's answer: what is known now, the rest below
@@ -138,43 +168,45 @@ BEGIN
         r.reserved := v_cost;
 
         IF v_pid IS DISTINCT FROM e.pid THEN
+            -- the first element of a project: its counters as the row has them
             IF v_dirty THEN
-                UPDATE project_quota pq
-                   SET period_start = v_start, spent = v_spent, reserved = v_reserved,
-                       req_level = v_req, tok_level = v_tok,
-                       level_at = greatest(v_now, coalesce(pq.level_at, v_now))
-                 WHERE pq.project_id = v_pid;
+                w_pid := w_pid || v_pid;  w_start := w_start || v_start;
+                w_spent := w_spent || v_spent;  w_res := w_res || v_reserved;
+                w_req := w_req || v_req;  w_tok := w_tok || v_tok;
                 v_dirty := false;
             END IF;
             v_pid := e.pid;
-            SELECT * INTO q FROM project_quota pq WHERE pq.project_id = v_pid FOR UPDATE;
-            IF NOT FOUND THEN
+            q_start := e.q_start;  q_spent := e.q_spent;  q_reserved := e.q_reserved;
+            q_req := e.q_req;  q_tok := e.q_tok;  q_at := e.q_at;
+            IF NOT e.counted THEN
+                -- a project without its counter row (the row is made
+                -- with the project; this repairs a deleted one)
                 INSERT INTO project_quota (project_id, period_start)
-                VALUES (v_pid, mg_period_start(e.cap_period, coalesce(p_now, clock_timestamp())))
+                VALUES (v_pid, mg_period_start(e.cap_period, v_now))
                 ON CONFLICT DO NOTHING;
-                SELECT * INTO q FROM project_quota pq WHERE pq.project_id = v_pid FOR UPDATE;
+                SELECT pq.period_start, pq.spent, pq.reserved, pq.req_level,
+                       pq.tok_level, pq.level_at
+                  INTO q_start, q_spent, q_reserved, q_req, q_tok, q_at
+                  FROM project_quota pq WHERE pq.project_id = v_pid FOR UPDATE;
             END IF;
-            -- read the clock once the row is ours: the buckets' clock
-            -- then never goes back between batches
-            v_now := coalesce(p_now, clock_timestamp());
             v_start := mg_period_start(e.cap_period, v_now);
-            IF v_start > q.period_start THEN
+            IF v_start > q_start THEN
                 v_spent := 0;          -- a new period has begun
             ELSE
-                v_start := q.period_start;
-                v_spent := q.spent;
+                v_start := q_start;
+                v_spent := q_spent;
             END IF;
-            v_reserved := q.reserved;
+            v_reserved := q_reserved;
             v_req := NULL;
             v_tok := NULL;
             IF e.p_rpm IS NOT NULL THEN
-                v_req := least(e.p_rpm, coalesce(q.req_level, e.p_rpm)
-                        + greatest(coalesce(extract(epoch FROM v_now - q.level_at), 0), 0)
+                v_req := least(e.p_rpm, coalesce(q_req, e.p_rpm)
+                        + greatest(coalesce(extract(epoch FROM v_now - q_at), 0), 0)
                           * e.p_rpm / 60.0);
             END IF;
             IF e.p_tpm IS NOT NULL THEN
-                v_tok := least(e.p_tpm, coalesce(q.tok_level, e.p_tpm)
-                        + greatest(coalesce(extract(epoch FROM v_now - q.level_at), 0), 0)
+                v_tok := least(e.p_tpm, coalesce(q_tok, e.p_tpm)
+                        + greatest(coalesce(extract(epoch FROM v_now - q_at), 0), 0)
                           * e.p_tpm / 60.0);
             END IF;
         END IF;
@@ -211,7 +243,6 @@ BEGIN
             a_est := a_est || e.p;
             a_pp := a_pp || r.prompt_price;
             a_cp := a_cp || r.completion_price;
-            a_at := a_at || v_now;
         END IF;
 
         IF e.p_rpm IS NOT NULL THEN
@@ -224,27 +255,30 @@ BEGIN
         END IF;
         RETURN NEXT r;
     END LOOP;
-
     IF v_dirty THEN
-        -- the last project's counters (the others were written when
-        -- the loop left them)
-        UPDATE project_quota pq
-           SET period_start = v_start, spent = v_spent, reserved = v_reserved,
-               req_level = v_req, tok_level = v_tok,
-               level_at = greatest(v_now, coalesce(pq.level_at, v_now))
-         WHERE pq.project_id = v_pid;
+        w_pid := w_pid || v_pid;  w_start := w_start || v_start;
+        w_spent := w_spent || v_spent;  w_res := w_res || v_reserved;
+        w_req := w_req || v_req;  w_tok := w_tok || v_tok;
     END IF;
+
     IF cardinality(a_id) > 0 THEN
+        UPDATE project_quota pq
+           SET period_start = w.start, spent = w.spent, reserved = w.res,
+               req_level = w.req, tok_level = w.tok,
+               level_at = greatest(v_now, coalesce(pq.level_at, v_now))
+          FROM unnest(w_pid, w_start, w_spent, w_res, w_req, w_tok)
+               AS w(pid, start, spent, res, req, tok)
+         WHERE pq.project_id = w.pid;
         INSERT INTO usage_events (request_id, project_id, key_id, model, endpoint,
                stream, status, reserved, reserved_tokens, prompt_estimate,
                prompt_price, completion_price, created_at, settled_at)
         SELECT a.id, a.pid, a.kid, a.model, a.endpoint, a.stream, NULL, a.cost,
-               a.need, a.est, a.pp, a.cp, a.at, NULL
+               a.need, a.est, a.pp, a.cp, v_now, NULL
           FROM unnest(a_id, a_pid, a_kid, a_model, a_endpoint, a_stream, a_cost,
-                      a_need, a_est, a_pp, a_cp, a_at)
-               AS a(id, pid, kid, model, endpoint, stream, cost, need, est, pp, cp, at);
+                      a_need, a_est, a_pp, a_cp)
+               AS a(id, pid, kid, model, endpoint, stream, cost, need, est, pp, cp);
         INSERT INTO reservations (request_id, project_id, created_at)
-        SELECT a.id, a.pid, a.at FROM unnest(a_id, a_pid, a_at) AS a(id, pid, at);
+        SELECT a.id, a.pid, v_now FROM unnest(a_id, a_pid) AS a(id, pid);
     END IF;
 END
 $$;
@@ -334,16 +368,18 @@ BEGIN
       WHERE q.project_id = ANY (a_pid)
       ORDER BY q.project_id
         FOR UPDATE;
+    -- the rows are ours now, so this statement sees their period as it is
     UPDATE project_quota q
        SET reserved = q.reserved - a.reserved,
-           spent = q.spent + (SELECT coalesce(sum(t.cost), 0)
-                                FROM unnest(a_pid, a_cost, a_at) AS t(pid, cost, at)
-                               WHERE t.pid = q.project_id AND t.at >= q.period_start),
+           spent = q.spent + a.cost,
            tok_level = CASE WHEN q.tok_level IS NULL OR p.tpm IS NULL THEN q.tok_level
                             ELSE least(p.tpm, q.tok_level + a.unused) END
       FROM (SELECT t.pid, sum(t.res) AS reserved,
+                   coalesce(sum(t.cost) FILTER (WHERE t.at >= pq.period_start), 0) AS cost,
                    sum(greatest(t.rtok - coalesce(t.used, t.rtok), 0)) AS unused
-              FROM unnest(a_pid, a_res, a_rtok, a_used) AS t(pid, res, rtok, used)
+              FROM unnest(a_pid, a_res, a_rtok, a_at, a_cost, a_used)
+                       AS t(pid, res, rtok, at, cost, used)
+              JOIN project_quota pq ON pq.project_id = t.pid
              GROUP BY t.pid) a,
            projects p
      WHERE q.project_id = a.pid AND p.id = q.project_id;
