@@ -53,10 +53,10 @@ LANGUAGE plpgsql
 -- and a plan made while a table was small (a new install) would otherwise
 -- go on reading all of it after it has grown.
 SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     r          mg_admission;
-    v_catalog  boolean := EXISTS (SELECT 1 FROM models);
     e          record;
     v_now      timestamptz;
     -- a project's counter row as the batch found it
@@ -112,6 +112,8 @@ BEGIN
                     pr.allowed_models, md.id IS NOT NULL AS known,
                     md.prompt_price AS pp, md.completion_price AS cp,
                     md.context_length AS ctx, pq.project_id IS NOT NULL AS counted,
+                    -- with an empty catalog every model is allowed
+                    EXISTS (SELECT 1 FROM models) AS catalog,
                     pq.period_start AS q_start, pq.spent AS q_spent,
                     pq.reserved AS q_reserved, pq.req_level AS q_req,
                     pq.tok_level AS q_tok, pq.level_at AS q_at
@@ -152,7 +154,7 @@ BEGIN
             RETURN NEXT r;
             CONTINUE;
         END IF;
-        IF NOT e.known AND v_catalog THEN
+        IF NOT e.known AND e.catalog THEN
             r.outcome := 'model_not_found';
             RETURN NEXT r;
             CONTINUE;
@@ -262,21 +264,25 @@ BEGIN
     END IF;
 
     IF cardinality(a_id) > 0 THEN
-        UPDATE project_quota pq
-           SET period_start = w.start, spent = w.spent, reserved = w.res,
-               req_level = w.req, tok_level = w.tok,
-               level_at = greatest(v_now, coalesce(pq.level_at, v_now))
-          FROM unnest(w_pid, w_start, w_spent, w_res, w_req, w_tok)
-               AS w(pid, start, spent, res, req, tok)
-         WHERE pq.project_id = w.pid;
-        INSERT INTO usage_events (request_id, project_id, key_id, model, endpoint,
-               stream, status, reserved, reserved_tokens, prompt_estimate,
-               prompt_price, completion_price, created_at, settled_at)
-        SELECT a.id, a.pid, a.kid, a.model, a.endpoint, a.stream, NULL, a.cost,
-               a.need, a.est, a.pp, a.cp, v_now, NULL
-          FROM unnest(a_id, a_pid, a_kid, a_model, a_endpoint, a_stream, a_cost,
-                      a_need, a_est, a_pp, a_cp)
-               AS a(id, pid, kid, model, endpoint, stream, cost, need, est, pp, cp);
+        -- one statement: the counters, the usage rows, the reservations
+        WITH c AS (
+            UPDATE project_quota pq
+               SET period_start = w.start, spent = w.spent, reserved = w.res,
+                   req_level = w.req, tok_level = w.tok,
+                   level_at = greatest(v_now, coalesce(pq.level_at, v_now))
+              FROM unnest(w_pid, w_start, w_spent, w_res, w_req, w_tok)
+                   AS w(pid, start, spent, res, req, tok)
+             WHERE pq.project_id = w.pid
+        ), u AS (
+            INSERT INTO usage_events (request_id, project_id, key_id, model, endpoint,
+                   stream, status, reserved, reserved_tokens, prompt_estimate,
+                   prompt_price, completion_price, created_at, settled_at)
+            SELECT a.id, a.pid, a.kid, a.model, a.endpoint, a.stream, NULL, a.cost,
+                   a.need, a.est, a.pp, a.cp, v_now, NULL
+              FROM unnest(a_id, a_pid, a_kid, a_model, a_endpoint, a_stream, a_cost,
+                          a_need, a_est, a_pp, a_cp)
+                   AS a(id, pid, kid, model, endpoint, stream, cost, need, est, pp, cp)
+        )
         INSERT INTO reservations (request_id, project_id, created_at)
         SELECT a.id, a.pid, v_now FROM unnest(a_id, a_pid) AS a(id, pid);
     END IF;
@@ -318,10 +324,12 @@ CREATE FUNCTION mg_settle_batch(p_rows jsonb)
 RETURNS integer
 LANGUAGE plpgsql
 SET enable_seqscan = off   -- see mg_admit_batch
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
     v_ids  text[];
+    v_sync text;
     -- the rows settled here
     a_pid  bigint[];
     a_res  numeric[];
@@ -332,8 +340,9 @@ DECLARE
 BEGIN
     -- committed asynchronously: a settlement lost in a Postgres crash
     -- leaves its request pending, and the reaper charges the reservation
-    PERFORM set_config('synchronous_commit', 'off', true);
-    SELECT array_agg(x.id) INTO v_ids FROM jsonb_to_recordset(p_rows) AS x(id text);
+    SELECT array_agg(x.id), set_config('synchronous_commit', 'off', true)
+      INTO v_ids, v_sync
+      FROM jsonb_to_recordset(p_rows) AS x(id text);
     DELETE FROM reservations WHERE request_id = ANY (v_ids);
     WITH x AS (
         SELECT * FROM jsonb_to_recordset(p_rows) AS x(id text, st integer, et text,
