@@ -179,14 +179,13 @@ transport_error(enum mg_err rc, struct mg_apierror *e)
 }
 
 /* Calls the upstream and turns any failure into e.  MG_OK when a 2xx
- * JSON object arrived; *json (owned by the caller) is then parsed. */
+ * answer arrived (in w->reply). */
 static enum mg_err
-relay(struct mg_worker *w, struct exchange *x, const char *path, const char *body,
-    size_t len, json_object **json, struct mg_apierror *e)
+call_upstream(struct mg_worker *w, struct exchange *x, const char *path, const char *body,
+    size_t len, struct mg_apierror *e)
 {
 	enum mg_err rc = mg_upstream_call(w->up, path, body, len, &w->reply);
 
-	*json = NULL;
 	if (rc != MG_OK) {
 		mg_log(MG_LOG_WARN, x->request_id, "upstream %s failed: %s (%s)", path,
 		    mg_strerror(rc), mg_upstream_last_error(w->up));
@@ -203,6 +202,15 @@ relay(struct mg_worker *w, struct exchange *x, const char *path, const char *bod
 			    "Retry-After: %.20s\r\n", w->reply.retry_after);
 		return MG_ERR_UPSTREAM;
 	}
+	return MG_OK;
+}
+
+/* Parses the 2xx answer in w->reply; MG_OK when it is a JSON object
+ * (*json, owned by the caller), else e filled. */
+static enum mg_err
+parse_reply(struct mg_worker *w, struct exchange *x, const char *path, json_object **json,
+    struct mg_apierror *e)
+{
 	*json = json_tokener_parse(mg_buf_str(&w->reply.body));
 	if (*json == NULL || !json_object_is_type(*json, json_type_object)) {
 		json_object_put(*json);
@@ -214,6 +222,17 @@ relay(struct mg_worker *w, struct exchange *x, const char *path, const char *bod
 		return MG_ERR_UPSTREAM;
 	}
 	return MG_OK;
+}
+
+/* call_upstream and parse_reply. */
+static enum mg_err
+relay(struct mg_worker *w, struct exchange *x, const char *path, const char *body,
+    size_t len, json_object **json, struct mg_apierror *e)
+{
+	enum mg_err rc = call_upstream(w, x, path, body, len, e);
+
+	*json = NULL;
+	return rc != MG_OK ? rc : parse_reply(w, x, path, json, e);
 }
 
 /* The client's key from the Authorization header: its hash and public
@@ -567,19 +586,22 @@ stream_tick(void *arg)
 static const char *
 stream_body(struct mg_call *call, const char *body, size_t *len)
 {
-	json_object *so;
+	json_object *root, *so;
 	const char *text;
 
 	if (call->include_usage)
 		return body;
-	if (!json_object_object_get_ex(call->root, "stream_options", &so) || so == NULL) {
+	root = mg_call_tree(call, body, *len);
+	if (root == NULL)
+		return body;
+	if (!json_object_object_get_ex(root, "stream_options", &so) || so == NULL) {
 		so = json_object_new_object();
 		if (so == NULL)
 			return body;
-		json_object_object_add(call->root, "stream_options", so);
+		json_object_object_add(root, "stream_options", so);
 	}
 	json_object_object_add(so, "include_usage", json_object_new_boolean(1));
-	text = json_object_to_json_string_ext(call->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	*len = strlen(text);
 	return text;
 }
@@ -735,7 +757,21 @@ handle_call(struct mg_worker *w, struct exchange *x, enum mg_endpoint ep)
 		handle_stream(w, x, &call, &u);
 		goto out;
 	}
-	rc = relay(w, x, path, w->body.data, w->body.len, &json, &e);
+	rc = call_upstream(w, x, path, w->body.data, w->body.len, &e);
+	if (rc != MG_OK) {
+		fail_call(w, x, &u, &e);
+		goto out;
+	}
+	if (!(ep == MG_EP_EMBEDDINGS && call.want_base64) &&
+	    mg_usage_from_text(&u, mg_buf_str(&w->reply.body), w->reply.body.len) == MG_OK) {
+		/* a JSON object, read in place: the upstream's bytes go back */
+		x->billable = 1;
+		send_json(x, 200, w->reply.body.data, w->reply.body.len);
+		u.status = 200;
+		record(w, x, &u);
+		goto out;
+	}
+	rc = parse_reply(w, x, path, &json, &e);
 	if (rc != MG_OK) {
 		fail_call(w, x, &u, &e);
 		goto out;

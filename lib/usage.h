@@ -2,7 +2,9 @@
 #define MG_USAGE_H
 
 #include <json-c/json.h>
+#include <stddef.h>
 
+#include "err.h"
 #include "router.h"
 
 #define MG_REQUEST_ID_LEN 28  /* "req_" + 24 hex */
@@ -34,6 +36,11 @@ void mg_usage_init(struct mg_usage *u);
  * upstream response object (a completion, an embeddings list or a chunk).
  * Fields absent from resp are left as they were. */
 void mg_usage_from_json(struct mg_usage *u, json_object *resp);
+/* The same from len bytes of JSON text, without building a tree: MG_OK
+ * when the text is a JSON object within mg_jscan's reach; otherwise
+ * MG_ERR_JSON and u unchanged (json-c is then to parse the text). */
+enum mg_err mg_usage_from_text(struct mg_usage *u, const char *text, size_t len)
+	__attribute__((warn_unused_result));
 /* 1 if s is a plain JSON/SQL decimal number (optional sign, digits,
  * fraction, exponent), at most MG_COST_MAX-1 characters. */
 int mg_decimal_valid(const char *s);

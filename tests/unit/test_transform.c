@@ -94,6 +94,24 @@ static const struct {
 	  "[{\"id\":\"gen-1\",\"usage\":{\"prompt_tokens\":1}}]", -1, -1, -1, "", "", "" },
 };
 
+static void
+check_usage(const struct mg_usage *u, int i)
+{
+	ck_assert_msg(u->prompt_tokens == usages[i].prompt, "%s: prompt %lld", usages[i].why, u->prompt_tokens);
+	ck_assert_msg(u->completion_tokens == usages[i].completion, "%s: completion %lld",
+	    usages[i].why, u->completion_tokens);
+	ck_assert_msg(u->total_tokens == usages[i].total, "%s: total %lld", usages[i].why, u->total_tokens);
+	ck_assert_msg(strcmp(u->cost, usages[i].cost) == 0, "%s: cost '%s', want '%s'",
+	    usages[i].why, u->cost, usages[i].cost);
+	if (usages[i].cost[0] != '\0')
+		ck_assert_msg(u->cost_source != NULL && strcmp(u->cost_source, "upstream") == 0,
+		    "%s: cost_source", usages[i].why);
+	else
+		ck_assert_msg(u->cost_source == NULL, "%s: cost_source set", usages[i].why);
+	ck_assert_str_eq(u->upstream_id, usages[i].upstream_id);
+	ck_assert_str_eq(u->provider, usages[i].provider);
+}
+
 START_TEST(usage_table)
 {
 	struct mg_usage u;
@@ -101,19 +119,15 @@ START_TEST(usage_table)
 
 	mg_usage_init(&u);
 	mg_usage_from_json(&u, o);
-	ck_assert_msg(u.prompt_tokens == usages[_i].prompt, "%s: prompt %lld", usages[_i].why, u.prompt_tokens);
-	ck_assert_msg(u.completion_tokens == usages[_i].completion, "%s: completion %lld",
-	    usages[_i].why, u.completion_tokens);
-	ck_assert_msg(u.total_tokens == usages[_i].total, "%s: total %lld", usages[_i].why, u.total_tokens);
-	ck_assert_msg(strcmp(u.cost, usages[_i].cost) == 0, "%s: cost '%s', want '%s'",
-	    usages[_i].why, u.cost, usages[_i].cost);
-	if (usages[_i].cost[0] != '\0')
-		ck_assert_msg(u.cost_source != NULL && strcmp(u.cost_source, "upstream") == 0,
-		    "%s: cost_source", usages[_i].why);
-	else
-		ck_assert_msg(u.cost_source == NULL, "%s: cost_source set", usages[_i].why);
-	ck_assert_str_eq(u.upstream_id, usages[_i].upstream_id);
-	ck_assert_str_eq(u.provider, usages[_i].provider);
+	check_usage(&u, _i);
+	/* read in place: the same, where it is taken on (objects only) */
+	mg_usage_init(&u);
+	if (mg_usage_from_text(&u, usages[_i].json, strlen(usages[_i].json)) == MG_OK) {
+		ck_assert(json_object_is_type(o, json_type_object));
+		check_usage(&u, _i);
+	} else {
+		ck_assert_int_eq(u.prompt_tokens, -1);
+	}
 	json_object_put(o);
 }
 END_TEST
