@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -77,13 +78,15 @@ copy_tokens(json_object *usage, const char *name, long long *dst)
 	}
 }
 
-/* total_tokens from the parts when the upstream left it out */
+/* total_tokens from the parts when the upstream left it out (at most
+ * LLONG_MAX: the parts come from outside) */
 static void
 complete_total(struct mg_usage *u)
 {
-	if (u->total_tokens < 0 && u->prompt_tokens >= 0)
-		u->total_tokens = u->prompt_tokens +
-		    (u->completion_tokens > 0 ? u->completion_tokens : 0);
+	if (u->total_tokens < 0 && u->prompt_tokens >= 0 &&
+	    __builtin_add_overflow(u->prompt_tokens,
+	    u->completion_tokens > 0 ? u->completion_tokens : 0, &u->total_tokens))
+		u->total_tokens = LLONG_MAX;
 }
 
 /* Keeps cost text (len bytes, json-c's text of the number) when it is a

@@ -82,6 +82,12 @@ static const struct {
 	  "{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5}}", 10, 5, 15, "", "", "" },
 	{ "total computed from prompt only (embeddings)",
 	  "{\"object\":\"list\",\"usage\":{\"prompt_tokens\":8}}", 8, -1, 8, "", "", "" },
+	/* Regression test, once wrong in lib/usage.c: the sum of two huge
+	 * counts overflowed (undefined behaviour) instead of stopping at the
+	 * largest total. */
+	{ "total computed without overflow",
+	  "{\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":9223372036854775807}}",
+	  3, 9223372036854775807LL, 9223372036854775807LL, "", "", "" },
 	{ "total kept when given",
 	  "{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,\"total_tokens\":20}}", 10, 5, 20, "", "", "" },
 	{ "negative tokens ignored",
