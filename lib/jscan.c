@@ -252,12 +252,10 @@ next_item(struct mg_jscan *s, char bracket)
 	return 1;
 }
 
-int
-mg_jscan_member(struct mg_jscan *s, struct mg_jscan_value *key)
+/* A member's name and its colon. */
+static int
+read_key(struct mg_jscan *s, struct mg_jscan_value *key)
 {
-	key->type = MG_JSCAN_NONE;
-	if (!next_item(s, '{'))
-		return 0;
 	skip_space(s);
 	if (s->p >= s->end || *s->p != '"') {
 		mg_jscan_fail(s);
@@ -275,6 +273,13 @@ mg_jscan_member(struct mg_jscan *s, struct mg_jscan_value *key)
 }
 
 int
+mg_jscan_member(struct mg_jscan *s, struct mg_jscan_value *key)
+{
+	key->type = MG_JSCAN_NONE;
+	return next_item(s, '{') && read_key(s, key);
+}
+
+int
 mg_jscan_field(struct mg_jscan *s, const char *const names[])
 {
 	struct mg_jscan_value key;
@@ -286,8 +291,9 @@ mg_jscan_field(struct mg_jscan *s, const char *const names[])
 		mg_jscan_fail(s);
 		return -1;
 	}
+	/* the first byte rules most names out (an empty key's is the quote) */
 	for (i = 0; names[i] != NULL; i++)
-		if (mg_jscan_is(&key, names[i]))
+		if (names[i][0] == key.text[0] && mg_jscan_is(&key, names[i]))
 			return i + 1;
 	return 0;
 }
@@ -328,14 +334,20 @@ mg_jscan_element(struct mg_jscan *s)
 void
 mg_jscan_skip(struct mg_jscan *s, const struct mg_jscan_value *v)
 {
-	struct mg_jscan_value key;
+	struct mg_jscan_value t;
+	int base = s->depth - 1;
 
-	if (v->type == MG_JSCAN_OBJECT) {
-		while (mg_jscan_member(s, &key))
-			mg_jscan_next(s);
-	} else if (v->type == MG_JSCAN_ARRAY) {
-		while (mg_jscan_element(s))
-			mg_jscan_next(s);
+	if (v->type != MG_JSCAN_OBJECT && v->type != MG_JSCAN_ARRAY)
+		return;
+	/* one loop over all the levels inside v, not calls per value */
+	while (!s->failed && s->depth > base) {
+		char bracket = s->open[s->depth - 1];
+
+		if (!next_item(s, bracket))
+			continue;       /* that level closed */
+		if (bracket == '{' && !read_key(s, &t))
+			break;
+		mg_jscan_value(s, &t);
 	}
 }
 
