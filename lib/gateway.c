@@ -20,6 +20,7 @@
 #include "usage.h"
 
 #define JSON_TYPE "application/json"
+#define REQUEST_ID_HEADER "x-request-id: "
 #define SSE_MAX_EVENT (4u << 20)
 
 /* What one request carries through the handler. */
@@ -751,7 +752,7 @@ handle_call(struct mg_worker *w, struct exchange *x, enum mg_endpoint ep)
 	}
 	u.project_id = x->auth.project_id;
 	u.key_id = x->auth.key_id;
-	snprintf(u.model, sizeof(u.model), "%s", call.model);
+	memcpy(u.model, call.model, strlen(call.model) + 1);
 	u.stream = call.stream;
 	if (call.stream) {
 		handle_stream(w, x, &call, &u);
@@ -910,7 +911,9 @@ mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
 	x.fr = r;
 	clock_gettime(CLOCK_MONOTONIC, &x.start);
 	new_request_id(x.request_id);
-	snprintf(x.headers, sizeof(x.headers), "x-request-id: %s\r\n", x.request_id);
+	memcpy(x.headers, REQUEST_ID_HEADER, sizeof(REQUEST_ID_HEADER) - 1);
+	memcpy(x.headers + sizeof(REQUEST_ID_HEADER) - 1, x.request_id, MG_REQUEST_ID_LEN);
+	memcpy(x.headers + sizeof(REQUEST_ID_HEADER) - 1 + MG_REQUEST_ID_LEN, "\r\n", 3);
 
 	if (uri == NULL)
 		uri = mg_fcgi_param(r, "SCRIPT_NAME");
