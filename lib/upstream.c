@@ -85,13 +85,27 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 	struct mg_upstream *u = arg;
 	size_t n = size * nmemb;
 
-	/* a new status line (after a redirect or 100) starts a new header set */
-	if (n > 5 && strncmp(data, "HTTP/", 5) == 0) {
-		u->reply->retry_after[0] = '\0';
-		u->reply->content_type[0] = '\0';
+	/* by the first letter: this runs for every header line */
+	switch (n > 0 ? data[0] : '\0') {
+	case 'H':
+		/* a new status line (after a redirect or 100) starts a new set */
+		if (n > 5 && strncmp(data, "HTTP/", 5) == 0) {
+			u->reply->retry_after[0] = '\0';
+			u->reply->content_type[0] = '\0';
+		}
+		break;
+	case 'R':
+	case 'r':
+		take_header(data, n, "Retry-After", u->reply->retry_after, sizeof(u->reply->retry_after));
+		break;
+	case 'C':
+	case 'c':
+		take_header(data, n, "Content-Type", u->reply->content_type,
+		    sizeof(u->reply->content_type));
+		break;
+	default:
+		break;
 	}
-	take_header(data, n, "Retry-After", u->reply->retry_after, sizeof(u->reply->retry_after));
-	take_header(data, n, "Content-Type", u->reply->content_type, sizeof(u->reply->content_type));
 	return n;
 }
 
