@@ -11,6 +11,7 @@
 #include "embed.h"
 #include "fcgi.h"
 #include "gateway.h"
+#include "jscan.h"
 #include "log.h"
 #include "models.h"
 #include "quota.h"
@@ -502,18 +503,109 @@ count_content(struct stream_state *st, json_object *choices)
 	}
 }
 
+/* Passes one event on to the client; 1 when the stream must stop. */
+static int
+send_event(struct stream_state *st, const char *text, size_t len)
+{
+	struct mg_buf *out = &st->w->out;
+
+	mg_buf_reset(out);
+	if (mg_buf_adds(out, "data: ") != MG_OK || mg_buf_add(out, text, len) != MG_OK ||
+	    mg_buf_adds(out, "\n\n") != MG_OK)
+		return 1;
+	return stream_write(st, out->data, out->len) < 0;
+}
+
+/* What stream_event looks at in a chunk, read in place. */
+struct chunk {
+	struct mg_jscan_value error, choices; /* the members, as read */
+	long n_choices;         /* elements of choices, when an array */
+	long contents;          /* of them with a delta.content that is a non-empty string */
+};
+
+/* The choices array of a chunk: each delta.content. */
+static void
+scan_choices(struct mg_jscan *s, struct chunk *c)
+{
+	static const char *const names[] = { "delta", NULL };
+	struct mg_jscan_value choice, delta, content;
+	int i;
+
+	while (mg_jscan_element(s)) {
+		c->n_choices++;
+		mg_jscan_value(s, &choice);
+		if (choice.type != MG_JSCAN_OBJECT) {
+			mg_jscan_skip(s, &choice);
+			continue;
+		}
+		delta.type = MG_JSCAN_NONE;
+		while ((i = mg_jscan_field(s, names, NULL)) >= 0) {
+			if (i == 0) {
+				mg_jscan_next(s);
+				continue;
+			}
+			mg_jscan_take(s, &delta);
+			if (delta.type != MG_JSCAN_OBJECT) {
+				mg_jscan_skip(s, &delta);
+				continue;
+			}
+			mg_jscan_pick(s, "content", &content);
+			if (content.type == MG_JSCAN_STRING && content.len > 0)
+				c->contents++;
+		}
+	}
+}
+
+/* A member of a chunk besides its usage (mg_usage_scan's walk).  What
+ * json-c is to judge fails the scanner: a member of interest named twice,
+ * or an error that is not null (rare, and handled there). */
+static void
+chunk_member(void *arg, struct mg_jscan *s, const struct mg_jscan_value *name)
+{
+	struct chunk *c = arg;
+
+	if (mg_jscan_is(name, "error")) {
+		mg_jscan_take(s, &c->error);
+		mg_jscan_skip(s, &c->error);
+		if (c->error.type != MG_JSCAN_NULL)
+			mg_jscan_fail(s);
+	} else if (mg_jscan_is(name, "choices")) {
+		mg_jscan_take(s, &c->choices);
+		if (c->choices.type == MG_JSCAN_ARRAY)
+			scan_choices(s, c);
+		else
+			mg_jscan_skip(s, &c->choices);
+	} else {
+		mg_jscan_next(s);
+	}
+}
+
 static int
 stream_event(void *arg, const struct mg_sse_event *ev)
 {
 	struct stream_state *st = arg;
-	struct mg_buf *out = &st->w->out;
 	json_object *obj, *err, *choices, *usage;
 	const char *data = ev->data;
-	int rc = 0;
+	struct chunk c;
+	struct mg_usage_walk walk = { chunk_member, &c, 0 };
+	int rc;
 
 	if (strcmp(data, "[DONE]") == 0) {
 		st->done = 1;
 		return 0;
+	}
+	/* the usual chunk, read in place and passed on as it came (a chunk
+	 * of several data: lines goes the json-c way: it is rewritten) */
+	memset(&c, 0, sizeof(c));
+	if (memchr(data, '\n', ev->len) == NULL &&
+	    mg_usage_scan(st->u, data, ev->len, &walk) == MG_OK) {
+		if (c.choices.type == MG_JSCAN_ARRAY && c.n_choices == 0 && walk.usage &&
+		    !st->include_usage)
+			return 0;
+		if (c.contents > 0 && st->content_chunks == 0)
+			st->u->ttft_ms = elapsed_ms(&st->x->start);
+		st->content_chunks += c.contents;
+		return send_event(st, data, ev->len);
 	}
 	obj = json_tokener_parse(data);
 	if (obj == NULL || !json_object_is_type(obj, json_type_object)) {
@@ -545,14 +637,13 @@ stream_event(void *arg, const struct mg_sse_event *ev)
 		}
 		count_content(st, choices);
 	}
-	mg_buf_reset(out);
-	if (mg_buf_adds(out, "data: ") != MG_OK ||
-	    mg_buf_adds(out, strchr(data, '\n') == NULL ? data :
-	        json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN)) != MG_OK ||
-	    mg_buf_adds(out, "\n\n") != MG_OK)
-		rc = 1;
-	else if (stream_write(st, out->data, out->len) < 0)
-		rc = 1;
+	if (strchr(data, '\n') == NULL) {
+		rc = send_event(st, data, strlen(data));
+	} else {
+		const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+
+		rc = send_event(st, text, strlen(text));
+	}
 	json_object_put(obj);
 	return rc;
 }

@@ -280,20 +280,22 @@ mg_jscan_member(struct mg_jscan *s, struct mg_jscan_value *key)
 }
 
 int
-mg_jscan_field(struct mg_jscan *s, const char *const names[])
+mg_jscan_field(struct mg_jscan *s, const char *const names[], struct mg_jscan_value *key)
 {
-	struct mg_jscan_value key;
+	struct mg_jscan_value k;
 	int i;
 
-	if (!mg_jscan_member(s, &key))
+	if (key == NULL)
+		key = &k;
+	if (!mg_jscan_member(s, key))
 		return -1;
-	if (key.escaped) {
+	if (key->escaped) {
 		mg_jscan_fail(s);
 		return -1;
 	}
 	/* the first byte rules most names out (an empty key's is the quote) */
 	for (i = 0; names[i] != NULL; i++)
-		if (names[i][0] == key.text[0] && mg_jscan_is(&key, names[i]))
+		if (names[i][0] == key->text[0] && mg_jscan_is(key, names[i]))
 			return i + 1;
 	return 0;
 }
@@ -315,7 +317,7 @@ mg_jscan_pick(struct mg_jscan *s, const char *name, struct mg_jscan_value *slot)
 	int i;
 
 	slot->type = MG_JSCAN_NONE;
-	while ((i = mg_jscan_field(s, names)) >= 0) {
+	while ((i = mg_jscan_field(s, names, NULL)) >= 0) {
 		if (i == 0) {
 			mg_jscan_next(s);
 		} else {

@@ -55,9 +55,9 @@ void mg_jscan_value(struct mg_jscan *s, struct mg_jscan_value *v);
 int mg_jscan_member(struct mg_jscan *s, struct mg_jscan_value *key);
 /* The next member of the innermost open object, by name: i + 1 when its
  * name is names[i] (a NULL-terminated list), 0 for any other name, -1 when
- * the object closed here.  A name with escapes fails the scanner: it may
- * be one of names in disguise. */
-int mg_jscan_field(struct mg_jscan *s, const char *const names[]);
+ * the object closed here; the name in *key unless key is NULL.  A name
+ * with escapes fails the scanner: it may be one of names in disguise. */
+int mg_jscan_field(struct mg_jscan *s, const char *const names[], struct mg_jscan_value *key);
 /* Reads the value of a member into *slot, which must be empty (type
  * MG_JSCAN_NONE): a member named twice fails the scanner (json-c keeps
  * the last of them). */

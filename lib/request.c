@@ -393,7 +393,7 @@ scan_call(struct mg_call *c, const char *body, size_t len)
 	mg_jscan_value(&s, &root);
 	if (root.type != MG_JSCAN_OBJECT)
 		return MG_ERR_JSON;
-	while ((i = mg_jscan_field(&s, chat ? chat_names : embeddings_names)) >= 0) {
+	while ((i = mg_jscan_field(&s, chat ? chat_names : embeddings_names, NULL)) >= 0) {
 		enum field k = i == 0 ? F_OTHER : chat ? (enum field)i :
 		    i == 1 ? F_MODEL : i == 2 ? F_INPUT : F_FORMAT;
 

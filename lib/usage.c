@@ -145,7 +145,7 @@ scan_usage(struct mg_jscan *s, struct found *f)
 	struct mg_jscan_value *slots[] = { &f->prompt, &f->completion, &f->total, &f->cost };
 	int i;
 
-	while ((i = mg_jscan_field(s, names)) >= 0) {
+	while ((i = mg_jscan_field(s, names, NULL)) >= 0) {
 		if (i == 0) {
 			mg_jscan_next(s);
 			continue;
@@ -185,9 +185,15 @@ scanned_string(const struct mg_jscan_value *v, char *dst, size_t len)
 enum mg_err
 mg_usage_from_text(struct mg_usage *u, const char *text, size_t len)
 {
+	return mg_usage_scan(u, text, len, NULL);
+}
+
+enum mg_err
+mg_usage_scan(struct mg_usage *u, const char *text, size_t len, struct mg_usage_walk *walk)
+{
 	static const char *const names[] = { "id", "provider", "usage", NULL };
 	struct mg_jscan s;
-	struct mg_jscan_value root;
+	struct mg_jscan_value root, key;
 	struct found f;
 	struct mg_usage t;
 	int i;
@@ -197,11 +203,14 @@ mg_usage_from_text(struct mg_usage *u, const char *text, size_t len)
 	mg_jscan_value(&s, &root);
 	if (root.type != MG_JSCAN_OBJECT)
 		return MG_ERR_JSON;
-	while ((i = mg_jscan_field(&s, names)) >= 0) {
+	while ((i = mg_jscan_field(&s, names, &key)) >= 0) {
 		struct mg_jscan_value *slot = i == 1 ? &f.id : i == 2 ? &f.provider : &f.usage;
 
 		if (i == 0) {
-			mg_jscan_next(&s);
+			if (walk != NULL)
+				walk->member(walk->arg, &s, &key);
+			else
+				mg_jscan_next(&s);
 			continue;
 		}
 		mg_jscan_take(&s, slot);
@@ -213,6 +222,8 @@ mg_usage_from_text(struct mg_usage *u, const char *text, size_t len)
 	mg_jscan_finish(&s);
 	if (!mg_jscan_ok(&s) || f.id.escaped || f.provider.escaped)
 		return MG_ERR_JSON;
+	if (walk != NULL)
+		walk->usage = f.usage.type != MG_JSCAN_NONE && f.usage.type != MG_JSCAN_NULL;
 
 	/* applied to a copy first: u changes only when all of it is taken */
 	t = *u;

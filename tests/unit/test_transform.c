@@ -138,6 +138,52 @@ START_TEST(usage_table)
 }
 END_TEST
 
+/* The walk's hook: records the names it is handed and reads each value;
+ * "stop" fails the scanner. */
+struct seen {
+	char names[128];
+};
+
+static void
+seen_member(void *arg, struct mg_jscan *s, const struct mg_jscan_value *name)
+{
+	struct seen *w = arg;
+
+	strncat(w->names, name->text, name->len);
+	strcat(w->names, ",");
+	if (mg_jscan_is(name, "stop"))
+		mg_jscan_fail(s);
+	mg_jscan_next(s);
+}
+
+START_TEST(usage_scan_walk)
+{
+	static const char chunk[] = "{\"id\":\"gen-1\",\"choices\":[{\"delta\":{}}],\"usage\":"
+	    "{\"prompt_tokens\":2},\"x\":null}";
+	static const char stop[] = "{\"usage\":{\"prompt_tokens\":2},\"stop\":1}";
+	static const char no_usage[] = "{\"usage\":null,\"choices\":[]}";
+	struct seen w;
+	struct mg_usage_walk walk = { seen_member, &w, 0 };
+	struct mg_usage u;
+
+	memset(&w, 0, sizeof(w));
+	mg_usage_init(&u);
+	ck_assert_int_eq(mg_usage_scan(&u, chunk, strlen(chunk), &walk), MG_OK);
+	ck_assert_str_eq(w.names, "choices,x,");
+	ck_assert_int_eq(walk.usage, 1);
+	ck_assert_str_eq(u.upstream_id, "gen-1");
+	ck_assert_int_eq(u.prompt_tokens, 2);
+	/* the hook may refuse: nothing is taken */
+	memset(&w, 0, sizeof(w));
+	mg_usage_init(&u);
+	ck_assert_int_eq(mg_usage_scan(&u, stop, strlen(stop), &walk), MG_ERR_JSON);
+	ck_assert_int_eq(u.prompt_tokens, -1);
+	walk.usage = 1;
+	ck_assert_int_eq(mg_usage_scan(&u, no_usage, strlen(no_usage), &walk), MG_OK);
+	ck_assert_int_eq(walk.usage, 0);
+}
+END_TEST
+
 START_TEST(usage_init)
 {
 	struct mg_usage u;
@@ -887,6 +933,7 @@ transform_suite(void)
 
 	tc = tcase_create("usage");
 	tcase_add_loop_test(tc, usage_table, 0, (int)(sizeof(usages) / sizeof(usages[0])));
+	tcase_add_test(tc, usage_scan_walk);
 	tcase_add_test(tc, usage_init);
 	tcase_add_test(tc, usage_fields_kept_across_chunks);
 	tcase_add_test(tc, usage_overlong_strings_truncated);
