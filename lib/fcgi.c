@@ -1,5 +1,8 @@
 #include "config.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "apierror.h"
 #include "fcgi.h"
 
@@ -9,7 +12,16 @@
 const char *
 mg_fcgi_param(FCGX_Request *r, const char *name)
 {
-	return FCGX_GetParam(name, r->envp);
+	size_t n = strlen(name);
+	char **p;
+
+	/* FCGX_GetParam's search, with the first letter compared inline */
+	if (r->envp == NULL)
+		return NULL;
+	for (p = r->envp; *p != NULL; p++)
+		if ((*p)[0] == name[0] && strncmp(*p, name, n) == 0 && (*p)[n] == '=')
+			return *p + n + 1;
+	return NULL;
 }
 
 enum mg_err
@@ -42,10 +54,17 @@ enum mg_err
 mg_fcgi_reply(FCGX_Request *r, int status, const char *content_type,
     const char *extra_headers, const char *body, size_t len)
 {
-	if (FCGX_FPrintF(r->out, "Status: %d %s\r\nContent-Type: %s\r\n%s\r\n",
-	    status, mg_http_reason(status), content_type,
-	    extra_headers != NULL ? extra_headers : "") < 0)
-		return MG_ERR_CLIENT_GONE;
+	char code[16];
+	const char *parts[] = { "Status: ", code, " ", mg_http_reason(status),
+		"\r\nContent-Type: ", content_type, "\r\n",
+		extra_headers != NULL ? extra_headers : "", "\r\n" };
+	size_t i;
+
+	/* the head in pieces: FCGX_FPrintF formats a byte at a time */
+	snprintf(code, sizeof(code), "%d", status);
+	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+		if (FCGX_PutStr(parts[i], (int)strlen(parts[i]), r->out) < 0)
+			return MG_ERR_CLIENT_GONE;
 	if (len > 0 && FCGX_PutStr(body, (int)len, r->out) < 0)
 		return MG_ERR_CLIENT_GONE;
 	return MG_OK;

@@ -11,6 +11,7 @@
 #include "embed.h"
 #include "fcgi.h"
 #include "gateway.h"
+#include "jscan.h"
 #include "log.h"
 #include "models.h"
 #include "quota.h"
@@ -20,6 +21,7 @@
 #include "usage.h"
 
 #define JSON_TYPE "application/json"
+#define REQUEST_ID_HEADER "x-request-id: "
 #define SSE_MAX_EVENT (4u << 20)
 
 /* What one request carries through the handler. */
@@ -179,14 +181,13 @@ transport_error(enum mg_err rc, struct mg_apierror *e)
 }
 
 /* Calls the upstream and turns any failure into e.  MG_OK when a 2xx
- * JSON object arrived; *json (owned by the caller) is then parsed. */
+ * answer arrived (in w->reply). */
 static enum mg_err
-relay(struct mg_worker *w, struct exchange *x, const char *path, const char *body,
-    size_t len, json_object **json, struct mg_apierror *e)
+call_upstream(struct mg_worker *w, struct exchange *x, const char *path, const char *body,
+    size_t len, struct mg_apierror *e)
 {
 	enum mg_err rc = mg_upstream_call(w->up, path, body, len, &w->reply);
 
-	*json = NULL;
 	if (rc != MG_OK) {
 		mg_log(MG_LOG_WARN, x->request_id, "upstream %s failed: %s (%s)", path,
 		    mg_strerror(rc), mg_upstream_last_error(w->up));
@@ -203,6 +204,15 @@ relay(struct mg_worker *w, struct exchange *x, const char *path, const char *bod
 			    "Retry-After: %.20s\r\n", w->reply.retry_after);
 		return MG_ERR_UPSTREAM;
 	}
+	return MG_OK;
+}
+
+/* Parses the 2xx answer in w->reply; MG_OK when it is a JSON object
+ * (*json, owned by the caller), else e filled. */
+static enum mg_err
+parse_reply(struct mg_worker *w, struct exchange *x, const char *path, json_object **json,
+    struct mg_apierror *e)
+{
 	*json = json_tokener_parse(mg_buf_str(&w->reply.body));
 	if (*json == NULL || !json_object_is_type(*json, json_type_object)) {
 		json_object_put(*json);
@@ -214,6 +224,17 @@ relay(struct mg_worker *w, struct exchange *x, const char *path, const char *bod
 		return MG_ERR_UPSTREAM;
 	}
 	return MG_OK;
+}
+
+/* call_upstream and parse_reply. */
+static enum mg_err
+relay(struct mg_worker *w, struct exchange *x, const char *path, const char *body,
+    size_t len, json_object **json, struct mg_apierror *e)
+{
+	enum mg_err rc = call_upstream(w, x, path, body, len, e);
+
+	*json = NULL;
+	return rc != MG_OK ? rc : parse_reply(w, x, path, json, e);
 }
 
 /* The client's key from the Authorization header: its hash and public
@@ -482,18 +503,109 @@ count_content(struct stream_state *st, json_object *choices)
 	}
 }
 
+/* Passes one event on to the client; 1 when the stream must stop. */
+static int
+send_event(struct stream_state *st, const char *text, size_t len)
+{
+	struct mg_buf *out = &st->w->out;
+
+	mg_buf_reset(out);
+	if (mg_buf_adds(out, "data: ") != MG_OK || mg_buf_add(out, text, len) != MG_OK ||
+	    mg_buf_adds(out, "\n\n") != MG_OK)
+		return 1;
+	return stream_write(st, out->data, out->len) < 0;
+}
+
+/* What stream_event looks at in a chunk, read in place. */
+struct chunk {
+	struct mg_jscan_value error, choices; /* the members, as read */
+	long n_choices;         /* elements of choices, when an array */
+	long contents;          /* of them with a delta.content that is a non-empty string */
+};
+
+/* The choices array of a chunk: each delta.content. */
+static void
+scan_choices(struct mg_jscan *s, struct chunk *c)
+{
+	static const char *const names[] = { "delta", NULL };
+	struct mg_jscan_value choice, delta, content;
+	int i;
+
+	while (mg_jscan_element(s)) {
+		c->n_choices++;
+		mg_jscan_value(s, &choice);
+		if (choice.type != MG_JSCAN_OBJECT) {
+			mg_jscan_skip(s, &choice);
+			continue;
+		}
+		delta.type = MG_JSCAN_NONE;
+		while ((i = mg_jscan_field(s, names, NULL)) >= 0) {
+			if (i == 0) {
+				mg_jscan_next(s);
+				continue;
+			}
+			mg_jscan_take(s, &delta);
+			if (delta.type != MG_JSCAN_OBJECT) {
+				mg_jscan_skip(s, &delta);
+				continue;
+			}
+			mg_jscan_pick(s, "content", &content);
+			if (content.type == MG_JSCAN_STRING && content.len > 0)
+				c->contents++;
+		}
+	}
+}
+
+/* A member of a chunk besides its usage (mg_usage_scan's walk).  What
+ * json-c is to judge fails the scanner: a member of interest named twice,
+ * or an error that is not null (rare, and handled there). */
+static void
+chunk_member(void *arg, struct mg_jscan *s, const struct mg_jscan_value *name)
+{
+	struct chunk *c = arg;
+
+	if (mg_jscan_is(name, "error")) {
+		mg_jscan_take(s, &c->error);
+		mg_jscan_skip(s, &c->error);
+		if (c->error.type != MG_JSCAN_NULL)
+			mg_jscan_fail(s);
+	} else if (mg_jscan_is(name, "choices")) {
+		mg_jscan_take(s, &c->choices);
+		if (c->choices.type == MG_JSCAN_ARRAY)
+			scan_choices(s, c);
+		else
+			mg_jscan_skip(s, &c->choices);
+	} else {
+		mg_jscan_next(s);
+	}
+}
+
 static int
 stream_event(void *arg, const struct mg_sse_event *ev)
 {
 	struct stream_state *st = arg;
-	struct mg_buf *out = &st->w->out;
 	json_object *obj, *err, *choices, *usage;
 	const char *data = ev->data;
-	int rc = 0;
+	struct chunk c;
+	struct mg_usage_walk walk = { chunk_member, &c, 0 };
+	int rc;
 
 	if (strcmp(data, "[DONE]") == 0) {
 		st->done = 1;
 		return 0;
+	}
+	/* the usual chunk, read in place and passed on as it came (a chunk
+	 * of several data: lines goes the json-c way: it is rewritten) */
+	memset(&c, 0, sizeof(c));
+	if (memchr(data, '\n', ev->len) == NULL &&
+	    mg_usage_scan(st->u, data, ev->len, &walk) == MG_OK) {
+		if (c.choices.type == MG_JSCAN_ARRAY && c.n_choices == 0 && walk.usage &&
+		    !st->include_usage)
+			return 0;
+		if (c.contents > 0 && st->content_chunks == 0)
+			st->u->ttft_ms = elapsed_ms(&st->x->start);
+		st->content_chunks += c.contents;
+		return send_event(st, data, ev->len);
 	}
 	obj = json_tokener_parse(data);
 	if (obj == NULL || !json_object_is_type(obj, json_type_object)) {
@@ -525,14 +637,13 @@ stream_event(void *arg, const struct mg_sse_event *ev)
 		}
 		count_content(st, choices);
 	}
-	mg_buf_reset(out);
-	if (mg_buf_adds(out, "data: ") != MG_OK ||
-	    mg_buf_adds(out, strchr(data, '\n') == NULL ? data :
-	        json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN)) != MG_OK ||
-	    mg_buf_adds(out, "\n\n") != MG_OK)
-		rc = 1;
-	else if (stream_write(st, out->data, out->len) < 0)
-		rc = 1;
+	if (strchr(data, '\n') == NULL) {
+		rc = send_event(st, data, strlen(data));
+	} else {
+		const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
+
+		rc = send_event(st, text, strlen(text));
+	}
 	json_object_put(obj);
 	return rc;
 }
@@ -567,19 +678,22 @@ stream_tick(void *arg)
 static const char *
 stream_body(struct mg_call *call, const char *body, size_t *len)
 {
-	json_object *so;
+	json_object *root, *so;
 	const char *text;
 
 	if (call->include_usage)
 		return body;
-	if (!json_object_object_get_ex(call->root, "stream_options", &so) || so == NULL) {
+	root = mg_call_tree(call, body, *len);
+	if (root == NULL)
+		return body;
+	if (!json_object_object_get_ex(root, "stream_options", &so) || so == NULL) {
 		so = json_object_new_object();
 		if (so == NULL)
 			return body;
-		json_object_object_add(call->root, "stream_options", so);
+		json_object_object_add(root, "stream_options", so);
 	}
 	json_object_object_add(so, "include_usage", json_object_new_boolean(1));
-	text = json_object_to_json_string_ext(call->root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
 	*len = strlen(text);
 	return text;
 }
@@ -729,13 +843,27 @@ handle_call(struct mg_worker *w, struct exchange *x, enum mg_endpoint ep)
 	}
 	u.project_id = x->auth.project_id;
 	u.key_id = x->auth.key_id;
-	snprintf(u.model, sizeof(u.model), "%s", call.model);
+	memcpy(u.model, call.model, strlen(call.model) + 1);
 	u.stream = call.stream;
 	if (call.stream) {
 		handle_stream(w, x, &call, &u);
 		goto out;
 	}
-	rc = relay(w, x, path, w->body.data, w->body.len, &json, &e);
+	rc = call_upstream(w, x, path, w->body.data, w->body.len, &e);
+	if (rc != MG_OK) {
+		fail_call(w, x, &u, &e);
+		goto out;
+	}
+	if (!(ep == MG_EP_EMBEDDINGS && call.want_base64) &&
+	    mg_usage_from_text(&u, mg_buf_str(&w->reply.body), w->reply.body.len) == MG_OK) {
+		/* a JSON object, read in place: the upstream's bytes go back */
+		x->billable = 1;
+		send_json(x, 200, w->reply.body.data, w->reply.body.len);
+		u.status = 200;
+		record(w, x, &u);
+		goto out;
+	}
+	rc = parse_reply(w, x, path, &json, &e);
 	if (rc != MG_OK) {
 		fail_call(w, x, &u, &e);
 		goto out;
@@ -874,7 +1002,9 @@ mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
 	x.fr = r;
 	clock_gettime(CLOCK_MONOTONIC, &x.start);
 	new_request_id(x.request_id);
-	snprintf(x.headers, sizeof(x.headers), "x-request-id: %s\r\n", x.request_id);
+	memcpy(x.headers, REQUEST_ID_HEADER, sizeof(REQUEST_ID_HEADER) - 1);
+	memcpy(x.headers + sizeof(REQUEST_ID_HEADER) - 1, x.request_id, MG_REQUEST_ID_LEN);
+	memcpy(x.headers + sizeof(REQUEST_ID_HEADER) - 1 + MG_REQUEST_ID_LEN, "\r\n", 3);
 
 	if (uri == NULL)
 		uri = mg_fcgi_param(r, "SCRIPT_NAME");

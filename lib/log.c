@@ -58,35 +58,104 @@ mg_log_enabled(int level)
 	return level <= log_level;
 }
 
+/* Writes v in decimal at dst; the number of digits. */
+static size_t
+put_decimal(char *dst, unsigned long v)
+{
+	char tmp[24];
+	size_t n = 0, i;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	for (i = 0; i < n; i++)
+		dst[i] = tmp[n - 1 - i];
+	return n;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS" for the second sec, formatted once a second per
+ * thread; its length. */
+static size_t
+put_second(char *dst, time_t sec)
+{
+	static __thread time_t last = (time_t)-1;
+	static __thread char text[32];
+	static __thread size_t len;
+	struct tm tm;
+
+	if (sec != last) {
+		gmtime_r(&sec, &tm);
+		len = strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &tm);
+		last = sec;
+	}
+	memcpy(dst, text, len);
+	return len;
+}
+
 void
 mg_log_write(int level, const char *reqid, const char *fmt, ...)
 {
 	char msg[2048], line[4200];
+	const char *name = level_names[level < 0 ? 0 : level > MG_LOG_DEBUG ? MG_LOG_DEBUG : level];
+	/* room for the message: an escape takes 4 bytes, the newline 1 */
+	const size_t limit = sizeof(line) - 5;
 	struct timespec ts;
-	struct tm tm;
 	va_list ap;
-	size_t n, i;
+	size_t n, i, len;
+	long ms;
 	int saved = errno;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+		msg[0] = '\0';
 	va_end(ap);
+	len = strlen(msg);
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ %s [%d] %s ",
-	    ts.tv_nsec / 1000000L,
-	    level_names[level < 0 ? 0 : level > MG_LOG_DEBUG ? MG_LOG_DEBUG : level],
-	    (int)getpid(), reqid != NULL && reqid[0] != '\0' ? reqid : "-");
+	n = put_second(line, ts.tv_sec);
+	ms = ts.tv_nsec / 1000000L;
+	line[n++] = '.';
+	line[n++] = (char)('0' + ms / 100);
+	line[n++] = (char)('0' + ms / 10 % 10);
+	line[n++] = (char)('0' + ms % 10);
+	line[n++] = 'Z';
+	line[n++] = ' ';
+	memcpy(line + n, name, strlen(name));
+	n += strlen(name);
+	line[n++] = ' ';
+	line[n++] = '[';
+	n += put_decimal(line + n, (unsigned long)getpid());
+	line[n++] = ']';
+	line[n++] = ' ';
+	if (reqid == NULL || reqid[0] == '\0')
+		reqid = "-";
+	i = strnlen(reqid, 128);
+	memcpy(line + n, reqid, i);
+	n += i;
+	line[n++] = ' ';
 	/* escape control characters so untrusted text cannot forge lines */
-	for (i = 0; msg[i] != '\0' && n + 5 < sizeof(line); i++) {
+	for (i = 0; i < len && n < limit;) {
+		static const char hex[] = "0123456789abcdef";
 		unsigned char c = (unsigned char)msg[i];
+		size_t run = 0;
 
-		if (c < 0x20 || c == 0x7f)
-			n += (size_t)snprintf(line + n, sizeof(line) - n, "\\x%02x", c);
-		else
-			line[n++] = (char)c;
+		while (i + run < len && (unsigned char)msg[i + run] >= 0x20 &&
+		    msg[i + run] != 0x7f)
+			run++;
+		if (run > 0) {
+			if (run > limit - n)
+				run = limit - n;
+			memcpy(line + n, msg + i, run);
+			n += run;
+			i += run;
+			continue;
+		}
+		line[n++] = '\\';
+		line[n++] = 'x';
+		line[n++] = hex[c >> 4];
+		line[n++] = hex[c & 15];
+		i++;
 	}
 	line[n++] = '\n';
 	if (write(log_fd, line, n) < 0) {

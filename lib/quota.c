@@ -71,17 +71,30 @@ static int
 limit_headers(const char *what, long long limit, long long remaining, long long reset_ms,
     char *out, size_t len)
 {
-	char reset[32];
+	char reset[32], lim[24], rem[24];
+	const char *parts[] = { "x-ratelimit-limit-", what, ": ", lim,
+		"\r\nx-ratelimit-remaining-", what, ": ", rem,
+		"\r\nx-ratelimit-reset-", what, ": ", reset, "\r\n" };
+	size_t used = strlen(out), n = used, i;
 
 	/* no limit, or one the admission never reached (a model refusal) */
 	if (limit < 0 || remaining < 0)
 		return 0;
 	mg_quota_duration(reset_ms, reset, sizeof(reset));
-	return append(out, len,
-	    "x-ratelimit-limit-%s: %lld\r\n"
-	    "x-ratelimit-remaining-%s: %lld\r\n"
-	    "x-ratelimit-reset-%s: %s\r\n",
-	    what, limit, what, remaining, what, reset);
+	snprintf(lim, sizeof(lim), "%lld", limit);
+	snprintf(rem, sizeof(rem), "%lld", remaining);
+	/* put together in pieces: these lines go with every answer */
+	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+		size_t k = strlen(parts[i]);
+
+		if (k >= len - n) {
+			out[used] = '\0';
+			return -1;
+		}
+		memcpy(out + n, parts[i], k + 1);
+		n += k;
+	}
+	return 0;
 }
 
 int

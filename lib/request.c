@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "jscan.h"
 #include "request.h"
 
 #define JSON_MAX_DEPTH 64
@@ -71,7 +72,7 @@ check_model(struct mg_call *c, struct mg_apierror *e)
 		    "'model' is longer than 255 characters");
 		return MG_ERR_INVALID;
 	}
-	c->model = json_object_get_string(v);
+	memcpy(c->model, json_object_get_string(v), (size_t)json_object_get_string_len(v) + 1);
 	return MG_OK;
 }
 
@@ -254,15 +255,206 @@ badtype:
 	return MG_ERR_INVALID;
 }
 
+/*
+ * The hot path: a valid body checked in place with lib/jscan, to the same
+ * result as the json-c checks above.  It takes on only bodies it can judge
+ * alone and gives up (MG_ERR_JSON) on anything else -- every error, a
+ * member of interest named twice or with an escaped name, a number it
+ * cannot read exactly -- and the checks above then decide, with their
+ * messages.
+ */
+
+/* messages: a non-empty array of objects, each with a string role. */
+static void
+scan_messages(struct mg_jscan *s)
+{
+	struct mg_jscan_value m, role;
+	int n = 0;
+
+	while (mg_jscan_element(s)) {
+		n++;
+		mg_jscan_value(s, &m);
+		if (m.type != MG_JSCAN_OBJECT) {
+			mg_jscan_fail(s);
+			break;
+		}
+		mg_jscan_pick(s, "role", &role);
+		if (role.type != MG_JSCAN_STRING)
+			mg_jscan_fail(s);
+	}
+	if (n == 0)
+		mg_jscan_fail(s);
+}
+
+/* An optional boolean: absent or null leaves *out alone. */
+static void
+scan_bool(struct mg_jscan *s, const struct mg_jscan_value *v, int *out)
+{
+	if (v->type == MG_JSCAN_TRUE || v->type == MG_JSCAN_FALSE)
+		*out = v->type == MG_JSCAN_TRUE;
+	else if (v->type != MG_JSCAN_NONE && v->type != MG_JSCAN_NULL)
+		mg_jscan_fail(s);
+}
+
+/* stream_options: an object whose include_usage is absent, null or a
+ * boolean. */
+static void
+scan_stream_options(struct mg_jscan *s, struct mg_call *c)
+{
+	struct mg_jscan_value v;
+
+	mg_jscan_pick(s, "include_usage", &v);
+	scan_bool(s, &v, &c->include_usage);
+}
+
+/* max_tokens, max_completion_tokens: absent, null or 1..MG_MAX_OUTPUT_TOKENS */
+static void
+scan_max_tokens(struct mg_jscan *s, const struct mg_jscan_value *v, struct mg_call *c)
+{
+	long long n;
+
+	if (v->type == MG_JSCAN_NONE || v->type == MG_JSCAN_NULL)
+		return;
+	if (mg_jscan_int(v, &n) < 0 || n < 1 || n > MG_MAX_OUTPUT_TOKENS) {
+		mg_jscan_fail(s);
+		return;
+	}
+	if (n > c->max_output)
+		c->max_output = n;
+}
+
+/* input: a non-empty string, or 1..EMBEDDING_MAX_INPUTS of one kind:
+ * integers, non-empty strings or non-empty integer arrays. */
+static void
+scan_input(struct mg_jscan *s, const struct mg_jscan_value *in)
+{
+	struct mg_jscan_value v, t;
+	enum mg_jscan_type kind = MG_JSCAN_NONE;
+	int n = 0, tokens;
+
+	if (in->type == MG_JSCAN_STRING) {
+		if (in->len == 0)
+			mg_jscan_fail(s);
+		return;
+	}
+	if (in->type != MG_JSCAN_ARRAY) {
+		mg_jscan_fail(s);
+		return;
+	}
+	while (mg_jscan_element(s)) {
+		mg_jscan_value(s, &v);
+		if (n++ == 0)
+			kind = v.type;
+		if (v.type != kind || n > EMBEDDING_MAX_INPUTS) {
+			mg_jscan_fail(s);
+		} else if (v.type == MG_JSCAN_NUMBER) {
+			if (!v.integer)
+				mg_jscan_fail(s);
+		} else if (v.type == MG_JSCAN_STRING) {
+			if (v.len == 0)
+				mg_jscan_fail(s);
+		} else if (v.type == MG_JSCAN_ARRAY) {
+			tokens = 0;
+			while (mg_jscan_element(s)) {
+				tokens++;
+				mg_jscan_value(s, &t);
+				if (t.type != MG_JSCAN_NUMBER || !t.integer)
+					mg_jscan_fail(s);
+			}
+			if (tokens == 0)
+				mg_jscan_fail(s);
+		} else {
+			mg_jscan_fail(s);
+		}
+	}
+	if (n == 0)
+		mg_jscan_fail(s);
+}
+
+/* The members scan_call looks at, in the order of its slots. */
+enum field {
+	F_OTHER = 0, F_MODEL, F_MESSAGES, F_MAX_TOKENS, F_MAX_COMPLETION, F_STREAM,
+	F_STREAM_OPTIONS, F_INPUT, F_FORMAT, F__COUNT
+};
+
+static enum mg_err
+scan_call(struct mg_call *c, const char *body, size_t len)
+{
+	static const char *const chat_names[] = { "model", "messages", "max_tokens",
+		"max_completion_tokens", "stream", "stream_options", NULL };
+	static const char *const embeddings_names[] = { "model", "input", "encoding_format", NULL };
+	int chat = c->endpoint == MG_EP_CHAT;
+	struct mg_jscan s;
+	struct mg_jscan_value root, f[F__COUNT];
+	int i;
+
+	memset(f, 0, sizeof(f));
+	mg_jscan_init(&s, body, len);
+	mg_jscan_value(&s, &root);
+	if (root.type != MG_JSCAN_OBJECT)
+		return MG_ERR_JSON;
+	while ((i = mg_jscan_field(&s, chat ? chat_names : embeddings_names, NULL)) >= 0) {
+		enum field k = i == 0 ? F_OTHER : chat ? (enum field)i :
+		    i == 1 ? F_MODEL : i == 2 ? F_INPUT : F_FORMAT;
+
+		if (k == F_OTHER) {
+			mg_jscan_next(&s);
+			continue;
+		}
+		mg_jscan_take(&s, &f[k]);
+		if (k == F_MESSAGES && f[k].type == MG_JSCAN_ARRAY)
+			scan_messages(&s);
+		else if (k == F_STREAM_OPTIONS && f[k].type == MG_JSCAN_OBJECT)
+			scan_stream_options(&s, c);
+		else if (k == F_INPUT)
+			scan_input(&s, &f[k]);
+		else
+			mg_jscan_skip(&s, &f[k]);
+	}
+	mg_jscan_finish(&s);
+	if (!mg_jscan_ok(&s) || f[F_MODEL].type != MG_JSCAN_STRING ||
+	    mg_jscan_string(&f[F_MODEL], c->model, sizeof(c->model)) <= 0)
+		return MG_ERR_JSON;
+	if (chat) {
+		if (f[F_MESSAGES].type != MG_JSCAN_ARRAY)
+			mg_jscan_fail(&s);
+		scan_max_tokens(&s, &f[F_MAX_TOKENS], c);
+		scan_max_tokens(&s, &f[F_MAX_COMPLETION], c);
+		scan_bool(&s, &f[F_STREAM], &c->stream);
+		if (f[F_STREAM_OPTIONS].type != MG_JSCAN_NONE &&
+		    f[F_STREAM_OPTIONS].type != MG_JSCAN_NULL &&
+		    f[F_STREAM_OPTIONS].type != MG_JSCAN_OBJECT)
+			mg_jscan_fail(&s);
+	} else {
+		if (f[F_INPUT].type == MG_JSCAN_NONE)
+			mg_jscan_fail(&s);
+		if (mg_jscan_is(&f[F_FORMAT], "base64"))
+			c->want_base64 = 1;
+		else if (f[F_FORMAT].type != MG_JSCAN_NONE && f[F_FORMAT].type != MG_JSCAN_NULL &&
+		    !mg_jscan_is(&f[F_FORMAT], "float"))
+			mg_jscan_fail(&s);
+	}
+	return mg_jscan_ok(&s) ? MG_OK : MG_ERR_JSON;
+}
+
+static void
+call_init(struct mg_call *c, enum mg_endpoint ep)
+{
+	memset(c, 0, sizeof(*c));
+	c->max_output = -1;
+	c->endpoint = ep;
+}
+
 enum mg_err
 mg_request_parse(enum mg_endpoint ep, const char *body, size_t len,
     struct mg_call *c, struct mg_apierror *e)
 {
 	enum mg_err rc;
 
-	memset(c, 0, sizeof(*c));
-	c->max_output = -1;
-	c->endpoint = ep;
+	call_init(c, ep);
+	if (len > 0 && len <= (size_t)0x7fffffff && scan_call(c, body, len) == MG_OK)
+		return MG_OK;
+	call_init(c, ep);
 	c->root = parse_json(body, len);
 	if (c->root == NULL) {
 		mg_apierror_set(e, 400, invalid, NULL, "invalid_json",
@@ -286,8 +478,16 @@ mg_request_parse(enum mg_endpoint ep, const char *body, size_t len,
 fail:
 	json_object_put(c->root);
 	c->root = NULL;
-	c->model = NULL;
+	c->model[0] = '\0';
 	return rc;
+}
+
+json_object *
+mg_call_tree(struct mg_call *c, const char *body, size_t len)
+{
+	if (c->root == NULL)
+		c->root = parse_json(body, len);
+	return c->root;
 }
 
 void
@@ -297,5 +497,5 @@ mg_call_free(struct mg_call *c)
 		return;
 	json_object_put(c->root);
 	c->root = NULL;
-	c->model = NULL;
+	c->model[0] = '\0';
 }

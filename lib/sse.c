@@ -94,12 +94,13 @@ mg_sse_feed(struct mg_sse *p, const char *buf, size_t n, mg_sse_cb cb, void *arg
 			i++;
 			continue;
 		}
-		/* copy the run of ordinary bytes at once */
+		/* copy the run of ordinary bytes at once; memchr finds its end
+		 * (a \r can only come before the first \n) */
 		{
-			size_t j = i;
+			const char *lf = memchr(buf + i, '\n', n - i);
+			const char *cr = memchr(buf + i, '\r', (size_t)((lf != NULL ? lf : buf + n) - (buf + i)));
+			size_t j = (size_t)((cr != NULL ? cr : lf != NULL ? lf : buf + n) - buf);
 
-			while (j < n && buf[j] != '\r' && buf[j] != '\n')
-				j++;
 			if (mg_buf_add(&p->line, buf + i, j - i) != MG_OK)
 				return MG_ERR_TOO_BIG;
 			i = j;

@@ -11,9 +11,11 @@
 struct mg_upstream {
 	const struct mg_conf *conf;
 	CURL *curl;
+	CURLU *target;                /* the parsed URL of path, for curl */
 	struct curl_slist *headers;
 	char errbuf[CURL_ERROR_SIZE];
-	char url[2048];
+	char url[2048];               /* base URL + path */
+	char path[256];               /* the path the URL was made for */
 	int too_big;                  /* the write callback hit the cap */
 	int aborted;                  /* a sink callback stopped the transfer */
 	int streaming;                /* the 2xx answer goes to the sink */
@@ -83,13 +85,27 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 	struct mg_upstream *u = arg;
 	size_t n = size * nmemb;
 
-	/* a new status line (after a redirect or 100) starts a new header set */
-	if (n > 5 && strncmp(data, "HTTP/", 5) == 0) {
-		u->reply->retry_after[0] = '\0';
-		u->reply->content_type[0] = '\0';
+	/* by the first letter: this runs for every header line */
+	switch (n > 0 ? data[0] : '\0') {
+	case 'H':
+		/* a new status line (after a redirect or 100) starts a new set */
+		if (n > 5 && strncmp(data, "HTTP/", 5) == 0) {
+			u->reply->retry_after[0] = '\0';
+			u->reply->content_type[0] = '\0';
+		}
+		break;
+	case 'R':
+	case 'r':
+		take_header(data, n, "Retry-After", u->reply->retry_after, sizeof(u->reply->retry_after));
+		break;
+	case 'C':
+	case 'c':
+		take_header(data, n, "Content-Type", u->reply->content_type,
+		    sizeof(u->reply->content_type));
+		break;
+	default:
+		break;
 	}
-	take_header(data, n, "Retry-After", u->reply->retry_after, sizeof(u->reply->retry_after));
-	take_header(data, n, "Content-Type", u->reply->content_type, sizeof(u->reply->content_type));
 	return n;
 }
 
@@ -127,19 +143,57 @@ add_header(struct curl_slist *list, const char *name, const char *value)
 	return n;
 }
 
+/* The content encodings this libcurl decodes, as it lists them. */
+static const char *
+encodings(char *out, size_t len)
+{
+	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+
+	snprintf(out, len, "%s%s%s", v->features & CURL_VERSION_LIBZ ? "deflate, gzip" : "",
+	    v->features & CURL_VERSION_BROTLI ? ", br" : "",
+	    v->features & CURL_VERSION_ZSTD ? ", zstd" : "");
+	return out[0] == ',' ? out + 2 : out;
+}
+
+/* 1 when the environment names a proxy that curl would use. */
+static int
+proxy_in_environment(void)
+{
+	static const char *const names[] = { "http_proxy", "HTTP_PROXY", "https_proxy",
+		"HTTPS_PROXY", "all_proxy", "ALL_PROXY" };
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const char *v = getenv(names[i]);
+
+		if (v != NULL && v[0] != '\0')
+			return 1;
+	}
+	return 0;
+}
+
 struct mg_upstream *
 mg_upstream_new(const struct mg_conf *c)
 {
 	struct mg_upstream *u = calloc(1, sizeof(*u));
-	char auth[1100];
+	char auth[1100], enc[64];
 
 	if (u == NULL)
 		return NULL;
 	u->conf = c;
 	u->curl = curl_easy_init();
-	if (u->curl == NULL)
+	u->target = curl_url();
+	if (u->curl == NULL || u->target == NULL)
 		goto fail;
-	u->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	/* curl makes these two afresh for every transfer; as our own lines
+	 * they are made once, and go first, where curl puts its own.  The
+	 * encodings are those curl decodes, listed as it lists them for
+	 * CURLOPT_ACCEPT_ENCODING "". */
+	u->headers = add_header(NULL, "User-Agent", PACKAGE_NAME "/" PACKAGE_VERSION);
+	if (u->headers != NULL)
+		u->headers = add_header(u->headers, "Accept-Encoding", encodings(enc, sizeof(enc)));
+	if (u->headers != NULL)
+		u->headers = curl_slist_append(u->headers, "Content-Type: application/json");
 	if (u->headers == NULL)
 		goto fail;
 	u->headers = add_header(u->headers, "Accept", "application/json");
@@ -171,9 +225,13 @@ mg_upstream_new(const struct mg_conf *c)
 	curl_easy_setopt(u->curl, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(u->curl, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(u->curl, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(u->curl, CURLOPT_USERAGENT, PACKAGE_NAME "/" PACKAGE_VERSION);
 	/* decoded bodies only; the relay sends them on as they are */
 	curl_easy_setopt(u->curl, CURLOPT_ACCEPT_ENCODING, "");
+	if (!proxy_in_environment()) {
+		/* none: spares curl five getenv calls per transfer */
+		curl_easy_setopt(u->curl, CURLOPT_PROXY, "");
+		curl_easy_setopt(u->curl, CURLOPT_NOPROXY, "");
+	}
 	return u;
 fail:
 	mg_upstream_free(u);
@@ -187,6 +245,7 @@ mg_upstream_free(struct mg_upstream *u)
 		return;
 	if (u->curl != NULL)
 		curl_easy_cleanup(u->curl);
+	curl_url_cleanup(u->target);
 	curl_slist_free_all(u->headers);
 	free(u);
 }
@@ -228,15 +287,40 @@ map_curl_error(CURLcode rc)
 	}
 }
 
+/* Points the handle at base URL + path.  The URL is parsed here once per
+ * path, not by curl on every transfer (CURLOPT_CURLU); a URL that does not
+ * parse goes to curl as text, to fail there as before. */
+static enum mg_err
+set_target(struct mg_upstream *u, const char *path)
+{
+	int n;
+
+	if (strcmp(path, u->path) == 0 && u->path[0] != '\0')
+		return MG_OK;
+	u->path[0] = '\0';
+	n = snprintf(u->url, sizeof(u->url), "%s%s", u->conf->up_base_url, path);
+	if (n < 0 || (size_t)n >= sizeof(u->url) || strlen(path) >= sizeof(u->path))
+		return MG_ERR_INVALID;
+	/* the flags curl parses a CURLOPT_URL with */
+	if (curl_url_set(u->target, CURLUPART_URL, u->url,
+	    CURLU_GUESS_SCHEME | CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK) {
+		curl_easy_setopt(u->curl, CURLOPT_CURLU, u->target);
+		memcpy(u->path, path, strlen(path) + 1);
+	} else {
+		curl_easy_setopt(u->curl, CURLOPT_CURLU, NULL);
+	}
+	/* the text too: curl reports it and retries a dead connection with it */
+	curl_easy_setopt(u->curl, CURLOPT_URL, u->url);
+	return MG_OK;
+}
+
 static enum mg_err
 perform(struct mg_upstream *u, const char *path, const char *body, size_t len,
     const struct mg_upstream_sink *sink, struct mg_upstream_reply *r)
 {
 	CURLcode rc;
-	int n;
 
-	n = snprintf(u->url, sizeof(u->url), "%s%s", u->conf->up_base_url, path);
-	if (n < 0 || (size_t)n >= sizeof(u->url))
+	if (set_target(u, path) != MG_OK)
 		return MG_ERR_INVALID;
 	u->reply = r;
 	u->sink = sink;
@@ -246,7 +330,6 @@ perform(struct mg_upstream *u, const char *path, const char *body, size_t len,
 	u->errbuf[0] = '\0';
 	r->status = 0;
 	mg_buf_reset(&r->body);
-	curl_easy_setopt(u->curl, CURLOPT_URL, u->url);
 	if (body != NULL) {
 		curl_easy_setopt(u->curl, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(u->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);

@@ -2,7 +2,10 @@
 #define MG_USAGE_H
 
 #include <json-c/json.h>
+#include <stddef.h>
 
+#include "err.h"
+#include "jscan.h"
 #include "router.h"
 
 #define MG_REQUEST_ID_LEN 28  /* "req_" + 24 hex */
@@ -34,6 +37,24 @@ void mg_usage_init(struct mg_usage *u);
  * upstream response object (a completion, an embeddings list or a chunk).
  * Fields absent from resp are left as they were. */
 void mg_usage_from_json(struct mg_usage *u, json_object *resp);
+/* The same from len bytes of JSON text, without building a tree: MG_OK
+ * when the text is a JSON object within mg_jscan's reach; otherwise
+ * MG_ERR_JSON and u unchanged (json-c is then to parse the text). */
+enum mg_err mg_usage_from_text(struct mg_usage *u, const char *text, size_t len)
+	__attribute__((warn_unused_result));
+
+/* The caller's share of mg_usage_scan's walk through an object. */
+struct mg_usage_walk {
+	/* called at the value of each member other than id, provider and
+	 * usage, which it must read whole (or make the scanner fail) */
+	void (*member)(void *arg, struct mg_jscan *s, const struct mg_jscan_value *name);
+	void *arg;
+	int usage;        /* set: a usage member that is not null was there */
+};
+/* mg_usage_from_text, reading the rest of the object through walk (may
+ * be NULL) in the same pass. */
+enum mg_err mg_usage_scan(struct mg_usage *u, const char *text, size_t len,
+    struct mg_usage_walk *walk) __attribute__((warn_unused_result));
 /* 1 if s is a plain JSON/SQL decimal number (optional sign, digits,
  * fraction, exponent), at most MG_COST_MAX-1 characters. */
 int mg_decimal_valid(const char *s);

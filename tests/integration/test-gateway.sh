@@ -566,7 +566,8 @@ upstream_case "upstream 401: 502 without the provider's message or key" /v1/chat
     !t.includes('No auth credentials') && !t.includes('$PROVIDER_KEY') && !t.includes('SECRET123')"
 upstream_case "upstream 402: 503, generic (no provider account details)" /v1/chat/completions \
     "$CHAT_MODEL;fail=402" 503 "!/credits/i.test(t) && !t.includes('Mock')"
-upstream_case "upstream 429: 503" /v1/chat/completions "$CHAT_MODEL;fail=429" 503 true
+upstream_case "upstream 429: 503, with the upstream's Retry-After" /v1/chat/completions \
+    "$CHAT_MODEL;fail=429" 503 "h['retry-after'] === '1'"
 upstream_case "upstream closes without answering: 502" /v1/chat/completions \
     "$CHAT_MODEL;cut=before" 502 true
 upstream_case "upstream answers 200 with garbage: 502" /v1/chat/completions \

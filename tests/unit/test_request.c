@@ -20,6 +20,7 @@ enum gen {
 	GEN_MODEL_300,    /* chat with a 300-character model */
 	GEN_DEEP_100,     /* chat with an extra field nested 100 levels */
 	GEN_DEEP_30,      /* chat with an extra field nested 30 levels */
+	GEN_DEEP_24,      /* chat with an extra field nested 24 levels */
 	GEN_INPUTS_2048,  /* embeddings with 2048 strings */
 	GEN_INPUTS_2049,  /* embeddings with 2049 strings */
 	GEN_TOKENS_2049,  /* embeddings with 2049 tokens (one token array) */
@@ -85,6 +86,37 @@ static const struct {
 	{ "include_usage false", MG_EP_CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream_options\":{\"include_usage\":false}}", 0, MG_OK, NULL, "m", 1, 0, 0 },
 	{ "stream_options empty", MG_EP_CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream_options\":{}}", 0, MG_OK, NULL, "m", 1, 0, 0 },
 	{ "include_usage not boolean", MG_EP_CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream_options\":{\"include_usage\":\"yes\"}}", 0, MG_ERR_INVALID, ANY_PARAM, NULL, 0, 0, 0 },
+	/* members named twice (json-c keeps the last), escaped names and values */
+	{ "model twice", MG_EP_CHAT, "{\"model\":\"a\",\"model\":\"b\"," MSGS "}", 0, MG_OK, NULL, "b", 0, 0, 0 },
+	{ "model twice, the first invalid", MG_EP_CHAT, "{\"model\":4,\"model\":\"b\"," MSGS "}", 0, MG_OK, NULL, "b", 0, 0, 0 },
+	{ "model twice, the last invalid", MG_EP_CHAT, "{\"model\":\"a\",\"model\":4," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model with escaped slash", MG_EP_CHAT, "{\"model\":\"openai\\/gpt-4o-mini\"," MSGS "}", 0, MG_OK, NULL, "openai/gpt-4o-mini", 0, 0, 0 },
+	{ "model with \\u escapes", MG_EP_CHAT, "{\"model\":\"\\u006d\\u00e9\\u20ac\"," MSGS "}", 0, MG_OK, NULL, "m\xc3\xa9\xe2\x82\xac", 0, 0, 0 },
+	{ "model with a surrogate pair", MG_EP_CHAT, "{\"model\":\"m\\ud83d\\ude00\"," MSGS "}", 0, MG_OK, NULL, "m\xf0\x9f\x98\x80", 0, 0, 0 },
+	{ "model with \\u0000", MG_EP_CHAT, "{\"model\":\"a\\u0000b\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model in UTF-8", MG_EP_CHAT, "{\"model\":\"mod\xc3\xa8le\"," MSGS "}", 0, MG_OK, NULL, "mod\xc3\xa8le", 0, 0, 0 },
+	{ "escaped member name", MG_EP_CHAT, "{\"mod\\u0065l\":\"x\"," MSGS "}", 0, MG_OK, NULL, "x", 0, 0, 0 },
+	{ "escaped member name, named twice", MG_EP_CHAT, "{\"model\":\"a\",\"mod\\u0065l\":\"x\"," MSGS "}", 0, MG_OK, NULL, "x", 0, 0, 0 },
+	{ "role twice, the last not a string", MG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"role\":1}]}", 0, MG_ERR_INVALID, "messages", NULL, 0, 0, 0 },
+	{ "role twice, the last a string", MG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":1,\"role\":\"user\"}]}", 0, MG_OK, NULL, "m", 0, 0, 0 },
+	{ "escaped role name", MG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"r\\u006fle\":\"user\"}]}", 0, MG_OK, NULL, "m", 0, 0, 0 },
+	{ "messages twice", MG_EP_CHAT, "{\"model\":\"m\",\"messages\":[]," MSGS "}", 0, MG_OK, NULL, "m", 0, 0, 0 },
+	{ "stream twice", MG_EP_CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream\":false}", 0, MG_OK, NULL, "m", 0, 0, 0 },
+	{ "include_usage twice", MG_EP_CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream_options\":{\"include_usage\":false,\"include_usage\":true}}", 0, MG_OK, NULL, "m", 1, 1, 0 },
+	{ "stream_options null", MG_EP_CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream_options\":null}", 0, MG_OK, NULL, "m", 1, 0, 0 },
+	{ "include_usage null", MG_EP_CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":true,\"stream_options\":{\"include_usage\":null}}", 0, MG_OK, NULL, "m", 1, 0, 0 },
+	{ "control character in a string", MG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"a\x01b\"}]}", 0, MG_OK, NULL, "m", 0, 0, 0 },
+	{ "bytes that are not UTF-8", MG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}", 0, MG_OK, NULL, "m", 0, 0, 0 },
+	{ "leading zero", MG_EP_CHAT, "{\"model\":\"m\"," MSGS ",\"temperature\":01}", 0, MG_ERR_JSON, NULL, NULL, 0, 0, 0 },
+	{ "upper-case literal", MG_EP_CHAT, "{\"model\":\"m\"," MSGS ",\"stream\":TRUE}", 0, MG_ERR_JSON, NULL, NULL, 0, 0, 0 },
+	{ "comment", MG_EP_CHAT, "{\"model\":\"m\"," MSGS "/* c */}", 0, MG_ERR_JSON, NULL, NULL, 0, 0, 0 },
+	{ "input twice", MG_EP_EMBEDDINGS, "{\"model\":\"e\",\"input\":[],\"input\":\"x\"}", 0, MG_OK, NULL, "e", 0, 0, 0 },
+	{ "input with escapes", MG_EP_EMBEDDINGS, EMB("[\"\\u0000\",\"\\n\"]"), 0, MG_OK, NULL, "openai/text-embedding-3-small", 0, 0, 0 },
+	{ "encoding_format escaped", MG_EP_EMBEDDINGS,
+	  "{\"model\":\"e\",\"input\":\"x\",\"encoding_format\":\"base\\u0036\\u0034\"}", 0, MG_OK, NULL, "e", 0, 0, 1 },
+	{ "encoding_format twice", MG_EP_EMBEDDINGS,
+	  "{\"model\":\"e\",\"input\":\"x\",\"encoding_format\":\"base64\",\"encoding_format\":\"float\"}", 0, MG_OK, NULL, "e", 0, 0, 0 },
+	{ "nesting 24 levels", MG_EP_CHAT, NULL, GEN_DEEP_24, MG_OK, NULL, "m", 0, 0, 0 },
 	/* valid chat */
 	{ "valid chat", MG_EP_CHAT, CHAT_OK, 0, MG_OK, NULL, "openai/gpt-4o-mini", 0, 0, 0 },
 	{ "valid chat, trailing whitespace", MG_EP_CHAT, CHAT_OK " \r\n\t", 0, MG_OK, NULL, "openai/gpt-4o-mini", 0, 0, 0 },
@@ -167,7 +199,8 @@ generate(enum gen g, size_t *len)
 		break;
 	case GEN_DEEP_100:
 	case GEN_DEEP_30:
-		depth = g == GEN_DEEP_100 ? 100 : 30;
+	case GEN_DEEP_24:
+		depth = g == GEN_DEEP_100 ? 100 : g == GEN_DEEP_30 ? 30 : 24;
 		n = (size_t)snprintf(b, cap, "{\"model\":\"m\"," MSGS ",\"x\":");
 		for (i = 0; i < (size_t)depth; i++)
 			b[n++] = '[';
@@ -225,8 +258,7 @@ START_TEST(parse_table)
 	    rc, mg_strerror(rc), cases[_i].rc, mg_strerror(cases[_i].rc), e.message);
 	ck_assert_int_eq(c.endpoint, cases[_i].ep);
 	if (rc == MG_OK) {
-		ck_assert_ptr_nonnull(c.root);
-		ck_assert_ptr_nonnull(c.model);
+		ck_assert_msg(c.model[0] != '\0', "%s: no model", cases[_i].why);
 		if (cases[_i].model != NULL)
 			ck_assert_str_eq(c.model, cases[_i].model);
 		else
@@ -249,7 +281,7 @@ START_TEST(parse_table)
 				    e.param ? e.param : "(null)", cases[_i].param);
 		}
 		ck_assert_ptr_null(c.root);
-		ck_assert_ptr_null(c.model);
+		ck_assert_str_eq(c.model, "");
 	}
 	/* safe after success and after failure, and twice */
 	mg_call_free(&c);
@@ -275,19 +307,65 @@ START_TEST(parse_honours_len)
 }
 END_TEST
 
-/* The model points into root, which the call owns. */
-START_TEST(parse_model_in_root)
+/* The tree of the body, made on demand, owned by the call. */
+START_TEST(parse_tree)
 {
 	struct mg_call c;
 	struct mg_apierror e;
-	json_object *m;
+	json_object *root, *m;
 
 	ck_assert_int_eq(mg_request_parse(MG_EP_CHAT, CHAT_OK, strlen(CHAT_OK), &c, &e), MG_OK);
-	ck_assert(json_object_object_get_ex(c.root, "model", &m));
-	ck_assert_ptr_eq(c.model, json_object_get_string(m));
-	ck_assert(json_object_is_type(c.root, json_type_object));
+	root = mg_call_tree(&c, CHAT_OK, strlen(CHAT_OK));
+	ck_assert_ptr_nonnull(root);
+	ck_assert_ptr_eq(mg_call_tree(&c, CHAT_OK, strlen(CHAT_OK)), root);
+	ck_assert(json_object_is_type(root, json_type_object));
+	ck_assert(json_object_object_get_ex(root, "model", &m));
+	ck_assert_str_eq(json_object_get_string(m), c.model);
 	mg_call_free(&c);
+	ck_assert_ptr_null(c.root);
 	mg_call_free(NULL);
+}
+END_TEST
+
+/* The larger of max_tokens and max_completion_tokens bounds the output. */
+static const struct {
+	const char *fields;
+	enum mg_err rc;
+	long long max_output;
+} max_outputs[] = {
+	{ "", MG_OK, -1 },
+	{ ",\"max_tokens\":null", MG_OK, -1 },
+	{ ",\"max_tokens\":1", MG_OK, 1 },
+	{ ",\"max_tokens\":100000000", MG_OK, 100000000 },
+	{ ",\"max_tokens\":100000001", MG_ERR_INVALID, 0 },
+	{ ",\"max_tokens\":0", MG_ERR_INVALID, 0 },
+	{ ",\"max_tokens\":-0", MG_ERR_INVALID, 0 },
+	{ ",\"max_tokens\":-5", MG_ERR_INVALID, 0 },
+	{ ",\"max_tokens\":5.0", MG_ERR_INVALID, 0 },
+	{ ",\"max_tokens\":1e3", MG_ERR_INVALID, 0 },
+	{ ",\"max_tokens\":\"5\"", MG_ERR_INVALID, 0 },
+	{ ",\"max_tokens\":99999999999999999999999", MG_ERR_INVALID, 0 },
+	{ ",\"max_tokens\":7,\"max_completion_tokens\":9", MG_OK, 9 },
+	{ ",\"max_completion_tokens\":9,\"max_tokens\":70", MG_OK, 70 },
+	{ ",\"max_completion_tokens\":null,\"max_tokens\":70", MG_OK, 70 },
+	{ ",\"max_tokens\":7,\"max_tokens\":8", MG_OK, 8 },
+	{ ",\"max_tokens\":\"x\",\"max_tokens\":8", MG_OK, 8 },
+};
+
+START_TEST(parse_max_output)
+{
+	struct mg_call c;
+	struct mg_apierror e;
+	char body[512];
+	enum mg_err rc;
+
+	snprintf(body, sizeof(body), "{\"model\":\"m\"," MSGS "%s}", max_outputs[_i].fields);
+	rc = mg_request_parse(MG_EP_CHAT, body, strlen(body), &c, &e);
+	ck_assert_msg(rc == max_outputs[_i].rc, "%s: rc %d", body, rc);
+	if (rc == MG_OK)
+		ck_assert_msg(c.max_output == max_outputs[_i].max_output, "%s: max_output %lld", body,
+		    c.max_output);
+	mg_call_free(&c);
 }
 END_TEST
 
@@ -306,7 +384,8 @@ request_suite(void)
 
 	tcase_add_loop_test(tc, parse_table, 0, (int)(sizeof(cases) / sizeof(cases[0])));
 	tcase_add_test(tc, parse_honours_len);
-	tcase_add_test(tc, parse_model_in_root);
+	tcase_add_test(tc, parse_tree);
+	tcase_add_loop_test(tc, parse_max_output, 0, (int)(sizeof(max_outputs) / sizeof(max_outputs[0])));
 	tcase_add_test(tc, endpoint_names);
 	suite_add_tcase(s, tc);
 	return s;

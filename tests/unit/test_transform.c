@@ -82,6 +82,12 @@ static const struct {
 	  "{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5}}", 10, 5, 15, "", "", "" },
 	{ "total computed from prompt only (embeddings)",
 	  "{\"object\":\"list\",\"usage\":{\"prompt_tokens\":8}}", 8, -1, 8, "", "", "" },
+	/* Regression test, once wrong in lib/usage.c: the sum of two huge
+	 * counts overflowed (undefined behaviour) instead of stopping at the
+	 * largest total. */
+	{ "total computed without overflow",
+	  "{\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":9223372036854775807}}",
+	  3, 9223372036854775807LL, 9223372036854775807LL, "", "", "" },
 	{ "total kept when given",
 	  "{\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,\"total_tokens\":20}}", 10, 5, 20, "", "", "" },
 	{ "negative tokens ignored",
@@ -94,6 +100,24 @@ static const struct {
 	  "[{\"id\":\"gen-1\",\"usage\":{\"prompt_tokens\":1}}]", -1, -1, -1, "", "", "" },
 };
 
+static void
+check_usage(const struct mg_usage *u, int i)
+{
+	ck_assert_msg(u->prompt_tokens == usages[i].prompt, "%s: prompt %lld", usages[i].why, u->prompt_tokens);
+	ck_assert_msg(u->completion_tokens == usages[i].completion, "%s: completion %lld",
+	    usages[i].why, u->completion_tokens);
+	ck_assert_msg(u->total_tokens == usages[i].total, "%s: total %lld", usages[i].why, u->total_tokens);
+	ck_assert_msg(strcmp(u->cost, usages[i].cost) == 0, "%s: cost '%s', want '%s'",
+	    usages[i].why, u->cost, usages[i].cost);
+	if (usages[i].cost[0] != '\0')
+		ck_assert_msg(u->cost_source != NULL && strcmp(u->cost_source, "upstream") == 0,
+		    "%s: cost_source", usages[i].why);
+	else
+		ck_assert_msg(u->cost_source == NULL, "%s: cost_source set", usages[i].why);
+	ck_assert_str_eq(u->upstream_id, usages[i].upstream_id);
+	ck_assert_str_eq(u->provider, usages[i].provider);
+}
+
 START_TEST(usage_table)
 {
 	struct mg_usage u;
@@ -101,20 +125,62 @@ START_TEST(usage_table)
 
 	mg_usage_init(&u);
 	mg_usage_from_json(&u, o);
-	ck_assert_msg(u.prompt_tokens == usages[_i].prompt, "%s: prompt %lld", usages[_i].why, u.prompt_tokens);
-	ck_assert_msg(u.completion_tokens == usages[_i].completion, "%s: completion %lld",
-	    usages[_i].why, u.completion_tokens);
-	ck_assert_msg(u.total_tokens == usages[_i].total, "%s: total %lld", usages[_i].why, u.total_tokens);
-	ck_assert_msg(strcmp(u.cost, usages[_i].cost) == 0, "%s: cost '%s', want '%s'",
-	    usages[_i].why, u.cost, usages[_i].cost);
-	if (usages[_i].cost[0] != '\0')
-		ck_assert_msg(u.cost_source != NULL && strcmp(u.cost_source, "upstream") == 0,
-		    "%s: cost_source", usages[_i].why);
-	else
-		ck_assert_msg(u.cost_source == NULL, "%s: cost_source set", usages[_i].why);
-	ck_assert_str_eq(u.upstream_id, usages[_i].upstream_id);
-	ck_assert_str_eq(u.provider, usages[_i].provider);
+	check_usage(&u, _i);
+	/* read in place: the same, where it is taken on (objects only) */
+	mg_usage_init(&u);
+	if (mg_usage_from_text(&u, usages[_i].json, strlen(usages[_i].json)) == MG_OK) {
+		ck_assert(json_object_is_type(o, json_type_object));
+		check_usage(&u, _i);
+	} else {
+		ck_assert_int_eq(u.prompt_tokens, -1);
+	}
 	json_object_put(o);
+}
+END_TEST
+
+/* The walk's hook: records the names it is handed and reads each value;
+ * "stop" fails the scanner. */
+struct seen {
+	char names[128];
+};
+
+static void
+seen_member(void *arg, struct mg_jscan *s, const struct mg_jscan_value *name)
+{
+	struct seen *w = arg;
+
+	strncat(w->names, name->text, name->len);
+	strcat(w->names, ",");
+	if (mg_jscan_is(name, "stop"))
+		mg_jscan_fail(s);
+	mg_jscan_next(s);
+}
+
+START_TEST(usage_scan_walk)
+{
+	static const char chunk[] = "{\"id\":\"gen-1\",\"choices\":[{\"delta\":{}}],\"usage\":"
+	    "{\"prompt_tokens\":2},\"x\":null}";
+	static const char stop[] = "{\"usage\":{\"prompt_tokens\":2},\"stop\":1}";
+	static const char no_usage[] = "{\"usage\":null,\"choices\":[]}";
+	struct seen w;
+	struct mg_usage_walk walk = { seen_member, &w, 0 };
+	struct mg_usage u;
+
+	memset(&w, 0, sizeof(w));
+	mg_usage_init(&u);
+	ck_assert_int_eq(mg_usage_scan(&u, chunk, strlen(chunk), &walk), MG_OK);
+	ck_assert_str_eq(w.names, "choices,x,");
+	ck_assert_int_eq(walk.usage, 1);
+	ck_assert_str_eq(u.upstream_id, "gen-1");
+	ck_assert_int_eq(u.prompt_tokens, 2);
+	/* the hook may refuse: nothing is taken */
+	memset(&w, 0, sizeof(w));
+	mg_usage_init(&u);
+	ck_assert_int_eq(mg_usage_scan(&u, stop, strlen(stop), &walk), MG_ERR_JSON);
+	ck_assert_int_eq(u.prompt_tokens, -1);
+	walk.usage = 1;
+	ck_assert_int_eq(mg_usage_scan(&u, no_usage, strlen(no_usage), &walk), MG_OK);
+	ck_assert_int_eq(walk.usage, 0);
 }
 END_TEST
 
@@ -867,6 +933,7 @@ transform_suite(void)
 
 	tc = tcase_create("usage");
 	tcase_add_loop_test(tc, usage_table, 0, (int)(sizeof(usages) / sizeof(usages[0])));
+	tcase_add_test(tc, usage_scan_walk);
 	tcase_add_test(tc, usage_init);
 	tcase_add_test(tc, usage_fields_kept_across_chunks);
 	tcase_add_test(tc, usage_overlong_strings_truncated);

@@ -1,0 +1,467 @@
+#include "config.h"
+
+#include <string.h>
+
+#include "jscan.h"
+
+void
+mg_jscan_init(struct mg_jscan *s, const char *text, size_t len)
+{
+	s->p = text;
+	s->end = text + len;
+	s->depth = 0;
+	s->failed = 0;
+}
+
+void
+mg_jscan_fail(struct mg_jscan *s)
+{
+	s->failed = 1;
+	s->p = s->end;
+}
+
+int
+mg_jscan_ok(const struct mg_jscan *s)
+{
+	return !s->failed;
+}
+
+static void
+skip_space(struct mg_jscan *s)
+{
+	while (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r' || *s->p == '\t'))
+		s->p++;
+}
+
+static int
+is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* The value of a hex digit already checked: '0'-'9' have bit 6 clear,
+ * 'a'-'f' and 'A'-'F' have it set and 1-6 in the low bits. */
+static unsigned
+hex_value(char c)
+{
+	return ((unsigned char)c & 0xf) + ((unsigned char)c >> 6) * 9;
+}
+
+/* 1 for the bytes that stand for themselves in a string: all but the
+ * quote, the backslash and the control characters. */
+static const unsigned char plain[256] = {
+	['\x20'] = 1, 1, 0 /* '"' */, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0 /* '\\' */, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	[0x80 ... 0xff] = 1
+};
+
+/* A string from its opening quote. */
+static void
+read_string(struct mg_jscan *s, struct mg_jscan_value *v)
+{
+	const char *p = s->p + 1, *end = s->end;
+
+	v->type = MG_JSCAN_STRING;
+	v->text = p;
+	v->escaped = 0;
+	for (;;) {
+		while (p < end && plain[(unsigned char)*p])
+			p++;
+		if (p >= end || (unsigned char)*p < 0x20)
+			goto fail;
+		if (*p == '"')
+			break;
+		v->escaped = 1;
+		if (end - p < 2)
+			goto fail;
+		switch (p[1]) {
+		case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+			p += 2;
+			break;
+		case 'u':
+			if (end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5]))
+				goto fail;
+			p += 6;
+			break;
+		default:
+			goto fail;
+		}
+	}
+	v->len = (size_t)(p - v->text);
+	s->p = p + 1;
+	return;
+fail:
+	v->type = MG_JSCAN_NONE;
+	mg_jscan_fail(s);
+}
+
+static const char *
+digits(const char *p, const char *end)
+{
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	return p;
+}
+
+static void
+read_number(struct mg_jscan *s, struct mg_jscan_value *v)
+{
+	const char *p = s->p, *end = s->end, *d;
+
+	v->type = MG_JSCAN_NUMBER;
+	v->text = p;
+	v->integer = 1;
+	if (*p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if (p < end && *p >= '1' && *p <= '9')
+		p = digits(p, end);
+	else
+		goto fail;
+	if (p < end && *p == '.') {
+		d = digits(p + 1, end);
+		if (d == p + 1)
+			goto fail;
+		p = d;
+		v->integer = 0;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		d = digits(p, end);
+		if (d == p)
+			goto fail;
+		p = d;
+		v->integer = 0;
+	}
+	v->len = (size_t)(p - v->text);
+	s->p = p;
+	return;
+fail:
+	v->type = MG_JSCAN_NONE;
+	mg_jscan_fail(s);
+}
+
+static void
+read_word(struct mg_jscan *s, struct mg_jscan_value *v, const char *word, size_t n,
+    enum mg_jscan_type type)
+{
+	if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0) {
+		v->type = MG_JSCAN_NONE;
+		mg_jscan_fail(s);
+		return;
+	}
+	v->type = type;
+	v->text = s->p;
+	v->len = n;
+	s->p += n;
+}
+
+static void
+open_level(struct mg_jscan *s, struct mg_jscan_value *v, char bracket, enum mg_jscan_type type)
+{
+	if (s->depth >= MG_JSCAN_DEPTH) {
+		v->type = MG_JSCAN_NONE;
+		mg_jscan_fail(s);
+		return;
+	}
+	s->open[s->depth] = bracket;
+	s->started[s->depth] = 0;
+	s->depth++;
+	s->p++;
+	v->type = type;
+	v->text = NULL;
+	v->len = 0;
+}
+
+void
+mg_jscan_value(struct mg_jscan *s, struct mg_jscan_value *v)
+{
+	v->type = MG_JSCAN_NONE;
+	v->text = NULL;
+	v->len = 0;
+	v->escaped = 0;
+	v->integer = 0;
+	skip_space(s);
+	if (s->p >= s->end) {
+		mg_jscan_fail(s);
+		return;
+	}
+	switch (*s->p) {
+	case '{':
+		open_level(s, v, '{', MG_JSCAN_OBJECT);
+		break;
+	case '[':
+		open_level(s, v, '[', MG_JSCAN_ARRAY);
+		break;
+	case '"':
+		read_string(s, v);
+		break;
+	case 't':
+		read_word(s, v, "true", 4, MG_JSCAN_TRUE);
+		break;
+	case 'f':
+		read_word(s, v, "false", 5, MG_JSCAN_FALSE);
+		break;
+	case 'n':
+		read_word(s, v, "null", 4, MG_JSCAN_NULL);
+		break;
+	default:
+		if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
+			read_number(s, v);
+		else
+			mg_jscan_fail(s);
+		break;
+	}
+}
+
+/* Before a member or element of the innermost level: 1 when one follows,
+ * 0 when the level closed (or the scanner failed). */
+static int
+next_item(struct mg_jscan *s, char bracket)
+{
+	char closing = bracket == '{' ? '}' : ']';
+	int level = s->depth - 1;
+
+	if (s->failed)
+		return 0;
+	if (level < 0 || s->open[level] != bracket) {
+		mg_jscan_fail(s);
+		return 0;
+	}
+	skip_space(s);
+	if (s->p < s->end && *s->p == closing) {
+		s->p++;
+		s->depth--;
+		return 0;
+	}
+	if (s->started[level]) {
+		if (s->p >= s->end || *s->p != ',') {
+			mg_jscan_fail(s);
+			return 0;
+		}
+		s->p++;
+	}
+	s->started[level] = 1;
+	return 1;
+}
+
+/* A member's name and its colon. */
+static int
+read_key(struct mg_jscan *s, struct mg_jscan_value *key)
+{
+	skip_space(s);
+	if (s->p >= s->end || *s->p != '"') {
+		mg_jscan_fail(s);
+		return 0;
+	}
+	read_string(s, key);
+	skip_space(s);
+	if (s->failed || s->p >= s->end || *s->p != ':') {
+		key->type = MG_JSCAN_NONE;
+		mg_jscan_fail(s);
+		return 0;
+	}
+	s->p++;
+	return 1;
+}
+
+int
+mg_jscan_member(struct mg_jscan *s, struct mg_jscan_value *key)
+{
+	key->type = MG_JSCAN_NONE;
+	return next_item(s, '{') && read_key(s, key);
+}
+
+int
+mg_jscan_field(struct mg_jscan *s, const char *const names[], struct mg_jscan_value *key)
+{
+	struct mg_jscan_value k;
+	int i;
+
+	if (key == NULL)
+		key = &k;
+	if (!mg_jscan_member(s, key))
+		return -1;
+	if (key->escaped) {
+		mg_jscan_fail(s);
+		return -1;
+	}
+	/* the first byte rules most names out (an empty key's is the quote) */
+	for (i = 0; names[i] != NULL; i++)
+		if (names[i][0] == key->text[0] && mg_jscan_is(key, names[i]))
+			return i + 1;
+	return 0;
+}
+
+void
+mg_jscan_take(struct mg_jscan *s, struct mg_jscan_value *slot)
+{
+	if (slot->type != MG_JSCAN_NONE) {
+		mg_jscan_fail(s);
+		return;
+	}
+	mg_jscan_value(s, slot);
+}
+
+void
+mg_jscan_pick(struct mg_jscan *s, const char *name, struct mg_jscan_value *slot)
+{
+	const char *const names[] = { name, NULL };
+	int i;
+
+	slot->type = MG_JSCAN_NONE;
+	while ((i = mg_jscan_field(s, names, NULL)) >= 0) {
+		if (i == 0) {
+			mg_jscan_next(s);
+		} else {
+			mg_jscan_take(s, slot);
+			mg_jscan_skip(s, slot);
+		}
+	}
+}
+
+int
+mg_jscan_element(struct mg_jscan *s)
+{
+	return next_item(s, '[');
+}
+
+void
+mg_jscan_skip(struct mg_jscan *s, const struct mg_jscan_value *v)
+{
+	struct mg_jscan_value t;
+	int base = s->depth - 1;
+
+	if (v->type != MG_JSCAN_OBJECT && v->type != MG_JSCAN_ARRAY)
+		return;
+	/* one loop over all the levels inside v, not calls per value */
+	while (!s->failed && s->depth > base) {
+		char bracket = s->open[s->depth - 1];
+
+		if (!next_item(s, bracket))
+			continue;       /* that level closed */
+		if (bracket == '{' && !read_key(s, &t))
+			break;
+		mg_jscan_value(s, &t);
+	}
+}
+
+void
+mg_jscan_next(struct mg_jscan *s)
+{
+	struct mg_jscan_value v;
+
+	mg_jscan_value(s, &v);
+	mg_jscan_skip(s, &v);
+}
+
+void
+mg_jscan_finish(struct mg_jscan *s)
+{
+	skip_space(s);
+	if (s->depth != 0 || s->p != s->end)
+		mg_jscan_fail(s);
+}
+
+int
+mg_jscan_is(const struct mg_jscan_value *v, const char *name)
+{
+	size_t i;
+
+	if (v->type != MG_JSCAN_STRING || v->escaped)
+		return 0;
+	/* no NUL in v: a shorter name differs at its end */
+	for (i = 0; i < v->len; i++)
+		if (v->text[i] != name[i])
+			return 0;
+	return name[i] == '\0';
+}
+
+int
+mg_jscan_int(const struct mg_jscan_value *v, long long *out)
+{
+	const char *p = v->text, *end = v->text + v->len;
+	long long n = 0;
+	int negative = 0;
+
+	if (v->type != MG_JSCAN_NUMBER || !v->integer)
+		return -1;
+	if (*p == '-') {
+		negative = 1;
+		p++;
+	}
+	if (end - p > 18)
+		return -1;
+	for (; p < end; p++)
+		n = n * 10 + (*p - '0');
+	*out = negative ? -n : n;
+	return 0;
+}
+
+/* Appends code point c as UTF-8; -1 when it does not fit. */
+static int
+put_utf8(unsigned c, char *dst, size_t size, size_t *o)
+{
+	size_t n = c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+
+	if (*o + n >= size)
+		return -1;
+	if (n == 1) {
+		dst[(*o)++] = (char)c;
+	} else if (n == 2) {
+		dst[(*o)++] = (char)(0xc0 | (c >> 6));
+		dst[(*o)++] = (char)(0x80 | (c & 0x3f));
+	} else {
+		dst[(*o)++] = (char)(0xe0 | (c >> 12));
+		dst[(*o)++] = (char)(0x80 | ((c >> 6) & 0x3f));
+		dst[(*o)++] = (char)(0x80 | (c & 0x3f));
+	}
+	return 0;
+}
+
+long
+mg_jscan_string(const struct mg_jscan_value *v, char *dst, size_t size)
+{
+	const char *p = v->text, *end = v->text + v->len;
+	size_t o = 0;
+
+	if (v->type != MG_JSCAN_STRING || size == 0)
+		return -1;
+	while (p < end) {
+		char c = *p++;
+		unsigned u;
+
+		if (c == '\\') {
+			/* the scanner checked the escape: its letter is there */
+			c = *p++;
+			switch (c) {
+			case 'b': c = '\b'; break;
+			case 'f': c = '\f'; break;
+			case 'n': c = '\n'; break;
+			case 'r': c = '\r'; break;
+			case 't': c = '\t'; break;
+			case 'u':
+				u = hex_value(p[0]) << 12 | hex_value(p[1]) << 8 |
+				    hex_value(p[2]) << 4 | hex_value(p[3]);
+				p += 4;
+				if (u == 0 || (u >= 0xd800 && u <= 0xdfff) || put_utf8(u, dst, size, &o) < 0)
+					return -1;
+				continue;
+			default:
+				break; /* '"', '\\', '/' stand for themselves */
+			}
+		}
+		if (o + 1 >= size)
+			return -1;
+		dst[o++] = c;
+	}
+	dst[o] = '\0';
+	return (long)o;
+}
