@@ -101,6 +101,7 @@ thread_main(void *arg)
 		}
 		mg_gateway_handle(&t->w, &req);
 		FCGX_Finish_r(&req);
+		mg_worker_shrink(&t->w);
 	}
 	FCGX_Free(&req, 1);
 	set_state(t, TS_DONE);
