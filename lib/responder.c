@@ -176,7 +176,7 @@ limit_arenas(int arenas)
 	if (mallopt(M_ARENA_MAX, arenas) != 1)
 		mg_log(MG_LOG_WARN, NULL, "cannot limit malloc arenas to %d", arenas);
 #else
-	mg_log(MG_LOG_WARN, NULL, "server.malloc_arenas: this C library has no arena limit");
+	mg_log(MG_LOG_INFO, NULL, "server.malloc_arenas: this C library has no arena limit");
 #endif
 }
 
