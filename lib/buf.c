@@ -92,6 +92,17 @@ mg_buf_reset(struct mg_buf *b)
 }
 
 void
+mg_buf_shrink(struct mg_buf *b, size_t keep)
+{
+	if (b->cap > keep) {
+		free(b->data);
+		b->data = NULL;
+		b->cap = 0;
+	}
+	mg_buf_reset(b);
+}
+
+void
 mg_buf_free(struct mg_buf *b)
 {
 	if (b == NULL)

@@ -24,6 +24,9 @@ enum mg_err mg_buf_addf(struct mg_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), warn_unused_result));
 /* Empties the buffer and keeps its memory for reuse. */
 void mg_buf_reset(struct mg_buf *b);
+/* Empties the buffer and frees its memory if it holds more than keep
+ * bytes, so that one large request does not pin its memory for good. */
+void mg_buf_shrink(struct mg_buf *b, size_t keep);
 /* Releases the memory; the buffer can be reused after mg_buf_init. */
 void mg_buf_free(struct mg_buf *b);
 /* The contents as a C string; "" for an empty buffer. */

@@ -47,6 +47,7 @@ static const struct opt options[] = {
 	INT_OPT("server.heartbeat_interval", heartbeat_interval, 5, 1, 300),
 	STR_OPT("server.client_close", client_close_name, "abort"),
 	INT_OPT("server.max_drains", max_drains, 64, 0, 4096),
+	INT_OPT("server.malloc_arenas", malloc_arenas, 2, 0, 1024),
 	INT_OPT("quota.default_max_tokens", default_max_tokens, 4096, 0, 100000000),
 	STR_OPT("quota.fallback_prompt_price", fallback_prompt_price, "0.00001"),
 	STR_OPT("quota.fallback_completion_price", fallback_completion_price, "0.00003"),

@@ -36,6 +36,7 @@ struct mg_conf {
 	char *client_close_name; /* "abort" or "drain" */
 	int drain;               /* 1: read a stream to its usage after the client left */
 	int max_drains;          /* drains at once per process */
+	int malloc_arenas;       /* malloc arenas per process, 0: the C library's default */
 
 	int default_max_tokens;  /* output reserved when a request names none */
 	char *fallback_prompt_price;      /* USD per token, decimal text */

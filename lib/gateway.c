@@ -23,6 +23,10 @@
 #define JSON_TYPE "application/json"
 #define REQUEST_ID_HEADER "x-request-id: "
 #define SSE_MAX_EVENT (4u << 20)
+/* A worker's buffers keep up to this much between requests: enough for
+ * a usual chat request and answer without a realloc, little enough that
+ * an idle thread holds almost nothing. */
+#define WORKER_KEEP (16u << 10)
 
 /* What one request carries through the handler. */
 struct exchange {
@@ -60,6 +64,14 @@ mg_worker_free(struct mg_worker *w)
 	mg_buf_free(&w->body);
 	mg_buf_free(&w->out);
 	mg_upstream_reply_free(&w->reply);
+}
+
+void
+mg_worker_shrink(struct mg_worker *w)
+{
+	mg_buf_shrink(&w->body, WORKER_KEEP);
+	mg_buf_shrink(&w->out, WORKER_KEEP);
+	mg_buf_shrink(&w->reply.body, WORKER_KEEP);
 }
 
 static long

@@ -32,6 +32,9 @@ struct mg_worker {
 enum mg_err mg_worker_init(struct mg_worker *w, struct mg_gateway *gw)
 	__attribute__((warn_unused_result));
 void mg_worker_free(struct mg_worker *w);
+/* Frees the buffers the last request made grow beyond a few KiB (the
+ * small ones are kept for the next request).  Call between requests. */
+void mg_worker_shrink(struct mg_worker *w);
 
 /* Serves one accepted request completely (the caller finishes it).  Every
  * outcome is a response; every authenticated chat or embeddings request

@@ -3,6 +3,9 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcgiapp.h>
+#ifdef HAVE_MALLOC_H
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -39,6 +42,8 @@ struct responder {
 	pthread_cond_t changed;
 	int stopping;
 	int running;            /* threads not yet TS_DONE */
+	int serving;            /* threads in TS_SERVING */
+	unsigned long served;   /* times a thread left TS_SERVING */
 	struct worker_thread *threads;
 	pthread_cond_t stop;    /* broadcast when stopping is set */
 	pthread_t upkeep_tid;
@@ -46,6 +51,11 @@ struct responder {
 };
 
 #define WAKE_SIGNAL SIGUSR2
+
+/* While requests keep running, the free memory of the malloc heaps is
+ * given back at most this often (seconds); a process that has been idle
+ * for a whole second gives it back then. */
+#define TRIM_BUSY_INTERVAL 30
 
 static void
 on_wake(int sig)
@@ -59,6 +69,12 @@ set_state(struct worker_thread *t, enum thread_state s)
 	pthread_mutex_lock(&t->rs->lock);
 	if (s == TS_DONE && t->state != TS_DONE)
 		t->rs->running--;
+	if (s == TS_SERVING && t->state != TS_SERVING) {
+		t->rs->serving++;
+	} else if (s != TS_SERVING && t->state == TS_SERVING) {
+		t->rs->serving--;
+		t->rs->served++;
+	}
 	t->state = s;
 	pthread_cond_broadcast(&t->rs->changed);
 	pthread_mutex_unlock(&t->rs->lock);
@@ -101,6 +117,7 @@ thread_main(void *arg)
 		}
 		mg_gateway_handle(&t->w, &req);
 		FCGX_Finish_r(&req);
+		mg_worker_shrink(&t->w);
 	}
 	FCGX_Free(&req, 1);
 	set_state(t, TS_DONE);
@@ -146,18 +163,69 @@ refresh_catalog(struct responder *rs, struct mg_upstream *up)
 	free(rows);
 }
 
+/* Bounds the number of malloc arenas (0: the C library's default, 8 per
+ * CPU core in glibc).  glibc gives each new thread an arena of its own up
+ * to that bound, and each arena keeps its own free memory, so without a
+ * bound an idle process holds a few hundred KiB per thread. */
+static void
+limit_arenas(int arenas)
+{
+	if (arenas == 0)
+		return;
+#if defined(HAVE_MALLOPT) && defined(M_ARENA_MAX)
+	if (mallopt(M_ARENA_MAX, arenas) != 1)
+		mg_log(MG_LOG_WARN, NULL, "cannot limit malloc arenas to %d", arenas);
+#else
+	mg_log(MG_LOG_INFO, NULL, "server.malloc_arenas: this C library has no arena limit");
+#endif
+}
+
+/* When the upkeep thread last gave memory back. */
+struct trim_state {
+	unsigned long seen;      /* requests ended, at the last tick */
+	unsigned long trimmed;   /* requests ended, at the last trim */
+	long last;               /* upkeep seconds, at the last trim */
+};
+
+/* Hands the free pages of the malloc heaps back to the system once
+ * requests have ended since the last time: as soon as the process has
+ * been idle for a whole tick, and every TRIM_BUSY_INTERVAL seconds while
+ * it stays busy. */
+static void
+trim_memory(struct responder *rs, long now, struct trim_state *ts)
+{
+	unsigned long ended;
+	int quiet;
+
+	pthread_mutex_lock(&rs->lock);
+	ended = rs->served;
+	quiet = rs->serving == 0 && ended == ts->seen;
+	pthread_mutex_unlock(&rs->lock);
+	ts->seen = ended;
+	if (ended == ts->trimmed || (!quiet && now - ts->last < TRIM_BUSY_INTERVAL))
+		return;
+	ts->trimmed = ended;
+	ts->last = now;
+#ifdef HAVE_MALLOC_TRIM
+	malloc_trim(0);
+#endif
+}
+
 /* The upkeep thread: settles the reservations of dead responders every
- * reap_interval and refreshes the model catalog when it is due. */
+ * reap_interval, refreshes the model catalog when it is due and gives
+ * memory freed by finished requests back to the system. */
 static void *
 upkeep_main(void *arg)
 {
 	struct responder *rs = arg;
 	const struct mg_conf *c = rs->conf;
 	struct mg_upstream *up = c->catalog_refresh > 0 ? mg_upstream_new(c) : NULL;
+	struct trim_state trim = { 0, 0, 0 };
 	long now = 0, next_reap = 1, next_catalog = 1;
 
 	while (!nap(rs, 1)) {
 		now++;
+		trim_memory(rs, now, &trim);
 		if (c->reap_interval > 0 && now >= next_reap) {
 			int n = 0;
 
@@ -272,6 +340,7 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 		mg_log(MG_LOG_ERROR, NULL, "FCGX_Init failed");
 		goto out;
 	}
+	limit_arenas(conf->malloc_arenas);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		mg_log(MG_LOG_ERROR, NULL, "curl_global_init failed");
 		goto out;
@@ -305,7 +374,7 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 		}
 		t->started = 1;
 	}
-	if (i == conf->threads && (conf->reap_interval > 0 || conf->catalog_refresh > 0)) {
+	if (i == conf->threads) {
 		if (pthread_create(&rs.upkeep_tid, NULL, upkeep_main, &rs) == 0)
 			rs.upkeep_started = 1;
 		else

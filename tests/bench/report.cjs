@@ -3,7 +3,8 @@
 //
 //   node report.cjs bench META RESULTS AUX STATEMENTS OUT-JSON
 //       medians over the rounds; Markdown on stdout, everything in OUT-JSON;
-//       exit 1 when a run had errors or a hot-path check failed
+//       exit 1 when a run had errors, a hot-path check failed or a memory
+//       target was missed
 //   node report.cjs pglog LOG N CLIENT-JSON BACKENDS-BEFORE BACKENDS-AFTER
 //       what Postgres logged (log_min_duration_statement = 0) over N requests
 //   node report.cjs callgrind DUMP N CLIENT-JSON VERSIONS-JSON OUT-JSON
@@ -35,6 +36,10 @@ const fmtInt = (x) => (x === null || x === undefined ? '–' : String(Math.round
 const fmtMs = (us) => (us === null || us === undefined ? '–' : (us / 1000).toFixed(2));
 const fmtSigned = (x) => (x === null || x === undefined ? '–' : (x >= 0 ? '+' : '') + Math.round(x));
 const fmtRatio = (x) => (x === null || x === undefined || !isFinite(x) ? '–' : x.toFixed(2) + '×');
+// the memory targets: an idle responder (PSS), an open stream (RSS)
+const MEM_IDLE_LIMIT_KIB = 8 * 1024;
+const MEM_STREAM_LIMIT_KIB = 64;
+
 const fmtKiB = (x) => (x === null || x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
 
 function table(head, rows) {
@@ -311,19 +316,53 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     if (mem) {
         const opened = mem.opened || 0;
         const perStream = opened > 0 ? (mem.rss_open_kib - mem.rss_before_kib) / opened : null;
+        const perStreamUss = opened > 0 && mem.uss_open_kib ? (mem.uss_open_kib - mem.uss_before_kib) / opened : null;
+        const idle = { rss: mem.idle_per_responder_kib, pss: mem.idle_pss_per_responder_kib || null,
+            uss: mem.idle_uss_per_responder_kib || null };
         mem.per_stream_kib = perStream;
-        md.push('## Responder memory (RSS)');
+        mem.per_stream_uss_kib = perStreamUss;
+        /* RSS counts the pages of the shared libraries (libc, libcurl with its
+         * TLS libraries, libpq, json-c ...) that every process maps, whole in
+         * each; PSS counts a 1/n share of each page mapped by n processes */
+        mem.idle_checked = 'pss';
+        mem.idle_limit_kib = MEM_IDLE_LIMIT_KIB;
+        mem.idle_ok = idle.pss !== null && idle.pss < MEM_IDLE_LIMIT_KIB;
+        mem.per_stream_limit_kib = MEM_STREAM_LIMIT_KIB;
+        mem.per_stream_ok = perStream !== null && perStream < MEM_STREAM_LIMIT_KIB;
+        md.push('## Responder memory');
         md.push('');
-        md.push(table(['what', 'KiB'], [
-            [`idle responder after the runs (${meta.threads} threads), per process`, fmtKiB(mem.idle_per_responder_kib)],
-            [`${mem.mem_processes} responders × ${mem.mem_threads} threads, warmed, idle (sum)`, fmtKiB(mem.rss_before_kib)],
-            [`the same with ${opened} streams open (;tokens=50;delay=100; mock saw ${mem.mock_open_streams} open)`, fmtKiB(mem.rss_open_kib)],
-            ['the same after the streams ended', fmtKiB(mem.rss_after_kib)],
-            ['**per open stream** ((open − idle) / streams)', perStream === null ? '–' : perStream.toFixed(1)],
+        md.push(`Idle responder after the runs (production config, ${meta.threads} threads), per process, ` +
+            `from /proc/PID/smaps_rollup of the ${mem.idle_processes || meta.procs} responders:`);
+        md.push('');
+        md.push(table(['what', 'KiB', 'target'], [
+            ['RSS: every page mapped, shared library pages counted whole', fmtKiB(idle.rss), 'not checked (see below)'],
+            ['**PSS**: private + a proportional share of shared pages', fmtKiB(idle.pss),
+                `**< ${fmtKiB(MEM_IDLE_LIMIT_KIB)}: ${mem.idle_ok ? 'ok' : 'FAILED'}**`],
+            ['private (USS: Private_Clean + Private_Dirty)', fmtKiB(idle.uss), 'for information'],
+            ['shared pages in RSS (RSS − private)', idle.uss === null ? '–' : fmtKiB(idle.rss - idle.uss), 'for information'],
+        ]));
+        md.push('');
+        md.push(`The < ${MEM_IDLE_LIMIT_KIB / 1024} MiB target for an idle responder is checked against PSS: RSS cannot get under it, ` +
+            'since most of it is the pages of shared libraries (libc, libcurl and its TLS libraries, libpq, ' +
+            'json-c …) that every process maps, counted whole in each process\'s RSS; PSS counts each such ' +
+            'page divided among the processes that map it, and private memory is what the process alone holds.');
+        md.push('');
+        md.push(`${mem.mem_processes} responders × ${mem.mem_threads} threads, warmed (sums over the processes):`);
+        md.push('');
+        md.push(table(['what', 'RSS KiB', 'private KiB'], [
+            ['idle', fmtKiB(mem.rss_before_kib), fmtKiB(mem.uss_before_kib)],
+            [`with ${opened} streams open (;tokens=50;delay=100; mock saw ${mem.mock_open_streams} open)`,
+                fmtKiB(mem.rss_open_kib), fmtKiB(mem.uss_open_kib)],
+            ['after the streams ended', fmtKiB(mem.rss_after_kib), fmtKiB(mem.uss_after_kib)],
+            [`**per open stream** ((open − idle) / streams; target < ${MEM_STREAM_LIMIT_KIB} KiB of RSS: ` +
+                `${mem.per_stream_ok ? 'ok' : 'FAILED'})`,
+                perStream === null ? '–' : perStream.toFixed(1), perStreamUss === null ? '–' : perStreamUss.toFixed(1)],
         ]));
         md.push('');
         if (opened < mem.streams) flags.push(`memory: only ${opened} of ${mem.streams} streams were open at once`);
         if (mem.client && mem.client.errors) flags.push(`memory: ${mem.client.errors} streams failed`);
+        if (!mem.idle_ok) flags.push(`memory: an idle responder's PSS is ${fmtKiB(idle.pss)} KiB, not under ${fmtKiB(MEM_IDLE_LIMIT_KIB)} KiB`);
+        if (!mem.per_stream_ok) flags.push(`memory: ${perStream === null ? '–' : perStream.toFixed(1)} KiB per open stream, not under ${MEM_STREAM_LIMIT_KIB} KiB`);
     }
 
     // hot-path checks

@@ -620,6 +620,41 @@ check "40 concurrent 0.5 s chats took ${elapsed_ms} ms (< 10000: served in paral
 check_eq "40 concurrent chats: 40 new usage rows" "$(($(usage_count) - rows_before))" 40
 
 # ---------------------------------------------------------------------------
+# Memory: large answers do not stay with the threads that served them.
+# 16 embeddings answers of 1.6 MB at once (every thread of both processes);
+# once idle, each responder's private memory is back near its size at rest,
+# as the buffers that grew are freed after each request and the upkeep
+# thread hands the freed heap memory back to the system.
+
+# private_kib PID: the process's Private_Clean + Private_Dirty, in KiB.
+private_kib() {
+    awk '/^Private_(Clean|Dirty):/ { n += $2 } END { print n + 0 }' "/proc/$1/smaps_rollup"
+}
+
+big_emb=$(body big-emb "{\"model\":\"$EMB_MODEL;dim=16384\",\"input\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\"]}")
+seq 16 | xargs -P 16 -I{} curl -sS --max-time 30 -o /dev/null -w '%{http_code}\n' \
+    -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    --data-binary "@$big_emb" "$BASE/v1/embeddings" >"$MG_T/big-emb.status" 2>/dev/null
+EXPECTED_ROWS=$((EXPECTED_ROWS + 16))
+check_eq "16 concurrent 1.6 MB embeddings answers: all 200" \
+    "$(sort "$MG_T/big-emb.status" | uniq -c | tr -s ' ')" " 16 200"
+if grep -q -a __asan_init "$FCGI"; then
+    tap_skip "idle responders' private memory after large answers" "sanitizer build"
+else
+    for ((i = 0; i < 50; i++)); do
+        largest=0
+        for pid in "${MAIN_PIDS[@]}"; do
+            kib=$(private_kib "$pid")
+            [ "$kib" -gt "$largest" ] && largest=$kib
+        done
+        [ "$largest" -le 16384 ] && break
+        sleep 0.1
+    done
+    check "idle responders after 16 large answers: private memory <= 16 MiB each (largest $largest KiB)" \
+        test "$largest" -le 16384
+fi
+
+# ---------------------------------------------------------------------------
 # The official openai npm client.
 
 if NODE_PATH=$NODE_PATH node -e 'require.resolve("openai")' >/dev/null 2>&1; then

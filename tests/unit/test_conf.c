@@ -97,6 +97,7 @@ assert_defaults(const struct mg_conf *c)
 	ck_assert_str_eq(c->client_close_name, "abort");
 	ck_assert_int_eq(c->drain, 0);
 	ck_assert_int_eq(c->max_drains, 64);
+	ck_assert_int_eq(c->malloc_arenas, 2);
 	ck_assert_int_eq(c->default_max_tokens, 4096);
 	ck_assert_str_eq(c->fallback_prompt_price, "0.00001");
 	ck_assert_str_eq(c->fallback_completion_price, "0.00003");
@@ -189,6 +190,7 @@ START_TEST(load_full_file)
 	    "  heartbeat_interval = 15;\n"
 	    "  client_close = \"drain\";\n"
 	    "  max_drains = 3;\n"
+	    "  malloc_arenas = 4;\n"
 	    "};\n", keypath);
 	write_file("full.conf", text, path, sizeof(path));
 
@@ -214,6 +216,7 @@ START_TEST(load_full_file)
 	ck_assert_int_eq(c.heartbeat_interval, 15);
 	ck_assert_int_eq(c.drain, 1);
 	ck_assert_int_eq(c.max_drains, 3);
+	ck_assert_int_eq(c.malloc_arenas, 4);
 	ck_assert_str_eq(c.up_key, "sk-full-file-key");
 	mg_conf_free(&c);
 }
@@ -244,7 +247,7 @@ START_TEST(load_boundaries_ok)
 	write_file("bounds.conf",
 	    "database = { pool_size = 256; connect_timeout = 1; };\n"
 	    "server = { threads = 1; max_body_bytes = 1024; shutdown_grace = 3600;\n"
-	    "  heartbeat_interval = 300; };\n"
+	    "  heartbeat_interval = 300; malloc_arenas = 1024; };\n"
 	    "upstream = { timeout = 86400; max_response_bytes = 1073741824; };\n"
 	    "quota = { reap_after = 604800; reap_interval = 86400; default_max_tokens = 0; };\n",
 	    path, sizeof(path));
@@ -255,6 +258,7 @@ START_TEST(load_boundaries_ok)
 	ck_assert_int_eq(c.max_body, 1024);
 	ck_assert_int_eq(c.shutdown_grace, 3600);
 	ck_assert_int_eq(c.heartbeat_interval, 300);
+	ck_assert_int_eq(c.malloc_arenas, 1024);
 	ck_assert_int_eq(c.up_timeout, 86400);
 	ck_assert_int_eq(c.up_max_response, 1073741824);
 	mg_conf_free(&c);
@@ -307,6 +311,8 @@ static const struct {
 	  "server = {\n  threads = 2;\n  client_close = \"wait\";\n};\n", 3, "server.client_close" },
 	{ "max_drains out of range",
 	  "server = {\n  max_drains = -1;\n};\n", 2, "server.max_drains" },
+	{ "malloc_arenas out of range",
+	  "server = {\n  malloc_arenas = 1025;\n};\n", 2, "server.malloc_arenas" },
 	{ "negative fallback price",
 	  "quota = {\n  fallback_prompt_price = \"-0.1\";\n};\n", 2, "quota.fallback_prompt_price" },
 	{ "fallback price in exponent form",
@@ -718,7 +724,7 @@ START_TEST(every_key_documented)
 		ck_assert_msg(found, "setting '%s' is not documented as '%s =' %s%s in %s",
 		    name, key, group[0] ? "in group " : "at top level", group, path);
 	}
-	ck_assert_uint_eq(i, 25);
+	ck_assert_uint_eq(i, 26);
 	/* and nothing is documented that the program does not know */
 	for (j = 0; j < n; j++) {
 		int known = 0;

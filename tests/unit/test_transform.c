@@ -881,6 +881,49 @@ START_TEST(buf_grows_and_binary)
 }
 END_TEST
 
+/* mg_buf_shrink: a buffer that grew past keep gives its memory back, a
+ * smaller one keeps it; either way it is empty and usable afterwards. */
+struct shrink_case {
+	size_t len;         /* bytes held before */
+	size_t keep;
+	int freed;
+};
+
+static const struct shrink_case shrinks[] = {
+	{ 0, 0, 1 },            /* never allocated */
+	{ 5, 4096, 0 },
+	{ 5, 0, 1 },
+	{ 4000, 4096, 0 },      /* cap 4096 is not above keep */
+	{ 100000, 4096, 1 },
+	{ 100000, 1 << 20, 0 },
+};
+
+START_TEST(buf_shrink_table)
+{
+	const struct shrink_case *tc = &shrinks[_i];
+	char *fill = repeat('x', tc->len), *data;
+	struct mg_buf b;
+
+	mg_buf_init(&b, 1 << 20);
+	ck_assert_int_eq(mg_buf_add(&b, fill, tc->len), MG_OK);
+	data = b.data;
+	mg_buf_shrink(&b, tc->keep);
+	ck_assert_uint_eq(b.len, 0);
+	ck_assert_str_eq(mg_buf_str(&b), "");
+	if (tc->freed) {
+		ck_assert_ptr_null(b.data);
+		ck_assert_uint_eq(b.cap, 0);
+	} else {
+		ck_assert_ptr_eq(b.data, data);
+	}
+	ck_assert_int_eq(mg_buf_adds(&b, "again"), MG_OK);
+	ck_assert_str_eq(mg_buf_str(&b), "again");
+	ck_assert_uint_eq(b.max, 1 << 20);
+	mg_buf_free(&b);
+	free(fill);
+}
+END_TEST
+
 /* Regression test, once wrong in lib/buf.c reserve(): with max = SIZE_MAX, "b->max + 1" wraps to 0,
  * so the capacity is clamped to 0 and realloc(…, 0) is followed by a write
  * of len+1 bytes (heap overflow).  A buffer without a practical cap must
@@ -971,6 +1014,7 @@ transform_suite(void)
 	tcase_add_test(tc, buf_cap_zero);
 	tcase_add_test(tc, buf_addf);
 	tcase_add_test(tc, buf_reset_keeps_memory);
+	tcase_add_loop_test(tc, buf_shrink_table, 0, (int)(sizeof(shrinks) / sizeof(shrinks[0])));
 	tcase_add_test(tc, buf_grows_and_binary);
 	tcase_add_test(tc, buf_max_size_max);
 	tcase_add_test(tc, strerror_every_code);
