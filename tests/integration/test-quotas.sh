@@ -941,6 +941,34 @@ expect_json "project list --json: spent and reserved of every project as in proj
         (f[1][p.name].current ? Number(p.spent) === f[1][p.name].spent : p.spent === '0'))" \
     "$MG_T/projects.json" "$MG_T/quota-all.json"
 
+# Usage rows carry no foreign keys (they cost every admission two row
+# locks); the projects and keys they name cannot be deleted instead.
+refused() {
+    local out
+    if out=$(sql_now "$1" 2>&1); then
+        echo "accepted: $out"
+    else
+        grep -o 'cannot be deleted\|cannot truncate [a-z_]*' <<<"$out" | head -n 1
+    fi
+}
+check_eq "a project with usage rows cannot be deleted" \
+    "$(refused "DELETE FROM projects WHERE name = 'capped'")" "cannot be deleted"
+check_eq "a key with usage rows cannot be deleted (revoked, it stays)" \
+    "$(refused "DELETE FROM api_keys WHERE project_id = (SELECT id FROM projects WHERE name = 'capped')")" \
+    "cannot be deleted"
+check_eq "projects and api_keys cannot be truncated while usage rows exist" \
+    "$(refused "TRUNCATE projects CASCADE") / $(refused "TRUNCATE api_keys")" \
+    "cannot truncate projects / cannot truncate api_keys"
+cli project create no-usage >/dev/null 2>&1
+check_eq "a project without usage rows, and its key, can still be deleted" \
+    "$(cli key create no-usage >/dev/null 2>&1
+        sql_now "DELETE FROM api_keys WHERE project_id = (SELECT id FROM projects WHERE name = 'no-usage');
+                 DELETE FROM projects WHERE name = 'no-usage' RETURNING name")" "no-usage"
+check_eq "every usage row names an existing project and key" \
+    "$(sql_now "SELECT count(*) FROM usage_events u
+                 WHERE NOT EXISTS (SELECT 1 FROM projects p WHERE p.id = u.project_id)
+                    OR (u.key_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = u.key_id))")" 0
+
 # ---------------------------------------------------------------------------
 # The end: everything stops.
 
