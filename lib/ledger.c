@@ -14,12 +14,15 @@
 #define SETTLE_QUEUE_MAX  10000  /* beyond, callers settle themselves */
 #define SETTLE_GATHER_MS  10     /* a settlement waits this long for others */
 
-/* A request waiting for its admission; lives on its thread's stack. */
+/* A request waiting for its admission; lives on its thread's stack.  Each
+ * waiter sleeps on its own condition, so that a batch's end wakes the
+ * threads of that batch and the next leader, not every waiting thread. */
 struct waiter {
 	const struct mg_admit_req *q;
 	struct mg_admission *out;
 	enum mg_err rc;
 	int done;
+	pthread_cond_t wake;
 	struct waiter *next;
 };
 
@@ -33,7 +36,6 @@ struct mg_ledger {
 	struct mg_store *store;
 	pthread_mutex_t lock;
 
-	pthread_cond_t admitted;       /* a batch's answers are in */
 	struct waiter *waiting, **waiting_tail;
 	int leading;                   /* a thread has a batch in Postgres */
 
@@ -78,11 +80,26 @@ admit_batch(struct mg_ledger *l, struct waiter *first, int n)
 		w->rc = rc;
 }
 
+/* Marks a waiter answered and wakes it (not needed for the caller's own,
+ * which is awake).  Called with the lock held. */
+static void
+answer(struct waiter *w, const struct waiter *me)
+{
+	w->done = 1;
+	if (w != me)
+		pthread_cond_signal(&w->wake);
+}
+
 enum mg_err
 mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_admission *out)
 {
-	struct waiter me = { q, out, MG_OK, 0, NULL };
+	struct waiter me;
 
+	memset(&me, 0, sizeof(me));
+	me.q = q;
+	me.out = out;
+	me.rc = MG_OK;
+	pthread_cond_init(&me.wake, NULL);
 	pthread_mutex_lock(&l->lock);
 	*l->waiting_tail = &me;
 	l->waiting_tail = &me.next;
@@ -92,7 +109,7 @@ mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_adm
 		int n = 0;
 
 		if (l->leading) {
-			pthread_cond_wait(&l->admitted, &l->lock);
+			pthread_cond_wait(&me.wake, &l->lock);
 			continue;
 		}
 		/* lead the next batch: everyone waiting, up to the maximum */
@@ -112,7 +129,7 @@ mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_adm
 		for (w = first; n > 0; n--) {
 			struct waiter *next = w->next;
 
-			w->done = 1;
+			answer(w, &me);
 			w = next;
 		}
 		if (rc == MG_ERR_DB_DOWN) {
@@ -120,15 +137,18 @@ mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_adm
 			 * them now rather than after one more timeout each */
 			for (w = l->waiting; w != NULL; w = w->next) {
 				w->rc = MG_ERR_DB_DOWN;
-				w->done = 1;
+				answer(w, &me);
 			}
 			l->waiting = NULL;
 			l->waiting_tail = &l->waiting;
 		}
 		l->leading = 0;
-		pthread_cond_broadcast(&l->admitted);
+		/* the first of those who queued meanwhile leads the next batch */
+		if (l->waiting != NULL)
+			pthread_cond_signal(&l->waiting->wake);
 	}
 	pthread_mutex_unlock(&l->lock);
+	pthread_cond_destroy(&me.wake);
 	return me.rc;
 }
 
@@ -272,7 +292,6 @@ mg_ledger_new(struct mg_store *store)
 	l->waiting_tail = &l->waiting;
 	l->queue_tail = &l->queue;
 	pthread_mutex_init(&l->lock, NULL);
-	pthread_cond_init(&l->admitted, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&l->queued, &attr);
@@ -296,7 +315,6 @@ mg_ledger_free(struct mg_ledger *l)
 	if (l->settler_running)
 		pthread_join(l->settler, NULL);
 	pthread_mutex_destroy(&l->lock);
-	pthread_cond_destroy(&l->admitted);
 	pthread_cond_destroy(&l->queued);
 	free(l);
 }
