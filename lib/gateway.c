@@ -405,6 +405,7 @@ struct stream_state {
 	int client_gone;        /* a write to the client failed */
 	int draining;           /* client gone: reading on for the usage only */
 	int overflow;           /* an upstream event exceeded the cap */
+	int unflushed;          /* written since the last flush */
 	long content_chunks;    /* deltas with content, if usage never comes */
 	long last_write;        /* monotonic seconds of the last write */
 	struct mg_sse sse;
@@ -442,17 +443,41 @@ client_lost(struct stream_state *st)
 	return -1;
 }
 
-/* Writes and flushes; -1 when the transfer must stop because the client
- * is gone (0 while draining: nothing is written any more). */
+/* Writes without flushing; -1 when the transfer must stop because the
+ * client is gone (0 while draining: nothing is written any more). */
 static int
-stream_write(struct stream_state *st, const char *p, size_t n)
+stream_put(struct stream_state *st, const char *p, size_t n)
 {
 	if (st->client_gone)
 		return st->draining ? 0 : -1;
-	if (FCGX_PutStr(p, (int)n, st->x->fr->out) < 0 || FCGX_FFlush(st->x->fr->out) < 0)
+	if (FCGX_PutStr(p, (int)n, st->x->fr->out) < 0)
+		return client_lost(st);
+	st->unflushed = 1;
+	return 0;
+}
+
+/* Sends what was written; as stream_put. */
+static int
+stream_flush(struct stream_state *st)
+{
+	if (st->client_gone)
+		return st->draining ? 0 : -1;
+	if (!st->unflushed)
+		return 0;
+	st->unflushed = 0;
+	if (FCGX_FFlush(st->x->fr->out) < 0)
 		return client_lost(st);
 	st->last_write = now_seconds();
 	return 0;
+}
+
+/* Writes and flushes; as stream_put. */
+static int
+stream_write(struct stream_state *st, const char *p, size_t n)
+{
+	int rc = stream_put(st, p, n);
+
+	return rc < 0 ? rc : stream_flush(st);
 }
 
 /* 1 when the web server has closed the FastCGI connection (it does so
@@ -525,7 +550,8 @@ send_event(struct stream_state *st, const char *text, size_t len)
 	if (mg_buf_adds(out, "data: ") != MG_OK || mg_buf_add(out, text, len) != MG_OK ||
 	    mg_buf_adds(out, "\n\n") != MG_OK)
 		return 1;
-	return stream_write(st, out->data, out->len) < 0;
+	/* flushed by stream_data with the other events of the same read */
+	return stream_put(st, out->data, out->len) < 0;
 }
 
 /* What stream_event looks at in a chunk, read in place. */
@@ -668,6 +694,10 @@ stream_data(void *arg, const char *p, size_t n)
 
 	if (rc == MG_ERR_TOO_BIG)
 		st->overflow = 1;
+	/* the events of one read from the upstream arrived together: they
+	 * go to the client together, with one flush, before the next read */
+	if (stream_flush(st) < 0)
+		return 1;
 	return rc != MG_OK;
 }
 
