@@ -550,7 +550,7 @@ send_event(struct stream_state *st, const char *text, size_t len)
 	if (mg_buf_adds(out, "data: ") != MG_OK || mg_buf_add(out, text, len) != MG_OK ||
 	    mg_buf_adds(out, "\n\n") != MG_OK)
 		return 1;
-	/* flushed by stream_data with the other events of the same read */
+	/* flushed by stream_tick with the other events of the same read */
 	return stream_put(st, out->data, out->len) < 0;
 }
 
@@ -694,10 +694,6 @@ stream_data(void *arg, const char *p, size_t n)
 
 	if (rc == MG_ERR_TOO_BIG)
 		st->overflow = 1;
-	/* the events of one read from the upstream arrived together: they
-	 * go to the client together, with one flush, before the next read */
-	if (stream_flush(st) < 0)
-		return 1;
 	return rc != MG_OK;
 }
 
@@ -709,6 +705,12 @@ stream_tick(void *arg)
 
 	if (!st->started || st->client_gone)
 		return st->client_gone && !st->draining;
+	/* libcurl calls this after each pass over what it has read (and
+	 * at least once a second): the events of one pass arrived together
+	 * and go to the client together, with one flush, before it reads
+	 * again */
+	if (stream_flush(st) < 0)
+		return 1;
 	if (server_hung_up(st->x->fr))
 		return client_lost(st) < 0;
 	if (now_seconds() - st->last_write < st->w->gw->conf->heartbeat_interval)
