@@ -408,6 +408,7 @@ struct stream_state {
 	int unflushed;          /* written since the last flush */
 	long content_chunks;    /* deltas with content, if usage never comes */
 	long last_write;        /* monotonic seconds of the last write */
+	long hup_checked;       /* monotonic second of the last server_hung_up */
 	struct mg_sse sse;
 };
 
@@ -702,6 +703,7 @@ stream_tick(void *arg)
 {
 	struct stream_state *st = arg;
 	static const char ping[] = ": ping\n\n";
+	long now;
 
 	if (!st->started || st->client_gone)
 		return st->client_gone && !st->draining;
@@ -711,9 +713,16 @@ stream_tick(void *arg)
 	 * again */
 	if (stream_flush(st) < 0)
 		return 1;
-	if (server_hung_up(st->x->fr))
-		return client_lost(st) < 0;
-	if (now_seconds() - st->last_write < st->w->gw->conf->heartbeat_interval)
+	/* libcurl calls this after every read: looking for a hangup (a
+	 * system call) once a second is enough, as a write notices a client
+	 * that is gone anyway */
+	now = now_seconds();
+	if (now != st->hup_checked) {
+		st->hup_checked = now;
+		if (server_hung_up(st->x->fr))
+			return client_lost(st) < 0;
+	}
+	if (now - st->last_write < st->w->gw->conf->heartbeat_interval)
 		return 0;
 	return stream_write(st, ping, sizeof(ping) - 1) < 0;
 }
