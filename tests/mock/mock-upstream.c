@@ -1767,11 +1767,14 @@ out_emitted0:
 	return -1;
 }
 
-/* Streams the answer; the connection is always closed afterwards. */
+/* Streams the answer.  Like a real provider, the connection is kept for
+ * the next request when the stream ended whole and the client keeps
+ * connections; a stream that was cut or failed midway closes it. */
 static bool chat_stream(struct chat_ctx *x, const struct mock_options *o)
 {
+	bool keep = x->r->keep_alive;
 	char head[512];
-	int n;
+	int n, rc;
 
 	n = snprintf(head, sizeof head,
 		     "HTTP/1.1 200 OK\r\n"
@@ -1780,16 +1783,16 @@ static bool chat_stream(struct chat_ctx *x, const struct mock_options *o)
 		     "Cache-Control: no-cache\r\n"
 		     "X-Generation-Id: %s\r\n"
 		     "Transfer-Encoding: chunked\r\n"
-		     "Connection: close\r\n"
-		     "\r\n", x->id);
+		     "Connection: %s\r\n"
+		     "\r\n", x->id, keep ? "keep-alive" : "close");
 	if (n < 0 || (size_t)n >= sizeof head)
 		return false;
 	if (send_all(x->c->fd, head, (size_t)n) != 0)
 		return false;
 	atomic_fetch_add(&g_open_streams, 1);
-	(void)stream_body(x, o);
+	rc = stream_body(x, o);
 	atomic_fetch_sub(&g_open_streams, 1);
-	return false;
+	return rc == 0 && keep;
 }
 
 static bool chat_plain(struct chat_ctx *x, const char *reply, size_t reply_len, bool keep)
