@@ -339,6 +339,8 @@ admit(struct mg_worker *w, struct exchange *x, const struct mg_call *call, const
 	q.default_output = call->endpoint == MG_EP_CHAT ? conf->default_max_tokens : 0;
 	q.fallback_prompt = conf->fallback_prompt_price;
 	q.fallback_completion = conf->fallback_completion_price;
+	/* the wait for the database, in the queue or not, counts from here */
+	clock_gettime(CLOCK_MONOTONIC, &q.since);
 	rc = mg_ledger_admit(w->gw->ledger, &q, &a);
 	if (rc != MG_OK || a.outcome == MG_ADMIT_INVALID_KEY) {
 		auth_failed(w, x, rc == MG_OK ? MG_ERR_AUTH : rc, prefix);

@@ -51,7 +51,7 @@ struct mg_store {
 	int size;
 	char *conninfo;
 	char timeout[16];
-	int timeout_s;  /* connect_timeout; also the most a statement's answer may take */
+	int timeout_s;  /* connect_timeout: the most one call may take */
 };
 
 static __thread char last_error[256];
@@ -77,6 +77,7 @@ struct mg_store *
 mg_store_new(const char *conninfo, int size, int connect_timeout)
 {
 	struct mg_store *s = calloc(1, sizeof(*s));
+	pthread_condattr_t attr;
 
 	if (s == NULL)
 		return NULL;
@@ -92,7 +93,10 @@ mg_store_new(const char *conninfo, int size, int connect_timeout)
 	s->timeout_s = connect_timeout;
 	snprintf(s->timeout, sizeof(s->timeout), "%d", connect_timeout);
 	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->freed, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->freed, &attr);
+	pthread_condattr_destroy(&attr);
 	return s;
 }
 
@@ -113,88 +117,34 @@ mg_store_free(struct mg_store *s)
 	free(s);
 }
 
-/* Opens a connection and prepares every statement on it. */
-static PGconn *
-open_conn(struct mg_store *s)
+/* Milliseconds left until deadline (CLOCK_MONOTONIC), <= 0 when past. */
+static long
+ms_left(const struct timespec *deadline)
 {
-	const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
-	const char *vals[] = { s->conninfo, s->timeout, "modelgate-fcgi", NULL };
-	PGconn *c = PQconnectdbParams(keys, vals, 1);
-	size_t i;
+	struct timespec now;
 
-	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-		remember_error(c, NULL);
-		PQfinish(c);
-		return NULL;
-	}
-	for (i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
-		PGresult *r = PQprepare(c, statements[i].name, statements[i].sql,
-		    statements[i].nparams, NULL);
-
-		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-			remember_error(c, r);
-			mg_log(MG_LOG_ERROR, NULL, "preparing %s failed: %s (is the schema migrated?)",
-			    statements[i].name, last_error);
-			PQclear(r);
-			PQfinish(c);
-			return NULL;
-		}
-		PQclear(r);
-	}
-	return c;
-}
-
-static struct slot *
-acquire(struct mg_store *s)
-{
-	struct slot *got = NULL;
-	int i;
-
-	pthread_mutex_lock(&s->lock);
-	for (;;) {
-		/* prefer a slot with an open connection */
-		for (i = 0; i < s->size && got == NULL; i++)
-			if (!s->slots[i].busy && s->slots[i].conn != NULL)
-				got = &s->slots[i];
-		for (i = 0; i < s->size && got == NULL; i++)
-			if (!s->slots[i].busy)
-				got = &s->slots[i];
-		if (got != NULL)
-			break;
-		pthread_cond_wait(&s->freed, &s->lock);
-	}
-	got->busy = 1;
-	pthread_mutex_unlock(&s->lock);
-	return got;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (deadline->tv_sec - now.tv_sec) * 1000L + (deadline->tv_nsec - now.tv_nsec) / 1000000L;
 }
 
 static void
-release(struct mg_store *s, struct slot *sl)
+out_of_time(const struct mg_store *s, const char *what)
 {
-	pthread_mutex_lock(&s->lock);
-	sl->busy = 0;
-	pthread_cond_signal(&s->freed);
-	pthread_mutex_unlock(&s->lock);
+	snprintf(last_error, sizeof(last_error), "%s within %d s", what, s->timeout_s);
 }
 
-/* Sends a prepared statement and waits for its answer, up to timeout_s
- * seconds: a database that accepted the connection but went silent (hung,
- * host or network gone) must not hold the request, and the pool slot, for
- * ever.  Returns the statement's last result (NULL if none; the caller
- * clears it) and sets *timed_out when the time ran out (the result is then
- * NULL and the connection unusable). */
+/* Waits for the answer to what was sent on c, up to the deadline: a
+ * database that accepted the connection but went silent (hung, host or
+ * network gone) must not hold the request, and the pool slot, for ever.
+ * Returns the last result (NULL if none; the caller clears it) and sets
+ * *timed_out when the time ran out (the result is then NULL and the
+ * connection unusable). */
 static PGresult *
-run_prepared(PGconn *c, const char *name, int n, const char *const *vals, int timeout_s,
-    int *timed_out)
+wait_result(PGconn *c, const struct timespec *deadline, int *timed_out)
 {
-	struct timespec end, now;
 	PGresult *r, *last = NULL;
 
 	*timed_out = 0;
-	if (!PQsendQueryPrepared(c, name, n, vals, NULL, NULL, 0))
-		return NULL;
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	end.tv_sec += timeout_s;
 	for (;;) {
 		struct pollfd p = { PQsocket(c), POLLIN, 0 };
 		long ms;
@@ -209,8 +159,7 @@ run_prepared(PGconn *c, const char *name, int n, const char *const *vals, int ti
 			last = r;
 			continue;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		ms = (end.tv_sec - now.tv_sec) * 1000L + (end.tv_nsec - now.tv_nsec) / 1000000L;
+		ms = ms_left(deadline);
 		if (ms <= 0) {
 			*timed_out = 1;
 			PQclear(last);
@@ -227,35 +176,157 @@ run_prepared(PGconn *c, const char *name, int n, const char *const *vals, int ti
 	return last;
 }
 
-/* Runs a prepared statement on a pooled connection, reconnecting once if
- * the connection had gone bad (e.g. Postgres restarted).  A statement not
- * answered within the connect timeout drops the connection and is not
- * retried (it may still complete).  On MG_OK *res holds a PGRES_TUPLES_OK
- * result the caller clears. */
-static enum mg_err
-exec_prepared(struct mg_store *s, const char *name, int n, const char *const *vals,
-    PGresult **res)
+/* Connects without blocking past the deadline (libpq's own
+ * connect_timeout counts whole seconds, at least 2, for each address). */
+static PGconn *
+connect_by(struct mg_store *s, const struct timespec *deadline)
 {
-	struct slot *sl = acquire(s);
+	const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
+	const char *vals[] = { s->conninfo, s->timeout, "modelgate-fcgi", NULL };
+	PGconn *c = PQconnectStartParams(keys, vals, 1);
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+	if (c == NULL || PQstatus(c) == CONNECTION_BAD) {
+		remember_error(c, NULL);
+		PQfinish(c);
+		return NULL;
+	}
+	while (st != PGRES_POLLING_OK) {
+		struct pollfd p = { PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0 };
+		long ms = ms_left(deadline);
+		int n;
+
+		if (st == PGRES_POLLING_FAILED) {
+			remember_error(c, NULL);
+			PQfinish(c);
+			return NULL;
+		}
+		if (ms <= 0) {
+			out_of_time(s, "no connection to the database");
+			PQfinish(c);
+			return NULL;
+		}
+		n = poll(&p, 1, (int)ms);
+		if (n < 0 && errno != EINTR) {
+			snprintf(last_error, sizeof(last_error), "poll: %s", strerror(errno));
+			PQfinish(c);
+			return NULL;
+		}
+		if (n > 0)
+			st = PQconnectPoll(c);
+	}
+	return c;
+}
+
+/* Opens a connection and prepares every statement on it, by the deadline. */
+static PGconn *
+open_conn(struct mg_store *s, const struct timespec *deadline)
+{
+	PGconn *c = connect_by(s, deadline);
+	size_t i;
+
+	if (c == NULL)
+		return NULL;
+	for (i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
+		PGresult *r = NULL;
+		int timed_out = 0;
+
+		if (PQsendPrepare(c, statements[i].name, statements[i].sql, statements[i].nparams, NULL))
+			r = wait_result(c, deadline, &timed_out);
+		if (timed_out) {
+			out_of_time(s, "no answer from the database");
+			PQfinish(c);
+			return NULL;
+		}
+		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+			remember_error(c, r);
+			mg_log(MG_LOG_ERROR, NULL, "preparing %s failed: %s (is the schema migrated?)",
+			    statements[i].name, last_error);
+			PQclear(r);
+			PQfinish(c);
+			return NULL;
+		}
+		PQclear(r);
+	}
+	return c;
+}
+
+/* A free slot, or NULL when none came free by the deadline. */
+static struct slot *
+acquire(struct mg_store *s, const struct timespec *deadline)
+{
+	struct slot *got = NULL;
+	int i;
+
+	pthread_mutex_lock(&s->lock);
+	for (;;) {
+		/* prefer a slot with an open connection */
+		for (i = 0; i < s->size && got == NULL; i++)
+			if (!s->slots[i].busy && s->slots[i].conn != NULL)
+				got = &s->slots[i];
+		for (i = 0; i < s->size && got == NULL; i++)
+			if (!s->slots[i].busy)
+				got = &s->slots[i];
+		if (got != NULL)
+			break;
+		if (pthread_cond_timedwait(&s->freed, &s->lock, deadline) == ETIMEDOUT)
+			break;
+	}
+	if (got != NULL)
+		got->busy = 1;
+	pthread_mutex_unlock(&s->lock);
+	if (got == NULL)
+		out_of_time(s, "no free database connection");
+	return got;
+}
+
+static void
+release(struct mg_store *s, struct slot *sl)
+{
+	pthread_mutex_lock(&s->lock);
+	sl->busy = 0;
+	pthread_cond_signal(&s->freed);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Runs a prepared statement on a pooled connection, reconnecting once if
+ * the connection had gone bad (e.g. Postgres restarted), all of it within
+ * timeout_s of since (NULL: now).  A statement not answered by then drops
+ * the connection and is not retried (it may still complete).  On MG_OK
+ * *res holds a PGRES_TUPLES_OK result the caller clears. */
+static enum mg_err
+exec_since(struct mg_store *s, const struct timespec *since, const char *name, int n,
+    const char *const *vals, PGresult **res)
+{
+	struct timespec deadline;
+	struct slot *sl;
 	enum mg_err rc = MG_ERR_DB_DOWN;
 	int attempt;
 
 	*res = NULL;
+	if (since != NULL && since->tv_sec != 0)
+		deadline = *since;
+	else
+		clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += s->timeout_s;
+	sl = acquire(s, &deadline);
+	if (sl == NULL)
+		return MG_ERR_DB_DOWN;
 	for (attempt = 0; attempt < 2; attempt++) {
-		PGresult *r;
-		int timed_out;
+		PGresult *r = NULL;
+		int timed_out = 0;
 
 		if (sl->conn == NULL) {
-			sl->conn = open_conn(s);
+			sl->conn = open_conn(s, &deadline);
 			if (sl->conn == NULL) {
 				rc = MG_ERR_DB_DOWN;
 				break;
 			}
 		}
-		r = run_prepared(sl->conn, name, n, vals, s->timeout_s, &timed_out);
+		if (PQsendQueryPrepared(sl->conn, name, n, vals, NULL, NULL, 0))
+			r = wait_result(sl->conn, &deadline, &timed_out);
 		if (timed_out) {
-			snprintf(last_error, sizeof(last_error),
-			    "no answer from the database within %d s", s->timeout_s);
+			out_of_time(s, "no answer from the database");
 			PQfinish(sl->conn);
 			sl->conn = NULL;
 			rc = MG_ERR_DB_DOWN;
@@ -279,6 +350,13 @@ exec_prepared(struct mg_store *s, const char *name, int n, const char *const *va
 	}
 	release(s, sl);
 	return rc;
+}
+
+static enum mg_err
+exec_prepared(struct mg_store *s, const char *name, int n, const char *const *vals,
+    PGresult **res)
+{
+	return exec_since(s, NULL, name, n, vals, res);
 }
 
 enum mg_err
@@ -461,6 +539,7 @@ mg_store_admit_batch(struct mg_store *s, const struct mg_admit_req *const *q, in
 	json_object *arr = batch_array(n, fill_admission, q);
 	char def_output[24];
 	const char *vals[4];
+	const struct timespec *since;
 	PGresult *r = NULL;
 	enum mg_err rc = MG_ERR_NOMEM;
 	int i;
@@ -473,7 +552,13 @@ mg_store_admit_batch(struct mg_store *s, const struct mg_admit_req *const *q, in
 	vals[1] = def_output;
 	vals[2] = q[0]->fallback_prompt;
 	vals[3] = q[0]->fallback_completion;
-	rc = exec_prepared(s, "mg_admit_batch", 4, vals, &r);
+	/* the batch ends by the time its oldest request must have an answer */
+	since = &q[0]->since;
+	for (i = 1; i < n; i++)
+		if (q[i]->since.tv_sec < since->tv_sec ||
+		    (q[i]->since.tv_sec == since->tv_sec && q[i]->since.tv_nsec < since->tv_nsec))
+			since = &q[i]->since;
+	rc = exec_since(s, since, "mg_admit_batch", 4, vals, &r);
 	if (rc != MG_OK)
 		goto out;
 	if (PQntuples(r) != n || PQnfields(r) != 17) {

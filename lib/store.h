@@ -1,6 +1,8 @@
 #ifndef MG_STORE_H
 #define MG_STORE_H
 
+#include <time.h>
+
 #include "err.h"
 #include "usage.h"
 
@@ -41,6 +43,8 @@ struct mg_admit_req {
 	int default_output;            /* reserved when max_output is -1 */
 	const char *fallback_prompt;   /* USD per token, decimal text */
 	const char *fallback_completion;
+	struct timespec since;         /* CLOCK_MONOTONIC when it asked to be
+	                                * admitted; {0, 0}: when the store is called */
 };
 
 /* The decision.  Counts are -1 where the project has no such limit. */
@@ -56,9 +60,11 @@ struct mg_admission {
 	long long need_tokens;         /* prompt estimate + output reserved */
 };
 
-/* Creates a pool of up to size connections (opened lazily).  Opening a
- * connection and waiting for a statement's answer each give up after
- * connect_timeout seconds (MG_ERR_DB_DOWN).  NULL on allocation failure. */
+/* Creates a pool of up to size connections (opened lazily).  Each call
+ * gives up (MG_ERR_DB_DOWN) when connect_timeout seconds have passed since
+ * it began (for an admission: since q->since): waiting for a free
+ * connection, opening one, preparing its statements and waiting for the
+ * answer all count.  NULL on allocation failure. */
 struct mg_store *mg_store_new(const char *conninfo, int size, int connect_timeout);
 void mg_store_free(struct mg_store *s);
 

@@ -756,7 +756,7 @@ outage() {
 # its host or the network gone; here all its processes get SIGSTOP): the
 # responders must not wait for it for ever.
 hung() {
-    local key pm t_freeze t_mark t_thaw c_mark c_end frozen
+    local key pm t_freeze t_mark t_thaw c_mark c_end frozen slowest
     local max=$(( (CONNECT_TIMEOUT + 1) * 1000 ))
     cli project create hung >/dev/null 2>&1
     key=$(new_key hung) || bail "key create hung"
@@ -779,6 +779,18 @@ hung() {
     MG_HTTP_MAX_TIME=20 http GET "http://$HOST_A/healthz"
     expect_http "hung: /healthz answers 503 within connect_timeout + 1 s (took ${HTTP_TIME}s)" 503 \
         "j.database === 'unavailable' && $HTTP_TIME < $((CONNECT_TIMEOUT + 1))"
+    # More requests at once than host A's pools have connections (2
+    # processes x pool_size 4, some held by the hung admissions and
+    # settlements), and no more than its threads (2 x 8) less the loop's
+    # 4: those that wait for a free connection are held no longer than
+    # those that got one.
+    seq 12 | xargs -P 12 -I{} curl -sS --max-time 20 -o /dev/null -w '%{http_code} %{time_total}\n' \
+        -H "Authorization: Bearer $key" "http://$HOST_A/v1/models" >"$MG_T/hung-models.txt" 2>/dev/null
+    check_eq "hung: 12 GET /v1/models at once on one host (2 x pool_size 4): all 503" \
+        "$(awk '{ print $1 }' "$MG_T/hung-models.txt" | sort | uniq -c | tr -s ' ')" " 12 503"
+    slowest=$(awk '$2 > m { m = $2 } END { print m + 0 }' "$MG_T/hung-models.txt")
+    check "hung: each of them within connect_timeout + 1 s, the wait for a free connection included (slowest ${slowest} s)" \
+        awk -v t="$slowest" -v m="$((CONNECT_TIMEOUT + 1))" 'BEGIN { exit !(t > 0 && t < m) }'
     sleep_until $((t_freeze + 3 * CONNECT_TIMEOUT * 1000))
     c_end=$(mock_chat)
     t_thaw=$(now_ms)
