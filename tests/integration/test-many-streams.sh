@@ -10,8 +10,11 @@
 # samples the responders' VmRSS and the database's connections while they
 # run.  What is checked:
 #   - every stream: 200, tok1..tok10 in order, [DONE], the body ends; its
-#     content events arrive paced (tok1 to tok10 >= 4 s; 3 s in a
-#     sanitizer build), not bunched;
+#     content events arrive paced, not bunched: tok1 to tok10 >= 3 s
+#     (4.5 s as sent; its tok1 may be late by as much as a first event
+#     may take, 1.5 s, as 500 streams start at once on a machine that may
+#     have two cores and run another test beside; events held back by a
+#     buffer would come together, near 0 s apart);
 #   - none waited for another: every first event arrives within 1.5 s of
 #     the start (3 s in a sanitizer build), and the whole run takes less
 #     than 1.6 times one stream alone (a second wave would take twice as
@@ -63,7 +66,8 @@ DELAY_MS=500
 MODEL="x;tokens=$TOKENS;delay=$DELAY_MS"
 MAX_FIRST_MS=1500     # start to first event, every stream
 MAX_RUN_FACTOR=1.6    # the whole run, in lengths of one stream alone
-MIN_PACE_MS=4000      # tok1 to tok10 of one stream: 9 x 500 ms
+MIN_PACE_MS=3000      # tok1 to tok10 of one stream: 9 x 500 ms, less the
+                      # 1.5 s by which a tok1 may come late in the burst
 NOFILE=8192           # wanted open-file limit
 MIN_NOFILE=4096       # below it the test cannot run
 
@@ -99,13 +103,11 @@ mg_find_programs
 # 500 of them start at once on a machine that may have two cores: their
 # first events spread over up to about 2 s instead of 1.  The bounds then
 # still tell a queue from a slow start, as a stream that waited for
-# another one starts a whole stream later (4.5 s), and a stream whose
-# events were held back would have them bunched (tok1 to tok10 near 0).
+# another one starts a whole stream later (4.5 s).
 SANITIZED=0
 if grep -q -a __asan_init "$FCGI"; then
     SANITIZED=1
     MAX_FIRST_MS=3000
-    MIN_PACE_MS=3000
 fi
 
 mg_need_pg "$SELF" "$@"
@@ -278,7 +280,7 @@ expect_json "one stream alone: 200, $TOKENS content events, [DONE]" "
 SINGLE_MS=$(json_value "$MG_T/single.json" 'Math.round(j.tEnd - j.t0)')
 tap_diag "one stream alone: ${SINGLE_MS} ms from request to end"
 [ "$SANITIZED" -eq 1 ] &&
-    tap_diag "sanitizer build: first events within $MAX_FIRST_MS ms, tok1 to tok$TOKENS >= $MIN_PACE_MS ms"
+    tap_diag "sanitizer build: first events within $MAX_FIRST_MS ms"
 ROWS_BEFORE=$(usage_count)
 
 sleep 1
@@ -302,7 +304,12 @@ expect_json "all $N streams: status 200, tok1..tok$TOKENS in order, [DONE], the 
         s.error === null && !s.timedOut && s.bodyEnd && s.tDone !== null &&
         s.contents === $TOKENS && s.text === want && /^req_/.test(s.requestId || '')))(
         Array.from({ length: $TOKENS }, (_, k) => 'tok' + (k + 1) + ' ').join(''))" "$F"
-expect_json "all $N streams: tok1 to tok$TOKENS >= $MIN_PACE_MS ms apart (relayed as made, not bunched)" "
+PACE=$(json_value "$MG_T/many.json" '((a) => { a.sort((x, y) => x - y);
+    return "min " + Math.round(a[0]) + ", median " + Math.round(a[a.length >> 1]) + " ms"; })(
+    j.streams.filter((s) => s.tLastContent !== null && s.tFirstContent !== null)
+        .map((s) => s.tLastContent - s.tFirstContent))')
+tap_diag "tok1 to tok$TOKENS: $PACE"
+expect_json "all $N streams: tok1 to tok$TOKENS >= $MIN_PACE_MS ms apart (relayed as made, not bunched; $PACE)" "
     j.streams.every((s) => s.tLastContent - s.tFirstContent >= $MIN_PACE_MS)" "$F"
 expect_json "all $N request ids distinct" "
     new Set(j.streams.map((s) => s.requestId)).size === $N" "$F"
