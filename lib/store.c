@@ -50,7 +50,6 @@ struct mg_store {
 	struct slot *slots;
 	int size;
 	char *conninfo;
-	char timeout[16];
 	int timeout_s;  /* connect_timeout: the most one call may take */
 };
 
@@ -91,7 +90,6 @@ mg_store_new(const char *conninfo, int size, int connect_timeout)
 	}
 	s->size = size;
 	s->timeout_s = connect_timeout;
-	snprintf(s->timeout, sizeof(s->timeout), "%d", connect_timeout);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -176,13 +174,14 @@ wait_result(PGconn *c, const struct timespec *deadline, int *timed_out)
 	return last;
 }
 
-/* Connects without blocking past the deadline (libpq's own
- * connect_timeout counts whole seconds, at least 2, for each address). */
+/* Connects without blocking past the deadline.  libpq ignores its own
+ * connect_timeout on this non-blocking path (which counts whole seconds,
+ * at least 2, for each address), so it is not passed. */
 static PGconn *
 connect_by(struct mg_store *s, const struct timespec *deadline)
 {
-	const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
-	const char *vals[] = { s->conninfo, s->timeout, "modelgate-fcgi", NULL };
+	const char *keys[] = { "dbname", "application_name", NULL };
+	const char *vals[] = { s->conninfo, "modelgate-fcgi", NULL };
 	PGconn *c = PQconnectStartParams(keys, vals, 1);
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 
