@@ -508,6 +508,12 @@ mg_find_programs() {
     done
 }
 
+# fcgi_sanitized: true when modelgate-fcgi (after mg_find_programs) was
+# built with AddressSanitizer (./configure --enable-sanitizers).
+fcgi_sanitized() {
+    grep -q -a __asan_init "$FCGI"
+}
+
 # find_tool NAME: prints the path of a program, also looking in the sbin
 # directories that are not on every user's PATH.
 find_tool() {

@@ -638,7 +638,7 @@ seq 16 | xargs -P 16 -I{} curl -sS --max-time 30 -o /dev/null -w '%{http_code}\n
 EXPECTED_ROWS=$((EXPECTED_ROWS + 16))
 check_eq "16 concurrent 1.6 MB embeddings answers: all 200" \
     "$(sort "$MG_T/big-emb.status" | uniq -c | tr -s ' ')" " 16 200"
-if grep -q -a __asan_init "$FCGI"; then
+if fcgi_sanitized; then
     tap_skip "idle responders' private memory after large answers" "sanitizer build"
 else
     for ((i = 0; i < 50; i++)); do

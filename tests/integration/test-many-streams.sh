@@ -105,7 +105,7 @@ mg_find_programs
 # still tell a queue from a slow start, as a stream that waited for
 # another one starts a whole stream later (4.5 s).
 SANITIZED=0
-if grep -q -a __asan_init "$FCGI"; then
+if fcgi_sanitized; then
     SANITIZED=1
     MAX_FIRST_MS=3000
 fi
