@@ -1,15 +1,29 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
 
+#include <openssl/evp.h>
+
 #include "apikey.h"
 #include "base64.h"
-#include "sha256.h"
 
 #define KEY_RANDOM_BYTES 24
+
+/* SHA-256 is fetched from libcrypto's default provider once: an implicit
+ * fetch per EVP_Digest call would take the provider store's lock on every
+ * request.  NULL when the fetch failed (then every hash fails). */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
 
 enum mg_err
 mg_random_bytes(void *out, size_t n)
@@ -70,19 +84,26 @@ mg_apikey_prefix(const char *key, char out[MG_APIKEY_PREFIX_LEN + 1])
 	out[n] = '\0';
 }
 
-void
+enum mg_err
 mg_apikey_hash_hex(const char *key, size_t n, char out[MG_APIKEY_HASH_HEX_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
-	unsigned char h[MG_SHA256_LEN];
-	size_t i;
+	unsigned char h[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	unsigned int i;
 
-	mg_sha256(key, n, h);
-	for (i = 0; i < MG_SHA256_LEN; i++) {
+	out[0] = '\0';
+	if (pthread_once(&sha256_once, sha256_fetch) != 0 || sha256_md == NULL)
+		return MG_ERR_NOMEM;
+	if (EVP_Digest(key, n, h, &len, sha256_md, NULL) != 1 ||
+	    len * 2 != MG_APIKEY_HASH_HEX_LEN)
+		return MG_ERR_NOMEM;
+	for (i = 0; i < len; i++) {
 		out[2 * i] = hex[h[i] >> 4];
 		out[2 * i + 1] = hex[h[i] & 15];
 	}
-	out[2 * MG_SHA256_LEN] = '\0';
+	out[2 * len] = '\0';
+	return MG_OK;
 }
 
 const char *

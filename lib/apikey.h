@@ -20,9 +20,11 @@ enum mg_err mg_apikey_generate(char key[MG_APIKEY_LEN + 1])
 int mg_apikey_valid(const char *s, size_t n);
 /* The public prefix of a key (MG_APIKEY_PREFIX_LEN+1 bytes). */
 void mg_apikey_prefix(const char *key, char out[MG_APIKEY_PREFIX_LEN + 1]);
-/* Lower-case hex SHA-256 of n bytes of key (65 bytes with the NUL). */
-void mg_apikey_hash_hex(const char *key, size_t n,
-    char out[MG_APIKEY_HASH_HEX_LEN + 1]);
+/* Lower-case hex SHA-256 of n bytes of key (65 bytes with the NUL), from
+ * libcrypto's EVP_Digest.  MG_ERR_NOMEM (out empty) when libcrypto cannot
+ * digest; thread-safe. */
+enum mg_err mg_apikey_hash_hex(const char *key, size_t n,
+    char out[MG_APIKEY_HASH_HEX_LEN + 1]) __attribute__((warn_unused_result));
 /* Finds the token in an "Authorization: Bearer TOKEN" value.  Returns a
  * pointer into header and its length in *n, or NULL when absent. */
 const char *mg_apikey_from_header(const char *header, size_t *n);

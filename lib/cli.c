@@ -395,7 +395,8 @@ cmd_key_create(PGconn *c, const char *project, const char *label)
 	if (mg_apikey_generate(key) != MG_OK)
 		return fail("the operating system gave no random bytes");
 	mg_apikey_prefix(key, prefix);
-	mg_apikey_hash_hex(key, strlen(key), hash);
+	if (mg_apikey_hash_hex(key, strlen(key), hash) != MG_OK)
+		return fail("cannot compute the key's SHA-256 (libcrypto failed)");
 	p[0] = project;
 	p[1] = prefix;
 	p[2] = hash;
@@ -460,7 +461,8 @@ cmd_key_revoke(PGconn *c, const char *which)
 	int n;
 
 	if (mg_apikey_valid(which, strlen(which))) {
-		mg_apikey_hash_hex(which, strlen(which), hash);
+		if (mg_apikey_hash_hex(which, strlen(which), hash) != MG_OK)
+			return fail("cannot compute the key's SHA-256 (libcrypto failed)");
 		p[0] = hash;
 		r = query(c, "UPDATE api_keys SET revoked_at = now() "
 		    "WHERE key_hash = decode($1, 'hex') AND revoked_at IS NULL RETURNING prefix", 1, p);

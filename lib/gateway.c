@@ -275,7 +275,13 @@ client_key(struct mg_worker *w, struct exchange *x, char hash[MG_APIKEY_HASH_HEX
 		send_error(w, x, &e);
 		return -1;
 	}
-	mg_apikey_hash_hex(key, n, hash);
+	if (mg_apikey_hash_hex(key, n, hash) != MG_OK) {
+		mg_log(MG_LOG_ERROR, x->request_id, "libcrypto could not hash a key");
+		mg_apierror_set(&e, 500, "server_error", NULL, NULL,
+		    "The gateway could not check the API key. Retry shortly.");
+		send_error(w, x, &e);
+		return -1;
+	}
 	mg_apikey_prefix(key, prefix);
 	return 0;
 }
