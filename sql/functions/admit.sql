@@ -1,0 +1,309 @@
+-- Admission: key -> project, model checks, the rate limits (token
+-- buckets of requests and tokens per minute) and the spend reservation, all
+-- under the lock of the project's project_quota row, in one statement and
+-- one transaction per batch.  An admitted request's usage row is inserted
+-- pending (settled_at IS NULL) holding its reservation, with a row in
+-- reservations for the reaper.
+--
+-- Money rules: a request is admitted only if the period's spend plus every
+-- reservation held plus its own reservation stays within the spend cap;
+-- its reservation is its prompt estimate and its maximum output priced at
+-- the model's catalog prices (the fallback prices where the catalog has
+-- none).  All money is numeric.
+--
+-- Lock order, which keeps batches of different processes (and the reaper)
+-- free of deadlocks: an admission batch first locks the counter rows of
+-- all its projects, in project order; a settlement batch first deletes its
+-- reservations, then updates its usage rows, then locks counter rows in
+-- project order; the reaper skips locked reservations, then takes counter
+-- rows one at a time, in project order.
+
+-- The token buckets.  A project's limit of p_limit per minute is a bucket
+-- of p_limit that refills at p_limit / 60 per second; its level as stored
+-- (NULL: full) is p_level, p_since ago.  mg_bucket_refill gives the level
+-- now; mg_bucket_window gives what the x-ratelimit-* headers tell about a
+-- level: the whole requests or tokens left, and the milliseconds until the
+-- bucket is full again.  Timing, not money: double precision is right here.
+CREATE OR REPLACE FUNCTION mg_bucket_refill(p_limit integer, p_level double precision,
+    p_since interval)
+RETURNS double precision
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT least(p_limit, coalesce(p_level, p_limit)
+           + greatest(coalesce(extract(epoch FROM p_since), 0), 0) * p_limit / 60.0)
+$$;
+
+CREATE OR REPLACE FUNCTION mg_bucket_window(p_limit integer, p_level double precision,
+    OUT remaining integer, OUT reset_ms bigint)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT greatest(floor(p_level), 0)::integer,
+           ceil((p_limit - p_level) * 60000.0 / p_limit)::bigint
+$$;
+
+-- Admits a batch: p_reqs is a JSON array of
+-- {"k": key hash (hex), "id": request id, "m": model, "e": endpoint,
+--  "s": stream, "p": prompt estimate, "o": max output or null}.
+-- Returns one row per element, i being its position (from 1); elements of
+-- one project are decided in the order they come in the array.  p_now
+-- replaces the clock (for tests).
+CREATE OR REPLACE FUNCTION mg_admit_batch(p_reqs jsonb, p_default_output integer,
+    p_fallback_prompt numeric, p_fallback_completion numeric,
+    p_now timestamptz DEFAULT NULL)
+RETURNS SETOF mg_admission
+LANGUAGE plpgsql
+-- Every table is reached by index: the plans are made once per connection,
+-- and a plan made while a table was small (a new install) would otherwise
+-- go on reading all of it after it has grown.
+SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    r          mg_admission;
+    e          record;
+    v_now      timestamptz;
+    -- a project's counter row as the batch found it
+    q_start    timestamptz;
+    q_spent    numeric;
+    q_reserved numeric;
+    q_req      double precision;
+    q_tok      double precision;
+    q_at       timestamptz;
+    v_pid      bigint;     -- the project of the elements being decided
+    v_start    timestamptz;
+    v_spent    numeric;
+    v_reserved numeric;
+    v_req      double precision;
+    v_tok      double precision;
+    v_dirty    boolean := false;
+    v_window   record;     -- mg_bucket_window of one bucket
+    v_out      integer;
+    v_cost     numeric;
+    -- the counters of the projects that admitted requests, written at the end
+    w_pid      bigint[] := '{}';
+    w_start    timestamptz[] := '{}';
+    w_spent    numeric[] := '{}';
+    w_res      numeric[] := '{}';
+    w_req      double precision[] := '{}';
+    w_tok      double precision[] := '{}';
+    -- the admitted requests, inserted together at the end
+    a_id       text[] := '{}';
+    a_pid      bigint[] := '{}';
+    a_kid      bigint[] := '{}';
+    a_model    text[] := '{}';
+    a_endpoint text[] := '{}';
+    a_stream   boolean[] := '{}';
+    a_cost     numeric[] := '{}';
+    a_need     integer[] := '{}';
+    a_est      integer[] := '{}';
+    a_pp       numeric[] := '{}';
+    a_cp       numeric[] := '{}';
+BEGIN
+    -- the counter rows of every project in the batch, locked in project
+    -- order; the statements below see them as they are now
+    PERFORM 1 FROM project_quota pq
+      WHERE pq.project_id IN (
+                SELECT ak.project_id FROM jsonb_to_recordset(p_reqs) AS x(k text)
+                  JOIN api_keys ak ON ak.key_hash = decode(x.k, 'hex'))
+      ORDER BY pq.project_id
+        FOR UPDATE;
+    -- read once the rows are ours: the buckets' clock never goes back
+    v_now := coalesce(p_now, clock_timestamp());
+
+    FOR e IN SELECT x.n::integer AS n, x.id, x.m, x.e, x.s, x.p, x.o,
+                    ak.id AS kid, ak.prefix, pr.id AS pid, pr.name, pr.rpm AS p_rpm,
+                    pr.tpm AS p_tpm, pr.spend_cap AS cap, pr.cap_period,
+                    pr.allowed_models, md.id IS NOT NULL AS known,
+                    md.prompt_price AS pp, md.completion_price AS cp,
+                    md.context_length AS ctx, pq.project_id IS NOT NULL AS counted,
+                    -- with an empty catalog every model is allowed
+                    EXISTS (SELECT 1 FROM models) AS catalog,
+                    pq.period_start AS q_start, pq.spent AS q_spent,
+                    pq.reserved AS q_reserved, pq.req_level AS q_req,
+                    pq.tok_level AS q_tok, pq.level_at AS q_at
+               FROM ROWS FROM (jsonb_to_recordset(p_reqs)
+                        AS (k text, id text, m text, e text, s boolean, p integer, o integer))
+                    WITH ORDINALITY AS x(k, id, m, e, s, p, o, n)
+               -- one index lookup per element ("OFFSET 0" keeps the
+               -- planner from making hash joins of them)
+               LEFT JOIN LATERAL (
+                    SELECT ak.id, ak.prefix, ak.project_id
+                      FROM api_keys ak
+                     WHERE ak.key_hash = decode(x.k, 'hex') AND ak.revoked_at IS NULL
+                    OFFSET 0) ak ON true
+               LEFT JOIN LATERAL (
+                    SELECT p.* FROM projects p WHERE p.id = ak.project_id OFFSET 0) pr ON true
+               LEFT JOIN LATERAL (
+                    SELECT m.id, m.prompt_price, m.completion_price, m.context_length
+                      FROM models m WHERE m.id = x.m OFFSET 0) md ON true
+               LEFT JOIN LATERAL (
+                    SELECT c.* FROM project_quota c WHERE c.project_id = pr.id OFFSET 0) pq ON true
+              ORDER BY pr.id NULLS FIRST, x.n
+    LOOP
+        -- this element's answer: what is known now, the rest below
+        r.i := e.n;  r.outcome := NULL;  r.key_id := e.kid;  r.project_id := e.pid;
+        r.project_name := e.name;  r.key_prefix := e.prefix;  r.rpm := e.p_rpm;
+        r.tpm := e.p_tpm;  r.spend_cap := e.cap;  r.reserved := NULL;  r.spent := NULL;
+        r.prompt_price := NULL;  r.completion_price := NULL;  r.need_tokens := NULL;
+        r.rpm_remaining := NULL;  r.rpm_reset_ms := NULL;  r.tpm_remaining := NULL;
+        r.tpm_reset_ms := NULL;  r.retry_after_ms := NULL;
+
+        IF e.pid IS NULL THEN
+            r.outcome := 'invalid_key';
+            RETURN NEXT r;
+            CONTINUE;
+        END IF;
+        IF cardinality(e.allowed_models) > 0 AND NOT (e.m = ANY (e.allowed_models)) THEN
+            r.outcome := 'model_not_allowed';
+            RETURN NEXT r;
+            CONTINUE;
+        END IF;
+        IF NOT e.known AND e.catalog THEN
+            r.outcome := 'model_not_found';
+            RETURN NEXT r;
+            CONTINUE;
+        END IF;
+        r.prompt_price := coalesce(e.pp, p_fallback_prompt);
+        r.completion_price := coalesce(e.cp, p_fallback_completion);
+        v_out := coalesce(e.o, p_default_output);
+        IF e.ctx IS NOT NULL AND v_out > e.ctx THEN
+            v_out := e.ctx;   -- no model writes more than its context
+        END IF;
+        r.need_tokens := e.p + v_out;
+        v_cost := e.p * r.prompt_price + v_out * r.completion_price;
+        r.reserved := v_cost;
+
+        IF v_pid IS DISTINCT FROM e.pid THEN
+            -- the first element of a project: its counters as the row has them
+            IF v_dirty THEN
+                w_pid := w_pid || v_pid;  w_start := w_start || v_start;
+                w_spent := w_spent || v_spent;  w_res := w_res || v_reserved;
+                w_req := w_req || v_req;  w_tok := w_tok || v_tok;
+                v_dirty := false;
+            END IF;
+            v_pid := e.pid;
+            q_start := e.q_start;  q_spent := e.q_spent;  q_reserved := e.q_reserved;
+            q_req := e.q_req;  q_tok := e.q_tok;  q_at := e.q_at;
+            IF NOT e.counted THEN
+                -- a project without its counter row (the row is made
+                -- with the project; this repairs a deleted one)
+                INSERT INTO project_quota (project_id, period_start)
+                VALUES (v_pid, mg_period_start(e.cap_period, v_now))
+                ON CONFLICT DO NOTHING;
+                SELECT pq.period_start, pq.spent, pq.reserved, pq.req_level,
+                       pq.tok_level, pq.level_at
+                  INTO q_start, q_spent, q_reserved, q_req, q_tok, q_at
+                  FROM project_quota pq WHERE pq.project_id = v_pid FOR UPDATE;
+            END IF;
+            v_start := mg_period_start(e.cap_period, v_now);
+            IF v_start > q_start THEN
+                v_spent := 0;          -- a new period has begun
+            ELSE
+                v_start := q_start;
+                v_spent := q_spent;
+            END IF;
+            v_reserved := q_reserved;
+            v_req := NULL;
+            v_tok := NULL;
+            IF e.p_rpm IS NOT NULL THEN
+                v_req := mg_bucket_refill(e.p_rpm, q_req, v_now - q_at);
+            END IF;
+            IF e.p_tpm IS NOT NULL THEN
+                v_tok := mg_bucket_refill(e.p_tpm, q_tok, v_now - q_at);
+            END IF;
+        END IF;
+        r.spent := v_spent;
+
+        IF e.cap IS NOT NULL AND v_spent + v_reserved + v_cost > e.cap THEN
+            r.outcome := 'spend_cap';
+            IF e.cap_period = 'month' THEN
+                r.retry_after_ms := ceil(1000 * extract(epoch FROM
+                    (v_start AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC' - v_now));
+            END IF;
+        ELSIF e.p_tpm IS NOT NULL AND r.need_tokens > e.p_tpm THEN
+            r.outcome := 'tokens_too_many';   -- waiting would not help
+        ELSIF e.p_rpm IS NOT NULL AND v_req < 1 THEN
+            r.outcome := 'requests';
+            r.retry_after_ms := ceil((1 - v_req) * 60000.0 / e.p_rpm);
+        ELSIF e.p_tpm IS NOT NULL AND v_tok < r.need_tokens THEN
+            r.outcome := 'tokens';
+            r.retry_after_ms := ceil((r.need_tokens - v_tok) * 60000.0 / e.p_tpm);
+        ELSE
+            r.outcome := 'ok';
+            v_req := v_req - 1;
+            v_tok := v_tok - r.need_tokens;
+            v_reserved := v_reserved + v_cost;
+            v_dirty := true;
+            a_id := a_id || e.id;
+            a_pid := a_pid || e.pid;
+            a_kid := a_kid || e.kid;
+            a_model := a_model || e.m;
+            a_endpoint := a_endpoint || e.e;
+            a_stream := a_stream || e.s;
+            a_cost := a_cost || v_cost;
+            a_need := a_need || r.need_tokens;
+            a_est := a_est || e.p;
+            a_pp := a_pp || r.prompt_price;
+            a_cp := a_cp || r.completion_price;
+        END IF;
+
+        IF e.p_rpm IS NOT NULL THEN
+            v_window := mg_bucket_window(e.p_rpm, v_req);
+            r.rpm_remaining := v_window.remaining;
+            r.rpm_reset_ms := v_window.reset_ms;
+        END IF;
+        IF e.p_tpm IS NOT NULL THEN
+            v_window := mg_bucket_window(e.p_tpm, v_tok);
+            r.tpm_remaining := v_window.remaining;
+            r.tpm_reset_ms := v_window.reset_ms;
+        END IF;
+        RETURN NEXT r;
+    END LOOP;
+    IF v_dirty THEN
+        w_pid := w_pid || v_pid;  w_start := w_start || v_start;
+        w_spent := w_spent || v_spent;  w_res := w_res || v_reserved;
+        w_req := w_req || v_req;  w_tok := w_tok || v_tok;
+    END IF;
+
+    IF cardinality(a_id) > 0 THEN
+        -- one statement: the counters, the usage rows, the reservations
+        WITH c AS (
+            UPDATE project_quota pq
+               SET period_start = w.start, spent = w.spent, reserved = w.res,
+                   req_level = w.req, tok_level = w.tok,
+                   level_at = greatest(v_now, coalesce(pq.level_at, v_now))
+              FROM unnest(w_pid, w_start, w_spent, w_res, w_req, w_tok)
+                   AS w(pid, start, spent, res, req, tok)
+             WHERE pq.project_id = w.pid
+        ), u AS (
+            INSERT INTO usage_events (request_id, project_id, key_id, model, endpoint,
+                   stream, status, reserved, reserved_tokens, prompt_estimate,
+                   prompt_price, completion_price, created_at, settled_at)
+            SELECT a.id, a.pid, a.kid, a.model, a.endpoint, a.stream, NULL, a.cost,
+                   a.need, a.est, a.pp, a.cp, v_now, NULL
+              FROM unnest(a_id, a_pid, a_kid, a_model, a_endpoint, a_stream, a_cost,
+                          a_need, a_est, a_pp, a_cp)
+                   AS a(id, pid, kid, model, endpoint, stream, cost, need, est, pp, cp)
+        )
+        INSERT INTO reservations (request_id, project_id, created_at)
+        SELECT a.id, a.pid, v_now FROM unnest(a_id, a_pid) AS a(id, pid);
+    END IF;
+END
+$$;
+
+-- Admits one request (see mg_admit_batch).
+CREATE OR REPLACE FUNCTION mg_admit(
+    p_key_hash bytea, p_request_id text, p_model text, p_endpoint text,
+    p_stream boolean, p_prompt_estimate integer, p_max_output integer,
+    p_default_output integer, p_fallback_prompt numeric,
+    p_fallback_completion numeric, p_now timestamptz DEFAULT NULL)
+RETURNS SETOF mg_admission
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN QUERY
+    SELECT * FROM mg_admit_batch(
+               jsonb_build_array(jsonb_build_object(
+                   'k', encode(p_key_hash, 'hex'), 'id', p_request_id,
+                   'm', p_model, 'e', p_endpoint, 's', p_stream,
+                   'p', p_prompt_estimate, 'o', p_max_output)),
+               p_default_output, p_fallback_prompt, p_fallback_completion, p_now);
+END
+$$;

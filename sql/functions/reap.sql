@@ -1,0 +1,42 @@
+-- The reaper: settles pending usage rows older than a grace period (their
+-- responder died) at their reserved amount.
+--
+-- Money rule: a request whose end was never recorded is charged its whole
+-- reservation, added to the spend of the period it was admitted in.
+
+-- Settles, at their reserved amount, the pending rows admitted more than
+-- p_grace seconds before p_now (NULL: the database's clock): their
+-- responder died.  Safe to run from many places at once.  Returns the
+-- number of rows settled.
+CREATE OR REPLACE FUNCTION mg_reap(p_grace integer, p_now timestamptz DEFAULT NULL)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_now timestamptz := coalesce(p_now, clock_timestamp());
+    v_n   integer := 0;
+    c     record;
+    r     record;
+BEGIN
+    FOR c IN SELECT rs.request_id FROM reservations rs
+              WHERE rs.created_at < v_now - make_interval(secs => p_grace)
+              ORDER BY rs.project_id, rs.created_at
+              LIMIT 1000
+              FOR UPDATE SKIP LOCKED
+    LOOP
+        DELETE FROM reservations WHERE request_id = c.request_id;
+        UPDATE usage_events u
+           SET status = 502, error_type = 'reaped', cost = u.reserved,
+               cost_source = 'reserved', settled_at = v_now
+         WHERE u.request_id = c.request_id AND u.settled_at IS NULL
+        RETURNING u.project_id, u.reserved, u.created_at INTO r;
+        CONTINUE WHEN NOT FOUND;
+        UPDATE project_quota q
+           SET reserved = q.reserved - r.reserved,
+               spent = q.spent + CASE WHEN r.created_at >= q.period_start THEN r.reserved ELSE 0 END
+         WHERE q.project_id = r.project_id;
+        v_n := v_n + 1;
+    END LOOP;
+    RETURN v_n;
+END
+$$;

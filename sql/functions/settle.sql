@@ -1,0 +1,139 @@
+-- Settlement: completes a pending usage row with the actual tokens and
+-- cost, releases its reservation and adds the cost to the spend of the
+-- period it was admitted in, one statement per batch; and the usage row of
+-- a request that was never admitted.
+--
+-- Money rules: what a request costs is the upstream's cost when the
+-- answer carried one; else, when the upstream did work, its tokens at the
+-- prices it was admitted at; else nothing.  The cost counts in the period
+-- the request was admitted in; a request settled after the reaper charged
+-- it changes nothing.
+
+-- Settles a batch: p_rows is a JSON array of
+-- {"id", "st": status, "et": error type, "pt", "ct", "tt": tokens,
+--  "c": cost (decimal text) or null, "b": billable, "u": upstream id,
+--  "pv": provider, "l": latency ms, "f": time to first token ms}.
+-- Each completes its pending usage row, releases its reservation and
+-- charges its cost to the period it was admitted in.  The cost is "c" when
+-- the upstream reported one ('upstream'); else, when the upstream did work
+-- ("b"), tokens at the row's prices ('catalog'; the prompt estimate stands
+-- in for unknown prompt tokens); else nothing.  Tokens reserved but not
+-- used go back to the project's tokens-per-minute bucket (all of them when
+-- the upstream did no work).  Returns how many were settled: a row settled
+-- already (by the reaper) is left as it is.
+CREATE OR REPLACE FUNCTION mg_settle_batch(p_rows jsonb)
+RETURNS integer
+LANGUAGE plpgsql
+SET enable_seqscan = off   -- see mg_admit_batch
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids  text[];
+    v_sync text;
+    -- the rows settled here
+    a_pid  bigint[];
+    a_res  numeric[];
+    a_rtok integer[];
+    a_at   timestamptz[];
+    a_cost numeric[];
+    a_used integer[];
+BEGIN
+    -- committed asynchronously: a settlement lost in a Postgres crash
+    -- leaves its request pending, and the reaper charges the reservation
+    SELECT array_agg(x.id), set_config('synchronous_commit', 'off', true)
+      INTO v_ids, v_sync
+      FROM jsonb_to_recordset(p_rows) AS x(id text);
+    DELETE FROM reservations WHERE request_id = ANY (v_ids);
+    WITH x AS (
+        SELECT * FROM jsonb_to_recordset(p_rows) AS x(id text, st integer, et text,
+               pt integer, ct integer, tt integer, c numeric, b boolean,
+               u text, pv text, l integer, f integer)
+    ), s AS (
+        UPDATE usage_events u
+           SET status = x.st, error_type = x.et,
+               prompt_tokens = x.pt, completion_tokens = x.ct, total_tokens = x.tt,
+               cost = CASE WHEN x.c IS NOT NULL THEN x.c
+                           WHEN x.b THEN coalesce(x.pt, u.prompt_estimate) * u.prompt_price
+                                         + coalesce(x.ct, 0) * u.completion_price
+                           ELSE 0 END,
+               cost_source = CASE WHEN x.c IS NOT NULL THEN 'upstream'
+                                  WHEN x.b THEN 'catalog' END,
+               upstream_id = x.u, provider = x.pv, latency_ms = x.l, ttft_ms = x.f,
+               settled_at = clock_timestamp()
+          FROM x
+         WHERE u.request_id = ANY (v_ids) AND u.request_id = x.id AND u.settled_at IS NULL
+        RETURNING u.project_id, u.reserved, u.reserved_tokens, u.created_at, u.cost,
+                  CASE WHEN x.b THEN coalesce(x.tt, x.pt + x.ct) ELSE 0 END AS used
+    )
+    SELECT array_agg(s.project_id), array_agg(s.reserved), array_agg(s.reserved_tokens),
+           array_agg(s.created_at), array_agg(s.cost), array_agg(s.used)
+      INTO a_pid, a_res, a_rtok, a_at, a_cost, a_used
+      FROM s;
+    IF a_pid IS NULL THEN
+        RETURN 0;
+    END IF;
+
+    PERFORM 1 FROM project_quota q
+      WHERE q.project_id = ANY (a_pid)
+      ORDER BY q.project_id
+        FOR UPDATE;
+    -- the rows are ours now, so this statement sees their period as it is
+    UPDATE project_quota q
+       SET reserved = q.reserved - a.reserved,
+           spent = q.spent + a.cost,
+           tok_level = CASE WHEN q.tok_level IS NULL OR p.tpm IS NULL THEN q.tok_level
+                            ELSE least(p.tpm, q.tok_level + a.unused) END
+      FROM (SELECT t.pid, sum(t.res) AS reserved,
+                   coalesce(sum(t.cost) FILTER (WHERE t.at >= pq.period_start), 0) AS cost,
+                   sum(greatest(t.rtok - coalesce(t.used, t.rtok), 0)) AS unused
+              FROM unnest(a_pid, a_res, a_rtok, a_at, a_cost, a_used)
+                       AS t(pid, res, rtok, at, cost, used)
+              JOIN project_quota pq ON pq.project_id = t.pid
+             GROUP BY t.pid) a,
+           projects p
+     WHERE q.project_id = a.pid AND p.id = q.project_id;
+    RETURN cardinality(a_pid);
+END
+$$;
+
+-- Settles one request (see mg_settle_batch).  Returns false when the row
+-- was already settled (by the reaper), and then changes nothing.
+CREATE OR REPLACE FUNCTION mg_settle(
+    p_request_id text, p_status integer, p_error_type text,
+    p_prompt_tokens integer, p_completion_tokens integer,
+    p_total_tokens integer, p_cost numeric, p_billable boolean,
+    p_upstream_id text, p_provider text, p_latency_ms integer,
+    p_ttft_ms integer)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN mg_settle_batch(jsonb_build_array(jsonb_build_object(
+               'id', p_request_id, 'st', p_status, 'et', p_error_type,
+               'pt', p_prompt_tokens, 'ct', p_completion_tokens, 'tt', p_total_tokens,
+               'c', p_cost, 'b', p_billable, 'u', p_upstream_id, 'pv', p_provider,
+               'l', p_latency_ms, 'f', p_ttft_ms))) = 1;
+END
+$$;
+
+-- Records how a request ended.  A request id is recorded once: a repeated
+-- call with the same id changes nothing and returns NULL.
+CREATE OR REPLACE FUNCTION mg_record_usage(
+    p_request_id text, p_project_id bigint, p_key_id bigint, p_model text,
+    p_provider text, p_endpoint text, p_stream boolean, p_status integer,
+    p_error_type text, p_prompt_tokens integer, p_completion_tokens integer,
+    p_total_tokens integer, p_cost numeric, p_cost_source text,
+    p_upstream_id text, p_latency_ms integer)
+RETURNS bigint
+LANGUAGE sql AS $$
+    INSERT INTO usage_events (request_id, project_id, key_id, model, provider,
+           endpoint, stream, status, error_type, prompt_tokens,
+           completion_tokens, total_tokens, cost, cost_source, upstream_id,
+           latency_ms)
+    VALUES (p_request_id, p_project_id, p_key_id, p_model, p_provider,
+           p_endpoint, p_stream, p_status, p_error_type, p_prompt_tokens,
+           p_completion_tokens, p_total_tokens, p_cost, p_cost_source,
+           p_upstream_id, p_latency_ms)
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING id
+$$;

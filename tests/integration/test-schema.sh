@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# test-schema.sh -- `modelgate db migrate` against a real Postgres:
+#
+#   1. a fresh database gets the schema file and every function file; a
+#      second run applies nothing and changes nothing;
+#   2. a database made by the numbered files 001-005 of the first releases
+#      (kept in fixtures/sql-005, applied as the migrator of those releases
+#      did: one transaction per file, recorded in schema_migrations) is
+#      upgraded, keeps its rows, and ends with exactly the schema of the
+#      fresh one (pg_dump --schema-only, compared byte for byte);
+#   3. a database stopped at version 3 is refused with the reason, and is
+#      left as it was;
+#   4. four migrations started at once on a fresh database all succeed and
+#      apply the schema once (the advisory lock).
+#
+# Runs under pg_virtualenv when PGHOST is not set.  Output is TAP; exits 0
+# when every check passed, 1 when one failed, 77 when skipped, 99 on a
+# setup error.
+
+# shellcheck source-path=SCRIPTDIR
+set -u
+set -o pipefail
+
+HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
+SELF=$HERE/$(basename -- "${BASH_SOURCE[0]}")
+: "${MG_SRCDIR:=$(cd -- "$HERE/../.." && pwd -P)}"
+: "${MG_BUILDDIR:=$MG_SRCDIR}"
+export MG_SRCDIR MG_BUILDDIR
+
+# shellcheck source=lib.sh disable=SC1091
+. "$HERE/lib.sh"
+
+missing=()
+find_tool node >/dev/null || missing+=(node)
+find_tool psql >/dev/null || missing+=("psql (postgresql-client)")
+find_tool pg_dump >/dev/null || missing+=("pg_dump (postgresql-client)")
+if [ -z "${PGHOST:-}" ]; then
+    find_tool pg_virtualenv >/dev/null || missing+=("pg_virtualenv (postgresql-common)")
+fi
+mg_missing_exit "${missing[@]}"
+
+mg_find_programs
+
+mg_need_pg "$SELF" "$@"
+
+MG_T=$(mktemp -d "${TMPDIR:-/tmp}/modelgate-schema.XXXXXX") || {
+    printf 'Bail out! mktemp failed\n'
+    exit 99
+}
+export MG_T
+mg_lib_init
+
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$MG_T/sanitizer"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_path=$MG_T/sanitizer"
+
+MG_DB=
+DB_CREATED=0
+OTHER_DBS=()
+
+cleanup() {
+    local rc=$? db
+    trap - EXIT INT TERM HUP
+    set +e
+    wait 2>/dev/null
+    for db in "${OTHER_DBS[@]}"; do
+        dropdb --if-exists "$db" >/dev/null 2>&1
+    done
+    mg_finish "$rc"
+}
+mg_traps cleanup
+
+OLD_SQL=$HERE/fixtures/sql-005
+NEW_SQL=$MG_SRCDIR/sql
+export MG_IT_PROVIDER_KEY=sk-or-provider-SCHEMA789
+
+# ---------------------------------------------------------------------------
+# Helpers.
+
+# new_db NAME: creates database NAME (dropped at the end), or bails out.
+new_db() {
+    local out
+    out=$(createdb "$1" 2>&1) || bail "createdb $1" "$out"
+    OTHER_DBS+=("$1")
+}
+
+# conf_for DB: writes $MG_T/DB.conf, a configuration naming database DB.
+conf_for() {
+    local ci=$conninfo
+    ci=${ci%dbname=*}dbname=$(conninfo_quote "$1")
+    cat >"$MG_T/$1.conf" <<EOF2
+# modelgate.conf written by test-schema.sh
+log_level = "info";
+log_file = $(libconfig_quote "$MG_T/$1.log");
+database = {
+  conninfo = $(libconfig_quote "$ci");
+};
+upstream = {
+  base_url = "http://127.0.0.1:9/api/v1";
+  key_env = "MG_IT_PROVIDER_KEY";
+};
+EOF2
+}
+
+# migrate DB: `modelgate db migrate` on DB with this tree's sql/.
+migrate() {
+    "$CLI" -c "$MG_T/$1.conf" --sql-dir "$NEW_SQL" db migrate
+}
+
+# old_release DB LAST: applies fixtures/sql-005/001..LAST to DB the way the
+# migrator of the first releases did.
+old_release() {
+    local db=$1 last=$2 f v out
+    out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "CREATE TABLE schema_migrations (
+            version integer PRIMARY KEY, name text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now())" 2>&1) ||
+        bail "schema_migrations in $db" "$out"
+    for f in "$OLD_SQL"/0*.sql; do
+        v=$(basename "$f")
+        v=$((10#${v%%_*}))
+        [ "$v" -le "$last" ] || break
+        out=$( (printf 'SET client_min_messages = warning;\nBEGIN;\n'
+            cat "$f"
+            printf "\nINSERT INTO schema_migrations (version, name) VALUES (%d, '%s');\nCOMMIT;\n" \
+                "$v" "$(basename "$f")") |
+            psql -X -q -v ON_ERROR_STOP=1 -d "$db" 2>&1) ||
+            bail "old release file $(basename "$f") on $db" "$out"
+    done
+}
+
+# dump DB FILE: the schema of DB (pg_dump --schema-only) into FILE, less
+# the \restrict lines, whose key pg_dump draws at random on every run.
+dump() {
+    local out
+    out=$(pg_dump --schema-only --no-owner -d "$1" -f "$2.raw" 2>&1) ||
+        bail "pg_dump $1" "$out"
+    grep -v '^\\\(un\)\{0,1\}restrict ' "$2.raw" >"$2"
+}
+
+# psql_value DB SQL: one value.
+psql_value() {
+    psql -X -A -t -q -v ON_ERROR_STOP=1 -d "$1" -c "$2"
+}
+
+mg_fresh_db schema
+FRESH=$MG_DB
+conf_for "$FRESH"
+
+# ---------------------------------------------------------------------------
+# 1. A fresh database.
+
+out=$(migrate "$FRESH" 2>&1)
+check_eq "fresh: db migrate applies the schema file" "$out" \
+    "migrations: 1 applied, schema version 5"
+dump "$FRESH" "$MG_T/fresh.sql"
+out=$(migrate "$FRESH" 2>&1)
+check_eq "fresh: db migrate again applies nothing" "$out" \
+    "migrations: 0 applied, schema version 5"
+dump "$FRESH" "$MG_T/fresh-again.sql"
+check "fresh: the second run leaves the schema as it was" \
+    cmp -s "$MG_T/fresh.sql" "$MG_T/fresh-again.sql"
+n=$(grep -c '^CREATE FUNCTION' "$MG_T/fresh.sql")
+want=$(cat "$NEW_SQL"/functions/*.sql | grep -c '^CREATE OR REPLACE FUNCTION')
+check_eq "fresh: every function of sql/functions/ is there ($want)" "$n" "$want"
+check_eq "fresh: no function is defined in a numbered file" \
+    "$(cat "$NEW_SQL"/[0-9]*.sql | grep -ci 'CREATE.*FUNCTION')" 0
+
+# ---------------------------------------------------------------------------
+# 2. A database of the first releases, with rows, upgraded.
+
+UPG=${FRESH}_upg
+new_db "$UPG"
+conf_for "$UPG"
+old_release "$UPG" 5
+out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$UPG" -c "
+    INSERT INTO projects (name, spend_cap) VALUES ('kept', 5);
+    INSERT INTO api_keys (project_id, prefix, key_hash)
+        SELECT id, 'mg-kept0000', sha256('kept') FROM projects;" 2>&1) ||
+    bail "rows in the old database" "$out"
+out=$(migrate "$UPG" 2>&1)
+check_eq "upgrade: db migrate on a version-5 database applies no numbered file" "$out" \
+    "migrations: 0 applied, schema version 5"
+dump "$UPG" "$MG_T/upgraded.sql"
+if cmp -s "$MG_T/fresh.sql" "$MG_T/upgraded.sql"; then
+    tap_ok "upgrade: pg_dump --schema-only equals the fresh database's"
+else
+    tap_not_ok "upgrade: pg_dump --schema-only equals the fresh database's"
+    diff -u "$MG_T/fresh.sql" "$MG_T/upgraded.sql" | head -n 80 | sed 's/^/#   /'
+fi
+check_eq "upgrade: the project and its key are kept" \
+    "$(psql_value "$UPG" "SELECT p.name || ' ' || q.spent || ' ' || k.prefix
+        FROM projects p JOIN project_quota q ON q.project_id = p.id
+        JOIN api_keys k ON k.project_id = p.id")" "kept 0 mg-kept0000"
+check_eq "upgrade: the key authenticates through mg_authenticate" \
+    "$(psql_value "$UPG" "SELECT project_name FROM mg_authenticate(sha256('kept'))")" kept
+out=$(psql_value "$UPG" "INSERT INTO projects (name) VALUES ('after');
+    SELECT count(*) FROM project_quota q JOIN projects p ON p.id = q.project_id
+     WHERE p.name = 'after'" 2>&1)
+check_eq "upgrade: a new project gets its counter row (the trigger)" "$out" 1
+out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$UPG" -c "
+    INSERT INTO usage_events (request_id, project_id, key_id, endpoint, status)
+        SELECT 'req-kept', k.project_id, k.id, 'chat.completions', 200 FROM api_keys k;
+    DELETE FROM api_keys;" 2>&1)
+check "upgrade: a key that usage rows name cannot be deleted ($out)" \
+    grep -q 'has usage rows and cannot be deleted' <<<"$out"
+
+# ---------------------------------------------------------------------------
+# 3. A database stopped at version 3 is refused and left as it was.
+
+OLD3=${FRESH}_v3
+new_db "$OLD3"
+conf_for "$OLD3"
+old_release "$OLD3" 3
+dump "$OLD3" "$MG_T/v3-before.sql"
+out=$(migrate "$OLD3" 2>&1)
+rc=$?
+check_eq "version 3: db migrate exits 1" "$rc" 1
+check "version 3: the error names the database's version and the oldest upgradable ($out)" \
+    grep -q 'schema version 3, older than the oldest this modelgate upgrades from (5)' <<<"$out"
+dump "$OLD3" "$MG_T/v3-after.sql"
+check "version 3: the database is unchanged" cmp -s "$MG_T/v3-before.sql" "$MG_T/v3-after.sql"
+
+# ---------------------------------------------------------------------------
+# 4. Four migrations at once on a fresh database.
+
+RACE=${FRESH}_race
+new_db "$RACE"
+conf_for "$RACE"
+for i in 1 2 3 4; do
+    migrate "$RACE" >"$MG_T/race-$i.out" 2>&1 &
+done
+fails=0
+for i in 1 2 3 4; do
+    wait -n || fails=$((fails + 1))
+done
+check_eq "race: four concurrent runs all succeed" "$fails" 0
+check_eq "race: the schema file was applied once" \
+    "$(cat "$MG_T"/race-*.out | grep -c '^migrations: 1 applied')" 1
+dump "$RACE" "$MG_T/race.sql"
+check "race: the schema equals the fresh database's" cmp -s "$MG_T/fresh.sql" "$MG_T/race.sql"
+
+tap_done
