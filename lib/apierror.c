@@ -1,3 +1,5 @@
+/* apierror.c -- OpenAI-style error objects: building {"error":{...}} bodies with their
+ * HTTP status, for the gateway to send.  Called by the gateway only. */
 #include "config.h"
 
 #include <json-c/json.h>

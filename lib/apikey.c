@@ -1,3 +1,6 @@
+/* apikey.c -- Client keys: generating them from the OS's randomness, checking their
+ * shape, their public prefix, their SHA-256 (libcrypto), and finding one
+ * in an Authorization header.  Called by the gateway and the CLI. */
 #include "config.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* base64.c -- Base64 encoding (standard and URL-safe), for generated keys and
+ * base64 embeddings. */
 #include "config.h"
 
 #include "base64.h"

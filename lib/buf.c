@@ -1,3 +1,5 @@
+/* buf.c -- A growable byte buffer with a hard cap, the one owner of sizes that
+ * outside input decides.  Used by every module that collects bytes. */
 #include "config.h"
 
 #include <stdarg.h>

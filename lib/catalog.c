@@ -1,3 +1,6 @@
+/* catalog.c -- The model catalog's input: fetching the upstream's model lists and
+ * turning them into the rows mg_catalog_replace stores.  Called by
+ * `modelgate models sync` and the responders' scheduled refresh. */
 #include "config.h"
 
 #include <stdio.h>

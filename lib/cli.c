@@ -1,3 +1,6 @@
+/* cli.c -- The operator commands of `modelgate` (db, project, key, models,
+ * reap): argument parsing, the calls, and the output formats.  Called by
+ * app/modelgate.c. */
 #include "config.h"
 
 #include <json-c/json.h>

@@ -1,3 +1,6 @@
+/* conf.c -- The configuration: one table of keys that validates the libconfig
+ * file, gives the defaults and drives --dump-config; secrets from a file
+ * or the environment.  Called by both programs at start. */
 #include "config.h"
 
 #include <errno.h>

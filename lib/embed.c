@@ -1,3 +1,6 @@
+/* embed.c -- Embeddings answers: float arrays turned into base64 of little-endian
+ * float32 when the client asked for encoding_format "base64".  Called by
+ * the gateway. */
 #include "config.h"
 
 #include <stdint.h>

@@ -1,3 +1,4 @@
+/* err.c -- The library's one error enum and its messages (mg_strerror). */
 #include "config.h"
 
 #include <stddef.h>

@@ -1,3 +1,6 @@
+/* fcgi.c -- FastCGI input and output over libfcgi: parameters, the request body
+ * under its cap, status and header lines, the body out.  Called by the
+ * gateway. */
 #include "config.h"
 
 #include <stdio.h>

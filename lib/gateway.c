@@ -1,3 +1,6 @@
+/* gateway.c -- The request handler: routes a FastCGI request and runs a call through
+ * parse, admit, relay and settle, answering every failure with an
+ * OpenAI-style error.  Called by the responder threads. */
 #include "config.h"
 
 #include <json-c/json.h>

@@ -1,3 +1,5 @@
+/* jscan.c -- The in-place JSON reader of the hot path: checks a text and walks it
+ * without building a tree.  Called by request and usage. */
 #include "config.h"
 
 #include <string.h>

@@ -1,3 +1,6 @@
+/* ledger.c -- The accounting path of a responder process: admissions gathered into
+ * batches while the previous one is in Postgres, settlements queued and
+ * sent from a background thread.  Called by the gateway. */
 #include "config.h"
 
 #include <errno.h>

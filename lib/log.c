@@ -1,3 +1,5 @@
+/* log.c -- Logging: one escaped line per call with UTC time, level and request id;
+ * the level is checked before formatting.  Thread-safe; used everywhere. */
 #include "config.h"
 
 #include <errno.h>

@@ -1,3 +1,6 @@
+/* migrate.c -- `modelgate db migrate`: applies the numbered schema files not yet
+ * recorded, then every function file of sql/functions/, in one
+ * advisory-locked transaction.  Called by the CLI. */
 #include "config.h"
 
 #include <dirent.h>

@@ -1,3 +1,5 @@
+/* models.c -- Upstream model lists (OpenRouter's or an OpenAI-style one) read into
+ * the OpenAI /v1/models shape.  Called by catalog and the gateway. */
 #include "config.h"
 
 #include <string.h>

@@ -1,3 +1,6 @@
+/* quota.c -- The client-facing side of admission (pure functions): the prompt
+ * estimate a reservation starts from, the x-ratelimit-* headers and the
+ * 429 a refused request gets.  Called by the gateway. */
 #include "config.h"
 
 #include <stdarg.h>

@@ -1,3 +1,6 @@
+/* request.c -- Client request bodies: the checks of chat and embeddings requests and
+ * the fields the gateway needs (model, stream, max tokens).  Called by the
+ * gateway. */
 #include "config.h"
 
 #include <string.h>

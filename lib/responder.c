@@ -1,3 +1,6 @@
+/* responder.c -- The FastCGI responder process: its request threads, the upkeep thread
+ * (reaper, catalog refresh, memory trim), signals and graceful shutdown.
+ * Called by app/modelgate-fcgi.c. */
 #include "config.h"
 
 #include <curl/curl.h>

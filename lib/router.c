@@ -1,3 +1,5 @@
+/* router.c -- Paths to routes: which /v1 endpoint (or health) a request names, and
+ * the model id of /v1/models/{id}, URL-decoded.  Called by the gateway. */
 #include "config.h"
 
 #include <string.h>

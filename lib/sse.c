@@ -1,3 +1,5 @@
+/* sse.c -- An incremental text/event-stream parser, fed bytes split anywhere,
+ * calling back once per event.  Called by the streaming relay. */
 #include "config.h"
 
 #include <string.h>

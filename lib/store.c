@@ -1,3 +1,6 @@
+/* store.c -- The responder's Postgres side: a small pool of persistent connections
+ * with prepared statements, each call bounded by a deadline.  Called by
+ * the ledger and the gateway; thread-safe. */
 #include "config.h"
 
 #include <errno.h>

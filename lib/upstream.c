@@ -1,3 +1,6 @@
+/* upstream.c -- The relay core: one libcurl handle per thread, reused so keep-alive
+ * connections stay open; timeouts, caps and streaming callbacks.  Called
+ * by the gateway, the catalog fetch and the CLI. */
 #include "config.h"
 
 #include <curl/curl.h>

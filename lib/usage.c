@@ -1,3 +1,5 @@
+/* usage.c -- Usage of an upstream answer: tokens, cost and generation id read from
+ * a reply or a stream chunk, and request ids.  Called by the gateway. */
 #include "config.h"
 
 #include <limits.h>
