@@ -8,8 +8,8 @@
 #
 # State lives in MG_T (the test's temporary directory, set by the caller
 # before mg_lib_init).  HTTP answers go to $MG_T/last.{status,headers,body}
-# and are checked with small JavaScript expressions run by node (check.js,
-# written by mg_lib_init): node is always there, jq is not.
+# and are checked with small JavaScript expressions run by node
+# (check.cjs, next to this file): node is always there, jq is not.
 
 MG_TAP_N=0
 MG_TAP_FAILED=0
@@ -196,10 +196,10 @@ save_last() {
 # expect_http DESCRIPTION STATUS [JS-EXPRESSION]: the last answer has this
 # status and the expression holds.  The expression sees s (status), h
 # (headers, lower-case names), t (body text), j (body parsed, undefined if
-# not JSON) and the helpers of check.js.
+# not JSON) and the helpers of check.cjs.
 expect_http() {
     local desc=$1 want=$2 expr=${3:-true} out
-    if out=$(node "$MG_T/check.js" http "$expr" "$want" "$MG_T/last.status" \
+    if out=$(node "$MG_CHECK" http "$expr" "$want" "$MG_T/last.status" \
         "$MG_T/last.headers" "$MG_T/last.body" 2>&1); then
         tap_ok "$desc"
     else
@@ -212,7 +212,7 @@ expect_http() {
 expect_json() {
     local desc=$1 expr=$2 out
     shift 2
-    if out=$(node "$MG_T/check.js" json "$expr" "$@" 2>&1); then
+    if out=$(node "$MG_CHECK" json "$expr" "$@" 2>&1); then
         tap_ok "$desc"
     else
         tap_not_ok "$desc" "$out"
@@ -222,7 +222,7 @@ expect_json() {
 # json_value FILE JS-EXPRESSION: prints the value of the expression (j is
 # the parsed file, t its text).
 json_value() {
-    node "$MG_T/check.js" value "$2" "$1"
+    node "$MG_CHECK" value "$2" "$1"
 }
 
 # ---------------------------------------------------------------------------
@@ -297,131 +297,17 @@ libconfig_quote() {
 }
 
 # ---------------------------------------------------------------------------
-# check.js: the JSON and HTTP checker behind expect_http / expect_json.
+# check.cjs (next to this file): the JSON and HTTP checker behind
+# expect_http / expect_json.
 
+MG_CHECK=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)/check.cjs
+
+# mg_lib_init: bails out when check.cjs is not there.
 mg_lib_init() {
-    cat >"$MG_T/check.js" <<'EOF'
-'use strict';
-// node check.js http EXPR WANT-STATUS STATUS-FILE HEADERS-FILE BODY-FILE
-// node check.js json EXPR FILE...
-// node check.js value EXPR FILE
-const fs = require('fs');
-
-const [mode, expr, ...args] = process.argv.slice(2);
-
-function readText(p) {
-    try { return fs.readFileSync(p, 'utf8'); } catch (e) { return ''; }
-}
-function parse(text) {
-    try { return JSON.parse(text); } catch (e) { return undefined; }
-}
-// Headers of the last response in a curl -D file, lower-case names.
-function parseHeaders(text) {
-    let h = {};
-    for (const raw of text.split('\n')) {
-        const line = raw.replace(/\r$/, '');
-        if (/^HTTP\//.test(line)) { h = {}; continue; }
-        const i = line.indexOf(':');
-        if (i <= 0) continue;
-        const k = line.slice(0, i).trim().toLowerCase();
-        const v = line.slice(i + 1).trim();
-        h[k] = k in h ? h[k] + ', ' + v : v;
-    }
-    return h;
-}
-
-// The OpenAI error object: all four keys, with the right types.
-function isErr(j, code, param) {
-    if (!j || typeof j !== 'object' || !j.error || typeof j.error !== 'object') return false;
-    const e = j.error;
-    for (const k of ['message', 'type', 'param', 'code'])
-        if (!(k in e)) return false;
-    if (typeof e.message !== 'string' || e.message.length === 0) return false;
-    if (typeof e.type !== 'string' || e.type.length === 0) return false;
-    if (e.param !== null && typeof e.param !== 'string') return false;
-    if (e.code !== null && typeof e.code !== 'string') return false;
-    if (code !== undefined && e.code !== code) return false;
-    if (param !== undefined && e.param !== param) return false;
-    return true;
-}
-// A JSON content type and an x-request-id, as on every gateway answer.
-function jsonHeaders(h) {
-    return /^application\/json\b/.test(h['content-type'] || '') &&
-        /^req_[0-9a-f]{8,}$/.test(h['x-request-id'] || '');
-}
-// Little-endian float32 values of a base64 string.
-function f32(b64) {
-    if (typeof b64 !== 'string') return null;
-    const b = Buffer.from(b64, 'base64');
-    if (b.length % 4 !== 0) return null;
-    const out = [];
-    for (let i = 0; i < b.length; i += 4) out.push(b.readFloatLE(i));
-    return out;
-}
-// Float arrays equal once both are rounded to float32.
-function sameF32(a, b) {
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length &&
-        a.every((x, i) => typeof x === 'number' && Math.fround(x) === Math.fround(b[i]));
-}
-function deepEq(a, b) {
-    if (a === b) return true;
-    if (typeof a !== typeof b || a === null || b === null || typeof a !== 'object') return false;
-    if (Array.isArray(a) !== Array.isArray(b)) return false;
-    const ka = Object.keys(a).sort(), kb = Object.keys(b).sort();
-    if (ka.length !== kb.length || ka.some((k, i) => k !== kb[i])) return false;
-    return ka.every((k) => deepEq(a[k], b[k]));
-}
-
-function run(names, values) {
-    const fn = new Function(...names, 'isErr', 'jsonHeaders', 'f32', 'sameF32', 'deepEq',
-        '"use strict"; return (' + expr + ');');
-    return fn(...values, isErr, jsonHeaders, f32, sameF32, deepEq);
-}
-function clip(s, n) {
-    s = String(s);
-    return s.length > n ? s.slice(0, n) + '... (' + s.length + ' bytes)' : s;
-}
-
-let ok = false, result, error, diag = [];
-try {
-    if (mode === 'http') {
-        const [want, statusFile, headersFile, bodyFile] = args;
-        const s = Number(readText(statusFile).trim());
-        const h = parseHeaders(readText(headersFile));
-        const t = readText(bodyFile);
-        const j = parse(t);
-        diag.push('status: ' + s + ' (want ' + want + ')');
-        diag.push('content-type: ' + (h['content-type'] || '-') +
-            ', x-request-id: ' + (h['x-request-id'] || '-'));
-        diag.push('body: ' + clip(t, 600));
-        if (s === Number(want)) {
-            result = run(['s', 'h', 't', 'j'], [s, h, t, j]);
-            ok = result === true;
-        }
-    } else if (mode === 'json') {
-        const texts = args.map(readText);
-        const f = texts.map(parse);
-        texts.forEach((t, i) => diag.push('f[' + i + ']: ' + clip(t, 600)));
-        result = run(['f', 'j'], [f, f[0]]);
-        ok = result === true;
-    } else if (mode === 'value') {
-        const t = readText(args[0]);
-        const v = run(['j', 't'], [parse(t), t]);
-        process.stdout.write((typeof v === 'string' ? v : JSON.stringify(v)) + '\n');
-        process.exit(0);
-    } else {
-        throw new Error('unknown mode ' + mode);
-    }
-} catch (e) {
-    error = e;
-}
-if (ok) process.exit(0);
-console.log('check: ' + expr.replace(/\s+/g, ' ').trim());
-if (error) console.log('error: ' + error.message);
-else if (result !== undefined) console.log('result: ' + JSON.stringify(result));
-for (const line of diag) console.log(line);
-process.exit(1);
-EOF
+    if [ ! -r "$MG_CHECK" ]; then
+        printf 'Bail out! missing %s\n' "$MG_CHECK"
+        exit 99
+    fi
 }
 
 # ---------------------------------------------------------------------------

@@ -768,7 +768,7 @@ for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
 process.stdout.write(JSON.stringify(out) + '\n');
 EOF
 
-# A chat.completion.chunk from the mock (gen- ids), for check.js expressions.
+# A chat.completion.chunk from the mock (gen- ids), for check.cjs expressions.
 CHUNK_OK="(c) => c && typeof c === 'object' && c.object === 'chat.completion.chunk' && /^gen-/.test(c.id)"
 
 # ---------------------------------------------------------------------------
@@ -967,7 +967,7 @@ for i in 1 2 3; do
     fi
     stream_req "after-s$i" ';tokens=3'
     sse "after-s$i"
-    if ! node "$MG_T/check.js" json "j.status === 200 && j.contents.join('') === 'tok1 tok2 tok3 ' &&
+    if ! node "$MG_CHECK" json "j.status === 200 && j.contents.join('') === 'tok1 tok2 tok3 ' &&
         j.datas[j.datas.length - 1] === '[DONE]'" "$MG_T/after-s$i.json" >/dev/null; then
         bad+=" stream-$i:$(jv "$MG_T/after-s$i.json" j.status)"
     fi
