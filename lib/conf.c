@@ -12,6 +12,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "money.h"
 
 enum opt_type {
 	OPT_INT,   /* integer within [min, max] */
@@ -285,23 +286,6 @@ read_key_file(struct mg_conf *c, const char *file, int line, char *err, size_t e
 	return 0;
 }
 
-/* A price: plain non-negative decimal digits with an optional fraction. */
-static int
-price_valid(const char *s)
-{
-	size_t i, digits = 0, dots = 0;
-
-	for (i = 0; s[i] != '\0'; i++) {
-		if (s[i] >= '0' && s[i] <= '9')
-			digits++;
-		else if (s[i] == '.' && dots++ == 0 && i > 0)
-			continue;
-		else
-			return 0;
-	}
-	return digits > 0 && i < 40 && s[i - 1] != '.';
-}
-
 static int
 validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, size_t errlen)
 {
@@ -323,13 +307,13 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 		    file, line_of(cfg, "server.client_close"));
 		return -1;
 	}
-	if (!price_valid(c->fallback_prompt_price)) {
+	if (!mg_money_valid(c->fallback_prompt_price, MG_MONEY_PLAIN)) {
 		snprintf(err, errlen, "%s:%d: setting 'quota.fallback_prompt_price' must be a "
 		    "non-negative decimal number of USD per token, as a string (e.g. \"0.00001\")",
 		    file, line_of(cfg, "quota.fallback_prompt_price"));
 		return -1;
 	}
-	if (!price_valid(c->fallback_completion_price)) {
+	if (!mg_money_valid(c->fallback_completion_price, MG_MONEY_PLAIN)) {
 		snprintf(err, errlen, "%s:%d: setting 'quota.fallback_completion_price' must be a "
 		    "non-negative decimal number of USD per token, as a string (e.g. \"0.00003\")",
 		    file, line_of(cfg, "quota.fallback_completion_price"));
