@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "clock.h"
+#include "unit.h"
 
 static const struct {
 	long sec, nsec;     /* start */
@@ -105,11 +106,5 @@ clock_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(clock_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return mg_unit_run(clock_suite());
 }

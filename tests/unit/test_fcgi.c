@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fcgi.h"
+#include "unit.h"
 
 /* mg_fcgi_header_add on out (which starts as before, len bytes in all). */
 static const struct {
@@ -99,11 +100,5 @@ fcgi_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(fcgi_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return mg_unit_run(fcgi_suite());
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "money.h"
+#include "unit.h"
 
 /* Each amount with its verdict as a person's amount (the configuration's
  * fallback prices, the CLI's --spend-cap) and as an upstream's number (a
@@ -118,11 +119,5 @@ money_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(money_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return mg_unit_run(money_suite());
 }
