@@ -104,7 +104,8 @@ retry_headers(long long ms, int should_retry, char *out, size_t len)
 	/* lines that do not fit are left out (the two retry-after lines
 	 * together): the refusal's status and body say it all the same */
 	if (ms >= 0 &&
-	    (mg_fcgi_header_addf(out, len, "Retry-After", "%lld", ms > 0 ? (ms + 999) / 1000 : 0) != MG_OK ||
+	    (mg_fcgi_header_addf(out, len, "Retry-After", "%lld",
+	    ms > 0 ? (ms + 999) / 1000 : 0) != MG_OK ||
 	    mg_fcgi_header_addf(out, len, "retry-after-ms", "%lld", ms) != MG_OK))
 		out[used] = '\0';
 	if (!should_retry && mg_fcgi_header_add(out, len, "x-should-retry", "false") != MG_OK)
