@@ -1,6 +1,7 @@
 /* fcgi.c -- FastCGI input and output over libfcgi: parameters, the request body
- * under its cap, status and header lines, the body out.  Called by the
- * gateway. */
+ * under its cap, status and header lines, the body out.  Also the one
+ * builder of response header lines (mg_fcgi_header_add), which refuses
+ * CR and LF.  Called by the gateway and by quota for its header lines. */
 #include "config.h"
 
 #include <stdarg.h>
