@@ -26,7 +26,7 @@ main(int argc, char **argv)
 {
 	const char *config_arg = NULL, *socket_arg = NULL;
 	struct mg_conf conf;
-	char err[1024];
+	char err[MG_ERR_DETAIL_LEN];
 	int opt, test_only = 0, fd = 0, status;
 
 	while ((opt = getopt(argc, argv, "c:s:th")) != -1) {

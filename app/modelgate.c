@@ -25,7 +25,7 @@ main(int argc, char **argv)
 	};
 	const char *config_arg = NULL, *sql_dir = getenv("MODELGATE_SQL_DIR");
 	struct mg_conf conf;
-	char err[1024];
+	char err[MG_ERR_DETAIL_LEN];
 	int opt, status;
 
 	/* "+": stop at the command word, so its own flags stay for it */

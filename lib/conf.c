@@ -12,6 +12,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "money.h"
 
 enum opt_type {
 	OPT_INT,   /* integer within [min, max] */
@@ -169,20 +170,20 @@ apply_setting(struct mg_conf *c, const char *file, config_setting_t *s,
 	int type = config_setting_type(s);
 
 	if (o == NULL) {
-		snprintf(err, errlen, "%s:%d: unknown setting '%s'", file, line, name);
+		mg_err_detail(err, errlen, "%s:%d: unknown setting '%s'", file, line, name);
 		return -1;
 	}
 	if (o->type == OPT_INT) {
 		long long v;
 
 		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
-			snprintf(err, errlen, "%s:%d: setting '%s' must be an integer",
+			mg_err_detail(err, errlen, "%s:%d: setting '%s' must be an integer",
 			    file, line, name);
 			return -1;
 		}
 		v = config_setting_get_int64(s);
 		if (v < o->min || v > o->max) {
-			snprintf(err, errlen, "%s:%d: setting '%s' must be between %lld and %lld (got %lld)",
+			mg_err_detail(err, errlen, "%s:%d: setting '%s' must be between %lld and %lld (got %lld)",
 			    file, line, name, o->min, o->max, v);
 			return -1;
 		}
@@ -191,13 +192,13 @@ apply_setting(struct mg_conf *c, const char *file, config_setting_t *s,
 		char *dup;
 
 		if (type != CONFIG_TYPE_STRING) {
-			snprintf(err, errlen, "%s:%d: setting '%s' must be a string",
+			mg_err_detail(err, errlen, "%s:%d: setting '%s' must be a string",
 			    file, line, name);
 			return -1;
 		}
 		dup = strdup(config_setting_get_string(s));
 		if (dup == NULL) {
-			snprintf(err, errlen, "%s: out of memory", file);
+			mg_err_detail(err, errlen, "%s: out of memory", file);
 			return -1;
 		}
 		free(*str_field(c, o));
@@ -226,7 +227,7 @@ apply_group(struct mg_conf *c, const char *file, config_setting_t *g,
 			snprintf(name, sizeof(name), "%s", sn);
 		if (config_setting_is_group(s)) {
 			if (prefix != NULL || !is_group_name(name)) {
-				snprintf(err, errlen, "%s:%d: unknown group '%s'", file,
+				mg_err_detail(err, errlen, "%s:%d: unknown group '%s'", file,
 				    config_setting_source_line(s), name);
 				return -1;
 			}
@@ -256,7 +257,7 @@ read_key_file(struct mg_conf *c, const char *file, int line, char *err, size_t e
 	size_t n;
 
 	if (f == NULL) {
-		snprintf(err, errlen, "%s:%d: setting 'upstream.key_file': cannot read '%s': %s",
+		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.key_file': cannot read '%s': %s",
 		    file, line, c->up_key_file, strerror(errno));
 		return -1;
 	}
@@ -266,40 +267,24 @@ read_key_file(struct mg_conf *c, const char *file, int line, char *err, size_t e
 	n = strcspn(keybuf, "\r\n");
 	if (keybuf[n] == '\0' && n == sizeof(keybuf) - 1) {
 		memset(keybuf, 0, sizeof(keybuf));
-		snprintf(err, errlen, "%s:%d: setting 'upstream.key_file': the key in '%s' is longer than %zu bytes",
+		mg_err_detail(err, errlen,
+		    "%s:%d: setting 'upstream.key_file': the key in '%s' is longer than %zu bytes",
 		    file, line, c->up_key_file, sizeof(keybuf) - 2);
 		return -1;
 	}
 	keybuf[n] = '\0';
 	if (n == 0) {
-		snprintf(err, errlen, "%s:%d: setting 'upstream.key_file': '%s' is empty",
+		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.key_file': '%s' is empty",
 		    file, line, c->up_key_file);
 		return -1;
 	}
 	c->up_key = strdup(keybuf);
 	memset(keybuf, 0, sizeof(keybuf));
 	if (c->up_key == NULL) {
-		snprintf(err, errlen, "%s: out of memory", file);
+		mg_err_detail(err, errlen, "%s: out of memory", file);
 		return -1;
 	}
 	return 0;
-}
-
-/* A price: plain non-negative decimal digits with an optional fraction. */
-static int
-price_valid(const char *s)
-{
-	size_t i, digits = 0, dots = 0;
-
-	for (i = 0; s[i] != '\0'; i++) {
-		if (s[i] >= '0' && s[i] <= '9')
-			digits++;
-		else if (s[i] == '.' && dots++ == 0 && i > 0)
-			continue;
-		else
-			return 0;
-	}
-	return digits > 0 && i < 40 && s[i - 1] != '.';
 }
 
 static int
@@ -309,7 +294,7 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 	int lvl = mg_log_level_parse(c->log_level_name);
 
 	if (lvl < 0) {
-		snprintf(err, errlen, "%s:%d: setting 'log_level' must be one of error, warn, info, debug",
+		mg_err_detail(err, errlen, "%s:%d: setting 'log_level' must be one of error, warn, info, debug",
 		    file, line_of(cfg, "log_level"));
 		return -1;
 	}
@@ -319,18 +304,18 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 	} else if (strcmp(c->client_close_name, "drain") == 0) {
 		c->drain = 1;
 	} else {
-		snprintf(err, errlen, "%s:%d: setting 'server.client_close' must be \"abort\" or \"drain\"",
+		mg_err_detail(err, errlen, "%s:%d: setting 'server.client_close' must be \"abort\" or \"drain\"",
 		    file, line_of(cfg, "server.client_close"));
 		return -1;
 	}
-	if (!price_valid(c->fallback_prompt_price)) {
-		snprintf(err, errlen, "%s:%d: setting 'quota.fallback_prompt_price' must be a "
+	if (!mg_money_valid(c->fallback_prompt_price, MG_MONEY_PLAIN)) {
+		mg_err_detail(err, errlen, "%s:%d: setting 'quota.fallback_prompt_price' must be a "
 		    "non-negative decimal number of USD per token, as a string (e.g. \"0.00001\")",
 		    file, line_of(cfg, "quota.fallback_prompt_price"));
 		return -1;
 	}
-	if (!price_valid(c->fallback_completion_price)) {
-		snprintf(err, errlen, "%s:%d: setting 'quota.fallback_completion_price' must be a "
+	if (!mg_money_valid(c->fallback_completion_price, MG_MONEY_PLAIN)) {
+		mg_err_detail(err, errlen, "%s:%d: setting 'quota.fallback_completion_price' must be a "
 		    "non-negative decimal number of USD per token, as a string (e.g. \"0.00003\")",
 		    file, line_of(cfg, "quota.fallback_completion_price"));
 		return -1;
@@ -338,7 +323,7 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 	if (c->reap_after <= c->up_timeout + c->db_connect_timeout) {
 		int line = line_of(cfg, "quota.reap_after");
 
-		snprintf(err, errlen, "%s:%d: setting 'quota.reap_after' (%d s) must be longer than "
+		mg_err_detail(err, errlen, "%s:%d: setting 'quota.reap_after' (%d s) must be longer than "
 		    "upstream.timeout + database.connect_timeout (%d s): a request still running "
 		    "must not be reaped", file, line > 0 ? line : line_of(cfg, "upstream.timeout"),
 		    c->reap_after, c->up_timeout + c->db_connect_timeout);
@@ -346,7 +331,8 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 	}
 	if (strncmp(c->up_base_url, "http://", 7) != 0 &&
 	    strncmp(c->up_base_url, "https://", 8) != 0) {
-		snprintf(err, errlen, "%s:%d: setting 'upstream.base_url' must start with http:// or https://",
+		mg_err_detail(err, errlen,
+		    "%s:%d: setting 'upstream.base_url' must start with http:// or https://",
 		    file, line_of(cfg, "upstream.base_url"));
 		return -1;
 	}
@@ -354,17 +340,17 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 	while (n > 0 && c->up_base_url[n - 1] == '/')
 		c->up_base_url[--n] = '\0';
 	if (strstr(c->up_base_url, "://") == NULL || strstr(c->up_base_url, "://")[3] == '\0') {
-		snprintf(err, errlen, "%s:%d: setting 'upstream.base_url' has no host",
+		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.base_url' has no host",
 		    file, line_of(cfg, "upstream.base_url"));
 		return -1;
 	}
 	if (strpbrk(c->up_referer, "\r\n") != NULL) {
-		snprintf(err, errlen, "%s:%d: setting 'upstream.referer' must be one line",
+		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.referer' must be one line",
 		    file, line_of(cfg, "upstream.referer"));
 		return -1;
 	}
 	if (strpbrk(c->up_title, "\r\n") != NULL) {
-		snprintf(err, errlen, "%s:%d: setting 'upstream.title' must be one line",
+		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.title' must be one line",
 		    file, line_of(cfg, "upstream.title"));
 		return -1;
 	}
@@ -376,7 +362,7 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 		if (v != NULL && v[0] != '\0') {
 			c->up_key = strdup(v);
 			if (c->up_key == NULL) {
-				snprintf(err, errlen, "%s: out of memory", file);
+				mg_err_detail(err, errlen, "%s: out of memory", file);
 				return -1;
 			}
 		}
@@ -393,22 +379,22 @@ mg_conf_load(struct mg_conf *c, const char *path, char *err, size_t errlen)
 
 	e = mg_conf_defaults(c);
 	if (e != MG_OK) {
-		snprintf(err, errlen, "%s: %s", path, mg_strerror(e));
+		mg_err_detail(err, errlen, "%s: %s", path, mg_strerror(e));
 		return e;
 	}
 	c->file = strdup(path);
 	if (c->file == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
+		mg_err_detail(err, errlen, "%s: out of memory", path);
 		mg_conf_free(c);
 		return MG_ERR_NOMEM;
 	}
 	config_init(&cfg);
 	if (config_read_file(&cfg, path) != CONFIG_TRUE) {
 		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
-			snprintf(err, errlen, "%s: cannot read the configuration file: %s",
+			mg_err_detail(err, errlen, "%s: cannot read the configuration file: %s",
 			    path, strerror(errno));
 		else
-			snprintf(err, errlen, "%s:%d: %s",
+			mg_err_detail(err, errlen, "%s:%d: %s",
 			    config_error_file(&cfg) ? config_error_file(&cfg) : path,
 			    config_error_line(&cfg), config_error_text(&cfg));
 		goto out;

@@ -1,7 +1,11 @@
-/* err.c -- The library's one error enum and its messages (mg_strerror). */
+/* err.c -- The library's one error enum, its messages (mg_strerror) and the
+ * writer of error details into a caller's buffer (mg_err_detail).  Called
+ * by every module. */
 #include "config.h"
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "err.h"
 
@@ -31,4 +35,17 @@ mg_strerror(enum mg_err e)
 	if ((unsigned)e >= MG_ERR__COUNT || messages[e] == NULL)
 		return "unknown error";
 	return messages[e];
+}
+
+void
+mg_err_detail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	if (vsnprintf(err, errlen, fmt, ap) < 0)
+		err[0] = '\0';
+	va_end(ap);
 }

@@ -1,8 +1,10 @@
 /* fcgi.c -- FastCGI input and output over libfcgi: parameters, the request body
- * under its cap, status and header lines, the body out.  Called by the
- * gateway. */
+ * under its cap, status and header lines, the body out.  Also the one
+ * builder of response header lines (mg_fcgi_header_add), which refuses
+ * CR and LF.  Called by the gateway and by quota for its header lines. */
 #include "config.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -53,18 +55,95 @@ mg_fcgi_read_body(FCGX_Request *r, struct mg_buf *body)
 	return too_big ? MG_ERR_TOO_BIG : MG_OK;
 }
 
+/* 1 when the n bytes at p hold no CR or LF. */
+static int
+one_line(const char *p, size_t n)
+{
+	return memchr(p, '\r', n) == NULL && memchr(p, '\n', n) == NULL;
+}
+
+/* Checks the name and puts "name: " at out + used; the bytes written, or 0
+ * (out unchanged) when the name is not a header name or does not fit. */
+static size_t
+header_name(char *out, size_t len, size_t used, const char *name, enum mg_err *rc)
+{
+	size_t n = strlen(name);
+
+	*rc = MG_ERR_INVALID;
+	if (n == 0 || !one_line(name, n) || memchr(name, ':', n) != NULL)
+		return 0;
+	*rc = MG_ERR_TOO_BIG;
+	if (used >= len || n + 2 >= len - used)
+		return 0;
+	memcpy(out + used, name, n);
+	memcpy(out + used + n, ": ", 3);
+	*rc = MG_OK;
+	return n + 2;
+}
+
+enum mg_err
+mg_fcgi_header_add(char *out, size_t len, const char *name, const char *value)
+{
+	size_t used = strlen(out), k, n = strlen(value);
+	enum mg_err rc;
+
+	if (!one_line(value, n))
+		return MG_ERR_INVALID;
+	k = header_name(out, len, used, name, &rc);
+	if (k == 0)
+		return rc;
+	if (n + 2 >= len - used - k) {
+		out[used] = '\0';
+		return MG_ERR_TOO_BIG;
+	}
+	memcpy(out + used + k, value, n);
+	memcpy(out + used + k + n, "\r\n", 3);
+	return MG_OK;
+}
+
+enum mg_err
+mg_fcgi_header_addf(char *out, size_t len, const char *name, const char *fmt, ...)
+{
+	size_t used = strlen(out), k, room;
+	enum mg_err rc;
+	va_list ap;
+	int n;
+
+	k = header_name(out, len, used, name, &rc);
+	if (k == 0)
+		return rc;
+	room = len - used - k;
+	va_start(ap, fmt);
+	n = vsnprintf(out + used + k, room, fmt, ap);
+	va_end(ap);
+	rc = MG_ERR_TOO_BIG;
+	if (n < 0 || (size_t)n + 2 >= room)
+		goto undo;
+	rc = MG_ERR_INVALID;
+	if (!one_line(out + used + k, (size_t)n))
+		goto undo;
+	memcpy(out + used + k + (size_t)n, "\r\n", 3);
+	return MG_OK;
+undo:
+	out[used] = '\0';
+	return rc;
+}
+
 enum mg_err
 mg_fcgi_reply(FCGX_Request *r, int status, const char *content_type,
     const char *extra_headers, const char *body, size_t len)
 {
-	char code[16];
-	const char *parts[] = { "Status: ", code, " ", mg_http_reason(status),
-		"\r\nContent-Type: ", content_type, "\r\n",
-		extra_headers != NULL ? extra_headers : "", "\r\n" };
+	char head[256] = "";
+	const char *parts[] = { head, extra_headers != NULL ? extra_headers : "", "\r\n" };
+	enum mg_err rc;
 	size_t i;
 
+	rc = mg_fcgi_header_addf(head, sizeof(head), "Status", "%d %s", status, mg_http_reason(status));
+	if (rc == MG_OK)
+		rc = mg_fcgi_header_add(head, sizeof(head), "Content-Type", content_type);
+	if (rc != MG_OK)
+		return rc;
 	/* the head in pieces: FCGX_FPrintF formats a byte at a time */
-	snprintf(code, sizeof(code), "%d", status);
 	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
 		if (FCGX_PutStr(parts[i], (int)strlen(parts[i]), r->out) < 0)
 			return MG_ERR_CLIENT_GONE;

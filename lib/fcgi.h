@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "buf.h"
+#include "err.h"
 
 /* FastCGI request input and output, over libfcgi's FCGX_Request. */
 
@@ -18,9 +19,22 @@ const char *mg_fcgi_param(FCGX_Request *r, const char *name);
 enum mg_err mg_fcgi_read_body(FCGX_Request *r, struct mg_buf *body)
 	__attribute__((warn_unused_result));
 
-/* Writes a whole response: status line, Content-Type, the extra header
- * lines (each ending in \r\n, may be NULL), and len bytes of body.
- * MG_ERR_CLIENT_GONE when the write failed. */
+/* Appends the header line "name: value\r\n" to the NUL-terminated text
+ * in out (len bytes in all): the one builder of response header lines.
+ * MG_ERR_INVALID when name is empty or holds ':', or when name or value
+ * holds CR or LF; MG_ERR_TOO_BIG when the line does not fit.  On error
+ * out is as it was. */
+enum mg_err mg_fcgi_header_add(char *out, size_t len, const char *name, const char *value)
+	__attribute__((warn_unused_result));
+/* The same with the value formatted as by printf. */
+enum mg_err mg_fcgi_header_addf(char *out, size_t len, const char *name, const char *fmt, ...)
+	__attribute__((warn_unused_result, format(printf, 4, 5)));
+
+/* Writes a whole response: the Status line, Content-Type, the extra
+ * header lines (each ending in \r\n, may be NULL; built with
+ * mg_fcgi_header_add), and len bytes of body.  MG_ERR_CLIENT_GONE when the
+ * write failed; MG_ERR_INVALID (nothing written) when content_type is not
+ * one line. */
 enum mg_err mg_fcgi_reply(FCGX_Request *r, int status, const char *content_type,
     const char *extra_headers, const char *body, size_t len);
 

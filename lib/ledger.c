@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "ledger.h"
 #include "log.h"
 
@@ -211,12 +212,7 @@ gather(struct mg_ledger *l)
 {
 	struct timespec until;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_nsec += SETTLE_GATHER_MS * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	mg_clock_deadline(CLOCK_MONOTONIC, SETTLE_GATHER_MS, &until);
 	while (l->queue_len < SETTLE_BATCH_MAX && !l->stopping)
 		if (pthread_cond_timedwait(&l->queued, &l->lock, &until) == ETIMEDOUT)
 			break;

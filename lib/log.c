@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 static int log_level = MG_LOG_INFO;
@@ -114,7 +115,7 @@ mg_log_write(int level, const char *reqid, const char *fmt, ...)
 	va_end(ap);
 	len = strlen(msg);
 
-	clock_gettime(CLOCK_REALTIME, &ts);
+	mg_clock_now(CLOCK_REALTIME, &ts);
 	n = put_second(line, ts.tv_sec);
 	ms = ts.tv_nsec / 1000000L;
 	line[n++] = '.';

@@ -3,10 +3,10 @@
  * 429 a refused request gets.  Called by the gateway. */
 #include "config.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "fcgi.h"
 #include "quota.h"
 
 long long
@@ -52,52 +52,35 @@ mg_quota_duration(long long ms, char *out, size_t len)
 		snprintf(out, len, "%lldm%llds", m, s);
 }
 
-/* Appends a formatted line; -1 when it does not fit. */
-static int __attribute__((format(printf, 3, 4)))
-append(char *out, size_t len, const char *fmt, ...)
-{
-	size_t used = strlen(out);
-	va_list ap;
-	int n;
+/* The names of the limit, remaining and reset lines of one limit. */
+static const char *const request_names[] = {
+	"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"
+};
+static const char *const token_names[] = {
+	"x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"
+};
 
-	va_start(ap, fmt);
-	n = vsnprintf(out + used, len - used, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= len - used) {
-		out[used] = '\0';
-		return -1;
-	}
-	return 0;
-}
-
+/* The three x-ratelimit-* lines of one limit; -1 (out unchanged) when
+ * they did not fit. */
 static int
-limit_headers(const char *what, long long limit, long long remaining, long long reset_ms,
-    char *out, size_t len)
+limit_headers(const char *const names[3], long long limit, long long remaining,
+    long long reset_ms, char *out, size_t len)
 {
-	char reset[32], lim[24], rem[24];
-	const char *parts[] = { "x-ratelimit-limit-", what, ": ", lim,
-		"\r\nx-ratelimit-remaining-", what, ": ", rem,
-		"\r\nx-ratelimit-reset-", what, ": ", reset, "\r\n" };
-	size_t used = strlen(out), n = used, i;
+	char reset[32];
+	size_t used = strlen(out);
 
 	/* no limit, or one the admission never reached (a model refusal) */
 	if (limit < 0 || remaining < 0)
 		return 0;
 	mg_quota_duration(reset_ms, reset, sizeof(reset));
-	snprintf(lim, sizeof(lim), "%lld", limit);
-	snprintf(rem, sizeof(rem), "%lld", remaining);
-	/* put together in pieces: these lines go with every answer */
-	for (i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
-		size_t k = strlen(parts[i]);
-
-		if (k >= len - n) {
-			out[used] = '\0';
-			return -1;
-		}
-		memcpy(out + n, parts[i], k + 1);
-		n += k;
-	}
+	if (mg_fcgi_header_addf(out, len, names[0], "%lld", limit) != MG_OK ||
+	    mg_fcgi_header_addf(out, len, names[1], "%lld", remaining) != MG_OK ||
+	    mg_fcgi_header_add(out, len, names[2], reset) != MG_OK)
+		goto undo;
 	return 0;
+undo:
+	out[used] = '\0';
+	return -1;
 }
 
 int
@@ -105,8 +88,8 @@ mg_quota_headers(const struct mg_admission *a, char *out, size_t len)
 {
 	size_t used = strlen(out);
 
-	if (limit_headers("requests", a->rpm, a->rpm_remaining, a->rpm_reset_ms, out, len) < 0 ||
-	    limit_headers("tokens", a->tpm, a->tpm_remaining, a->tpm_reset_ms, out, len) < 0) {
+	if (limit_headers(request_names, a->rpm, a->rpm_remaining, a->rpm_reset_ms, out, len) < 0 ||
+	    limit_headers(token_names, a->tpm, a->tpm_remaining, a->tpm_reset_ms, out, len) < 0) {
 		out[used] = '\0';
 		return -1;
 	}
@@ -116,11 +99,17 @@ mg_quota_headers(const struct mg_admission *a, char *out, size_t len)
 static void
 retry_headers(long long ms, int should_retry, char *out, size_t len)
 {
-	if (ms >= 0)
-		(void)append(out, len, "Retry-After: %lld\r\nretry-after-ms: %lld\r\n",
-		    ms > 0 ? (ms + 999) / 1000 : 0, ms);
-	if (!should_retry)
-		(void)append(out, len, "x-should-retry: false\r\n");
+	size_t used = strlen(out);
+
+	/* lines that do not fit are left out (the two retry-after lines
+	 * together): the refusal's status and body say it all the same */
+	if (ms >= 0 &&
+	    (mg_fcgi_header_addf(out, len, "Retry-After", "%lld",
+	    ms > 0 ? (ms + 999) / 1000 : 0) != MG_OK ||
+	    mg_fcgi_header_addf(out, len, "retry-after-ms", "%lld", ms) != MG_OK))
+		out[used] = '\0';
+	if (!should_retry && mg_fcgi_header_add(out, len, "x-should-retry", "false") != MG_OK)
+		return;         /* out is as it was */
 }
 
 void

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "store.h"
 
@@ -118,16 +119,6 @@ mg_store_free(struct mg_store *s)
 	free(s);
 }
 
-/* Milliseconds left until deadline (CLOCK_MONOTONIC), <= 0 when past. */
-static long
-ms_left(const struct timespec *deadline)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (deadline->tv_sec - now.tv_sec) * 1000L + (deadline->tv_nsec - now.tv_nsec) / 1000000L;
-}
-
 static void
 out_of_time(const struct mg_store *s, const char *what)
 {
@@ -160,7 +151,7 @@ wait_result(PGconn *c, const struct timespec *deadline, int *timed_out)
 			last = r;
 			continue;
 		}
-		ms = ms_left(deadline);
+		ms = mg_clock_ms_until(deadline);
 		if (ms <= 0) {
 			*timed_out = 1;
 			PQclear(last);
@@ -195,7 +186,7 @@ connect_by(struct mg_store *s, const struct timespec *deadline)
 	}
 	while (st != PGRES_POLLING_OK) {
 		struct pollfd p = { PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0 };
-		long ms = ms_left(deadline);
+		long ms = mg_clock_ms_until(deadline);
 		int n;
 
 		if (st == PGRES_POLLING_FAILED) {
@@ -309,8 +300,8 @@ exec_since(struct mg_store *s, const struct timespec *since, const char *name, i
 	if (since != NULL && since->tv_sec != 0)
 		deadline = *since;
 	else
-		clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += s->timeout_s;
+		mg_clock_now(CLOCK_MONOTONIC, &deadline);
+	mg_clock_add_ms(&deadline, s->timeout_s * 1000L);
 	sl = acquire(s, &deadline);
 	if (sl == NULL)
 		return MG_ERR_DB_DOWN;
@@ -557,8 +548,7 @@ mg_store_admit_batch(struct mg_store *s, const struct mg_admit_req *const *q, in
 	/* the batch ends by the time its oldest request must have an answer */
 	since = &q[0]->since;
 	for (i = 1; i < n; i++)
-		if (q[i]->since.tv_sec < since->tv_sec ||
-		    (q[i]->since.tv_sec == since->tv_sec && q[i]->since.tv_nsec < since->tv_nsec))
+		if (mg_clock_before(&q[i]->since, since))
 			since = &q[i]->since;
 	rc = exec_since(s, since, "mg_admit_batch", 4, vals, &r);
 	if (rc != MG_OK)

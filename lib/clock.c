@@ -1,0 +1,78 @@
+/* clock.c -- The one owner of time arithmetic: reading the monotonic and
+ * the wall clock, deadlines, differences in milliseconds and ordering of
+ * struct timespec.  Called by the gateway (latency, time to first token),
+ * the store (statement deadlines), the ledger (batch waits), the responder
+ * (naps and shutdown) and the log (time stamps). */
+#include "config.h"
+
+#include "clock.h"
+
+#define NSEC_PER_SEC 1000000000L
+#define NSEC_PER_MSEC 1000000L
+
+void
+mg_clock_now(clockid_t clock, struct timespec *ts)
+{
+	/* fails only for a clock the system lacks, and both are POSIX */
+	if (clock_gettime(clock, ts) != 0) {
+		ts->tv_sec = 0;
+		ts->tv_nsec = 0;
+	}
+}
+
+void
+mg_clock_add_ms(struct timespec *ts, long ms)
+{
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += ms % 1000 * NSEC_PER_MSEC;
+	if (ts->tv_nsec >= NSEC_PER_SEC) {
+		ts->tv_sec++;
+		ts->tv_nsec -= NSEC_PER_SEC;
+	}
+}
+
+void
+mg_clock_deadline(clockid_t clock, long ms, struct timespec *ts)
+{
+	mg_clock_now(clock, ts);
+	mg_clock_add_ms(ts, ms);
+}
+
+long
+mg_clock_diff_ms(const struct timespec *a, const struct timespec *b)
+{
+	return (long)(a->tv_sec - b->tv_sec) * 1000L + (a->tv_nsec - b->tv_nsec) / NSEC_PER_MSEC;
+}
+
+long
+mg_clock_ms_since(const struct timespec *start)
+{
+	struct timespec now;
+
+	mg_clock_now(CLOCK_MONOTONIC, &now);
+	return mg_clock_diff_ms(&now, start);
+}
+
+long
+mg_clock_ms_until(const struct timespec *deadline)
+{
+	struct timespec now;
+
+	mg_clock_now(CLOCK_MONOTONIC, &now);
+	return mg_clock_diff_ms(deadline, &now);
+}
+
+int
+mg_clock_before(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+long
+mg_clock_seconds(void)
+{
+	struct timespec now;
+
+	mg_clock_now(CLOCK_MONOTONIC, &now);
+	return (long)now.tv_sec;
+}

@@ -1,0 +1,37 @@
+#ifndef MG_CLOCK_H
+#define MG_CLOCK_H
+
+#include <time.h>
+
+/* Reading the clocks and arithmetic on struct timespec.  CLOCK_MONOTONIC
+ * is for durations, deadlines and waits on conditions set to it;
+ * CLOCK_REALTIME for what a person reads (log lines) and for waits on
+ * conditions left on the default clock.  Thread-safe; no allocation. */
+
+/* The current time of clock (CLOCK_MONOTONIC or CLOCK_REALTIME). */
+void mg_clock_now(clockid_t clock, struct timespec *ts);
+
+/* Moves ts ms milliseconds on (ms >= 0), tv_nsec kept below a second. */
+void mg_clock_add_ms(struct timespec *ts, long ms);
+
+/* A deadline ms milliseconds (>= 0) from now on clock. */
+void mg_clock_deadline(clockid_t clock, long ms, struct timespec *ts);
+
+/* a minus b in milliseconds: the whole seconds' difference plus the
+ * nanoseconds' difference cut toward zero. */
+long mg_clock_diff_ms(const struct timespec *a, const struct timespec *b);
+
+/* Milliseconds since start (CLOCK_MONOTONIC). */
+long mg_clock_ms_since(const struct timespec *start);
+
+/* Milliseconds left until deadline (CLOCK_MONOTONIC); <= 0 when past. */
+long mg_clock_ms_until(const struct timespec *deadline);
+
+/* 1 when a is earlier than b, else 0. */
+int mg_clock_before(const struct timespec *a, const struct timespec *b);
+
+/* Whole seconds of CLOCK_MONOTONIC: for checks made at most once a
+ * second and intervals counted in seconds. */
+long mg_clock_seconds(void);
+
+#endif

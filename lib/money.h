@@ -1,0 +1,24 @@
+#ifndef MG_MONEY_H
+#define MG_MONEY_H
+
+/* Amounts of USD as exact decimal text: what the gateway checks before
+ * an amount goes to Postgres (as numeric) or into a usage row. */
+
+/* The longest amount in characters, plus one for the NUL. */
+#define MG_MONEY_MAX 48
+
+/* Where an amount comes from, and so the forms it may take. */
+enum mg_money_form {
+	MG_MONEY_PLAIN,   /* set by a person (config, CLI): digits with an
+	                   * optional fraction, as "25", "0.50" */
+	MG_MONEY_NUMBER   /* read from the upstream (a cost, a catalog price):
+	                   * PLAIN, or followed by an exponent of one to three
+	                   * digits, as "1e-7", "2.5E+3" */
+};
+
+/* 1 when s is a non-negative amount in form: no sign, at least one digit
+ * before and after a decimal point, at most MG_MONEY_MAX - 1 characters;
+ * else 0.  Such text is taken by Postgres numeric exactly as written. */
+int mg_money_valid(const char *s, enum mg_money_form form);
+
+#endif

@@ -1,0 +1,104 @@
+#include "config.h"
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fcgi.h"
+#include "unit.h"
+
+/* mg_fcgi_header_add on out (which starts as before, len bytes in all). */
+static const struct {
+	const char *before;
+	size_t len;
+	const char *name, *value;
+	enum mg_err rc;
+	const char *after;
+} adds[] = {
+	{ "", 64, "Allow", "POST", MG_OK, "Allow: POST\r\n" },
+	{ "A: b\r\n", 64, "Retry-After", "5", MG_OK, "A: b\r\nRetry-After: 5\r\n" },
+	{ "", 64, "x-should-retry", "", MG_OK, "x-should-retry: \r\n" },
+	/* exactly full: "A: b\r\n" and the NUL */
+	{ "", 7, "A", "b", MG_OK, "A: b\r\n" },
+	{ "", 6, "A", "b", MG_ERR_TOO_BIG, "" },
+	{ "", 3, "A", "b", MG_ERR_TOO_BIG, "" },
+	{ "", 0, "A", "b", MG_ERR_TOO_BIG, "" },
+	{ "X: y\r\n", 12, "A", "b", MG_ERR_TOO_BIG, "X: y\r\n" },
+	/* CR or LF in a value or a name would start a header of its own */
+	{ "", 64, "Location", "/x\r\nSet-Cookie: a=b", MG_ERR_INVALID, "" },
+	{ "", 64, "Location", "/x\nSet-Cookie: a=b", MG_ERR_INVALID, "" },
+	{ "", 64, "Location", "/x\r", MG_ERR_INVALID, "" },
+	{ "X: y\r\n", 64, "A\r\nB", "c", MG_ERR_INVALID, "X: y\r\n" },
+	{ "", 64, "A\n", "c", MG_ERR_INVALID, "" },
+	/* a name is not empty and holds no colon */
+	{ "", 64, "", "c", MG_ERR_INVALID, "" },
+	{ "", 64, "A: b", "c", MG_ERR_INVALID, "" },
+};
+
+START_TEST(header_add_table)
+{
+	char out[128];
+
+	ck_assert_uint_lt(strlen(adds[_i].before), sizeof(out));
+	memset(out, '#', sizeof(out));
+	memcpy(out, adds[_i].before, strlen(adds[_i].before) + 1);
+	ck_assert_int_eq(mg_fcgi_header_add(out, adds[_i].len, adds[_i].name, adds[_i].value),
+	    adds[_i].rc);
+	ck_assert_str_eq(out, adds[_i].after);
+	/* nothing written past len */
+	ck_assert_int_eq(out[adds[_i].len > strlen(adds[_i].after) + 1 ? adds[_i].len :
+	    strlen(adds[_i].after) + 1], '#');
+}
+END_TEST
+
+START_TEST(header_addf_formats)
+{
+	char out[64] = "";
+
+	ck_assert_int_eq(mg_fcgi_header_addf(out, sizeof(out), "Status", "%d %s", 429,
+	    "Too Many Requests"), MG_OK);
+	ck_assert_int_eq(mg_fcgi_header_addf(out, sizeof(out), "retry-after-ms", "%lld",
+	    1500LL), MG_OK);
+	ck_assert_str_eq(out, "Status: 429 Too Many Requests\r\nretry-after-ms: 1500\r\n");
+}
+END_TEST
+
+START_TEST(header_addf_refuses)
+{
+	char out[32] = "A: b\r\n";
+
+	/* a formatted value with a line break */
+	ck_assert_int_eq(mg_fcgi_header_addf(out, sizeof(out), "X", "%s", "1\r\nY: 2"),
+	    MG_ERR_INVALID);
+	ck_assert_str_eq(out, "A: b\r\n");
+	/* one too long for the rest of out, and one that fits exactly */
+	ck_assert_int_eq(mg_fcgi_header_addf(out, sizeof(out), "X", "%s",
+	    "012345678901234567890"), MG_ERR_TOO_BIG);
+	ck_assert_str_eq(out, "A: b\r\n");
+	ck_assert_int_eq(mg_fcgi_header_addf(out, sizeof(out), "X", "%s",
+	    "01234567890123456789"), MG_OK);
+	ck_assert_str_eq(out, "A: b\r\nX: 01234567890123456789\r\n");
+	ck_assert_uint_eq(strlen(out), sizeof(out) - 1);
+	ck_assert_int_eq(mg_fcgi_header_addf(out, sizeof(out), "Y", "%d", 1), MG_ERR_TOO_BIG);
+	ck_assert_int_eq(mg_fcgi_header_addf(out, sizeof(out), "", "%d", 1), MG_ERR_INVALID);
+}
+END_TEST
+
+static Suite *
+fcgi_suite(void)
+{
+	Suite *s = suite_create("fcgi");
+	TCase *tc = tcase_create("header_lines");
+
+	tcase_add_loop_test(tc, header_add_table, 0, (int)(sizeof(adds) / sizeof(adds[0])));
+	tcase_add_test(tc, header_addf_formats);
+	tcase_add_test(tc, header_addf_refuses);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	return mg_unit_run(fcgi_suite());
+}
