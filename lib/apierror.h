@@ -2,6 +2,7 @@
 #define MG_APIERROR_H
 
 #include "buf.h"
+#include "err.h"
 
 /* An OpenAI-style error: the HTTP status and the four fields of
  * {"error":{"message","type","param","code"}}.  Fields point at static or
@@ -21,6 +22,14 @@ void mg_apierror_set(struct mg_apierror *e, int status, const char *type,
 /* Appends the JSON error object to out. */
 enum mg_err mg_apierror_json(const struct mg_apierror *e, struct mg_buf *out)
 	__attribute__((warn_unused_result));
+/* What the client is told when the upstream answered an HTTP error
+ * (status, with its body or NULL): its own words for a request it
+ * rejected (4xx), a gateway error for the rest; the provider account's
+ * problems are never passed on (pure). */
+void mg_apierror_upstream(long status, const char *upstream_body, struct mg_apierror *e);
+/* What the client is told when the upstream call failed with rc (connect,
+ * timeout, too large, broken off). */
+void mg_apierror_transport(enum mg_err rc, struct mg_apierror *e);
 /* The reason phrase of an HTTP status ("Not Found"); "Unknown" if none. */
 const char *mg_http_reason(int status);
 

@@ -9,7 +9,7 @@
 
 #include "catalog.h"
 #include "models.h"
-#include "usage.h"
+#include "money.h"
 
 /* A price as exact decimal text, or NULL: absent, negative, not a number. */
 static json_object *
@@ -25,7 +25,7 @@ price(json_object *pricing, const char *name)
 		return NULL;
 	/* json-c keeps a parsed number's own text, so this is exact */
 	text = json_object_get_string(v);
-	if (text == NULL || !mg_decimal_valid(text) || text[0] == '-' || text[0] == '+')
+	if (text == NULL || !mg_money_valid(text, MG_MONEY_NUMBER))
 		return NULL;
 	return json_object_new_string(text);
 }
@@ -97,29 +97,79 @@ fail:
 	return rc;
 }
 
-/* GETs path; the parsed 2xx JSON object, or NULL with err filled. */
-static json_object *
+/* GETs path into reply: the parsed 2xx JSON object in *json.  On failure
+ * err says why: rc of the call, or MG_ERR_UPSTREAM with *refused the
+ * status of an answer outside 2xx, or MG_ERR_JSON. */
+static enum mg_err
 get_json(struct mg_upstream *up, struct mg_upstream_reply *reply, const char *path,
-    char *err, size_t errlen)
+    json_object **json, long *refused, char *err, size_t errlen)
 {
 	enum mg_err rc = mg_upstream_call(up, path, NULL, 0, reply);
-	json_object *j;
 
+	*json = NULL;
+	*refused = 0;
 	if (rc != MG_OK) {
-		snprintf(err, errlen, "GET %s: %s (%s)", path, mg_strerror(rc), mg_upstream_last_error(up));
-		return NULL;
+		mg_err_detail(err, errlen, "GET %s: %s (%s)", path, mg_strerror(rc),
+		    mg_upstream_last_error(up));
+		return rc;
 	}
 	if (reply->status < 200 || reply->status > 299) {
-		snprintf(err, errlen, "GET %s: HTTP %ld", path, reply->status);
-		return NULL;
+		mg_err_detail(err, errlen, "GET %s: HTTP %ld", path, reply->status);
+		*refused = reply->status;
+		return MG_ERR_UPSTREAM;
 	}
-	j = json_tokener_parse(mg_buf_str(&reply->body));
-	if (j == NULL || !json_object_is_type(j, json_type_object)) {
-		json_object_put(j);
-		snprintf(err, errlen, "GET %s: the answer is not a JSON object", path);
-		return NULL;
+	*json = json_tokener_parse(mg_buf_str(&reply->body));
+	if (*json == NULL || !json_object_is_type(*json, json_type_object)) {
+		json_object_put(*json);
+		*json = NULL;
+		mg_err_detail(err, errlen, "GET %s: the answer is not a JSON object", path);
+		return MG_ERR_JSON;
 	}
-	return j;
+	return MG_OK;
+}
+
+/* The chat model list, and the embedding model list or NULL (OpenRouter
+ * lists embedding models apart; other upstreams answer 404). */
+static enum mg_err
+get_lists(struct mg_upstream *up, struct mg_upstream_reply *reply, json_object **chat,
+    json_object **emb, long *refused, char *err, size_t errlen)
+{
+	long ignored_status;
+	enum mg_err rc = get_json(up, reply, "/models", chat, refused, err, errlen);
+
+	*emb = NULL;
+	if (rc != MG_OK)
+		return rc;
+	if (get_json(up, reply, "/embeddings/models", emb, &ignored_status, NULL, 0) != MG_OK)
+		*emb = NULL;
+	return MG_OK;
+}
+
+enum mg_err
+mg_catalog_models(struct mg_upstream *up, struct mg_upstream_reply *reply, json_object **list,
+    long *refused, char *err, size_t errlen)
+{
+	json_object *chat, *emb;
+	enum mg_err rc = get_lists(up, reply, &chat, &emb, refused, err, errlen);
+
+	*list = NULL;
+	if (rc != MG_OK)
+		return rc;
+	*list = mg_models_new_list();
+	rc = *list == NULL ? MG_ERR_NOMEM : mg_models_merge(*list, chat);
+	if (rc == MG_OK && emb != NULL && mg_models_merge(*list, emb) == MG_ERR_NOMEM)
+		rc = MG_ERR_NOMEM;
+	if (rc != MG_OK) {
+		mg_err_detail(err, errlen, "GET /models: %s", rc == MG_ERR_NOMEM ? "out of memory"
+		    : "the answer has no data array");
+		json_object_put(*list);
+		*list = NULL;
+		if (rc != MG_ERR_NOMEM)
+			rc = MG_ERR_JSON;
+	}
+	json_object_put(chat);
+	json_object_put(emb);
+	return rc;
 }
 
 enum mg_err
@@ -128,28 +178,26 @@ mg_catalog_fetch(struct mg_upstream *up, size_t max_response, char **json_text, 
 {
 	struct mg_upstream_reply reply;
 	json_object *chat, *emb, *rows = NULL;
-	char ignored[256];
-	enum mg_err rc = MG_ERR_UPSTREAM;
+	long refused;
+	enum mg_err rc;
 
 	*json_text = NULL;
 	*count = 0;
 	mg_upstream_reply_init(&reply, max_response);
-	chat = get_json(up, &reply, "/models", err, errlen);
-	if (chat == NULL)
+	rc = get_lists(up, &reply, &chat, &emb, &refused, err, errlen);
+	if (rc != MG_OK)
 		goto out;
-	/* OpenRouter lists embedding models apart; other upstreams answer 404 */
-	emb = get_json(up, &reply, "/embeddings/models", ignored, sizeof(ignored));
 	rc = mg_catalog_rows(chat, emb, &rows);
 	json_object_put(chat);
 	json_object_put(emb);
 	if (rc != MG_OK) {
-		snprintf(err, errlen, "GET /models: %s", rc == MG_ERR_NOMEM ? "out of memory"
+		mg_err_detail(err, errlen, "GET /models: %s", rc == MG_ERR_NOMEM ? "out of memory"
 		    : "the answer has no data array");
 		goto out;
 	}
 	*count = (int)json_object_array_length(rows);
 	if (*count == 0) {
-		snprintf(err, errlen, "GET /models: the upstream lists no models");
+		mg_err_detail(err, errlen, "GET /models: the upstream lists no models");
 		rc = MG_ERR_UPSTREAM;
 		goto out;
 	}
@@ -157,7 +205,7 @@ mg_catalog_fetch(struct mg_upstream *up, size_t max_response, char **json_text, 
 	    JSON_C_TO_STRING_NOSLASHESCAPE));
 	rc = *json_text != NULL ? MG_OK : MG_ERR_NOMEM;
 	if (rc != MG_OK)
-		snprintf(err, errlen, "out of memory");
+		mg_err_detail(err, errlen, "out of memory");
 out:
 	json_object_put(rows);
 	mg_upstream_reply_free(&reply);

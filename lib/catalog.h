@@ -21,6 +21,17 @@
 enum mg_err mg_catalog_rows(json_object *chat, json_object *embeddings, json_object **rows)
 	__attribute__((warn_unused_result));
 
+/* The upstream's models in one OpenAI list ({"object":"list","data":[…]},
+ * chat models first, then embedding models where the upstream lists them
+ * apart), fetched into reply: what /v1/models serves while the catalog is
+ * empty.  On failure err says why and rc is the call's (connect, timeout,
+ * broken off), MG_ERR_UPSTREAM with *refused the HTTP status /models
+ * answered outside 2xx (else *refused is 0), MG_ERR_JSON when the answer
+ * is not a model list, or MG_ERR_NOMEM.  The caller owns *list. */
+enum mg_err mg_catalog_models(struct mg_upstream *up, struct mg_upstream_reply *reply,
+    json_object **list, long *refused, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 /* Fetches /models (and /embeddings/models, where the upstream has it) and
  * returns the rows as JSON text (malloc'd) and their count.  On failure
  * err says why. */

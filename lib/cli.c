@@ -14,6 +14,7 @@
 #include "catalog.h"
 #include "cli.h"
 #include "migrate.h"
+#include "money.h"
 #include "upstream.h"
 #include "usage.h"
 
@@ -186,7 +187,7 @@ valid_name(const char *s)
 static int
 cmd_migrate(PGconn *c, const char *sql_dir)
 {
-	char err[1024];
+	char err[MG_ERR_DETAIL_LEN];
 	int applied, version;
 
 	if (mg_migrate(c, sql_dir, &applied, &version, err, sizeof(err)) != MG_OK)
@@ -249,7 +250,7 @@ parse_limits(int argc, char **argv, int start, struct limits *l)
 		return -1;
 	}
 	if (l->cap != NULL && strcmp(l->cap, "none") != 0 &&
-	    (!mg_decimal_valid(l->cap) || strspn(l->cap, "0123456789.") != strlen(l->cap))) {
+	    !mg_money_valid(l->cap, MG_MONEY_PLAIN)) {
 		fail("--spend-cap must be an amount of USD such as 25 or 0.50, or none");
 		return -1;
 	}
@@ -521,7 +522,7 @@ static int
 cmd_models_sync(const struct mg_conf *conf, PGconn *c)
 {
 	struct mg_upstream *up = mg_upstream_new(conf);
-	char err[512], *rows = NULL;
+	char err[MG_ERR_DETAIL_LEN], *rows = NULL;
 	const char *p[1];
 	PGresult *r;
 	int n = 0;

@@ -10,8 +10,8 @@
 #include "store.h"
 #include "upstream.h"
 
-/* The request handler: route → auth → body → validate → relay → record →
- * response.  One struct mg_gateway per process, one struct mg_worker per
+/* The request handler: route, then parse → admit → relay → settle (see
+ * lib/README.md).  One struct mg_gateway per process, one struct mg_worker per
  * request thread. */
 struct mg_gateway {
 	const struct mg_conf *conf;
@@ -40,9 +40,5 @@ void mg_worker_shrink(struct mg_worker *w);
  * outcome is a response; every authenticated chat or embeddings request
  * is recorded once in usage_events. */
 void mg_gateway_handle(struct mg_worker *w, FCGX_Request *r);
-
-/* Maps an upstream HTTP error status to the client's error (pure). */
-void mg_gateway_upstream_error(long status, const char *upstream_body,
-    struct mg_apierror *e);
 
 #endif

@@ -43,13 +43,13 @@ read_file(const char *path, struct mg_buf *out, char *err, size_t errlen)
 	size_t n;
 
 	if (f == NULL) {
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		mg_err_detail(err, errlen, "cannot read %s: %s", path, strerror(errno));
 		return MG_ERR_IO;
 	}
 	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
 		if (mg_buf_add(out, chunk, n) != MG_OK) {
 			fclose(f);
-			snprintf(err, errlen, "%s is too large", path);
+			mg_err_detail(err, errlen, "%s is too large", path);
 			return MG_ERR_TOO_BIG;
 		}
 	}
@@ -63,8 +63,15 @@ exec_ok(PGconn *c, const char *sql, char *err, size_t errlen)
 	PGresult *r = PQexec(c, sql);
 	int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
 
-	if (!ok)
-		snprintf(err, errlen, "%s", PQerrorMessage(c));
+	if (!ok) {
+		const char *msg = PQerrorMessage(c);
+		size_t n = strlen(msg);
+
+		/* libpq's text ends in a newline: the detail is one line */
+		while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+			n--;
+		mg_err_detail(err, errlen, "%.*s", (int)n, msg);
+	}
 	PQclear(r);
 	return ok;
 }
@@ -90,7 +97,7 @@ run_file(PGconn *c, const char *dir, const char *name, char *err, size_t errlen)
 	enum mg_err rc;
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path)) {
-		snprintf(err, errlen, "path too long: %s/%s", dir, name);
+		mg_err_detail(err, errlen, "path too long: %s/%s", dir, name);
 		return MG_ERR_INVALID;
 	}
 	mg_buf_init(&sql, MAX_SQL_FILE);
@@ -116,20 +123,20 @@ list_dir(const char *dir, int (*accept)(const char *), char **names, size_t *cou
 	*count = 0;
 	d = opendir(dir);
 	if (d == NULL) {
-		snprintf(err, errlen, "cannot open the SQL directory %s: %s", dir, strerror(errno));
+		mg_err_detail(err, errlen, "cannot open the SQL directory %s: %s", dir, strerror(errno));
 		return MG_ERR_NOT_FOUND;
 	}
 	while ((de = readdir(d)) != NULL) {
 		if (!accept(de->d_name))
 			continue;
 		if (*count == MAX_MIGRATIONS) {
-			snprintf(err, errlen, "more than %d SQL files in %s", MAX_MIGRATIONS, dir);
+			mg_err_detail(err, errlen, "more than %d SQL files in %s", MAX_MIGRATIONS, dir);
 			rc = MG_ERR_TOO_BIG;
 			break;
 		}
 		names[*count] = strdup(de->d_name);
 		if (names[*count] == NULL) {
-			snprintf(err, errlen, "out of memory");
+			mg_err_detail(err, errlen, "out of memory");
 			rc = MG_ERR_NOMEM;
 			break;
 		}
@@ -167,7 +174,7 @@ recorded_versions(PGconn *c, unsigned char have[MAX_MIGRATIONS], int *highest,
 	*highest = 0;
 	memset(have, 0, MAX_MIGRATIONS);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		snprintf(err, errlen, "%s", PQerrorMessage(c));
+		mg_err_detail(err, errlen, "%s", PQerrorMessage(c));
 		PQclear(r);
 		return MG_ERR_DB;
 	}
@@ -199,7 +206,7 @@ record_version(PGconn *c, int version, const char *name, char *err, size_t errle
 	r = PQexecParams(c, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
 	    2, NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		snprintf(err, errlen, "%s", PQerrorMessage(c));
+		mg_err_detail(err, errlen, "%s", PQerrorMessage(c));
 		rc = MG_ERR_DB;
 	}
 	PQclear(r);
@@ -222,7 +229,7 @@ apply_all(PGconn *c, const char *sql_dir, char **names, size_t count, int *appli
 	if (rc != MG_OK)
 		return rc;
 	if (highest > 0 && highest < oldest) {
-		snprintf(err, errlen, "the database is at schema version %d, older than the "
+		mg_err_detail(err, errlen, "the database is at schema version %d, older than the "
 		    "oldest this modelgate upgrades from (%d): migrate it with the modelgate "
 		    "release that made it first", highest, oldest);
 		return MG_ERR_INVALID;
@@ -231,7 +238,7 @@ apply_all(PGconn *c, const char *sql_dir, char **names, size_t count, int *appli
 		int v = migration_version(names[i]);
 
 		if (i > 0 && v == migration_version(names[i - 1])) {
-			snprintf(err, errlen, "two migrations share version %03d in %s", v, sql_dir);
+			mg_err_detail(err, errlen, "two migrations share version %03d in %s", v, sql_dir);
 			return MG_ERR_INVALID;
 		}
 		*version = v;
@@ -247,7 +254,7 @@ apply_all(PGconn *c, const char *sql_dir, char **names, size_t count, int *appli
 	if (highest > *version)
 		*version = highest;
 	if ((size_t)snprintf(fdir, sizeof(fdir), "%s/functions", sql_dir) >= sizeof(fdir)) {
-		snprintf(err, errlen, "path too long: %s/functions", sql_dir);
+		mg_err_detail(err, errlen, "path too long: %s/functions", sql_dir);
 		return MG_ERR_INVALID;
 	}
 	rc = list_dir(fdir, is_function_file, fnames, &fcount, err, errlen);
@@ -272,7 +279,7 @@ mg_migrate(PGconn *c, const char *sql_dir, int *applied, int *version,
 	if (rc == MG_ERR_NOT_FOUND)
 		rc = MG_ERR_IO;
 	if (rc == MG_OK && count == 0) {
-		snprintf(err, errlen, "no migrations (NNN_name.sql) in %s", sql_dir);
+		mg_err_detail(err, errlen, "no migrations (NNN_name.sql) in %s", sql_dir);
 		rc = MG_ERR_NOT_FOUND;
 	}
 	if (rc != MG_OK)

@@ -1,14 +1,12 @@
-/* responder.c -- The FastCGI responder process: its request threads, the upkeep thread
- * (reaper, catalog refresh, memory trim), signals and graceful shutdown.
+/* responder.c -- The FastCGI responder process: its request threads, the
+ * upkeep thread's start and stop (lib/upkeep.c), signals and graceful
+ * shutdown.
  * Called by app/modelgate-fcgi.c. */
 #include "config.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcgiapp.h>
-#ifdef HAVE_MALLOC_H
-#include <malloc.h>
-#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,11 +15,12 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "catalog.h"
+#include "clock.h"
 #include "gateway.h"
 #include "log.h"
 #include "responder.h"
 #include "store.h"
+#include "upkeep.h"
 
 /* A request thread's lifecycle, changed only through set_state(). */
 enum thread_state {
@@ -51,17 +50,10 @@ struct responder {
 	int serving;            /* threads in TS_SERVING */
 	unsigned long served;   /* times a thread left TS_SERVING */
 	struct worker_thread *threads;
-	pthread_cond_t stop;    /* broadcast when stopping is set */
-	pthread_t upkeep_tid;
-	int upkeep_started;
+	struct mg_upkeep *upkeep;
 };
 
 #define WAKE_SIGNAL SIGUSR2
-
-/* While requests keep running, the free memory of the malloc heaps is
- * given back at most this often (seconds); a process that has been idle
- * for a whole second gives it back then. */
-#define TRIM_BUSY_INTERVAL 30
 
 static void
 on_wake(int sig)
@@ -139,125 +131,16 @@ thread_main(void *arg)
 	return NULL;
 }
 
-/* Sleeps up to seconds, or until the responder stops; 1 when stopping. */
-static int
-nap(struct responder *rs, int seconds)
-{
-	struct timespec until;
-	int stopping;
-
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += seconds;
-	pthread_mutex_lock(&rs->lock);
-	while (!rs->stopping &&
-	    pthread_cond_timedwait(&rs->stop, &rs->lock, &until) != ETIMEDOUT)
-		;
-	stopping = rs->stopping;
-	pthread_mutex_unlock(&rs->lock);
-	return stopping;
-}
-
-/* Refreshes the catalog when this process wins the claim. */
+/* The upkeep's view of the requests (see mg_upkeep_start). */
 static void
-refresh_catalog(struct responder *rs, struct mg_upstream *up)
-{
-	const struct mg_conf *c = rs->conf;
-	char err[512], *rows = NULL;
-	int claimed = 0, n = 0;
-
-	if (mg_store_catalog_claim(rs->gw.store, c->catalog_refresh, &claimed) != MG_OK || !claimed)
-		return;
-	if (mg_catalog_fetch(up, (size_t)c->up_max_response, &rows, &n, err, sizeof(err)) != MG_OK) {
-		mg_log(MG_LOG_WARN, NULL, "catalog refresh failed: %s", err);
-		return;
-	}
-	if (mg_store_catalog_replace(rs->gw.store, rows, &n) != MG_OK)
-		mg_log(MG_LOG_WARN, NULL, "catalog refresh not stored: %s", mg_store_last_error());
-	else
-		mg_log(MG_LOG_INFO, NULL, "catalog refreshed: %d models", n);
-	free(rows);
-}
-
-/* Bounds the number of malloc arenas (0: the C library's default, 8 per
- * CPU core in glibc).  glibc gives each new thread an arena of its own up
- * to that bound, and each arena keeps its own free memory, so without a
- * bound an idle process holds a few hundred KiB per thread. */
-static void
-limit_arenas(int arenas)
-{
-	if (arenas == 0)
-		return;
-#if defined(HAVE_MALLOPT) && defined(M_ARENA_MAX)
-	if (mallopt(M_ARENA_MAX, arenas) != 1)
-		mg_log(MG_LOG_WARN, NULL, "cannot limit malloc arenas to %d", arenas);
-#else
-	mg_log(MG_LOG_INFO, NULL, "server.malloc_arenas: this C library has no arena limit");
-#endif
-}
-
-/* When the upkeep thread last gave memory back. */
-struct trim_state {
-	unsigned long seen;      /* requests ended, at the last tick */
-	unsigned long trimmed;   /* requests ended, at the last trim */
-	long last;               /* upkeep seconds, at the last trim */
-};
-
-/* Hands the free pages of the malloc heaps back to the system once
- * requests have ended since the last time: as soon as the process has
- * been idle for a whole tick, and every TRIM_BUSY_INTERVAL seconds while
- * it stays busy. */
-static void
-trim_memory(struct responder *rs, long now, struct trim_state *ts)
-{
-	unsigned long ended;
-	int quiet;
-
-	pthread_mutex_lock(&rs->lock);
-	ended = rs->served;
-	quiet = rs->serving == 0 && ended == ts->seen;
-	pthread_mutex_unlock(&rs->lock);
-	ts->seen = ended;
-	if (ended == ts->trimmed || (!quiet && now - ts->last < TRIM_BUSY_INTERVAL))
-		return;
-	ts->trimmed = ended;
-	ts->last = now;
-#ifdef HAVE_MALLOC_TRIM
-	malloc_trim(0);
-#endif
-}
-
-/* The upkeep thread: settles the reservations of dead responders every
- * reap_interval, refreshes the model catalog when it is due and gives
- * memory freed by finished requests back to the system. */
-static void *
-upkeep_main(void *arg)
+activity(void *arg, unsigned long *ended, int *serving)
 {
 	struct responder *rs = arg;
-	const struct mg_conf *c = rs->conf;
-	struct mg_upstream *up = c->catalog_refresh > 0 ? mg_upstream_new(c) : NULL;
-	struct trim_state trim = { 0, 0, 0 };
-	long now = 0, next_reap = 1, next_catalog = 1;
 
-	while (!nap(rs, 1)) {
-		now++;
-		trim_memory(rs, now, &trim);
-		if (c->reap_interval > 0 && now >= next_reap) {
-			int n = 0;
-
-			next_reap = now + c->reap_interval;
-			if (mg_store_reap(rs->gw.store, c->reap_after, &n) != MG_OK)
-				mg_log(MG_LOG_WARN, NULL, "reaper: %s", mg_store_last_error());
-			else if (n > 0)
-				mg_log(MG_LOG_WARN, NULL, "reaper: settled %d requests lost with their "
-				    "responder, at their reserved amount", n);
-		}
-		if (up != NULL && now >= next_catalog) {
-			next_catalog = now + (c->catalog_refresh < 60 ? c->catalog_refresh : 60);
-			refresh_catalog(rs, up);
-		}
-	}
-	mg_upstream_free(up);
-	return NULL;
+	pthread_mutex_lock(&rs->lock);
+	*ended = rs->served;
+	*serving = rs->serving;
+	pthread_mutex_unlock(&rs->lock);
 }
 
 /* Waits for SIGTERM/SIGINT in the main thread. */
@@ -284,11 +167,10 @@ stop_threads(struct responder *rs)
 	int i, left;
 
 	FCGX_ShutdownPending();
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += rs->conf->shutdown_grace;
+	/* rs->changed waits on the default clock, CLOCK_REALTIME */
+	mg_clock_deadline(CLOCK_REALTIME, rs->conf->shutdown_grace * 1000L, &deadline);
 	pthread_mutex_lock(&rs->lock);
 	rs->stopping = 1;
-	pthread_cond_broadcast(&rs->stop);
 	while (rs->running > 0) {
 		struct timespec tick;
 
@@ -296,15 +178,10 @@ stop_threads(struct responder *rs)
 		for (i = 0; i < rs->conf->threads; i++)
 			if (rs->threads[i].started && rs->threads[i].state == TS_ACCEPTING)
 				pthread_kill(rs->threads[i].tid, WAKE_SIGNAL);
-		clock_gettime(CLOCK_REALTIME, &tick);
-		if (tick.tv_sec > deadline.tv_sec ||
-		    (tick.tv_sec == deadline.tv_sec && tick.tv_nsec >= deadline.tv_nsec))
+		mg_clock_now(CLOCK_REALTIME, &tick);
+		if (!mg_clock_before(&tick, &deadline))
 			break;
-		tick.tv_nsec += 50 * 1000000L;
-		if (tick.tv_nsec >= 1000000000L) {
-			tick.tv_sec++;
-			tick.tv_nsec -= 1000000000L;
-		}
+		mg_clock_add_ms(&tick, 50);
 		pthread_cond_timedwait(&rs->changed, &rs->lock, &tick);
 	}
 	left = rs->running;
@@ -357,7 +234,6 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 	rs.local_socket = is_unix_socket(listen_fd);
 	pthread_mutex_init(&rs.lock, NULL);
 	pthread_cond_init(&rs.changed, NULL);
-	pthread_cond_init(&rs.stop, NULL);
 	if (install_signals() != 0) {
 		mg_log(MG_LOG_ERROR, NULL, "cannot install signal handlers: %s", strerror(errno));
 		goto out;
@@ -366,7 +242,7 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 		mg_log(MG_LOG_ERROR, NULL, "FCGX_Init failed");
 		goto out;
 	}
-	limit_arenas(conf->malloc_arenas);
+	mg_upkeep_limit_arenas(conf->malloc_arenas);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		mg_log(MG_LOG_ERROR, NULL, "curl_global_init failed");
 		goto out;
@@ -401,9 +277,8 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 		t->started = 1;
 	}
 	if (i == conf->threads) {
-		if (pthread_create(&rs.upkeep_tid, NULL, upkeep_main, &rs) == 0)
-			rs.upkeep_started = 1;
-		else
+		rs.upkeep = mg_upkeep_start(conf, rs.gw.store, activity, &rs);
+		if (rs.upkeep == NULL)
 			mg_log(MG_LOG_ERROR, NULL, "cannot start the upkeep thread");
 	}
 	if (i == conf->threads) {
@@ -413,8 +288,7 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 		status = 0;
 	}
 	left = stop_threads(&rs);
-	if (rs.upkeep_started)
-		pthread_join(rs.upkeep_tid, NULL);
+	mg_upkeep_stop(rs.upkeep);
 	if (left > 0) {
 		/* threads still serving past the grace period: leave them to
 		 * the process exit rather than free what they use */
@@ -437,6 +311,5 @@ out_curl:
 out:
 	pthread_mutex_destroy(&rs.lock);
 	pthread_cond_destroy(&rs.changed);
-	pthread_cond_destroy(&rs.stop);
 	return status;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "jscan.h"
+#include "money.h"
 #include "usage.h"
 
 void
@@ -17,45 +18,6 @@ mg_usage_init(struct mg_usage *u)
 	u->completion_tokens = -1;
 	u->total_tokens = -1;
 	u->ttft_ms = -1;
-}
-
-int
-mg_decimal_valid(const char *s)
-{
-	const char *p = s;
-	int digits = 0;
-
-	if (strlen(s) >= MG_COST_MAX)
-		return 0;
-	if (*p == '-' || *p == '+')
-		p++;
-	while (*p >= '0' && *p <= '9') {
-		p++;
-		digits++;
-	}
-	if (*p == '.') {
-		p++;
-		while (*p >= '0' && *p <= '9') {
-			p++;
-			digits++;
-		}
-	}
-	if (digits == 0)
-		return 0;
-	if (*p == 'e' || *p == 'E') {
-		int exp_digits = 0;
-
-		p++;
-		if (*p == '-' || *p == '+')
-			p++;
-		while (*p >= '0' && *p <= '9') {
-			p++;
-			exp_digits++;
-		}
-		if (exp_digits == 0 || exp_digits > 3)
-			return 0;
-	}
-	return *p == '\0';
 }
 
 static void
@@ -91,8 +53,8 @@ complete_total(struct mg_usage *u)
 		u->total_tokens = LLONG_MAX;
 }
 
-/* Keeps cost text (len bytes, json-c's text of the number) when it is a
- * plain non-negative decimal. */
+/* Keeps cost text (len bytes, json-c's text of the number) when it is an
+ * amount (lib/money). */
 static void
 take_cost(struct mg_usage *u, const char *text, size_t len)
 {
@@ -102,7 +64,7 @@ take_cost(struct mg_usage *u, const char *text, size_t len)
 		return;
 	memcpy(tmp, text, len);
 	tmp[len] = '\0';
-	if (mg_decimal_valid(tmp) && tmp[0] != '-') {
+	if (mg_money_valid(tmp, MG_MONEY_NUMBER)) {
 		memcpy(u->cost, tmp, len + 1);
 		u->cost_source = "upstream";
 	}

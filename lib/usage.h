@@ -55,8 +55,5 @@ struct mg_usage_walk {
  * be NULL) in the same pass. */
 enum mg_err mg_usage_scan(struct mg_usage *u, const char *text, size_t len,
     struct mg_usage_walk *walk) __attribute__((warn_unused_result));
-/* 1 if s is a plain JSON/SQL decimal number (optional sign, digits,
- * fraction, exponent), at most MG_COST_MAX-1 characters. */
-int mg_decimal_valid(const char *s);
 
 #endif

@@ -18,7 +18,7 @@
 // Times are ms since t0 (just before the first request goes out).  A
 // stream is "open" from its first event to its [DONE].  rss is the sum of
 // the responders' VmRSS in KiB; pgApp the database's connections named
-// modelgate-fcgi, pgAll all its connections but psql's own.
+// modelgate-fcgi, pgAll all its client connections but psql's own.
 const http = require('http');
 const fs = require('fs');
 const { execFile } = require('child_process');
@@ -51,7 +51,9 @@ function rssKiB() {
 }
 
 const PG_QUERY = "SELECT count(*) FILTER (WHERE application_name = 'modelgate-fcgi'), count(*) " +
-    'FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()';
+    'FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() ' +
+    // an autovacuum worker shows with the database's name too: not a connection
+    "AND backend_type = 'client backend'";
 
 function pgCount() {
     return new Promise((resolve) => {

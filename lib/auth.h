@@ -1,0 +1,33 @@
+#ifndef MG_AUTH_H
+#define MG_AUTH_H
+
+#include "apikey.h"
+#include "exchange.h"
+#include "gateway.h"
+
+/* The client's key: read from the Authorization header, checked, resolved
+ * to its project, and every way that can fail answered as a 401 (or a 503
+ * when the database cannot say).  Called by gateway.c. */
+
+/* The key of the request: its hash and public prefix.  0, or -1 with the
+ * 401 (or a 500 when libcrypto fails) sent: no key, or not a modelgate
+ * key.  No database is needed for that. */
+int mg_auth_key(struct mg_worker *w, struct mg_exchange *x,
+    char hash[MG_APIKEY_HASH_HEX_LEN + 1], char prefix[MG_APIKEY_PREFIX_LEN + 1])
+	__attribute__((warn_unused_result));
+
+/* Answers a key the database did not take: rc MG_ERR_AUTH (unknown or
+ * revoked, 401), or a database failure (503). */
+void mg_auth_refused(struct mg_worker *w, struct mg_exchange *x, enum mg_err rc,
+    const char *prefix);
+
+/* Resolves a key (from mg_auth_key) to x->auth without admission.  0, or
+ * -1 with the answer sent. */
+int mg_auth_resolve(struct mg_worker *w, struct mg_exchange *x, const char *hash,
+    const char *prefix) __attribute__((warn_unused_result));
+
+/* mg_auth_key and mg_auth_resolve: for routes that admit nothing. */
+int mg_auth_project(struct mg_worker *w, struct mg_exchange *x)
+	__attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,117 @@
+/* exchange.c -- One request on its way through the gateway: its id and
+ * header lines, its answer (a JSON body or an OpenAI error object) and its
+ * usage row.  Called by gateway.c, auth.c and stream.c. */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "apikey.h"
+#include "clock.h"
+#include "exchange.h"
+#include "fcgi.h"
+#include "ledger.h"
+#include "log.h"
+
+#define JSON_TYPE "application/json"
+
+static void
+new_request_id(char out[MG_REQUEST_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[12];
+	size_t i;
+
+	if (mg_random_bytes(raw, sizeof(raw)) != MG_OK) {
+		struct timespec ts;
+
+		mg_clock_now(CLOCK_REALTIME, &ts);
+		memcpy(raw, &ts, sizeof(raw) < sizeof(ts) ? sizeof(raw) : sizeof(ts));
+	}
+	memcpy(out, "req_", 4);
+	for (i = 0; i < sizeof(raw); i++) {
+		out[4 + 2 * i] = hex[raw[i] >> 4];
+		out[5 + 2 * i] = hex[raw[i] & 15];
+	}
+	out[MG_REQUEST_ID_LEN] = '\0';
+}
+
+void
+mg_exchange_begin(struct mg_exchange *x, FCGX_Request *fr)
+{
+	memset(x, 0, sizeof(*x));
+	x->fr = fr;
+	mg_clock_now(CLOCK_MONOTONIC, &x->start);
+	new_request_id(x->request_id);
+	mg_exchange_header(x, "x-request-id", "%s", x->request_id);
+}
+
+void
+mg_exchange_header(struct mg_exchange *x, const char *name, const char *fmt, ...)
+{
+	char value[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(value, sizeof(value), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(value) ||
+	    mg_fcgi_header_add(x->headers, sizeof(x->headers), name, value) != MG_OK)
+		mg_log(MG_LOG_WARN, x->request_id, "header %s left out: too long or not one line",
+		    name);
+}
+
+void
+mg_exchange_send_json(struct mg_exchange *x, int status, const char *body, size_t len)
+{
+	if (mg_fcgi_reply(x->fr, status, JSON_TYPE, x->headers, body, len) != MG_OK)
+		mg_log(MG_LOG_INFO, x->request_id, "client went away before the response");
+}
+
+void
+mg_exchange_send_error(struct mg_worker *w, struct mg_exchange *x, const struct mg_apierror *e)
+{
+	mg_buf_reset(&w->out);
+	if (mg_apierror_json(e, &w->out) != MG_OK) {
+		static const char fallback[] =
+		    "{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\",\"param\":null,\"code\":null}}";
+
+		mg_exchange_send_json(x, 500, fallback, sizeof(fallback) - 1);
+		return;
+	}
+	mg_exchange_send_json(x, e->status, w->out.data, w->out.len);
+}
+
+void
+mg_exchange_record(struct mg_worker *w, struct mg_exchange *x, struct mg_usage *u)
+{
+	enum mg_err rc;
+
+	u->latency_ms = mg_clock_ms_since(&x->start);
+	if (x->admitted) {
+		/* written by the ledger's thread: the client does not wait */
+		mg_ledger_settle(w->gw->ledger, u, x->billable);
+	} else {
+		rc = mg_store_record_usage(w->gw->store, u);
+		if (rc != MG_OK)
+			mg_log(MG_LOG_ERROR, x->request_id, "usage row not written: %s: %s",
+			    mg_strerror(rc), mg_store_last_error());
+	}
+	mg_log(MG_LOG_INFO, x->request_id,
+	    "%s project=%s key=%s model=%s status=%d tokens=%lld/%lld cost=%s latency_ms=%ld",
+	    u->endpoint, x->auth.project, x->auth.key_prefix, u->model[0] ? u->model : "-",
+	    u->status, u->prompt_tokens, u->completion_tokens,
+	    u->cost[0] ? u->cost : "-", u->latency_ms);
+}
+
+void
+mg_exchange_fail(struct mg_worker *w, struct mg_exchange *x, struct mg_usage *u,
+    const struct mg_apierror *e)
+{
+	u->status = e->status;
+	u->error_type = e->code != NULL ? e->code : e->type;
+	mg_exchange_send_error(w, x, e);
+	mg_exchange_record(w, x, u);
+}

@@ -1,0 +1,189 @@
+/* upkeep.c -- A responder's upkeep thread: the reaper of dead responders'
+ * reservations, the scheduled catalog refresh and the giving back of
+ * freed memory, each on its own interval, woken once a second.  Started
+ * and stopped by responder.c. */
+#include "config.h"
+
+#include <errno.h>
+#ifdef HAVE_MALLOC_H
+#include <malloc.h>
+#endif
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "catalog.h"
+#include "clock.h"
+#include "log.h"
+#include "upkeep.h"
+
+/* While requests keep running, the free memory of the malloc heaps is
+ * given back at most this often (seconds); a process that has been idle
+ * for a whole second gives it back then. */
+#define TRIM_BUSY_INTERVAL 30
+
+struct mg_upkeep {
+	const struct mg_conf *conf;
+	struct mg_store *store;
+	void (*activity)(void *arg, unsigned long *ended, int *serving);
+	void *arg;
+	pthread_t tid;
+	pthread_mutex_t lock;
+	pthread_cond_t stop;     /* signalled when stopping is set */
+	int stopping;
+};
+
+/* When the upkeep thread last gave memory back. */
+struct trim_state {
+	unsigned long seen;      /* requests ended, at the last tick */
+	unsigned long trimmed;   /* requests ended, at the last trim */
+	long last;               /* upkeep seconds, at the last trim */
+};
+
+/* Sleeps up to seconds, or until stopped; 1 when stopping. */
+static int
+nap(struct mg_upkeep *u, int seconds)
+{
+	struct timespec until;
+	int stopping;
+
+	/* the condition waits on the default clock, CLOCK_REALTIME */
+	mg_clock_deadline(CLOCK_REALTIME, seconds * 1000L, &until);
+	pthread_mutex_lock(&u->lock);
+	while (!u->stopping && pthread_cond_timedwait(&u->stop, &u->lock, &until) != ETIMEDOUT)
+		;
+	stopping = u->stopping;
+	pthread_mutex_unlock(&u->lock);
+	return stopping;
+}
+
+/* Settles the reservations of responders that died holding them. */
+static void
+reap(struct mg_upkeep *u)
+{
+	int n = 0;
+
+	if (mg_store_reap(u->store, u->conf->reap_after, &n) != MG_OK)
+		mg_log(MG_LOG_WARN, NULL, "reaper: %s", mg_store_last_error());
+	else if (n > 0)
+		mg_log(MG_LOG_WARN, NULL, "reaper: settled %d requests lost with their "
+		    "responder, at their reserved amount", n);
+}
+
+/* Refreshes the catalog when this process wins the claim. */
+static void
+refresh_catalog(struct mg_upkeep *u, struct mg_upstream *up)
+{
+	const struct mg_conf *c = u->conf;
+	char err[MG_ERR_DETAIL_LEN], *rows = NULL;
+	int claimed = 0, n = 0;
+
+	if (mg_store_catalog_claim(u->store, c->catalog_refresh, &claimed) != MG_OK || !claimed)
+		return;
+	if (mg_catalog_fetch(up, (size_t)c->up_max_response, &rows, &n, err, sizeof(err)) != MG_OK) {
+		mg_log(MG_LOG_WARN, NULL, "catalog refresh failed: %s", err);
+		return;
+	}
+	if (mg_store_catalog_replace(u->store, rows, &n) != MG_OK)
+		mg_log(MG_LOG_WARN, NULL, "catalog refresh not stored: %s", mg_store_last_error());
+	else
+		mg_log(MG_LOG_INFO, NULL, "catalog refreshed: %d models", n);
+	free(rows);
+}
+
+/* Hands the free pages of the malloc heaps back to the system once
+ * requests have ended since the last time: as soon as the process has
+ * been idle for a whole tick, and every TRIM_BUSY_INTERVAL seconds while
+ * it stays busy. */
+static void
+trim_memory(struct mg_upkeep *u, long now, struct trim_state *ts)
+{
+	unsigned long ended = 0;
+	int serving = 0, quiet;
+
+	u->activity(u->arg, &ended, &serving);
+	quiet = serving == 0 && ended == ts->seen;
+	ts->seen = ended;
+	if (ended == ts->trimmed || (!quiet && now - ts->last < TRIM_BUSY_INTERVAL))
+		return;
+	ts->trimmed = ended;
+	ts->last = now;
+#ifdef HAVE_MALLOC_TRIM
+	malloc_trim(0);
+#endif
+}
+
+static void *
+upkeep_main(void *arg)
+{
+	struct mg_upkeep *u = arg;
+	const struct mg_conf *c = u->conf;
+	struct mg_upstream *up = c->catalog_refresh > 0 ? mg_upstream_new(c) : NULL;
+	struct trim_state trim = { 0, 0, 0 };
+	long now = 0, next_reap = 1, next_catalog = 1;
+
+	while (!nap(u, 1)) {
+		now++;
+		trim_memory(u, now, &trim);
+		if (c->reap_interval > 0 && now >= next_reap) {
+			next_reap = now + c->reap_interval;
+			reap(u);
+		}
+		if (up != NULL && now >= next_catalog) {
+			next_catalog = now + (c->catalog_refresh < 60 ? c->catalog_refresh : 60);
+			refresh_catalog(u, up);
+		}
+	}
+	mg_upstream_free(up);
+	return NULL;
+}
+
+struct mg_upkeep *
+mg_upkeep_start(const struct mg_conf *conf, struct mg_store *store,
+    void (*activity)(void *arg, unsigned long *ended, int *serving), void *arg)
+{
+	struct mg_upkeep *u = calloc(1, sizeof(*u));
+
+	if (u == NULL)
+		return NULL;
+	u->conf = conf;
+	u->store = store;
+	u->activity = activity;
+	u->arg = arg;
+	pthread_mutex_init(&u->lock, NULL);
+	pthread_cond_init(&u->stop, NULL);
+	if (pthread_create(&u->tid, NULL, upkeep_main, u) != 0) {
+		pthread_mutex_destroy(&u->lock);
+		pthread_cond_destroy(&u->stop);
+		free(u);
+		return NULL;
+	}
+	return u;
+}
+
+void
+mg_upkeep_stop(struct mg_upkeep *u)
+{
+	if (u == NULL)
+		return;
+	pthread_mutex_lock(&u->lock);
+	u->stopping = 1;
+	pthread_cond_broadcast(&u->stop);
+	pthread_mutex_unlock(&u->lock);
+	pthread_join(u->tid, NULL);
+	pthread_mutex_destroy(&u->lock);
+	pthread_cond_destroy(&u->stop);
+	free(u);
+}
+
+void
+mg_upkeep_limit_arenas(int arenas)
+{
+	if (arenas == 0)
+		return;
+#if defined(HAVE_MALLOPT) && defined(M_ARENA_MAX)
+	if (mallopt(M_ARENA_MAX, arenas) != 1)
+		mg_log(MG_LOG_WARN, NULL, "cannot limit malloc arenas to %d", arenas);
+#else
+	mg_log(MG_LOG_INFO, NULL, "server.malloc_arenas: this C library has no arena limit");
+#endif
+}
