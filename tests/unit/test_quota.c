@@ -8,6 +8,7 @@
 
 #include "catalog.h"
 #include "quota.h"
+#include "unit.h"
 
 /* --- prompt estimate --------------------------------------------------- */
 
@@ -203,15 +204,6 @@ END_TEST
 
 /* --- catalog rows ------------------------------------------------------ */
 
-static json_object *
-parse(const char *text)
-{
-	json_object *o = json_tokener_parse(text);
-
-	ck_assert_msg(o != NULL, "test JSON does not parse: %s", text);
-	return o;
-}
-
 static const char *
 field(json_object *row, const char *name)
 {
@@ -224,7 +216,7 @@ field(json_object *row, const char *name)
 
 START_TEST(catalog_rows_prices_exact)
 {
-	json_object *chat = parse("{\"data\":["
+	json_object *chat = mg_unit_parse("{\"data\":["
 	    "{\"id\":\"openai/gpt-4o-mini\",\"name\":\"GPT-4o mini\",\"context_length\":128000,"
 	    " \"pricing\":{\"prompt\":\"0.00000015\",\"completion\":\"0.0000006\"}},"
 	    "{\"id\":\"openrouter/auto\",\"context_length\":2000000,"
@@ -232,7 +224,7 @@ START_TEST(catalog_rows_prices_exact)
 	    "{\"id\":\"x/num\",\"pricing\":{\"prompt\":0.000001,\"completion\":2e-6}},"
 	    "{\"id\":\"x/bad\",\"context_length\":\"big\",\"pricing\":{\"prompt\":\"free\"}},"
 	    "{\"name\":\"no id\"}]}");
-	json_object *emb = parse("{\"data\":[{\"id\":\"openai/text-embedding-3-small\","
+	json_object *emb = mg_unit_parse("{\"data\":[{\"id\":\"openai/text-embedding-3-small\","
 	    "\"pricing\":{\"prompt\":\"0.00000002\",\"completion\":\"0\"}},"
 	    "{\"id\":\"openai/gpt-4o-mini\"}]}");
 	json_object *rows = NULL, *r, *obj;
@@ -270,7 +262,7 @@ END_TEST
 
 START_TEST(catalog_rows_need_a_list)
 {
-	json_object *bad = parse("{\"error\":{\"message\":\"no\"}}");
+	json_object *bad = mg_unit_parse("{\"error\":{\"message\":\"no\"}}");
 	json_object *rows = NULL;
 
 	ck_assert_int_eq(mg_catalog_rows(bad, NULL, &rows), MG_ERR_UPSTREAM);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "request.h"
+#include "unit.h"
 
 #define MSGS "\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]"
 #define CHAT_OK "{\"model\":\"openai/gpt-4o-mini\"," MSGS "}"
@@ -167,18 +168,6 @@ static const struct {
 	  "{\"model\":\"e\",\"input\":[],\"encoding_format\":\"base64\"}", 0, MG_ERR_INVALID, "input", NULL, 0, 0, 0 },
 };
 
-/* A malloc'd string of n copies of c. */
-static char *
-repeat(char c, size_t n)
-{
-	char *s = malloc(n + 1);
-
-	ck_assert_ptr_nonnull(s);
-	memset(s, c, n);
-	s[n] = '\0';
-	return s;
-}
-
 /* The body of a generated case, malloc'd; *len its length. */
 static char *
 generate(enum gen g, size_t *len)
@@ -193,7 +182,7 @@ generate(enum gen g, size_t *len)
 	case GEN_MODEL_255:
 	case GEN_MODEL_256:
 	case GEN_MODEL_300:
-		m = repeat('m', g == GEN_MODEL_255 ? 255 : g == GEN_MODEL_256 ? 256 : 300);
+		m = mg_unit_repeat('m', g == GEN_MODEL_255 ? 255 : g == GEN_MODEL_256 ? 256 : 300);
 		n = (size_t)snprintf(b, cap, "{\"model\":\"%s\"," MSGS "}", m);
 		free(m);
 		break;
