@@ -1,70 +1,84 @@
 /* chunk.c -- Reading an OpenAI stream chunk: [DONE], an error, the
  * usage-only chunk or one to relay, with its content deltas counted and
- * its usage taken.  Read in place (lib/jscan) in the usual case; json-c is
- * the judge of the rest.  Called by stream.c. */
+ * its usage taken, in one pass in place (lib/jscan, through
+ * mg_usage_scan).  Called by stream.c. */
 #include "config.h"
 
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "chunk.h"
 #include "jscan.h"
 
-/* What the in-place reading found besides the usage. */
+/* What the pass found besides the usage: the last value of each member
+ * of interest. */
 struct scanned {
-	struct mg_jscan_value error, choices; /* the members, as read */
+	struct mg_jscan_value error;   /* the member, as read */
+	struct mg_jscan_value message; /* error.message */
+	struct mg_jscan_value choices;
 	long n_choices;         /* elements of choices, when an array */
 	long contents;          /* of them with a delta.content that is a non-empty string */
 };
 
-/* The choices array of a chunk: each delta.content. */
+/* One choice: 1 when its delta (the last one named) is an object whose
+ * content is a non-empty string. */
+static int
+scan_choice(struct mg_jscan *s)
+{
+	static const char *const names[] = { "delta", NULL };
+	struct mg_jscan_value delta, content;
+	int i, has = 0;
+
+	while ((i = mg_jscan_field(s, names, NULL)) >= 0) {
+		if (i == 0) {
+			mg_jscan_next(s);
+			continue;
+		}
+		mg_jscan_value(s, &delta);
+		has = 0;
+		if (delta.type != MG_JSCAN_OBJECT) {
+			mg_jscan_skip(s, &delta);
+			continue;
+		}
+		mg_jscan_pick(s, "content", &content);
+		has = content.type == MG_JSCAN_STRING && content.len > 0;
+	}
+	return has;
+}
+
+/* The choices array of a chunk. */
 static void
 scan_choices(struct mg_jscan *s, struct scanned *c)
 {
-	static const char *const names[] = { "delta", NULL };
-	struct mg_jscan_value choice, delta, content;
-	int i;
+	struct mg_jscan_value choice;
 
 	while (mg_jscan_element(s)) {
 		c->n_choices++;
 		mg_jscan_value(s, &choice);
-		if (choice.type != MG_JSCAN_OBJECT) {
+		if (choice.type == MG_JSCAN_OBJECT)
+			c->contents += scan_choice(s);
+		else
 			mg_jscan_skip(s, &choice);
-			continue;
-		}
-		delta.type = MG_JSCAN_NONE;
-		while ((i = mg_jscan_field(s, names, NULL)) >= 0) {
-			if (i == 0) {
-				mg_jscan_next(s);
-				continue;
-			}
-			mg_jscan_take(s, &delta);
-			if (delta.type != MG_JSCAN_OBJECT) {
-				mg_jscan_skip(s, &delta);
-				continue;
-			}
-			mg_jscan_pick(s, "content", &content);
-			if (content.type == MG_JSCAN_STRING && content.len > 0)
-				c->contents++;
-		}
 	}
 }
 
-/* A member of a chunk besides its usage (mg_usage_scan's walk).  What
- * json-c is to judge fails the scanner: a member of interest named twice,
- * or an error that is not null (rare, and read there). */
+/* A member of a chunk besides its usage (mg_usage_scan's walk). */
 static void
 chunk_member(void *arg, struct mg_jscan *s, const struct mg_jscan_value *name)
 {
 	struct scanned *c = arg;
 
 	if (mg_jscan_is(name, "error")) {
-		mg_jscan_take(s, &c->error);
-		mg_jscan_skip(s, &c->error);
-		if (c->error.type != MG_JSCAN_NULL)
-			mg_jscan_fail(s);
+		mg_jscan_value(s, &c->error);
+		c->message.type = MG_JSCAN_NONE;
+		if (c->error.type == MG_JSCAN_OBJECT)
+			mg_jscan_pick(s, "message", &c->message);
+		else
+			mg_jscan_skip(s, &c->error);
 	} else if (mg_jscan_is(name, "choices")) {
-		mg_jscan_take(s, &c->choices);
+		mg_jscan_value(s, &c->choices);
+		c->n_choices = 0;
+		c->contents = 0;
 		if (c->choices.type == MG_JSCAN_ARRAY)
 			scan_choices(s, c);
 		else
@@ -74,37 +88,40 @@ chunk_member(void *arg, struct mg_jscan *s, const struct mg_jscan_value *name)
 	}
 }
 
-/* The same reading from a json-c tree. */
-static void
-read_tree(struct mg_chunk *c, json_object *obj)
+/* The data of several data: lines (joined by LF) on one line: an LF
+ * between tokens becomes a space, one inside a string its escape.  A
+ * copy, malloc'd; NULL when out of memory. */
+static char *
+one_line(const char *data, size_t len, size_t *out_len)
 {
-	json_object *err, *msg, *choices, *usage;
-	size_t i, n;
+	char *line = malloc(2 * len + 1);
+	size_t i, o = 0;
+	int in_string = 0;
 
-	if (json_object_object_get_ex(obj, "error", &err) && err != NULL) {
-		c->kind = MG_CHUNK_ERROR;
-		if (json_object_object_get_ex(err, "message", &msg) &&
-		    json_object_is_type(msg, json_type_string))
-			snprintf(c->message, sizeof(c->message), "%s", json_object_get_string(msg));
-		return;
-	}
-	if (!json_object_object_get_ex(obj, "choices", &choices) ||
-	    !json_object_is_type(choices, json_type_array))
-		return;
-	n = json_object_array_length(choices);
-	if (n == 0 && json_object_object_get_ex(obj, "usage", &usage) && usage != NULL) {
-		c->kind = MG_CHUNK_USAGE_ONLY;
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		json_object *delta, *content;
+	if (line == NULL)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		char ch = data[i];
 
-		if (json_object_object_get_ex(json_object_array_get_idx(choices, i), "delta", &delta) &&
-		    json_object_object_get_ex(delta, "content", &content) &&
-		    json_object_is_type(content, json_type_string) &&
-		    json_object_get_string_len(content) > 0)
-			c->contents++;
+		if (ch == '\n') {
+			if (in_string) {
+				line[o++] = '\\';
+				line[o++] = 'n';
+			} else {
+				line[o++] = ' ';
+			}
+			continue;
+		}
+		line[o++] = ch;
+		if (ch == '"') {
+			in_string = !in_string;
+		} else if (ch == '\\' && in_string && i + 1 < len && data[i + 1] != '\n') {
+			line[o++] = data[++i];  /* an escape: its letter is no quote's end */
+		}
 	}
+	line[o] = '\0';
+	*out_len = o;
+	return line;
 }
 
 void
@@ -121,25 +138,28 @@ mg_chunk_read(struct mg_chunk *c, struct mg_usage *u, const char *data, size_t l
 		c->kind = MG_CHUNK_DONE;
 		return;
 	}
-	/* the usual chunk, read in place and passed on as it came */
 	memset(&sc, 0, sizeof(sc));
-	if (memchr(data, '\n', len) == NULL && mg_usage_scan(u, data, len, &walk) == MG_OK) {
-		if (sc.choices.type == MG_JSCAN_ARRAY && sc.n_choices == 0 && walk.usage)
-			c->kind = MG_CHUNK_USAGE_ONLY;
-		c->contents = sc.contents;
-		return;
-	}
-	c->tree = json_tokener_parse(data);
-	if (c->tree == NULL || !json_object_is_type(c->tree, json_type_object)) {
+	if (mg_usage_scan(u, data, len, &walk) != MG_OK) {
 		c->kind = MG_CHUNK_INVALID;
 		return;
 	}
-	mg_usage_from_json(u, c->tree);
-	read_tree(c, c->tree);
+	if (sc.error.type != MG_JSCAN_NONE && sc.error.type != MG_JSCAN_NULL) {
+		c->kind = MG_CHUNK_ERROR;
+		if (mg_jscan_string(&sc.message, c->message, sizeof(c->message), NULL) < 0)
+			c->message[0] = '\0';
+		return;
+	}
+	if (sc.choices.type == MG_JSCAN_ARRAY && sc.n_choices == 0 && walk.usage)
+		c->kind = MG_CHUNK_USAGE_ONLY;
+	c->contents = sc.contents;
 	if (memchr(data, '\n', len) != NULL) {
 		/* several data: lines: passed on as one */
-		c->text = json_object_to_json_string_ext(c->tree, JSON_C_TO_STRING_PLAIN);
-		c->len = strlen(c->text);
+		c->line = one_line(data, len, &c->len);
+		if (c->line == NULL) {
+			c->kind = MG_CHUNK_INVALID;
+			return;
+		}
+		c->text = c->line;
 	}
 }
 
@@ -148,6 +168,6 @@ mg_chunk_free(struct mg_chunk *c)
 {
 	if (c == NULL)
 		return;
-	json_object_put(c->tree);
-	c->tree = NULL;
+	free(c->line);
+	c->line = NULL;
 }

@@ -1,7 +1,6 @@
 #ifndef MG_CHUNK_H
 #define MG_CHUNK_H
 
-#include <json-c/json.h>
 #include <stddef.h>
 
 #include "usage.h"
@@ -25,7 +24,7 @@ struct mg_chunk {
 	const char *text;        /* DATA, USAGE_ONLY: the chunk as one line of JSON */
 	size_t len;
 	char message[512];       /* ERROR: error.message, or "" */
-	json_object *tree;       /* owned: set when text had to be written anew */
+	char *line;              /* owned: set when text had to be written anew */
 };
 
 /* Reads len bytes of event data (NUL-terminated at len) into c, and the

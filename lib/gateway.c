@@ -229,28 +229,26 @@ call_upstream(struct mg_worker *w, struct mg_exchange *x, const char *path, cons
 	return MG_OK;
 }
 
-/* The client's answer from a JSON answer of the upstream that had to be
- * parsed: converted (base64 embeddings) or as the upstream sent it. */
+/* The client's answer when it asked for base64 embeddings and the
+ * upstream's (in w->reply) has them as floats: the tree rewritten. */
 static enum mg_err
-answer_tree(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call,
-    json_object *json)
+answer_base64(struct mg_worker *w, struct mg_exchange *x)
 {
+	json_object *json = json_tokener_parse(mg_buf_str(&w->reply.body));
 	enum mg_err rc;
 
-	if (call->endpoint == MG_EP_EMBEDDINGS && call->want_base64) {
-		rc = mg_embed_to_base64(json);
-		if (rc != MG_OK)
-			return rc;
+	if (json == NULL)
+		return MG_ERR_JSON;
+	rc = mg_embed_to_base64(json);
+	if (rc == MG_OK) {
 		mg_buf_reset(&w->out);
 		rc = mg_buf_adds(&w->out, json_object_to_json_string_ext(json,
 		    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-		if (rc != MG_OK)
-			return rc;
-		mg_exchange_send_json(x, 200, w->out.data, w->out.len);
-		return MG_OK;
 	}
-	mg_exchange_send_json(x, 200, w->reply.body.data, w->reply.body.len);
-	return MG_OK;
+	json_object_put(json);
+	if (rc == MG_OK)
+		mg_exchange_send_json(x, 200, w->out.data, w->out.len);
+	return rc;
 }
 
 /* Relays a call that is not streamed and settles it. */
@@ -259,36 +257,29 @@ relay(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call, st
 {
 	const char *path = call->endpoint == MG_EP_CHAT ? "/chat/completions" : "/embeddings";
 	struct mg_apierror e;
-	json_object *json;
 	enum mg_err rc;
 
 	if (call_upstream(w, x, path, w->body.data, w->body.len, &e) != MG_OK) {
 		mg_exchange_fail(w, x, u, &e);
 		return;
 	}
-	if (!(call->endpoint == MG_EP_EMBEDDINGS && call->want_base64) &&
-	    mg_usage_from_text(u, mg_buf_str(&w->reply.body), w->reply.body.len) == MG_OK) {
-		/* a JSON object, read in place: the upstream's bytes go back */
-		x->billable = 1;
+	if (mg_usage_from_text(u, mg_buf_str(&w->reply.body), w->reply.body.len) != MG_OK) {
+		mg_log(MG_LOG_WARN, x->request_id, "upstream %s answered non-JSON: %.200s", path,
+		    mg_buf_str(&w->reply.body));
+		mg_apierror_set(&e, 502, "upstream_error", NULL, "upstream_invalid_response",
+		    "The upstream provider's answer was not valid JSON.");
+		mg_exchange_fail(w, x, u, &e);
+		return;
+	}
+	x->billable = 1;
+	if (!(call->endpoint == MG_EP_EMBEDDINGS && call->want_base64)) {
+		/* the upstream's bytes go back as they came */
 		mg_exchange_send_json(x, 200, w->reply.body.data, w->reply.body.len);
 		u->status = 200;
 		mg_exchange_record(w, x, u);
 		return;
 	}
-	json = json_tokener_parse(mg_buf_str(&w->reply.body));
-	if (json == NULL || !json_object_is_type(json, json_type_object)) {
-		mg_log(MG_LOG_WARN, x->request_id, "upstream %s answered non-JSON: %.200s", path,
-		    mg_buf_str(&w->reply.body));
-		mg_apierror_set(&e, 502, "upstream_error", NULL, "upstream_invalid_response",
-		    "The upstream provider's answer was not valid JSON.");
-		json_object_put(json);
-		mg_exchange_fail(w, x, u, &e);
-		return;
-	}
-	x->billable = 1;
-	mg_usage_from_json(u, json);
-	rc = answer_tree(w, x, call, json);
-	json_object_put(json);
+	rc = answer_base64(w, x);
 	if (rc != MG_OK) {
 		mg_apierror_set(&e, 502, "upstream_error", NULL, "upstream_invalid_response",
 		    "The upstream provider's embeddings could not be converted: %s.", mg_strerror(rc));

@@ -2,6 +2,7 @@
  * without building a tree.  Called by request and usage. */
 #include "config.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "jscan.h"
@@ -50,15 +51,11 @@ hex_value(char c)
 }
 
 /* 1 for the bytes that stand for themselves in a string: all but the
- * quote, the backslash and the control characters. */
+ * quote, the backslash and NUL.  Raw control characters are taken, as
+ * json-c takes them (RFC 8259 wants them escaped). */
 static const unsigned char plain[256] = {
-	['\x20'] = 1, 1, 0 /* '"' */, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0 /* '\\' */, 1, 1, 1,
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-	[0x80 ... 0xff] = 1
+	0 /* NUL */, [1 ... 0x21] = 1, 0 /* '"' */, [0x23 ... 0x5b] = 1, 0 /* '\\' */,
+	[0x5d ... 0xff] = 1
 };
 
 /* A string from its opening quote. */
@@ -73,7 +70,7 @@ read_string(struct mg_jscan *s, struct mg_jscan_value *v)
 	for (;;) {
 		while (p < end && plain[(unsigned char)*p])
 			p++;
-		if (p >= end || (unsigned char)*p < 0x20)
+		if (p >= end || *p == '\0')
 			goto fail;
 		if (*p == '"')
 			break;
@@ -176,9 +173,8 @@ open_level(struct mg_jscan *s, struct mg_jscan_value *v, char bracket, enum mg_j
 	s->open[s->depth] = bracket;
 	s->started[s->depth] = 0;
 	s->depth++;
-	s->p++;
 	v->type = type;
-	v->text = NULL;
+	v->text = s->p++;
 	v->len = 0;
 }
 
@@ -281,6 +277,21 @@ mg_jscan_member(struct mg_jscan *s, struct mg_jscan_value *key)
 	return next_item(s, '{') && read_key(s, key);
 }
 
+/* 1 when key, a member name, is name: compared as written when it has no
+ * escapes, else decoded (a name of interest is short and has no NUL). */
+static int
+name_is(const struct mg_jscan_value *key, const char *name)
+{
+	char decoded[64];
+	long n;
+	int nul;
+
+	if (!key->escaped)
+		return key->text[0] == name[0] && mg_jscan_is(key, name);
+	n = mg_jscan_string(key, decoded, sizeof(decoded), &nul);
+	return n >= 0 && (size_t)n < sizeof(decoded) && !nul && strcmp(decoded, name) == 0;
+}
+
 int
 mg_jscan_field(struct mg_jscan *s, const char *const names[], struct mg_jscan_value *key)
 {
@@ -291,25 +302,10 @@ mg_jscan_field(struct mg_jscan *s, const char *const names[], struct mg_jscan_va
 		key = &k;
 	if (!mg_jscan_member(s, key))
 		return -1;
-	if (key->escaped) {
-		mg_jscan_fail(s);
-		return -1;
-	}
-	/* the first byte rules most names out (an empty key's is the quote) */
 	for (i = 0; names[i] != NULL; i++)
-		if (names[i][0] == key->text[0] && mg_jscan_is(key, names[i]))
+		if (name_is(key, names[i]))
 			return i + 1;
 	return 0;
-}
-
-void
-mg_jscan_take(struct mg_jscan *s, struct mg_jscan_value *slot)
-{
-	if (slot->type != MG_JSCAN_NONE) {
-		mg_jscan_fail(s);
-		return;
-	}
-	mg_jscan_value(s, slot);
 }
 
 void
@@ -323,7 +319,8 @@ mg_jscan_pick(struct mg_jscan *s, const char *name, struct mg_jscan_value *slot)
 		if (i == 0) {
 			mg_jscan_next(s);
 		} else {
-			mg_jscan_take(s, slot);
+			/* named again: the last one counts, as in json-c */
+			mg_jscan_value(s, slot);
 			mg_jscan_skip(s, slot);
 		}
 	}
@@ -377,8 +374,10 @@ mg_jscan_is(const struct mg_jscan_value *v, const char *name)
 {
 	size_t i;
 
-	if (v->type != MG_JSCAN_STRING || v->escaped)
+	if (v->type != MG_JSCAN_STRING)
 		return 0;
+	if (v->escaped)
+		return name_is(v, name);
 	/* no NUL in v: a shorter name differs at its end */
 	for (i = 0; i < v->len; i++)
 		if (v->text[i] != name[i])
@@ -399,46 +398,67 @@ mg_jscan_int(const struct mg_jscan_value *v, long long *out)
 		negative = 1;
 		p++;
 	}
-	if (end - p > 18)
-		return -1;
+	/* summed on the negative side, which holds LLONG_MIN */
 	for (; p < end; p++)
-		n = n * 10 + (*p - '0');
-	*out = negative ? -n : n;
+		if (__builtin_mul_overflow(n, 10, &n) || __builtin_sub_overflow(n, *p - '0', &n))
+			return -1;
+	if (!negative && n == LLONG_MIN)
+		return -1;
+	*out = negative ? n : -n;
 	return 0;
 }
 
-/* Appends code point c as UTF-8; -1 when it does not fit. */
-static int
+/* Appends code point c as UTF-8 where it fits (o counts all of it). */
+static void
 put_utf8(unsigned c, char *dst, size_t size, size_t *o)
 {
-	size_t n = c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+	unsigned char b[4];
+	size_t n, i;
 
-	if (*o + n >= size)
-		return -1;
-	if (n == 1) {
-		dst[(*o)++] = (char)c;
-	} else if (n == 2) {
-		dst[(*o)++] = (char)(0xc0 | (c >> 6));
-		dst[(*o)++] = (char)(0x80 | (c & 0x3f));
+	if (c < 0x80) {
+		b[0] = (unsigned char)c;
+		n = 1;
+	} else if (c < 0x800) {
+		b[0] = (unsigned char)(0xc0 | (c >> 6));
+		b[1] = (unsigned char)(0x80 | (c & 0x3f));
+		n = 2;
+	} else if (c < 0x10000) {
+		b[0] = (unsigned char)(0xe0 | (c >> 12));
+		b[1] = (unsigned char)(0x80 | ((c >> 6) & 0x3f));
+		b[2] = (unsigned char)(0x80 | (c & 0x3f));
+		n = 3;
 	} else {
-		dst[(*o)++] = (char)(0xe0 | (c >> 12));
-		dst[(*o)++] = (char)(0x80 | ((c >> 6) & 0x3f));
-		dst[(*o)++] = (char)(0x80 | (c & 0x3f));
+		b[0] = (unsigned char)(0xf0 | (c >> 18));
+		b[1] = (unsigned char)(0x80 | ((c >> 12) & 0x3f));
+		b[2] = (unsigned char)(0x80 | ((c >> 6) & 0x3f));
+		b[3] = (unsigned char)(0x80 | (c & 0x3f));
+		n = 4;
 	}
-	return 0;
+	for (i = 0; i < n; i++, (*o)++)
+		if (*o + 1 < size)
+			dst[*o] = (char)b[i];
+}
+
+/* The 16-bit code unit of the unicode escape at p (at its backslash). */
+static unsigned
+unit_at(const char *p)
+{
+	return hex_value(p[2]) << 12 | hex_value(p[3]) << 8 | hex_value(p[4]) << 4 | hex_value(p[5]);
 }
 
 long
-mg_jscan_string(const struct mg_jscan_value *v, char *dst, size_t size)
+mg_jscan_string(const struct mg_jscan_value *v, char *dst, size_t size, int *nul)
 {
 	const char *p = v->text, *end = v->text + v->len;
 	size_t o = 0;
+	unsigned u, lo;
 
+	if (nul != NULL)
+		*nul = 0;
 	if (v->type != MG_JSCAN_STRING || size == 0)
 		return -1;
 	while (p < end) {
 		char c = *p++;
-		unsigned u;
 
 		if (c == '\\') {
 			/* the scanner checked the escape: its letter is there */
@@ -450,20 +470,34 @@ mg_jscan_string(const struct mg_jscan_value *v, char *dst, size_t size)
 			case 'r': c = '\r'; break;
 			case 't': c = '\t'; break;
 			case 'u':
-				u = hex_value(p[0]) << 12 | hex_value(p[1]) << 8 |
-				    hex_value(p[2]) << 4 | hex_value(p[3]);
+				u = unit_at(p - 2);
 				p += 4;
-				if (u == 0 || (u >= 0xd800 && u <= 0xdfff) || put_utf8(u, dst, size, &o) < 0)
-					return -1;
+				if (u >= 0xd800 && u <= 0xdbff && end - p >= 6 && p[0] == '\\' &&
+				    p[1] == 'u' && (lo = unit_at(p)) >= 0xdc00 && lo <= 0xdfff) {
+					/* a surrogate pair */
+					u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+					p += 6;
+				} else if (u >= 0xd800 && u <= 0xdfff) {
+					u = 0xfffd;     /* alone: the replacement character */
+				} else if (u == 0 && nul != NULL) {
+					*nul = 1;
+				}
+				put_utf8(u, dst, size, &o);
 				continue;
 			default:
 				break; /* '"', '\\', '/' stand for themselves */
 			}
 		}
-		if (o + 1 >= size)
-			return -1;
-		dst[o++] = c;
+		if (o + 1 < size)
+			dst[o] = c;
+		o++;
 	}
-	dst[o] = '\0';
+	dst[o < size ? o : size - 1] = '\0';
 	return (long)o;
+}
+
+const char *
+mg_jscan_at(const struct mg_jscan *s)
+{
+	return s->p;
 }

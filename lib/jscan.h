@@ -3,25 +3,26 @@
 
 #include <stddef.h>
 
-/* A JSON reader that checks a text and walks it in place, without building
- * a tree or allocating: for the hot path, where only a few members of a
- * request or an upstream answer matter and the bytes go on as they are.
+/* The JSON reader of the request path: it checks a text and walks it in
+ * place, without building a tree or allocating, so that only the few
+ * members that matter are read and the bytes go on as they came.  It is
+ * the one reader of client request bodies, upstream answers and stream
+ * chunks (json-c builds and rewrites trees elsewhere).
  *
- * It accepts RFC 8259 JSON, less three things: raw control characters in
- * strings, nesting deeper than MG_JSCAN_DEPTH, and text after the value
- * other than white space.  All that it accepts json-c accepts too, with
- * the same meaning; on anything else it fails, and the caller asks json-c,
- * which is the judge of what is valid.  Failure is sticky: after it every
- * call does nothing, returns 0 and reads values as MG_JSCAN_NONE, so a
- * walk ends by itself and mg_jscan_ok() at the end tells.  Not
- * thread-safe; the text must outlive the scanner. */
+ * It accepts RFC 8259 JSON with raw control characters other than NUL in
+ * strings (json-c takes them too), nesting up to MG_JSCAN_DEPTH, and
+ * nothing after the value but white space.  A member named twice counts
+ * with its last value, and names are compared decoded, as json-c does.
+ * Failure is sticky: after it every call does nothing, returns 0 and reads
+ * values as MG_JSCAN_NONE, so a walk ends by itself and mg_jscan_ok() at
+ * the end tells.  Not thread-safe; the text must outlive the scanner. */
 
-#define MG_JSCAN_DEPTH 24
+#define MG_JSCAN_DEPTH 64  /* json-c's limit in the gateway */
 
 enum mg_jscan_type {
 	MG_JSCAN_NONE = 0, /* no value: the scanner failed */
-	MG_JSCAN_OBJECT,   /* '{' read: walk it with mg_jscan_member or skip it */
-	MG_JSCAN_ARRAY,    /* '[' read: walk it with mg_jscan_element or skip it */
+	MG_JSCAN_OBJECT,   /* '{' read (text at it): walk it with mg_jscan_member or skip it */
+	MG_JSCAN_ARRAY,    /* '[' read (text at it): walk it with mg_jscan_element or skip it */
 	MG_JSCAN_STRING,   /* text, len: between the quotes, escapes as written */
 	MG_JSCAN_NUMBER,   /* text, len: the number as written */
 	MG_JSCAN_TRUE,     /* true */
@@ -55,15 +56,11 @@ void mg_jscan_value(struct mg_jscan *s, struct mg_jscan_value *v);
 int mg_jscan_member(struct mg_jscan *s, struct mg_jscan_value *key);
 /* The next member of the innermost open object, by name: i + 1 when its
  * name is names[i] (a NULL-terminated list), 0 for any other name, -1 when
- * the object closed here; the name in *key unless key is NULL.  A name
- * with escapes fails the scanner: it may be one of names in disguise. */
+ * the object closed here; the name in *key unless key is NULL. */
 int mg_jscan_field(struct mg_jscan *s, const char *const names[], struct mg_jscan_value *key);
-/* Reads the value of a member into *slot, which must be empty (type
- * MG_JSCAN_NONE): a member named twice fails the scanner (json-c keeps
- * the last of them). */
-void mg_jscan_take(struct mg_jscan *s, struct mg_jscan_value *slot);
 /* Walks the rest of the innermost open object: the value of its member
- * name (checked whole) goes to *slot, MG_JSCAN_NONE when there is none. */
+ * name (checked whole; the last one when named twice) goes to *slot,
+ * MG_JSCAN_NONE when there is none. */
 void mg_jscan_pick(struct mg_jscan *s, const char *name, struct mg_jscan_value *slot);
 /* In the innermost open array: 1 when an element follows (to be read
  * next), 0 when the array closed here. */
@@ -80,16 +77,22 @@ void mg_jscan_fail(struct mg_jscan *s);
 /* 1 while nothing failed. */
 int mg_jscan_ok(const struct mg_jscan *s);
 
-/* 1 when string v, without escapes, is name. */
+/* Where the scanner is: just after the value last read whole (an
+ * object or array once walked or skipped to its end). */
+const char *mg_jscan_at(const struct mg_jscan *s);
+
+/* 1 when string v, decoded, is name. */
 int mg_jscan_is(const struct mg_jscan_value *v, const char *name);
-/* The integer of number v (at most 18 digits, so no overflow) in *out:
- * 0, or -1 for anything else. */
+/* The integer of number v in *out: 0, or -1 for anything else (a
+ * fraction, an exponent, past the range of long long). */
 int mg_jscan_int(const struct mg_jscan_value *v, long long *out)
 	__attribute__((warn_unused_result));
-/* Decodes string v into dst (size bytes, NUL-terminated) as json-c does:
- * its length, or -1 when it does not fit or holds \u0000 or a surrogate
- * escape (left to json-c). */
-long mg_jscan_string(const struct mg_jscan_value *v, char *dst, size_t size)
+/* Decodes string v as json-c does (a surrogate pair to one code point, a
+ * lone surrogate to U+FFFD, an escaped U+0000 to a NUL byte, which sets *nul when nul
+ * is not NULL) into dst, size bytes: as snprintf, at most size - 1 bytes
+ * and a NUL, and returns the length decoded whole (size or more: cut).
+ * -1 when v is not a string or size is 0. */
+long mg_jscan_string(const struct mg_jscan_value *v, char *dst, size_t size, int *nul)
 	__attribute__((warn_unused_result));
 
 #endif

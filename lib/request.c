@@ -1,14 +1,16 @@
-/* request.c -- Client request bodies: the checks of chat and embeddings requests and
- * the fields the gateway needs (model, stream, max tokens).  Called by the
- * gateway. */
+/* request.c -- Client request bodies: the checks of chat and embeddings
+ * requests, the fields the gateway needs (model, stream, max tokens), and
+ * the body of a stream rewritten to ask for usage.  Read in one pass in
+ * place (lib/jscan), the one reader of a request's members.  Called by the
+ * gateway and the stream relay. */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "jscan.h"
 #include "request.h"
 
-#define JSON_MAX_DEPTH 64
 #define EMBEDDING_MAX_INPUTS 2048
 
 static const char invalid[] = "invalid_request_error";
@@ -19,100 +21,255 @@ mg_endpoint_name(enum mg_endpoint ep)
 	return ep == MG_EP_CHAT ? "chat.completions" : "embeddings";
 }
 
-static int
-only_space(const char *p, size_t n)
-{
-	size_t i;
+/*
+ * The pass over the body notes, for each member the checks look at, its
+ * last value (a member named twice counts with its last value, as in
+ * json-c and in the upstreams) and what the walk through it found; the
+ * checks then judge the notes in a fixed order, so the first error named
+ * does not depend on the order of the members.
+ */
 
-	for (i = 0; i < n; i++)
-		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
-			return 0;
-	return 1;
+/* What the walk through messages or input found wrong first. */
+enum flaw {
+	FLAW_NONE = 0,
+	FLAW_NOT_OBJECT,        /* messages[i] is not an object */
+	FLAW_ROLE,              /* messages[i].role is not a string */
+	FLAW_EMPTY,             /* input: an empty string or token array */
+	FLAW_TYPE               /* input: an element of the wrong kind */
+};
+
+/* The members of a body that the checks look at. */
+enum field {
+	F_OTHER = 0, F_MODEL, F_MESSAGES, F_MAX_TOKENS, F_MAX_COMPLETION, F_STREAM,
+	F_STREAM_OPTIONS, F_INPUT, F_FORMAT, F__COUNT
+};
+
+struct notes {
+	struct mg_jscan_value f[F__COUNT];   /* each member's last value */
+	const char *end[F__COUNT];           /* where that value ends */
+	long items;                          /* messages, input: elements */
+	long flaw_at;                        /* the element of the first flaw */
+	enum flaw flaw;
+	int all_ints;                        /* input: every element an integer */
+	const char *open;                    /* the body's opening brace */
+	int options;                         /* members of stream_options */
+	struct mg_jscan_value include_usage; /* stream_options.include_usage */
+	const char *include_usage_end;
+};
+
+/* messages: each element an object with a string role (the last role
+ * named counts). */
+static void
+walk_messages(struct mg_jscan *s, struct notes *n)
+{
+	struct mg_jscan_value m, role;
+
+	while (mg_jscan_element(s)) {
+		mg_jscan_value(s, &m);
+		if (m.type != MG_JSCAN_OBJECT) {
+			if (n->flaw == FLAW_NONE) {
+				n->flaw = FLAW_NOT_OBJECT;
+				n->flaw_at = n->items;
+			}
+			mg_jscan_skip(s, &m);
+		} else {
+			mg_jscan_pick(s, "role", &role);
+			if (role.type != MG_JSCAN_STRING && n->flaw == FLAW_NONE) {
+				n->flaw = FLAW_ROLE;
+				n->flaw_at = n->items;
+			}
+		}
+		n->items++;
+	}
 }
 
-static json_object *
-parse_json(const char *body, size_t len)
+/* A token array inside input: 1 when it holds integers only, at least
+ * one. */
+static int
+walk_tokens(struct mg_jscan *s)
 {
-	json_tokener *tok;
-	json_object *root;
-	size_t end;
+	struct mg_jscan_value t;
+	int tokens = 0, ok = 1;
 
-	if (len == 0 || len > (size_t)0x7fffffff)
-		return NULL;
-	tok = json_tokener_new_ex(JSON_MAX_DEPTH);
-	if (tok == NULL)
-		return NULL;
-	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-	root = json_tokener_parse_ex(tok, body, (int)len);
-	end = json_tokener_get_parse_end(tok);
-	if (root != NULL && json_tokener_get_error(tok) == json_tokener_success &&
-	    end < len && !only_space(body + end, len - end)) {
-		json_object_put(root);
-		root = NULL;
+	while (mg_jscan_element(s)) {
+		tokens++;
+		mg_jscan_value(s, &t);
+		if (t.type != MG_JSCAN_NUMBER || !t.integer)
+			ok = 0;
+		mg_jscan_skip(s, &t);
 	}
-	json_tokener_free(tok);
-	return root;
+	return ok && tokens > 0;
+}
+
+/* input as an array: one kind throughout, taken from the first element --
+ * non-empty strings, or non-empty integer arrays; integers alone are
+ * told by all_ints. */
+static void
+walk_input(struct mg_jscan *s, struct notes *n)
+{
+	struct mg_jscan_value v;
+	enum flaw flaw;
+	int strings = 0;
+
+	n->all_ints = 1;
+	while (mg_jscan_element(s)) {
+		mg_jscan_value(s, &v);
+		if (n->items == 0)
+			strings = v.type == MG_JSCAN_STRING;
+		if (v.type != MG_JSCAN_NUMBER || !v.integer)
+			n->all_ints = 0;
+		if (strings)
+			flaw = v.type != MG_JSCAN_STRING ? FLAW_TYPE : v.len == 0 ? FLAW_EMPTY : FLAW_NONE;
+		else if (v.type == MG_JSCAN_ARRAY)
+			flaw = walk_tokens(s) ? FLAW_NONE : FLAW_TYPE;
+		else
+			flaw = FLAW_TYPE;
+		if (v.type != MG_JSCAN_ARRAY || strings)
+			mg_jscan_skip(s, &v);
+		if (flaw != FLAW_NONE && n->flaw == FLAW_NONE) {
+			n->flaw = flaw;
+			n->flaw_at = n->items;
+		}
+		n->items++;
+	}
+}
+
+/* stream_options as an object: its include_usage, and where that ends. */
+static void
+walk_stream_options(struct mg_jscan *s, struct notes *n)
+{
+	static const char *const names[] = { "include_usage", NULL };
+	int i;
+
+	n->include_usage.type = MG_JSCAN_NONE;
+	n->options = 0;
+	while ((i = mg_jscan_field(s, names, NULL)) >= 0) {
+		n->options++;
+		if (i == 0) {
+			mg_jscan_next(s);
+			continue;
+		}
+		mg_jscan_value(s, &n->include_usage);
+		mg_jscan_skip(s, &n->include_usage);
+		n->include_usage_end = mg_jscan_at(s);
+	}
+}
+
+/* The pass: the body checked whole as JSON, the notes taken.  0 when it
+ * is not JSON; *root is the type of the top-level value. */
+static int
+scan_body(enum mg_endpoint ep, const char *body, size_t len, struct notes *n,
+    enum mg_jscan_type *root)
+{
+	static const char *const chat_names[] = { "model", "messages", "max_tokens",
+		"max_completion_tokens", "stream", "stream_options", NULL };
+	static const char *const embeddings_names[] = { "model", "input", "encoding_format", NULL };
+	static const enum field embeddings_fields[] = { F_OTHER, F_MODEL, F_INPUT, F_FORMAT };
+	int chat = ep == MG_EP_CHAT;
+	struct mg_jscan s;
+	struct mg_jscan_value top, *v;
+	int i;
+
+	memset(n, 0, sizeof(*n));
+	mg_jscan_init(&s, body, len);
+	mg_jscan_value(&s, &top);
+	*root = top.type;
+	n->open = top.text;
+	if (top.type != MG_JSCAN_OBJECT) {
+		mg_jscan_skip(&s, &top);
+		mg_jscan_finish(&s);
+		return mg_jscan_ok(&s);
+	}
+	while ((i = mg_jscan_field(&s, chat ? chat_names : embeddings_names, NULL)) >= 0) {
+		enum field k = chat ? (enum field)i : embeddings_fields[i];
+
+		if (k == F_OTHER) {
+			mg_jscan_next(&s);
+			continue;
+		}
+		v = &n->f[k];
+		mg_jscan_value(&s, v);
+		if (k == F_MESSAGES || k == F_INPUT) {
+			/* named again: only the last one's walk counts */
+			n->items = 0;
+			n->flaw = FLAW_NONE;
+		}
+		if (k == F_MESSAGES && v->type == MG_JSCAN_ARRAY)
+			walk_messages(&s, n);
+		else if (k == F_INPUT && v->type == MG_JSCAN_ARRAY)
+			walk_input(&s, n);
+		else if (k == F_STREAM_OPTIONS && v->type == MG_JSCAN_OBJECT)
+			walk_stream_options(&s, n);
+		else
+			mg_jscan_skip(&s, v);
+		n->end[k] = mg_jscan_at(&s);
+	}
+	mg_jscan_finish(&s);
+	return mg_jscan_ok(&s);
+}
+
+/* Absent, or null: the same to every check. */
+static int
+absent(const struct mg_jscan_value *v)
+{
+	return v->type == MG_JSCAN_NONE || v->type == MG_JSCAN_NULL;
 }
 
 static enum mg_err
-check_model(struct mg_call *c, struct mg_apierror *e)
+check_model(struct mg_call *c, const struct mg_jscan_value *v, struct mg_apierror *e)
 {
-	json_object *v;
+	long len;
+	int nul;
 
-	if (!json_object_object_get_ex(c->root, "model", &v) || v == NULL) {
+	if (absent(v)) {
 		mg_apierror_set(e, 400, invalid, "model", "missing_required_parameter",
 		    "you must provide a model parameter");
 		return MG_ERR_INVALID;
 	}
-	if (!json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0 ||
-	    strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
+	len = mg_jscan_string(v, c->model, sizeof(c->model), &nul);
+	if (len <= 0 || nul) {
 		mg_apierror_set(e, 400, invalid, "model", "invalid_type",
 		    "'model' must be a non-empty string");
 		return MG_ERR_INVALID;
 	}
-	if (json_object_get_string_len(v) >= 256) {
+	if ((size_t)len >= sizeof(c->model)) {
 		mg_apierror_set(e, 400, invalid, "model", "invalid_value",
 		    "'model' is longer than 255 characters");
 		return MG_ERR_INVALID;
 	}
-	memcpy(c->model, json_object_get_string(v), (size_t)json_object_get_string_len(v) + 1);
 	return MG_OK;
 }
 
-/* Checks an optional boolean field; *out is left alone when absent/null. */
+/* An optional boolean; *out is left alone when absent or null. */
 static enum mg_err
-check_bool(json_object *obj, const char *name, int *out, struct mg_apierror *e)
+check_bool(const struct mg_jscan_value *v, const char *name, int *out, struct mg_apierror *e)
 {
-	json_object *v;
-
-	if (!json_object_object_get_ex(obj, name, &v) || v == NULL)
+	if (absent(v))
 		return MG_OK;
-	if (!json_object_is_type(v, json_type_boolean)) {
-		mg_apierror_set(e, 400, invalid, name, "invalid_type",
-		    "'%s' must be a boolean", name);
+	if (v->type != MG_JSCAN_TRUE && v->type != MG_JSCAN_FALSE) {
+		mg_apierror_set(e, 400, invalid, name, "invalid_type", "'%s' must be a boolean", name);
 		return MG_ERR_INVALID;
 	}
-	*out = json_object_get_boolean(v);
+	*out = v->type == MG_JSCAN_TRUE;
 	return MG_OK;
 }
 
 /* max_tokens and max_completion_tokens: absent, null or an integer >= 1;
  * the larger of the two bounds the output. */
 static enum mg_err
-check_max_tokens(struct mg_call *c, const char *name, struct mg_apierror *e)
+check_max_tokens(struct mg_call *c, const struct mg_jscan_value *v, const char *name,
+    struct mg_apierror *e)
 {
-	json_object *v;
-	int64_t n;
+	long long n;
 
-	if (!json_object_object_get_ex(c->root, name, &v) || v == NULL)
+	if (absent(v))
 		return MG_OK;
-	if (!json_object_is_type(v, json_type_int)) {
-		mg_apierror_set(e, 400, invalid, name, "invalid_type",
-		    "'%s' must be an integer", name);
+	if (v->type != MG_JSCAN_NUMBER || !v->integer) {
+		mg_apierror_set(e, 400, invalid, name, "invalid_type", "'%s' must be an integer", name);
 		return MG_ERR_INVALID;
 	}
-	n = json_object_get_int64(v);
-	if (n < 1 || n > MG_MAX_OUTPUT_TOKENS) {
+	/* past the range of long long: out of range whatever its sign */
+	if (mg_jscan_int(v, &n) < 0 || n < 1 || n > MG_MAX_OUTPUT_TOKENS) {
 		mg_apierror_set(e, 400, invalid, name, "invalid_value",
 		    "'%s' must be between 1 and %d", name, MG_MAX_OUTPUT_TOKENS);
 		return MG_ERR_INVALID;
@@ -123,129 +280,83 @@ check_max_tokens(struct mg_call *c, const char *name, struct mg_apierror *e)
 }
 
 static enum mg_err
-check_chat(struct mg_call *c, struct mg_apierror *e)
+check_chat(struct mg_call *c, const struct notes *n, struct mg_apierror *e)
 {
-	json_object *msgs, *so;
-	size_t i, n;
+	const struct mg_jscan_value *msgs = &n->f[F_MESSAGES], *so = &n->f[F_STREAM_OPTIONS];
 	enum mg_err rc;
 
-	if (!json_object_object_get_ex(c->root, "messages", &msgs) || msgs == NULL) {
+	if (absent(msgs)) {
 		mg_apierror_set(e, 400, invalid, "messages", "missing_required_parameter",
 		    "you must provide a messages parameter");
 		return MG_ERR_INVALID;
 	}
-	if (!json_object_is_type(msgs, json_type_array)) {
+	if (msgs->type != MG_JSCAN_ARRAY) {
 		mg_apierror_set(e, 400, invalid, "messages", "invalid_type",
 		    "'messages' must be an array of message objects");
 		return MG_ERR_INVALID;
 	}
-	n = json_object_array_length(msgs);
-	if (n == 0) {
+	if (n->items == 0) {
 		mg_apierror_set(e, 400, invalid, "messages", "empty_array",
 		    "'messages' must contain at least one message");
 		return MG_ERR_INVALID;
 	}
-	for (i = 0; i < n; i++) {
-		json_object *m = json_object_array_get_idx(msgs, i), *role;
-
-		if (!json_object_is_type(m, json_type_object)) {
-			mg_apierror_set(e, 400, invalid, "messages", "invalid_type",
-			    "messages[%zu] must be an object", i);
-			return MG_ERR_INVALID;
-		}
-		if (!json_object_object_get_ex(m, "role", &role) ||
-		    !json_object_is_type(role, json_type_string)) {
-			mg_apierror_set(e, 400, invalid, "messages", "invalid_type",
-			    "messages[%zu].role must be a string", i);
-			return MG_ERR_INVALID;
-		}
+	if (n->flaw != FLAW_NONE) {
+		mg_apierror_set(e, 400, invalid, "messages", "invalid_type",
+		    n->flaw == FLAW_NOT_OBJECT ? "messages[%ld] must be an object" :
+		    "messages[%ld].role must be a string", n->flaw_at);
+		return MG_ERR_INVALID;
 	}
-	rc = check_max_tokens(c, "max_tokens", e);
+	rc = check_max_tokens(c, &n->f[F_MAX_TOKENS], "max_tokens", e);
 	if (rc == MG_OK)
-		rc = check_max_tokens(c, "max_completion_tokens", e);
-	if (rc != MG_OK)
+		rc = check_max_tokens(c, &n->f[F_MAX_COMPLETION], "max_completion_tokens", e);
+	if (rc == MG_OK)
+		rc = check_bool(&n->f[F_STREAM], "stream", &c->stream, e);
+	if (rc != MG_OK || absent(so))
 		return rc;
-	rc = check_bool(c->root, "stream", &c->stream, e);
-	if (rc != MG_OK)
-		return rc;
-	if (json_object_object_get_ex(c->root, "stream_options", &so) && so != NULL) {
-		if (!json_object_is_type(so, json_type_object)) {
-			mg_apierror_set(e, 400, invalid, "stream_options", "invalid_type",
-			    "'stream_options' must be an object");
-			return MG_ERR_INVALID;
-		}
-		rc = check_bool(so, "include_usage", &c->include_usage, e);
-		if (rc != MG_OK)
-			return rc;
+	if (so->type != MG_JSCAN_OBJECT) {
+		mg_apierror_set(e, 400, invalid, "stream_options", "invalid_type",
+		    "'stream_options' must be an object");
+		return MG_ERR_INVALID;
 	}
-	return MG_OK;
-}
-
-static int
-is_token_array(json_object *a)
-{
-	size_t i, n = json_object_array_length(a);
-
-	if (n == 0)
-		return 0;
-	for (i = 0; i < n; i++)
-		if (!json_object_is_type(json_object_array_get_idx(a, i), json_type_int))
-			return 0;
-	return 1;
+	return check_bool(&n->include_usage, "include_usage", &c->include_usage, e);
 }
 
 static enum mg_err
-check_embeddings(struct mg_call *c, struct mg_apierror *e)
+check_embeddings(struct mg_call *c, const struct notes *n, struct mg_apierror *e)
 {
-	json_object *in, *fmt;
-	size_t i, n;
+	const struct mg_jscan_value *in = &n->f[F_INPUT], *fmt = &n->f[F_FORMAT];
 
-	if (!json_object_object_get_ex(c->root, "input", &in) || in == NULL) {
+	if (absent(in)) {
 		mg_apierror_set(e, 400, invalid, "input", "missing_required_parameter",
 		    "you must provide an input parameter");
 		return MG_ERR_INVALID;
 	}
-	if (json_object_is_type(in, json_type_string)) {
-		if (json_object_get_string_len(in) == 0)
+	if (in->type == MG_JSCAN_STRING) {
+		if (in->len == 0)
 			goto empty;
-	} else if (json_object_is_type(in, json_type_array)) {
-		n = json_object_array_length(in);
-		if (n == 0)
+	} else if (in->type == MG_JSCAN_ARRAY) {
+		if (n->items == 0)
 			goto empty;
-		if (n > EMBEDDING_MAX_INPUTS) {
+		if (n->items > EMBEDDING_MAX_INPUTS) {
 			mg_apierror_set(e, 400, invalid, "input", "invalid_value",
 			    "'input' may hold at most %d items", EMBEDDING_MAX_INPUTS);
 			return MG_ERR_INVALID;
 		}
-		if (!is_token_array(in)) {
-			/* all strings, or all token arrays: never a mix */
-			int strings = json_object_is_type(json_object_array_get_idx(in, 0), json_type_string);
-
-			for (i = 0; i < n; i++) {
-				json_object *it = json_object_array_get_idx(in, i);
-
-				if (strings && json_object_is_type(it, json_type_string)) {
-					if (json_object_get_string_len(it) == 0)
-						goto empty;
-				} else if (strings || !json_object_is_type(it, json_type_array) ||
-				    !is_token_array(it)) {
-					goto badtype;
-				}
-			}
-		}
+		/* integers alone, all strings, or all token arrays: never a mix */
+		if (!n->all_ints && n->flaw == FLAW_EMPTY)
+			goto empty;
+		if (!n->all_ints && n->flaw == FLAW_TYPE)
+			goto badtype;
 	} else {
 		goto badtype;
 	}
-	if (json_object_object_get_ex(c->root, "encoding_format", &fmt) && fmt != NULL) {
-		const char *f = json_object_get_string(fmt);
-
-		if (!json_object_is_type(fmt, json_type_string) ||
-		    (strcmp(f, "float") != 0 && strcmp(f, "base64") != 0)) {
+	if (!absent(fmt)) {
+		if (!mg_jscan_is(fmt, "float") && !mg_jscan_is(fmt, "base64")) {
 			mg_apierror_set(e, 400, invalid, "encoding_format", "invalid_value",
 			    "'encoding_format' must be \"float\" or \"base64\"");
 			return MG_ERR_INVALID;
 		}
-		c->want_base64 = strcmp(f, "base64") == 0;
+		c->want_base64 = mg_jscan_is(fmt, "base64");
 	}
 	return MG_OK;
 empty:
@@ -258,186 +369,37 @@ badtype:
 	return MG_ERR_INVALID;
 }
 
-/*
- * The hot path: a valid body checked in place with lib/jscan, to the same
- * result as the json-c checks above.  It takes on only bodies it can judge
- * alone and gives up (MG_ERR_JSON) on anything else -- every error, a
- * member of interest named twice or with an escaped name, a number it
- * cannot read exactly -- and the checks above then decide, with their
- * messages.
- */
-
-/* messages: a non-empty array of objects, each with a string role. */
+/* Where the body of a stream is to ask for usage: the bytes at
+ * [at, at + cut) become text. */
 static void
-scan_messages(struct mg_jscan *s)
+note_usage_splice(struct mg_call *c, const struct notes *n, const char *body)
 {
-	struct mg_jscan_value m, role;
-	int n = 0;
+	const struct mg_jscan_value *so = &n->f[F_STREAM_OPTIONS];
+	const char *at, *end;
 
-	while (mg_jscan_element(s)) {
-		n++;
-		mg_jscan_value(s, &m);
-		if (m.type != MG_JSCAN_OBJECT) {
-			mg_jscan_fail(s);
-			break;
-		}
-		mg_jscan_pick(s, "role", &role);
-		if (role.type != MG_JSCAN_STRING)
-			mg_jscan_fail(s);
-	}
-	if (n == 0)
-		mg_jscan_fail(s);
-}
-
-/* An optional boolean: absent or null leaves *out alone. */
-static void
-scan_bool(struct mg_jscan *s, const struct mg_jscan_value *v, int *out)
-{
-	if (v->type == MG_JSCAN_TRUE || v->type == MG_JSCAN_FALSE)
-		*out = v->type == MG_JSCAN_TRUE;
-	else if (v->type != MG_JSCAN_NONE && v->type != MG_JSCAN_NULL)
-		mg_jscan_fail(s);
-}
-
-/* stream_options: an object whose include_usage is absent, null or a
- * boolean. */
-static void
-scan_stream_options(struct mg_jscan *s, struct mg_call *c)
-{
-	struct mg_jscan_value v;
-
-	mg_jscan_pick(s, "include_usage", &v);
-	scan_bool(s, &v, &c->include_usage);
-}
-
-/* max_tokens, max_completion_tokens: absent, null or 1..MG_MAX_OUTPUT_TOKENS */
-static void
-scan_max_tokens(struct mg_jscan *s, const struct mg_jscan_value *v, struct mg_call *c)
-{
-	long long n;
-
-	if (v->type == MG_JSCAN_NONE || v->type == MG_JSCAN_NULL)
-		return;
-	if (mg_jscan_int(v, &n) < 0 || n < 1 || n > MG_MAX_OUTPUT_TOKENS) {
-		mg_jscan_fail(s);
-		return;
-	}
-	if (n > c->max_output)
-		c->max_output = n;
-}
-
-/* input: a non-empty string, or 1..EMBEDDING_MAX_INPUTS of one kind:
- * integers, non-empty strings or non-empty integer arrays. */
-static void
-scan_input(struct mg_jscan *s, const struct mg_jscan_value *in)
-{
-	struct mg_jscan_value v, t;
-	enum mg_jscan_type kind = MG_JSCAN_NONE;
-	int n = 0, tokens;
-
-	if (in->type == MG_JSCAN_STRING) {
-		if (in->len == 0)
-			mg_jscan_fail(s);
-		return;
-	}
-	if (in->type != MG_JSCAN_ARRAY) {
-		mg_jscan_fail(s);
-		return;
-	}
-	while (mg_jscan_element(s)) {
-		mg_jscan_value(s, &v);
-		if (n++ == 0)
-			kind = v.type;
-		if (v.type != kind || n > EMBEDDING_MAX_INPUTS) {
-			mg_jscan_fail(s);
-		} else if (v.type == MG_JSCAN_NUMBER) {
-			if (!v.integer)
-				mg_jscan_fail(s);
-		} else if (v.type == MG_JSCAN_STRING) {
-			if (v.len == 0)
-				mg_jscan_fail(s);
-		} else if (v.type == MG_JSCAN_ARRAY) {
-			tokens = 0;
-			while (mg_jscan_element(s)) {
-				tokens++;
-				mg_jscan_value(s, &t);
-				if (t.type != MG_JSCAN_NUMBER || !t.integer)
-					mg_jscan_fail(s);
-			}
-			if (tokens == 0)
-				mg_jscan_fail(s);
-		} else {
-			mg_jscan_fail(s);
-		}
-	}
-	if (n == 0)
-		mg_jscan_fail(s);
-}
-
-/* The members scan_call looks at, in the order of its slots. */
-enum field {
-	F_OTHER = 0, F_MODEL, F_MESSAGES, F_MAX_TOKENS, F_MAX_COMPLETION, F_STREAM,
-	F_STREAM_OPTIONS, F_INPUT, F_FORMAT, F__COUNT
-};
-
-static enum mg_err
-scan_call(struct mg_call *c, const char *body, size_t len)
-{
-	static const char *const chat_names[] = { "model", "messages", "max_tokens",
-		"max_completion_tokens", "stream", "stream_options", NULL };
-	static const char *const embeddings_names[] = { "model", "input", "encoding_format", NULL };
-	int chat = c->endpoint == MG_EP_CHAT;
-	struct mg_jscan s;
-	struct mg_jscan_value root, f[F__COUNT];
-	int i;
-
-	memset(f, 0, sizeof(f));
-	mg_jscan_init(&s, body, len);
-	mg_jscan_value(&s, &root);
-	if (root.type != MG_JSCAN_OBJECT)
-		return MG_ERR_JSON;
-	while ((i = mg_jscan_field(&s, chat ? chat_names : embeddings_names, NULL)) >= 0) {
-		enum field k = i == 0 ? F_OTHER : chat ? (enum field)i :
-		    i == 1 ? F_MODEL : i == 2 ? F_INPUT : F_FORMAT;
-
-		if (k == F_OTHER) {
-			mg_jscan_next(&s);
-			continue;
-		}
-		mg_jscan_take(&s, &f[k]);
-		if (k == F_MESSAGES && f[k].type == MG_JSCAN_ARRAY)
-			scan_messages(&s);
-		else if (k == F_STREAM_OPTIONS && f[k].type == MG_JSCAN_OBJECT)
-			scan_stream_options(&s, c);
-		else if (k == F_INPUT)
-			scan_input(&s, &f[k]);
-		else
-			mg_jscan_skip(&s, &f[k]);
-	}
-	mg_jscan_finish(&s);
-	if (!mg_jscan_ok(&s) || f[F_MODEL].type != MG_JSCAN_STRING ||
-	    mg_jscan_string(&f[F_MODEL], c->model, sizeof(c->model)) <= 0)
-		return MG_ERR_JSON;
-	if (chat) {
-		if (f[F_MESSAGES].type != MG_JSCAN_ARRAY)
-			mg_jscan_fail(&s);
-		scan_max_tokens(&s, &f[F_MAX_TOKENS], c);
-		scan_max_tokens(&s, &f[F_MAX_COMPLETION], c);
-		scan_bool(&s, &f[F_STREAM], &c->stream);
-		if (f[F_STREAM_OPTIONS].type != MG_JSCAN_NONE &&
-		    f[F_STREAM_OPTIONS].type != MG_JSCAN_NULL &&
-		    f[F_STREAM_OPTIONS].type != MG_JSCAN_OBJECT)
-			mg_jscan_fail(&s);
+	if (so->type == MG_JSCAN_OBJECT && n->include_usage.type != MG_JSCAN_NONE) {
+		/* "include_usage": false or null, the last one named */
+		at = n->include_usage.text;
+		end = n->include_usage_end;
+		c->usage_text = "true";
+	} else if (so->type == MG_JSCAN_OBJECT) {
+		/* after its '{': the object may hold other members */
+		at = so->text + 1;
+		end = at;
+		c->usage_text = n->options > 0 ? "\"include_usage\":true," : "\"include_usage\":true";
+	} else if (so->type == MG_JSCAN_NULL) {
+		at = so->text;
+		end = n->end[F_STREAM_OPTIONS];
+		c->usage_text = "{\"include_usage\":true}";
 	} else {
-		if (f[F_INPUT].type == MG_JSCAN_NONE)
-			mg_jscan_fail(&s);
-		if (mg_jscan_is(&f[F_FORMAT], "base64"))
-			c->want_base64 = 1;
-		else if (f[F_FORMAT].type != MG_JSCAN_NONE && f[F_FORMAT].type != MG_JSCAN_NULL &&
-		    !mg_jscan_is(&f[F_FORMAT], "float"))
-			mg_jscan_fail(&s);
+		/* none: a member first in the body, which has model and
+		 * messages after it */
+		at = n->open + 1;
+		end = at;
+		c->usage_text = "\"stream_options\":{\"include_usage\":true},";
 	}
-	return mg_jscan_ok(&s) ? MG_OK : MG_ERR_JSON;
+	c->usage_at = (size_t)(at - body);
+	c->usage_cut = (size_t)(end - at);
 }
 
 static void
@@ -452,45 +414,56 @@ enum mg_err
 mg_request_parse(enum mg_endpoint ep, const char *body, size_t len,
     struct mg_call *c, struct mg_apierror *e)
 {
+	struct notes n;
+	enum mg_jscan_type root;
 	enum mg_err rc;
 
 	call_init(c, ep);
-	if (len > 0 && len <= (size_t)0x7fffffff && scan_call(c, body, len) == MG_OK)
-		return MG_OK;
-	call_init(c, ep);
-	c->root = parse_json(body, len);
-	if (c->root == NULL) {
+	if (len == 0 || !scan_body(ep, body, len, &n, &root)) {
 		mg_apierror_set(e, 400, invalid, NULL, "invalid_json",
 		    "We could not parse the JSON body of your request. The body must be a JSON object "
 		    "(send it with Content-Type: application/json).");
 		return MG_ERR_JSON;
 	}
-	if (!json_object_is_type(c->root, json_type_object)) {
+	if (root != MG_JSCAN_OBJECT) {
 		mg_apierror_set(e, 400, invalid, NULL, "invalid_json",
 		    "The request body must be a JSON object.");
-		rc = MG_ERR_INVALID;
-		goto fail;
+		return MG_ERR_INVALID;
 	}
-	rc = check_model(c, e);
-	if (rc != MG_OK)
-		goto fail;
-	rc = ep == MG_EP_CHAT ? check_chat(c, e) : check_embeddings(c, e);
-	if (rc != MG_OK)
-		goto fail;
+	rc = check_model(c, &n.f[F_MODEL], e);
+	if (rc == MG_OK)
+		rc = ep == MG_EP_CHAT ? check_chat(c, &n, e) : check_embeddings(c, &n, e);
+	if (rc != MG_OK) {
+		call_init(c, ep);
+		return rc;
+	}
+	if (ep == MG_EP_CHAT && c->stream && !c->include_usage)
+		note_usage_splice(c, &n, body);
 	return MG_OK;
-fail:
-	json_object_put(c->root);
-	c->root = NULL;
-	c->model[0] = '\0';
-	return rc;
 }
 
-json_object *
-mg_call_tree(struct mg_call *c, const char *body, size_t len)
+const char *
+mg_call_usage_body(struct mg_call *c, const char *body, size_t *len)
 {
-	if (c->root == NULL)
-		c->root = parse_json(body, len);
-	return c->root;
+	size_t add, n;
+
+	if (c->usage_text == NULL)
+		return body;
+	if (c->usage_body == NULL) {
+		add = strlen(c->usage_text);
+		n = *len - c->usage_cut + add;
+		c->usage_body = malloc(n + 1);
+		if (c->usage_body == NULL)
+			return body;    /* sent as it came: the stream has no usage chunk */
+		memcpy(c->usage_body, body, c->usage_at);
+		memcpy(c->usage_body + c->usage_at, c->usage_text, add);
+		memcpy(c->usage_body + c->usage_at + add, body + c->usage_at + c->usage_cut,
+		    *len - c->usage_at - c->usage_cut);
+		c->usage_body[n] = '\0';
+		c->usage_len = n;
+	}
+	*len = c->usage_len;
+	return c->usage_body;
 }
 
 void
@@ -498,7 +471,7 @@ mg_call_free(struct mg_call *c)
 {
 	if (c == NULL)
 		return;
-	json_object_put(c->root);
-	c->root = NULL;
+	free(c->usage_body);
+	c->usage_body = NULL;
 	c->model[0] = '\0';
 }

@@ -4,7 +4,6 @@
  * end (done, broken off, an error event) recorded.  Called by gateway.c. */
 #include "config.h"
 
-#include <json-c/json.h>
 #include <poll.h>
 #include <string.h>
 
@@ -239,30 +238,6 @@ stream_tick(void *arg)
 	return stream_write(st, ping, sizeof(ping) - 1) < 0;
 }
 
-/* The body sent upstream for a stream: the client's, asking for usage. */
-static const char *
-stream_body(struct mg_call *call, const char *body, size_t *len)
-{
-	json_object *root, *so;
-	const char *text;
-
-	if (call->include_usage)
-		return body;
-	root = mg_call_tree(call, body, *len);
-	if (root == NULL)
-		return body;
-	if (!json_object_object_get_ex(root, "stream_options", &so) || so == NULL) {
-		so = json_object_new_object();
-		if (so == NULL)
-			return body;
-		json_object_object_add(root, "stream_options", so);
-	}
-	json_object_object_add(so, "include_usage", json_object_new_boolean(1));
-	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-	*len = strlen(text);
-	return text;
-}
-
 /* How the stream ended once it had started: u's status, and the error
  * event the client still needs. */
 static void
@@ -313,7 +288,7 @@ mg_stream_relay(struct mg_worker *w, struct mg_exchange *x, struct mg_call *call
 	struct mg_upstream_sink sink = { stream_start, stream_data, stream_tick, &st };
 	struct mg_apierror e;
 	size_t len = w->body.len;
-	const char *body = stream_body(call, w->body.data, &len);
+	const char *body = mg_call_usage_body(call, w->body.data, &len);
 	enum mg_err rc;
 
 	memset(&st, 0, sizeof(st));

@@ -1,7 +1,6 @@
 #ifndef MG_USAGE_H
 #define MG_USAGE_H
 
-#include <json-c/json.h>
 #include <stddef.h>
 
 #include "err.h"
@@ -33,13 +32,12 @@ struct mg_usage {
 };
 
 void mg_usage_init(struct mg_usage *u);
-/* Takes id, provider and usage{prompt,completion,total tokens, cost} from an
- * upstream response object (a completion, an embeddings list or a chunk).
- * Fields absent from resp are left as they were. */
-void mg_usage_from_json(struct mg_usage *u, json_object *resp);
-/* The same from len bytes of JSON text, without building a tree: MG_OK
- * when the text is a JSON object within mg_jscan's reach; otherwise
- * MG_ERR_JSON and u unchanged (json-c is then to parse the text). */
+/* Takes id, provider and usage{prompt, completion, total tokens, cost}
+ * from len bytes of an upstream answer (a completion, an embeddings list
+ * or a stream chunk), read in place: the one reader of an answer's usage.
+ * Members absent from it leave u as it was; a member named twice counts
+ * with its last value.  MG_ERR_JSON, u unchanged, when the text is not a
+ * JSON object. */
 enum mg_err mg_usage_from_text(struct mg_usage *u, const char *text, size_t len)
 	__attribute__((warn_unused_result));
 

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <limits.h>
 #include <json-c/json.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "jscan.h"
+#include "money.h"
 #include "usage.h"
 
 /* What json-c makes of text: the judge.  Loose is json_tokener_parse (as
@@ -114,7 +116,11 @@ static const struct {
 	{ "{\"\":\"\"}", 1 },
 	{ "1", 1 },
 	{ "null", 1 },
-	/* refused: json-c judges these */
+	/* raw control characters in strings, as json-c takes them */
+	{ "\"a\x01\"", 1 },
+	{ "\"a\nb\"", 1 },
+	{ "{\"a\x1f\":\"\t\"}", 1 },
+	/* refused */
 	{ "", 0 },
 	{ " ", 0 },
 	{ "{", 0 },
@@ -142,8 +148,6 @@ static const struct {
 	{ "\"\\x\"", 0 },
 	{ "\"\\u12\"", 0 },
 	{ "\"\\u12g4\"", 0 },
-	{ "\"a\x01\"", 0 },
-	{ "\"a\nb\"", 0 },
 	{ "\"abc", 0 },
 	{ "{} x", 0 },
 	{ "{}{}", 0 },
@@ -151,9 +155,30 @@ static const struct {
 	{ "\f{}", 0 },
 	{ "{}/* c */", 0 },
 	{ "[1]]", 0 },
-	{ "[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]", 1 },    /* 24 levels */
-	{ "[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]", 0 },  /* 25 */
+	/* json-c takes these; RFC 8259 does not, nor does the scanner */
+	{ "[1.]", 0 },
+	{ "[00]", 0 },
+	{ "[NaN]", 0 },
 };
+
+/* Nesting: MG_JSCAN_DEPTH levels and no more, as json-c in the gateway. */
+START_TEST(depth_limit)
+{
+	char text[2 * MG_JSCAN_DEPTH + 8];
+	enum mg_jscan_type top;
+	int depth, i, n;
+
+	for (depth = MG_JSCAN_DEPTH - 1; depth <= MG_JSCAN_DEPTH + 1; depth++) {
+		n = 0;
+		for (i = 0; i < depth; i++)
+			text[n++] = '[';
+		for (i = 0; i < depth; i++)
+			text[n++] = ']';
+		ck_assert_int_eq(scan_ok(text, (size_t)n, &top), depth <= MG_JSCAN_DEPTH);
+		ck_assert_int_eq(json_c_strict_ok(text, (size_t)n), depth <= MG_JSCAN_DEPTH);
+	}
+}
+END_TEST
 
 START_TEST(texts_table)
 {
@@ -166,8 +191,8 @@ START_TEST(texts_table)
 }
 END_TEST
 
-/* The NUL byte is a control character: never inside a text the scanner
- * accepts (json-c stops reading there). */
+/* The NUL byte: never inside a text the scanner accepts (json-c stops
+ * reading there). */
 START_TEST(nul_refused)
 {
 	static const char a[] = "{\"a\":\"x\0y\"}", b[] = "{}\0";
@@ -249,7 +274,6 @@ gen_number(struct text *t)
 		"123456789012345678", "1234567890123456789", "99999999999999999999", "0.5",
 		"-0.0", "1e5", "1E+5", "1e-7", "0.0000170", "2.5E+3", "1e999", "-1e-999", "10.25e2"
 	};
-
 	puts_(t, nums[rnd(sizeof(nums) / sizeof(nums[0]))]);
 }
 
@@ -363,30 +387,33 @@ START_TEST(random_strings_decode)
 	for (i = 0; i < 20000; i++) {
 		json_object *o;
 		long n;
+		int nul;
 
 		t.len = 0;
 		gen_string(&t);
 		mg_jscan_init(&s, t.p, t.len);
 		mg_jscan_value(&s, &v);
 		ck_assert_int_eq(v.type, MG_JSCAN_STRING);
-		n = mg_jscan_string(&v, out, sizeof(out));
+		n = mg_jscan_string(&v, out, sizeof(out), &nul);
 		o = json_c_loose(t.p, t.len);
 		ck_assert_ptr_nonnull(o);
-		if (n >= 0) {
-			decoded++;
-			ck_assert_int_eq(n, json_object_get_string_len(o));
-			ck_assert_msg(memcmp(out, json_object_get_string(o), (size_t)n) == 0, "'%s'", t.p);
-			ck_assert_int_eq(out[n], '\0');
-			if (!v.escaped)
-				ck_assert(v.len == (size_t)n && memcmp(v.text, out, (size_t)n) == 0);
-		}
+		ck_assert_int_ge(n, 0);
+		ck_assert_int_lt(n, (long)sizeof(out));
+		decoded++;
+		ck_assert_int_eq(n, json_object_get_string_len(o));
+		ck_assert_msg(memcmp(out, json_object_get_string(o), (size_t)n) == 0, "'%s'", t.p);
+		ck_assert_int_eq(out[n], '\0');
+		ck_assert_int_eq(nul, memchr(out, '\0', (size_t)n) != NULL);
+		if (!v.escaped)
+			ck_assert(v.len == (size_t)n && memcmp(v.text, out, (size_t)n) == 0);
 		json_object_put(o);
 	}
-	ck_assert_int_gt(decoded, 5000);
+	ck_assert_int_eq(decoded, 20000);
 	free(t.p);
 }
 END_TEST
 
+/* Cut to fit as snprintf would: the whole length returned. */
 START_TEST(string_does_not_fit)
 {
 	struct mg_jscan s;
@@ -395,17 +422,76 @@ START_TEST(string_does_not_fit)
 
 	mg_jscan_init(&s, "\"abc\"", 5);
 	mg_jscan_value(&s, &v);
-	ck_assert_int_eq(mg_jscan_string(&v, out, sizeof(out)), 3);
+	ck_assert_int_eq(mg_jscan_string(&v, out, sizeof(out), NULL), 3);
 	ck_assert_str_eq(out, "abc");
 	mg_jscan_init(&s, "\"abcd\"", 6);
 	mg_jscan_value(&s, &v);
-	ck_assert_int_eq(mg_jscan_string(&v, out, sizeof(out)), -1);
+	ck_assert_int_eq(mg_jscan_string(&v, out, sizeof(out), NULL), 4);
+	ck_assert_str_eq(out, "abc");
 	mg_jscan_init(&s, "\"a\\u00e9\"", 9);
 	mg_jscan_value(&s, &v);
-	ck_assert_int_eq(mg_jscan_string(&v, out, sizeof(out)), 3);
+	ck_assert_int_eq(mg_jscan_string(&v, out, sizeof(out), NULL), 3);
+	ck_assert_str_eq(out, "a\xc3\xa9");
 	mg_jscan_init(&s, "\"ab\\u00e9\"", 10);
 	mg_jscan_value(&s, &v);
-	ck_assert_int_eq(mg_jscan_string(&v, out, sizeof(out)), -1);
+	ck_assert_int_eq(mg_jscan_string(&v, out, sizeof(out), NULL), 4);
+	ck_assert_uint_eq(strlen(out), 3);
+	mg_jscan_init(&s, "\"\\ud83d\\ude00\"", 14);
+	mg_jscan_value(&s, &v);
+	ck_assert_int_eq(mg_jscan_string(&v, out, 1, NULL), 4);
+	ck_assert_str_eq(out, "");
+	ck_assert_int_eq(mg_jscan_string(&v, out, 0, NULL), -1);
+	mg_jscan_init(&s, "7", 1);
+	mg_jscan_value(&s, &v);
+	ck_assert_int_eq(mg_jscan_string(&v, out, sizeof(out), NULL), -1);
+}
+END_TEST
+
+/* Every surrogate pair is one code point (json-c 0.16 turns those whose
+ * code point ends in D800-DFFF, such as U+1DE00, into U+FFFD). */
+START_TEST(surrogate_pairs)
+{
+	struct mg_jscan s;
+	struct mg_jscan_value v;
+	char out[16];
+
+	mg_jscan_init(&s, "\"\\ud837\\ude00\"", 14);
+	mg_jscan_value(&s, &v);
+	ck_assert_int_eq(mg_jscan_string(&v, out, sizeof(out), NULL), 4);
+	ck_assert_str_eq(out, "\xf0\x9d\xb8\x80");
+	mg_jscan_init(&s, "\"\\udbff\\udfff\\ud800\"", 20);
+	mg_jscan_value(&s, &v);
+	ck_assert_int_eq(mg_jscan_string(&v, out, sizeof(out), NULL), 7);
+	ck_assert_str_eq(out, "\xf4\x8f\xbf\xbf\xef\xbf\xbd");
+}
+END_TEST
+
+/* Member names are compared decoded; a name named twice keeps its last
+ * value. */
+START_TEST(names_decoded_last_wins)
+{
+	static const char doc[] = "{\"\\u0061\":1,\"b\":2,\"a\":3,\"x\\\"\":4}";
+	static const char *const names[] = { "a", "x\"", NULL };
+	struct mg_jscan s;
+	struct mg_jscan_value v, last = { MG_JSCAN_NONE, "", 0, 0, 0 };
+	int i, seen = 0;
+
+	mg_jscan_init(&s, doc, strlen(doc));
+	mg_jscan_value(&s, &v);
+	while ((i = mg_jscan_field(&s, names, NULL)) >= 0) {
+		mg_jscan_value(&s, &v);
+		if (i == 1)
+			last = v;
+		seen += i;
+	}
+	ck_assert_int_eq(seen, 1 + 1 + 2);
+	ck_assert_uint_eq(last.len, 1);
+	ck_assert_int_eq(last.text[0], '3');
+	mg_jscan_init(&s, doc, strlen(doc));
+	mg_jscan_value(&s, &v);
+	mg_jscan_pick(&s, "a", &v);
+	ck_assert(mg_jscan_ok(&s));
+	ck_assert_int_eq(v.text[0], '3');
 }
 END_TEST
 
@@ -420,7 +506,12 @@ static const struct {
 	{ "-7", 0, -7 },
 	{ "123456789012345678", 0, 123456789012345678LL },
 	{ "-123456789012345678", 0, -123456789012345678LL },
-	{ "1234567890123456789", -1, 0 },
+	{ "1234567890123456789", 0, 1234567890123456789LL },
+	{ "9223372036854775807", 0, 9223372036854775807LL },
+	{ "-9223372036854775808", 0, -9223372036854775807LL - 1 },
+	{ "9223372036854775808", -1, 0 },
+	{ "-9223372036854775809", -1, 0 },
+	{ "12345678901234567890123", -1, 0 },
 	{ "1.0", -1, 0 },
 	{ "1e2", -1, 0 },
 	{ "\"1\"", -1, 0 },
@@ -483,7 +574,7 @@ START_TEST(walk)
 }
 END_TEST
 
-/* --- usage read in place: the same as from the json-c tree ------------- */
+/* --- usage read in place: the same as from a json-c tree ---------------- */
 
 static void
 gen_usage_body(struct text *t)
@@ -543,6 +634,63 @@ usage_equal(const struct mg_usage *a, const struct mg_usage *b, const char *text
 	ck_assert_msg(strcmp(a->provider, b->provider) == 0, "provider: %s", text);
 }
 
+/* The oracle: usage as read from a json-c tree. */
+static void
+tree_string(json_object *obj, const char *name, char *dst, size_t len)
+{
+	json_object *v;
+
+	if (json_object_object_get_ex(obj, name, &v) && json_object_is_type(v, json_type_string))
+		snprintf(dst, len, "%s", json_object_get_string(v));
+}
+
+static void
+tree_tokens(json_object *usage, const char *name, long long *dst)
+{
+	json_object *v;
+
+	if (json_object_object_get_ex(usage, name, &v) && json_object_is_type(v, json_type_int) &&
+	    json_object_get_int64(v) >= 0)
+		*dst = json_object_get_int64(v);
+}
+
+/* 1 when the cost is one to leave out of the comparison. */
+static int
+usage_from_tree(struct mg_usage *u, json_object *resp)
+{
+	json_object *usage, *cost;
+	const char *text;
+
+	tree_string(resp, "id", u->upstream_id, sizeof(u->upstream_id));
+	tree_string(resp, "provider", u->provider, sizeof(u->provider));
+	if (!json_object_object_get_ex(resp, "usage", &usage) ||
+	    !json_object_is_type(usage, json_type_object))
+		return 0;
+	tree_tokens(usage, "prompt_tokens", &u->prompt_tokens);
+	tree_tokens(usage, "completion_tokens", &u->completion_tokens);
+	tree_tokens(usage, "total_tokens", &u->total_tokens);
+	if (u->total_tokens < 0 && u->prompt_tokens >= 0 &&
+	    __builtin_add_overflow(u->prompt_tokens,
+	    u->completion_tokens > 0 ? u->completion_tokens : 0, &u->total_tokens))
+		u->total_tokens = LLONG_MAX;
+	/* json-c keeps a double's text as written, and an integer's it
+	 * writes anew: "-0" as "0", past the range clamped, where the reader
+	 * keeps the text as written (test_usage.c has those cases); an
+	 * integer cost of 0 or past 2^62 is left out of the comparison */
+	if (!json_object_object_get_ex(usage, "cost", &cost))
+		return 0;
+	if (json_object_is_type(cost, json_type_int) &&
+	    (json_object_get_int64(cost) == 0 || json_object_get_int64(cost) > (1LL << 62)))
+		return 1;
+	if ((json_object_is_type(cost, json_type_double) || json_object_is_type(cost, json_type_int)) &&
+	    (text = json_object_get_string(cost)) != NULL && mg_money_valid(text, MG_MONEY_NUMBER) &&
+	    strlen(text) < sizeof(u->cost)) {
+		snprintf(u->cost, sizeof(u->cost), "%s", text);
+		u->cost_source = "upstream";
+	}
+	return 0;
+}
+
 START_TEST(random_usage_agrees)
 {
 	struct text t = { NULL, 0, 0 };
@@ -555,6 +703,7 @@ START_TEST(random_usage_agrees)
 		for (m = 0; m < 2; m++) {
 			struct mg_usage a, b, before;
 			json_object *o = json_c_loose(t.p, t.len);
+			int skip_cost;
 
 			/* a stream's later chunk: fields kept from before */
 			mg_usage_init(&before);
@@ -564,12 +713,27 @@ START_TEST(random_usage_agrees)
 			}
 			a = before;
 			b = before;
-			if (o != NULL && json_object_is_type(o, json_type_object))
-				mg_usage_from_json(&a, o);
+			skip_cost = o != NULL && json_object_is_type(o, json_type_object) &&
+			    usage_from_tree(&a, o);
 			if (mg_usage_from_text(&b, t.p, t.len) == MG_OK) {
 				fast++;
 				ck_assert_msg(o != NULL && json_object_is_type(o, json_type_object),
 				    "read in place, not an object for json-c: %s", t.p);
+				if (a.cost[0] != '\0' && strstr(t.p, a.cost) == NULL)
+					snprintf(a.cost, sizeof(a.cost), "%s", b.cost);
+				/* json-c turns a surrogate pair whose code point
+				 * ends in D800-DFFF (U+1D800, U+2D800, ...) into
+				 * U+FFFD; the reader decodes it */
+				if (strcmp(a.upstream_id, b.upstream_id) != 0 &&
+				    strstr(a.upstream_id, "\xef\xbf\xbd") != NULL)
+					memcpy(a.upstream_id, b.upstream_id, sizeof(a.upstream_id));
+				if (strcmp(a.provider, b.provider) != 0 &&
+				    strstr(a.provider, "\xef\xbf\xbd") != NULL)
+					memcpy(a.provider, b.provider, sizeof(a.provider));
+				if (skip_cost) {
+					memcpy(a.cost, b.cost, sizeof(a.cost));
+					a.cost_source = b.cost_source;
+				}
 				usage_equal(&a, &b, t.p);
 			} else {
 				ck_assert(memcmp(&b, &before, sizeof(b)) == 0);
@@ -590,10 +754,13 @@ jscan_suite(void)
 	TCase *tc = tcase_create("jscan");
 
 	tcase_add_loop_test(tc, texts_table, 0, (int)(sizeof(texts) / sizeof(texts[0])));
+	tcase_add_test(tc, depth_limit);
 	tcase_add_test(tc, nul_refused);
 	tcase_add_test(tc, random_texts_agree);
 	tcase_add_test(tc, random_strings_decode);
 	tcase_add_test(tc, string_does_not_fit);
+	tcase_add_test(tc, names_decoded_last_wins);
+	tcase_add_test(tc, surrogate_pairs);
 	tcase_add_loop_test(tc, ints_table, 0, (int)(sizeof(ints) / sizeof(ints[0])));
 	tcase_add_test(tc, walk);
 	tcase_add_test(tc, random_usage_agrees);

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <json-c/json.h>
+
 #include "request.h"
 #include "unit.h"
 
@@ -22,10 +24,13 @@ enum gen {
 	GEN_DEEP_100,     /* chat with an extra field nested 100 levels */
 	GEN_DEEP_30,      /* chat with an extra field nested 30 levels */
 	GEN_DEEP_24,      /* chat with an extra field nested 24 levels */
+	GEN_DEEP_63,      /* 63 levels: with the body's own, 64, json-c's limit */
+	GEN_DEEP_64,      /* one more: past it */
 	GEN_INPUTS_2048,  /* embeddings with 2048 strings */
 	GEN_INPUTS_2049,  /* embeddings with 2049 strings */
 	GEN_TOKENS_2049,  /* embeddings with 2049 tokens (one token array) */
-	GEN_NUL_AFTER     /* a valid chat body, then a NUL byte */
+	GEN_NUL_AFTER,    /* a valid chat body, then a NUL byte */
+	GEN_NUL_INSIDE    /* a chat body with a raw NUL in a string */
 };
 
 static const struct {
@@ -118,6 +123,16 @@ static const struct {
 	{ "encoding_format twice", MG_EP_EMBEDDINGS,
 	  "{\"model\":\"e\",\"input\":\"x\",\"encoding_format\":\"base64\",\"encoding_format\":\"float\"}", 0, MG_OK, NULL, "e", 0, 0, 0 },
 	{ "nesting 24 levels", MG_EP_CHAT, NULL, GEN_DEEP_24, MG_OK, NULL, "m", 0, 0, 0 },
+	{ "nesting 64 levels", MG_EP_CHAT, NULL, GEN_DEEP_63, MG_OK, NULL, "m", 0, 0, 0 },
+	{ "nesting 65 levels", MG_EP_CHAT, NULL, GEN_DEEP_64, MG_ERR_JSON, NULL, NULL, 0, 0, 0 },
+	{ "model with a lone surrogate", MG_EP_CHAT, "{\"model\":\"m\\ud800x\"," MSGS "}", 0, MG_OK, NULL, "m\xef\xbf\xbdx", 0, 0, 0 },
+	{ "model with two high surrogates", MG_EP_CHAT, "{\"model\":\"\\ud83d\\ud83d\\ude00\"," MSGS "}", 0, MG_OK, NULL, "\xef\xbf\xbd\xf0\x9f\x98\x80", 0, 0, 0 },
+	{ "escaped model name, not a match", MG_EP_CHAT, "{\"model\":\"m\",\"mode\\u006c2\":4," MSGS "}", 0, MG_OK, NULL, "m", 0, 0, 0 },
+	{ "messages twice, the last with a bad role", MG_EP_CHAT, "{\"model\":\"m\"," MSGS ",\"messages\":[{\"role\":2}]}", 0, MG_ERR_INVALID, "messages", NULL, 0, 0, 0 },
+	{ "messages twice, the first with a bad role", MG_EP_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":2}]," MSGS "}", 0, MG_OK, NULL, "m", 0, 0, 0 },
+	{ "input twice, the first of bad kind", MG_EP_EMBEDDINGS, "{\"model\":\"e\",\"input\":[true],\"input\":[1,2]}", 0, MG_OK, NULL, "e", 0, 0, 0 },
+	{ "NaN, which RFC 8259 has not", MG_EP_CHAT, "{\"model\":\"m\"," MSGS ",\"temperature\":NaN}", 0, MG_ERR_JSON, NULL, NULL, 0, 0, 0 },
+	{ "NUL byte inside a string", MG_EP_CHAT, NULL, GEN_NUL_INSIDE, MG_ERR_JSON, NULL, NULL, 0, 0, 0 },
 	/* valid chat */
 	{ "valid chat", MG_EP_CHAT, CHAT_OK, 0, MG_OK, NULL, "openai/gpt-4o-mini", 0, 0, 0 },
 	{ "valid chat, trailing whitespace", MG_EP_CHAT, CHAT_OK " \r\n\t", 0, MG_OK, NULL, "openai/gpt-4o-mini", 0, 0, 0 },
@@ -189,7 +204,10 @@ generate(enum gen g, size_t *len)
 	case GEN_DEEP_100:
 	case GEN_DEEP_30:
 	case GEN_DEEP_24:
-		depth = g == GEN_DEEP_100 ? 100 : g == GEN_DEEP_30 ? 30 : 24;
+	case GEN_DEEP_63:
+	case GEN_DEEP_64:
+		depth = g == GEN_DEEP_100 ? 100 : g == GEN_DEEP_30 ? 30 : g == GEN_DEEP_63 ? 63 :
+		    g == GEN_DEEP_64 ? 64 : 24;
 		n = (size_t)snprintf(b, cap, "{\"model\":\"m\"," MSGS ",\"x\":");
 		for (i = 0; i < (size_t)depth; i++)
 			b[n++] = '[';
@@ -210,6 +228,11 @@ generate(enum gen g, size_t *len)
 	case GEN_NUL_AFTER:
 		n = (size_t)snprintf(b, cap, "%s", CHAT_OK);
 		b[n++] = '\0';
+		break;
+	case GEN_NUL_INSIDE:
+		n = (size_t)snprintf(b, cap, "{\"model\":\"m\"," MSGS ",\"user\":\"a");
+		b[n++] = '\0';
+		n += (size_t)snprintf(b + n, cap - n, "b\"}");
 		break;
 	case GEN_NONE:
 		break;
@@ -269,12 +292,11 @@ START_TEST(parse_table)
 				    "%s: param '%s', want '%s'", cases[_i].why,
 				    e.param ? e.param : "(null)", cases[_i].param);
 		}
-		ck_assert_ptr_null(c.root);
 		ck_assert_str_eq(c.model, "");
 	}
 	/* safe after success and after failure, and twice */
 	mg_call_free(&c);
-	ck_assert_ptr_null(c.root);
+	ck_assert_ptr_null(c.usage_body);
 	mg_call_free(&c);
 	free(gen);
 }
@@ -296,22 +318,64 @@ START_TEST(parse_honours_len)
 }
 END_TEST
 
-/* The tree of the body, made on demand, owned by the call. */
-START_TEST(parse_tree)
+/* A stream that did not ask for usage is sent asking for it: the body's
+ * bytes as they came, with include_usage set to true in one place. */
+#define STREAM_HEAD "{\"model\":\"m\"," MSGS ",\"stream\":true"
+static const struct {
+	const char *body;
+	const char *sent;   /* NULL: the body itself */
+} usage_bodies[] = {
+	{ STREAM_HEAD "}", "{\"stream_options\":{\"include_usage\":true},\"model\":\"m\"," MSGS ",\"stream\":true}" },
+	{ " \n{\"model\":\"m\"," MSGS ",\"stream\":true} ",
+	  " \n{\"stream_options\":{\"include_usage\":true},\"model\":\"m\"," MSGS ",\"stream\":true} " },
+	{ STREAM_HEAD ",\"stream_options\":null}", STREAM_HEAD ",\"stream_options\":{\"include_usage\":true}}" },
+	{ STREAM_HEAD ",\"stream_options\":{}}", STREAM_HEAD ",\"stream_options\":{\"include_usage\":true}}" },
+	{ STREAM_HEAD ",\"stream_options\":{ }}", STREAM_HEAD ",\"stream_options\":{\"include_usage\":true }}" },
+	{ STREAM_HEAD ",\"stream_options\":{\"x\":1}}", STREAM_HEAD ",\"stream_options\":{\"include_usage\":true,\"x\":1}}" },
+	{ STREAM_HEAD ",\"stream_options\":{\"include_usage\":false}}", STREAM_HEAD ",\"stream_options\":{\"include_usage\":true}}" },
+	{ STREAM_HEAD ",\"stream_options\":{\"include_usage\" : null ,\"x\":[1]}}",
+	  STREAM_HEAD ",\"stream_options\":{\"include_usage\" : true ,\"x\":[1]}}" },
+	{ STREAM_HEAD ",\"stream_options\":{\"include_usage\":true,\"include_usage\":false}}",
+	  STREAM_HEAD ",\"stream_options\":{\"include_usage\":true,\"include_usage\":true}}" },
+	{ STREAM_HEAD ",\"stream_opti\\u006fns\":{\"include_usage\":false}}",
+	  STREAM_HEAD ",\"stream_opti\\u006fns\":{\"include_usage\":true}}" },
+	{ STREAM_HEAD ",\"stream_options\":{\"include_usage\":false},\"stream_options\":{\"a\":1}}",
+	  STREAM_HEAD ",\"stream_options\":{\"include_usage\":false},\"stream_options\":{\"include_usage\":true,\"a\":1}}" },
+	{ STREAM_HEAD ",\"stream_options\":{\"a\":1},\"stream_options\":null}",
+	  STREAM_HEAD ",\"stream_options\":{\"a\":1},\"stream_options\":{\"include_usage\":true}}" },
+	{ STREAM_HEAD ",\"stream_options\":{\"include_usage\":true}}", NULL },
+	{ CHAT_OK, NULL },
+	{ "{\"model\":\"m\"," MSGS ",\"stream\":false,\"stream_options\":{}}", NULL },
+};
+
+START_TEST(usage_body)
 {
+	const char *body = usage_bodies[_i].body, *sent;
 	struct mg_call c;
 	struct mg_apierror e;
-	json_object *root, *m;
+	size_t len = strlen(body);
+	json_object *root, *so, *iu;
 
-	ck_assert_int_eq(mg_request_parse(MG_EP_CHAT, CHAT_OK, strlen(CHAT_OK), &c, &e), MG_OK);
-	root = mg_call_tree(&c, CHAT_OK, strlen(CHAT_OK));
-	ck_assert_ptr_nonnull(root);
-	ck_assert_ptr_eq(mg_call_tree(&c, CHAT_OK, strlen(CHAT_OK)), root);
-	ck_assert(json_object_is_type(root, json_type_object));
-	ck_assert(json_object_object_get_ex(root, "model", &m));
-	ck_assert_str_eq(json_object_get_string(m), c.model);
+	ck_assert_int_eq(mg_request_parse(MG_EP_CHAT, body, len, &c, &e), MG_OK);
+	sent = mg_call_usage_body(&c, body, &len);
+	if (usage_bodies[_i].sent == NULL) {
+		ck_assert_ptr_eq(sent, body);
+		ck_assert_uint_eq(len, strlen(body));
+	} else {
+		ck_assert_str_eq(sent, usage_bodies[_i].sent);
+		ck_assert_uint_eq(len, strlen(usage_bodies[_i].sent));
+		/* made once, owned by the call */
+		ck_assert_ptr_eq(mg_call_usage_body(&c, body, &len), sent);
+		/* what the upstream reads: include_usage true, as json-c reads it */
+		root = json_tokener_parse(sent);
+		ck_assert_ptr_nonnull(root);
+		ck_assert(json_object_object_get_ex(root, "stream_options", &so));
+		ck_assert(json_object_object_get_ex(so, "include_usage", &iu));
+		ck_assert(json_object_is_type(iu, json_type_boolean) && json_object_get_boolean(iu));
+		json_object_put(root);
+	}
 	mg_call_free(&c);
-	ck_assert_ptr_null(c.root);
+	ck_assert_ptr_null(c.usage_body);
 	mg_call_free(NULL);
 }
 END_TEST
@@ -334,6 +398,8 @@ static const struct {
 	{ ",\"max_tokens\":1e3", MG_ERR_INVALID, 0 },
 	{ ",\"max_tokens\":\"5\"", MG_ERR_INVALID, 0 },
 	{ ",\"max_tokens\":99999999999999999999999", MG_ERR_INVALID, 0 },
+	{ ",\"max_tokens\":-99999999999999999999999", MG_ERR_INVALID, 0 },
+	{ ",\"max_tokens\":1000000000000000000", MG_ERR_INVALID, 0 },
 	{ ",\"max_tokens\":7,\"max_completion_tokens\":9", MG_OK, 9 },
 	{ ",\"max_completion_tokens\":9,\"max_tokens\":70", MG_OK, 70 },
 	{ ",\"max_completion_tokens\":null,\"max_tokens\":70", MG_OK, 70 },
@@ -373,7 +439,7 @@ request_suite(void)
 
 	tcase_add_loop_test(tc, parse_table, 0, (int)(sizeof(cases) / sizeof(cases[0])));
 	tcase_add_test(tc, parse_honours_len);
-	tcase_add_test(tc, parse_tree);
+	tcase_add_loop_test(tc, usage_body, 0, (int)(sizeof(usage_bodies) / sizeof(usage_bodies[0])));
 	tcase_add_loop_test(tc, parse_max_output, 0, (int)(sizeof(max_outputs) / sizeof(max_outputs[0])));
 	tcase_add_test(tc, endpoint_names);
 	suite_add_tcase(s, tc);

@@ -1,9 +1,8 @@
-/* test_usage.c -- Reading usage from upstream answers: tokens, cost, id and provider,
- * in place and from json-c trees. */
+/* test_usage.c -- Reading usage from upstream answers: tokens, cost, id and
+ * provider, read in place. */
 #include "config.h"
 
 #include <check.h>
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,8 +69,35 @@ static const struct {
 	  "{\"usage\":{\"prompt_tokens\":\"4\",\"completion_tokens\":\"2\"}}", -1, -1, -1, "", "", "" },
 	{ "id and provider not strings",
 	  "{\"id\":5,\"provider\":{\"name\":\"x\"}}", -1, -1, -1, "", "", "" },
-	{ "not an object",
-	  "[{\"id\":\"gen-1\",\"usage\":{\"prompt_tokens\":1}}]", -1, -1, -1, "", "", "" },
+	{ "escaped id and provider, decoded",
+	  "{\"id\":\"gen\\u002d1\",\"provider\":\"Mistral \\\"AI\\\"\"}", -1, -1, -1, "", "gen-1", "Mistral \"AI\"" },
+	{ "usage named twice: the last counts",
+	  "{\"usage\":{\"prompt_tokens\":4,\"cost\":1},\"usage\":{\"completion_tokens\":2}}", -1, 2, -1, "", "", "" },
+	{ "usage named twice, the last null",
+	  "{\"usage\":{\"prompt_tokens\":4},\"usage\":null}", -1, -1, -1, "", "", "" },
+	{ "a token count named twice",
+	  "{\"usage\":{\"prompt_tokens\":4,\"prompt_tokens\":6}}", 6, -1, 6, "", "", "" },
+	{ "escaped member names",
+	  "{\"\\u0075sage\":{\"prompt_t\\u006fkens\":4}}", 4, -1, 4, "", "", "" },
+	{ "a count past 18 digits stops at the largest",
+	  "{\"usage\":{\"prompt_tokens\":123456789012345678901234}}", 9223372036854775807LL, -1,
+	  9223372036854775807LL, "", "", "" },
+	{ "a negative count past 18 digits ignored",
+	  "{\"usage\":{\"prompt_tokens\":-123456789012345678901234}}", -1, -1, -1, "", "", "" },
+	{ "cost -0, signed, rejected",
+	  "{\"usage\":{\"prompt_tokens\":1,\"cost\":-0}}", 1, -1, 1, "", "", "" },
+	{ "cost as written past 18 digits",
+	  "{\"usage\":{\"prompt_tokens\":1,\"cost\":1234567890123456789012}}", 1, -1, 1, "1234567890123456789012", "", "" },
+};
+
+/* Not JSON objects: u is left as it was. */
+static const char *const not_objects[] = {
+	"[{\"id\":\"gen-1\",\"usage\":{\"prompt_tokens\":1}}]",
+	"{\"id\":\"gen-1\",\"usage\":{\"prompt_tokens\":1}",
+	"{\"id\":\"gen-1\",\"usage\":{\"prompt_tokens\":1}} x",
+	"{\"usage\":{\"prompt_tokens\":NaN}}",
+	"",
+	"null",
 };
 
 static void
@@ -95,20 +121,23 @@ check_usage(const struct mg_usage *u, int i)
 START_TEST(usage_table)
 {
 	struct mg_usage u;
-	json_object *o = mg_unit_parse(usages[_i].json);
 
 	mg_usage_init(&u);
-	mg_usage_from_json(&u, o);
+	ck_assert_int_eq(mg_usage_from_text(&u, usages[_i].json, strlen(usages[_i].json)), MG_OK);
 	check_usage(&u, _i);
-	/* read in place: the same, where it is taken on (objects only) */
+}
+END_TEST
+
+START_TEST(usage_not_objects)
+{
+	static const char first[] = "{\"id\":\"gen-0\",\"usage\":{\"prompt_tokens\":9}}";
+	struct mg_usage u, before;
+
 	mg_usage_init(&u);
-	if (mg_usage_from_text(&u, usages[_i].json, strlen(usages[_i].json)) == MG_OK) {
-		ck_assert(json_object_is_type(o, json_type_object));
-		check_usage(&u, _i);
-	} else {
-		ck_assert_int_eq(u.prompt_tokens, -1);
-	}
-	json_object_put(o);
+	ck_assert_int_eq(mg_usage_from_text(&u, first, sizeof(first) - 1), MG_OK);
+	before = u;
+	ck_assert_int_eq(mg_usage_from_text(&u, not_objects[_i], strlen(not_objects[_i])), MG_ERR_JSON);
+	ck_assert(memcmp(&u, &before, sizeof(u)) == 0);
 }
 END_TEST
 
@@ -172,24 +201,24 @@ START_TEST(usage_init)
 	ck_assert_str_eq(u.upstream_id, "");
 	ck_assert_str_eq(u.provider, "");
 	ck_assert_str_eq(u.model, "");
-	mg_usage_from_json(&u, NULL);
-	ck_assert_int_eq(u.prompt_tokens, -1);
 }
 END_TEST
 
 /* Chunks of a stream: later chunks without a field leave it alone. */
 START_TEST(usage_fields_kept_across_chunks)
 {
+	static const char *const chunks[] = {
+		"{\"id\":\"gen-9\",\"provider\":\"Groq\",\"choices\":[]}",
+		"{\"id\":\"gen-9\",\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,"
+		    "\"total_tokens\":10,\"cost\":0.00042}}",
+		"{\"choices\":[{\"delta\":{}}]}",
+	};
 	struct mg_usage u;
-	json_object *a = mg_unit_parse("{\"id\":\"gen-9\",\"provider\":\"Groq\",\"choices\":[]}");
-	json_object *b = mg_unit_parse("{\"id\":\"gen-9\",\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,"
-	    "\"total_tokens\":10,\"cost\":0.00042}}");
-	json_object *c = mg_unit_parse("{\"choices\":[{\"delta\":{}}]}");
+	size_t i;
 
 	mg_usage_init(&u);
-	mg_usage_from_json(&u, a);
-	mg_usage_from_json(&u, b);
-	mg_usage_from_json(&u, c);
+	for (i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++)
+		ck_assert_int_eq(mg_usage_from_text(&u, chunks[i], strlen(chunks[i])), MG_OK);
 	ck_assert_str_eq(u.upstream_id, "gen-9");
 	ck_assert_str_eq(u.provider, "Groq");
 	ck_assert_int_eq(u.prompt_tokens, 7);
@@ -197,9 +226,6 @@ START_TEST(usage_fields_kept_across_chunks)
 	ck_assert_int_eq(u.total_tokens, 10);
 	ck_assert_str_eq(u.cost, "0.00042");
 	ck_assert_str_eq(u.cost_source, "upstream");
-	json_object_put(a);
-	json_object_put(b);
-	json_object_put(c);
 }
 END_TEST
 
@@ -207,12 +233,10 @@ START_TEST(usage_overlong_strings_truncated)
 {
 	struct mg_usage u;
 	char *id = mg_unit_repeat('i', 300), *prov = mg_unit_repeat('p', 200), text[1024];
-	json_object *o;
 
 	snprintf(text, sizeof(text), "{\"id\":\"%s\",\"provider\":\"%s\",\"usage\":{\"prompt_tokens\":2}}", id, prov);
-	o = mg_unit_parse(text);
 	mg_usage_init(&u);
-	mg_usage_from_json(&u, o);
+	ck_assert_int_eq(mg_usage_from_text(&u, text, strlen(text)), MG_OK);
 	ck_assert_uint_eq(strlen(u.upstream_id), sizeof(u.upstream_id) - 1);
 	ck_assert(strncmp(u.upstream_id, id, sizeof(u.upstream_id) - 1) == 0);
 	ck_assert_uint_eq(strlen(u.provider), sizeof(u.provider) - 1);
@@ -220,7 +244,6 @@ START_TEST(usage_overlong_strings_truncated)
 	/* neighbours untouched */
 	ck_assert_int_eq(u.prompt_tokens, 2);
 	ck_assert_int_eq(u.latency_ms, 0);
-	json_object_put(o);
 	free(id);
 	free(prov);
 }
@@ -233,6 +256,7 @@ usage_suite(void)
 	TCase *tc = tcase_create("usage");
 
 	tcase_add_loop_test(tc, usage_table, 0, (int)(sizeof(usages) / sizeof(usages[0])));
+	tcase_add_loop_test(tc, usage_not_objects, 0, (int)(sizeof(not_objects) / sizeof(not_objects[0])));
 	tcase_add_test(tc, usage_scan_walk);
 	tcase_add_test(tc, usage_init);
 	tcase_add_test(tc, usage_fields_kept_across_chunks);
