@@ -201,6 +201,12 @@ static const char *const limit_keys[MG_LIMIT__COUNT] = {
 };
 
 const char *
+mg_admin_limit_name(enum mg_admin_limit which)
+{
+	return (unsigned)which < MG_LIMIT__COUNT ? limit_keys[which] : NULL;
+}
+
+const char *
 mg_admin_limit_rule(enum mg_admin_limit which)
 {
 	return (unsigned)which < MG_LIMIT__COUNT ? limit_rules[which] : "is unknown";

@@ -53,6 +53,9 @@ struct mg_admin_limits {
  * with *bad the first that does not. */
 enum mg_err mg_admin_limits_check(const struct mg_admin_limits *l, enum mg_admin_limit *bad)
 	__attribute__((warn_unused_result));
+/* A limit's name where limits are named by word (JSON, MCP arguments):
+ * "rpm", "tpm", "spend_cap", "period", "models"; NULL for no limit. */
+const char *mg_admin_limit_name(enum mg_admin_limit which);
 /* A limit's rule as the end of a sentence ("must be month or total"). */
 const char *mg_admin_limit_rule(enum mg_admin_limit which);
 

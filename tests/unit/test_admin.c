@@ -85,16 +85,21 @@ START_TEST(admin_limits_first_bad)
 }
 END_TEST
 
-/* Every limit has its rule, which a face puts after the limit's name. */
+/* Every limit has its name and its rule, which a face puts after the
+ * name. */
 START_TEST(admin_limit_rules)
 {
 	int i;
 
-	for (i = 0; i < MG_LIMIT__COUNT; i++)
+	for (i = 0; i < MG_LIMIT__COUNT; i++) {
 		ck_assert_msg(strncmp(mg_admin_limit_rule((enum mg_admin_limit)i), "must be ", 8) == 0,
 		    "limit %d", i);
+		ck_assert_ptr_nonnull(mg_admin_limit_name((enum mg_admin_limit)i));
+	}
 	ck_assert_str_eq(mg_admin_limit_rule(MG_LIMIT_PERIOD), "must be month or total");
 	ck_assert_str_eq(mg_admin_limit_rule(MG_LIMIT__COUNT), "is unknown");
+	ck_assert_str_eq(mg_admin_limit_name(MG_LIMIT_SPEND_CAP), "spend_cap");
+	ck_assert_ptr_null(mg_admin_limit_name(MG_LIMIT__COUNT));
 }
 END_TEST
 
