@@ -66,8 +66,9 @@ static const struct {
 	{ "22023", MG_ERR_INVALID },    /* invalid_parameter_value */
 };
 
-/* A libpq message after what, on one line: its line breaks (and the
- * indent after them) become one space, its trailing ones go. */
+/* A message from Postgres or libpq, after what (NULL: nothing), on one
+ * line: its line breaks (and the indent after them) become one space,
+ * its trailing ones go. */
 static void
 pq_detail(char *err, size_t errlen, const char *what, const char *msg)
 {
@@ -84,7 +85,7 @@ pq_detail(char *err, size_t errlen, const char *what, const char *msg)
 		line[n++] = *msg++;
 	}
 	line[n] = '\0';
-	mg_err_detail(err, errlen, "%s: %s", what, line);
+	mg_err_detail(err, errlen, "%s%s%s", what != NULL ? what : "", what != NULL ? ": " : "", line);
 }
 
 enum mg_err
@@ -144,7 +145,7 @@ call(struct mg_admin *a, enum call which, const char *const *params, PGresult **
 	msg = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	for (i = 0; state != NULL && msg != NULL && i < sizeof(refusals) / sizeof(refusals[0]); i++) {
 		if (strcmp(state, refusals[i].sqlstate) == 0) {
-			mg_err_detail(err, errlen, "%s", msg);
+			pq_detail(err, errlen, NULL, msg);
 			PQclear(r);
 			return refusals[i].err;
 		}
