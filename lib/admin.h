@@ -114,6 +114,7 @@ struct mg_admin_list {
 	void *owner;               /* holds the text */
 };
 
+/* Makes l an empty list. */
 void mg_admin_list_init(struct mg_admin_list *l);
 /* Releases the rows (l itself is the caller's); l may be NULL. */
 void mg_admin_list_free(struct mg_admin_list *l);
