@@ -1,24 +1,17 @@
 /* cli.c -- The operator commands of `modelgate` (db, project, key, models,
- * reap): argument parsing, the calls, and the output formats.  Called by
- * app/modelgate.c. */
+ * reap, config): the table of command words, argument parsing and the
+ * output formats (aligned table, --json).  Every operation is a call of
+ * admin.c.  Called by app/modelgate.c. */
 #include "config.h"
 
 #include <json-c/json.h>
-#include <libpq-fe.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "apikey.h"
-#include "catalog.h"
+#include "admin.h"
 #include "cli.h"
-#include "migrate.h"
-#include "money.h"
-#include "upstream.h"
-#include "usage.h"
-
-#define ISO_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 void
 mg_cli_usage(FILE *out)
@@ -72,514 +65,409 @@ usage_error(const char *what)
 	return 2;
 }
 
-static PGconn *
-db_connect(const struct mg_conf *conf)
-{
-	char timeout[16];
-	const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
-	const char *vals[] = { conf->db_conninfo, timeout, "modelgate-cli", NULL };
-	PGconn *c;
-
-	snprintf(timeout, sizeof(timeout), "%d", conf->db_connect_timeout);
-	c = PQconnectdbParams(keys, vals, 1);
-	if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-		fail("cannot connect to the database: %s",
-		    c != NULL ? PQerrorMessage(c) : "out of memory");
-		PQfinish(c);
-		return NULL;
-	}
-	return c;
-}
-
-/* Runs a parameterized query; NULL (message printed) on failure. */
-static PGresult *
-query(PGconn *c, const char *sql, int n, const char *const *params)
-{
-	PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-
-	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK) {
-		fail("database error: %s", PQerrorMessage(c));
-		PQclear(r);
-		return NULL;
-	}
-	return r;
-}
-
-static int
-has_flag(int argc, char **argv, const char *flag)
-{
-	int i;
-
-	for (i = 0; i < argc; i++)
-		if (strcmp(argv[i], flag) == 0)
-			return 1;
-	return 0;
-}
-
-/* Prints rows as a JSON array of objects or as an aligned table; an SQL
- * NULL prints as null / "-". */
-static void
-print_rows(PGresult *r, int as_json)
-{
-	int rows = PQntuples(r), cols = PQnfields(r), i, j;
-
-	if (as_json) {
-		json_object *arr = json_object_new_array();
-
-		for (i = 0; i < rows; i++) {
-			json_object *o = json_object_new_object();
-
-			for (j = 0; j < cols; j++) {
-				json_object *v = NULL;
-
-				if (!PQgetisnull(r, i, j))
-					v = PQftype(r, j) == 20 || PQftype(r, j) == 23
-					    ? json_object_new_int64(strtoll(PQgetvalue(r, i, j), NULL, 10))
-					    : json_object_new_string(PQgetvalue(r, i, j));
-				json_object_object_add(o, PQfname(r, j), v);
-			}
-			json_object_array_add(arr, o);
-		}
-		printf("%s\n", json_object_to_json_string_ext(arr,
-		    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
-		json_object_put(arr);
-		return;
-	}
-	{
-		int width[32] = { 0 };
-
-		for (j = 0; j < cols && j < 32; j++) {
-			width[j] = (int)strlen(PQfname(r, j));
-			for (i = 0; i < rows; i++) {
-				int w = PQgetisnull(r, i, j) ? 1 : PQgetlength(r, i, j);
-
-				if (w > width[j])
-					width[j] = w;
-			}
-		}
-		for (j = 0; j < cols && j < 32; j++)
-			printf("%-*s%s", width[j], PQfname(r, j), j + 1 < cols ? "  " : "\n");
-		for (i = 0; i < rows; i++)
-			for (j = 0; j < cols && j < 32; j++)
-				printf("%-*s%s", width[j],
-				    PQgetisnull(r, i, j) ? "-" : PQgetvalue(r, i, j),
-				    j + 1 < cols ? "  " : "\n");
-	}
-}
-
-static int
-valid_name(const char *s)
-{
-	size_t i, n = strlen(s);
-
-	if (n == 0 || n > 64)
-		return 0;
-	for (i = 0; i < n; i++) {
-		char ch = s[i];
-		int alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
-
-		if (!alnum && (i == 0 || (ch != '.' && ch != '_' && ch != '-')))
-			return 0;
-	}
-	return 1;
-}
-
-static int
-cmd_migrate(PGconn *c, const char *sql_dir)
-{
-	char err[MG_ERR_DETAIL_LEN];
-	int applied, version;
-
-	if (mg_migrate(c, sql_dir, &applied, &version, err, sizeof(err)) != MG_OK)
-		return fail("migration failed: %s", err);
-	printf("migrations: %d applied, schema version %d\n", applied, version);
-	return 0;
-}
-
-static int project_exists(PGconn *c, const char *project);
-
-/* A project's limits as given on the command line; NULL: unchanged. */
-struct limits {
-	const char *rpm, *tpm, *cap, *period, *models;
+/* What a command runs with. */
+struct ctx {
+	const struct mg_conf *conf;
+	const char *sql_dir;
+	struct mg_admin *admin;  /* NULL for the commands without the database */
+	int argc;                /* the words from the command word on */
+	char **argv;
 };
 
-/* 1 when v is "none" or a whole number from 1 to 999999999. */
 static int
-count_valid(const char *v)
-{
-	size_t n = strlen(v);
-
-	if (strcmp(v, "none") == 0)
-		return 1;
-	return n > 0 && n <= 9 && strspn(v, "0123456789") == n && atoi(v) >= 1;
-}
-
-/* Reads the limit options from argv[start..]; -1 (message printed) when
- * one is unknown, lacks its value or has a bad value. */
-static int
-parse_limits(int argc, char **argv, int start, struct limits *l)
+has_flag(const struct ctx *x, const char *flag)
 {
 	int i;
 
-	memset(l, 0, sizeof(*l));
-	for (i = start; i < argc; i++) {
-		const char **slot = NULL;
-
-		if (strcmp(argv[i], "--rpm") == 0)
-			slot = &l->rpm;
-		else if (strcmp(argv[i], "--tpm") == 0)
-			slot = &l->tpm;
-		else if (strcmp(argv[i], "--spend-cap") == 0)
-			slot = &l->cap;
-		else if (strcmp(argv[i], "--period") == 0)
-			slot = &l->period;
-		else if (strcmp(argv[i], "--models") == 0)
-			slot = &l->models;
-		if (slot == NULL || i + 1 >= argc) {
-			fail("%s: unknown option or missing value", argv[i]);
-			return -1;
-		}
-		*slot = argv[++i];
-	}
-	if (l->rpm != NULL && !count_valid(l->rpm)) {
-		fail("--rpm must be a whole number from 1 to 999999999, or none");
-		return -1;
-	}
-	if (l->tpm != NULL && !count_valid(l->tpm)) {
-		fail("--tpm must be a whole number from 1 to 999999999, or none");
-		return -1;
-	}
-	if (l->cap != NULL && strcmp(l->cap, "none") != 0 &&
-	    !mg_money_valid(l->cap, MG_MONEY_PLAIN)) {
-		fail("--spend-cap must be an amount of USD such as 25 or 0.50, or none");
-		return -1;
-	}
-	if (l->period != NULL && strcmp(l->period, "month") != 0 && strcmp(l->period, "total") != 0) {
-		fail("--period must be month or total");
-		return -1;
-	}
-	return 0;
-}
-
-/* Runs one UPDATE of a project's row with $1 = name, $2 = value. */
-static int
-update_project(PGconn *c, const char *sql, const char *name, const char *value)
-{
-	const char *p[2] = { name, value };
-	PGresult *r = query(c, sql, 2, p);
-
-	if (r == NULL)
-		return -1;
-	PQclear(r);
-	return 0;
-}
-
-/* NULL for "none", else the text. */
-static const char *
-value_or_null(const char *v)
-{
-	return strcmp(v, "none") == 0 ? NULL : v;
-}
-
-/* Applies the given limits to a project in one transaction. */
-static int
-apply_limits(PGconn *c, const char *name, const struct limits *l)
-{
-	PGresult *r = query(c, "BEGIN", 0, NULL);
-	int ok = r != NULL;
-
-	PQclear(r);
-	if (ok && l->rpm != NULL)
-		ok = update_project(c, "UPDATE projects SET rpm = $2::integer WHERE name = $1",
-		    name, value_or_null(l->rpm)) == 0;
-	if (ok && l->tpm != NULL)
-		ok = update_project(c, "UPDATE projects SET tpm = $2::integer WHERE name = $1",
-		    name, value_or_null(l->tpm)) == 0;
-	if (ok && l->cap != NULL)
-		ok = update_project(c, "UPDATE projects SET spend_cap = $2::numeric WHERE name = $1",
-		    name, value_or_null(l->cap)) == 0;
-	if (ok && l->models != NULL)
-		ok = update_project(c, "UPDATE projects SET allowed_models = "
-		    "coalesce(array(SELECT DISTINCT trim(m) FROM unnest(string_to_array($2, ',')) m "
-		    "WHERE trim(m) <> '' ORDER BY 1), '{}') WHERE name = $1",
-		    name, strcmp(l->models, "none") == 0 ? "" : l->models) == 0;
-	if (ok && l->period != NULL)
-		ok = update_project(c, "SELECT mg_set_period(id, $2) FROM projects "
-		    "WHERE name = $1 AND cap_period <> $2", name, l->period) == 0;
-	r = query(c, ok ? "COMMIT" : "ROLLBACK", 0, NULL);
-	ok = ok && r != NULL;
-	PQclear(r);
-	return ok ? 0 : 1;
-}
-
-static int
-cmd_project_create(PGconn *c, const char *name, int argc, char **argv)
-{
-	const char *p[1] = { name };
-	struct limits l;
-	PGresult *r;
-	int created;
-
-	if (!valid_name(name))
-		return fail("invalid project name '%s': use 1-64 letters, digits, '.', '_' or '-', "
-		    "starting with a letter or digit", name);
-	if (parse_limits(argc, argv, 3, &l) < 0)
-		return 2;
-	r = query(c, "BEGIN", 0, NULL);
-	if (r == NULL)
-		return 1;
-	PQclear(r);
-	r = query(c, "INSERT INTO projects (name) VALUES ($1) "
-	    "ON CONFLICT (name) DO NOTHING RETURNING id", 1, p);
-	if (r == NULL)
-		return 1;
-	created = PQntuples(r) == 1;
-	PQclear(r);
-	if (!created) {
-		PQclear(query(c, "ROLLBACK", 0, NULL));
-		return fail("project '%s' already exists", name);
-	}
-	PQclear(query(c, "COMMIT", 0, NULL));
-	if (apply_limits(c, name, &l) != 0)
-		return 1;
-	printf("created project %s\n", name);
-	return 0;
-}
-
-static int
-cmd_project_set(PGconn *c, const char *name, int argc, char **argv)
-{
-	struct limits l;
-
-	if (parse_limits(argc, argv, 3, &l) < 0)
-		return 2;
-	if (argc <= 3)
-		return fail("project set: give at least one of --rpm, --tpm, --spend-cap, --period, --models");
-	if (project_exists(c, name) != 1)
-		return 1;
-	if (apply_limits(c, name, &l) != 0)
-		return 1;
-	printf("updated project %s\n", name);
-	return 0;
-}
-
-static int
-cmd_project_list(PGconn *c, int as_json)
-{
-	PGresult *r = query(c,
-	    "SELECT p.name, " ISO_TIME("p.created_at") " AS created_at, "
-	    "(SELECT count(*) FROM api_keys k WHERE k.project_id = p.id "
-	    " AND k.revoked_at IS NULL)::integer AS keys, "
-	    "p.rpm, p.tpm, p.spend_cap::text AS spend_cap, p.cap_period AS period, "
-	    ISO_TIME("mg_period_start(p.cap_period, now())") " AS period_start, "
-	    "(CASE WHEN q.period_start >= mg_period_start(p.cap_period, now()) "
-	    " THEN trim_scale(q.spent) ELSE 0 END)::text AS spent, "
-	    "trim_scale(q.reserved)::text AS reserved, "
-	    "CASE WHEN cardinality(p.allowed_models) = 0 THEN NULL "
-	    " ELSE array_to_string(p.allowed_models, ',') END AS models "
-	    "FROM projects p LEFT JOIN project_quota q ON q.project_id = p.id "
-	    "ORDER BY p.name", 0, NULL);
-
-	if (r == NULL)
-		return 1;
-	print_rows(r, as_json);
-	PQclear(r);
-	return 0;
-}
-
-static int
-cmd_key_create(PGconn *c, const char *project, const char *label)
-{
-	char key[MG_APIKEY_LEN + 1], prefix[MG_APIKEY_PREFIX_LEN + 1];
-	char hash[MG_APIKEY_HASH_HEX_LEN + 1];
-	const char *p[4];
-	PGresult *r;
-	int ok;
-
-	if (mg_apikey_generate(key) != MG_OK)
-		return fail("the operating system gave no random bytes");
-	mg_apikey_prefix(key, prefix);
-	if (mg_apikey_hash_hex(key, strlen(key), hash) != MG_OK)
-		return fail("cannot compute the key's SHA-256 (libcrypto failed)");
-	p[0] = project;
-	p[1] = prefix;
-	p[2] = hash;
-	p[3] = label;
-	r = query(c, "INSERT INTO api_keys (project_id, prefix, key_hash, name) "
-	    "SELECT id, $2, decode($3, 'hex'), $4 FROM projects WHERE name = $1 RETURNING id", 4, p);
-	if (r == NULL)
-		return 1;
-	ok = PQntuples(r) == 1;
-	PQclear(r);
-	if (!ok)
-		return fail("no project named '%s'", project);
-	printf("%s\n", key);
-	fflush(stdout);
-	memset(key, 0, sizeof(key));
-	fprintf(stderr, "modelgate: key %s created for project %s; it is shown only this once\n",
-	    prefix, project);
-	return 0;
-}
-
-static int
-project_exists(PGconn *c, const char *project)
-{
-	const char *p[1] = { project };
-	PGresult *r = query(c, "SELECT 1 FROM projects WHERE name = $1", 1, p);
-	int found;
-
-	if (r == NULL)
-		return -1;
-	found = PQntuples(r) == 1;
-	PQclear(r);
-	if (!found)
-		fail("no project named '%s'", project);
-	return found;
-}
-
-static int
-cmd_key_list(PGconn *c, const char *project, int as_json)
-{
-	const char *p[1] = { project };
-	PGresult *r;
-
-	if (project_exists(c, project) != 1)
-		return 1;
-	r = query(c, "SELECT k.prefix, k.name, " ISO_TIME("k.created_at") " AS created_at, "
-	    ISO_TIME("k.revoked_at") " AS revoked_at "
-	    "FROM api_keys k JOIN projects p ON p.id = k.project_id "
-	    "WHERE p.name = $1 ORDER BY k.created_at, k.id", 1, p);
-	if (r == NULL)
-		return 1;
-	print_rows(r, as_json);
-	PQclear(r);
-	return 0;
-}
-
-static int
-cmd_key_revoke(PGconn *c, const char *which)
-{
-	char hash[MG_APIKEY_HASH_HEX_LEN + 1];
-	const char *p[1];
-	PGresult *r;
-	int n;
-
-	if (mg_apikey_valid(which, strlen(which))) {
-		if (mg_apikey_hash_hex(which, strlen(which), hash) != MG_OK)
-			return fail("cannot compute the key's SHA-256 (libcrypto failed)");
-		p[0] = hash;
-		r = query(c, "UPDATE api_keys SET revoked_at = now() "
-		    "WHERE key_hash = decode($1, 'hex') AND revoked_at IS NULL RETURNING prefix", 1, p);
-	} else {
-		p[0] = which;
-		/* revoke only when the prefix names exactly one live key */
-		r = query(c, "WITH m AS (SELECT id FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL) "
-		    "UPDATE api_keys SET revoked_at = now() "
-		    "WHERE id IN (SELECT id FROM m) AND (SELECT count(*) FROM m) = 1 RETURNING prefix", 1, p);
-		if (r != NULL && PQntuples(r) == 0) {
-			PGresult *cnt;
-
-			PQclear(r);
-			cnt = query(c, "SELECT count(*) FROM api_keys WHERE prefix = $1 AND revoked_at IS NULL", 1, p);
-			if (cnt == NULL)
-				return 1;
-			n = (int)strtol(PQgetvalue(cnt, 0, 0), NULL, 10);
-			PQclear(cnt);
-			if (n > 1)
-				return fail("prefix '%s' matches %d keys; revoke with the whole key", which, n);
-			return fail("no live key with prefix '%s'", which);
-		}
-	}
-	if (r == NULL)
-		return 1;
-	n = PQntuples(r);
-	if (n == 1)
-		printf("revoked key %s\n", PQgetvalue(r, 0, 0));
-	PQclear(r);
-	if (n != 1)
-		return fail("no live key matches");
-	return 0;
-}
-
-static int
-cmd_reap(const struct mg_conf *conf, PGconn *c)
-{
-	char grace[16];
-	const char *p[1] = { grace };
-	PGresult *r;
-
-	snprintf(grace, sizeof(grace), "%d", conf->reap_after);
-	r = query(c, "SELECT mg_reap($1)", 1, p);
-	if (r == NULL)
-		return 1;
-	printf("reaped %s requests older than %d s (charged at their reserved amount)\n",
-	    PQgetvalue(r, 0, 0), conf->reap_after);
-	PQclear(r);
-	return 0;
-}
-
-static int
-cmd_models_sync(const struct mg_conf *conf, PGconn *c)
-{
-	struct mg_upstream *up = mg_upstream_new(conf);
-	char err[MG_ERR_DETAIL_LEN], *rows = NULL;
-	const char *p[1];
-	PGresult *r;
-	int n = 0;
-
-	if (up == NULL)
-		return fail("out of memory");
-	if (mg_catalog_fetch(up, (size_t)conf->up_max_response, &rows, &n, err, sizeof(err)) != MG_OK) {
-		mg_upstream_free(up);
-		return fail("model list from %s: %s", conf->up_base_url, err);
-	}
-	mg_upstream_free(up);
-	p[0] = rows;
-	r = query(c, "SELECT mg_catalog_replace($1::jsonb)", 1, p);
-	free(rows);
-	if (r == NULL)
-		return 1;
-	printf("catalog: %s models from %s\n", PQgetvalue(r, 0, 0), conf->up_base_url);
-	PQclear(r);
-	return 0;
-}
-
-static int
-cmd_models_list(PGconn *c, int as_json)
-{
-	PGresult *r = query(c, "SELECT id, kind, context_length, prompt_price::text AS prompt_price, "
-	    "completion_price::text AS completion_price, " ISO_TIME("synced_at") " AS synced_at "
-	    "FROM models ORDER BY id", 0, NULL);
-
-	if (r == NULL)
-		return 1;
-	print_rows(r, as_json);
-	PQclear(r);
+	for (i = 0; i < x->argc; i++)
+		if (strcmp(x->argv[i], flag) == 0)
+			return 1;
 	return 0;
 }
 
 /* Finds "--name VALUE" style options; NULL if absent. */
 static const char *
-option_value(int argc, char **argv, const char *name)
+option_value(const struct ctx *x, const char *name)
 {
 	int i;
 
-	for (i = 0; i + 1 < argc; i++)
-		if (strcmp(argv[i], name) == 0)
-			return argv[i + 1];
+	for (i = 0; i + 1 < x->argc; i++)
+		if (strcmp(x->argv[i], name) == 0)
+			return x->argv[i + 1];
 	return NULL;
 }
 
-/* Checks that every word from start on is a known flag (with its value). */
+/* --- output formats -------------------------------------------------------- */
+
+/* A column of a listing: numbers print as JSON numbers. */
+struct column {
+	const char *name;
+	int number;
+};
+
+/* The text of cell (i, j) of a list, NULL for none (null / "-"); a
+ * number is written into num. */
+typedef const char *cell_fn(const struct mg_admin_list *l, size_t i, int j, char *num, size_t len);
+
+static const char *
+number_cell(char *num, size_t len, long long v)
+{
+	if (v < 0)
+		return NULL;
+	snprintf(num, len, "%lld", v);
+	return num;
+}
+
+static void
+print_json(const struct column *cols, int ncols, const struct mg_admin_list *l, cell_fn *cell)
+{
+	json_object *arr = json_object_new_array();
+	char num[24];
+	size_t i;
+	int j;
+
+	for (i = 0; i < l->n; i++) {
+		json_object *o = json_object_new_object();
+
+		for (j = 0; j < ncols; j++) {
+			const char *v = cell(l, i, j, num, sizeof(num));
+			json_object *jv = NULL;
+
+			if (v != NULL)
+				jv = cols[j].number ? json_object_new_int64(strtoll(v, NULL, 10))
+				    : json_object_new_string(v);
+			json_object_object_add(o, cols[j].name, jv);
+		}
+		json_object_array_add(arr, o);
+	}
+	printf("%s\n", json_object_to_json_string_ext(arr,
+	    JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(arr);
+}
+
+/* Prints a list as a JSON array of objects or as an aligned table. */
+static void
+print_list(const struct column *cols, int ncols, const struct mg_admin_list *l, cell_fn *cell,
+    int as_json)
+{
+	int width[16] = { 0 }, j;
+	char num[24];
+	size_t i;
+
+	if (as_json) {
+		print_json(cols, ncols, l, cell);
+		return;
+	}
+	for (j = 0; j < ncols && j < 16; j++) {
+		width[j] = (int)strlen(cols[j].name);
+		for (i = 0; i < l->n; i++) {
+			const char *v = cell(l, i, j, num, sizeof(num));
+			int w = v == NULL ? 1 : (int)strlen(v);
+
+			if (w > width[j])
+				width[j] = w;
+		}
+	}
+	for (j = 0; j < ncols && j < 16; j++)
+		printf("%-*s%s", width[j], cols[j].name, j + 1 < ncols ? "  " : "\n");
+	for (i = 0; i < l->n; i++) {
+		for (j = 0; j < ncols && j < 16; j++) {
+			const char *v = cell(l, i, j, num, sizeof(num));
+
+			printf("%-*s%s", width[j], v == NULL ? "-" : v, j + 1 < ncols ? "  " : "\n");
+		}
+	}
+}
+
+static const struct column project_columns[] = {
+	{ "name", 0 }, { "created_at", 0 }, { "keys", 1 }, { "rpm", 1 }, { "tpm", 1 },
+	{ "spend_cap", 0 }, { "period", 0 }, { "period_start", 0 }, { "spent", 0 },
+	{ "reserved", 0 }, { "models", 0 },
+};
+
+static const char *
+project_cell(const struct mg_admin_list *l, size_t i, int j, char *num, size_t len)
+{
+	const struct mg_admin_project *p = &l->projects[i];
+	const char *text[] = { p->name, p->created_at, NULL, NULL, NULL, p->spend_cap, p->period,
+		p->period_start, p->spent, p->reserved, p->models };
+	const long long numbers[] = { 0, 0, p->keys, p->rpm, p->tpm };
+
+	return project_columns[j].number ? number_cell(num, len, numbers[j]) : text[j];
+}
+
+static const struct column key_columns[] = {
+	{ "prefix", 0 }, { "name", 0 }, { "created_at", 0 }, { "revoked_at", 0 },
+};
+
+static const char *
+key_cell(const struct mg_admin_list *l, size_t i, int j, char *num, size_t len)
+{
+	const struct mg_admin_key *k = &l->keys[i];
+	const char *text[] = { k->prefix, k->name, k->created_at, k->revoked_at };
+
+	(void)num;
+	(void)len;
+	return text[j];
+}
+
+static const struct column model_columns[] = {
+	{ "id", 0 }, { "kind", 0 }, { "context_length", 1 }, { "prompt_price", 0 },
+	{ "completion_price", 0 }, { "synced_at", 0 },
+};
+
+static const char *
+model_cell(const struct mg_admin_list *l, size_t i, int j, char *num, size_t len)
+{
+	const struct mg_admin_model *m = &l->models[i];
+	const char *text[] = { m->id, m->kind, NULL, m->prompt_price, m->completion_price,
+		m->synced_at };
+
+	return model_columns[j].number ? number_cell(num, len, m->context_length) : text[j];
+}
+
+/* How a list prints. */
+struct listing {
+	const struct column *cols;
+	int ncols;
+	cell_fn *cell;
+};
+
+#define LISTING(cols, cell) { cols, (int)(sizeof(cols) / sizeof((cols)[0])), cell }
+
+static const struct listing projects = LISTING(project_columns, project_cell);
+static const struct listing keys = LISTING(key_columns, key_cell);
+static const struct listing models = LISTING(model_columns, model_cell);
+
+/* --- the commands ---------------------------------------------------------- */
+
 static int
-only_known(int argc, char **argv, int start, const char *flag, const char *valued)
+cmd_migrate(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	int applied, version;
+
+	if (mg_admin_migrate(x->admin, x->sql_dir, &applied, &version, err, sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	printf("migrations: %d applied, schema version %d\n", applied, version);
+	return 0;
+}
+
+/* The limit options, in the order of enum mg_admin_limit. */
+static const char *const limit_flags[MG_LIMIT__COUNT] = {
+	[MG_LIMIT_RPM] = "--rpm",
+	[MG_LIMIT_TPM] = "--tpm",
+	[MG_LIMIT_SPEND_CAP] = "--spend-cap",
+	[MG_LIMIT_PERIOD] = "--period",
+	[MG_LIMIT_MODELS] = "--models",
+};
+
+/* Reads the limit options from the words after the project's name; -1
+ * (message printed) when one is unknown, lacks its value or has a bad
+ * value. */
+static int
+parse_limits(const struct ctx *x, struct mg_admin_limits *l)
+{
+	enum mg_admin_limit bad;
+	int i, k;
+
+	memset(l, 0, sizeof(*l));
+	for (i = 3; i < x->argc; i++) {
+		for (k = 0; k < MG_LIMIT__COUNT && strcmp(x->argv[i], limit_flags[k]) != 0; k++)
+			continue;
+		if (k == MG_LIMIT__COUNT || i + 1 >= x->argc) {
+			fail("%s: unknown option or missing value", x->argv[i]);
+			return -1;
+		}
+		l->value[k] = x->argv[++i];
+	}
+	if (mg_admin_limits_check(l, &bad) != MG_OK) {
+		fail("%s %s", limit_flags[bad], mg_admin_limit_rule(bad));
+		return -1;
+	}
+	return 0;
+}
+
+static int
+cmd_project_create(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	struct mg_admin_limits l;
+
+	if (parse_limits(x, &l) < 0)
+		return 2;
+	if (mg_admin_project_create(x->admin, x->argv[2], &l, err, sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	printf("created project %s\n", x->argv[2]);
+	return 0;
+}
+
+static int
+cmd_project_set(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	struct mg_admin_limits l;
+
+	if (parse_limits(x, &l) < 0)
+		return 2;
+	if (x->argc <= 3)
+		return fail("project set: give at least one of --rpm, --tpm, --spend-cap, --period, --models");
+	if (mg_admin_project_set(x->admin, x->argv[2], &l, err, sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	printf("updated project %s\n", x->argv[2]);
+	return 0;
+}
+
+/* Prints the list a list operation returned (rc), or its error. */
+static int
+print_result(enum mg_err rc, const char *err, const struct listing *how,
+    struct mg_admin_list *l, int as_json)
+{
+	if (rc == MG_OK)
+		print_list(how->cols, how->ncols, l, how->cell, as_json);
+	mg_admin_list_free(l);
+	return rc == MG_OK ? 0 : fail("%s", err);
+}
+
+static int
+cmd_project_list(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	struct mg_admin_list l;
+	enum mg_err rc = mg_admin_project_list(x->admin, &l, err, sizeof(err));
+
+	return print_result(rc, err, &projects, &l, has_flag(x, "--json"));
+}
+
+static int
+cmd_key_create(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	struct mg_admin_new_key k;
+
+	if (mg_admin_key_create(x->admin, x->argv[2], option_value(x, "--name"), &k, err,
+	    sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	printf("%s\n", k.key);
+	fflush(stdout);
+	memset(k.key, 0, sizeof(k.key));
+	fprintf(stderr, "modelgate: key %s created for project %s; it is shown only this once\n",
+	    k.prefix, x->argv[2]);
+	return 0;
+}
+
+static int
+cmd_key_list(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	struct mg_admin_list l;
+	enum mg_err rc = mg_admin_key_list(x->admin, x->argv[2], &l, err, sizeof(err));
+
+	return print_result(rc, err, &keys, &l, has_flag(x, "--json"));
+}
+
+static int
+cmd_key_revoke(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN], prefix[MG_APIKEY_PREFIX_LEN + 1];
+
+	if (mg_admin_key_revoke(x->admin, x->argv[2], prefix, err, sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	printf("revoked key %s\n", prefix);
+	return 0;
+}
+
+static int
+cmd_reap(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	int n;
+
+	if (mg_admin_reap(x->admin, x->conf->reap_after, &n, err, sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	printf("reaped %d requests older than %d s (charged at their reserved amount)\n",
+	    n, x->conf->reap_after);
+	return 0;
+}
+
+static int
+cmd_models_sync(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	int n;
+
+	if (mg_admin_catalog_sync(x->admin, &n, err, sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	printf("catalog: %d models from %s\n", n, x->conf->up_base_url);
+	return 0;
+}
+
+static int
+cmd_models_list(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	struct mg_admin_list l;
+	enum mg_err rc = mg_admin_catalog_list(x->admin, &l, err, sizeof(err));
+
+	return print_result(rc, err, &models, &l, has_flag(x, "--json"));
+}
+
+static int
+cmd_config_check(struct ctx *x)
+{
+	printf("%s: ok\n", x->conf->file);
+	return 0;
+}
+
+static int
+cmd_config_dump(struct ctx *x)
+{
+	mg_conf_dump(x->conf, stdout);
+	return 0;
+}
+
+/* The commands: the words, the shape of the words after them, whether
+ * they need the database. */
+static const struct command {
+	const char *word, *sub;  /* sub NULL: the command has none */
+	int min_words;           /* words counted from the command word on */
+	int max_words;           /* -1: any (the command reads them) */
+	const char *flag;        /* a flag allowed after min_words, or NULL */
+	const char *valued;      /* an option with a value allowed there, or NULL */
+	int db;                  /* 1: runs on a database connection */
+	int (*run)(struct ctx *x);
+} commands[] = {
+	{ "db", "migrate", 2, 2, NULL, NULL, 1, cmd_migrate },
+	{ "project", "create", 3, -1, NULL, NULL, 1, cmd_project_create },
+	{ "project", "set", 3, -1, NULL, NULL, 1, cmd_project_set },
+	{ "project", "list", 2, -1, "--json", NULL, 1, cmd_project_list },
+	{ "key", "create", 3, -1, NULL, "--name", 1, cmd_key_create },
+	{ "key", "list", 3, -1, "--json", NULL, 1, cmd_key_list },
+	{ "key", "revoke", 3, 3, NULL, NULL, 1, cmd_key_revoke },
+	{ "reap", NULL, 1, 1, NULL, NULL, 1, cmd_reap },
+	{ "models", "sync", 2, 2, NULL, NULL, 1, cmd_models_sync },
+	{ "models", "list", 2, -1, "--json", NULL, 1, cmd_models_list },
+	{ "config", "check", 2, 2, NULL, NULL, 0, cmd_config_check },
+	{ "config", "dump", 2, 2, NULL, NULL, 0, cmd_config_dump },
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* 1 when the words fit the command: their count, and after min_words
+ * only its flag and its option with a value. */
+static int
+fits(const struct command *cmd, int argc, char **argv)
 {
 	int i;
 
-	for (i = start; i < argc; i++) {
-		if (flag != NULL && strcmp(argv[i], flag) == 0)
+	if (argc < cmd->min_words || (cmd->max_words >= 0 && argc > cmd->max_words))
+		return 0;
+	if (cmd->flag == NULL && cmd->valued == NULL)
+		return 1;
+	for (i = cmd->min_words; i < argc; i++) {
+		if (cmd->flag != NULL && strcmp(argv[i], cmd->flag) == 0)
 			continue;
-		if (valued != NULL && strcmp(argv[i], valued) == 0 && i + 1 < argc) {
+		if (cmd->valued != NULL && strcmp(argv[i], cmd->valued) == 0 && i + 1 < argc) {
 			i++;
 			continue;
 		}
@@ -588,78 +476,46 @@ only_known(int argc, char **argv, int start, const char *flag, const char *value
 	return 1;
 }
 
-static int
-dispatch(const struct mg_conf *conf, PGconn *c, const char *sql_dir, int argc, char **argv)
+/* The command the words name, or NULL; *known says whether the command
+ * word itself is one. */
+static const struct command *
+find_command(int argc, char **argv, int *known)
 {
-	const char *cmd = argv[0], *sub = argc > 1 ? argv[1] : "";
+	size_t i;
 
-	if (strcmp(cmd, "db") == 0 && strcmp(sub, "migrate") == 0 && argc == 2)
-		return cmd_migrate(c, sql_dir);
-	if (strcmp(cmd, "project") == 0) {
-		if (strcmp(sub, "create") == 0 && argc >= 3)
-			return cmd_project_create(c, argv[2], argc, argv);
-		if (strcmp(sub, "set") == 0 && argc >= 3)
-			return cmd_project_set(c, argv[2], argc, argv);
-		if (strcmp(sub, "list") == 0 && only_known(argc, argv, 2, "--json", NULL))
-			return cmd_project_list(c, has_flag(argc, argv, "--json"));
-	}
-	if (strcmp(cmd, "key") == 0) {
-		if (strcmp(sub, "create") == 0 && argc >= 3 && only_known(argc, argv, 3, NULL, "--name"))
-			return cmd_key_create(c, argv[2], option_value(argc, argv, "--name"));
-		if (strcmp(sub, "list") == 0 && argc >= 3 && only_known(argc, argv, 3, "--json", NULL))
-			return cmd_key_list(c, argv[2], has_flag(argc, argv, "--json"));
-		if (strcmp(sub, "revoke") == 0 && argc == 3)
-			return cmd_key_revoke(c, argv[2]);
-	}
-	if (strcmp(cmd, "reap") == 0 && argc == 1)
-		return cmd_reap(conf, c);
-	if (strcmp(cmd, "models") == 0) {
-		if (strcmp(sub, "sync") == 0 && argc == 2)
-			return cmd_models_sync(conf, c);
-		if (strcmp(sub, "list") == 0 && only_known(argc, argv, 2, "--json", NULL))
-			return cmd_models_list(c, has_flag(argc, argv, "--json"));
-	}
-	return usage_error("unknown command or wrong arguments");
-}
+	*known = 0;
+	for (i = 0; i < NCOMMANDS; i++) {
+		const struct command *cmd = &commands[i];
 
-static int
-known_command(int argc, char **argv)
-{
-	static const char *const words[] = { "db", "project", "key", "reap", "models", NULL };
-	int i;
-
-	(void)argc;
-	for (i = 0; words[i] != NULL; i++)
-		if (strcmp(argv[0], words[i]) == 0)
-			return 1;
-	return 0;
+		if (strcmp(argv[0], cmd->word) != 0)
+			continue;
+		*known = 1;
+		if ((cmd->sub == NULL || (argc > 1 && strcmp(argv[1], cmd->sub) == 0)) &&
+		    fits(cmd, argc, argv))
+			return cmd;
+	}
+	return NULL;
 }
 
 int
 mg_cli_run(const struct mg_conf *conf, const char *sql_dir, int argc, char **argv)
 {
-	PGconn *c;
-	int status;
+	struct ctx x = { conf, sql_dir, NULL, argc, argv };
+	const struct command *cmd;
+	char err[MG_ERR_DETAIL_LEN];
+	int known, status;
 
 	if (argc < 1)
 		return usage_error("no command given");
-	if (strcmp(argv[0], "config") == 0) {
-		if (argc == 2 && strcmp(argv[1], "check") == 0) {
-			printf("%s: ok\n", conf->file);
-			return 0;
-		}
-		if (argc == 2 && strcmp(argv[1], "dump") == 0) {
-			mg_conf_dump(conf, stdout);
-			return 0;
-		}
-		return usage_error("unknown config command");
-	}
-	if (!known_command(argc, argv))
+	cmd = find_command(argc, argv, &known);
+	if (!known)
 		return usage_error("unknown command");
-	c = db_connect(conf);
-	if (c == NULL)
-		return 1;
-	status = dispatch(conf, c, sql_dir, argc, argv);
-	PQfinish(c);
+	if (cmd == NULL)
+		return usage_error(strcmp(argv[0], "config") == 0 ? "unknown config command"
+		    : "unknown command or wrong arguments");
+	if (cmd->db && mg_admin_new(conf, "modelgate-cli", &x.admin, err, sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	status = cmd->run(&x);
+	mg_admin_free(x.admin);
 	return status;
 }

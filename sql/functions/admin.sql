@@ -87,3 +87,172 @@ CREATE OR REPLACE TRIGGER projects_keep_usage_refs_truncate BEFORE TRUNCATE ON p
     FOR EACH STATEMENT EXECUTE FUNCTION mg_keep_usage_refs();
 CREATE OR REPLACE TRIGGER api_keys_keep_usage_refs_truncate BEFORE TRUNCATE ON api_keys
     FOR EACH STATEMENT EXECUTE FUNCTION mg_keep_usage_refs();
+
+-- Operations on projects and keys, called by lib/admin.c (every face of
+-- the gateway goes through it).  Refusals are raised with a SQLSTATE that
+-- says what went wrong and a message that can be shown as it is:
+--   no_data_found (P0002)            the named project or key does not exist
+--   unique_violation (23505)         the project exists already
+--   cardinality_violation (21000)    a key prefix matches several live keys
+--   invalid_parameter_value (22023)  a name or a limit breaks its rule
+
+-- Times as the operator sees them: UTC, ISO 8601, to the second.
+CREATE OR REPLACE FUNCTION mg_iso_time(p_at timestamptz)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+$$;
+
+-- Changes the limits named in p_limits, a JSON object with any of
+-- rpm, tpm (whole numbers), spend_cap (USD as a decimal string), period
+-- ("month" or "total") and models (an array of model ids; empty: all);
+-- a key set to null removes that limit, a key absent leaves it alone.
+-- Changing the period starts it again (see mg_set_period).
+CREATE OR REPLACE FUNCTION mg_project_set(p_name text, p_limits jsonb)
+RETURNS void
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_id bigint;
+    v_period text;
+BEGIN
+    SELECT id, cap_period INTO v_id, v_period FROM projects WHERE name = p_name FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no project named ''%''', p_name USING ERRCODE = 'no_data_found';
+    END IF;
+    IF jsonb_typeof(p_limits) IS DISTINCT FROM 'object' THEN
+        RAISE EXCEPTION 'the limits must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_limits ? 'rpm' THEN
+        UPDATE projects SET rpm = (p_limits->>'rpm')::integer WHERE id = v_id;
+    END IF;
+    IF p_limits ? 'tpm' THEN
+        UPDATE projects SET tpm = (p_limits->>'tpm')::integer WHERE id = v_id;
+    END IF;
+    IF p_limits ? 'spend_cap' THEN
+        UPDATE projects SET spend_cap = (p_limits->>'spend_cap')::numeric WHERE id = v_id;
+    END IF;
+    IF p_limits ? 'models' THEN
+        UPDATE projects
+           SET allowed_models = coalesce(array(
+                   SELECT DISTINCT trim(m)
+                     FROM jsonb_array_elements_text(CASE jsonb_typeof(p_limits->'models')
+                                                    WHEN 'array' THEN p_limits->'models'
+                                                    ELSE '[]' END) m
+                    WHERE trim(m) <> '' ORDER BY 1), '{}')
+         WHERE id = v_id;
+    END IF;
+    IF p_limits ? 'period' AND p_limits->>'period' IS DISTINCT FROM v_period THEN
+        IF p_limits->>'period' IS NULL OR p_limits->>'period' NOT IN ('month', 'total') THEN
+            RAISE EXCEPTION 'the period must be month or total' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        PERFORM mg_set_period(v_id, p_limits->>'period');
+    END IF;
+END
+$$;
+
+-- Creates the project p_name with the limits p_limits (as for
+-- mg_project_set; '{}': none), in one transaction.
+CREATE OR REPLACE FUNCTION mg_project_create(p_name text, p_limits jsonb)
+RETURNS void
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    IF p_name IS NULL OR p_name !~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' THEN
+        RAISE EXCEPTION 'invalid project name ''%'': use 1-64 letters, digits, ''.'', ''_'' or ''-'', starting with a letter or digit',
+            p_name USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO projects (name) VALUES (p_name) ON CONFLICT (name) DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'project ''%'' already exists', p_name USING ERRCODE = 'unique_violation';
+    END IF;
+    PERFORM mg_project_set(p_name, p_limits);
+END
+$$;
+
+-- Every project by name: its limits, live keys, and the spend of the
+-- period that contains p_now (NULL: now).  Money as exact decimal text.
+CREATE OR REPLACE FUNCTION mg_project_list(p_now timestamptz DEFAULT NULL)
+RETURNS TABLE (name text, created_at text, keys integer, rpm integer, tpm integer,
+               spend_cap text, period text, period_start text, spent text,
+               reserved text, models text)
+LANGUAGE sql STABLE AS $$
+    SELECT p.name, mg_iso_time(p.created_at),
+           (SELECT count(*) FROM api_keys k
+             WHERE k.project_id = p.id AND k.revoked_at IS NULL)::integer,
+           p.rpm, p.tpm, p.spend_cap::text, p.cap_period,
+           mg_iso_time(mg_period_start(p.cap_period, coalesce(p_now, now()))),
+           (CASE WHEN q.period_start >= mg_period_start(p.cap_period, coalesce(p_now, now()))
+                 THEN trim_scale(q.spent) ELSE 0 END)::text,
+           trim_scale(q.reserved)::text,
+           CASE WHEN cardinality(p.allowed_models) = 0 THEN NULL
+                ELSE array_to_string(p.allowed_models, ',') END
+      FROM projects p LEFT JOIN project_quota q ON q.project_id = p.id
+     ORDER BY p.name
+$$;
+
+-- Adds a key (its SHA-256 and public prefix) to the project p_project.
+CREATE OR REPLACE FUNCTION mg_key_create(p_project text, p_prefix text, p_hash bytea, p_name text)
+RETURNS void
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    INSERT INTO api_keys (project_id, prefix, key_hash, name)
+    SELECT id, p_prefix, p_hash, p_name FROM projects WHERE name = p_project;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no project named ''%''', p_project USING ERRCODE = 'no_data_found';
+    END IF;
+END
+$$;
+
+-- The keys of the project p_project, oldest first (prefixes, never keys).
+CREATE OR REPLACE FUNCTION mg_key_list(p_project text)
+RETURNS TABLE (prefix text, name text, created_at text, revoked_at text)
+LANGUAGE plpgsql STABLE AS $$
+#variable_conflict use_column
+DECLARE
+    v_id bigint;
+BEGIN
+    SELECT id INTO v_id FROM projects WHERE name = p_project;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no project named ''%''', p_project USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN QUERY
+        SELECT k.prefix, k.name, mg_iso_time(k.created_at), mg_iso_time(k.revoked_at)
+          FROM api_keys k WHERE k.project_id = v_id ORDER BY k.created_at, k.id;
+END
+$$;
+
+-- Revokes one live key: the one whose SHA-256 is p_hash, or else the one
+-- whose prefix is p_prefix when it names exactly one live key.  Returns
+-- the revoked key's prefix.
+CREATE OR REPLACE FUNCTION mg_key_revoke(p_prefix text, p_hash bytea)
+RETURNS text
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids bigint[];
+    v_prefix text;
+BEGIN
+    IF p_hash IS NOT NULL THEN
+        UPDATE api_keys SET revoked_at = now()
+         WHERE key_hash = p_hash AND revoked_at IS NULL
+        RETURNING prefix INTO v_prefix;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'no live key matches' USING ERRCODE = 'no_data_found';
+        END IF;
+        RETURN v_prefix;
+    END IF;
+    SELECT array_agg(id) INTO v_ids
+      FROM (SELECT id FROM api_keys WHERE prefix = p_prefix AND revoked_at IS NULL FOR UPDATE) k;
+    IF cardinality(v_ids) > 1 THEN
+        RAISE EXCEPTION 'prefix ''%'' matches % keys; revoke with the whole key',
+            p_prefix, cardinality(v_ids) USING ERRCODE = 'cardinality_violation';
+    END IF;
+    IF v_ids IS NULL THEN
+        RAISE EXCEPTION 'no live key with prefix ''%''', p_prefix USING ERRCODE = 'no_data_found';
+    END IF;
+    UPDATE api_keys SET revoked_at = now() WHERE id = v_ids[1] RETURNING prefix INTO v_prefix;
+    RETURN v_prefix;
+END
+$$;

@@ -69,3 +69,14 @@ LANGUAGE sql STABLE AS $$
            array_to_json(p.allowed_models)::text
       FROM projects p WHERE p.id = p_project_id
 $$;
+
+-- The catalog as the operator sees it, by id: prices as exact decimal
+-- text (USD per token), the time of the sync that stored each model.
+CREATE OR REPLACE FUNCTION mg_catalog_list()
+RETURNS TABLE (id text, kind text, context_length integer, prompt_price text,
+               completion_price text, synced_at text)
+LANGUAGE sql STABLE AS $$
+    SELECT m.id, m.kind, m.context_length, m.prompt_price::text,
+           m.completion_price::text, mg_iso_time(m.synced_at)
+      FROM models m ORDER BY m.id
+$$;

@@ -1,0 +1,597 @@
+/* admin.c -- The operations under every face: schema upgrades, projects,
+ * keys, the model catalog and the reaper, each a call of a function of
+ * sql/functions by name, returning data and never printing.  Called by
+ * the CLI (cli.c); the later faces (/v1/usage, MCP, the dashboard) call
+ * it too. */
+#include "config.h"
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+#include "catalog.h"
+#include "migrate.h"
+#include "money.h"
+#include "upstream.h"
+
+struct mg_admin {
+	PGconn *conn;
+	const struct mg_conf *conf;
+};
+
+/* The calls, by the SQL function each makes. */
+enum call {
+	CALL_PROJECT_CREATE,
+	CALL_PROJECT_SET,
+	CALL_PROJECT_LIST,
+	CALL_KEY_CREATE,
+	CALL_KEY_LIST,
+	CALL_KEY_REVOKE,
+	CALL_CATALOG_REPLACE,
+	CALL_CATALOG_LIST,
+	CALL_REAP,
+	CALL__COUNT
+};
+
+static const struct {
+	const char *sql;
+	int nparams;
+} calls[CALL__COUNT] = {
+	[CALL_PROJECT_CREATE] = { "SELECT mg_project_create($1, $2::jsonb)", 2 },
+	[CALL_PROJECT_SET] = { "SELECT mg_project_set($1, $2::jsonb)", 2 },
+	[CALL_PROJECT_LIST] = { "SELECT name, created_at, keys, rpm, tpm, spend_cap, period, "
+	    "period_start, spent, reserved, models FROM mg_project_list()", 0 },
+	[CALL_KEY_CREATE] = { "SELECT mg_key_create($1, $2, decode($3, 'hex'), $4)", 4 },
+	[CALL_KEY_LIST] = { "SELECT prefix, name, created_at, revoked_at FROM mg_key_list($1)", 1 },
+	[CALL_KEY_REVOKE] = { "SELECT mg_key_revoke($1, decode($2, 'hex'))", 2 },
+	[CALL_CATALOG_REPLACE] = { "SELECT mg_catalog_replace($1::jsonb)", 1 },
+	[CALL_CATALOG_LIST] = { "SELECT id, kind, context_length, prompt_price, completion_price, "
+	    "synced_at FROM mg_catalog_list()", 0 },
+	[CALL_REAP] = { "SELECT mg_reap($1)", 1 },
+};
+
+/* The refusals the functions raise (see sql/functions/admin.sql), by
+ * SQLSTATE; their message is the detail as it is. */
+static const struct {
+	const char *sqlstate;
+	enum mg_err err;
+} refusals[] = {
+	{ "P0002", MG_ERR_NOT_FOUND },  /* no_data_found */
+	{ "23505", MG_ERR_EXISTS },     /* unique_violation */
+	{ "21000", MG_ERR_AMBIGUOUS },  /* cardinality_violation */
+	{ "22023", MG_ERR_INVALID },    /* invalid_parameter_value */
+};
+
+/* A message from Postgres or libpq, after what (NULL: nothing), on one
+ * line: its line breaks (and the indent after them) become one space,
+ * its trailing ones go. */
+static void
+pq_detail(char *err, size_t errlen, const char *what, const char *msg)
+{
+	char line[MG_ERR_DETAIL_LEN];
+	size_t n = 0;
+
+	while (*msg != '\0' && n + 1 < sizeof(line)) {
+		if (*msg == '\n') {
+			msg += strspn(msg, "\n\t ");
+			if (*msg != '\0')
+				line[n++] = ' ';
+			continue;
+		}
+		line[n++] = *msg++;
+	}
+	line[n] = '\0';
+	mg_err_detail(err, errlen, "%s%s%s", what != NULL ? what : "", what != NULL ? ": " : "", line);
+}
+
+enum mg_err
+mg_admin_new(const struct mg_conf *conf, const char *app_name, struct mg_admin **out,
+    char *err, size_t errlen)
+{
+	char timeout[16];
+	const char *keys[] = { "dbname", "connect_timeout", "application_name", NULL };
+	const char *vals[] = { conf->db_conninfo, timeout, app_name, NULL };
+	struct mg_admin *a;
+
+	*out = NULL;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		mg_err_detail(err, errlen, "out of memory");
+		return MG_ERR_NOMEM;
+	}
+	snprintf(timeout, sizeof(timeout), "%d", conf->db_connect_timeout);
+	a->conf = conf;
+	a->conn = PQconnectdbParams(keys, vals, 1);
+	if (a->conn == NULL || PQstatus(a->conn) != CONNECTION_OK) {
+		pq_detail(err, errlen, "cannot connect to the database",
+		    a->conn != NULL ? PQerrorMessage(a->conn) : "out of memory");
+		mg_admin_free(a);
+		return MG_ERR_DB_DOWN;
+	}
+	*out = a;
+	return MG_OK;
+}
+
+void
+mg_admin_free(struct mg_admin *a)
+{
+	if (a == NULL)
+		return;
+	PQfinish(a->conn);
+	free(a);
+}
+
+/* Makes one call; on success *res holds its rows (the caller clears
+ * it), on failure the refusal or database error is in err. */
+static enum mg_err
+call(struct mg_admin *a, enum call which, const char *const *params, PGresult **res,
+    char *err, size_t errlen)
+{
+	PGresult *r = PQexecParams(a->conn, calls[which].sql, calls[which].nparams, NULL,
+	    params, NULL, NULL, 0);
+	const char *state, *msg;
+	size_t i;
+
+	*res = NULL;
+	if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK) {
+		*res = r;
+		return MG_OK;
+	}
+	state = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	msg = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	for (i = 0; state != NULL && msg != NULL && i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+		if (strcmp(state, refusals[i].sqlstate) == 0) {
+			pq_detail(err, errlen, NULL, msg);
+			PQclear(r);
+			return refusals[i].err;
+		}
+	}
+	pq_detail(err, errlen, "database error", msg != NULL ? msg : PQerrorMessage(a->conn));
+	PQclear(r);
+	return PQstatus(a->conn) == CONNECTION_OK ? MG_ERR_DB : MG_ERR_DB_DOWN;
+}
+
+/* A call whose one row and column is a count. */
+static enum mg_err
+call_count(struct mg_admin *a, enum call which, const char *const *params, int *n,
+    char *err, size_t errlen)
+{
+	PGresult *r;
+	enum mg_err rc = call(a, which, params, &r, err, errlen);
+
+	if (rc != MG_OK)
+		return rc;
+	*n = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return MG_OK;
+}
+
+enum mg_err
+mg_admin_migrate(struct mg_admin *a, const char *sql_dir, int *applied, int *version,
+    char *err, size_t errlen)
+{
+	char why[MG_ERR_DETAIL_LEN];
+	enum mg_err rc = mg_migrate(a->conn, sql_dir, applied, version, why, sizeof(why));
+
+	if (rc != MG_OK)
+		mg_err_detail(err, errlen, "migration failed: %s", why);
+	return rc;
+}
+
+/* --- projects ------------------------------------------------------------ */
+
+static const char *const limit_rules[MG_LIMIT__COUNT] = {
+	[MG_LIMIT_RPM] = "must be a whole number from 1 to 999999999, or none",
+	[MG_LIMIT_TPM] = "must be a whole number from 1 to 999999999, or none",
+	[MG_LIMIT_SPEND_CAP] = "must be an amount of USD such as 25 or 0.50, or none",
+	[MG_LIMIT_PERIOD] = "must be month or total",
+	[MG_LIMIT_MODELS] = "must be model ids separated by commas, or none",
+};
+
+/* The limits' names in the JSON mg_project_set reads. */
+static const char *const limit_keys[MG_LIMIT__COUNT] = {
+	[MG_LIMIT_RPM] = "rpm",
+	[MG_LIMIT_TPM] = "tpm",
+	[MG_LIMIT_SPEND_CAP] = "spend_cap",
+	[MG_LIMIT_PERIOD] = "period",
+	[MG_LIMIT_MODELS] = "models",
+};
+
+const char *
+mg_admin_limit_name(enum mg_admin_limit which)
+{
+	return (unsigned)which < MG_LIMIT__COUNT ? limit_keys[which] : NULL;
+}
+
+const char *
+mg_admin_limit_rule(enum mg_admin_limit which)
+{
+	return (unsigned)which < MG_LIMIT__COUNT ? limit_rules[which] : "is unknown";
+}
+
+/* 1 when v is a whole number from 1 to 999999999. */
+static int
+count_valid(const char *v)
+{
+	size_t n = strlen(v);
+
+	return n > 0 && n <= 9 && strspn(v, "0123456789") == n && strtol(v, NULL, 10) >= 1;
+}
+
+static int
+limit_valid(enum mg_admin_limit which, const char *v)
+{
+	if (strcmp(v, "none") == 0)
+		return which != MG_LIMIT_PERIOD;
+	switch (which) {
+	case MG_LIMIT_RPM:
+	case MG_LIMIT_TPM:
+		return count_valid(v);
+	case MG_LIMIT_SPEND_CAP:
+		return mg_money_valid(v, MG_MONEY_PLAIN);
+	case MG_LIMIT_PERIOD:
+		return strcmp(v, "month") == 0 || strcmp(v, "total") == 0;
+	default:
+		return 1;
+	}
+}
+
+enum mg_err
+mg_admin_limits_check(const struct mg_admin_limits *l, enum mg_admin_limit *bad)
+{
+	int i;
+
+	for (i = 0; i < MG_LIMIT__COUNT; i++) {
+		if (l->value[i] != NULL && !limit_valid((enum mg_admin_limit)i, l->value[i])) {
+			*bad = (enum mg_admin_limit)i;
+			return MG_ERR_INVALID;
+		}
+	}
+	return MG_OK;
+}
+
+/* The model ids of a comma-separated list as a JSON array (Postgres
+ * trims them and drops empty ones); NULL when out of memory. */
+static json_object *
+models_json(const char *list)
+{
+	json_object *arr = json_object_new_array();
+	const char *p = list;
+
+	if (arr == NULL || strcmp(list, "none") == 0)
+		return arr;
+	while (*p != '\0') {
+		size_t n = strcspn(p, ",");
+		json_object *id = json_object_new_string_len(p, (int)n);
+
+		if (id == NULL || json_object_array_add(arr, id) != 0) {
+			json_object_put(id);
+			json_object_put(arr);
+			return NULL;
+		}
+		p += n + (p[n] == ',');
+	}
+	return arr;
+}
+
+/* One limit's JSON value: null for "none", a number for the counts. */
+static json_object *
+limit_json(enum mg_admin_limit which, const char *v)
+{
+	if (which == MG_LIMIT_MODELS)
+		return models_json(v);
+	if (strcmp(v, "none") == 0)
+		return NULL;
+	if (which == MG_LIMIT_RPM || which == MG_LIMIT_TPM)
+		return json_object_new_int64(strtoll(v, NULL, 10));
+	return json_object_new_string(v);
+}
+
+/* Checks the limits and writes them as the JSON object mg_project_set
+ * reads into *text (malloc'd). */
+static enum mg_err
+limits_text(const struct mg_admin_limits *l, char **text, char *err, size_t errlen)
+{
+	json_object *o;
+	enum mg_admin_limit bad;
+	int i;
+
+	*text = NULL;
+	if (l != NULL && mg_admin_limits_check(l, &bad) != MG_OK) {
+		mg_err_detail(err, errlen, "%s %s", limit_keys[bad], limit_rules[bad]);
+		return MG_ERR_INVALID;
+	}
+	o = json_object_new_object();
+	for (i = 0; o != NULL && l != NULL && i < MG_LIMIT__COUNT; i++) {
+		json_object *v;
+
+		if (l->value[i] == NULL)
+			continue;
+		v = limit_json((enum mg_admin_limit)i, l->value[i]);
+		if ((v == NULL && strcmp(l->value[i], "none") != 0) ||
+		    json_object_object_add(o, limit_keys[i], v) != 0) {
+			json_object_put(v);
+			json_object_put(o);
+			o = NULL;
+		}
+	}
+	if (o != NULL)
+		*text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	if (*text == NULL) {
+		mg_err_detail(err, errlen, "out of memory");
+		return MG_ERR_NOMEM;
+	}
+	return MG_OK;
+}
+
+/* mg_project_create or mg_project_set of name with l. */
+static enum mg_err
+project_change(struct mg_admin *a, enum call which, const char *name,
+    const struct mg_admin_limits *l, char *err, size_t errlen)
+{
+	const char *params[2] = { name, NULL };
+	char *limits;
+	PGresult *r;
+	enum mg_err rc = limits_text(l, &limits, err, errlen);
+
+	if (rc != MG_OK)
+		return rc;
+	params[1] = limits;
+	rc = call(a, which, params, &r, err, errlen);
+	PQclear(r);
+	free(limits);
+	return rc;
+}
+
+enum mg_err
+mg_admin_project_create(struct mg_admin *a, const char *name, const struct mg_admin_limits *l,
+    char *err, size_t errlen)
+{
+	return project_change(a, CALL_PROJECT_CREATE, name, l, err, errlen);
+}
+
+enum mg_err
+mg_admin_project_set(struct mg_admin *a, const char *name, const struct mg_admin_limits *l,
+    char *err, size_t errlen)
+{
+	return project_change(a, CALL_PROJECT_SET, name, l, err, errlen);
+}
+
+/* --- lists --------------------------------------------------------------- */
+
+void
+mg_admin_list_init(struct mg_admin_list *l)
+{
+	memset(l, 0, sizeof(*l));
+}
+
+void
+mg_admin_list_free(struct mg_admin_list *l)
+{
+	if (l == NULL)
+		return;
+	free(l->projects);
+	free(l->keys);
+	free(l->models);
+	PQclear(l->owner);
+	mg_admin_list_init(l);
+}
+
+/* Where the columns of a list call's result go in its row struct, in
+ * the order of the columns. */
+struct field {
+	size_t offset;
+	int number;  /* 1: a long long (-1 for SQL NULL), 0: text (NULL) */
+};
+
+#define TEXT(type, member) { offsetof(struct type, member), 0 }
+#define NUMBER(type, member) { offsetof(struct type, member), 1 }
+
+static const struct field project_fields[] = {
+	TEXT(mg_admin_project, name), TEXT(mg_admin_project, created_at),
+	NUMBER(mg_admin_project, keys), NUMBER(mg_admin_project, rpm),
+	NUMBER(mg_admin_project, tpm), TEXT(mg_admin_project, spend_cap),
+	TEXT(mg_admin_project, period), TEXT(mg_admin_project, period_start),
+	TEXT(mg_admin_project, spent), TEXT(mg_admin_project, reserved),
+	TEXT(mg_admin_project, models),
+};
+
+static const struct field key_fields[] = {
+	TEXT(mg_admin_key, prefix), TEXT(mg_admin_key, name),
+	TEXT(mg_admin_key, created_at), TEXT(mg_admin_key, revoked_at),
+};
+
+static const struct field model_fields[] = {
+	TEXT(mg_admin_model, id), TEXT(mg_admin_model, kind),
+	NUMBER(mg_admin_model, context_length), TEXT(mg_admin_model, prompt_price),
+	TEXT(mg_admin_model, completion_price), TEXT(mg_admin_model, synced_at),
+};
+
+#define FIELDS(f) f, sizeof(f) / sizeof((f)[0])
+
+/* Fills row (a struct of the list) from row i of r, column j into
+ * fields[j]. */
+static void
+fill_row(void *row, const struct field *fields, size_t nfields, const PGresult *r, int i)
+{
+	size_t j;
+
+	for (j = 0; j < nfields; j++) {
+		char *at = (char *)row + fields[j].offset;
+		int null = PQgetisnull(r, i, (int)j);
+		const char *v = PQgetvalue(r, i, (int)j);
+
+		if (fields[j].number) {
+			long long n = null ? -1 : strtoll(v, NULL, 10);
+
+			memcpy(at, &n, sizeof(n));
+		} else {
+			const char *t = null ? NULL : v;
+
+			memcpy(at, &t, sizeof(t));
+		}
+	}
+}
+
+/* Makes a list call into l (initialized first): *rows gets an array of
+ * its rows (size bytes each, filled as fields say); l owns the result. */
+static enum mg_err
+list_call(struct mg_admin *a, enum call which, const char *const *params, size_t size,
+    const struct field *fields, size_t nfields, void **rows, struct mg_admin_list *l,
+    char *err, size_t errlen)
+{
+	PGresult *r;
+	enum mg_err rc;
+	int i;
+
+	mg_admin_list_init(l);
+	*rows = NULL;
+	rc = call(a, which, params, &r, err, errlen);
+	if (rc != MG_OK)
+		return rc;
+	*rows = calloc((size_t)PQntuples(r) + 1, size);
+	if (*rows == NULL) {
+		PQclear(r);
+		mg_err_detail(err, errlen, "out of memory");
+		return MG_ERR_NOMEM;
+	}
+	for (i = 0; i < PQntuples(r); i++)
+		fill_row((char *)*rows + (size_t)i * size, fields, nfields, r, i);
+	l->owner = r;
+	l->n = (size_t)PQntuples(r);
+	return MG_OK;
+}
+
+enum mg_err
+mg_admin_project_list(struct mg_admin *a, struct mg_admin_list *l, char *err, size_t errlen)
+{
+	void *rows;
+	enum mg_err rc = list_call(a, CALL_PROJECT_LIST, NULL, sizeof(*l->projects),
+	    FIELDS(project_fields), &rows, l, err, errlen);
+
+	l->projects = rows;
+	return rc;
+}
+
+/* --- keys ---------------------------------------------------------------- */
+
+enum mg_err
+mg_admin_key_create(struct mg_admin *a, const char *project, const char *label,
+    struct mg_admin_new_key *out, char *err, size_t errlen)
+{
+	char hash[MG_APIKEY_HASH_HEX_LEN + 1];
+	const char *params[4] = { project, out->prefix, hash, label };
+	PGresult *r;
+	enum mg_err rc;
+
+	if (mg_apikey_generate(out->key) != MG_OK) {
+		mg_err_detail(err, errlen, "the operating system gave no random bytes");
+		return MG_ERR_IO;
+	}
+	mg_apikey_prefix(out->key, out->prefix);
+	if (mg_apikey_hash_hex(out->key, strlen(out->key), hash) != MG_OK) {
+		mg_err_detail(err, errlen, "cannot compute the key's SHA-256 (libcrypto failed)");
+		rc = MG_ERR_NOMEM;
+		goto out;
+	}
+	rc = call(a, CALL_KEY_CREATE, params, &r, err, errlen);
+	PQclear(r);
+out:
+	if (rc != MG_OK)
+		memset(out, 0, sizeof(*out));
+	return rc;
+}
+
+enum mg_err
+mg_admin_key_list(struct mg_admin *a, const char *project, struct mg_admin_list *l,
+    char *err, size_t errlen)
+{
+	const char *params[1] = { project };
+	void *rows;
+	enum mg_err rc = list_call(a, CALL_KEY_LIST, params, sizeof(*l->keys),
+	    FIELDS(key_fields), &rows, l, err, errlen);
+
+	l->keys = rows;
+	return rc;
+}
+
+enum mg_err
+mg_admin_key_revoke(struct mg_admin *a, const char *which, char prefix[MG_APIKEY_PREFIX_LEN + 1],
+    char *err, size_t errlen)
+{
+	char hash[MG_APIKEY_HASH_HEX_LEN + 1];
+	const char *params[2] = { which, NULL };
+	PGresult *r;
+	enum mg_err rc;
+
+	prefix[0] = '\0';
+	if (mg_apikey_valid(which, strlen(which))) {
+		/* a whole key: by its hash */
+		if (mg_apikey_hash_hex(which, strlen(which), hash) != MG_OK) {
+			mg_err_detail(err, errlen, "cannot compute the key's SHA-256 (libcrypto failed)");
+			return MG_ERR_NOMEM;
+		}
+		params[0] = NULL;
+		params[1] = hash;
+	}
+	rc = call(a, CALL_KEY_REVOKE, params, &r, err, errlen);
+	if (rc != MG_OK)
+		return rc;
+	snprintf(prefix, MG_APIKEY_PREFIX_LEN + 1, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return MG_OK;
+}
+
+/* --- the catalog and the reaper ------------------------------------------ */
+
+enum mg_err
+mg_admin_catalog_sync(struct mg_admin *a, int *n, char *err, size_t errlen)
+{
+	struct mg_upstream *up = mg_upstream_new(a->conf);
+	char why[MG_ERR_DETAIL_LEN], *rows = NULL;
+	const char *params[1];
+	enum mg_err rc;
+	int fetched = 0;
+
+	if (up == NULL) {
+		mg_err_detail(err, errlen, "out of memory");
+		return MG_ERR_NOMEM;
+	}
+	rc = mg_catalog_fetch(up, (size_t)a->conf->up_max_response, &rows, &fetched, why,
+	    sizeof(why));
+	mg_upstream_free(up);
+	if (rc != MG_OK) {
+		mg_err_detail(err, errlen, "model list from %s: %s", a->conf->up_base_url, why);
+		return rc;
+	}
+	params[0] = rows;
+	rc = call_count(a, CALL_CATALOG_REPLACE, params, n, err, errlen);
+	free(rows);
+	return rc;
+}
+
+enum mg_err
+mg_admin_catalog_list(struct mg_admin *a, struct mg_admin_list *l, char *err, size_t errlen)
+{
+	void *rows;
+	enum mg_err rc = list_call(a, CALL_CATALOG_LIST, NULL, sizeof(*l->models),
+	    FIELDS(model_fields), &rows, l, err, errlen);
+
+	l->models = rows;
+	return rc;
+}
+
+enum mg_err
+mg_admin_reap(struct mg_admin *a, int grace, int *n, char *err, size_t errlen)
+{
+	char secs[16];
+	const char *params[1] = { secs };
+
+	snprintf(secs, sizeof(secs), "%d", grace);
+	return call_count(a, CALL_REAP, params, n, err, errlen);
+}
