@@ -51,27 +51,14 @@ export MG_SRCDIR MG_BUILDDIR
 # Prerequisites: a missing tool skips the test (77), or fails the setup (99)
 # under MG_REQUIRE_INTEGRATION=1.
 
-# locate PROGRAM: prints its path (PATH first, then the sbin directories).
-locate() {
-    local dir
-    command -v "$1" 2>/dev/null && return 0
-    for dir in /usr/sbin /sbin /usr/local/sbin; do
-        if [ -x "$dir/$1" ]; then
-            printf '%s\n' "$dir/$1"
-            return 0
-        fi
-    done
-    return 1
-}
-
 absent=()
-LIGHTTPD=$(locate lighttpd) || absent+=(lighttpd)
-SPAWN_FCGI=$(locate spawn-fcgi) || absent+=(spawn-fcgi)
-locate node >/dev/null || absent+=(node)
-locate curl >/dev/null || absent+=(curl)
-locate psql >/dev/null || absent+=("psql (postgresql-client)")
+LIGHTTPD=$(find_tool lighttpd) || absent+=(lighttpd)
+SPAWN_FCGI=$(find_tool spawn-fcgi) || absent+=(spawn-fcgi)
+find_tool node >/dev/null || absent+=(node)
+find_tool curl >/dev/null || absent+=(curl)
+find_tool psql >/dev/null || absent+=("psql (postgresql-client)")
 if [ -z "${PGHOST:-}" ]; then
-    locate pg_virtualenv >/dev/null || absent+=("pg_virtualenv (postgresql-common)")
+    find_tool pg_virtualenv >/dev/null || absent+=("pg_virtualenv (postgresql-common)")
 fi
 mg_missing_exit "${absent[@]}"
 
