@@ -154,7 +154,7 @@ mg_stack_stop_pids() {
     shift 2
     [ "$#" -gt 0 ] || return 0
     for pid in "$@"; do
-        kill -TERM "$pid" 2>/dev/null
+        kill -TERM "$pid" 2>/dev/null || true
     done
     if ! mg_stack_wait_gone "$wait" "$@"; then
         for pid in "$@"; do
@@ -164,7 +164,7 @@ mg_stack_stop_pids() {
                 else
                     "$MG_STACK_NOTE" "pid $pid ignored SIGTERM for $wait s; sending SIGKILL"
                 fi
-                kill -KILL "$pid" 2>/dev/null
+                kill -KILL "$pid" 2>/dev/null || true
             fi
         done
         mg_stack_wait_gone 5 "$@"
@@ -352,7 +352,7 @@ mg_stack_mock_start() {
         sleep 0.1
     done
     cat "$err"
-    kill "$MG_STACK_MOCK_PID" 2>/dev/null
+    kill "$MG_STACK_MOCK_PID" 2>/dev/null || true
     return 1
 }
 
