@@ -371,7 +371,7 @@ mg_stack_responders_start() {
     local sock=$1 pidfile=$2 procs=$3 conf=$4 log=$5 pid word owner=()
     shift 5
     word=modelgate-fcgi
-    [ "$#" -gt 0 ] && word=$1
+    [ "$#" -gt 0 ] && word=${1##*/}
     MG_STACK_PIDS=()
     if [ -n "$MG_STACK_SOCK_OWNER" ]; then
         owner=(-U "${MG_STACK_SOCK_OWNER% *}" -G "${MG_STACK_SOCK_OWNER#* }" -M 0660)
