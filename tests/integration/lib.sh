@@ -479,35 +479,32 @@ start_server() {
     SERVER_PID=$MG_STACK_SERVER_PID
 }
 
-# mg_lighttpd_conf BASE PORT SOCKET: BASE.conf for lighttpd, including
-# deploy/lighttpd/modelgate.conf.  MG_LIGHTTPD_EXTRA, when set, is added to
-# the main configuration as it is (settings of the main server, e.g. its
-# limits, that a test needs besides the shipped snippet).
+# The main configurations come from the templates in conf/ (next to this
+# file), filled by mg_stack_fill; values are quoted here for each syntax.
+MG_CONF_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)/conf
+
+# mg_lighttpd_conf BASE PORT SOCKET: BASE.conf for lighttpd from
+# conf/lighttpd.conf.in, including deploy/lighttpd/modelgate.conf.
+# MG_LIGHTTPD_EXTRA, when set, is added to the main configuration as it is
+# (settings of the main server, e.g. its limits, that a test needs besides
+# the shipped snippet).
 mg_lighttpd_conf() {
     local base=$1
     mkdir -p "$MG_T/www" "$MG_T/upload" || return 1
-    cat >"$base.conf" <<EOF
-# lighttpd main configuration written by the integration tests; modelgate's
-# part is the shipped deploy/lighttpd/modelgate.conf.
-server.bind          = "127.0.0.1"
-server.port          = $2
-server.document-root = $(libconfig_quote "$MG_T/www")
-server.upload-dirs   = ( $(libconfig_quote "$MG_T/upload") )
-server.pid-file      = $(libconfig_quote "$base.pid")
-server.errorlog      = $(libconfig_quote "$base-error.log")
-${MG_LIGHTTPD_EXTRA:-}
-
-var.modelgate_socket = $(libconfig_quote "$3")
-include $(libconfig_quote "$MG_SRCDIR/deploy/lighttpd/modelgate.conf")
-EOF
+    mg_stack_fill "$MG_CONF_DIR/lighttpd.conf.in" "$base.conf" \
+        PORT="$2" WWW="$(libconfig_quote "$MG_T/www")" \
+        UPLOAD="$(libconfig_quote "$MG_T/upload")" \
+        PIDFILE="$(libconfig_quote "$base.pid")" \
+        ERRORLOG="$(libconfig_quote "$base-error.log")" \
+        EXTRA="${MG_LIGHTTPD_EXTRA:-}" SOCKET="$(libconfig_quote "$3")" \
+        SNIPPET="$(libconfig_quote "$MG_SRCDIR/deploy/lighttpd/modelgate.conf")"
 }
 
-apache_quote() { mg_stack_libconfig_quote "$@"; }
-
-# mg_apache_conf BASE PORT SOCKET: BASE.conf for Apache httpd 2.4 with the
-# modules Debian enables by default that matter here (the module directory
-# is Debian's, or MG_APACHE_MODULES), including deploy/apache/modelgate.conf
-# after defining MODELGATE_SOCKET as that file documents.
+# mg_apache_conf BASE PORT SOCKET: BASE.conf for Apache httpd 2.4 from
+# conf/apache.conf.in, with the modules Debian enables by default that
+# matter here (the module directory is Debian's, or MG_APACHE_MODULES),
+# including deploy/apache/modelgate.conf after defining MODELGATE_SOCKET
+# as that file documents.
 mg_apache_conf() {
     local base=$1 web m loads=
     local mods=${MG_APACHE_MODULES:-/usr/lib/apache2/modules}
@@ -517,33 +514,22 @@ mg_apache_conf() {
             echo "no $mods/mod_$m.so (set MG_APACHE_MODULES to Apache's module directory)"
             return 1
         fi
-        loads+="LoadModule ${m}_module $(apache_quote "$mods/mod_$m.so")"$'\n'
+        loads+="LoadModule ${m}_module $(libconfig_quote "$mods/mod_$m.so")"$'\n'
     done
     web=$(mg_web_user)
-    cat >"$base.conf" <<EOF
-# Apache main configuration written by the integration tests; modelgate's
-# part is the shipped deploy/apache/modelgate.conf.
-ServerRoot $(apache_quote "$base-root")
-DefaultRuntimeDir $(apache_quote "$base-run")
-PidFile $(apache_quote "$base.pid")
-ErrorLog $(apache_quote "$base-error.log")
-LogLevel warn
-Listen 127.0.0.1:$2
-ServerName 127.0.0.1
-${web:+User ${web% *}}
-${web:+Group ${web#* }}
-$loads
-DocumentRoot $(apache_quote "$MG_T/www")
-
-Define MODELGATE_SOCKET $(apache_quote "$3")
-Include $(apache_quote "$MG_SRCDIR/deploy/apache/modelgate.conf")
-EOF
+    mg_stack_fill "$MG_CONF_DIR/apache.conf.in" "$base.conf" \
+        ROOT="$(libconfig_quote "$base-root")" RUNDIR="$(libconfig_quote "$base-run")" \
+        PIDFILE="$(libconfig_quote "$base.pid")" ERRORLOG="$(libconfig_quote "$base-error.log")" \
+        PORT="$2" USER="${web:+User ${web% *}}" GROUP="${web:+Group ${web#* }}" \
+        LOADS="$loads" WWW="$(libconfig_quote "$MG_T/www")" SOCKET="$(libconfig_quote "$3")" \
+        SNIPPET="$(libconfig_quote "$MG_SRCDIR/deploy/apache/modelgate.conf")"
 }
 
-# mg_nginx_conf BASE PORT SOCKET: BASE.conf for nginx.  Its server block
-# includes BASE-modelgate.conf: deploy/nginx/modelgate.conf with only the
-# socket path replaced (the shipped file names /run/modelgate/gateway.sock
-# and says to edit that line for another path).
+# mg_nginx_conf BASE PORT SOCKET: BASE.conf for nginx from
+# conf/nginx.conf.in.  Its server block includes BASE-modelgate.conf:
+# deploy/nginx/modelgate.conf with only the socket path replaced (the
+# shipped file names /run/modelgate/gateway.sock and says to edit that
+# line for another path).
 mg_nginx_conf() {
     local base=$1 web shipped=$MG_SRCDIR/deploy/nginx/modelgate.conf
     local default=unix:/run/modelgate/gateway.sock
@@ -560,30 +546,44 @@ mg_nginx_conf() {
         "$shipped" "$base-modelgate.conf" "fastcgi_pass $default;" "fastcgi_pass unix:$3;" ||
         return 1
     web=$(mg_web_user)
-    cat >"$base.conf" <<EOF
-# nginx main configuration written by the integration tests; modelgate's
-# part is a copy of the shipped deploy/nginx/modelgate.conf with the test's
-# socket.
-daemon off;
-worker_processes 2;
-pid "$base.pid";
-error_log "$base-error.log" warn;
-${web:+user $web;}
-events {
-    worker_connections 1024;
+    mg_stack_fill "$MG_CONF_DIR/nginx.conf.in" "$base.conf" \
+        BASE="$base" PORT="$2" USER="${web:+user $web;}"
 }
-http {
-    access_log "$base-access.log";
-    client_body_temp_path "$base-temp/body";
-    fastcgi_temp_path "$base-temp/fastcgi";
-    proxy_temp_path "$base-temp/proxy";
-    scgi_temp_path "$base-temp/scgi";
-    uwsgi_temp_path "$base-temp/uwsgi";
-    server {
-        listen 127.0.0.1:$2;
-        server_name localhost;
-        include "$base-modelgate.conf";
-    }
-}
-EOF
+
+# mg_conf_write FILE [NAME=VALUE...]: FILE, a modelgate.conf from
+# conf/modelgate.conf.in.  Every placeholder has a default below (most are
+# modelgate's own defaults); a test gives only the values it needs
+# otherwise.  LOG_FILE defaults to FILE with .log for .conf, CONNINFO to
+# $conninfo, BASE_URL to the mock's $MOCK_URL/api/v1.  String values are
+# given plain and quoted here.
+mg_conf_write() {
+    local out=$1 kv name args=()
+    local -A v=(
+        [LOG_LEVEL]=info [LOG_FILE]=${1%.conf}.log [CONNINFO]=${conninfo:-}
+        [POOL_SIZE]=4 [DB_CONNECT_TIMEOUT]=5
+        [BASE_URL]=${MOCK_URL:-http://127.0.0.1:9}/api/v1
+        [UPSTREAM_CONNECT_TIMEOUT]=2 [UPSTREAM_TIMEOUT]=30
+        [THREADS]=8 [MAX_BODY_BYTES]=33554432 [SHUTDOWN_GRACE]=10
+        [HEARTBEAT_INTERVAL]=5 [CLIENT_CLOSE]=abort [MAX_DRAINS]=64
+        [DEFAULT_MAX_TOKENS]=4096 [FALLBACK_PROMPT_PRICE]=0.00001
+        [FALLBACK_COMPLETION_PRICE]=0.00003 [REAP_AFTER]=900 [REAP_INTERVAL]=60
+        [CATALOG_REFRESH]=0
+    )
+    shift
+    for kv in "$@"; do
+        name=${kv%%=*}
+        if [ -z "${v[$name]+set}" ]; then
+            echo "mg_conf_write: unknown setting $name"
+            return 1
+        fi
+        v[$name]=${kv#*=}
+    done
+    for name in LOG_LEVEL LOG_FILE CONNINFO BASE_URL CLIENT_CLOSE \
+        FALLBACK_PROMPT_PRICE FALLBACK_COMPLETION_PRICE; do
+        v[$name]=$(libconfig_quote "${v[$name]}")
+    done
+    for name in "${!v[@]}"; do
+        args+=("$name=${v[$name]}")
+    done
+    mg_stack_fill "$MG_CONF_DIR/modelgate.conf.in" "$out" WRITER="${0##*/}" "${args[@]}"
 }

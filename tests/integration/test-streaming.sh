@@ -52,7 +52,7 @@ export MG_SRCDIR MG_BUILDDIR
 # under MG_REQUIRE_INTEGRATION=1.
 
 absent=()
-LIGHTTPD=$(find_tool lighttpd) || absent+=(lighttpd)
+find_tool lighttpd >/dev/null || absent+=(lighttpd)
 SPAWN_FCGI=$(find_tool spawn-fcgi) || absent+=(spawn-fcgi)
 find_tool node >/dev/null || absent+=(node)
 find_tool curl >/dev/null || absent+=(curl)
@@ -478,20 +478,8 @@ EXPECTED_ROWS=0   # authenticated chat requests sent so far
 
 mg_fresh_db modelgate_stream
 
-"$MOCK" --port 0 --require-key "$PROVIDER_KEY" >"$MG_T/mock.out" 2>"$MG_T/mock.err" &
-MOCK_PID=$!
-MOCK_PORT=
-for ((i = 0; i < 100; i++)); do
-    line=$(head -n 1 "$MG_T/mock.out" 2>/dev/null)
-    if [[ $line =~ ^listening\ on\ ([0-9]+)$ ]]; then
-        MOCK_PORT=${BASH_REMATCH[1]}
-        break
-    fi
-    pid_alive "$MOCK_PID" || break
-    sleep 0.1
-done
-[ -n "$MOCK_PORT" ] || bail "mock upstream starts" "$(cat "$MG_T/mock.err")"
-MOCK_URL=http://127.0.0.1:$MOCK_PORT
+start_mock --require-key "$PROVIDER_KEY" >"$MG_T/start-mock.txt" 2>&1 ||
+    bail "mock upstream starts" "$(cat "$MG_T/start-mock.txt")"
 tap_ok "mock upstream listens on $MOCK_PORT"
 
 # upstream.timeout caps a whole transfer, streams included: 30 s leaves room
@@ -499,30 +487,7 @@ tap_ok "mock upstream listens on $MOCK_PORT"
 # that check short.
 CONF=$MG_T/modelgate.conf
 LOG=$MG_T/modelgate.log
-cat >"$CONF" <<EOF
-# modelgate.conf written by test-streaming.sh
-log_level = "debug";
-log_file = $(libconfig_quote "$LOG");
-database = {
-  conninfo = $(libconfig_quote "$conninfo");
-  pool_size = 4;
-  connect_timeout = 5;
-};
-upstream = {
-  base_url = $(libconfig_quote "$MOCK_URL/api/v1");
-  key_env = "MG_IT_PROVIDER_KEY";
-  connect_timeout = 2;
-  timeout = 30;
-};
-server = {
-  threads = 8;
-  shutdown_grace = 5;
-  heartbeat_interval = 1;
-};
-catalog = {
-  refresh_interval = 0;   # mock scenarios ride in the model string: keep the catalog empty
-};
-EOF
+mg_conf_write "$CONF" LOG_LEVEL=debug LOG_FILE="$LOG" SHUTDOWN_GRACE=5 HEARTBEAT_INTERVAL=1
 
 cli() {
     "$CLI" -c "$CONF" --sql-dir "$MG_SRCDIR/sql" "$@"
@@ -546,66 +511,15 @@ stderr: $(cat "$MG_T/key.err")"
 fi
 
 # start_stack PROCESSES: responders under spawn-fcgi on a unix socket and
-# lighttpd in front of them with the shipped snippet.  Sets PORT and
-# RESPONDERS, LIGHTTPD_PID; prints the reason on failure.
+# lighttpd in front of them with the shipped snippet (lib.sh's
+# start_responders and start_server).  Sets PORT and RESPONDERS,
+# LIGHTTPD_PID; prints the reason on failure.
 start_stack() {
-    local procs=$1 sock=$MG_T/gw.sock pidfile=$MG_T/fcgi.pid lconf=$MG_T/lighttpd.conf
-    local pid i code port
-    port=$(free_port) || return 1
-    mkdir -p "$MG_T/www" "$MG_T/upload"
-    if ! "$SPAWN_FCGI" -s "$sock" -F "$procs" -P "$pidfile" -- "$FCGI" -c "$CONF" \
-        </dev/null >"$MG_T/spawn.log" 2>&1; then
-        cat "$MG_T/spawn.log"
-        return 1
-    fi
-    while IFS= read -r pid || [ -n "$pid" ]; do
-        [[ $pid =~ ^[0-9]+$ ]] && RESPONDERS+=("$pid")
-    done <"$pidfile"
-    if [ "${#RESPONDERS[@]}" -ne "$procs" ]; then
-        echo "$pidfile lists ${#RESPONDERS[@]} pids, not $procs"
-        return 1
-    fi
-    for pid in "${RESPONDERS[@]}"; do
-        if ! pid_runs "$pid" modelgate-fcgi; then
-            echo "responder $pid is not running"
-            return 1
-        fi
-    done
-    cat >"$lconf" <<EOF
-# lighttpd configuration written by test-streaming.sh around the shipped
-# deploy/lighttpd/modelgate.conf.
-server.bind          = "127.0.0.1"
-server.port          = $port
-server.document-root = $(libconfig_quote "$MG_T/www")
-server.upload-dirs   = ( $(libconfig_quote "$MG_T/upload") )
-server.pid-file      = $(libconfig_quote "$MG_T/lighttpd.pid")
-server.errorlog      = $(libconfig_quote "$MG_T/lighttpd-error.log")
-
-var.modelgate_socket = $(libconfig_quote "$sock")
-include $(libconfig_quote "$MG_SRCDIR/deploy/lighttpd/modelgate.conf")
-EOF
-    if ! "$LIGHTTPD" -tt -f "$lconf" >"$MG_T/lighttpd-check.log" 2>&1; then
-        cat "$MG_T/lighttpd-check.log"
-        return 1
-    fi
-    "$LIGHTTPD" -D -f "$lconf" </dev/null >"$MG_T/lighttpd.out" 2>&1 &
-    LIGHTTPD_PID=$!
-    for ((i = 0; i < 200; i++)); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
-            "http://127.0.0.1:$port/healthz" 2>/dev/null)
-        if [ "$code" = 200 ]; then
-            PORT=$port
-            return 0
-        fi
-        if ! pid_alive "$LIGHTTPD_PID"; then
-            echo "lighttpd exited:"
-            cat "$MG_T/lighttpd.out" "$MG_T/lighttpd-error.log" 2>/dev/null
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "no 200 from /healthz within 20 s (last status $code)"
-    return 1
+    start_responders gw "$CONF" "$1" || return 1
+    RESPONDERS=("${STACK_PIDS[@]}")
+    MG_SERVER=lighttpd start_server gw "$STACK_SOCK" || return 1
+    LIGHTTPD_PID=$SERVER_PID
+    PORT=$SERVER_PORT
 }
 
 PORT=
@@ -1123,32 +1037,8 @@ fi
 
 DRAIN_CONF=$MG_T/modelgate-drain.conf
 DRAIN_LOG=$MG_T/modelgate-drain.log
-cat >"$DRAIN_CONF" <<EOF
-# modelgate.conf written by test-streaming.sh: drain mode
-log_level = "info";
-log_file = $(libconfig_quote "$DRAIN_LOG");
-database = {
-  conninfo = $(libconfig_quote "$conninfo");
-  pool_size = 2;
-  connect_timeout = 5;
-};
-upstream = {
-  base_url = $(libconfig_quote "$MOCK_URL/api/v1");
-  key_env = "MG_IT_PROVIDER_KEY";
-  connect_timeout = 2;
-  timeout = 30;
-};
-server = {
-  threads = 4;
-  shutdown_grace = 5;
-  heartbeat_interval = 1;
-  client_close = "drain";
-  max_drains = 1;
-};
-catalog = {
-  refresh_interval = 0;   # mock scenarios ride in the model string: keep the catalog empty
-};
-EOF
+mg_conf_write "$DRAIN_CONF" LOG_FILE="$DRAIN_LOG" POOL_SIZE=2 THREADS=4 SHUTDOWN_GRACE=5 \
+    HEARTBEAT_INTERVAL=1 CLIENT_CLOSE=drain MAX_DRAINS=1
 check "drain: modelgate-fcgi -t accepts client_close = \"drain\", max_drains = 1" \
     "$FCGI" -t -c "$DRAIN_CONF"
 start_responders drain "$DRAIN_CONF" 1 >"$MG_T/drain-stack.txt" 2>&1 ||
