@@ -108,7 +108,7 @@ RESPONDERS=()
 MG_DB=
 DB_CREATED=0
 
-dump_logs() {
+show_logs() {
     local f
     for f in "$MG_T"/*.log "$MG_T"/*.out "$MG_T"/*.err; do
         [ -s "$f" ] || continue
@@ -118,35 +118,18 @@ dump_logs() {
 }
 
 finish() {
-    local rc=$? pid alive=()
+    local rc=$? pid
     trap - EXIT INT TERM HUP
     set +e
-    [ -n "$LIGHTTPD_PID" ] && stop_pids "$LIGHTTPD_PID"
-    # the drain stack (started with lib.sh's start_server/start_responders)
+    # both stacks (the main one and the drain one) and the mock
     stop_servers
     stop_responders
-    for pid in "${RESPONDERS[@]}"; do
-        pid_runs "$pid" modelgate-fcgi && alive+=("$pid")
-    done
-    stop_pids "${alive[@]}"
     [ -n "$MOCK_PID" ] && stop_pids "$MOCK_PID"
     for pid in $(jobs -p); do
         kill -TERM "$pid" 2>/dev/null
     done
     wait 2>/dev/null
-    if [ "$DB_CREATED" = 1 ]; then
-        dropdb --if-exists "$MG_DB" >/dev/null 2>&1 ||
-            printf '# could not drop database %s\n' "$MG_DB"
-    fi
-    if [ "$rc" -ne 0 ] || [ "$MG_TAP_FAILED" -gt 0 ]; then
-        dump_logs
-    fi
-    if [ "${MG_KEEP_TMP:-0}" = 1 ]; then
-        printf '# kept %s\n' "$MG_T"
-    else
-        rm -rf "$MG_T"
-    fi
-    exit "$rc"
+    mg_finish "$rc"
 }
 trap finish EXIT
 trap 'exit 130' INT
