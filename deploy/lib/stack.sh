@@ -74,7 +74,7 @@ mg_stack_libconfig_quote() {
 # line that is only a @NAME@ whose VALUE is empty is left out.  Fails when
 # an @UPPER_CASE@ placeholder is left unfilled.
 mg_stack_fill() {
-    local tpl=$1 out=$2 kv name text line rest=
+    local tpl=$1 out=$2 kv name text
     shift 2
     text=$(cat -- "$tpl") || return 1
     for kv in "$@"; do
@@ -345,6 +345,7 @@ mg_stack_mock_start() {
     for ((i = 0; i < 100; i++)); do
         port=$(sed -n 's/^listening on \([0-9][0-9]*\)$/\1/p' "$out" 2>/dev/null | head -n 1)
         if [ -n "$port" ]; then
+            # shellcheck disable=SC2034 # for the caller
             MG_STACK_MOCK_PORT=$port
             return 0
         fi

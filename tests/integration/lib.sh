@@ -86,6 +86,7 @@ bail() {
 # shellcheck source=deploy/lib/stack.sh
 . "$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../../deploy/lib" && pwd -P)/stack.sh"
 
+# shellcheck disable=SC2086 # a list of ports, split on purpose
 free_port() { mg_stack_free_port $MG_RESERVED_PORTS; }
 pid_alive() { mg_stack_pid_alive "$@"; }
 pid_runs() { mg_stack_pid_runs "$@"; }
@@ -367,6 +368,7 @@ start_mock() {
     MOCK_URL=
     MG_STACK_MOCK=$MOCK mg_stack_mock_start "$MG_T/mock.out" "$MG_T/mock.err" "$@"
     local rc=$?
+    # shellcheck disable=SC2034 # for the caller
     MOCK_PID=$MG_STACK_MOCK_PID
     MOCK_PORT=$MG_STACK_MOCK_PORT
     # shellcheck disable=SC2034 # for the caller
@@ -416,6 +418,7 @@ start_responders() {
     MG_STACK_FCGI=$FCGI MG_STACK_SPAWN_FCGI=$SPAWN_FCGI MG_STACK_SOCK_OWNER=$web \
         mg_stack_responders_start "$MG_T/$name.sock" "$MG_T/$name-fcgi.pid" "$procs" \
         "$conf" "$MG_T/$name-spawn.log" || rc=1
+    # shellcheck disable=SC2034 # for the caller
     STACK_PIDS=("${MG_STACK_PIDS[@]}")
     RESPONDER_PIDS+=("${MG_STACK_PIDS[@]}")
     # shellcheck disable=SC2034 # for the caller
