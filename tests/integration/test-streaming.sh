@@ -64,21 +64,8 @@ mg_missing_exit "${absent[@]}"
 
 mg_find_programs
 
-# Without a Postgres to use, run again inside a throwaway cluster (-t: in
-# a temporary directory even as root).  Its port is one the kernel just
-# handed out: pg_virtualenv would take the first free one from 5432 on, the
-# same as another integration test started at the same moment (make -j2).
-if [ -z "${PGHOST:-}" ]; then
-    if [ -n "${MG_IT_UNDER_PG_VIRTUALENV:-}" ]; then
-        printf 'Bail out! pg_virtualenv did not set PGHOST\n'
-        exit 99
-    fi
-    export MG_IT_UNDER_PG_VIRTUALENV=1
-    if pg_port=$(free_port) && [ -n "$pg_port" ]; then
-        export PGPORT=$pg_port
-    fi
-    exec pg_virtualenv -t "$SELF" "$@"
-fi
+# Without a Postgres to use, run again inside a throwaway cluster.
+mg_need_pg "$SELF" "$@"
 
 if [ -z "${NODE_PATH:-}" ] && [ -d "$MG_SRCDIR/tests/integration/node_modules" ]; then
     NODE_PATH=$MG_SRCDIR/tests/integration/node_modules
