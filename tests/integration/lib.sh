@@ -80,71 +80,24 @@ bail() {
 }
 
 # ---------------------------------------------------------------------------
-# Processes and ports.
+# Processes and ports: deploy/lib/stack.sh, shared with deploy/local and
+# tests/bench/run, under the short names the tests use.
 
-# free_port: prints a TCP port on 127.0.0.1 that nothing listens on now.
-free_port() {
-    node -e '
-        const s = require("net").createServer();
-        s.listen(0, "127.0.0.1", () => {
-            process.stdout.write(String(s.address().port) + "\n");
-            s.close();
-        });'
-}
+# shellcheck source=deploy/lib/stack.sh
+. "$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../../deploy/lib" && pwd -P)/stack.sh"
 
-# pid_alive PID: the process exists and is not a zombie.
-pid_alive() {
-    local stat
-    kill -0 "$1" 2>/dev/null || return 1
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ $stat != *") Z "* ]]
-}
-
-# pid_runs PID WORD: PID is alive and its command line contains WORD (so a
-# recycled pid is never signalled).
-pid_runs() {
-    local cmd
-    pid_alive "$1" || return 1
-    cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
-    [[ $cmd == *"$2"* ]]
-}
-
-# wait_gone SECONDS PID...: true once none of the pids is alive.
-wait_gone() {
-    local limit=$1 i pid alive
-    shift
-    for ((i = 0; i <= limit * 10; i++)); do
-        alive=0
-        for pid in "$@"; do
-            if pid_alive "$pid"; then
-                alive=1
-                break
-            fi
-        done
-        [ "$alive" -eq 0 ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
+# shellcheck disable=SC2086 # a list of ports, split on purpose
+free_port() { mg_stack_free_port $MG_RESERVED_PORTS; }
+pid_alive() { mg_stack_pid_alive "$@"; }
+pid_runs() { mg_stack_pid_runs "$@"; }
+wait_gone() { mg_stack_wait_gone "$@"; }
+child_pids() { mg_stack_child_pids "$@"; }
+find_tool() { mg_stack_find_tool "$@"; }
+conninfo_quote() { mg_stack_conninfo_quote "$@"; }
+libconfig_quote() { mg_stack_libconfig_quote "$@"; }
 
 # stop_pids PID...: SIGTERM, up to 10 s, then SIGKILL for what is left.
-stop_pids() {
-    local pid
-    [ "$#" -gt 0 ] || return 0
-    for pid in "$@"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    if ! wait_gone 10 "$@"; then
-        for pid in "$@"; do
-            if pid_alive "$pid"; then
-                printf '# pid %s ignored SIGTERM for 10 s; sending SIGKILL\n' "$pid"
-                kill -KILL "$pid" 2>/dev/null
-            fi
-        done
-        wait_gone 5 "$@"
-    fi
-    return 0
-}
+stop_pids() { mg_stack_stop_pids 10 "" "$@"; }
 
 # ---------------------------------------------------------------------------
 # HTTP.
@@ -277,26 +230,6 @@ usage_json() {
 }
 
 # ---------------------------------------------------------------------------
-# Strings for configuration files.
-
-# conninfo_quote VALUE: VALUE as a libpq conninfo value ('...' with \ and '
-# escaped).
-conninfo_quote() {
-    local v=$1
-    v=${v//\\/\\\\}
-    v=${v//\'/\\\'}
-    printf "'%s'" "$v"
-}
-
-# libconfig_quote VALUE: VALUE as a libconfig (and lighttpd) string.
-libconfig_quote() {
-    local v=$1
-    v=${v//\\/\\\\}
-    v=${v//\"/\\\"}
-    printf '"%s"' "$v"
-}
-
-# ---------------------------------------------------------------------------
 # check.cjs (next to this file): the JSON and HTTP checker behind
 # expect_http / expect_json.
 
@@ -400,22 +333,6 @@ fcgi_sanitized() {
     grep -q -a __asan_init "$FCGI"
 }
 
-# find_tool NAME: prints the path of a program, also looking in the sbin
-# directories that are not on every user's PATH.
-find_tool() {
-    local d
-    if command -v "$1" 2>/dev/null; then
-        return 0
-    fi
-    for d in /usr/sbin /sbin /usr/local/sbin; do
-        if [ -x "$d/$1" ]; then
-            printf '%s\n' "$d/$1"
-            return 0
-        fi
-    done
-    return 1
-}
-
 # mg_need_pg SCRIPT [ARGS...]: without PGHOST, runs SCRIPT again under
 # pg_virtualenv (a throwaway cluster in a temporary directory: -t, so runs
 # never share one, even as root) and does not return.  The cluster gets a
@@ -448,24 +365,15 @@ MOCK_URL=
 # port; sets MOCK_PID, MOCK_PORT and MOCK_URL.  Prints what went wrong on
 # failure.
 start_mock() {
-    local i line
-    "$MOCK" --port 0 "$@" >"$MG_T/mock.out" 2>"$MG_T/mock.err" &
-    MOCK_PID=$!
-    MOCK_PORT=
     MOCK_URL=
-    for ((i = 0; i < 100; i++)); do
-        line=$(head -n 1 "$MG_T/mock.out" 2>/dev/null)
-        if [[ $line =~ ^listening\ on\ ([0-9]+)$ ]]; then
-            MOCK_PORT=${BASH_REMATCH[1]}
-            # shellcheck disable=SC2034 # for the caller
-            MOCK_URL=http://127.0.0.1:$MOCK_PORT
-            return 0
-        fi
-        pid_alive "$MOCK_PID" || break
-        sleep 0.1
-    done
-    cat "$MG_T/mock.err"
-    return 1
+    MG_STACK_MOCK=$MOCK mg_stack_mock_start "$MG_T/mock.out" "$MG_T/mock.err" "$@"
+    local rc=$?
+    # shellcheck disable=SC2034 # for the caller
+    MOCK_PID=$MG_STACK_MOCK_PID
+    MOCK_PORT=$MG_STACK_MOCK_PORT
+    # shellcheck disable=SC2034 # for the caller
+    [ "$rc" -eq 0 ] && MOCK_URL=http://127.0.0.1:$MOCK_PORT
+    return "$rc"
 }
 
 # ---------------------------------------------------------------------------
@@ -489,41 +397,9 @@ RESPONDER_PIDS=()   # every responder started
 SERVER_PIDS=()      # the main process of every web server started
 MG_RESERVED_PORTS=  # ports start_server must not take (space separated)
 
-# mg_server_tool SERVER: prints the path of the server's program.
-mg_server_tool() {
-    case $1 in
-        lighttpd) find_tool lighttpd ;;
-        apache) find_tool apache2 ;;
-        nginx) find_tool nginx ;;
-        *)
-            printf 'unknown web server %s (lighttpd, apache or nginx)\n' "$1" >&2
-            return 1
-            ;;
-    esac
-}
-
-# mg_server_package SERVER: the Debian package that brings the server.
-mg_server_package() {
-    case $1 in
-        apache) printf 'apache2\n' ;;
-        nginx) printf 'nginx-light\n' ;;
-        *) printf '%s\n' "$1" ;;
-    esac
-}
-
-# mg_web_user: as root, prints "USER GROUP" for the workers of Apache and
-# nginx and the owner of the responders' socket (www-data, or nobody where
-# there is no www-data); prints nothing for other users.
-mg_web_user() {
-    [ "$(id -u)" -eq 0 ] || return 0
-    if id -u www-data >/dev/null 2>&1 && getent group www-data >/dev/null 2>&1; then
-        printf 'www-data www-data\n'
-    elif getent group nogroup >/dev/null 2>&1; then
-        printf 'nobody nogroup\n'
-    else
-        printf 'nobody nobody\n'
-    fi
-}
+mg_server_tool() { mg_stack_server_tool "$@"; }
+mg_server_package() { mg_stack_server_package "$@"; }
+mg_web_user() { mg_stack_web_user; }
 
 STACK_SOCK=
 STACK_PIDS=()
@@ -533,63 +409,27 @@ STACK_PIDS=()
 # STACK_SOCK and STACK_PIDS and adds to RESPONDER_PIDS.  Prints what went
 # wrong on failure.
 start_responders() {
-    local name=$1 conf=$2 procs=$3 pid web owner=()
-    local sock=$MG_T/$1.sock pidfile=$MG_T/$1-fcgi.pid
+    local name=$1 conf=$2 procs=$3 web rc=0
     STACK_SOCK=
-    STACK_PIDS=()
     web=$(mg_web_user)
     if [ -n "$web" ]; then
-        owner=(-U "${web% *}" -G "${web#* }" -M 0660)
         chmod 0711 "$MG_T" || return 1
     fi
-    if ! "$SPAWN_FCGI" -s "$sock" "${owner[@]}" -F "$procs" -P "$pidfile" -- "$FCGI" -c "$conf" \
-        </dev/null >"$MG_T/$name-spawn.log" 2>&1; then
-        cat "$MG_T/$name-spawn.log"
-        return 1
-    fi
-    # spawn-fcgi writes one line per child
-    while IFS= read -r pid || [ -n "$pid" ]; do
-        if [[ $pid =~ ^[0-9]+$ ]]; then
-            STACK_PIDS+=("$pid")
-            RESPONDER_PIDS+=("$pid")
-        fi
-    done <"$pidfile"
-    for pid in "${STACK_PIDS[@]}"; do
-        if ! pid_runs "$pid" modelgate-fcgi; then
-            echo "responder $pid (from $pidfile) is not running"
-            return 1
-        fi
-    done
-    if [ "${#STACK_PIDS[@]}" -ne "$procs" ]; then
-        echo "$pidfile lists ${#STACK_PIDS[@]} pids, not $procs"
-        return 1
-    fi
+    MG_STACK_FCGI=$FCGI MG_STACK_SPAWN_FCGI=$SPAWN_FCGI MG_STACK_SOCK_OWNER=$web \
+        mg_stack_responders_start "$MG_T/$name.sock" "$MG_T/$name-fcgi.pid" "$procs" \
+        "$conf" "$MG_T/$name-spawn.log" || rc=1
     # shellcheck disable=SC2034 # for the caller
-    STACK_SOCK=$sock
+    STACK_PIDS=("${MG_STACK_PIDS[@]}")
+    RESPONDER_PIDS+=("${MG_STACK_PIDS[@]}")
+    # shellcheck disable=SC2034 # for the caller
+    [ "$rc" -eq 0 ] && STACK_SOCK=$MG_T/$name.sock
+    return "$rc"
 }
 
 # stop_responders: SIGTERM (later SIGKILL) to every responder started that
 # still runs.
 stop_responders() {
-    local pid live=()
-    for pid in "${RESPONDER_PIDS[@]}"; do
-        pid_runs "$pid" modelgate-fcgi && live+=("$pid")
-    done
-    stop_pids "${live[@]}"
-}
-
-# child_pids PID: prints the pids of PID's children, one a line.
-child_pids() {
-    local f stat rest
-    for f in /proc/[0-9]*/stat; do
-        stat=$(cat "$f" 2>/dev/null) || continue
-        rest=${stat##*) }   # "STATE PPID ..." after "(command) "
-        rest=${rest#* }
-        if [ "${rest%% *}" = "$1" ]; then
-            f=${f#/proc/}
-            printf '%s\n' "${f%/stat}"
-        fi
-    done
+    mg_stack_stop_running 10 modelgate-fcgi "${RESPONDER_PIDS[@]}"
 }
 
 # stop_servers: stops every web server started (SIGTERM, later SIGKILL),
@@ -621,100 +461,53 @@ SERVER_PID=
 # are $MG_T/NAME-$MG_SERVER* (configuration, logs).  Prints what went wrong
 # on failure.
 start_server() {
-    local name=$1 sock=$2 port bin i code='' pid base test run
+    local name=$1 sock=$2 port base rc=0
     SERVER_PORT=
     SERVER_PID=
-    bin=$(mg_server_tool "$MG_SERVER") || return 1
+    mg_server_tool "$MG_SERVER" >/dev/null || return 1
     port=$(free_port) || return 1
-    while [[ " $MG_RESERVED_PORTS " == *" $port "* ]]; do
-        port=$(free_port) || return 1
-    done
     base=$MG_T/$name-$MG_SERVER
     case $MG_SERVER in
         lighttpd) mg_lighttpd_conf "$base" "$port" "$sock" ;;
         apache) mg_apache_conf "$base" "$port" "$sock" ;;
         nginx) mg_nginx_conf "$base" "$port" "$sock" ;;
     esac || return 1
-    # the configuration test, then the server in the foreground
-    case $MG_SERVER in
-        lighttpd)
-            test=("$bin" -tt -f "$base.conf")
-            run=("$bin" -D -f "$base.conf")
-            ;;
-        apache)
-            test=("$bin" -t -f "$base.conf")
-            run=("$bin" -D FOREGROUND -f "$base.conf")
-            ;;
-        nginx)
-            test=("$bin" -t -q -p "$base-prefix/" -e "$base-error.log" -c "$base.conf")
-            run=("$bin" -p "$base-prefix/" -e "$base-error.log" -c "$base.conf")
-            ;;
-    esac
-    if ! "${test[@]}" >"$base-check.log" 2>&1; then
-        cat "$base-check.log"
-        return 1
-    fi
-    # a simple command, so that $! is the server itself, not a subshell
-    "${run[@]}" </dev/null >"$base.out" 2>&1 &
-    pid=$!
-    SERVER_PIDS+=("$pid")
-    for ((i = 0; i < 200; i++)); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
-            "http://127.0.0.1:$port/healthz" 2>/dev/null)
-        if [ "$code" = 200 ]; then
-            # shellcheck disable=SC2034 # for the caller
-            SERVER_PORT=$port
-            # shellcheck disable=SC2034 # for the caller
-            SERVER_PID=$pid
-            return 0
-        fi
-        if ! pid_alive "$pid"; then
-            echo "$MG_SERVER exited:"
-            cat "$base.out" "$base-error.log" 2>/dev/null
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "no 200 from $MG_SERVER's /healthz within 20 s (last status $code)"
-    tail -n 20 "$base-error.log" 2>/dev/null
-    return 1
+    mg_stack_server_start "$MG_SERVER" "$base.conf" "$base" \
+        "http://127.0.0.1:$port/healthz" 20 200 || rc=1
+    [ -n "$MG_STACK_SERVER_PID" ] && SERVER_PIDS+=("$MG_STACK_SERVER_PID")
+    [ "$rc" -eq 0 ] || return 1
+    # shellcheck disable=SC2034 # for the caller
+    SERVER_PORT=$port
+    # shellcheck disable=SC2034 # for the caller
+    SERVER_PID=$MG_STACK_SERVER_PID
 }
 
-# mg_lighttpd_conf BASE PORT SOCKET: BASE.conf for lighttpd, including
-# deploy/lighttpd/modelgate.conf.  MG_LIGHTTPD_EXTRA, when set, is added to
-# the main configuration as it is (settings of the main server, e.g. its
-# limits, that a test needs besides the shipped snippet).
+# The main configurations come from the templates in conf/ (next to this
+# file), filled by mg_stack_fill; values are quoted here for each syntax.
+MG_CONF_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)/conf
+
+# mg_lighttpd_conf BASE PORT SOCKET: BASE.conf for lighttpd from
+# conf/lighttpd.conf.in, including deploy/lighttpd/modelgate.conf.
+# MG_LIGHTTPD_EXTRA, when set, is added to the main configuration as it is
+# (settings of the main server, e.g. its limits, that a test needs besides
+# the shipped snippet).
 mg_lighttpd_conf() {
     local base=$1
     mkdir -p "$MG_T/www" "$MG_T/upload" || return 1
-    cat >"$base.conf" <<EOF
-# lighttpd main configuration written by the integration tests; modelgate's
-# part is the shipped deploy/lighttpd/modelgate.conf.
-server.bind          = "127.0.0.1"
-server.port          = $2
-server.document-root = $(libconfig_quote "$MG_T/www")
-server.upload-dirs   = ( $(libconfig_quote "$MG_T/upload") )
-server.pid-file      = $(libconfig_quote "$base.pid")
-server.errorlog      = $(libconfig_quote "$base-error.log")
-${MG_LIGHTTPD_EXTRA:-}
-
-var.modelgate_socket = $(libconfig_quote "$3")
-include $(libconfig_quote "$MG_SRCDIR/deploy/lighttpd/modelgate.conf")
-EOF
+    mg_stack_fill "$MG_CONF_DIR/lighttpd.conf.in" "$base.conf" \
+        PORT="$2" WWW="$(libconfig_quote "$MG_T/www")" \
+        UPLOAD="$(libconfig_quote "$MG_T/upload")" \
+        PIDFILE="$(libconfig_quote "$base.pid")" \
+        ERRORLOG="$(libconfig_quote "$base-error.log")" \
+        EXTRA="${MG_LIGHTTPD_EXTRA:-}" SOCKET="$(libconfig_quote "$3")" \
+        SNIPPET="$(libconfig_quote "$MG_SRCDIR/deploy/lighttpd/modelgate.conf")"
 }
 
-# apache_quote VALUE: VALUE as a double-quoted Apache argument.
-apache_quote() {
-    local v=$1
-    v=${v//\\/\\\\}
-    v=${v//\"/\\\"}
-    printf '"%s"' "$v"
-}
-
-# mg_apache_conf BASE PORT SOCKET: BASE.conf for Apache httpd 2.4 with the
-# modules Debian enables by default that matter here (the module directory
-# is Debian's, or MG_APACHE_MODULES), including deploy/apache/modelgate.conf
-# after defining MODELGATE_SOCKET as that file documents.
+# mg_apache_conf BASE PORT SOCKET: BASE.conf for Apache httpd 2.4 from
+# conf/apache.conf.in, with the modules Debian enables by default that
+# matter here (the module directory is Debian's, or MG_APACHE_MODULES),
+# including deploy/apache/modelgate.conf after defining MODELGATE_SOCKET
+# as that file documents.
 mg_apache_conf() {
     local base=$1 web m loads=
     local mods=${MG_APACHE_MODULES:-/usr/lib/apache2/modules}
@@ -724,33 +517,22 @@ mg_apache_conf() {
             echo "no $mods/mod_$m.so (set MG_APACHE_MODULES to Apache's module directory)"
             return 1
         fi
-        loads+="LoadModule ${m}_module $(apache_quote "$mods/mod_$m.so")"$'\n'
+        loads+="LoadModule ${m}_module $(libconfig_quote "$mods/mod_$m.so")"$'\n'
     done
     web=$(mg_web_user)
-    cat >"$base.conf" <<EOF
-# Apache main configuration written by the integration tests; modelgate's
-# part is the shipped deploy/apache/modelgate.conf.
-ServerRoot $(apache_quote "$base-root")
-DefaultRuntimeDir $(apache_quote "$base-run")
-PidFile $(apache_quote "$base.pid")
-ErrorLog $(apache_quote "$base-error.log")
-LogLevel warn
-Listen 127.0.0.1:$2
-ServerName 127.0.0.1
-${web:+User ${web% *}}
-${web:+Group ${web#* }}
-$loads
-DocumentRoot $(apache_quote "$MG_T/www")
-
-Define MODELGATE_SOCKET $(apache_quote "$3")
-Include $(apache_quote "$MG_SRCDIR/deploy/apache/modelgate.conf")
-EOF
+    mg_stack_fill "$MG_CONF_DIR/apache.conf.in" "$base.conf" \
+        ROOT="$(libconfig_quote "$base-root")" RUNDIR="$(libconfig_quote "$base-run")" \
+        PIDFILE="$(libconfig_quote "$base.pid")" ERRORLOG="$(libconfig_quote "$base-error.log")" \
+        PORT="$2" USER="${web:+User ${web% *}}" GROUP="${web:+Group ${web#* }}" \
+        LOADS="$loads" WWW="$(libconfig_quote "$MG_T/www")" SOCKET="$(libconfig_quote "$3")" \
+        SNIPPET="$(libconfig_quote "$MG_SRCDIR/deploy/apache/modelgate.conf")"
 }
 
-# mg_nginx_conf BASE PORT SOCKET: BASE.conf for nginx.  Its server block
-# includes BASE-modelgate.conf: deploy/nginx/modelgate.conf with only the
-# socket path replaced (the shipped file names /run/modelgate/gateway.sock
-# and says to edit that line for another path).
+# mg_nginx_conf BASE PORT SOCKET: BASE.conf for nginx from
+# conf/nginx.conf.in.  Its server block includes BASE-modelgate.conf:
+# deploy/nginx/modelgate.conf with only the socket path replaced (the
+# shipped file names /run/modelgate/gateway.sock and says to edit that
+# line for another path).
 mg_nginx_conf() {
     local base=$1 web shipped=$MG_SRCDIR/deploy/nginx/modelgate.conf
     local default=unix:/run/modelgate/gateway.sock
@@ -767,30 +549,44 @@ mg_nginx_conf() {
         "$shipped" "$base-modelgate.conf" "fastcgi_pass $default;" "fastcgi_pass unix:$3;" ||
         return 1
     web=$(mg_web_user)
-    cat >"$base.conf" <<EOF
-# nginx main configuration written by the integration tests; modelgate's
-# part is a copy of the shipped deploy/nginx/modelgate.conf with the test's
-# socket.
-daemon off;
-worker_processes 2;
-pid "$base.pid";
-error_log "$base-error.log" warn;
-${web:+user $web;}
-events {
-    worker_connections 1024;
+    mg_stack_fill "$MG_CONF_DIR/nginx.conf.in" "$base.conf" \
+        BASE="$base" PORT="$2" USER="${web:+user $web;}"
 }
-http {
-    access_log "$base-access.log";
-    client_body_temp_path "$base-temp/body";
-    fastcgi_temp_path "$base-temp/fastcgi";
-    proxy_temp_path "$base-temp/proxy";
-    scgi_temp_path "$base-temp/scgi";
-    uwsgi_temp_path "$base-temp/uwsgi";
-    server {
-        listen 127.0.0.1:$2;
-        server_name localhost;
-        include "$base-modelgate.conf";
-    }
-}
-EOF
+
+# mg_conf_write FILE [NAME=VALUE...]: FILE, a modelgate.conf from
+# conf/modelgate.conf.in.  Every placeholder has a default below (most are
+# modelgate's own defaults); a test gives only the values it needs
+# otherwise.  LOG_FILE defaults to FILE with .log for .conf, CONNINFO to
+# $conninfo, BASE_URL to the mock's $MOCK_URL/api/v1.  String values are
+# given plain and quoted here.
+mg_conf_write() {
+    local out=$1 kv name args=()
+    local -A v=(
+        [LOG_LEVEL]=info [LOG_FILE]=${1%.conf}.log [CONNINFO]=${conninfo:-}
+        [POOL_SIZE]=4 [DB_CONNECT_TIMEOUT]=5
+        [BASE_URL]=${MOCK_URL:-http://127.0.0.1:9}/api/v1
+        [UPSTREAM_CONNECT_TIMEOUT]=2 [UPSTREAM_TIMEOUT]=30
+        [THREADS]=8 [MAX_BODY_BYTES]=33554432 [SHUTDOWN_GRACE]=10
+        [HEARTBEAT_INTERVAL]=5 [CLIENT_CLOSE]=abort [MAX_DRAINS]=64
+        [DEFAULT_MAX_TOKENS]=4096 [FALLBACK_PROMPT_PRICE]=0.00001
+        [FALLBACK_COMPLETION_PRICE]=0.00003 [REAP_AFTER]=900 [REAP_INTERVAL]=60
+        [CATALOG_REFRESH]=0
+    )
+    shift
+    for kv in "$@"; do
+        name=${kv%%=*}
+        if [ -z "${v[$name]+set}" ]; then
+            echo "mg_conf_write: unknown setting $name"
+            return 1
+        fi
+        v[$name]=${kv#*=}
+    done
+    for name in LOG_LEVEL LOG_FILE CONNINFO BASE_URL CLIENT_CLOSE \
+        FALLBACK_PROMPT_PRICE FALLBACK_COMPLETION_PRICE; do
+        v[$name]=$(libconfig_quote "${v[$name]}")
+    done
+    for name in "${!v[@]}"; do
+        args+=("$name=${v[$name]}")
+    done
+    mg_stack_fill "$MG_CONF_DIR/modelgate.conf.in" "$out" WRITER="${0##*/}" "${args[@]}"
 }

@@ -141,30 +141,8 @@ tap_ok "mock upstream listens on $MOCK_PORT"
 
 # write_conf FILE UPSTREAM-BASE-URL LOG-FILE
 write_conf() {
-    cat >"$1" <<EOF
-# modelgate.conf written by test-gateway.sh
-log_level = "debug";
-log_file = $(libconfig_quote "$3");
-database = {
-  conninfo = $(libconfig_quote "$conninfo");
-  pool_size = 4;
-  connect_timeout = 5;
-};
-upstream = {
-  base_url = $(libconfig_quote "$2");
-  key_env = "MG_IT_PROVIDER_KEY";
-  connect_timeout = 2;
-  timeout = 2;
-};
-server = {
-  threads = 8;
-  max_body_bytes = $MAX_BODY;
-  shutdown_grace = 10;
-};
-catalog = {
-  refresh_interval = 0;   # mock scenarios ride in the model string: keep the catalog empty
-};
-EOF
+    mg_conf_write "$1" LOG_LEVEL=debug LOG_FILE="$3" BASE_URL="$2" UPSTREAM_TIMEOUT=2 \
+        MAX_BODY_BYTES="$MAX_BODY"
 }
 
 CONF=$MG_T/modelgate.conf

@@ -184,30 +184,8 @@ tap_ok "mock upstream listens on $MOCK_PORT"
 # (events come every 500 ms).
 CONF=$MG_T/modelgate.conf
 LOG=$MG_T/modelgate.log
-cat >"$CONF" <<EOF
-# modelgate.conf written by test-many-streams.sh
-log_level = "warn";
-log_file = $(libconfig_quote "$LOG");
-database = {
-  conninfo = $(libconfig_quote "$conninfo");
-  pool_size = $POOL;
-  connect_timeout = 5;
-};
-upstream = {
-  base_url = $(libconfig_quote "$MOCK_URL/api/v1");
-  key_env = "MG_IT_PROVIDER_KEY";
-  connect_timeout = 5;
-  timeout = 60;
-};
-server = {
-  threads = $THREADS;
-  shutdown_grace = 5;
-  heartbeat_interval = 5;
-};
-catalog = {
-  refresh_interval = 0;   # mock scenarios ride in the model string: keep the catalog empty
-};
-EOF
+mg_conf_write "$CONF" LOG_LEVEL=warn LOG_FILE="$LOG" POOL_SIZE="$POOL" \
+    UPSTREAM_CONNECT_TIMEOUT=5 UPSTREAM_TIMEOUT=60 THREADS="$THREADS" SHUTDOWN_GRACE=5
 
 cli() {
     "$CLI" -c "$CONF" --sql-dir "$MG_SRCDIR/sql" "$@"

@@ -163,36 +163,10 @@ tap_ok "mock upstream listens on $MOCK_PORT"
 # stays empty, so a reservation is ceil(body bytes / 3) x 0.000001 +
 # max_tokens x 0.000002 USD.
 write_conf() {
-    cat >"$MG_T/$1.conf" <<EOF
-# modelgate.conf written by test-quota-hosts.sh
-log_level = "info";
-log_file = $(libconfig_quote "$MG_T/$1.log");
-database = {
-  conninfo = $(libconfig_quote "$conninfo");
-  pool_size = 4;
-  connect_timeout = $CONNECT_TIMEOUT;
-};
-upstream = {
-  base_url = $(libconfig_quote "$MOCK_URL/api/v1");
-  key_env = "MG_IT_PROVIDER_KEY";
-  connect_timeout = 2;
-  timeout = $UPSTREAM_TIMEOUT;
-};
-server = {
-  threads = $2;
-  shutdown_grace = 5;
-};
-quota = {
-  default_max_tokens = 256;
-  fallback_prompt_price = "0.000001";
-  fallback_completion_price = "0.000002";
-  reap_after = $REAP_AFTER;
-  reap_interval = $3;
-};
-catalog = {
-  refresh_interval = 0;
-};
-EOF
+    mg_conf_write "$MG_T/$1.conf" DB_CONNECT_TIMEOUT="$CONNECT_TIMEOUT" \
+        UPSTREAM_TIMEOUT="$UPSTREAM_TIMEOUT" THREADS="$2" SHUTDOWN_GRACE=5 \
+        DEFAULT_MAX_TOKENS=256 FALLBACK_PROMPT_PRICE=0.000001 \
+        FALLBACK_COMPLETION_PRICE=0.000002 REAP_AFTER="$REAP_AFTER" REAP_INTERVAL="$3"
 }
 
 write_conf hostA 8 0

@@ -148,37 +148,10 @@ tap_ok "mock upstream listens on $MOCK_PORT"
 
 # write_conf FILE LOG-FILE CATALOG-REFRESH
 write_conf() {
-    cat >"$1" <<EOF
-# modelgate.conf written by test-quotas.sh
-log_level = "info";
-log_file = $(libconfig_quote "$2");
-database = {
-  conninfo = $(libconfig_quote "$conninfo");
-  pool_size = 4;
-  connect_timeout = 5;
-};
-upstream = {
-  base_url = $(libconfig_quote "$MOCK_URL/api/v1");
-  key_env = "MG_IT_PROVIDER_KEY";
-  connect_timeout = 5;
-  timeout = 20;
-};
-server = {
-  threads = 8;
-  max_body_bytes = 65536;
-  shutdown_grace = 10;
-};
-quota = {
-  default_max_tokens = $DEFAULT_MAX_TOKENS;
-  fallback_prompt_price = "$FB_PROMPT";
-  fallback_completion_price = "$FB_COMPLETION";
-  reap_after = 900;
-  reap_interval = 60;
-};
-catalog = {
-  refresh_interval = $3;
-};
-EOF
+    mg_conf_write "$1" LOG_FILE="$2" UPSTREAM_CONNECT_TIMEOUT=5 UPSTREAM_TIMEOUT=20 \
+        MAX_BODY_BYTES=65536 DEFAULT_MAX_TOKENS="$DEFAULT_MAX_TOKENS" \
+        FALLBACK_PROMPT_PRICE="$FB_PROMPT" FALLBACK_COMPLETION_PRICE="$FB_COMPLETION" \
+        CATALOG_REFRESH="$3"
 }
 
 CONF=$MG_T/modelgate.conf

@@ -87,18 +87,7 @@ new_db() {
 conf_for() {
     local ci=$conninfo
     ci=${ci%dbname=*}dbname=$(conninfo_quote "$1")
-    cat >"$MG_T/$1.conf" <<EOF2
-# modelgate.conf written by test-schema.sh
-log_level = "info";
-log_file = $(libconfig_quote "$MG_T/$1.log");
-database = {
-  conninfo = $(libconfig_quote "$ci");
-};
-upstream = {
-  base_url = "http://127.0.0.1:9/api/v1";
-  key_env = "MG_IT_PROVIDER_KEY";
-};
-EOF2
+    mg_conf_write "$MG_T/$1.conf" CONNINFO="$ci"
 }
 
 # migrate DB: `modelgate db migrate` on DB with this tree's sql/.

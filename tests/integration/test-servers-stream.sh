@@ -128,29 +128,7 @@ tap_ok "mock upstream listens on $MOCK_PORT"
 
 CONF=$MG_T/modelgate.conf
 LOG=$MG_T/modelgate.log
-cat >"$CONF" <<EOF
-# modelgate.conf written by test-servers-stream.sh
-log_level = "info";
-log_file = $(libconfig_quote "$LOG");
-database = {
-  conninfo = $(libconfig_quote "$conninfo");
-  pool_size = 2;
-  connect_timeout = 5;
-};
-upstream = {
-  base_url = $(libconfig_quote "$MOCK_URL/api/v1");
-  key_env = "MG_IT_PROVIDER_KEY";
-  connect_timeout = 2;
-  timeout = 30;
-};
-server = {
-  threads = 4;
-  shutdown_grace = 10;
-};
-catalog = {
-  refresh_interval = 0;   # mock scenarios ride in the model string: keep the catalog empty
-};
-EOF
+mg_conf_write "$CONF" LOG_FILE="$LOG" POOL_SIZE=2 THREADS=4
 
 cli() {
     "$CLI" -c "$CONF" --sql-dir "$MG_SRCDIR/sql" "$@"

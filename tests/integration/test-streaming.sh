@@ -51,47 +51,21 @@ export MG_SRCDIR MG_BUILDDIR
 # Prerequisites: a missing tool skips the test (77), or fails the setup (99)
 # under MG_REQUIRE_INTEGRATION=1.
 
-# locate PROGRAM: prints its path (PATH first, then the sbin directories).
-locate() {
-    local dir
-    command -v "$1" 2>/dev/null && return 0
-    for dir in /usr/sbin /sbin /usr/local/sbin; do
-        if [ -x "$dir/$1" ]; then
-            printf '%s\n' "$dir/$1"
-            return 0
-        fi
-    done
-    return 1
-}
-
 absent=()
-LIGHTTPD=$(locate lighttpd) || absent+=(lighttpd)
-SPAWN_FCGI=$(locate spawn-fcgi) || absent+=(spawn-fcgi)
-locate node >/dev/null || absent+=(node)
-locate curl >/dev/null || absent+=(curl)
-locate psql >/dev/null || absent+=("psql (postgresql-client)")
+find_tool lighttpd >/dev/null || absent+=(lighttpd)
+SPAWN_FCGI=$(find_tool spawn-fcgi) || absent+=(spawn-fcgi)
+find_tool node >/dev/null || absent+=(node)
+find_tool curl >/dev/null || absent+=(curl)
+find_tool psql >/dev/null || absent+=("psql (postgresql-client)")
 if [ -z "${PGHOST:-}" ]; then
-    locate pg_virtualenv >/dev/null || absent+=("pg_virtualenv (postgresql-common)")
+    find_tool pg_virtualenv >/dev/null || absent+=("pg_virtualenv (postgresql-common)")
 fi
 mg_missing_exit "${absent[@]}"
 
 mg_find_programs
 
-# Without a Postgres to use, run again inside a throwaway cluster (-t: in
-# a temporary directory even as root).  Its port is one the kernel just
-# handed out: pg_virtualenv would take the first free one from 5432 on, the
-# same as another integration test started at the same moment (make -j2).
-if [ -z "${PGHOST:-}" ]; then
-    if [ -n "${MG_IT_UNDER_PG_VIRTUALENV:-}" ]; then
-        printf 'Bail out! pg_virtualenv did not set PGHOST\n'
-        exit 99
-    fi
-    export MG_IT_UNDER_PG_VIRTUALENV=1
-    if pg_port=$(free_port) && [ -n "$pg_port" ]; then
-        export PGPORT=$pg_port
-    fi
-    exec pg_virtualenv -t "$SELF" "$@"
-fi
+# Without a Postgres to use, run again inside a throwaway cluster.
+mg_need_pg "$SELF" "$@"
 
 if [ -z "${NODE_PATH:-}" ] && [ -d "$MG_SRCDIR/tests/integration/node_modules" ]; then
     NODE_PATH=$MG_SRCDIR/tests/integration/node_modules
@@ -121,7 +95,7 @@ RESPONDERS=()
 MG_DB=
 DB_CREATED=0
 
-dump_logs() {
+show_logs() {
     local f
     for f in "$MG_T"/*.log "$MG_T"/*.out "$MG_T"/*.err; do
         [ -s "$f" ] || continue
@@ -131,35 +105,18 @@ dump_logs() {
 }
 
 finish() {
-    local rc=$? pid alive=()
+    local rc=$? pid
     trap - EXIT INT TERM HUP
     set +e
-    [ -n "$LIGHTTPD_PID" ] && stop_pids "$LIGHTTPD_PID"
-    # the drain stack (started with lib.sh's start_server/start_responders)
+    # both stacks (the main one and the drain one) and the mock
     stop_servers
     stop_responders
-    for pid in "${RESPONDERS[@]}"; do
-        pid_runs "$pid" modelgate-fcgi && alive+=("$pid")
-    done
-    stop_pids "${alive[@]}"
     [ -n "$MOCK_PID" ] && stop_pids "$MOCK_PID"
     for pid in $(jobs -p); do
         kill -TERM "$pid" 2>/dev/null
     done
     wait 2>/dev/null
-    if [ "$DB_CREATED" = 1 ]; then
-        dropdb --if-exists "$MG_DB" >/dev/null 2>&1 ||
-            printf '# could not drop database %s\n' "$MG_DB"
-    fi
-    if [ "$rc" -ne 0 ] || [ "$MG_TAP_FAILED" -gt 0 ]; then
-        dump_logs
-    fi
-    if [ "${MG_KEEP_TMP:-0}" = 1 ]; then
-        printf '# kept %s\n' "$MG_T"
-    else
-        rm -rf "$MG_T"
-    fi
-    exit "$rc"
+    mg_finish "$rc"
 }
 trap finish EXIT
 trap 'exit 130' INT
@@ -491,20 +448,8 @@ EXPECTED_ROWS=0   # authenticated chat requests sent so far
 
 mg_fresh_db modelgate_stream
 
-"$MOCK" --port 0 --require-key "$PROVIDER_KEY" >"$MG_T/mock.out" 2>"$MG_T/mock.err" &
-MOCK_PID=$!
-MOCK_PORT=
-for ((i = 0; i < 100; i++)); do
-    line=$(head -n 1 "$MG_T/mock.out" 2>/dev/null)
-    if [[ $line =~ ^listening\ on\ ([0-9]+)$ ]]; then
-        MOCK_PORT=${BASH_REMATCH[1]}
-        break
-    fi
-    pid_alive "$MOCK_PID" || break
-    sleep 0.1
-done
-[ -n "$MOCK_PORT" ] || bail "mock upstream starts" "$(cat "$MG_T/mock.err")"
-MOCK_URL=http://127.0.0.1:$MOCK_PORT
+start_mock --require-key "$PROVIDER_KEY" >"$MG_T/start-mock.txt" 2>&1 ||
+    bail "mock upstream starts" "$(cat "$MG_T/start-mock.txt")"
 tap_ok "mock upstream listens on $MOCK_PORT"
 
 # upstream.timeout caps a whole transfer, streams included: 30 s leaves room
@@ -512,30 +457,7 @@ tap_ok "mock upstream listens on $MOCK_PORT"
 # that check short.
 CONF=$MG_T/modelgate.conf
 LOG=$MG_T/modelgate.log
-cat >"$CONF" <<EOF
-# modelgate.conf written by test-streaming.sh
-log_level = "debug";
-log_file = $(libconfig_quote "$LOG");
-database = {
-  conninfo = $(libconfig_quote "$conninfo");
-  pool_size = 4;
-  connect_timeout = 5;
-};
-upstream = {
-  base_url = $(libconfig_quote "$MOCK_URL/api/v1");
-  key_env = "MG_IT_PROVIDER_KEY";
-  connect_timeout = 2;
-  timeout = 30;
-};
-server = {
-  threads = 8;
-  shutdown_grace = 5;
-  heartbeat_interval = 1;
-};
-catalog = {
-  refresh_interval = 0;   # mock scenarios ride in the model string: keep the catalog empty
-};
-EOF
+mg_conf_write "$CONF" LOG_LEVEL=debug LOG_FILE="$LOG" SHUTDOWN_GRACE=5 HEARTBEAT_INTERVAL=1
 
 cli() {
     "$CLI" -c "$CONF" --sql-dir "$MG_SRCDIR/sql" "$@"
@@ -559,66 +481,15 @@ stderr: $(cat "$MG_T/key.err")"
 fi
 
 # start_stack PROCESSES: responders under spawn-fcgi on a unix socket and
-# lighttpd in front of them with the shipped snippet.  Sets PORT and
-# RESPONDERS, LIGHTTPD_PID; prints the reason on failure.
+# lighttpd in front of them with the shipped snippet (lib.sh's
+# start_responders and start_server).  Sets PORT and RESPONDERS,
+# LIGHTTPD_PID; prints the reason on failure.
 start_stack() {
-    local procs=$1 sock=$MG_T/gw.sock pidfile=$MG_T/fcgi.pid lconf=$MG_T/lighttpd.conf
-    local pid i code port
-    port=$(free_port) || return 1
-    mkdir -p "$MG_T/www" "$MG_T/upload"
-    if ! "$SPAWN_FCGI" -s "$sock" -F "$procs" -P "$pidfile" -- "$FCGI" -c "$CONF" \
-        </dev/null >"$MG_T/spawn.log" 2>&1; then
-        cat "$MG_T/spawn.log"
-        return 1
-    fi
-    while IFS= read -r pid || [ -n "$pid" ]; do
-        [[ $pid =~ ^[0-9]+$ ]] && RESPONDERS+=("$pid")
-    done <"$pidfile"
-    if [ "${#RESPONDERS[@]}" -ne "$procs" ]; then
-        echo "$pidfile lists ${#RESPONDERS[@]} pids, not $procs"
-        return 1
-    fi
-    for pid in "${RESPONDERS[@]}"; do
-        if ! pid_runs "$pid" modelgate-fcgi; then
-            echo "responder $pid is not running"
-            return 1
-        fi
-    done
-    cat >"$lconf" <<EOF
-# lighttpd configuration written by test-streaming.sh around the shipped
-# deploy/lighttpd/modelgate.conf.
-server.bind          = "127.0.0.1"
-server.port          = $port
-server.document-root = $(libconfig_quote "$MG_T/www")
-server.upload-dirs   = ( $(libconfig_quote "$MG_T/upload") )
-server.pid-file      = $(libconfig_quote "$MG_T/lighttpd.pid")
-server.errorlog      = $(libconfig_quote "$MG_T/lighttpd-error.log")
-
-var.modelgate_socket = $(libconfig_quote "$sock")
-include $(libconfig_quote "$MG_SRCDIR/deploy/lighttpd/modelgate.conf")
-EOF
-    if ! "$LIGHTTPD" -tt -f "$lconf" >"$MG_T/lighttpd-check.log" 2>&1; then
-        cat "$MG_T/lighttpd-check.log"
-        return 1
-    fi
-    "$LIGHTTPD" -D -f "$lconf" </dev/null >"$MG_T/lighttpd.out" 2>&1 &
-    LIGHTTPD_PID=$!
-    for ((i = 0; i < 200; i++)); do
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
-            "http://127.0.0.1:$port/healthz" 2>/dev/null)
-        if [ "$code" = 200 ]; then
-            PORT=$port
-            return 0
-        fi
-        if ! pid_alive "$LIGHTTPD_PID"; then
-            echo "lighttpd exited:"
-            cat "$MG_T/lighttpd.out" "$MG_T/lighttpd-error.log" 2>/dev/null
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "no 200 from /healthz within 20 s (last status $code)"
-    return 1
+    start_responders gw "$CONF" "$1" || return 1
+    RESPONDERS=("${STACK_PIDS[@]}")
+    MG_SERVER=lighttpd start_server gw "$STACK_SOCK" || return 1
+    LIGHTTPD_PID=$SERVER_PID
+    PORT=$SERVER_PORT
 }
 
 PORT=
@@ -1136,32 +1007,8 @@ fi
 
 DRAIN_CONF=$MG_T/modelgate-drain.conf
 DRAIN_LOG=$MG_T/modelgate-drain.log
-cat >"$DRAIN_CONF" <<EOF
-# modelgate.conf written by test-streaming.sh: drain mode
-log_level = "info";
-log_file = $(libconfig_quote "$DRAIN_LOG");
-database = {
-  conninfo = $(libconfig_quote "$conninfo");
-  pool_size = 2;
-  connect_timeout = 5;
-};
-upstream = {
-  base_url = $(libconfig_quote "$MOCK_URL/api/v1");
-  key_env = "MG_IT_PROVIDER_KEY";
-  connect_timeout = 2;
-  timeout = 30;
-};
-server = {
-  threads = 4;
-  shutdown_grace = 5;
-  heartbeat_interval = 1;
-  client_close = "drain";
-  max_drains = 1;
-};
-catalog = {
-  refresh_interval = 0;   # mock scenarios ride in the model string: keep the catalog empty
-};
-EOF
+mg_conf_write "$DRAIN_CONF" LOG_FILE="$DRAIN_LOG" POOL_SIZE=2 THREADS=4 SHUTDOWN_GRACE=5 \
+    HEARTBEAT_INTERVAL=1 CLIENT_CLOSE=drain MAX_DRAINS=1
 check "drain: modelgate-fcgi -t accepts client_close = \"drain\", max_drains = 1" \
     "$FCGI" -t -c "$DRAIN_CONF"
 start_responders drain "$DRAIN_CONF" 1 >"$MG_T/drain-stack.txt" 2>&1 ||
