@@ -7,7 +7,7 @@
 //       target was missed
 //   node report.cjs pglog LOG N CLIENT-JSON BACKENDS-BEFORE BACKENDS-AFTER
 //       what Postgres logged (log_min_duration_statement = 0) over N requests
-//   node report.cjs callgrind DUMP N CLIENT-JSON VERSIONS-JSON OUT-JSON
+//   node report.cjs callgrind DUMP N ENDPOINT CLIENT-JSON VERSIONS-JSON OUT-JSON
 //       instructions per request by object and our top functions
 
 const fs = require('fs');
@@ -630,7 +630,7 @@ function objectGroup(ob) {
     return 'other';
 }
 
-function callgrind(dumpFile, nText, clientText, versionsText, outFile) {
+function callgrind(dumpFile, nText, endpoint, clientText, versionsText, outFile) {
     const n = Number(nText);
     const { self, summary, totals, events } = parseCallgrind(dumpFile);
     let total = 0;
@@ -661,7 +661,7 @@ function callgrind(dumpFile, nText, clientText, versionsText, outFile) {
     md.push('# modelgate: instructions per request (callgrind)');
     md.push('');
     md.push(`One responder (1 thread, reaper off) under valgrind --tool=callgrind behind lighttpd; ` +
-        `counters zeroed after the warm-up (callgrind_control -z), then ${n} sequential non-streaming chats ` +
+        `counters zeroed after the warm-up (callgrind_control -z), then ${n} sequential ${({ chat: 'non-streaming chats', embeddings: 'embeddings requests', stream: '20-token streamed chats' })[endpoint]} ` +
         `(admit + relay + settle), then dumped (callgrind_control -d). Self cost (--inclusive=no) summed per object. ` +
         `Client: ${JSON.stringify(client.statuses || client)}. Machine: ${versions.cores} cores, ${versions.cpu}; ` +
         `${versions.libcurl ? 'libcurl ' + versions.libcurl + ', ' : ''}modelgate ${versions.modelgate_commit}.`);
@@ -684,7 +684,7 @@ function callgrind(dumpFile, nText, clientText, versionsText, outFile) {
     if (totals !== null && totals !== total)
         md.push(`(warning: the parsed total ${total} differs from the file's totals ${totals})`);
     process.stdout.write(md.join('\n') + '\n');
-    const out = { requests: n, events, total_ir: total, totals_ir: totals, summary_ir: summary, ir_per_request: total / n,
+    const out = { endpoint, requests: n, events, total_ir: total, totals_ir: totals, summary_ir: summary, ir_per_request: total / n,
         top_functions: all.slice(0, 30).map((o) => ({ fn: o.fn, object: o.ob, ir_per_request: o.ir / n })),
         by_group: Object.fromEntries(order.map((g) => [g, { ir_per_request: (groups[g] || 0) / n, share: (groups[g] || 0) / total }])),
         other_objects: Object.fromEntries(others.map(([ob, ir]) => [ob, ir / n])),

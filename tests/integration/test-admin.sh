@@ -97,26 +97,12 @@ mg_fresh_db modelgate_admin
 start_mock --require-key "$PROVIDER_KEY" >"$MG_T/start-mock.txt" 2>&1 ||
     bail "mock upstream starts" "$(cat "$MG_T/start-mock.txt")"
 
-# write_conf FILE BASE-URL
-write_conf() {
-    cat >"$1" <<EOF
-# modelgate.conf written by test-admin.sh
-database = {
-  conninfo = $(libconfig_quote "$conninfo");
-  connect_timeout = 5;
-};
-upstream = {
-  base_url = $(libconfig_quote "$2");
-  key_env = "MG_IT_PROVIDER_KEY";
-  connect_timeout = 2;
-  timeout = 5;
-};
-EOF
-}
 CONF=$MG_T/modelgate.conf
 DOWN=$MG_T/down.conf
-write_conf "$CONF" "$MOCK_URL/api/v1"
-write_conf "$DOWN" "http://127.0.0.1:9/api/v1"
+mg_conf_write "$CONF" BASE_URL="$MOCK_URL/api/v1" UPSTREAM_TIMEOUT=5 ||
+    bail "configuration written" "$CONF"
+mg_conf_write "$DOWN" BASE_URL="http://127.0.0.1:9/api/v1" UPSTREAM_TIMEOUT=5 ||
+    bail "configuration written" "$DOWN"
 
 cli() {
     "$CLI" -c "$CONF" --sql-dir "$MG_SRCDIR/sql" "$@"
