@@ -1,14 +1,17 @@
 /* apierror.c -- OpenAI-style error objects: building {"error":{...}} bodies with their
  * HTTP status, and what a client is told when the upstream fails (its
- * HTTP errors and transport failures mapped).  Called by the request path
+ * HTTP errors, their error.message read in place, and transport failures
+ * mapped).  Called by the request path
  * only (gateway.c, auth.c, stream.c). */
 #include "config.h"
 
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "apierror.h"
+#include "jscan.h"
 
 void
 mg_apierror_set(struct mg_apierror *e, int status, const char *type,
@@ -79,25 +82,42 @@ mg_http_reason(int status)
 	}
 }
 
-/* The text an upstream error body carries in error.message, or NULL. */
-static const char *
-upstream_message(json_object *root)
+/* The text an upstream error body carries in error.message (the last
+ * error named, read in place), decoded into dst; 0 when there is none. */
+static int
+upstream_message(const char *body, char *dst, size_t size)
 {
-	json_object *err, *msg;
+	static const char *const names[] = { "error", NULL };
+	struct mg_jscan s;
+	struct mg_jscan_value v, msg;
+	int i;
 
-	if (root == NULL || !json_object_object_get_ex(root, "error", &err) ||
-	    !json_object_is_type(err, json_type_object))
-		return NULL;
-	if (json_object_object_get_ex(err, "message", &msg) && json_object_is_type(msg, json_type_string))
-		return json_object_get_string(msg);
-	return NULL;
+	msg.type = MG_JSCAN_NONE;
+	mg_jscan_init(&s, body, strlen(body));
+	mg_jscan_value(&s, &v);
+	if (v.type != MG_JSCAN_OBJECT)
+		return 0;
+	while ((i = mg_jscan_field(&s, names, NULL)) >= 0) {
+		if (i == 0) {
+			mg_jscan_next(&s);
+			continue;
+		}
+		mg_jscan_value(&s, &v);
+		msg.type = MG_JSCAN_NONE;
+		if (v.type == MG_JSCAN_OBJECT)
+			mg_jscan_pick(&s, "message", &msg);
+		else
+			mg_jscan_skip(&s, &v);
+	}
+	mg_jscan_finish(&s);
+	return mg_jscan_ok(&s) && mg_jscan_string(&msg, dst, size, NULL) >= 0;
 }
 
 void
 mg_apierror_upstream(long status, const char *upstream_body, struct mg_apierror *e)
 {
-	json_object *root = upstream_body != NULL ? json_tokener_parse(upstream_body) : NULL;
-	const char *msg = upstream_message(root);
+	char msg[sizeof(e->message)];
+	int has_msg = upstream_body != NULL && upstream_message(upstream_body, msg, sizeof(msg));
 
 	if (status == 401) {
 		mg_apierror_set(e, 502, "upstream_error", NULL, "upstream_auth_failed",
@@ -118,9 +138,8 @@ mg_apierror_upstream(long status, const char *upstream_body, struct mg_apierror 
 	} else {
 		mg_apierror_set(e, (int)status, "invalid_request_error", NULL,
 		    status == 404 ? "model_not_found" : status == 403 ? "permission_denied" : "upstream_rejected",
-		    "%s", msg != NULL ? msg : "The upstream provider rejected the request.");
+		    "%s", has_msg ? msg : "The upstream provider rejected the request.");
 	}
-	json_object_put(root);
 }
 
 void

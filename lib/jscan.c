@@ -1,5 +1,6 @@
-/* jscan.c -- The in-place JSON reader of the hot path: checks a text and walks it
- * without building a tree.  Called by request and usage. */
+/* jscan.c -- The one JSON reader of request bodies, upstream answers and
+ * stream chunks: checks a text and walks it in place, without building a
+ * tree.  Called by request, usage and chunk. */
 #include "config.h"
 
 #include <limits.h>

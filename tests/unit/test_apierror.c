@@ -168,6 +168,13 @@ static const struct {
 	{ 400, "{\"error\":\"flat string\"}", 400, NULL, NULL, "flat string" },
 	{ 400, NULL, 400, NULL, NULL, NULL },
 	{ 302, "", 502, NULL, NULL, NULL },
+	/* read in place: escapes decoded, the last error named counts */
+	{ 400, "{\"error\":{\"message\":\"Mod\\u00e8le \\\"x\\\" unknown\"}}", 400, NULL,
+	  "Mod\xc3\xa8le \"x\" unknown", NULL },
+	{ 400, "{\"error\":{\"message\":\"first\"},\"error\":{\"message\":\"second\"}}", 400, NULL,
+	  "second", NULL },
+	{ 400, "{\"error\":{\"message\":\"first\"},\"error\":null}", 400, NULL, NULL, "first" },
+	{ 400, "{\"error\":{\"message\":\"cut\"}} trailing", 400, NULL, NULL, "cut" },
 };
 
 START_TEST(upstream_error_table)
