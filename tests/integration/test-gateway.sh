@@ -149,9 +149,11 @@ CONF=$MG_T/modelgate.conf
 LOG=$MG_T/modelgate.log
 write_conf "$CONF" "$MOCK_URL/api/v1" "$LOG"
 
-# A second configuration whose upstream is a port nothing listens on.
-CLOSED_PORT=$(free_port)
-MG_RESERVED_PORTS=$CLOSED_PORT
+# A second configuration whose upstream is a port nothing listens on:
+# port 9 (discard), below 1024, so that no program of another test run at
+# the same time (mocks and servers take ports the kernel hands out, from
+# 32768 up) can be listening there by the time it is called.
+CLOSED_PORT=9
 CONF2=$MG_T/modelgate-unreachable.conf
 LOG2=$MG_T/modelgate-unreachable.log
 write_conf "$CONF2" "http://127.0.0.1:$CLOSED_PORT/api/v1" "$LOG2"
