@@ -115,8 +115,9 @@ one_line(const char *data, size_t len, size_t *out_len)
 		line[o++] = ch;
 		if (ch == '"') {
 			in_string = !in_string;
-		} else if (ch == '\\' && in_string && i + 1 < len && data[i + 1] != '\n') {
-			line[o++] = data[++i];  /* an escape: its letter is no quote's end */
+		} else if (ch == '\\' && in_string && i + 1 < len) {
+			/* an escape (the scan checked it): its letter ends no string */
+			line[o++] = data[++i];
 		}
 	}
 	line[o] = '\0';

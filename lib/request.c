@@ -46,7 +46,7 @@ enum field {
 
 struct notes {
 	struct mg_jscan_value f[F__COUNT];   /* each member's last value */
-	const char *end[F__COUNT];           /* where that value ends */
+	const char *options_end;             /* where stream_options' value ends */
 	long items;                          /* messages, input: elements */
 	long flaw_at;                        /* the element of the first flaw */
 	enum flaw flaw;
@@ -202,7 +202,8 @@ scan_body(enum mg_endpoint ep, const char *body, size_t len, struct notes *n,
 			walk_stream_options(&s, n);
 		else
 			mg_jscan_skip(&s, v);
-		n->end[k] = mg_jscan_at(&s);
+		if (k == F_STREAM_OPTIONS)
+			n->options_end = mg_jscan_at(&s);
 	}
 	mg_jscan_finish(&s);
 	return mg_jscan_ok(&s);
@@ -389,7 +390,7 @@ note_usage_splice(struct mg_call *c, const struct notes *n, const char *body)
 		c->usage_text = n->options > 0 ? "\"include_usage\":true," : "\"include_usage\":true";
 	} else if (so->type == MG_JSCAN_NULL) {
 		at = so->text;
-		end = n->end[F_STREAM_OPTIONS];
+		end = n->options_end;
 		c->usage_text = "{\"include_usage\":true}";
 	} else {
 		/* none: a member first in the body, which has model and
