@@ -6,8 +6,8 @@
 # followed by "#" lines that show what was seen.  tap_done prints the plan
 # and returns 1 when anything failed.
 #
-# State lives in MG_T (the test's temporary directory, set by the caller
-# before mg_lib_init).  HTTP answers go to $MG_T/last.{status,headers,body}
+# State lives in MG_T (the test's temporary directory, made by
+# mg_lib_init).  HTTP answers go to $MG_T/last.{status,headers,body}
 # and are checked with small JavaScript expressions run by node
 # (check.cjs, next to this file): node is always there, jq is not.
 
@@ -235,12 +235,23 @@ usage_json() {
 
 MG_CHECK=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)/check.cjs
 
-# mg_lib_init: bails out when check.cjs is not there.
+# mg_lib_init NAME: the test's temporary directory, $TMPDIR/modelgate-NAME.*
+# (exported as MG_T, removed by mg_finish), and the sanitizer builds'
+# reports sent there (spawn-fcgi sends the responders' standard error to
+# /dev/null; any report fails the run, see fcgi_sanitized).  Bails out when
+# the directory cannot be made or check.cjs is not there.
 mg_lib_init() {
+    MG_T=$(mktemp -d "${TMPDIR:-/tmp}/modelgate-$1.XXXXXX") || {
+        printf 'Bail out! mktemp failed\n'
+        exit 99
+    }
+    export MG_T
     if [ ! -r "$MG_CHECK" ]; then
         printf 'Bail out! missing %s\n' "$MG_CHECK"
         exit 99
     fi
+    export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$MG_T/sanitizer"
+    export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_path=$MG_T/sanitizer"
 }
 
 # ---------------------------------------------------------------------------
@@ -449,6 +460,16 @@ stop_servers() {
         pid_alive "$pid" && live+=("$pid")
     done
     stop_pids "${live[@]}"
+}
+
+# stop_stack: the end of every test's cleanup: the web servers, the
+# responders and the mock upstream it started (none is fine).
+stop_stack() {
+    stop_servers
+    stop_responders
+    if [ -n "$MOCK_PID" ]; then
+        stop_pids "$MOCK_PID"
+    fi
 }
 
 SERVER_PORT=

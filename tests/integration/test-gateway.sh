@@ -72,18 +72,7 @@ export NODE_PATH=${NODE_PATH:-}
 # ---------------------------------------------------------------------------
 # Temporary directory, and cleanup of everything started, whatever happens.
 
-MG_T=$(mktemp -d "${TMPDIR:-/tmp}/modelgate-it.XXXXXX") || {
-    printf 'Bail out! mktemp failed\n'
-    exit 99
-}
-export MG_T
-mg_lib_init
-
-# Sanitizer builds (./configure --enable-sanitizers) write their reports
-# here: spawn-fcgi sends the responders' standard error to /dev/null.  Any
-# report fails the run (checked at the end).
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$MG_T/sanitizer"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_path=$MG_T/sanitizer"
+mg_lib_init it
 
 MG_DB=
 DB_CREATED=0
@@ -101,11 +90,7 @@ cleanup() {
     local rc=$? pid
     trap - EXIT INT TERM HUP
     set +e
-    stop_servers
-    stop_responders
-    if [ -n "$MOCK_PID" ]; then
-        stop_pids "$MOCK_PID"
-    fi
+    stop_stack
     # background requests still running (after an interruption)
     for pid in $(jobs -p); do
         kill -TERM "$pid" 2>/dev/null

@@ -120,15 +120,7 @@ server.max-connections = 2048'
 # ---------------------------------------------------------------------------
 # Temporary directory, and cleanup of everything started, whatever happens.
 
-MG_T=$(mktemp -d "${TMPDIR:-/tmp}/modelgate-many.XXXXXX") || {
-    printf 'Bail out! mktemp failed\n'
-    exit 99
-}
-export MG_T
-mg_lib_init
-
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$MG_T/sanitizer"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_path=$MG_T/sanitizer"
+mg_lib_init many
 
 MG_DB=
 DB_CREATED=0
@@ -150,11 +142,7 @@ cleanup() {
     if [ -n "$CLIENT_PID" ] && pid_alive "$CLIENT_PID"; then
         stop_pids "$CLIENT_PID"
     fi
-    stop_servers
-    stop_responders
-    if [ -n "$MOCK_PID" ]; then
-        stop_pids "$MOCK_PID"
-    fi
+    stop_stack
     wait 2>/dev/null
     mg_finish "$rc"
 }

@@ -66,15 +66,7 @@ mg_need_pg "$SELF" "$@"
 # ---------------------------------------------------------------------------
 # Temporary directory, and cleanup of everything started, whatever happens.
 
-MG_T=$(mktemp -d "${TMPDIR:-/tmp}/modelgate-it.XXXXXX") || {
-    printf 'Bail out! mktemp failed\n'
-    exit 99
-}
-export MG_T
-mg_lib_init
-
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$MG_T/sanitizer"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_path=$MG_T/sanitizer"
+mg_lib_init it
 
 MG_DB=
 DB_CREATED=0
@@ -107,11 +99,7 @@ cleanup() {
         # so that the test database can be dropped
         pg_ctlcluster "$PGVERSION" regress start >/dev/null 2>&1
     fi
-    stop_servers
-    stop_responders
-    if [ -n "$MOCK_PID" ]; then
-        stop_pids "$MOCK_PID"
-    fi
+    stop_stack
     for pid in $(jobs -p); do
         kill -TERM "$pid" 2>/dev/null
     done

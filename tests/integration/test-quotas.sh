@@ -78,15 +78,7 @@ fi
 # ---------------------------------------------------------------------------
 # Temporary directory, and cleanup of everything started, whatever happens.
 
-MG_T=$(mktemp -d "${TMPDIR:-/tmp}/modelgate-quota.XXXXXX") || {
-    printf 'Bail out! mktemp failed\n'
-    exit 99
-}
-export MG_T
-mg_lib_init
-
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$MG_T/sanitizer"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_path=$MG_T/sanitizer"
+mg_lib_init quota
 
 MG_DB=
 DB_CREATED=0
@@ -108,11 +100,7 @@ cleanup() {
     for pid in "${BG_PIDS[@]}"; do
         kill -TERM "$pid" 2>/dev/null
     done
-    stop_servers
-    stop_responders
-    if [ -n "$MOCK_PID" ]; then
-        stop_pids "$MOCK_PID"
-    fi
+    stop_stack
     wait 2>/dev/null
     mg_finish "$rc"
 }

@@ -43,15 +43,7 @@ mg_find_programs
 
 mg_need_pg "$SELF" "$@"
 
-MG_T=$(mktemp -d "${TMPDIR:-/tmp}/modelgate-schema.XXXXXX") || {
-    printf 'Bail out! mktemp failed\n'
-    exit 99
-}
-export MG_T
-mg_lib_init
-
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$MG_T/sanitizer"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_path=$MG_T/sanitizer"
+mg_lib_init schema
 
 MG_DB=
 DB_CREATED=0

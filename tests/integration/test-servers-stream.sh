@@ -78,15 +78,7 @@ mg_need_pg "$SELF" "$@"
 # ---------------------------------------------------------------------------
 # Temporary directory, and cleanup of everything started, whatever happens.
 
-MG_T=$(mktemp -d "${TMPDIR:-/tmp}/modelgate-srv.XXXXXX") || {
-    printf 'Bail out! mktemp failed\n'
-    exit 99
-}
-export MG_T
-mg_lib_init
-
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$MG_T/sanitizer"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_path=$MG_T/sanitizer"
+mg_lib_init srv
 
 MG_DB=
 DB_CREATED=0
@@ -104,11 +96,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
     set +e
-    stop_servers
-    stop_responders
-    if [ -n "$MOCK_PID" ]; then
-        stop_pids "$MOCK_PID"
-    fi
+    stop_stack
     wait 2>/dev/null
     mg_finish "$rc"
 }

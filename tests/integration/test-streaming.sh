@@ -77,17 +77,7 @@ T_BEGIN=$EPOCHREALTIME
 # ---------------------------------------------------------------------------
 # Temporary directory; everything started is stopped on the way out.
 
-MG_T=$(mktemp -d "${TMPDIR:-/tmp}/modelgate-stream.XXXXXX") || {
-    printf 'Bail out! mktemp failed\n'
-    exit 99
-}
-export MG_T
-mg_lib_init
-
-# Sanitizer builds report into the temporary directory (the responders'
-# standard error goes nowhere under spawn-fcgi); any report fails the run.
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$MG_T/sanitizer"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}print_stacktrace=1:log_path=$MG_T/sanitizer"
+mg_lib_init stream
 
 MOCK_PID=
 LIGHTTPD_PID=
@@ -109,9 +99,7 @@ finish() {
     trap - EXIT INT TERM HUP
     set +e
     # both stacks (the main one and the drain one) and the mock
-    stop_servers
-    stop_responders
-    [ -n "$MOCK_PID" ] && stop_pids "$MOCK_PID"
+    stop_stack
     for pid in $(jobs -p); do
         kill -TERM "$pid" 2>/dev/null
     done
