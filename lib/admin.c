@@ -16,6 +16,7 @@
 #include "catalog.h"
 #include "migrate.h"
 #include "money.h"
+#include "report.h"
 #include "upstream.h"
 
 struct mg_admin {
@@ -34,6 +35,10 @@ enum call {
 	CALL_CATALOG_REPLACE,
 	CALL_CATALOG_LIST,
 	CALL_REAP,
+	CALL_ADMIN_KEY_CREATE,
+	CALL_ADMIN_KEY_LIST,
+	CALL_ADMIN_KEY_REVOKE,
+	CALL_USAGE_PRUNE,
 	CALL__COUNT
 };
 
@@ -52,6 +57,11 @@ static const struct {
 	[CALL_CATALOG_LIST] = { "SELECT id, kind, context_length, prompt_price, completion_price, "
 	    "synced_at FROM mg_catalog_list()", 0 },
 	[CALL_REAP] = { "SELECT mg_reap($1)", 1 },
+	[CALL_ADMIN_KEY_CREATE] = { "SELECT mg_admin_key_create($1, decode($2, 'hex'), $3)", 3 },
+	[CALL_ADMIN_KEY_LIST] = { "SELECT prefix, name, created_at, revoked_at "
+	    "FROM mg_admin_key_list()", 0 },
+	[CALL_ADMIN_KEY_REVOKE] = { "SELECT mg_admin_key_revoke($1, decode($2, 'hex'))", 2 },
+	[CALL_USAGE_PRUNE] = { "SELECT mg_usage_prune(($1 || '-01 00:00:00+00')::timestamptz)", 1 },
 };
 
 /* The refusals the functions raise (see sql/functions/admin.sql), by
@@ -64,6 +74,7 @@ static const struct {
 	{ "23505", MG_ERR_EXISTS },     /* unique_violation */
 	{ "21000", MG_ERR_AMBIGUOUS },  /* cardinality_violation */
 	{ "22023", MG_ERR_INVALID },    /* invalid_parameter_value */
+	{ "55006", MG_ERR_INVALID },    /* object_in_use (requests in flight) */
 };
 
 /* A message from Postgres or libpq, after what (NULL: nothing), on one
@@ -125,14 +136,14 @@ mg_admin_free(struct mg_admin *a)
 	free(a);
 }
 
-/* Makes one call; on success *res holds its rows (the caller clears
- * it), on failure the refusal or database error is in err. */
+/* Runs sql with n text parameters; on success *res holds its rows (the
+ * caller clears it), on failure the refusal or database error is in err.
+ * A report's refusals of bad input (see report.h) are MG_ERR_INVALID. */
 static enum mg_err
-call(struct mg_admin *a, enum call which, const char *const *params, PGresult **res,
+run(struct mg_admin *a, const char *sql, int n, const char *const *params, PGresult **res,
     char *err, size_t errlen)
 {
-	PGresult *r = PQexecParams(a->conn, calls[which].sql, calls[which].nparams, NULL,
-	    params, NULL, NULL, 0);
+	PGresult *r = PQexecParams(a->conn, sql, n, NULL, params, NULL, NULL, 0);
 	const char *state, *msg;
 	size_t i;
 
@@ -150,9 +161,22 @@ call(struct mg_admin *a, enum call which, const char *const *params, PGresult **
 			return refusals[i].err;
 		}
 	}
+	if (msg != NULL && mg_report_sqlstate_err(state) == MG_ERR_INVALID) {
+		pq_detail(err, errlen, NULL, msg);
+		PQclear(r);
+		return MG_ERR_INVALID;
+	}
 	pq_detail(err, errlen, "database error", msg != NULL ? msg : PQerrorMessage(a->conn));
 	PQclear(r);
 	return PQstatus(a->conn) == CONNECTION_OK ? MG_ERR_DB : MG_ERR_DB_DOWN;
+}
+
+/* Makes one of the calls (see run). */
+static enum mg_err
+call(struct mg_admin *a, enum call which, const char *const *params, PGresult **res,
+    char *err, size_t errlen)
+{
+	return run(a, calls[which].sql, calls[which].nparams, params, res, err, errlen);
 }
 
 /* A call whose one row and column is a count. */
@@ -480,12 +504,15 @@ mg_admin_project_list(struct mg_admin *a, struct mg_admin_list *l, char *err, si
 
 /* --- keys ---------------------------------------------------------------- */
 
-enum mg_err
-mg_admin_key_create(struct mg_admin *a, const char *project, const char *label,
+/* A new key, stored by the call which: project keys (project given) or
+ * admin keys (project NULL). */
+static enum mg_err
+key_create(struct mg_admin *a, enum call which, const char *project, const char *label,
     struct mg_admin_new_key *out, char *err, size_t errlen)
 {
 	char hash[MG_APIKEY_HASH_HEX_LEN + 1];
-	const char *params[4] = { project, out->prefix, hash, label };
+	const char *pparams[4] = { project, out->prefix, hash, label };
+	const char *aparams[3] = { out->prefix, hash, label };
 	PGresult *r;
 	enum mg_err rc;
 
@@ -499,12 +526,26 @@ mg_admin_key_create(struct mg_admin *a, const char *project, const char *label,
 		rc = MG_ERR_NOMEM;
 		goto out;
 	}
-	rc = call(a, CALL_KEY_CREATE, params, &r, err, errlen);
+	rc = call(a, which, which == CALL_KEY_CREATE ? pparams : aparams, &r, err, errlen);
 	PQclear(r);
 out:
 	if (rc != MG_OK)
 		memset(out, 0, sizeof(*out));
 	return rc;
+}
+
+enum mg_err
+mg_admin_key_create(struct mg_admin *a, const char *project, const char *label,
+    struct mg_admin_new_key *out, char *err, size_t errlen)
+{
+	return key_create(a, CALL_KEY_CREATE, project, label, out, err, errlen);
+}
+
+enum mg_err
+mg_admin_admin_key_create(struct mg_admin *a, const char *label,
+    struct mg_admin_new_key *out, char *err, size_t errlen)
+{
+	return key_create(a, CALL_ADMIN_KEY_CREATE, NULL, label, out, err, errlen);
 }
 
 enum mg_err
@@ -520,9 +561,10 @@ mg_admin_key_list(struct mg_admin *a, const char *project, struct mg_admin_list 
 	return rc;
 }
 
-enum mg_err
-mg_admin_key_revoke(struct mg_admin *a, const char *which, char prefix[MG_APIKEY_PREFIX_LEN + 1],
-    char *err, size_t errlen)
+/* Revokes a project key (CALL_KEY_REVOKE) or an admin key. */
+static enum mg_err
+key_revoke(struct mg_admin *a, enum call call_which, const char *which,
+    char prefix[MG_APIKEY_PREFIX_LEN + 1], char *err, size_t errlen)
 {
 	char hash[MG_APIKEY_HASH_HEX_LEN + 1];
 	const char *params[2] = { which, NULL };
@@ -539,12 +581,37 @@ mg_admin_key_revoke(struct mg_admin *a, const char *which, char prefix[MG_APIKEY
 		params[0] = NULL;
 		params[1] = hash;
 	}
-	rc = call(a, CALL_KEY_REVOKE, params, &r, err, errlen);
+	rc = call(a, call_which, params, &r, err, errlen);
 	if (rc != MG_OK)
 		return rc;
 	snprintf(prefix, MG_APIKEY_PREFIX_LEN + 1, "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
 	return MG_OK;
+}
+
+enum mg_err
+mg_admin_key_revoke(struct mg_admin *a, const char *which, char prefix[MG_APIKEY_PREFIX_LEN + 1],
+    char *err, size_t errlen)
+{
+	return key_revoke(a, CALL_KEY_REVOKE, which, prefix, err, errlen);
+}
+
+enum mg_err
+mg_admin_admin_key_revoke(struct mg_admin *a, const char *which,
+    char prefix[MG_APIKEY_PREFIX_LEN + 1], char *err, size_t errlen)
+{
+	return key_revoke(a, CALL_ADMIN_KEY_REVOKE, which, prefix, err, errlen);
+}
+
+enum mg_err
+mg_admin_admin_key_list(struct mg_admin *a, struct mg_admin_list *l, char *err, size_t errlen)
+{
+	void *rows;
+	enum mg_err rc = list_call(a, CALL_ADMIN_KEY_LIST, NULL, sizeof(*l->keys),
+	    FIELDS(key_fields), &rows, l, err, errlen);
+
+	l->keys = rows;
+	return rc;
 }
 
 /* --- the catalog and the reaper ------------------------------------------ */
@@ -594,4 +661,62 @@ mg_admin_reap(struct mg_admin *a, int grace, int *n, char *err, size_t errlen)
 
 	snprintf(secs, sizeof(secs), "%d", grace);
 	return call_count(a, CALL_REAP, params, n, err, errlen);
+}
+
+/* --- usage ---------------------------------------------------------------- */
+
+enum mg_err
+mg_admin_report(struct mg_admin *a, enum mg_report which, const struct mg_report_query *q,
+    json_object **out, char *err, size_t errlen)
+{
+	struct mg_report_call c;
+	PGresult *r;
+	enum mg_err rc;
+
+	*out = NULL;
+	rc = mg_report_prepare(which, q, a->conf, &c, err, errlen);
+	if (rc != MG_OK)
+		return rc;
+	rc = run(a, c.sql, c.nparams, c.params, &r, err, errlen);
+	if (rc != MG_OK)
+		return rc;
+	rc = mg_report_parse(PQgetvalue(r, 0, 0), out, err, errlen);
+	PQclear(r);
+	return rc;
+}
+
+/* 1 when s is a month, YYYY-MM. */
+static int
+month_valid(const char *s)
+{
+	return strlen(s) == 7 && strspn(s, "0123456789") == 4 && s[4] == '-' &&
+	    strspn(s + 5, "0123456789") == 2 && ((s[5] == '0' && s[6] >= '1') ||
+	    (s[5] == '1' && s[6] <= '2'));
+}
+
+enum mg_err
+mg_admin_usage_prune(struct mg_admin *a, const char *before, json_object **removed,
+    char *err, size_t errlen)
+{
+	const char *params[1] = { before };
+	PGresult *r;
+	enum mg_err rc;
+
+	*removed = NULL;
+	if (!month_valid(before)) {
+		mg_err_detail(err, errlen, "the month to prune before is YYYY-MM, such as 2026-01");
+		return MG_ERR_INVALID;
+	}
+	rc = call(a, CALL_USAGE_PRUNE, params, &r, err, errlen);
+	if (rc != MG_OK)
+		return rc;
+	*removed = json_tokener_parse(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	if (*removed == NULL || !json_object_is_type(*removed, json_type_array)) {
+		json_object_put(*removed);
+		*removed = NULL;
+		mg_err_detail(err, errlen, "database error: mg_usage_prune gave no list");
+		return MG_ERR_DB;
+	}
+	return MG_OK;
 }

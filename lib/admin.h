@@ -3,9 +3,12 @@
 
 #include <stddef.h>
 
+#include <json-c/json.h>
+
 #include "apikey.h"
 #include "conf.h"
 #include "err.h"
+#include "report.h"
 
 /* The operations under every face (the CLI today; /v1/usage, the MCP
  * server and the dashboard later): schema upgrades, projects, keys, the
@@ -141,6 +144,32 @@ enum mg_err mg_admin_key_list(struct mg_admin *a, const char *project, struct mg
 enum mg_err mg_admin_key_revoke(struct mg_admin *a, const char *which,
     char prefix[MG_APIKEY_PREFIX_LEN + 1], char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/* Admin keys: they read the usage of every project (/v1/usage and the
+ * later faces) and call no model.  Created, listed and revoked like a
+ * project's keys (the list's rows are keys). */
+enum mg_err mg_admin_admin_key_create(struct mg_admin *a, const char *label,
+    struct mg_admin_new_key *out, char *err, size_t errlen) __attribute__((warn_unused_result));
+enum mg_err mg_admin_admin_key_list(struct mg_admin *a, struct mg_admin_list *l,
+    char *err, size_t errlen) __attribute__((warn_unused_result));
+enum mg_err mg_admin_admin_key_revoke(struct mg_admin *a, const char *which,
+    char prefix[MG_APIKEY_PREFIX_LEN + 1], char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Runs the report which of query q (see report.h): *out is the object
+ * every face shows (the caller puts it).  MG_ERR_INVALID with the reason
+ * for bad input (an unknown group or zone, since after until...). */
+enum mg_err mg_admin_report(struct mg_admin *a, enum mg_report which,
+    const struct mg_report_query *q, json_object **out, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Drops the usage rows of the months before the month before (YYYY-MM),
+ * their partitions whole; the rollups stay.  *removed is the JSON array
+ * of what went ({"partition", "from", "to", "rows"}; the caller puts it).
+ * MG_ERR_INVALID for a bad month, the current month or later, or a month
+ * with requests in flight. */
+enum mg_err mg_admin_usage_prune(struct mg_admin *a, const char *before, json_object **removed,
+    char *err, size_t errlen) __attribute__((warn_unused_result));
 
 /* Replaces the catalog with the upstream's models and prices (the
  * upstream of conf); *n models stored.  The upstream's failures as

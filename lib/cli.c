@@ -1,5 +1,5 @@
 /* cli.c -- The operator commands of `modelgate` (db, project, key, models,
- * reap, config): the table of command words, argument parsing and the
+ * reap, usage, requests, quota, admin-key, config): the table of command words, argument parsing and the
  * output formats (aligned table, --json).  Every operation is a call of
  * admin.c.  Called by app/modelgate.c. */
 #include "config.h"
@@ -12,6 +12,7 @@
 
 #include "admin.h"
 #include "cli.h"
+#include "format.h"
 
 void
 mg_cli_usage(FILE *out)
@@ -29,6 +30,16 @@ mg_cli_usage(FILE *out)
 	    "  reap                                  settle requests lost with their responder\n"
 	    "  models sync                           store the upstream's models and prices\n"
 	    "  models list [--json]                  show the model catalog\n"
+	    "  usage [FILTERS] [--by DIM,...] [--tz ZONE] [--format F]\n"
+	    "                                        usage totals (from the rollups)\n"
+	    "  requests [FILTERS] [--status S] [--limit N] [--cursor C] [--tz ZONE] [--format F]\n"
+	    "                                        the latest requests, newest first\n"
+	    "  quota [--project NAME] [--format F]   limits, this period's spend, what is left\n"
+	    "  usage prune --before YYYY-MM          drop the usage rows of older months\n"
+	    "                                        (their totals stay)\n"
+	    "  admin-key create [--name LABEL]       create an admin key (printed once)\n"
+	    "  admin-key list [--json]               list admin keys\n"
+	    "  admin-key revoke PREFIX               revoke an admin key\n"
 	    "  config check                          validate the configuration file\n"
 	    "  config dump                           print the effective configuration\n"
 	    "\n"
@@ -38,6 +49,15 @@ mg_cli_usage(FILE *out)
 	    "  --spend-cap USD    spend cap, e.g. 25 or 0.50\n"
 	    "  --period month|total   the cap is per calendar month (UTC, default) or in total\n"
 	    "  --models ID,...    the models the project may use (\"\" or none: all)\n"
+	    "\n"
+	    "FILTERS:\n"
+	    "  --project NAME  --key PREFIX  --model ID\n"
+	    "  --since T  --until T   T: ISO 8601 (2026-11-05, 2026-11-05T14:30Z), today,\n"
+	    "                         yesterday, 7d, 24h, this-month, last-month;\n"
+	    "                         default: this month until now\n"
+	    "  --by DIM,...   project, key, model, endpoint, status, day, hour\n"
+	    "  --tz ZONE      an IANA time zone (default: report.timezone)\n"
+	    "  --format F     table (default), json, csv, ndjson\n"
 	    "\n"
 	    "The configuration file is -c FILE, else $MODELGATE_CONFIG, else\n"
 	    MG_CONF_DEFAULT_PATH ". The SQL directory is --sql-dir, else\n"
@@ -412,6 +432,186 @@ cmd_models_list(struct ctx *x)
 	return print_result(rc, err, &models, &l, has_flag(x, "--json"));
 }
 
+/* --- usage ------------------------------------------------------------------ */
+
+/* The options a report command takes, each "--NAME VALUE" or
+ * "--NAME=VALUE", into q and *format.  0, or 2 (usage) after saying
+ * what is wrong. */
+static int
+report_options(const struct ctx *x, enum mg_report r, struct mg_report_query *q,
+    enum mg_format *format)
+{
+	const char *fmt = NULL;
+	int i;
+
+	memset(q, 0, sizeof(*q));
+	*format = MG_FORMAT_TABLE;
+	for (i = 1; i < x->argc; i++) {
+		const char *arg = x->argv[i], *eq, *value;
+		const char **slot;
+		size_t n;
+
+		if (strncmp(arg, "--", 2) != 0) {
+			fprintf(stderr, "modelgate: %s: unexpected argument \"%.64s\"\n", x->argv[0], arg);
+			return 2;
+		}
+		arg += 2;
+		eq = strchr(arg, '=');
+		n = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+		if (eq != NULL)
+			value = eq + 1;
+		else if (i + 1 < x->argc)
+			value = x->argv[++i];
+		else {
+			fprintf(stderr, "modelgate: %s: --%.*s needs a value\n", x->argv[0], (int)n, arg);
+			return 2;
+		}
+		if (n == 6 && strncmp(arg, "format", 6) == 0) {
+			fmt = value;
+			continue;
+		}
+		slot = mg_report_field(q, r, arg, n);
+		if (slot != NULL)
+			*slot = value;
+		else {
+			fprintf(stderr, "modelgate: %s: unknown option --%.*s\n", x->argv[0],
+			    (int)(n > 32 ? 32 : n), arg);
+			return 2;
+		}
+	}
+	if (fmt != NULL && mg_format_parse(fmt, format) != 0) {
+		fprintf(stderr, "modelgate: %s: --format is table, json, csv or ndjson\n",
+		    x->argv[0]);
+		return 2;
+	}
+	return 0;
+}
+
+/* Runs report r with the command's options and prints it: 0, 2 for bad
+ * input, 1 for other failures. */
+static int
+run_report(struct ctx *x, enum mg_report r)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	struct mg_report_query q;
+	enum mg_format f;
+	json_object *o;
+	enum mg_err rc;
+	int st = report_options(x, r, &q, &f);
+
+	if (st != 0)
+		return st;
+	rc = mg_admin_report(x->admin, r, &q, &o, err, sizeof(err));
+	if (rc == MG_ERR_INVALID) {
+		fprintf(stderr, "modelgate: %s: %s\n", x->argv[0], err);
+		return 2;
+	}
+	if (rc != MG_OK)
+		return fail("%s", err);
+	rc = mg_format_report(stdout, r, o, f);
+	json_object_put(o);
+	return rc == MG_OK ? 0 : fail("cannot write the report");
+}
+
+static int
+cmd_usage(struct ctx *x)
+{
+	return run_report(x, MG_REPORT_USAGE);
+}
+
+static int
+cmd_requests(struct ctx *x)
+{
+	return run_report(x, MG_REPORT_REQUESTS);
+}
+
+static int
+cmd_quota(struct ctx *x)
+{
+	return run_report(x, MG_REPORT_QUOTA);
+}
+
+static int
+cmd_usage_prune(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	const char *before = option_value(x, "--before");
+	json_object *removed;
+	enum mg_err rc;
+	size_t i, n;
+
+	if (before == NULL) {
+		fprintf(stderr, "modelgate: usage prune: --before YYYY-MM is needed\n");
+		return 2;
+	}
+	rc = mg_admin_usage_prune(x->admin, before, &removed, err, sizeof(err));
+	if (rc == MG_ERR_INVALID) {
+		fprintf(stderr, "modelgate: usage prune: %s\n", err);
+		return 2;
+	}
+	if (rc != MG_OK)
+		return fail("%s", err);
+	n = json_object_array_length(removed);
+	for (i = 0; i < n; i++) {
+		json_object *p = json_object_array_get_idx(removed, i), *v;
+		const char *name = "", *from = NULL, *to = "";
+		long long rows = 0;
+
+		if (json_object_object_get_ex(p, "partition", &v))
+			name = json_object_get_string(v);
+		if (json_object_object_get_ex(p, "from", &v) && !json_object_is_type(v, json_type_null))
+			from = json_object_get_string(v);
+		if (json_object_object_get_ex(p, "to", &v))
+			to = json_object_get_string(v);
+		if (json_object_object_get_ex(p, "rows", &v))
+			rows = json_object_get_int64(v);
+		printf("dropped %s: %lld usage rows %s%s to %s\n", name, rows, from != NULL ? "from " : "",
+		    from != NULL ? from : "older than", to);
+	}
+	printf("pruned %zu partition%s before %s; the rollups (usage totals) are kept\n", n,
+	    n == 1 ? "" : "s", before);
+	json_object_put(removed);
+	return 0;
+}
+
+static int
+cmd_admin_key_create(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	struct mg_admin_new_key k;
+
+	if (mg_admin_admin_key_create(x->admin, option_value(x, "--name"), &k, err,
+	    sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	printf("%s\n", k.key);
+	fflush(stdout);
+	memset(k.key, 0, sizeof(k.key));
+	fprintf(stderr, "modelgate: admin key %s created; it reads the usage of every project "
+	    "and is shown only this once\n", k.prefix);
+	return 0;
+}
+
+static int
+cmd_admin_key_list(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	struct mg_admin_list l;
+	enum mg_err rc = mg_admin_admin_key_list(x->admin, &l, err, sizeof(err));
+
+	return print_result(rc, err, &keys, &l, has_flag(x, "--json"));
+}
+
+static int
+cmd_admin_key_revoke(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN], prefix[MG_APIKEY_PREFIX_LEN + 1];
+
+	if (mg_admin_admin_key_revoke(x->admin, x->argv[2], prefix, err, sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	printf("revoked admin key %s\n", prefix);
+	return 0;
+}
+
 static int
 cmd_config_check(struct ctx *x)
 {
@@ -447,6 +647,13 @@ static const struct command {
 	{ "reap", NULL, 1, 1, NULL, NULL, 1, cmd_reap },
 	{ "models", "sync", 2, 2, NULL, NULL, 1, cmd_models_sync },
 	{ "models", "list", 2, -1, "--json", NULL, 1, cmd_models_list },
+	{ "usage", "prune", 2, 4, NULL, "--before", 1, cmd_usage_prune },
+	{ "usage", NULL, 1, -1, NULL, NULL, 1, cmd_usage },
+	{ "requests", NULL, 1, -1, NULL, NULL, 1, cmd_requests },
+	{ "quota", NULL, 1, -1, NULL, NULL, 1, cmd_quota },
+	{ "admin-key", "create", 2, -1, NULL, "--name", 1, cmd_admin_key_create },
+	{ "admin-key", "list", 2, -1, "--json", NULL, 1, cmd_admin_key_list },
+	{ "admin-key", "revoke", 3, 3, NULL, NULL, 1, cmd_admin_key_revoke },
 	{ "config", "check", 2, 2, NULL, NULL, 0, cmd_config_check },
 	{ "config", "dump", 2, 2, NULL, NULL, 0, cmd_config_dump },
 };

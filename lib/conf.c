@@ -58,6 +58,8 @@ static const struct opt options[] = {
 	INT_OPT("quota.reap_after", reap_after, 900, 2, 604800),
 	INT_OPT("quota.reap_interval", reap_interval, 60, 0, 86400),
 	INT_OPT("catalog.refresh_interval", catalog_refresh, 3600, 0, 604800),
+	STR_OPT("report.timezone", report_tz, "UTC"),
+	INT_OPT("report.max_days", report_max_days, 731, 1, 36600),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))

@@ -44,6 +44,9 @@ struct mg_conf {
 	int reap_after;          /* seconds before a pending request is reaped */
 	int reap_interval;       /* seconds between a responder's reaps, 0: never */
 	int catalog_refresh;     /* seconds between catalog syncs, 0: never */
+
+	char *report_tz;         /* reports' default time zone (IANA name) */
+	int report_max_days;     /* the longest period a report covers */
 };
 
 /* Which file to read: the -c argument if given, else $MODELGATE_CONFIG,

@@ -24,6 +24,7 @@
 #include "router.h"
 #include "stream.h"
 #include "usage.h"
+#include "usageapi.h"
 
 /* A worker's buffers keep up to this much between requests: enough for
  * a usual chat request and answer without a realloc, little enough that
@@ -79,6 +80,15 @@ mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
 	case MG_ROUTE_MODEL:
 		if (mg_auth_project(w, &x) == 0)
 			handle_models(w, &x, m.model_id);
+		break;
+	case MG_ROUTE_USAGE:
+		mg_usageapi_handle(w, &x, MG_REPORT_USAGE);
+		break;
+	case MG_ROUTE_USAGE_REQUESTS:
+		mg_usageapi_handle(w, &x, MG_REPORT_REQUESTS);
+		break;
+	case MG_ROUTE_QUOTA:
+		mg_usageapi_handle(w, &x, MG_REPORT_QUOTA);
 		break;
 	default:
 		break;

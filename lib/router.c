@@ -17,6 +17,9 @@ static const struct route_def routes[] = {
 	{ "/v1/embeddings", "POST", MG_ROUTE_EMBEDDINGS },
 	{ "/v1/models", "GET", MG_ROUTE_MODELS },
 	{ "/healthz", "GET", MG_ROUTE_HEALTH },
+	{ "/v1/usage", "GET", MG_ROUTE_USAGE },
+	{ "/v1/usage/requests", "GET", MG_ROUTE_USAGE_REQUESTS },
+	{ "/v1/quota", "GET", MG_ROUTE_QUOTA },
 };
 
 static int

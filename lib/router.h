@@ -9,7 +9,10 @@ enum mg_route {
 	MG_ROUTE_EMBEDDINGS,   /* /v1/embeddings */
 	MG_ROUTE_MODELS,       /* /v1/models */
 	MG_ROUTE_MODEL,        /* /v1/models/{id} */
-	MG_ROUTE_HEALTH        /* /healthz */
+	MG_ROUTE_HEALTH,       /* /healthz */
+	MG_ROUTE_USAGE,        /* /v1/usage */
+	MG_ROUTE_USAGE_REQUESTS, /* /v1/usage/requests */
+	MG_ROUTE_QUOTA         /* /v1/quota */
 };
 
 #define MG_MODEL_ID_MAX 256

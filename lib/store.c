@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "report.h"
 #include "store.h"
 
 struct stmt {
@@ -41,6 +42,9 @@ static const struct stmt statements[] = {
 	  "retry_after_ms, trim_scale(spend_cap), trim_scale(spent), need_tokens "
 	  "FROM mg_admit_batch($1::jsonb, $2, $3, $4)", 4 },
 	{ "mg_settle_batch", "SELECT mg_settle_batch($1::jsonb)", 1 },
+	{ "mg_auth_reader", "SELECT kind, project_name, key_prefix "
+	  "FROM mg_authenticate_reader(decode($1, 'hex'))", 1 },
+	/* the reports: their SQL is report.c's (see prepare_reports) */
 };
 
 struct slot {
@@ -58,6 +62,7 @@ struct mg_store {
 };
 
 static __thread char last_error[256];
+static __thread char last_state[6];
 
 const char *
 mg_store_last_error(void)
@@ -68,8 +73,10 @@ mg_store_last_error(void)
 static void
 remember_error(PGconn *c, PGresult *r)
 {
-	const char *m = r != NULL ? PQresultErrorMessage(r) : NULL;
+	const char *m = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+	const char *st = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 
+	snprintf(last_state, sizeof(last_state), "%s", st != NULL ? st : "");
 	if (m == NULL || m[0] == '\0')
 		m = c != NULL ? PQerrorMessage(c) : "no connection";
 	snprintf(last_error, sizeof(last_error), "%s", m);
@@ -211,6 +218,20 @@ connect_by(struct mg_store *s, const struct timespec *deadline)
 	return c;
 }
 
+#define NSTATEMENTS (sizeof(statements) / sizeof(statements[0]))
+
+/* Statement i of the connection's: those above, then the reports'. */
+static struct stmt
+statement(size_t i)
+{
+	struct stmt st;
+
+	if (i < NSTATEMENTS)
+		return statements[i];
+	st.sql = mg_report_sql((enum mg_report)(i - NSTATEMENTS), &st.name, &st.nparams);
+	return st;
+}
+
 /* Opens a connection and prepares every statement on it, by the deadline. */
 static PGconn *
 open_conn(struct mg_store *s, const struct timespec *deadline)
@@ -220,11 +241,12 @@ open_conn(struct mg_store *s, const struct timespec *deadline)
 
 	if (c == NULL)
 		return NULL;
-	for (i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
+	for (i = 0; i < NSTATEMENTS + MG_REPORT__COUNT; i++) {
+		struct stmt st = statement(i);
 		PGresult *r = NULL;
 		int timed_out = 0;
 
-		if (PQsendPrepare(c, statements[i].name, statements[i].sql, statements[i].nparams, NULL))
+		if (PQsendPrepare(c, st.name, st.sql, st.nparams, NULL))
 			r = wait_result(c, deadline, &timed_out);
 		if (timed_out) {
 			out_of_time(s, "no answer from the database");
@@ -234,7 +256,7 @@ open_conn(struct mg_store *s, const struct timespec *deadline)
 		if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 			remember_error(c, r);
 			mg_log(MG_LOG_ERROR, NULL, "preparing %s failed: %s (is the schema migrated?)",
-			    statements[i].name, last_error);
+			    st.name, last_error);
 			PQclear(r);
 			PQfinish(c);
 			return NULL;
@@ -710,4 +732,44 @@ mg_store_ping(struct mg_store *s)
 	if (rc == MG_OK)
 		PQclear(r);
 	return rc;
+}
+
+enum mg_err
+mg_store_auth_reader(struct mg_store *s, const char *key_hash_hex, struct mg_reader *out)
+{
+	const char *vals[1] = { key_hash_hex };
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, "mg_auth_reader", 1, vals, &r);
+
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return MG_ERR_AUTH;
+	}
+	out->admin = strcmp(PQgetvalue(r, 0, 0), "admin") == 0;
+	snprintf(out->project, sizeof(out->project), "%s", PQgetvalue(r, 0, 1));
+	snprintf(out->key_prefix, sizeof(out->key_prefix), "%s", PQgetvalue(r, 0, 2));
+	PQclear(r);
+	return MG_OK;
+}
+
+enum mg_err
+mg_store_report(struct mg_store *s, const struct mg_report_call *c, char **json)
+{
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, c->name, c->nparams, c->params, &r);
+
+	*json = NULL;
+	if (rc == MG_ERR_DB && mg_report_sqlstate_err(last_state) == MG_ERR_INVALID)
+		return MG_ERR_INVALID;
+	if (rc != MG_OK)
+		return rc;
+	*json = PQntuples(r) == 1 ? strdup(PQgetvalue(r, 0, 0)) : NULL;
+	PQclear(r);
+	if (*json == NULL) {
+		snprintf(last_error, sizeof(last_error), "a report without its answer");
+		return MG_ERR_DB;
+	}
+	return MG_OK;
 }

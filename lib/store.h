@@ -115,4 +115,21 @@ enum mg_err mg_store_ping(struct mg_store *s) __attribute__((warn_unused_result)
 /* The last Postgres error text seen by this thread (for logs), or "". */
 const char *mg_store_last_error(void);
 
+/* Who a key lets read usage (mg_authenticate_reader): an admin key, or a
+ * project key and its project. */
+struct mg_reader {
+	int admin;
+	char project[72];              /* "" for an admin key */
+	char key_prefix[16];
+};
+/* MG_ERR_AUTH for an unknown or revoked key. */
+enum mg_err mg_store_auth_reader(struct mg_store *s, const char *key_hash_hex,
+    struct mg_reader *out) __attribute__((warn_unused_result));
+
+struct mg_report_call;
+/* Runs a report's call (report.h); *json is its answer (malloc'd).
+ * MG_ERR_INVALID for bad input, its message in mg_store_last_error(). */
+enum mg_err mg_store_report(struct mg_store *s, const struct mg_report_call *c, char **json)
+	__attribute__((warn_unused_result));
+
 #endif

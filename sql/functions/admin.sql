@@ -9,8 +9,8 @@
 --
 -- Money rule: a project's spend is counted per period (a calendar month
 -- in UTC, or all time); changing the period starts it again where the new
--- kind of period starts and recomputes its spend from the settled usage
--- rows.
+-- kind of period starts and recomputes its spend from the rollups of the
+-- settled usage rows.
 
 -- The start of the spend period that contains p_now.
 CREATE OR REPLACE FUNCTION mg_period_start(p_period text, p_now timestamptz)
@@ -35,7 +35,7 @@ CREATE OR REPLACE TRIGGER projects_quota_row AFTER INSERT ON projects
     FOR EACH ROW EXECUTE FUNCTION mg_project_quota_row();
 
 -- Changes a project's spend period: the period starts again where the new
--- kind of period starts, and its spend is recomputed from the usage rows.
+-- kind of period starts, and its spend is recomputed from the rollups.
 CREATE OR REPLACE FUNCTION mg_set_period(p_project_id bigint, p_period text)
 RETURNS void
 LANGUAGE plpgsql AS $$
@@ -46,10 +46,9 @@ BEGIN
     UPDATE projects SET cap_period = p_period WHERE id = p_project_id;
     UPDATE project_quota q
        SET period_start = v_start,
-           spent = coalesce((SELECT sum(u.cost) FROM usage_events u
-                              WHERE u.project_id = p_project_id
-                                AND u.settled_at IS NOT NULL
-                                AND u.created_at >= v_start), 0)
+           spent = coalesce((SELECT sum(r.cost) FROM usage_rollup r
+                              WHERE r.project_id = p_project_id AND r.grain = 'm'
+                                AND r.bucket >= v_start), 0)
      WHERE q.project_id = p_project_id;
 END
 $$;
@@ -223,36 +222,70 @@ BEGIN
 END
 $$;
 
--- Revokes one live key: the one whose SHA-256 is p_hash, or else the one
--- whose prefix is p_prefix when it names exactly one live key.  Returns
--- the revoked key's prefix.
-CREATE OR REPLACE FUNCTION mg_key_revoke(p_prefix text, p_hash bytea)
+-- Revokes one live key of the table p_table (api_keys or admin_keys,
+-- p_what naming its keys in messages): the one whose SHA-256 is p_hash,
+-- or else the one whose prefix is p_prefix when it names exactly one live
+-- key.  Returns the revoked key's prefix.
+CREATE OR REPLACE FUNCTION mg_revoke_in(p_table text, p_what text, p_prefix text, p_hash bytea)
 RETURNS text
 LANGUAGE plpgsql AS $$
-#variable_conflict use_column
 DECLARE
     v_ids bigint[];
     v_prefix text;
 BEGIN
+    IF p_table NOT IN ('api_keys', 'admin_keys') THEN
+        RAISE EXCEPTION 'no key table %', p_table USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF p_hash IS NOT NULL THEN
-        UPDATE api_keys SET revoked_at = now()
-         WHERE key_hash = p_hash AND revoked_at IS NULL
-        RETURNING prefix INTO v_prefix;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'no live key matches' USING ERRCODE = 'no_data_found';
+        EXECUTE format('UPDATE %I SET revoked_at = now()
+                         WHERE key_hash = $1 AND revoked_at IS NULL RETURNING prefix', p_table)
+           INTO v_prefix USING p_hash;
+        IF v_prefix IS NULL THEN
+            RAISE EXCEPTION 'no live % matches', p_what USING ERRCODE = 'no_data_found';
         END IF;
         RETURN v_prefix;
     END IF;
-    SELECT array_agg(id) INTO v_ids
-      FROM (SELECT id FROM api_keys WHERE prefix = p_prefix AND revoked_at IS NULL FOR UPDATE) k;
+    EXECUTE format('SELECT array_agg(id) FROM (SELECT id FROM %I
+                     WHERE prefix = $1 AND revoked_at IS NULL FOR UPDATE) k', p_table)
+       INTO v_ids USING p_prefix;
     IF cardinality(v_ids) > 1 THEN
-        RAISE EXCEPTION 'prefix ''%'' matches % keys; revoke with the whole key',
-            p_prefix, cardinality(v_ids) USING ERRCODE = 'cardinality_violation';
+        RAISE EXCEPTION 'prefix ''%'' matches % %s; revoke with the whole key',
+            p_prefix, cardinality(v_ids), p_what USING ERRCODE = 'cardinality_violation';
     END IF;
     IF v_ids IS NULL THEN
-        RAISE EXCEPTION 'no live key with prefix ''%''', p_prefix USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'no live % with prefix ''%''', p_what, p_prefix
+            USING ERRCODE = 'no_data_found';
     END IF;
-    UPDATE api_keys SET revoked_at = now() WHERE id = v_ids[1] RETURNING prefix INTO v_prefix;
+    EXECUTE format('UPDATE %I SET revoked_at = now() WHERE id = $1 RETURNING prefix', p_table)
+       INTO v_prefix USING v_ids[1];
     RETURN v_prefix;
 END
+$$;
+
+-- Revokes one live project key (see mg_revoke_in).
+CREATE OR REPLACE FUNCTION mg_key_revoke(p_prefix text, p_hash bytea)
+RETURNS text
+LANGUAGE sql AS $$
+    SELECT mg_revoke_in('api_keys', 'key', p_prefix, p_hash)
+$$;
+
+-- Admin keys: read the usage of every project, never call a model.
+CREATE OR REPLACE FUNCTION mg_admin_key_create(p_prefix text, p_hash bytea, p_name text)
+RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO admin_keys (prefix, key_hash, name) VALUES (p_prefix, p_hash, p_name)
+$$;
+
+CREATE OR REPLACE FUNCTION mg_admin_key_list()
+RETURNS TABLE (prefix text, name text, created_at text, revoked_at text)
+LANGUAGE sql STABLE AS $$
+    SELECT a.prefix, a.name, mg_iso_time(a.created_at), mg_iso_time(a.revoked_at)
+      FROM admin_keys a ORDER BY a.created_at, a.id
+$$;
+
+-- Revokes one live admin key (see mg_revoke_in).
+CREATE OR REPLACE FUNCTION mg_admin_key_revoke(p_prefix text, p_hash bytea)
+RETURNS text
+LANGUAGE sql AS $$
+    SELECT mg_revoke_in('admin_keys', 'admin key', p_prefix, p_hash)
 $$;

@@ -17,8 +17,9 @@ DECLARE
     v_n   integer := 0;
     c     record;
     r     record;
+    v_d   mg_usage_delta[] := '{}';
 BEGIN
-    FOR c IN SELECT rs.request_id FROM reservations rs
+    FOR c IN SELECT rs.request_id, rs.created_at FROM reservations rs
               WHERE rs.created_at < v_now - make_interval(secs => p_grace)
               ORDER BY rs.project_id, rs.created_at
               LIMIT 1000
@@ -28,15 +29,23 @@ BEGIN
         UPDATE usage_events u
            SET status = 502, error_type = 'reaped', cost = u.reserved,
                cost_source = 'reserved', settled_at = v_now
-         WHERE u.request_id = c.request_id AND u.settled_at IS NULL
-        RETURNING u.project_id, u.reserved, u.created_at INTO r;
+         WHERE u.request_id = c.request_id AND u.created_at = c.created_at
+           AND u.settled_at IS NULL
+        RETURNING u.* INTO r;
         CONTINUE WHEN NOT FOUND;
         UPDATE project_quota q
            SET reserved = q.reserved - r.reserved,
                spent = q.spent + CASE WHEN r.created_at >= q.period_start THEN r.reserved ELSE 0 END
          WHERE q.project_id = r.project_id;
+        v_d := v_d || ROW(r.created_at, r.project_id, r.key_id, r.model, r.endpoint,
+                          r.status, 1, r.prompt_tokens, r.completion_tokens, r.total_tokens,
+                          r.cost, r.latency_ms, r.ttft_ms)::mg_usage_delta;
         v_n := v_n + 1;
     END LOOP;
+    -- after every counter row (see rollup.sql for the lock order)
+    IF v_n > 0 THEN
+        PERFORM mg_rollup_add(v_d);
+    END IF;
     RETURN v_n;
 END
 $$;

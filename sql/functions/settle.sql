@@ -30,7 +30,10 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_ids  text[];
-    v_sync text;
+    v_ats  timestamptz[];
+    v_lo   timestamptz;
+    v_hi   timestamptz;
+    a_delta mg_usage_delta[];
     -- the rows settled here
     a_pid  bigint[];
     a_res  numeric[];
@@ -40,15 +43,28 @@ DECLARE
     a_used integer[];
 BEGIN
     -- committed asynchronously: a settlement lost in a Postgres crash
-    -- leaves its request pending, and the reaper charges the reservation
-    SELECT array_agg(x.id), set_config('synchronous_commit', 'off', true)
-      INTO v_ids, v_sync
-      FROM jsonb_to_recordset(p_rows) AS x(id text);
-    DELETE FROM reservations WHERE request_id = ANY (v_ids);
+    -- leaves its request pending, and the reaper charges the reservation.
+    -- The reservations name the rows' partitions (created_at).
+    PERFORM set_config('synchronous_commit', 'off', true);
     WITH x AS (
-        SELECT * FROM jsonb_to_recordset(p_rows) AS x(id text, st integer, et text,
+        SELECT x.id FROM jsonb_to_recordset(p_rows) AS x(id text)
+    ), d AS (
+        DELETE FROM reservations rs USING x
+         WHERE rs.request_id = x.id
+        RETURNING rs.request_id, rs.created_at
+    )
+    SELECT array_agg(d.request_id), array_agg(d.created_at), min(d.created_at),
+           max(d.created_at)
+      INTO v_ids, v_ats, v_lo, v_hi
+      FROM d;
+    IF v_ids IS NULL THEN
+        RETURN 0;   -- every one settled already (by the reaper)
+    END IF;
+    WITH x AS (
+        SELECT x.*, k.at FROM jsonb_to_recordset(p_rows) AS x(id text, st integer, et text,
                pt integer, ct integer, tt integer, c numeric, b boolean,
                u text, pv text, l integer, f integer)
+          JOIN unnest(v_ids, v_ats) AS k(id, at) ON k.id = x.id
     ), s AS (
         UPDATE usage_events u
            SET status = x.st, error_type = x.et,
@@ -62,13 +78,16 @@ BEGIN
                upstream_id = x.u, provider = x.pv, latency_ms = x.l, ttft_ms = x.f,
                settled_at = clock_timestamp()
           FROM x
-         WHERE u.request_id = ANY (v_ids) AND u.request_id = x.id AND u.settled_at IS NULL
-        RETURNING u.project_id, u.reserved, u.reserved_tokens, u.created_at, u.cost,
-                  CASE WHEN x.b THEN coalesce(x.tt, x.pt + x.ct) ELSE 0 END AS used
+         WHERE u.created_at >= v_lo AND u.created_at <= v_hi
+           AND u.request_id = x.id AND u.created_at = x.at AND u.settled_at IS NULL
+        RETURNING u.*, CASE WHEN x.b THEN coalesce(x.tt, x.pt + x.ct) ELSE 0 END AS used
     )
     SELECT array_agg(s.project_id), array_agg(s.reserved), array_agg(s.reserved_tokens),
-           array_agg(s.created_at), array_agg(s.cost), array_agg(s.used)
-      INTO a_pid, a_res, a_rtok, a_at, a_cost, a_used
+           array_agg(s.created_at), array_agg(s.cost), array_agg(s.used),
+           array_agg(ROW(s.created_at, s.project_id, s.key_id, s.model, s.endpoint, s.status,
+                         1, s.prompt_tokens, s.completion_tokens, s.total_tokens, s.cost,
+                         s.latency_ms, s.ttft_ms)::mg_usage_delta)
+      INTO a_pid, a_res, a_rtok, a_at, a_cost, a_used, a_delta
       FROM s;
     IF a_pid IS NULL THEN
         RETURN 0;
@@ -93,6 +112,8 @@ BEGIN
              GROUP BY t.pid) a,
            projects p
      WHERE q.project_id = a.pid AND p.id = q.project_id;
+    -- the counter rows are ours: now the rollups (see rollup.sql)
+    PERFORM mg_rollup_add(a_delta);
     RETURN cardinality(a_pid);
 END
 $$;
@@ -116,8 +137,9 @@ BEGIN
 END
 $$;
 
--- Records how a request ended.  A request id is recorded once: a repeated
--- call with the same id changes nothing and returns NULL.
+-- Records how a request that was never admitted ended, and counts it in
+-- the rollups.  A request id is recorded once: a repeated call with the
+-- same id (a retry, within the hour) changes nothing and returns NULL.
 CREATE OR REPLACE FUNCTION mg_record_usage(
     p_request_id text, p_project_id bigint, p_key_id bigint, p_model text,
     p_provider text, p_endpoint text, p_stream boolean, p_status integer,
@@ -125,15 +147,32 @@ CREATE OR REPLACE FUNCTION mg_record_usage(
     p_total_tokens integer, p_cost numeric, p_cost_source text,
     p_upstream_id text, p_latency_ms integer)
 RETURNS bigint
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_now timestamptz := now();
+    u     usage_events;
+BEGIN
+    IF EXISTS (SELECT 1 FROM usage_events e
+                WHERE e.request_id = p_request_id
+                  AND e.created_at >= v_now - interval '1 hour'
+                  AND e.created_at <= v_now) THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO usage_events (request_id, project_id, key_id, model, provider,
            endpoint, stream, status, error_type, prompt_tokens,
            completion_tokens, total_tokens, cost, cost_source, upstream_id,
-           latency_ms)
+           latency_ms, created_at)
     VALUES (p_request_id, p_project_id, p_key_id, p_model, p_provider,
            p_endpoint, p_stream, p_status, p_error_type, p_prompt_tokens,
            p_completion_tokens, p_total_tokens, p_cost, p_cost_source,
-           p_upstream_id, p_latency_ms)
-    ON CONFLICT (request_id) DO NOTHING
-    RETURNING id
+           p_upstream_id, p_latency_ms, v_now)
+    ON CONFLICT (request_id, created_at) DO NOTHING
+    RETURNING * INTO u;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    PERFORM mg_rollup_add(ARRAY[mg_usage_delta_of(u)]);
+    RETURN u.id;
+END
 $$;

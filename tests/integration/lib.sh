@@ -291,7 +291,7 @@ mg_finish() {
             printf '# could not drop database %s\n' "$MG_DB"
     fi
     if [ "$rc" -ne 0 ] || [ "$MG_TAP_FAILED" -gt 0 ]; then
-        show_logs
+        if declare -F show_logs >/dev/null; then show_logs; fi
     fi
     if [ "${MG_KEEP_TMP:-0}" = 1 ]; then
         printf '# kept %s\n' "$MG_T"

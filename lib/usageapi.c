@@ -1,0 +1,161 @@
+/* usageapi.c -- GET /v1/usage, /v1/usage/requests and /v1/quota: the key
+ * (a project key reads its own project only, an admin key every project),
+ * the query string as a report's query, the report run on the store and
+ * its object sent as it is (report.c).  Called by gateway.c. */
+#include "config.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "fcgi.h"
+#include "log.h"
+#include "report.h"
+#include "router.h"
+#include "usageapi.h"
+
+/* The longest query string read. */
+#define QUERY_MAX 4096
+
+static void
+bad_request(struct mg_worker *w, struct mg_exchange *x, const char *param, const char *msg)
+{
+	struct mg_apierror e;
+
+	mg_apierror_set(&e, 400, "invalid_request_error", param, "invalid_parameter", "%s", msg);
+	mg_exchange_send_error(w, x, &e);
+}
+
+/* '+' is a space in a query string; then %XX.  -1 for a bad escape. */
+static long
+query_decode(char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] == '+')
+			s[i] = ' ';
+	return mg_url_decode(s, n, s, n + 1);
+}
+
+/* Reads the query string into q, its text kept in buf (QUERY_MAX + 1
+ * bytes).  0, or -1 with the 400 sent. */
+static int
+read_query(struct mg_worker *w, struct mg_exchange *x, enum mg_report which,
+    struct mg_report_query *q, char *buf)
+{
+	const char *qs = mg_fcgi_param(x->fr, "QUERY_STRING");
+	char msg[160];
+	char *p, *end;
+	size_t n = qs != NULL ? strlen(qs) : 0;
+
+	memset(q, 0, sizeof(*q));
+	if (n > QUERY_MAX) {
+		bad_request(w, x, NULL, "The query string is too long.");
+		return -1;
+	}
+	memcpy(buf, qs != NULL ? qs : "", n + 1);
+	for (p = buf; *p != '\0'; p = end) {
+		char *amp = strchr(p, '&'), *eq, *value;
+		const char **slot;
+
+		end = amp != NULL ? amp + 1 : p + strlen(p);
+		if (amp != NULL)
+			*amp = '\0';
+		if (*p == '\0')
+			continue;
+		eq = strchr(p, '=');
+		value = eq != NULL ? eq + 1 : p + strlen(p);
+		if (eq != NULL)
+			*eq = '\0';
+		if (query_decode(p, strlen(p)) < 0 || query_decode(value, strlen(value)) < 0) {
+			bad_request(w, x, NULL, "The query string has a bad %-escape.");
+			return -1;
+		}
+		slot = mg_report_field(q, which, p, strlen(p));
+		if (slot == NULL) {
+			snprintf(msg, sizeof(msg), "Unknown parameter: '%.40s'.", p);
+			bad_request(w, x, NULL, msg);
+			return -1;
+		}
+		if (*slot != NULL) {
+			snprintf(msg, sizeof(msg), "The parameter '%s' is given twice.", p);
+			bad_request(w, x, p, msg);
+			return -1;
+		}
+		if (*value == '\0') {
+			snprintf(msg, sizeof(msg), "The parameter '%s' is empty.", p);
+			bad_request(w, x, p, msg);
+			return -1;
+		}
+		*slot = value;
+	}
+	return 0;
+}
+
+void
+mg_usageapi_handle(struct mg_worker *w, struct mg_exchange *x, enum mg_report which)
+{
+	char hash[MG_APIKEY_HASH_HEX_LEN + 1], prefix[MG_APIKEY_PREFIX_LEN + 1];
+	char query[QUERY_MAX + 1], err[MG_ERR_DETAIL_LEN];
+	struct mg_report_query q;
+	struct mg_report_call call;
+	struct mg_reader who;
+	struct mg_apierror e;
+	json_object *o = NULL;
+	char *text = NULL;
+	const char *body;
+	enum mg_err rc;
+
+	if (mg_auth_key(w, x, hash, prefix) < 0)
+		return;
+	rc = mg_store_auth_reader(w->gw->store, hash, &who);
+	if (rc != MG_OK) {
+		mg_auth_refused(w, x, rc, prefix);
+		return;
+	}
+	if (read_query(w, x, which, &q, query) < 0)
+		return;
+	if (!who.admin) {
+		if (q.project != NULL && strcmp(q.project, who.project) != 0) {
+			mg_apierror_set(&e, 403, "permission_error", "project", "project_forbidden",
+			    "This key belongs to another project: a project key reads its own "
+			    "project's usage only.");
+			mg_exchange_send_error(w, x, &e);
+			return;
+		}
+		q.project = who.project;
+	}
+	err[0] = '\0';
+	rc = mg_report_prepare(which, &q, w->gw->conf, &call, err, sizeof(err));
+	if (rc == MG_OK) {
+		rc = mg_store_report(w->gw->store, &call, &text);
+		if (rc != MG_OK)
+			snprintf(err, sizeof(err), "%s", mg_store_last_error());
+	}
+	if (rc == MG_OK)
+		rc = mg_report_parse(text, &o, err, sizeof(err));
+	free(text);
+	switch (rc) {
+	case MG_OK:
+		break;
+	case MG_ERR_INVALID:
+		bad_request(w, x, NULL, err);
+		return;
+	case MG_ERR_DB_DOWN:
+		mg_auth_refused(w, x, rc, prefix);
+		return;
+	default:
+		mg_log(MG_LOG_ERROR, x->request_id, "report failed: %s", err);
+		mg_apierror_set(&e, 500, "server_error", NULL, NULL,
+		    "The gateway could not compute the report. Retry shortly.");
+		mg_exchange_send_error(w, x, &e);
+		return;
+	}
+	body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	mg_exchange_send_json(x, 200, body, strlen(body));
+	json_object_put(o);
+}

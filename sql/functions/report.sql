@@ -1,0 +1,640 @@
+-- Reports: the one query layer under every face (the CLI's `modelgate
+-- usage` and `modelgate requests`, GET /v1/usage, /v1/usage/requests and
+-- /v1/quota, and later the MCP server and the dashboard), called through
+-- lib/report.c.  Each returns one JSON object, the same for every face.
+--
+-- Totals read the rollups (usage_rollup), never the usage rows: a period
+-- is made of whole buckets, added and subtracted (mg_report_runs), so its
+-- totals are exact in any time zone.  Periods of totals start and end on
+-- a quarter hour.  The latest requests are read from the usage rows.
+--
+-- Money rule: costs are summed as numeric and returned as decimal strings.
+--
+-- Bad input is refused with invalid_parameter_value (22023) and a
+-- message a face shows as it is.
+
+-- p_tz when it names a time zone of the tz database (an IANA name such as
+-- Europe/Paris, or UTC), else an error.
+CREATE OR REPLACE FUNCTION mg_report_zone(p_tz text)
+RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF p_tz IN ('UTC', 'GMT')
+       OR (p_tz ~ '^[A-Za-z][A-Za-z0-9_+-]{0,40}(/[A-Za-z0-9_+-]{1,40}){1,2}$'
+           AND p_tz !~ '^(posix|right)/') THEN
+        BEGIN
+            PERFORM now() AT TIME ZONE p_tz;
+            RETURN p_tz;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            NULL;
+        END;
+    END IF;
+    RAISE EXCEPTION 'unknown time zone "%" (an IANA name such as America/New_York, or UTC)',
+        left(p_tz, 64) USING ERRCODE = 'invalid_parameter_value';
+END
+$$;
+
+-- p_at as ISO 8601 in the time zone p_tz, with its offset there
+-- ("2026-03-08T03:00:00-04:00"; "Z" where the offset is 0).
+CREATE OR REPLACE FUNCTION mg_report_iso(p_at timestamptz, p_tz text)
+RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT to_char(l, 'YYYY-MM-DD"T"HH24:MI:SS')
+           || CASE WHEN o = 0 THEN 'Z'
+                   ELSE CASE WHEN o < 0 THEN '-' ELSE '+' END
+                        || to_char(abs(o) / 3600, 'FM00') || ':'
+                        || to_char(abs(o) % 3600 / 60, 'FM00') END
+      FROM (SELECT p_at AT TIME ZONE p_tz AS l,
+                   extract(epoch FROM (p_at AT TIME ZONE p_tz) - (p_at AT TIME ZONE 'UTC'))::integer AS o) x
+$$;
+
+-- The instant a report's since or until names (p_what says which, for
+-- messages), in the time zone p_tz at p_now:
+--   ISO 8601: 2026-11-05, 2026-11, 2026-11-05T14:30, with seconds, with Z
+--   or an offset (without one, a local time of p_tz);
+--   now, today, yesterday, this-month, last-month (local midnights);
+--   Nd, Nh: N days (local calendar) or hours before now.
+CREATE OR REPLACE FUNCTION mg_report_time(p_text text, p_tz text, p_now timestamptz,
+    p_what text)
+RETURNS timestamptz
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_local timestamp := p_now AT TIME ZONE p_tz;
+    v_n     integer;
+    v_t     text := lower(btrim(p_text));
+BEGIN
+    CASE
+    WHEN v_t = 'now' THEN
+        RETURN p_now;
+    WHEN v_t = 'today' THEN
+        RETURN date_trunc('day', v_local) AT TIME ZONE p_tz;
+    WHEN v_t = 'yesterday' THEN
+        RETURN (date_trunc('day', v_local) - interval '1 day') AT TIME ZONE p_tz;
+    WHEN v_t = 'this-month' THEN
+        RETURN date_trunc('month', v_local) AT TIME ZONE p_tz;
+    WHEN v_t = 'last-month' THEN
+        RETURN (date_trunc('month', v_local) - interval '1 month') AT TIME ZONE p_tz;
+    WHEN v_t ~ '^[0-9]{1,5}[dh]$' THEN
+        v_n := left(v_t, -1)::integer;
+        IF right(v_t, 1) = 'd' THEN
+            RETURN (v_local - make_interval(days => v_n)) AT TIME ZONE p_tz;
+        END IF;
+        RETURN p_now - make_interval(hours => v_n);
+    WHEN v_t ~ '^[0-9]{4}-[0-9]{2}$' THEN
+        BEGIN
+            RETURN (v_t || '-01')::timestamp AT TIME ZONE p_tz;
+        EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+            NULL;
+        END;
+    WHEN v_t ~ ('^[0-9]{4}-[0-9]{2}-[0-9]{2}'
+                '([t ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?'
+                '(z|[+-][0-9]{2}(:?[0-9]{2})?)?$') THEN
+        BEGIN
+            IF v_t ~ '(z|[+-][0-9]{2}(:?[0-9]{2})?)$' AND v_t ~ '[t ]' THEN
+                RETURN v_t::timestamptz;
+            END IF;
+            RETURN v_t::timestamp AT TIME ZONE p_tz;
+        EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+            NULL;
+        END;
+    ELSE
+        NULL;
+    END CASE;
+    RAISE EXCEPTION '% "%" is not a time (ISO 8601 such as 2026-11-05 or '
+        '2026-11-05T14:30Z, or today, yesterday, 7d, 24h, this-month, last-month)',
+        p_what, left(p_text, 64) USING ERRCODE = 'invalid_parameter_value';
+END
+$$;
+
+-- A report's period [since, until) from its text (NULL: the defaults,
+-- since the start of this month in p_tz, until now), checked: since
+-- before until, at most p_max_days long, and, for totals (p_quarters),
+-- on quarter hours.  Relative times (now, Nd, Nh) are rounded out to
+-- the quarter hour for totals; explicit times must fall on one.
+CREATE OR REPLACE FUNCTION mg_report_period(p_since text, p_until text, p_tz text,
+    p_now timestamptz, p_quarters boolean, p_max_days integer,
+    OUT since timestamptz, OUT until timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    q constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
+BEGIN
+    IF p_since IS NULL THEN
+        since := CASE WHEN p_quarters THEN mg_report_time('this-month', p_tz, p_now, 'since') END;
+    ELSE
+        since := mg_report_time(p_since, p_tz, p_now, 'since');
+    END IF;
+    until := mg_report_time(coalesce(p_until, 'now'), p_tz, p_now, 'until');
+    IF p_quarters THEN
+        IF p_since IS NOT NULL AND lower(btrim(p_since)) ~ '^(now|[0-9]+[dh])$' THEN
+            since := date_bin('15 minutes', since, q);
+        END IF;
+        IF p_until IS NULL OR lower(btrim(p_until)) ~ '^(now|[0-9]+[dh])$' THEN
+            IF until <> date_bin('15 minutes', until, q) THEN
+                until := date_bin('15 minutes', until, q) + interval '15 minutes';
+            END IF;
+        END IF;
+        IF since <> date_bin('15 minutes', since, q) THEN
+            RAISE EXCEPTION 'since % is not on a quarter hour: usage is counted by the '
+                'quarter hour (:00, :15, :30, :45)', mg_report_iso(since, p_tz)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF until <> date_bin('15 minutes', until, q) THEN
+            RAISE EXCEPTION 'until % is not on a quarter hour: usage is counted by the '
+                'quarter hour (:00, :15, :30, :45)', mg_report_iso(until, p_tz)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    IF since IS NOT NULL AND since >= until THEN
+        RAISE EXCEPTION 'since % is not before until %', mg_report_iso(since, p_tz),
+            mg_report_iso(until, p_tz) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF since IS NOT NULL AND until - since > make_interval(days => p_max_days) THEN
+        RAISE EXCEPTION 'the period from % to % is longer than % days (report.max_days)',
+            mg_report_iso(since, p_tz), mg_report_iso(until, p_tz), p_max_days
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+-- The project named p_project (NULL: every project; then NULL) and the
+-- keys whose prefix starts with p_key (NULL: every key; then NULL), of
+-- that project when one is named.  Refuses a project or a key prefix that
+-- names nothing, and a model id that cannot be one.
+CREATE OR REPLACE FUNCTION mg_report_scope(p_project text, p_key text, p_model text,
+    OUT project_id bigint, OUT key_ids bigint[])
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_pid bigint;
+BEGIN
+    IF p_project IS NOT NULL THEN
+        SELECT p.id INTO v_pid FROM projects p WHERE p.name = p_project;
+        project_id := v_pid;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'no project named "%"', left(p_project, 64)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+    IF p_model IS NOT NULL AND (p_model = '' OR length(p_model) > 256) THEN
+        RAISE EXCEPTION 'a model id is 1 to 256 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_key IS NOT NULL THEN
+        SELECT array_agg(k.id ORDER BY k.id) INTO key_ids
+          FROM api_keys k
+         WHERE length(p_key) >= 3
+           AND (left(k.prefix, length(p_key)) = p_key OR left(p_key, length(k.prefix)) = k.prefix)
+           AND (v_pid IS NULL OR k.project_id = v_pid);
+        IF key_ids IS NULL THEN
+            RAISE EXCEPTION 'no key starts with "%"%', left(p_key, 16),
+                CASE WHEN p_project IS NULL THEN '' ELSE ' in project ' || p_project END
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END IF;
+END
+$$;
+
+-- The runs of rollup buckets whose signed sum is exactly [p_lo, p_hi)
+-- (both on quarter hours): the UTC months nearest its ends, corrected by
+-- the UTC days up to its ends, corrected by quarter hours.  Each run is
+-- the buckets of one grain in [lo, hi), counted with sign.
+CREATE OR REPLACE FUNCTION mg_report_runs(p_lo timestamptz, p_hi timestamptz,
+    p_sign integer DEFAULT 1, p_level integer DEFAULT 0)
+RETURNS TABLE (grain "char", lo timestamptz, hi timestamptz, sign integer)
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    a timestamptz;
+    b timestamptz;
+BEGIN
+    IF p_lo >= p_hi THEN
+        RETURN;
+    END IF;
+    IF p_level >= 2 THEN
+        grain := 'q';  lo := p_lo;  hi := p_hi;  sign := p_sign;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    grain := CASE p_level WHEN 0 THEN 'm' ELSE 'd' END;
+    a := mg_report_nearest(grain, p_lo);
+    b := mg_report_nearest(grain, p_hi);
+    IF a >= b THEN
+        RETURN QUERY SELECT * FROM mg_report_runs(p_lo, p_hi, p_sign, p_level + 1);
+        RETURN;
+    END IF;
+    lo := a;  hi := b;  sign := p_sign;
+    RETURN NEXT;
+    IF p_lo < a THEN
+        RETURN QUERY SELECT * FROM mg_report_runs(p_lo, a, p_sign, p_level + 1);
+    ELSIF a < p_lo THEN
+        RETURN QUERY SELECT * FROM mg_report_runs(a, p_lo, -p_sign, p_level + 1);
+    END IF;
+    IF b < p_hi THEN
+        RETURN QUERY SELECT * FROM mg_report_runs(b, p_hi, p_sign, p_level + 1);
+    ELSIF p_hi < b THEN
+        RETURN QUERY SELECT * FROM mg_report_runs(p_hi, b, -p_sign, p_level + 1);
+    END IF;
+END
+$$;
+
+-- The start of the UTC month ('m') or day ('d') nearest p_at (the
+-- earlier one on a tie).
+CREATE OR REPLACE FUNCTION mg_report_nearest(p_grain "char", p_at timestamptz)
+RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_at - f <= c - p_at THEN f ELSE c END
+      FROM (SELECT f, CASE p_grain WHEN 'm'
+                          THEN (f AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC'
+                          ELSE f + interval '24 hours' END AS c
+              FROM (SELECT date_trunc(CASE p_grain WHEN 'm' THEN 'month' ELSE 'day' END,
+                                      p_at, 'UTC') AS f) x) y
+$$;
+
+-- The metrics of a group of rollups as a report shows them.
+CREATE OR REPLACE FUNCTION mg_report_metrics(p_requests numeric, p_errors numeric,
+    p_prompt numeric, p_completion numeric, p_total numeric, p_cost numeric,
+    p_latency_n numeric, p_latency_ms numeric, p_ttft_n numeric, p_ttft_ms numeric,
+    p_lat numeric[], p_ttft numeric[])
+RETURNS json
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN json_build_object(
+        'requests', coalesce(p_requests, 0), 'errors', coalesce(p_errors, 0),
+        'prompt_tokens', coalesce(p_prompt, 0), 'completion_tokens', coalesce(p_completion, 0),
+        'total_tokens', coalesce(p_total, 0),
+        'cost', coalesce(trim_scale(p_cost), 0)::text,
+        'latency_ms', json_build_object(
+            'avg', CASE WHEN p_latency_n > 0 THEN round(p_latency_ms / p_latency_n) END,
+            'p50', mg_hist_quantile(0.5, p_lat), 'p95', mg_hist_quantile(0.95, p_lat)),
+        'ttft_ms', json_build_object(
+            'avg', CASE WHEN p_ttft_n > 0 THEN round(p_ttft_ms / p_ttft_n) END,
+            'p50', mg_hist_quantile(0.5, p_ttft), 'p95', mg_hist_quantile(0.95, p_ttft)));
+END
+$$;
+
+-- The members of the JSON object p_a, then those of p_b, in order.
+CREATE OR REPLACE FUNCTION mg_json_concat(p_a json, p_b json)
+RETURNS json
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_a IS NULL OR p_a::text ~ '^\s*\{\s*\}\s*$' THEN p_b
+                ELSE (regexp_replace(p_a::text, '\}\s*$', '') || ', '
+                      || regexp_replace(p_b::text, '^\s*\{', ''))::json END
+$$;
+
+-- Usage totals of [since, until) in the time zone p_tz, grouped by the
+-- dimensions p_by (any of project, key, model, endpoint, status, day,
+-- hour; none: one group), of the project p_project (NULL: all), the keys
+-- starting with p_key and the model p_model (NULL: all).  p_now replaces
+-- the clock (tests).  Returns
+--   {"object": "usage", "timezone", "period": {"since", "until"},
+--    "group_by": [...], "filters": {"project", "key", "model"},
+--    "data": [{<each dimension of group_by>, <metrics>}...],
+--    "totals": {<metrics>}}
+-- with metrics requests, errors (status 4xx and 5xx), prompt_tokens,
+-- completion_tokens, total_tokens, cost (USD, decimal string), latency_ms
+-- and ttft_ms ({"avg", "p50", "p95"}; the percentiles from the histogram
+-- buckets).  Groups without requests are left out; data is in time
+-- order, then by cost, most first.
+CREATE OR REPLACE FUNCTION mg_usage_report(p_project text, p_key text, p_model text,
+    p_since text, p_until text, p_tz text, p_by text[], p_max_days integer,
+    p_now timestamptz DEFAULT NULL)
+RETURNS json
+LANGUAGE plpgsql STABLE
+SET enable_seqscan = off
+AS $$
+DECLARE
+    v_now    timestamptz := coalesce(p_now, now());
+    v_tz     text := mg_report_zone(coalesce(p_tz, 'UTC'));
+    v_by     text[] := '{}';
+    v_d      text;
+    v_p      record;
+    v_s      record;
+    v_pids   bigint[];
+    v_lo     timestamptz[];
+    v_hi     timestamptz[];
+    v_label  text[];
+    v_out    json;
+BEGIN
+    FOREACH v_d IN ARRAY coalesce(p_by, '{}') LOOP
+        v_d := lower(btrim(v_d));
+        CONTINUE WHEN v_d = '' OR v_d = ANY (v_by);
+        IF v_d NOT IN ('project', 'key', 'model', 'endpoint', 'status', 'day', 'hour') THEN
+            RAISE EXCEPTION 'cannot group by "%" (by one or more of project, key, model, '
+                'endpoint, status, day, hour)', left(v_d, 32)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        v_by := v_by || v_d;
+    END LOOP;
+    IF 'day' = ANY (v_by) AND 'hour' = ANY (v_by) THEN
+        RAISE EXCEPTION 'group by day or by hour, not both'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_p := mg_report_period(p_since, p_until, v_tz, v_now, true, p_max_days);
+    v_s := mg_report_scope(p_project, p_key, p_model);
+
+    -- the projects to read: one, every one, or all together (project 0)
+    IF v_s.project_id IS NOT NULL THEN
+        v_pids := ARRAY[v_s.project_id];
+    ELSIF v_s.key_ids IS NOT NULL OR 'project' = ANY (v_by) OR 'key' = ANY (v_by) THEN
+        SELECT array_agg(p.id ORDER BY p.id) INTO v_pids FROM projects p;
+    ELSE
+        v_pids := ARRAY[0::bigint];
+    END IF;
+
+    -- the intervals grouped: local hours, local days, or the whole period
+    IF 'hour' = ANY (v_by) THEN
+        SELECT array_agg(greatest(h, v_p.since) ORDER BY h),
+               array_agg(least(h + interval '1 hour', v_p.until) ORDER BY h),
+               array_agg(mg_report_iso(greatest(h, v_p.since), v_tz) ORDER BY h)
+          INTO v_lo, v_hi, v_label
+          FROM generate_series(date_trunc('hour', v_p.since AT TIME ZONE v_tz) AT TIME ZONE v_tz,
+                               v_p.until - interval '1 microsecond', interval '1 hour') AS h;
+    ELSIF 'day' = ANY (v_by) THEN
+        SELECT array_agg(greatest(d::timestamp AT TIME ZONE v_tz, v_p.since) ORDER BY d),
+               array_agg(least((d + 1)::timestamp AT TIME ZONE v_tz, v_p.until) ORDER BY d),
+               array_agg(to_char(d, 'YYYY-MM-DD') ORDER BY d)
+          INTO v_lo, v_hi, v_label
+          FROM generate_series((v_p.since AT TIME ZONE v_tz)::date,
+                               ((v_p.until - interval '1 microsecond') AT TIME ZONE v_tz)::date,
+                               interval '1 day') AS g(t),
+               LATERAL (SELECT g.t::date AS d) x;
+    ELSE
+        v_lo := ARRAY[v_p.since];
+        v_hi := ARRAY[v_p.until];
+        v_label := ARRAY[NULL::text];
+    END IF;
+
+    WITH iv AS (
+        SELECT i.lo, i.hi, i.label, i.n FROM unnest(v_lo, v_hi, v_label)
+               WITH ORDINALITY AS i(lo, hi, label, n)
+    ), rn AS (
+        SELECT iv.label, iv.n, r.grain, r.lo, r.hi, r.sign
+          FROM iv, mg_report_runs(iv.lo, iv.hi) AS r
+    ), x AS (
+        SELECT rn.label, rn.n, rn.sign, u.*
+          FROM unnest(v_pids) AS pj(id)
+         CROSS JOIN rn
+          JOIN LATERAL (
+               SELECT * FROM usage_rollup u
+                WHERE u.project_id = pj.id AND u.grain = rn.grain
+                  AND u.bucket >= rn.lo AND u.bucket < rn.hi) u ON true
+         WHERE (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
+           AND (p_model IS NULL OR u.model = p_model)
+    ), g AS (
+        SELECT CASE WHEN 'project' = ANY (v_by) THEN x.project_id END AS project_id,
+               CASE WHEN 'key' = ANY (v_by) THEN x.key_id END AS key_id,
+               CASE WHEN 'model' = ANY (v_by) THEN x.model END AS model,
+               CASE WHEN 'endpoint' = ANY (v_by) THEN x.endpoint END AS endpoint,
+               CASE WHEN 'status' = ANY (v_by) THEN x.status_class END AS status_class,
+               x.n, x.label,
+               GROUPING(x.n) AS total,
+               sum(x.sign * x.requests) AS requests,
+               sum(x.sign * x.requests) FILTER (WHERE x.status_class >= 4) AS errors,
+               sum(x.sign * x.prompt_tokens) AS prompt_tokens,
+               sum(x.sign * x.completion_tokens) AS completion_tokens,
+               sum(x.sign * x.total_tokens) AS total_tokens,
+               sum(x.sign * x.cost) AS cost,
+               sum(x.sign * x.latency_n) AS latency_n, sum(x.sign * x.latency_ms) AS latency_ms,
+               sum(x.sign * x.ttft_n) AS ttft_n, sum(x.sign * x.ttft_ms) AS ttft_ms,
+               ARRAY[sum(x.sign * x.l0), sum(x.sign * x.l1), sum(x.sign * x.l2),
+                     sum(x.sign * x.l3), sum(x.sign * x.l4), sum(x.sign * x.l5),
+                     sum(x.sign * x.l6), sum(x.sign * x.l7), sum(x.sign * x.l8),
+                     sum(x.sign * x.l9), sum(x.sign * x.l10), sum(x.sign * x.l11),
+                     sum(x.sign * x.l12), sum(x.sign * x.l13), sum(x.sign * x.l14),
+                     sum(x.sign * x.l15)]::numeric[] AS lat,
+               ARRAY[sum(x.sign * x.t0), sum(x.sign * x.t1), sum(x.sign * x.t2),
+                     sum(x.sign * x.t3), sum(x.sign * x.t4), sum(x.sign * x.t5),
+                     sum(x.sign * x.t6), sum(x.sign * x.t7), sum(x.sign * x.t8),
+                     sum(x.sign * x.t9), sum(x.sign * x.t10), sum(x.sign * x.t11),
+                     sum(x.sign * x.t12), sum(x.sign * x.t13), sum(x.sign * x.t14),
+                     sum(x.sign * x.t15)]::numeric[] AS ttft
+          FROM x
+         GROUP BY GROUPING SETS ((1, 2, 3, 4, 5, x.n, x.label), ())
+        HAVING sum(x.sign * x.requests) > 0
+    )
+    SELECT json_build_object(
+               'object', 'usage',
+               'timezone', v_tz,
+               'period', json_build_object('since', mg_report_iso(v_p.since, v_tz),
+                                           'until', mg_report_iso(v_p.until, v_tz)),
+               'group_by', to_json(v_by),
+               'filters', json_build_object('project', p_project, 'key', p_key,
+                                            'model', p_model),
+               'data', coalesce((
+                   SELECT json_agg(mg_json_concat(
+                              (SELECT json_object_agg(k, v ORDER BY o)
+                                 FROM (SELECT 1 AS o, 'project' AS k, to_json(pr.name) AS v
+                                        WHERE 'project' = ANY (v_by)
+                                       UNION ALL
+                                       SELECT 2, 'key', to_json(ak.prefix) WHERE 'key' = ANY (v_by)
+                                       UNION ALL
+                                       SELECT 3, 'model', to_json(nullif(g.model, ''))
+                                        WHERE 'model' = ANY (v_by)
+                                       UNION ALL
+                                       SELECT 4, 'endpoint', to_json(g.endpoint)
+                                        WHERE 'endpoint' = ANY (v_by)
+                                       UNION ALL
+                                       SELECT 5, 'status', to_json(nullif(g.status_class, 0) || 'xx')
+                                        WHERE 'status' = ANY (v_by)
+                                       UNION ALL
+                                       SELECT 6, CASE WHEN 'day' = ANY (v_by) THEN 'day' ELSE 'hour' END,
+                                              to_json(g.label)
+                                        WHERE 'day' = ANY (v_by) OR 'hour' = ANY (v_by)) kv),
+                              mg_report_metrics(g.requests, g.errors, g.prompt_tokens,
+                                     g.completion_tokens, g.total_tokens, g.cost, g.latency_n,
+                                     g.latency_ms, g.ttft_n, g.ttft_ms, g.lat, g.ttft))
+                              ORDER BY g.n, g.cost DESC, g.requests DESC, pr.name, ak.prefix,
+                                       g.model, g.endpoint, g.status_class)
+                     FROM g
+                     LEFT JOIN projects pr ON pr.id = g.project_id
+                     LEFT JOIN api_keys ak ON ak.id = g.key_id
+                    WHERE g.total = 0), '[]'),
+               'totals', coalesce((
+                   SELECT mg_report_metrics(g.requests, g.errors, g.prompt_tokens,
+                              g.completion_tokens, g.total_tokens, g.cost, g.latency_n,
+                              g.latency_ms, g.ttft_n, g.ttft_ms, g.lat, g.ttft)
+                     FROM g WHERE g.total = 1),
+                   mg_report_metrics(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL)))
+      INTO v_out;
+    RETURN v_out;
+END
+$$;
+
+-- The latest requests (newest first) of the project p_project (NULL: all),
+-- the keys starting with p_key, the model p_model and the status p_status
+-- (2xx, 4xx, 5xx, pending, or one code such as 429), admitted in
+-- [since, until) (p_since NULL: any time), at most p_limit (1 to 1000) of
+-- them, after the cursor p_cursor (the next_cursor of the page before).
+-- Returns
+--   {"object": "list", "timezone", "period": {"since", "until"},
+--    "filters": {...}, "data": [{"id", "created_at", "project", "key",
+--    "model", "endpoint", "stream", "status" (NULL while pending), "pending",
+--    "error_type", "prompt_tokens",
+--    "completion_tokens", "total_tokens", "cost", "cost_source",
+--    "latency_ms", "ttft_ms"}...], "has_more", "next_cursor"}
+-- Refuses a since before the months pruned.
+CREATE OR REPLACE FUNCTION mg_usage_requests(p_project text, p_key text, p_model text,
+    p_status text, p_since text, p_until text, p_tz text, p_limit integer,
+    p_cursor text, p_max_days integer, p_now timestamptz DEFAULT NULL)
+RETURNS json
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_now     timestamptz := coalesce(p_now, now());
+    v_tz      text := mg_report_zone(coalesce(p_tz, 'UTC'));
+    v_p       record;
+    v_s       record;
+    v_pruned  timestamptz;
+    v_lo      integer;
+    v_hi      integer;
+    v_cur_at  timestamptz;
+    v_cur_id  bigint;
+    v_m       text[];
+    v_where   text := 'u.created_at < $1';
+    v_rows    json;
+    v_n       integer;
+    v_last_at timestamptz;
+    v_last_id bigint;
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 1000 THEN
+        RAISE EXCEPTION 'limit must be a whole number from 1 to 1000'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_p := mg_report_period(p_since, p_until, v_tz, v_now, false, p_max_days);
+    v_s := mg_report_scope(p_project, p_key, p_model);
+    SELECT pruned_before INTO v_pruned FROM usage_state;
+    IF v_pruned IS NOT NULL AND v_p.since IS NOT NULL AND v_p.since < v_pruned THEN
+        RAISE EXCEPTION 'the requests before % were pruned (their totals are kept: see usage)',
+            mg_report_iso(v_pruned, v_tz) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_status IS NOT NULL THEN
+        CASE
+        WHEN p_status ~ '^[1-5]xx$' THEN
+            v_lo := left(p_status, 1)::integer * 100;  v_hi := v_lo + 99;
+        WHEN p_status ~ '^[1-5][0-9][0-9]$' THEN
+            v_lo := p_status::integer;  v_hi := v_lo;
+        WHEN p_status = 'pending' THEN
+            NULL;
+        ELSE
+            RAISE EXCEPTION 'status "%" is not 2xx, 4xx, 5xx, pending or a code such as 429',
+                left(p_status, 16) USING ERRCODE = 'invalid_parameter_value';
+        END CASE;
+    END IF;
+    IF p_cursor IS NOT NULL THEN
+        v_m := regexp_match(p_cursor, '^c([0-9]{1,18})_([0-9]{1,18})$');
+        IF v_m IS NULL THEN
+            RAISE EXCEPTION 'cursor "%" is not one this gateway gave', left(p_cursor, 48)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        v_cur_at := timestamptz 'epoch' + v_m[1]::bigint * interval '1 microsecond';
+        v_cur_id := v_m[2]::bigint;
+    END IF;
+
+    -- only the conditions that apply, so that the plan uses the indexes;
+    -- the values are parameters, never text of the statement
+    IF v_p.since IS NOT NULL THEN
+        v_where := v_where || ' AND u.created_at >= $2';
+    END IF;
+    IF v_s.project_id IS NOT NULL THEN
+        v_where := v_where || ' AND u.project_id = $3';
+    END IF;
+    IF v_s.key_ids IS NOT NULL THEN
+        v_where := v_where || ' AND u.key_id = ANY ($4)';
+    END IF;
+    IF p_model IS NOT NULL THEN
+        v_where := v_where || ' AND u.model = $5';
+    END IF;
+    IF p_status = 'pending' THEN
+        v_where := v_where || ' AND u.settled_at IS NULL';
+    ELSIF p_status IS NOT NULL THEN
+        v_where := v_where || ' AND u.status BETWEEN $6 AND $7';
+    END IF;
+    IF v_cur_at IS NOT NULL THEN
+        v_where := v_where || ' AND (u.created_at, u.id) < ($8, $9)';
+    END IF;
+
+    EXECUTE format($q$
+        SELECT json_agg(json_build_object(
+                   'id', r.request_id, 'created_at', mg_report_iso(r.created_at, $10),
+                   'project', p.name, 'key', k.prefix, 'model', r.model,
+                   'endpoint', r.endpoint, 'stream', r.stream,
+                   'status', r.status, 'pending', r.settled_at IS NULL,
+                   'error_type', r.error_type, 'prompt_tokens', r.prompt_tokens,
+                   'completion_tokens', r.completion_tokens, 'total_tokens', r.total_tokens,
+                   'cost', trim_scale(r.cost)::text, 'cost_source', r.cost_source,
+                   'latency_ms', r.latency_ms, 'ttft_ms', r.ttft_ms)
+                   ORDER BY r.created_at DESC, r.id DESC) FILTER (WHERE r.n <= $11),
+               count(*),
+               (array_agg(r.created_at ORDER BY r.created_at DESC, r.id DESC)
+                    FILTER (WHERE r.n = $11))[1],
+               (array_agg(r.id ORDER BY r.created_at DESC, r.id DESC)
+                    FILTER (WHERE r.n = $11))[1]
+          FROM (SELECT u.*, row_number() OVER (ORDER BY u.created_at DESC, u.id DESC) AS n
+                  FROM (SELECT u.* FROM usage_events u WHERE %s
+                         ORDER BY u.created_at DESC, u.id DESC LIMIT $11 + 1) u) r
+          LEFT JOIN projects p ON p.id = r.project_id
+          LEFT JOIN api_keys k ON k.id = r.key_id $q$, v_where)
+      INTO v_rows, v_n, v_last_at, v_last_id
+      USING v_p.until, v_p.since, v_s.project_id, v_s.key_ids, p_model, v_lo, v_hi,
+            v_cur_at, v_cur_id, v_tz, p_limit;
+    RETURN json_build_object(
+        'object', 'list', 'timezone', v_tz,
+        'period', json_build_object('since', mg_report_iso(v_p.since, v_tz),
+                                    'until', mg_report_iso(v_p.until, v_tz)),
+        'filters', json_build_object('project', p_project, 'key', p_key, 'model', p_model,
+                                     'status', p_status),
+        'data', coalesce(v_rows, '[]'),
+        'has_more', v_n > p_limit,
+        'next_cursor', CASE WHEN v_n > p_limit THEN
+            'c' || (extract(epoch FROM v_last_at) * 1000000)::bigint || '_' || v_last_id END);
+END
+$$;
+
+-- Each project's limits and where it stands now: of p_project (NULL:
+-- every project), at p_now.  Returns
+--   {"object": "list", "data": [{"project", "period": {"kind", "timezone",
+--    "start", "end"}, "spend_cap", "spent", "reserved", "remaining",
+--    "rpm": {"limit", "remaining", "reset_ms"}, "tpm": {...},
+--    "models"}...]}
+-- The spend period is a calendar month in UTC (or all time); spent and
+-- reserved are as admission sees them.
+CREATE OR REPLACE FUNCTION mg_usage_quota(p_project text, p_now timestamptz DEFAULT NULL)
+RETURNS json
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_now  timestamptz := coalesce(p_now, now());
+    v_s    record;
+    v_out  json;
+BEGIN
+    v_s := mg_report_scope(p_project, NULL, NULL);
+    SELECT json_agg(json_build_object(
+               'project', x.name,
+               'period', json_build_object('kind', x.cap_period, 'timezone', 'UTC',
+                   'start', mg_iso_time(x.start),
+                   'end', CASE WHEN x.cap_period = 'month' THEN
+                              mg_iso_time((x.start AT TIME ZONE 'UTC' + interval '1 month')
+                                          AT TIME ZONE 'UTC') END),
+               'spend_cap', trim_scale(x.spend_cap)::text,
+               'spent', trim_scale(x.spent)::text,
+               'reserved', trim_scale(x.reserved)::text,
+               'remaining', CASE WHEN x.spend_cap IS NOT NULL THEN
+                   trim_scale(greatest(x.spend_cap - x.spent - x.reserved, 0))::text END,
+               'rpm', CASE WHEN x.rpm IS NOT NULL THEN json_build_object('limit', x.rpm,
+                          'remaining', (mg_bucket_window(x.rpm, x.req)).remaining,
+                          'reset_ms', (mg_bucket_window(x.rpm, x.req)).reset_ms) END,
+               'tpm', CASE WHEN x.tpm IS NOT NULL THEN json_build_object('limit', x.tpm,
+                          'remaining', (mg_bucket_window(x.tpm, x.tok)).remaining,
+                          'reset_ms', (mg_bucket_window(x.tpm, x.tok)).reset_ms) END,
+               'models', CASE WHEN cardinality(x.allowed_models) > 0
+                              THEN to_json(x.allowed_models) END)
+               ORDER BY x.name)
+      INTO v_out
+      FROM (SELECT p.name, p.cap_period, p.spend_cap, p.rpm, p.tpm, p.allowed_models,
+                   greatest(q.period_start, mg_period_start(p.cap_period, v_now)) AS start,
+                   CASE WHEN mg_period_start(p.cap_period, v_now) > q.period_start
+                        THEN 0 ELSE q.spent END AS spent,
+                   q.reserved,
+                   mg_bucket_refill(p.rpm, q.req_level, v_now - q.level_at) AS req,
+                   mg_bucket_refill(p.tpm, q.tok_level, v_now - q.level_at) AS tok
+              FROM projects p JOIN project_quota q ON q.project_id = p.id
+             WHERE v_s.project_id IS NULL OR p.id = v_s.project_id) x;
+    RETURN json_build_object('object', 'list', 'data', coalesce(v_out, '[]'));
+END
+$$;
