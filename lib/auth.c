@@ -48,7 +48,12 @@ mg_auth_refused(struct mg_worker *w, struct mg_exchange *x, enum mg_err rc, cons
 {
 	struct mg_apierror e;
 
-	if (rc == MG_ERR_AUTH) {
+	if (rc == MG_ERR_AUTH_ADMIN) {
+		mg_log(MG_LOG_INFO, x->request_id, "admin key %s refused: it calls no model", prefix);
+		mg_apierror_set(&e, 401, "invalid_request_error", NULL, "invalid_api_key",
+		    "This is an admin key: it reads usage (/v1/usage) and cannot call models. "
+		    "Use a project's key.");
+	} else if (rc == MG_ERR_AUTH) {
 		mg_log(MG_LOG_INFO, x->request_id, "unknown or revoked key %s", prefix);
 		mg_apierror_set(&e, 401, "invalid_request_error", NULL, "invalid_api_key",
 		    "Incorrect API key provided: the key is unknown or has been revoked.");
@@ -58,6 +63,17 @@ mg_auth_refused(struct mg_worker *w, struct mg_exchange *x, enum mg_err rc, cons
 		    "The gateway cannot reach its database right now. Retry shortly.");
 	}
 	mg_exchange_send_error(w, x, &e);
+}
+
+enum mg_err
+mg_auth_which_refusal(struct mg_worker *w, const char *hash)
+{
+	struct mg_reader who;
+
+	/* only on the way to a 401: a lookup more is no cost worth saving */
+	if (mg_store_auth_reader(w->gw->store, hash, &who) == MG_OK && who.admin)
+		return MG_ERR_AUTH_ADMIN;
+	return MG_ERR_AUTH;
 }
 
 int

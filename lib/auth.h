@@ -17,9 +17,14 @@ int mg_auth_key(struct mg_worker *w, struct mg_exchange *x,
 	__attribute__((warn_unused_result));
 
 /* Answers a key the database did not take: rc MG_ERR_AUTH (unknown or
- * revoked, 401), or a database failure (503). */
+ * revoked, 401), MG_ERR_AUTH_ADMIN (an admin key where a project key is
+ * needed, 401 saying so), or a database failure (503). */
 void mg_auth_refused(struct mg_worker *w, struct mg_exchange *x, enum mg_err rc,
     const char *prefix);
+
+/* Why a key hash the project lookup refused is refused: MG_ERR_AUTH_ADMIN
+ * for a live admin key, else MG_ERR_AUTH. */
+enum mg_err mg_auth_which_refusal(struct mg_worker *w, const char *hash);
 
 /* Resolves a key (from mg_auth_key) to x->auth without admission.  0, or
  * -1 with the answer sent. */

@@ -27,6 +27,7 @@ static const char *const messages[MG_ERR__COUNT] = {
 	[MG_ERR_UPSTREAM_TIMEOUT] = "upstream timed out",
 	[MG_ERR_UPSTREAM] = "upstream error",
 	[MG_ERR_CLIENT_GONE] = "client closed the connection",
+	[MG_ERR_AUTH_ADMIN] = "an admin key cannot call models",
 };
 
 const char *

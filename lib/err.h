@@ -23,6 +23,7 @@ enum mg_err {
 	MG_ERR_UPSTREAM_TIMEOUT, /* upstream did not answer in time */
 	MG_ERR_UPSTREAM,         /* upstream answered garbage or broke off */
 	MG_ERR_CLIENT_GONE,      /* the client closed the connection */
+	MG_ERR_AUTH_ADMIN,       /* an admin key where a project's key is needed */
 	MG_ERR__COUNT
 };
 

@@ -187,6 +187,12 @@ columns(enum mg_report r, json_object *o, struct col *cols)
 				cols[n].path = d;
 				cols[n].number = 0;
 				n++;
+				if (d != NULL && strcmp(d, "key") == 0 && n < MAX_COLS - nown) {
+					cols[n].head = "key_name";
+					cols[n].path = "key_name";
+					cols[n].number = 0;
+					n++;
+				}
 			}
 		}
 		break;
@@ -231,9 +237,9 @@ print_table(FILE *out, enum mg_report r, json_object *o)
 	if (r != MG_REPORT_QUOTA && json_object_object_get_ex(o, "period", &v)) {
 		const char *since = value_text(member(v, "since"));
 
-		fprintf(out, "%s %s to %s (%s)\n", r == MG_REPORT_USAGE ? "usage" : "requests",
-		    since != NULL ? since : "the first", value_text(member(v, "until")),
-		    value_text(member(o, "timezone")));
+		fprintf(out, "%s %s%s to %s (%s)\n", r == MG_REPORT_USAGE ? "usage" : "requests",
+		    since != NULL ? "from " : "", since != NULL ? since : "up", value_text(member(v,
+		    "until")), value_text(member(o, "timezone")));
 	}
 	nrows = data != NULL ? json_object_array_length(data) : 0;
 	/* with no dimension the one row is the totals line */

@@ -100,7 +100,7 @@ mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
 static int parse(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep,
     struct mg_call *call, struct mg_usage *u, const char *hash, const char *prefix);
 static int admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call,
-    const char *hash, const char *prefix, struct mg_usage *u);
+    const char *hash, const char *prefix);
 static void relay(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call,
     struct mg_usage *u);
 
@@ -119,7 +119,7 @@ handle_call(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep)
 	u.endpoint = mg_endpoint_name(ep);
 	if (parse(w, x, ep, &call, &u, hash, prefix) < 0)
 		return;
-	if (admit(w, x, &call, hash, prefix, &u) < 0) {
+	if (admit(w, x, &call, hash, prefix) < 0) {
 		mg_call_free(&call);
 		return;
 	}
@@ -170,7 +170,7 @@ parse(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep, struct mg
  * admitted; otherwise the answer (401, 403, 404, 429, 503) is sent. */
 static int
 admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call, const char *hash,
-    const char *prefix, struct mg_usage *u)
+    const char *prefix)
 {
 	const struct mg_conf *conf = w->gw->conf;
 	struct mg_admit_req q;
@@ -192,7 +192,7 @@ admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call, co
 	mg_clock_now(CLOCK_MONOTONIC, &q.since);
 	rc = mg_ledger_admit(w->gw->ledger, &q, &a);
 	if (rc != MG_OK || a.outcome == MG_ADMIT_INVALID_KEY) {
-		mg_auth_refused(w, x, rc == MG_OK ? MG_ERR_AUTH : rc, prefix);
+		mg_auth_refused(w, x, rc == MG_OK ? mg_auth_which_refusal(w, hash) : rc, prefix);
 		return -1;
 	}
 	x->auth = a.auth;
@@ -204,12 +204,7 @@ admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call, co
 		mg_quota_refusal(&a, call->model, &e, x->headers, sizeof(x->headers));
 		mg_log(MG_LOG_INFO, x->request_id, "refused: project=%s key=%s model=%.200s %s",
 		    a.auth.project, a.auth.key_prefix, call->model, e.code != NULL ? e.code : e.type);
-		/* a refusal is a usage row too (not admitted: it holds nothing) */
-		u->project_id = a.auth.project_id;
-		u->key_id = a.auth.key_id;
-		memcpy(u->model, call->model, strlen(call->model) + 1);
-		u->stream = call->stream;
-		mg_exchange_fail(w, x, u, &e);
+		mg_exchange_send_error(w, x, &e);
 		return -1;
 	}
 	x->admitted = 1;

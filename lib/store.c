@@ -33,6 +33,7 @@ static const struct stmt statements[] = {
 	  "$12, $13, $14, $15, $16)", 16 },
 	{ "mg_ping", "SELECT 1", 0 },
 	{ "mg_reap", "SELECT mg_reap($1)", 1 },
+	{ "mg_partitions", "SELECT mg_usage_partitions()", 0 },
 	{ "mg_models", "SELECT list, allowed FROM mg_model_list($1)", 1 },
 	{ "mg_catalog_claim", "SELECT mg_catalog_claim($1)", 1 },
 	{ "mg_catalog_replace", "SELECT mg_catalog_replace($1::jsonb)", 1 },
@@ -732,6 +733,20 @@ mg_store_ping(struct mg_store *s)
 	if (rc == MG_OK)
 		PQclear(r);
 	return rc;
+}
+
+enum mg_err
+mg_store_usage_partitions(struct mg_store *s, int *made)
+{
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, "mg_partitions", 0, NULL, &r);
+
+	*made = 0;
+	if (rc != MG_OK)
+		return rc;
+	*made = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return MG_OK;
 }
 
 enum mg_err

@@ -115,6 +115,11 @@ enum mg_err mg_store_ping(struct mg_store *s) __attribute__((warn_unused_result)
 /* The last Postgres error text seen by this thread (for logs), or "". */
 const char *mg_store_last_error(void);
 
+/* Makes the usage partitions of this month and the next two where
+ * missing (mg_usage_partitions); *made says how many. */
+enum mg_err mg_store_usage_partitions(struct mg_store *s, int *made)
+	__attribute__((warn_unused_result));
+
 /* Who a key lets read usage (mg_authenticate_reader): an admin key, or a
  * project key and its project. */
 struct mg_reader {

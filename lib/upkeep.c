@@ -1,6 +1,7 @@
 /* upkeep.c -- A responder's upkeep thread: the reaper of dead responders'
- * reservations, the scheduled catalog refresh and the giving back of
- * freed memory, each on its own interval, woken once a second.  Started
+ * reservations, the scheduled catalog refresh, the usage partitions of
+ * the months ahead and the giving back of freed memory, each on its own
+ * interval, woken once a second.  Started
  * and stopped by responder.c. */
 #include "config.h"
 
@@ -20,6 +21,11 @@
  * given back at most this often (seconds); a process that has been idle
  * for a whole second gives it back then. */
 #define TRIM_BUSY_INTERVAL 30
+
+/* How often (seconds) a process makes sure the usage partitions of this
+ * month and the next two exist: they are made weeks before they are
+ * needed, so hourly is plenty. */
+#define PARTITION_INTERVAL 3600
 
 struct mg_upkeep {
 	const struct mg_conf *conf;
@@ -67,6 +73,18 @@ reap(struct mg_upkeep *u)
 	else if (n > 0)
 		mg_log(MG_LOG_WARN, NULL, "reaper: settled %d requests lost with their "
 		    "responder, at their reserved amount", n);
+}
+
+/* Makes the usage partitions of the months ahead that are missing. */
+static void
+make_partitions(struct mg_upkeep *u)
+{
+	int n = 0;
+
+	if (mg_store_usage_partitions(u->store, &n) != MG_OK)
+		mg_log(MG_LOG_WARN, NULL, "usage partitions: %s", mg_store_last_error());
+	else if (n > 0)
+		mg_log(MG_LOG_INFO, NULL, "usage partitions: made %d for the months ahead", n);
 }
 
 /* Refreshes the catalog when this process wins the claim. */
@@ -119,7 +137,7 @@ upkeep_main(void *arg)
 	const struct mg_conf *c = u->conf;
 	struct mg_upstream *up = c->catalog_refresh > 0 ? mg_upstream_new(c) : NULL;
 	struct trim_state trim = { 0, 0, 0 };
-	long now = 0, next_reap = 1, next_catalog = 1;
+	long now = 0, next_reap = 1, next_catalog = 1, next_partitions = 2;
 
 	while (!nap(u, 1)) {
 		now++;
@@ -127,6 +145,10 @@ upkeep_main(void *arg)
 		if (c->reap_interval > 0 && now >= next_reap) {
 			next_reap = now + c->reap_interval;
 			reap(u);
+		}
+		if (now >= next_partitions) {
+			next_partitions = now + PARTITION_INTERVAL;
+			make_partitions(u);
 		}
 		if (up != NULL && now >= next_catalog) {
 			next_catalog = now + (c->catalog_refresh < 60 ? c->catalog_refresh : 60);

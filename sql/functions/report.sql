@@ -287,6 +287,7 @@ $$;
 --   {"object": "usage", "timezone", "period": {"since", "until"},
 --    "group_by": [...], "filters": {"project", "key", "model"},
 --    "data": [{<each dimension of group_by>, <metrics>}...],
+-- (grouped by key: "key" is its prefix, "key_name" its name),
 --    "totals": {<metrics>}}
 -- with metrics requests, errors (status 4xx and 5xx), prompt_tokens,
 -- completion_tokens, total_tokens, cost (USD, decimal string), latency_ms
@@ -425,6 +426,9 @@ BEGIN
                                         WHERE 'project' = ANY (v_by)
                                        UNION ALL
                                        SELECT 2, 'key', to_json(ak.prefix) WHERE 'key' = ANY (v_by)
+                                       UNION ALL
+                                       SELECT 2.5, 'key_name', to_json(ak.name)
+                                        WHERE 'key' = ANY (v_by)
                                        UNION ALL
                                        SELECT 3, 'model', to_json(nullif(g.model, ''))
                                         WHERE 'model' = ANY (v_by)
