@@ -330,6 +330,10 @@ BEGIN
     END IF;
     v_p := mg_report_period(p_since, p_until, v_tz, v_now, true, p_max_days);
     v_s := mg_report_scope(p_project, p_key, p_model);
+    IF 'hour' = ANY (v_by) AND v_p.until - v_p.since > interval '31 days' THEN
+        RAISE EXCEPTION 'by hour, a report covers at most 31 days (group by day for longer)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
 
     -- the projects to read: one, every one, or all together (project 0)
     IF v_s.project_id IS NOT NULL THEN

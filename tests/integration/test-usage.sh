@@ -375,6 +375,8 @@ bad "since after until" usage --since 2026-11-02 --until 2026-11-01 -- \
 bad "an unknown zone" usage --tz Mars/Olympus -- 'usage?tz=Mars/Olympus'
 bad "a zone abbreviation" usage --tz PST -- 'usage?tz=PST'
 bad "a range over report.max_days" usage --since 2019-01-01 -- 'usage?since=2019-01-01'
+bad "hours over more than 31 days" usage --by hour --since 2026-09-01 -- \
+    'usage?by=hour&since=2026-09-01'
 bad "a time off the quarter hour" usage --since 2026-11-01T10:07Z -- \
     'usage?since=2026-11-01T10:07Z'
 bad "a time that is not one" usage --since 'next tuesday' -- 'usage?since=next%20tuesday'
