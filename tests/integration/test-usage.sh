@@ -413,4 +413,9 @@ check_eq "March's totals are kept" \
 out=$(cli requests --since 2026-03-01 2>&1)
 check_eq "requests before the pruned months: exit 2 ($out)" "$?" 2
 
+# the responders write their leak reports when they exit
+stop_stack
+reports=$(cat "$MG_T"/sanitizer.* 2>/dev/null)
+check_eq "no AddressSanitizer/UndefinedBehaviorSanitizer reports" "${reports:-none}" none
+
 tap_done
