@@ -130,12 +130,23 @@ width(const char *s)
 	return w;
 }
 
-/* Writes s for a terminal: control characters become '?'. */
+/* Writes s for a terminal: control characters become '?', one for each,
+ * so the cell keeps the width counted.  The C1 controls U+0080 to U+009F
+ * too: in UTF-8 (C2 80 to C2 9F) terminals such as xterm and VTE obey
+ * them, U+009B as CSI like ESC [. */
 static void
 put_cell(FILE *out, const char *s)
 {
-	for (; *s != '\0'; s++)
-		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, out);
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == 0xC2 && (unsigned char)s[1] >= 0x80 && (unsigned char)s[1] <= 0x9F) {
+			fputc('?', out);
+			s++;
+		} else {
+			fputc(c < 0x20 || c == 0x7f ? '?' : c, out);
+		}
+	}
 }
 
 /* Writes a CSV cell: quoted when it must be; text from the JSON strings

@@ -48,16 +48,18 @@ static const char usage_ungrouped[] =
 	" \"latency_ms\": {\"avg\": 600, \"p50\": 700, \"p95\": 1500},"
 	" \"ttft_ms\": {\"avg\": 190, \"p50\": 200, \"p95\": 400}}}";
 
-/* Model names a client chose: a terminal escape and a line feed, and
- * UTF-8 of two bytes a character.  The metrics left out show as "-". */
+/* Model names a client chose: a terminal escape and a line feed, UTF-8
+ * of two bytes a character, and the C1 control U+009B (CSI, which
+ * terminals obey as ESC [).  The metrics left out show as "-". */
 static const char usage_client_text[] =
 	"{\"object\": \"usage\", \"timezone\": \"UTC\","
 	" \"period\": {\"since\": \"2026-11-01T00:00:00Z\", \"until\": \"2026-11-02T00:00:00Z\"},"
 	" \"group_by\": [\"model\", \"status\"],"
 	" \"data\": [{\"model\": \"x\\u001b[31m\\ny\", \"status\": \"2xx\", \"requests\": 1},"
 	" {\"model\": \"модель/ü\", \"status\": \"2xx\", \"requests\": 22},"
-	" {\"model\": \"gpt-4o\", \"status\": \"4xx\", \"requests\": 333}],"
-	" \"totals\": {\"requests\": 356}}";
+	" {\"model\": \"gpt-4o\", \"status\": \"4xx\", \"requests\": 333},"
+	" {\"model\": \"a\\u009b31mb\", \"status\": \"5xx\", \"requests\": 4444}],"
+	" \"totals\": {\"requests\": 4800}}";
 
 /* The latest requests: one pending, one refused, and a next page. */
 static const char requests_page[] =
@@ -176,7 +178,9 @@ START_TEST(table_usage_client_text)
 	    "       -       -         -         -\n"
 	    "gpt-4o    4xx          333       -       -           -       -         -       -"
 	    "       -       -         -         -\n"
-	    "total                  356       -       -           -       -         -       -"
+	    "a?31mb    5xx         4444       -       -           -       -         -       -"
+	    "       -       -         -         -\n"
+	    "total                 4800       -       -           -       -         -       -"
 	    "       -       -         -         -\n");
 }
 END_TEST
