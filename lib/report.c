@@ -187,7 +187,9 @@ mg_report_parse(const char *text, json_object **out, char *err, size_t errlen)
 	}
 	o = json_tokener_parse_ex(tok, text, (int)strlen(text));
 	if (o == NULL || json_tokener_get_error(tok) != json_tokener_success ||
-	    !json_object_is_type(o, json_type_object)) {
+	    !json_object_is_type(o, json_type_object) ||
+	    text[json_tokener_get_parse_end(tok) + strspn(text + json_tokener_get_parse_end(tok),
+	    " \t\r\n")] != '\0') {
 		json_object_put(o);
 		json_tokener_free(tok);
 		mg_err_detail(err, errlen, "database error: a report that is not a JSON object");

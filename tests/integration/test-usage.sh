@@ -213,6 +213,11 @@ cli requests --project alpha --status 4xx --format ndjson >"$MG_T/req-4xx.ndjson
 check_eq "requests --status 4xx --format ndjson: one line" \
     "$(grep -c '"id":"req_n4"' "$MG_T/req-4xx.ndjson") $(wc -l <"$MG_T/req-4xx.ndjson")" "1 1"
 
+cli usage --project alpha --since 2026-11-01 --until 2026-12-01 --by key --format json \
+    >"$MG_T/by-key.json"
+expect_json "by key: each key's prefix and name" \
+    "j.data.map((r) => r.key + ':' + r.key_name + ':' + r.requests).join() ===
+     '${KEY[a1]:0:11}:ci:4,${KEY[a2]:0:11}:null:2'" "$MG_T/by-key.json"
 cli quota --project alpha --format json >"$MG_T/cli-quota.json"
 http GET "$BASE/v1/quota" -H "Authorization: Bearer ${KEY[a1]}"
 save_last http-quota

@@ -141,7 +141,7 @@ assert_format(enum mg_report r, const char *json, enum mg_format f, const char *
 START_TEST(table_usage_by_model_status)
 {
 	assert_format(MG_REPORT_USAGE, usage_by_model_status, MG_FORMAT_TABLE,
-	    "usage 2026-11-01T00:00:00+01:00 to 2026-11-05T14:30:00+01:00 (Europe/Paris)\n"
+	    "usage from 2026-11-01T00:00:00+01:00 to 2026-11-05T14:30:00+01:00 (Europe/Paris)\n"
 	    "model               status  requests  errors  prompt  completion  tokens  cost_usd"
 	    "  avg_ms  p50_ms  p95_ms  ttft_p50  ttft_p95\n"
 	    "openai/gpt-4o-mini  2xx           12       0    1200         340    1540   0.00123"
@@ -156,7 +156,7 @@ END_TEST
 START_TEST(table_usage_ungrouped)
 {
 	assert_format(MG_REPORT_USAGE, usage_ungrouped, MG_FORMAT_TABLE,
-	    "usage 2026-11-01T00:00:00Z to 2026-11-05T13:45:00Z (UTC)\n"
+	    "usage from 2026-11-01T00:00:00Z to 2026-11-05T13:45:00Z (UTC)\n"
 	    "requests  errors  prompt  completion  tokens  cost_usd  avg_ms  p50_ms  p95_ms"
 	    "  ttft_p50  ttft_p95\n"
 	    "      16       3    1205         347    1552   0.50123     600     700    1500"
@@ -169,7 +169,7 @@ END_TEST
 START_TEST(table_usage_client_text)
 {
 	assert_format(MG_REPORT_USAGE, usage_client_text, MG_FORMAT_TABLE,
-	    "usage 2026-11-01T00:00:00Z to 2026-11-02T00:00:00Z (UTC)\n"
+	    "usage from 2026-11-01T00:00:00Z to 2026-11-02T00:00:00Z (UTC)\n"
 	    "model     status  requests  errors  prompt  completion  tokens  cost_usd  avg_ms"
 	    "  p50_ms  p95_ms  ttft_p50  ttft_p95\n"
 	    "x?[31m?y  2xx            1       -       -           -       -         -       -"
@@ -188,7 +188,7 @@ END_TEST
 START_TEST(table_requests)
 {
 	assert_format(MG_REPORT_REQUESTS, requests_page, MG_FORMAT_TABLE,
-	    "requests the first to 2026-11-05T13:30:00Z (UTC)\n"
+	    "requests up to 2026-11-05T13:30:00Z (UTC)\n"
 	    "created_at            id     project  key        model               endpoint"
 	    "  stream  status  pending  error       prompt  completion  tokens   cost_usd"
 	    "  cost_source    ms  ttft_ms\n"
@@ -211,7 +211,7 @@ START_TEST(table_requests_last_page)
 		" \"data\": [], \"has_more\": false, \"next_cursor\": null}";
 
 	assert_format(MG_REPORT_REQUESTS, last, MG_FORMAT_TABLE,
-	    "requests 2026-11-05T00:00:00Z to 2026-11-06T00:00:00Z (UTC)\n"
+	    "requests from 2026-11-05T00:00:00Z to 2026-11-06T00:00:00Z (UTC)\n"
 	    "created_at  id  project  key  model  endpoint  stream  status  pending  error"
 	    "  prompt  completion  tokens  cost_usd  cost_source  ms  ttft_ms\n");
 }

@@ -438,6 +438,8 @@ static const char *const not_objects[] = {
 	"",
 	" ",
 	"}",
+	"{} x",
+	"{}{}",
 };
 
 START_TEST(parse_not_object)
