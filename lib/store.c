@@ -34,6 +34,7 @@ static const struct stmt statements[] = {
 	{ "mg_ping", "SELECT 1", 0 },
 	{ "mg_reap", "SELECT mg_reap($1)", 1 },
 	{ "mg_partitions", "SELECT mg_usage_partitions()", 0 },
+	{ "mg_compact", "SELECT mg_rollup_compact() IS NOT NULL", 0 },
 	{ "mg_models", "SELECT list, allowed FROM mg_model_list($1)", 1 },
 	{ "mg_catalog_claim", "SELECT mg_catalog_claim($1)", 1 },
 	{ "mg_catalog_replace", "SELECT mg_catalog_replace($1::jsonb)", 1 },
@@ -745,6 +746,20 @@ mg_store_usage_partitions(struct mg_store *s, int *made)
 	if (rc != MG_OK)
 		return rc;
 	*made = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return MG_OK;
+}
+
+enum mg_err
+mg_store_rollup_compact(struct mg_store *s, int *folded)
+{
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, "mg_compact", 0, NULL, &r);
+
+	*folded = 0;
+	if (rc != MG_OK)
+		return rc;
+	*folded = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
 	PQclear(r);
 	return MG_OK;
 }

@@ -120,6 +120,12 @@ const char *mg_store_last_error(void);
 enum mg_err mg_store_usage_partitions(struct mg_store *s, int *made)
 	__attribute__((warn_unused_result));
 
+/* Folds the usage quarters behind the compaction frontier into the
+ * coarser rollups (mg_rollup_compact); *folded is 1 when the frontier
+ * moved. */
+enum mg_err mg_store_rollup_compact(struct mg_store *s, int *folded)
+	__attribute__((warn_unused_result));
+
 /* Who a key lets read usage (mg_authenticate_reader): an admin key, or a
  * project key and its project. */
 struct mg_reader {

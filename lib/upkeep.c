@@ -1,7 +1,7 @@
 /* upkeep.c -- A responder's upkeep thread: the reaper of dead responders'
  * reservations, the scheduled catalog refresh, the usage partitions of
- * the months ahead and the giving back of freed memory, each on its own
- * interval, woken once a second.  Started
+ * the months ahead, the compaction of the usage rollups and the giving
+ * back of freed memory, each on its own interval, woken once a second.  Started
  * and stopped by responder.c. */
 #include "config.h"
 
@@ -26,6 +26,12 @@
  * month and the next two exist: they are made weeks before they are
  * needed, so hourly is plenty. */
 #define PARTITION_INTERVAL 3600
+
+/* How often (seconds) a process offers to fold the usage quarters into
+ * days and months: the frontier moves by a quarter hour, so a minute keeps
+ * the reports' unfolded tail short; when there is nothing to fold (most
+ * calls, and all but one process) the call reads one row. */
+#define COMPACT_INTERVAL 60
 
 struct mg_upkeep {
 	const struct mg_conf *conf;
@@ -87,6 +93,18 @@ make_partitions(struct mg_upkeep *u)
 		mg_log(MG_LOG_INFO, NULL, "usage partitions: made %d for the months ahead", n);
 }
 
+/* Folds the usage quarters behind the frontier into days and months. */
+static void
+compact_rollups(struct mg_upkeep *u)
+{
+	int folded = 0;
+
+	if (mg_store_rollup_compact(u->store, &folded) != MG_OK)
+		mg_log(MG_LOG_WARN, NULL, "usage rollups not compacted: %s", mg_store_last_error());
+	else if (folded)
+		mg_log(MG_LOG_DEBUG, NULL, "usage rollups compacted");
+}
+
 /* Refreshes the catalog when this process wins the claim. */
 static void
 refresh_catalog(struct mg_upkeep *u, struct mg_upstream *up)
@@ -137,7 +155,7 @@ upkeep_main(void *arg)
 	const struct mg_conf *c = u->conf;
 	struct mg_upstream *up = c->catalog_refresh > 0 ? mg_upstream_new(c) : NULL;
 	struct trim_state trim = { 0, 0, 0 };
-	long now = 0, next_reap = 1, next_catalog = 1, next_partitions = 2;
+	long now = 0, next_reap = 1, next_catalog = 1, next_partitions = 2, next_compact = 3;
 
 	while (!nap(u, 1)) {
 		now++;
@@ -149,6 +167,10 @@ upkeep_main(void *arg)
 		if (now >= next_partitions) {
 			next_partitions = now + PARTITION_INTERVAL;
 			make_partitions(u);
+		}
+		if (now >= next_compact) {
+			next_compact = now + COMPACT_INTERVAL;
+			compact_rollups(u);
 		}
 		if (up != NULL && now >= next_catalog) {
 			next_catalog = now + (c->catalog_refresh < 60 ? c->catalog_refresh : 60);

@@ -108,6 +108,12 @@ DROP TABLE usage_events_v5;
 -- key_id 0 is no key, model '' no model, status_class the HTTP status
 -- divided by 100.
 --
+-- A project's 'q' rows count every settled row.  The coarser rows (its
+-- 'd' and 'm' rows, and all of project 0) count only the rows before
+-- usage_state.compacted_until: mg_rollup_compact folds the quarters
+-- behind that frontier into them, a few times an hour, so settlement
+-- writes one row per group instead of six.
+--
 -- Latency and time to first token are kept as sums, counts and a
 -- histogram: l0..l15 (t0..t15) count the requests whose milliseconds
 -- fall in bucket i of mg_hist_bounds() (width_bucket of them).
@@ -139,12 +145,19 @@ CREATE TABLE usage_rollup (
     PRIMARY KEY (project_id, grain, bucket, key_id, model, endpoint, status_class)
 ) WITH (fillfactor = 80);
 
+-- The quarters of all projects, for compaction and the reports' newest
+-- quarters.
+CREATE INDEX usage_rollup_quarter_idx ON usage_rollup (bucket)
+    WHERE grain = 'q' AND project_id <> 0;
+
 -- One row: the rollups still to be counted from the usage rows of an
--- upgrade, and the months of usage rows pruned.
+-- upgrade, the months of usage rows pruned, and the compaction frontier
+-- (NULL: nothing compacted yet).
 CREATE TABLE usage_state (
     singleton        boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     backfill         boolean NOT NULL DEFAULT false,
-    pruned_before    timestamptz
+    pruned_before    timestamptz,
+    compacted_until  timestamptz
 );
 INSERT INTO usage_state (backfill)
 SELECT EXISTS (SELECT 1 FROM usage_events WHERE settled_at IS NOT NULL);

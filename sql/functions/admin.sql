@@ -47,7 +47,7 @@ BEGIN
     UPDATE project_quota q
        SET period_start = v_start,
            spent = coalesce((SELECT sum(r.cost) FROM usage_rollup r
-                              WHERE r.project_id = p_project_id AND r.grain = 'm'
+                              WHERE r.project_id = p_project_id AND r.grain = 'q'
                                 AND r.bucket >= v_start), 0)
      WHERE q.project_id = p_project_id;
 END

@@ -373,15 +373,34 @@ BEGIN
     ), rn AS (
         SELECT iv.label, iv.n, r.grain, r.lo, r.hi, r.sign
           FROM iv, mg_report_runs(iv.lo, iv.hi) AS r
+    ), f AS (
+        -- the compaction frontier, read in this statement's snapshot
+        SELECT coalesce(s.compacted_until, '-infinity') AS f FROM usage_state s WHERE s.singleton
     ), x AS (
+        -- before the frontier: the runs of buckets (a project's quarters
+        -- are read up to the frontier only, like the coarser rows)
         SELECT rn.label, rn.n, rn.sign, u.*
           FROM unnest(v_pids) AS pj(id)
          CROSS JOIN rn
+         CROSS JOIN f
           JOIN LATERAL (
                SELECT * FROM usage_rollup u
                 WHERE u.project_id = pj.id AND u.grain = rn.grain
                   AND u.bucket >= rn.lo AND u.bucket < rn.hi) u ON true
-         WHERE (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
+         WHERE (rn.grain <> 'q' OR pj.id = 0 OR u.bucket < f.f)
+           AND (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
+           AND (p_model IS NULL OR u.model = p_model)
+        UNION ALL
+        -- from the frontier on: the projects' quarters
+        SELECT iv.label, iv.n, 1, u.*
+          FROM iv
+         CROSS JOIN f
+          JOIN LATERAL (
+               SELECT * FROM usage_rollup u
+                WHERE u.grain = 'q' AND u.project_id <> 0
+                  AND u.bucket >= greatest(iv.lo, f.f) AND u.bucket < iv.hi) u ON true
+         WHERE iv.hi > f.f AND (v_pids = ARRAY[0::bigint] OR u.project_id = ANY (v_pids))
+           AND (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
            AND (p_model IS NULL OR u.model = p_model)
     ), g AS (
         SELECT CASE WHEN 'project' = ANY (v_by) THEN x.project_id END AS project_id,
@@ -507,7 +526,7 @@ BEGIN
     END IF;
     v_p := mg_report_period(p_since, p_until, v_tz, v_now, false, p_max_days);
     v_s := mg_report_scope(p_project, p_key, p_model);
-    SELECT pruned_before INTO v_pruned FROM usage_state;
+    SELECT s.pruned_before INTO v_pruned FROM usage_state s WHERE s.singleton;
     IF v_pruned IS NOT NULL AND v_p.since IS NOT NULL AND v_p.since < v_pruned THEN
         RAISE EXCEPTION 'the requests before % were pruned (their totals are kept: see usage)',
             mg_report_iso(v_pruned, v_tz) USING ERRCODE = 'invalid_parameter_value';

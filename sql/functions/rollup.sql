@@ -5,9 +5,11 @@
 -- Money rule: a rollup's cost is the exact sum (numeric) of the costs of
 -- the rows it counts, adjustments included.
 --
--- Lock order: mg_rollup_add locks the rollup rows it changes in key
--- order, after the caller has taken every counter row (project_quota) it
--- needs; nothing that holds a rollup row waits for a counter row.
+-- Lock order: mg_rollup_add takes the compaction lock shared, then the
+-- rollup rows it changes in key order, after the caller has taken every
+-- counter row (project_quota) it needs; nothing that holds a rollup row
+-- waits for a counter row.  mg_rollup_compact takes the compaction lock
+-- alone, and no counter row.
 
 -- The upper bounds (milliseconds) of the histogram buckets l0..l14 and
 -- t0..t14; l15 and t15 count the rest.
@@ -59,68 +61,101 @@ BEGIN
 END
 $$;
 
--- Adds usage rows (or cost changes) to the rollups: for each delta, its
--- quarter hour, UTC day and UTC month, for its project and for every
--- project together (key 0).  One statement, rows locked in key order.
+-- Adds rollup rows (whose counts are increments) to usage_rollup: a new
+-- key gets the row, an existing one the sums.  Rows are locked in key
+-- order.
+CREATE OR REPLACE FUNCTION mg_rollup_merge(p_rows usage_rollup[])
+RETURNS void
+-- plpgsql: the statement is planned once per connection (a LANGUAGE sql
+-- function is planned at every call)
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO usage_rollup AS r
+    SELECT * FROM unnest(p_rows) AS x
+     ORDER BY x.project_id, x.grain, x.bucket, x.key_id, x.model, x.endpoint, x.status_class
+    ON CONFLICT (project_id, grain, bucket, key_id, model, endpoint, status_class) DO UPDATE
+       SET requests = r.requests + excluded.requests,
+           prompt_tokens = r.prompt_tokens + excluded.prompt_tokens,
+           completion_tokens = r.completion_tokens + excluded.completion_tokens,
+           total_tokens = r.total_tokens + excluded.total_tokens,
+           cost = r.cost + excluded.cost,
+           latency_n = r.latency_n + excluded.latency_n,
+           latency_ms = r.latency_ms + excluded.latency_ms,
+           ttft_n = r.ttft_n + excluded.ttft_n,
+           ttft_ms = r.ttft_ms + excluded.ttft_ms,
+           l0 = r.l0 + excluded.l0, l1 = r.l1 + excluded.l1, l2 = r.l2 + excluded.l2,
+           l3 = r.l3 + excluded.l3, l4 = r.l4 + excluded.l4, l5 = r.l5 + excluded.l5,
+           l6 = r.l6 + excluded.l6, l7 = r.l7 + excluded.l7, l8 = r.l8 + excluded.l8,
+           l9 = r.l9 + excluded.l9, l10 = r.l10 + excluded.l10, l11 = r.l11 + excluded.l11,
+           l12 = r.l12 + excluded.l12, l13 = r.l13 + excluded.l13,
+           l14 = r.l14 + excluded.l14, l15 = r.l15 + excluded.l15,
+           t0 = r.t0 + excluded.t0, t1 = r.t1 + excluded.t1, t2 = r.t2 + excluded.t2,
+           t3 = r.t3 + excluded.t3, t4 = r.t4 + excluded.t4, t5 = r.t5 + excluded.t5,
+           t6 = r.t6 + excluded.t6, t7 = r.t7 + excluded.t7, t8 = r.t8 + excluded.t8,
+           t9 = r.t9 + excluded.t9, t10 = r.t10 + excluded.t10, t11 = r.t11 + excluded.t11,
+           t12 = r.t12 + excluded.t12, t13 = r.t13 + excluded.t13,
+           t14 = r.t14 + excluded.t14, t15 = r.t15 + excluded.t15;
+END
+$$;
+
+-- Adds usage rows (or cost changes) to the rollups: each delta to its
+-- project's quarter hour; a delta from before the compaction frontier
+-- (a late settlement, a cost adjustment) to the coarser rows too (its
+-- project's UTC day and month, and project 0's quarter, day and month).
+-- Holds the compaction lock shared until the transaction ends, so that
+-- the frontier cannot pass a delta counted in the quarters only.
 CREATE OR REPLACE FUNCTION mg_rollup_add(p_deltas mg_usage_delta[])
 RETURNS void
-LANGUAGE sql AS $$
-    INSERT INTO usage_rollup AS r (project_id, grain, bucket, key_id, model, endpoint,
-           status_class, requests, prompt_tokens, completion_tokens, total_tokens, cost,
-           latency_n, latency_ms, ttft_n, ttft_ms,
-           l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15,
-           t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13, t14, t15)
-    SELECT g.pid, g.grain, g.bucket, g.kid, coalesce(d.model, ''), d.endpoint,
-           coalesce(d.status / 100, 0), sum(d.requests), coalesce(sum(d.prompt_tokens), 0),
-           coalesce(sum(d.completion_tokens), 0), coalesce(sum(d.total_tokens), 0),
-           coalesce(sum(d.cost), 0),
-           count(d.latency_ms) FILTER (WHERE d.requests > 0),
-           coalesce(sum(d.latency_ms) FILTER (WHERE d.requests > 0), 0),
-           count(d.ttft_ms) FILTER (WHERE d.requests > 0),
-           coalesce(sum(d.ttft_ms) FILTER (WHERE d.requests > 0), 0),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 0),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 1),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 2),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 3),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 4),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 5),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 6),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 7),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 8),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 9),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 10),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 11),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 12),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 13),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 14),
-           count(*) FILTER (WHERE d.requests > 0 AND d.lb = 15),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 0),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 1),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 2),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 3),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 4),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 5),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 6),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 7),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 8),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 9),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 10),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 11),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 12),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 13),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 14),
-           count(*) FILTER (WHERE d.requests > 0 AND d.tb = 15)
-      FROM (SELECT x.*, mg_hist_bucket(x.latency_ms) AS lb, mg_hist_bucket(x.ttft_ms) AS tb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_f    timestamptz;
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(727217003);
+    SELECT s.compacted_until INTO v_f FROM usage_state s WHERE s.singleton;
+    -- the statement of mg_rollup_merge, inline: settlement runs it, and an
+    -- array of rollup rows passed to a function costs as much again
+    INSERT INTO usage_rollup AS r
+    SELECT t.* FROM (SELECT g.pid, g.grain, g.bucket, g.kid, coalesce(d.model, ''), d.endpoint,
+               coalesce(d.status / 100, 0), sum(d.requests), coalesce(sum(d.prompt_tokens), 0),
+               coalesce(sum(d.completion_tokens), 0), coalesce(sum(d.total_tokens), 0),
+               coalesce(sum(d.cost), 0),
+               count(d.latency_ms) FILTER (WHERE d.requests > 0),
+               coalesce(sum(d.latency_ms) FILTER (WHERE d.requests > 0), 0),
+               count(d.ttft_ms) FILTER (WHERE d.requests > 0),
+               coalesce(sum(d.ttft_ms) FILTER (WHERE d.requests > 0), 0),
+               count(*) FILTER (WHERE d.lb = 0), count(*) FILTER (WHERE d.lb = 1),
+               count(*) FILTER (WHERE d.lb = 2), count(*) FILTER (WHERE d.lb = 3),
+               count(*) FILTER (WHERE d.lb = 4), count(*) FILTER (WHERE d.lb = 5),
+               count(*) FILTER (WHERE d.lb = 6), count(*) FILTER (WHERE d.lb = 7),
+               count(*) FILTER (WHERE d.lb = 8), count(*) FILTER (WHERE d.lb = 9),
+               count(*) FILTER (WHERE d.lb = 10), count(*) FILTER (WHERE d.lb = 11),
+               count(*) FILTER (WHERE d.lb = 12), count(*) FILTER (WHERE d.lb = 13),
+               count(*) FILTER (WHERE d.lb = 14), count(*) FILTER (WHERE d.lb = 15),
+               count(*) FILTER (WHERE d.tb = 0), count(*) FILTER (WHERE d.tb = 1),
+               count(*) FILTER (WHERE d.tb = 2), count(*) FILTER (WHERE d.tb = 3),
+               count(*) FILTER (WHERE d.tb = 4), count(*) FILTER (WHERE d.tb = 5),
+               count(*) FILTER (WHERE d.tb = 6), count(*) FILTER (WHERE d.tb = 7),
+               count(*) FILTER (WHERE d.tb = 8), count(*) FILTER (WHERE d.tb = 9),
+               count(*) FILTER (WHERE d.tb = 10), count(*) FILTER (WHERE d.tb = 11),
+               count(*) FILTER (WHERE d.tb = 12), count(*) FILTER (WHERE d.tb = 13),
+               count(*) FILTER (WHERE d.tb = 14), count(*) FILTER (WHERE d.tb = 15)
+      FROM (SELECT x.*,
+                   -- a cost adjustment (requests 0) counts no latency
+                   CASE WHEN x.requests > 0 THEN mg_hist_bucket(x.latency_ms) END AS lb,
+                   CASE WHEN x.requests > 0 THEN mg_hist_bucket(x.ttft_ms) END AS tb
               FROM unnest(p_deltas) AS x) d
      CROSS JOIN LATERAL (VALUES
            (d.project_id, coalesce(d.key_id, 0), 'q'::"char",
-            date_bin('15 minutes', d.at, timestamptz '2000-01-01 00:00:00+00')),
-           (d.project_id, coalesce(d.key_id, 0), 'd'::"char", date_trunc('day', d.at, 'UTC')),
-           (d.project_id, coalesce(d.key_id, 0), 'm'::"char", date_trunc('month', d.at, 'UTC')),
-           (0, 0, 'q'::"char", date_bin('15 minutes', d.at, timestamptz '2000-01-01 00:00:00+00')),
-           (0, 0, 'd'::"char", date_trunc('day', d.at, 'UTC')),
-           (0, 0, 'm'::"char", date_trunc('month', d.at, 'UTC'))) AS g(pid, kid, grain, bucket)
-     GROUP BY 1, 2, 3, 4, 5, 6, 7
+            date_bin('15 minutes', d.at, timestamptz '2000-01-01 00:00:00+00'), false),
+           (d.project_id, coalesce(d.key_id, 0), 'd'::"char", date_trunc('day', d.at, 'UTC'), true),
+           (d.project_id, coalesce(d.key_id, 0), 'm'::"char", date_trunc('month', d.at, 'UTC'), true),
+           (0, 0, 'q'::"char",
+            date_bin('15 minutes', d.at, timestamptz '2000-01-01 00:00:00+00'), true),
+           (0, 0, 'd'::"char", date_trunc('day', d.at, 'UTC'), true),
+           (0, 0, 'm'::"char", date_trunc('month', d.at, 'UTC'), true))
+           AS g(pid, kid, grain, bucket, coarse)
+     WHERE NOT g.coarse OR d.at < v_f
+     GROUP BY g.pid, g.grain, g.bucket, g.kid, d.model, d.endpoint, d.status / 100) t
      ORDER BY 1, 2, 3, 4, 5, 6, 7
     ON CONFLICT (project_id, grain, bucket, key_id, model, endpoint, status_class) DO UPDATE
        SET requests = r.requests + excluded.requests,
@@ -143,7 +178,77 @@ LANGUAGE sql AS $$
            t6 = r.t6 + excluded.t6, t7 = r.t7 + excluded.t7, t8 = r.t8 + excluded.t8,
            t9 = r.t9 + excluded.t9, t10 = r.t10 + excluded.t10, t11 = r.t11 + excluded.t11,
            t12 = r.t12 + excluded.t12, t13 = r.t13 + excluded.t13,
-           t14 = r.t14 + excluded.t14, t15 = r.t15 + excluded.t15
+           t14 = r.t14 + excluded.t14, t15 = r.t15 + excluded.t15;
+END
+$$;
+
+-- Folds the quarters of every project from the compaction frontier up to
+-- the last quarter that ended p_grace before p_now (NULL: now) into the
+-- coarser rows, and moves the frontier there; a day at a time.  Returns
+-- the new frontier, or NULL when there was nothing to fold.  Called by
+-- the responders' upkeep every minute, by `db migrate`, and after a
+-- backfill; safe from many places at once (the second waits, then finds
+-- nothing to do).
+CREATE OR REPLACE FUNCTION mg_rollup_compact(p_now timestamptz DEFAULT NULL,
+    p_grace interval DEFAULT interval '30 minutes')
+RETURNS timestamptz
+LANGUAGE plpgsql AS $$
+DECLARE
+    q      constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
+    v_to   timestamptz := date_bin('15 minutes', coalesce(p_now, now()) - p_grace, q);
+    v_f    timestamptz;
+    v_lo   timestamptz;
+    v_hi   timestamptz;
+    v_rows usage_rollup[];
+BEGIN
+    SELECT s.compacted_until INTO v_f FROM usage_state s WHERE s.singleton;
+    IF v_f >= v_to THEN
+        RETURN NULL;            -- the usual case: no lock taken
+    END IF;
+    -- waits for the settlements in flight; holds new ones until commit
+    PERFORM pg_advisory_xact_lock(727217003);
+    SELECT s.compacted_until INTO v_f FROM usage_state s WHERE s.singleton;
+    IF v_f >= v_to THEN
+        RETURN NULL;
+    END IF;
+    IF v_f IS NULL THEN
+        SELECT min(r.bucket) INTO v_lo FROM usage_rollup r
+         WHERE r.grain = 'q' AND r.project_id <> 0;
+        v_lo := coalesce(least(v_lo, v_to), v_to);
+    ELSE
+        v_lo := v_f;
+    END IF;
+    WHILE v_lo < v_to LOOP
+        v_hi := least(date_trunc('day', v_lo, 'UTC') + interval '24 hours', v_to);
+        SELECT array_agg(t::usage_rollup) INTO v_rows
+          FROM (SELECT g.pid, g.grain, g.bucket, g.kid, r.model, r.endpoint, r.status_class,
+                   sum(r.requests), sum(r.prompt_tokens), sum(r.completion_tokens),
+                   sum(r.total_tokens), sum(r.cost), sum(r.latency_n), sum(r.latency_ms),
+                   sum(r.ttft_n), sum(r.ttft_ms),
+                   sum(r.l0), sum(r.l1), sum(r.l2), sum(r.l3), sum(r.l4), sum(r.l5),
+                   sum(r.l6), sum(r.l7), sum(r.l8), sum(r.l9), sum(r.l10), sum(r.l11),
+                   sum(r.l12), sum(r.l13), sum(r.l14), sum(r.l15),
+                   sum(r.t0), sum(r.t1), sum(r.t2), sum(r.t3), sum(r.t4), sum(r.t5),
+                   sum(r.t6), sum(r.t7), sum(r.t8), sum(r.t9), sum(r.t10), sum(r.t11),
+                   sum(r.t12), sum(r.t13), sum(r.t14), sum(r.t15)
+          FROM usage_rollup r
+         CROSS JOIN LATERAL (VALUES
+               (r.project_id, r.key_id, 'd'::"char", date_trunc('day', r.bucket, 'UTC')),
+               (r.project_id, r.key_id, 'm'::"char", date_trunc('month', r.bucket, 'UTC')),
+               (0::bigint, 0::bigint, 'q'::"char", r.bucket),
+               (0::bigint, 0::bigint, 'd'::"char", date_trunc('day', r.bucket, 'UTC')),
+               (0::bigint, 0::bigint, 'm'::"char", date_trunc('month', r.bucket, 'UTC')))
+               AS g(pid, kid, grain, bucket)
+         WHERE r.grain = 'q' AND r.project_id <> 0 AND r.bucket >= v_lo AND r.bucket < v_hi
+         GROUP BY g.pid, g.grain, g.bucket, g.kid, r.model, r.endpoint, r.status_class) t;
+        IF v_rows IS NOT NULL THEN
+            PERFORM mg_rollup_merge(v_rows);
+        END IF;
+        v_lo := v_hi;
+    END LOOP;
+    UPDATE usage_state SET compacted_until = v_to;
+    RETURN v_to;
+END
 $$;
 
 -- The delta of one settled usage row.
@@ -171,6 +276,7 @@ BEGIN
     END IF;
     LOCK TABLE usage_events IN SHARE MODE;
     DELETE FROM usage_rollup;
+    UPDATE usage_state SET compacted_until = NULL;
     FOR m IN SELECT DISTINCT date_trunc('month', created_at, 'UTC') FROM usage_events ORDER BY 1
     LOOP
         SELECT array_agg(mg_usage_delta_of(u)) INTO d
@@ -183,6 +289,7 @@ BEGIN
         END IF;
     END LOOP;
     UPDATE usage_state SET backfill = false;
+    PERFORM mg_rollup_compact();
     RETURN n;
 END
 $$;
@@ -289,3 +396,4 @@ $$;
 
 SELECT mg_usage_partitions();
 SELECT mg_rollup_backfill();
+SELECT mg_rollup_compact();

@@ -329,6 +329,16 @@ check_eq "totals of all projects equal the usage rows' count and cost" \
     "$(sql_now "SELECT count(*) || ' ' || trim_scale(sum(cost)) FROM usage_events
                  WHERE settled_at IS NOT NULL")"
 
+# The live rows are in their projects' quarters only until the next
+# compaction folds them into the days, months and all-projects rows: the
+# report is the same object before and after.
+out=$(sql_now "SELECT mg_rollup_compact(now() + interval '1 hour', interval '0')")
+check "compaction up to the next hour ($out)" test -n "$out"
+cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,model,status \
+    --format json >"$MG_T/all-compacted.json" 2>"$MG_T/cli.err"
+expect_json "the report is the same object after compaction" 'deepEq(f[0], f[1])' \
+    "$MG_T/all.json" "$MG_T/all-compacted.json"
+
 # ---------------------------------------------------------------------------
 # 4. Keys and scope.
 
