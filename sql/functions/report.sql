@@ -299,6 +299,9 @@ CREATE OR REPLACE FUNCTION mg_usage_report(p_project text, p_key text, p_model t
 RETURNS json
 LANGUAGE plpgsql STABLE
 SET enable_seqscan = off
+-- the planner's guess of mg_report_runs (1000 rows a call) makes every
+-- plan look costly enough to compile, which took longer than running it
+SET jit = off
 AS $$
 DECLARE
     v_now    timestamptz := coalesce(p_now, now());
@@ -372,10 +375,14 @@ BEGIN
         SELECT rn.label, rn.n, rn.sign, u.*
           FROM unnest(v_pids) AS pj(id)
          CROSS JOIN rn
+          -- one index range per project and run ("OFFSET 0" keeps the
+          -- planner from reading every rollup of the projects and
+          -- joining the runs to them afterwards)
           JOIN LATERAL (
                SELECT * FROM usage_rollup u
                 WHERE u.project_id = pj.id AND u.grain = rn.grain
-                  AND u.bucket >= rn.lo AND u.bucket < rn.hi) u ON true
+                  AND u.bucket >= rn.lo AND u.bucket < rn.hi
+               OFFSET 0) u ON true
          WHERE (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
            AND (p_model IS NULL OR u.model = p_model)
     ), g AS (
