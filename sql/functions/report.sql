@@ -200,7 +200,9 @@ $$;
 CREATE OR REPLACE FUNCTION mg_report_runs(p_lo timestamptz, p_hi timestamptz,
     p_sign integer DEFAULT 1, p_level integer DEFAULT 0)
 RETURNS TABLE (grain "char", lo timestamptz, hi timestamptz, sign integer)
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE
+ROWS 4   -- one to five runs, not the planner's 1000
+AS $$
 DECLARE
     a timestamptz;
     b timestamptz;
@@ -300,6 +302,9 @@ CREATE OR REPLACE FUNCTION mg_usage_report(p_project text, p_key text, p_model t
 RETURNS json
 LANGUAGE plpgsql STABLE
 SET enable_seqscan = off
+-- the planner's guess of mg_report_runs (1000 rows a call) makes every
+-- plan look costly enough to compile, which took longer than running it
+SET jit = off
 AS $$
 DECLARE
     v_now    timestamptz := coalesce(p_now, now());
@@ -383,10 +388,14 @@ BEGIN
           FROM unnest(v_pids) AS pj(id)
          CROSS JOIN rn
          CROSS JOIN f
+          -- one index range per project and run ("OFFSET 0" keeps the
+          -- planner from reading every rollup of the projects and
+          -- joining the runs to them afterwards)
           JOIN LATERAL (
                SELECT * FROM usage_rollup u
                 WHERE u.project_id = pj.id AND u.grain = rn.grain
-                  AND u.bucket >= rn.lo AND u.bucket < rn.hi) u ON true
+                  AND u.bucket >= rn.lo AND u.bucket < rn.hi
+               OFFSET 0) u ON true
          WHERE (rn.grain <> 'q' OR pj.id = 0 OR u.bucket < f.f)
            AND (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
            AND (p_model IS NULL OR u.model = p_model)
@@ -398,7 +407,8 @@ BEGIN
           JOIN LATERAL (
                SELECT * FROM usage_rollup u
                 WHERE u.grain = 'q' AND u.project_id <> 0
-                  AND u.bucket >= greatest(iv.lo, f.f) AND u.bucket < iv.hi) u ON true
+                  AND u.bucket >= greatest(iv.lo, f.f) AND u.bucket < iv.hi
+               OFFSET 0) u ON true
          WHERE iv.hi > f.f AND (v_pids = ARRAY[0::bigint] OR u.project_id = ANY (v_pids))
            AND (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
            AND (p_model IS NULL OR u.model = p_model)

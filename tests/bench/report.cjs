@@ -9,6 +9,12 @@
 //       what Postgres logged (log_min_duration_statement = 0) over N requests
 //   node report.cjs callgrind DUMP N ENDPOINT CLIENT-JSON VERSIONS-JSON OUT-JSON
 //       instructions per request by object and our top functions
+//   node report.cjs pgbench RESULTS VERSIONS-JSON DURATION OUT-JSON [PG-SETTINGS]
+//       admission + settlement straight to Postgres
+//   node report.cjs usage RESULTS VERSIONS-JSON OUT-JSON PREV-REV EXPLAINS [PG-SETTINGS]
+//       the fill, the reports' timings against their targets and settlement
+//       A/B/C of tests/bench/run --usage; exit 1 when a target was missed or
+//       a run went wrong
 
 const fs = require('fs');
 
@@ -733,12 +739,175 @@ function pgbench(resultsFile, versionsText, durationText, outFile, pgSettings) {
     process.exit(flags.length ? 1 : 0);
 }
 
+// ---------------------------------------------------------------------------
+
+const ZONES = ['UTC', 'America/New_York', 'Asia/Kolkata'];
+const REPORTS = {
+    day: 'last month by day',
+    model: 'last month by model',
+    key: 'last month by key',
+    requests: 'latest 50 requests',
+};
+const SETTLE_DBS = { settle_prev: 'A', settle_cur: 'B', modelgate: 'C' };
+const SETTLE_RATIO_MIN = 0.9;
+const BATCH = 16;
+
+function usage(resultsFile, versionsText, outFile, prevRev, explains, pgSettings) {
+    const lines = readJsonLines(resultsFile);
+    const versions = JSON.parse(versionsText);
+    const fill = lines.find((l) => l.kind === 'fill') || null;
+    const reports = lines.filter((l) => l.kind === 'report');
+    const settles = lines.filter((l) => l.kind === 'settle');
+    const flags = [], misses = [];
+    for (const l of lines) if (l.unparsable !== undefined) flags.push('unparsable result line: ' + l.unparsable.slice(0, 120));
+    const f1 = (x) => (x === null || x === undefined ? '–' : x.toFixed(1));
+    const gib = (b) => (b === null || b === undefined ? '–' : (b / 1073741824).toFixed(2) + ' GiB');
+    const md = [];
+    md.push('# The usage layer at size (tests/bench/run --usage)');
+    md.push('');
+    md.push(`${versions.postgres}, ${pgSettings ? '**' + pgSettings + '** (not the defaults)' : 'default settings'}` +
+        (fill ? ` (shared_buffers ${fill.shared_buffers}, work_mem ${fill.work_mem})` : '') +
+        `; ${versions.cores} cores, ${versions.cpu}; modelgate ${versions.modelgate_commit}.`);
+    md.push('');
+
+    md.push('## Fill');
+    md.push('');
+    if (!fill) {
+        flags.push('no fill result');
+    } else {
+        const rps = fill.rows / fill.fill_s;
+        md.push(table(['usage rows', 'projects', 'keys', 'days', 'fill', 'rows/s', 'VACUUM ANALYZE',
+            'usage_events', 'usage_rollup rows', 'usage_rollup', 'rollups = rows'],
+        [[String(fill.rows), String(fill.projects), String(fill.keys), String(fill.days),
+            `${f1(fill.fill_s)} s (${fill.jobs} at a time)`, fmtInt(rps), `${f1(fill.vacuum_s)} s`,
+            gib(Number(fill.usage_bytes)), String(fill.rollup_rows), gib(Number(fill.rollup_bytes)),
+            fill.rollups_match ? 'yes' : '**no** ⚠']]));
+        md.push('');
+        md.push(`Rollup rows by grain: ${Object.entries(fill.rollup_by_grain || {}).map(([g, n]) => `${g} ${n}`).join(', ')}. ` +
+            `${(100 * fill.chat_rows / fill.rows).toFixed(1)} % chat, ${(100 * fill.ok_rows / fill.rows).toFixed(1)} % status 200; ` +
+            `bench-1 has ${fill.hot_rows} rows (${fill.hot_last_month_rows} last month); last month has ${fill.last_month_rows}. ` +
+            `Load average at the end of the fill: ${fill.load}.`);
+        md.push('');
+        if (!fill.rollups_match) flags.push('the rollups do not add up to the usage rows');
+    }
+
+    md.push('## Reports');
+    md.push('');
+    const n = reports.length ? Math.max(...reports.map((r) => r.n)) : 0;
+    md.push(`Each through its SQL function as the faces call it, in one session: one warm-up, then ${n} calls ` +
+        '(fewer, at least 3, where the warm-up was slow: about 20 s a report; see calls). bench.time_calls takes ' +
+        'clock_timestamp() around each EXECUTE: the server\'s time, without the network. ms as p50 / p95 / max. ' +
+        'Last month is the calendar month before this one in the zone; bench-1 is the busiest project.');
+    md.push('');
+    const rrows = [];
+    const rsummary = [];
+    for (const name of Object.keys(REPORTS)) {
+        for (const project of ['bench-1', null]) {
+            const row = [REPORTS[name], project || 'all projects'];
+            let target = null, met = true, bytes = null, any = false;
+            const calls = [];
+            for (const tz of ZONES) {
+                const r = reports.find((x) => x.report === name && x.tz === tz && x.project === project);
+                if (!r) {
+                    row.push('–');
+                    continue;
+                }
+                any = true;
+                target = r.target_ms;
+                bytes = r.bytes;
+                calls.push(r.n);
+                row.push(`${r.ok ? '' : '**'}${r.p50.toFixed(1)}${r.ok ? '' : '**'} / ${r.p95.toFixed(1)} / ${r.max.toFixed(1)}`);
+                rsummary.push({ report: name, project, tz, calls: r.n, p50: r.p50, p95: r.p95, max: r.max,
+                    warm_ms: r.warm_ms, bytes: r.bytes, target_ms: r.target_ms, ok: r.ok });
+                if (!r.ok) {
+                    met = false;
+                    misses.push(`${REPORTS[name]}, ${project || 'all projects'}, ${tz}: p50 ${r.p50.toFixed(1)} ms, target < ${r.target_ms} ms`);
+                }
+            }
+            if (!any) flags.push(`no timings of ${REPORTS[name]}, ${project || 'all projects'}`);
+            row.push(calls.length ? `${Math.min(...calls)}${Math.max(...calls) > Math.min(...calls) ? '–' + Math.max(...calls) : ''}` : '–',
+                bytes === null ? '–' : String(bytes), target === null ? '–' : `p50 < ${target} ms`,
+                any ? (met ? 'yes' : '**no** ✗') : '–');
+            rrows.push(row);
+        }
+    }
+    md.push(table(['report', 'scope', ...ZONES.map((z) => z + ' ms'), 'calls', 'answer bytes', 'target', 'met'], rrows));
+    md.push('');
+    if (explains) md.push(`The plans of the reports that missed (EXPLAIN ANALYZE BUFFERS of each statement): ${explains}`);
+    md.push('');
+
+    md.push('## Settlement: rollups on against the previous release');
+    md.push('');
+    const rounds = new Set(settles.map((r) => r.round)).size;
+    md.push(`pgbench -M prepared, ${rounds} rounds of ${settles.length ? settles[0].duration_s : '–'} s per run, ` +
+        'A, B and C interleaved (the order reversed every other round), medians. One transaction is one mg_admit_batch of ' +
+        `${BATCH} requests and one mg_settle_batch of them (two statements, two commits); rows/s = transactions/s × ${BATCH}. ` +
+        `A: the SQL of ${prevRev} (the previous release: no partitions, no rollups); B: this release, empty; ` +
+        'C: this release, the filled database. The statement latencies are pgbench\'s averages (per batch, lock waits included); ' +
+        'the settle statement alone is what settlement costs. WAL: the cluster\'s over the run (admission and settlement) ' +
+        'per request settled.');
+    md.push('');
+    const srows = [];
+    const ssummary = {};
+    for (const projects of [1, 100]) {
+        for (const clients of [1, 8]) {
+            const by = {};
+            for (const [db, label] of Object.entries(SETTLE_DBS)) {
+                const rs = settles.filter((r) => r.db === db && r.projects === projects && r.clients === clients);
+                for (const r of rs) {
+                    if (r.tps === null || r.transactions === null) flags.push(`${label} ${projects}p ${clients}c round ${r.round}: no result`);
+                    else if (r.failed || r.pending || r.settled !== r.transactions * BATCH) {
+                        flags.push(`${label} ${projects}p ${clients}c round ${r.round}: ${r.failed} failed transactions, ` +
+                            `${r.settled} rows settled of ${r.transactions * BATCH}, ${r.pending} pending`);
+                    }
+                }
+                by[label] = rs.length ? {
+                    runs: rs.length,
+                    rows_per_s: median(rs.map((r) => (r.tps === null ? null : r.tps * BATCH))),
+                    min: Math.min(...rs.map((r) => r.tps * BATCH)), max: Math.max(...rs.map((r) => r.tps * BATCH)),
+                    admit_ms: median(rs.map((r) => r.admit_ms)), settle_ms: median(rs.map((r) => r.settle_ms)),
+                    wal_per_request: median(rs.map((r) => (r.wal_bytes && r.settled ? r.wal_bytes / r.settled : null))),
+                } : null;
+            }
+            const ratio = (x, y) => (by[x] && by[y] && by[y].rows_per_s ? by[x].rows_per_s / by[y].rows_per_s : null);
+            const ba = ratio('B', 'A'), ca = ratio('C', 'A');
+            const ok = ba !== null && ba >= SETTLE_RATIO_MIN;
+            if (ba !== null && !ok) {
+                misses.push(`settlement, ${projects === 1 ? 'one project' : '100 projects'}, ${clients} client(s): ` +
+                    `B/A ${ba.toFixed(2)}, target >= ${SETTLE_RATIO_MIN}`);
+            }
+            const cell = (l) => (by[l] ? `${fmtInt(by[l].rows_per_s)} (${fmtInt(by[l].min)}–${fmtInt(by[l].max)})` : '–');
+            const ms = (k) => ['A', 'B', 'C'].map((l) => (by[l] && by[l][k] !== null ? by[l][k].toFixed(2) : '–')).join(' / ');
+            srows.push([projects === 1 ? 'one project' : '100 projects', String(clients), cell('A'), cell('B'),
+                ba === null ? '–' : `${ok ? '' : '**'}${ba.toFixed(2)}${ok ? '' : '** ✗'}`, cell('C'),
+                ca === null ? '–' : ca.toFixed(2), ms('admit_ms'), ms('settle_ms'),
+                ['A', 'B', 'C'].map((l) => (by[l] ? fmtInt(by[l].wal_per_request) : '–')).join(' / ')]);
+            ssummary[`${projects}/${clients}`] = { projects, clients, ...by, b_over_a: ba, c_over_a: ca, ok };
+        }
+    }
+    md.push(table(['keys', 'clients', 'A rows/s (min–max)', 'B rows/s', 'B/A (≥ 0.90)', 'C rows/s', 'C/A',
+        'admit ms A / B / C', 'settle ms A / B / C', 'WAL bytes/request A / B / C'], srows));
+    md.push('');
+    const loads = settles.map((r) => Number(String(r.load).split(' ')[0])).filter((x) => isFinite(x));
+    if (loads.length) md.push(`Load average (1 min) during the settlement runs: ${Math.min(...loads)}–${Math.max(...loads)}.`);
+    md.push('');
+    md.push(misses.length ? '## ✗ targets missed\n\n' + misses.map((m) => '- ' + m).join('\n') + '\n' : 'Every target met.');
+    md.push('');
+    md.push(flags.length ? '## ⚠ errors\n\n' + flags.map((f) => '- ' + f).join('\n') + '\n' : 'No errors.');
+    process.stdout.write(md.join('\n') + '\n');
+    fs.writeFileSync(outFile, JSON.stringify({ fill, reports: rsummary, settlement: ssummary, runs: settles,
+        prev: prevRev, explains: explains || null, versions, pg_settings: pgSettings || '', misses, flags }, null, 2) + '\n');
+    process.stdout.write(`\nJSON: ${outFile}\n`);
+    process.exit(flags.length || misses.length ? 1 : 0);
+}
+
 const [mode, ...args] = process.argv.slice(2);
 if (mode === 'bench') bench(...args);
 else if (mode === 'pglog') pglog(...args);
 else if (mode === 'callgrind') callgrind(...args);
 else if (mode === 'pgbench') pgbench(...args);
+else if (mode === 'usage') usage(...args);
 else {
-    process.stderr.write('usage: report.cjs bench|pglog|callgrind ...\n');
+    process.stderr.write('usage: report.cjs bench|pglog|callgrind|pgbench|usage ...\n');
     process.exit(2);
 }
