@@ -379,7 +379,8 @@ BEGIN
         SELECT iv.label, iv.n, r.grain, r.lo, r.hi, r.sign
           FROM iv, mg_report_runs(iv.lo, iv.hi) AS r
     ), f AS (
-        -- the compaction frontier, read in this statement's snapshot
+        -- the compaction frontier, read in this statement's snapshot (as
+        -- one value: joined, it put every row read behind a Materialize)
         SELECT coalesce(s.compacted_until, '-infinity') AS f FROM usage_state s WHERE s.singleton
     ), x AS (
         -- before the frontier: the runs of buckets (a project's quarters
@@ -387,7 +388,6 @@ BEGIN
         SELECT rn.label, rn.n, rn.sign, u.*
           FROM unnest(v_pids) AS pj(id)
          CROSS JOIN rn
-         CROSS JOIN f
           -- one index range per project and run ("OFFSET 0" keeps the
           -- planner from reading every rollup of the projects and
           -- joining the runs to them afterwards)
@@ -396,20 +396,19 @@ BEGIN
                 WHERE u.project_id = pj.id AND u.grain = rn.grain
                   AND u.bucket >= rn.lo AND u.bucket < rn.hi
                OFFSET 0) u ON true
-         WHERE (rn.grain <> 'q' OR pj.id = 0 OR u.bucket < f.f)
+         WHERE (rn.grain <> 'q' OR pj.id = 0 OR u.bucket < (SELECT f.f FROM f))
            AND (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
            AND (p_model IS NULL OR u.model = p_model)
         UNION ALL
         -- from the frontier on: the projects' quarters
         SELECT iv.label, iv.n, 1, u.*
           FROM iv
-         CROSS JOIN f
           JOIN LATERAL (
                SELECT * FROM usage_rollup u
                 WHERE u.grain = 'q' AND u.project_id <> 0
-                  AND u.bucket >= greatest(iv.lo, f.f) AND u.bucket < iv.hi
+                  AND u.bucket >= greatest(iv.lo, (SELECT f.f FROM f)) AND u.bucket < iv.hi
                OFFSET 0) u ON true
-         WHERE iv.hi > f.f AND (v_pids = ARRAY[0::bigint] OR u.project_id = ANY (v_pids))
+         WHERE iv.hi > (SELECT f.f FROM f) AND (v_pids = ARRAY[0::bigint] OR u.project_id = ANY (v_pids))
            AND (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
            AND (p_model IS NULL OR u.model = p_model)
     ), g AS (
