@@ -102,14 +102,14 @@ DROP TABLE usage_events_v5;
 --
 -- grain is the length of bucket: 'q' a quarter of an hour (so that every
 -- local midnight and hour of every time zone in use, +05:30 and +05:45
--- included, is the edge of a bucket), 'd' a UTC day, 'm' a UTC calendar
--- month; a report adds and subtracts the fewest buckets that make its
+-- included, is the edge of a bucket), 'h' an hour, 'd' a UTC day, 'm' a
+-- UTC calendar month; a report adds and subtracts the fewest buckets that make its
 -- period exactly.  project_id 0 (key_id 0) is every project together.
 -- key_id 0 is no key, model '' no model, status_class the HTTP status
 -- divided by 100.
 --
 -- A project's 'q' rows count every settled row.  The coarser rows (its
--- 'd' and 'm' rows, and all of project 0) count only the rows before
+-- 'h', 'd' and 'm' rows, and all of project 0) count only the rows before
 -- usage_state.compacted_until: mg_rollup_compact folds the quarters
 -- behind that frontier into them, a few times an hour, so settlement
 -- writes one row per group instead of six.
@@ -119,7 +119,7 @@ DROP TABLE usage_events_v5;
 -- fall in bucket i of mg_hist_bounds() (width_bucket of them).
 CREATE TABLE usage_rollup (
     project_id         bigint NOT NULL,
-    grain              "char" NOT NULL CHECK (grain IN ('q', 'd', 'm')),
+    grain              "char" NOT NULL CHECK (grain IN ('q', 'h', 'd', 'm')),
     bucket             timestamptz NOT NULL,
     key_id             bigint NOT NULL,
     model              text NOT NULL,

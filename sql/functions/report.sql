@@ -195,7 +195,7 @@ $$;
 
 -- The runs of rollup buckets whose signed sum is exactly [p_lo, p_hi)
 -- (both on quarter hours): the UTC months nearest its ends, corrected by
--- the UTC days up to its ends, corrected by quarter hours.  Each run is
+-- the UTC days up to its ends, corrected by hours, then quarter hours.  Each run is
 -- the buckets of one grain in [lo, hi), counted with sign.
 CREATE OR REPLACE FUNCTION mg_report_runs(p_lo timestamptz, p_hi timestamptz,
     p_sign integer DEFAULT 1, p_level integer DEFAULT 0)
@@ -210,12 +210,12 @@ BEGIN
     IF p_lo >= p_hi THEN
         RETURN;
     END IF;
-    IF p_level >= 2 THEN
+    IF p_level >= 3 THEN
         grain := 'q';  lo := p_lo;  hi := p_hi;  sign := p_sign;
         RETURN NEXT;
         RETURN;
     END IF;
-    grain := CASE p_level WHEN 0 THEN 'm' ELSE 'd' END;
+    grain := CASE p_level WHEN 0 THEN 'm' WHEN 1 THEN 'd' ELSE 'h' END;
     a := mg_report_nearest(grain, p_lo);
     b := mg_report_nearest(grain, p_hi);
     IF a >= b THEN
@@ -237,17 +237,18 @@ BEGIN
 END
 $$;
 
--- The start of the UTC month ('m') or day ('d') nearest p_at (the
--- earlier one on a tie).
+-- The start of the UTC month ('m'), day ('d') or hour ('h') nearest p_at
+-- (the earlier one on a tie).
 CREATE OR REPLACE FUNCTION mg_report_nearest(p_grain "char", p_at timestamptz)
 RETURNS timestamptz
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN p_at - f <= c - p_at THEN f ELSE c END
-      FROM (SELECT f, CASE p_grain WHEN 'm'
-                          THEN (f AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC'
-                          ELSE f + interval '24 hours' END AS c
-              FROM (SELECT date_trunc(CASE p_grain WHEN 'm' THEN 'month' ELSE 'day' END,
-                                      p_at, 'UTC') AS f) x) y
+      FROM (SELECT f, CASE p_grain
+                      WHEN 'm' THEN (f AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC'
+                      WHEN 'd' THEN f + interval '24 hours'
+                      ELSE f + interval '1 hour' END AS c
+              FROM (SELECT date_trunc(CASE p_grain WHEN 'm' THEN 'month' WHEN 'd' THEN 'day'
+                                      ELSE 'hour' END, p_at, 'UTC') AS f) x) y
 $$;
 
 -- The metrics of a group of rollups as a report shows them.

@@ -101,7 +101,8 @@ $$;
 -- Adds usage rows (or cost changes) to the rollups: each delta to its
 -- project's quarter hour; a delta from before the compaction frontier
 -- (a late settlement, a cost adjustment) to the coarser rows too (its
--- project's UTC day and month, and project 0's quarter, day and month).
+-- project's hour, UTC day and month, and project 0's quarter, hour, day
+-- and month).
 -- Holds the compaction lock shared until the transaction ends, so that
 -- the frontier cannot pass a delta counted in the quarters only.
 CREATE OR REPLACE FUNCTION mg_rollup_add(p_deltas mg_usage_delta[])
@@ -147,10 +148,12 @@ BEGIN
      CROSS JOIN LATERAL (VALUES
            (d.project_id, coalesce(d.key_id, 0), 'q'::"char",
             date_bin('15 minutes', d.at, timestamptz '2000-01-01 00:00:00+00'), false),
+           (d.project_id, coalesce(d.key_id, 0), 'h'::"char", date_trunc('hour', d.at, 'UTC'), true),
            (d.project_id, coalesce(d.key_id, 0), 'd'::"char", date_trunc('day', d.at, 'UTC'), true),
            (d.project_id, coalesce(d.key_id, 0), 'm'::"char", date_trunc('month', d.at, 'UTC'), true),
            (0, 0, 'q'::"char",
             date_bin('15 minutes', d.at, timestamptz '2000-01-01 00:00:00+00'), true),
+           (0, 0, 'h'::"char", date_trunc('hour', d.at, 'UTC'), true),
            (0, 0, 'd'::"char", date_trunc('day', d.at, 'UTC'), true),
            (0, 0, 'm'::"char", date_trunc('month', d.at, 'UTC'), true))
            AS g(pid, kid, grain, bucket, coarse)
@@ -233,9 +236,11 @@ BEGIN
                    sum(r.t12), sum(r.t13), sum(r.t14), sum(r.t15)
           FROM usage_rollup r
          CROSS JOIN LATERAL (VALUES
+               (r.project_id, r.key_id, 'h'::"char", date_trunc('hour', r.bucket, 'UTC')),
                (r.project_id, r.key_id, 'd'::"char", date_trunc('day', r.bucket, 'UTC')),
                (r.project_id, r.key_id, 'm'::"char", date_trunc('month', r.bucket, 'UTC')),
                (0::bigint, 0::bigint, 'q'::"char", r.bucket),
+               (0::bigint, 0::bigint, 'h'::"char", date_trunc('hour', r.bucket, 'UTC')),
                (0::bigint, 0::bigint, 'd'::"char", date_trunc('day', r.bucket, 'UTC')),
                (0::bigint, 0::bigint, 'm'::"char", date_trunc('month', r.bucket, 'UTC')))
                AS g(pid, kid, grain, bucket)

@@ -184,10 +184,10 @@ check_eq "upgrade: the usage rows are kept, in their months' partitions" \
     "$(psql_value "$UPG" "SELECT tableoid::regclass::text || ' ' || count(*) || ' ' || sum(cost)
         FROM usage_events GROUP BY tableoid ORDER BY 1" | tr '\n' ' ')" \
     "usage_events_202601 9 0.000045 usage_events_202602 11 0.000165 "
-check_eq "upgrade: the rollups count the old rows once (month, day, quarter)" \
+check_eq "upgrade: the rollups count the old rows once (month, day, hour, quarter)" \
     "$(psql_value "$UPG" "SELECT grain::text || ' ' || sum(requests) || ' ' || sum(cost) || ' '
         || sum(total_tokens) FROM usage_rollup WHERE project_id <> 0 GROUP BY grain ORDER BY 1" |
-        tr '\n' ' ')" "d 20 0.000210 630 m 20 0.000210 630 q 20 0.000210 630 "
+        tr '\n' ' ')" "d 20 0.000210 630 h 20 0.000210 630 m 20 0.000210 630 q 20 0.000210 630 "
 check_eq "upgrade: the key authenticates through mg_authenticate" \
     "$(psql_value "$UPG" "SELECT project_name FROM mg_authenticate(sha256('kept'))")" kept
 out=$(psql_value "$UPG" "INSERT INTO projects (name) VALUES ('after');
