@@ -251,15 +251,56 @@ LANGUAGE sql IMMUTABLE AS $$
                                       ELSE 'hour' END, p_at, 'UTC') AS f) x) y
 $$;
 
--- The metrics of a group of rollups as a report shows them.
+-- The upper bounds (milliseconds) of the histogram buckets 0..14; bucket
+-- 15 holds the rest.  The rollups' l<i> (t<i>) count the requests of
+-- buckets 0 to i (cumulative, so l15 counts them all).
+CREATE OR REPLACE FUNCTION mg_hist_bounds()
+RETURNS integer[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT '{25,50,100,150,250,400,600,1000,1500,2500,4000,6000,10000,20000,60000}'::integer[]
+$$;
+
+-- The p_q quantile (0 < p_q < 1) of a cumulative histogram (element i
+-- counts the requests of buckets 0 .. i-1, as the rollups keep them):
+-- linear within the bucket where it falls; the lower bound of the last
+-- bucket when it falls there; NULL when the histogram is empty.  The
+-- bucket is the first whose count reaches the rank: a binary search
+-- (width_bucket) over the counts, which are integers.
+CREATE OR REPLACE FUNCTION mg_hist_quantile(p_q double precision, p_cum numeric[])
+RETURNS integer
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+    b     constant integer[] := mg_hist_bounds();
+    want  numeric;
+    seen  numeric;
+    i     integer;
+BEGIN
+    IF p_cum[16] IS NULL OR p_cum[16] <= 0 THEN
+        RETURN NULL;
+    END IF;
+    want := p_q * p_cum[16];
+    -- the counts below the rank: those at most ceil(rank) - 1
+    i := 1 + width_bucket(ceil(want) - 1, p_cum);
+    IF i >= 16 THEN
+        RETURN b[15];
+    ELSIF i = 1 THEN
+        RETURN round(b[1] * want / p_cum[1]);
+    END IF;
+    seen := p_cum[i - 1];
+    RETURN round(b[i - 1] + (b[i] - b[i - 1]) * (want - seen) / (p_cum[i] - seen));
+END
+$$;
+
+-- The metrics of a group of rollups as a report shows them (p_lat and
+-- p_ttft: the group's cumulative histograms).  LANGUAGE sql, one
+-- expression: the planner inlines it into the report.
 CREATE OR REPLACE FUNCTION mg_report_metrics(p_requests numeric, p_errors numeric,
     p_prompt numeric, p_completion numeric, p_total numeric, p_cost numeric,
     p_latency_n numeric, p_latency_ms numeric, p_ttft_n numeric, p_ttft_ms numeric,
     p_lat numeric[], p_ttft numeric[])
 RETURNS json
-LANGUAGE plpgsql IMMUTABLE AS $$
-BEGIN
-    RETURN json_build_object(
+LANGUAGE sql STABLE AS $$
+    SELECT json_build_object(
         'requests', coalesce(p_requests, 0), 'errors', coalesce(p_errors, 0),
         'prompt_tokens', coalesce(p_prompt, 0), 'completion_tokens', coalesce(p_completion, 0),
         'total_tokens', coalesce(p_total, 0),
@@ -269,18 +310,19 @@ BEGIN
             'p50', mg_hist_quantile(0.5, p_lat), 'p95', mg_hist_quantile(0.95, p_lat)),
         'ttft_ms', json_build_object(
             'avg', CASE WHEN p_ttft_n > 0 THEN round(p_ttft_ms / p_ttft_n) END,
-            'p50', mg_hist_quantile(0.5, p_ttft), 'p95', mg_hist_quantile(0.95, p_ttft)));
-END
+            'p50', mg_hist_quantile(0.5, p_ttft), 'p95', mg_hist_quantile(0.95, p_ttft)))
 $$;
 
--- The members of the JSON object p_a, then those of p_b, in order.
-CREATE OR REPLACE FUNCTION mg_json_concat(p_a json, p_b json)
-RETURNS json
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN p_a IS NULL OR p_a::text ~ '^\s*\{\s*\}\s*$' THEN p_b
-                ELSE (regexp_replace(p_a::text, '\}\s*$', '') || ', '
-                      || regexp_replace(p_b::text, '^\s*\{', ''))::json END
+-- "p_name": p_value (a JSON string or null) and a comma, as the text of
+-- one member of a JSON object whose last member comes after it.
+CREATE OR REPLACE FUNCTION mg_report_member(p_name text, p_value text)
+RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT to_json(p_name)::text || ': ' || coalesce(to_json(p_value)::text, 'null') || ', '
 $$;
+
+-- Reports build their items as text since version 7.
+DROP FUNCTION IF EXISTS mg_json_concat(json, json);
 
 -- Usage totals of [since, until) in the time zone p_tz, grouped by the
 -- dimensions p_by (any of project, key, model, endpoint, status, day,
@@ -413,21 +455,23 @@ BEGIN
            AND (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
            AND (p_model IS NULL OR u.model = p_model)
     ), g AS (
+        -- the groups; none of them is left out here, so that the totals
+        -- are their sums
         SELECT CASE WHEN 'project' = ANY (v_by) THEN x.project_id END AS project_id,
                CASE WHEN 'key' = ANY (v_by) THEN x.key_id END AS key_id,
                CASE WHEN 'model' = ANY (v_by) THEN x.model END AS model,
                CASE WHEN 'endpoint' = ANY (v_by) THEN x.endpoint END AS endpoint,
                CASE WHEN 'status' = ANY (v_by) THEN x.status_class END AS status_class,
                x.n, x.label,
-               GROUPING(x.n) AS total,
                sum(x.sign * x.requests) AS requests,
-               sum(x.sign * x.requests) FILTER (WHERE x.status_class >= 4) AS errors,
+               coalesce(sum(x.sign * x.requests) FILTER (WHERE x.status_class >= 4), 0) AS errors,
                sum(x.sign * x.prompt_tokens) AS prompt_tokens,
                sum(x.sign * x.completion_tokens) AS completion_tokens,
                sum(x.sign * x.total_tokens) AS total_tokens,
                sum(x.sign * x.cost) AS cost,
                sum(x.sign * x.latency_n) AS latency_n, sum(x.sign * x.latency_ms) AS latency_ms,
                sum(x.sign * x.ttft_n) AS ttft_n, sum(x.sign * x.ttft_ms) AS ttft_ms,
+               -- cumulative histograms (see 007_rollup_cumulative.sql)
                ARRAY[sum(x.sign * x.l0), sum(x.sign * x.l1), sum(x.sign * x.l2),
                      sum(x.sign * x.l3), sum(x.sign * x.l4), sum(x.sign * x.l5),
                      sum(x.sign * x.l6), sum(x.sign * x.l7), sum(x.sign * x.l8),
@@ -441,8 +485,43 @@ BEGIN
                      sum(x.sign * x.t12), sum(x.sign * x.t13), sum(x.sign * x.t14),
                      sum(x.sign * x.t15)]::numeric[] AS ttft
           FROM x
-         GROUP BY GROUPING SETS ((1, 2, 3, 4, 5, x.n, x.label), ())
-        HAVING sum(x.sign * x.requests) > 0
+         GROUP BY 1, 2, 3, 4, 5, x.n, x.label
+    ), t AS (
+        SELECT sum(g.requests) AS requests, sum(g.errors) AS errors,
+               sum(g.prompt_tokens) AS prompt_tokens,
+               sum(g.completion_tokens) AS completion_tokens,
+               sum(g.total_tokens) AS total_tokens, sum(g.cost) AS cost,
+               sum(g.latency_n) AS latency_n, sum(g.latency_ms) AS latency_ms,
+               sum(g.ttft_n) AS ttft_n, sum(g.ttft_ms) AS ttft_ms,
+               ARRAY[sum(g.lat[1]), sum(g.lat[2]), sum(g.lat[3]), sum(g.lat[4]), sum(g.lat[5]), sum(g.lat[6]), sum(g.lat[7]), sum(g.lat[8]), sum(g.lat[9]), sum(g.lat[10]), sum(g.lat[11]), sum(g.lat[12]), sum(g.lat[13]), sum(g.lat[14]), sum(g.lat[15]), sum(g.lat[16])] AS lat,
+               ARRAY[sum(g.ttft[1]), sum(g.ttft[2]), sum(g.ttft[3]), sum(g.ttft[4]), sum(g.ttft[5]), sum(g.ttft[6]), sum(g.ttft[7]), sum(g.ttft[8]), sum(g.ttft[9]), sum(g.ttft[10]), sum(g.ttft[11]), sum(g.ttft[12]), sum(g.ttft[13]), sum(g.ttft[14]), sum(g.ttft[15]), sum(g.ttft[16])] AS ttft
+          FROM g
+    ), d AS (
+        -- each group with requests as the members of its dimensions, then
+        -- those of its metrics (JSON text: the items are joined as text
+        -- and parsed once)
+        SELECT g.n, g.cost, g.requests, pr.name, ak.prefix, g.model, g.endpoint,
+               g.status_class,
+               concat('{',
+                   CASE WHEN 'project' = ANY (v_by) THEN mg_report_member('project', pr.name) END,
+                   CASE WHEN 'key' = ANY (v_by)
+                        THEN mg_report_member('key', ak.prefix)
+                             || mg_report_member('key_name', ak.name) END,
+                   CASE WHEN 'model' = ANY (v_by)
+                        THEN mg_report_member('model', nullif(g.model, '')) END,
+                   CASE WHEN 'endpoint' = ANY (v_by)
+                        THEN mg_report_member('endpoint', g.endpoint) END,
+                   CASE WHEN 'status' = ANY (v_by)
+                        THEN mg_report_member('status', nullif(g.status_class, 0) || 'xx') END,
+                   CASE WHEN 'day' = ANY (v_by) THEN mg_report_member('day', g.label)
+                        WHEN 'hour' = ANY (v_by) THEN mg_report_member('hour', g.label) END,
+                   substr(mg_report_metrics(g.requests, g.errors, g.prompt_tokens,
+                              g.completion_tokens, g.total_tokens, g.cost, g.latency_n,
+                              g.latency_ms, g.ttft_n, g.ttft_ms, g.lat, g.ttft)::text, 2)) AS item
+          FROM g
+          LEFT JOIN projects pr ON pr.id = g.project_id
+          LEFT JOIN api_keys ak ON ak.id = g.key_id
+         WHERE g.requests > 0
     )
     SELECT json_build_object(
                'object', 'usage',
@@ -452,44 +531,15 @@ BEGIN
                'group_by', to_json(v_by),
                'filters', json_build_object('project', p_project, 'key', p_key,
                                             'model', p_model),
-               'data', coalesce((
-                   SELECT json_agg(mg_json_concat(
-                              (SELECT json_object_agg(k, v ORDER BY o)
-                                 FROM (SELECT 1 AS o, 'project' AS k, to_json(pr.name) AS v
-                                        WHERE 'project' = ANY (v_by)
-                                       UNION ALL
-                                       SELECT 2, 'key', to_json(ak.prefix) WHERE 'key' = ANY (v_by)
-                                       UNION ALL
-                                       SELECT 2.5, 'key_name', to_json(ak.name)
-                                        WHERE 'key' = ANY (v_by)
-                                       UNION ALL
-                                       SELECT 3, 'model', to_json(nullif(g.model, ''))
-                                        WHERE 'model' = ANY (v_by)
-                                       UNION ALL
-                                       SELECT 4, 'endpoint', to_json(g.endpoint)
-                                        WHERE 'endpoint' = ANY (v_by)
-                                       UNION ALL
-                                       SELECT 5, 'status', to_json(nullif(g.status_class, 0) || 'xx')
-                                        WHERE 'status' = ANY (v_by)
-                                       UNION ALL
-                                       SELECT 6, CASE WHEN 'day' = ANY (v_by) THEN 'day' ELSE 'hour' END,
-                                              to_json(g.label)
-                                        WHERE 'day' = ANY (v_by) OR 'hour' = ANY (v_by)) kv),
-                              mg_report_metrics(g.requests, g.errors, g.prompt_tokens,
-                                     g.completion_tokens, g.total_tokens, g.cost, g.latency_n,
-                                     g.latency_ms, g.ttft_n, g.ttft_ms, g.lat, g.ttft))
-                              ORDER BY g.n, g.cost DESC, g.requests DESC, pr.name, ak.prefix,
-                                       g.model, g.endpoint, g.status_class)
-                     FROM g
-                     LEFT JOIN projects pr ON pr.id = g.project_id
-                     LEFT JOIN api_keys ak ON ak.id = g.key_id
-                    WHERE g.total = 0), '[]'),
-               'totals', coalesce((
-                   SELECT mg_report_metrics(g.requests, g.errors, g.prompt_tokens,
-                              g.completion_tokens, g.total_tokens, g.cost, g.latency_n,
-                              g.latency_ms, g.ttft_n, g.ttft_ms, g.lat, g.ttft)
-                     FROM g WHERE g.total = 1),
-                   mg_report_metrics(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, NULL, NULL)))
+               'data', (SELECT coalesce('[' || string_agg(d.item, ', '
+                                                   ORDER BY d.n, d.cost DESC, d.requests DESC,
+                                                            d.name, d.prefix, d.model, d.endpoint,
+                                                            d.status_class) || ']', '[]')::json
+                          FROM d),
+               'totals', (SELECT mg_report_metrics(t.requests, t.errors, t.prompt_tokens,
+                                     t.completion_tokens, t.total_tokens, t.cost, t.latency_n,
+                                     t.latency_ms, t.ttft_n, t.ttft_ms, t.lat, t.ttft)
+                            FROM t))
       INTO v_out;
     RETURN v_out;
 END

@@ -11,54 +11,13 @@
 -- waits for a counter row.  mg_rollup_compact takes the compaction lock
 -- alone, and no counter row.
 
--- The upper bounds (milliseconds) of the histogram buckets l0..l14 and
--- t0..t14; l15 and t15 count the rest.
-CREATE OR REPLACE FUNCTION mg_hist_bounds()
-RETURNS integer[]
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT '{25,50,100,150,250,400,600,1000,1500,2500,4000,6000,10000,20000,60000}'::integer[]
-$$;
+-- mg_hist_bounds() and mg_hist_quantile are in report.sql (applied first).
 
 -- The bucket (0 to 15) of p_ms milliseconds; NULL for NULL.
 CREATE OR REPLACE FUNCTION mg_hist_bucket(p_ms integer)
 RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT width_bucket(CASE WHEN p_ms < 0 THEN 0 ELSE p_ms END, mg_hist_bounds())
-$$;
-
--- The p_q quantile (0 < p_q < 1) of a histogram of 16 bucket counts:
--- linear within its bucket; the lower bound of the last bucket when it
--- falls there; NULL when the histogram is empty.
-CREATE OR REPLACE FUNCTION mg_hist_quantile(p_q double precision, p_counts numeric[])
-RETURNS integer
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
-DECLARE
-    b      integer[] := mg_hist_bounds();
-    total  numeric := 0;
-    want   numeric;
-    seen   numeric := 0;
-    lo     integer;
-    i      integer;
-BEGIN
-    FOR i IN 1 .. 16 LOOP
-        total := total + coalesce(p_counts[i], 0);
-    END LOOP;
-    IF total <= 0 THEN
-        RETURN NULL;
-    END IF;
-    want := p_q * total;
-    FOR i IN 1 .. 16 LOOP
-        IF coalesce(p_counts[i], 0) > 0 AND seen + p_counts[i] >= want THEN
-            lo := CASE WHEN i = 1 THEN 0 ELSE b[i - 1] END;
-            IF i = 16 THEN
-                RETURN lo;
-            END IF;
-            RETURN round(lo + (b[i] - lo) * (want - seen) / p_counts[i]);
-        END IF;
-        seen := seen + coalesce(p_counts[i], 0);
-    END LOOP;
-    RETURN b[15];
-END
 $$;
 
 -- Adds rollup rows (whose counts are increments) to usage_rollup: a new
@@ -124,22 +83,22 @@ BEGIN
                coalesce(sum(d.latency_ms) FILTER (WHERE d.requests > 0), 0),
                count(d.ttft_ms) FILTER (WHERE d.requests > 0),
                coalesce(sum(d.ttft_ms) FILTER (WHERE d.requests > 0), 0),
-               count(*) FILTER (WHERE d.lb = 0), count(*) FILTER (WHERE d.lb = 1),
-               count(*) FILTER (WHERE d.lb = 2), count(*) FILTER (WHERE d.lb = 3),
-               count(*) FILTER (WHERE d.lb = 4), count(*) FILTER (WHERE d.lb = 5),
-               count(*) FILTER (WHERE d.lb = 6), count(*) FILTER (WHERE d.lb = 7),
-               count(*) FILTER (WHERE d.lb = 8), count(*) FILTER (WHERE d.lb = 9),
-               count(*) FILTER (WHERE d.lb = 10), count(*) FILTER (WHERE d.lb = 11),
-               count(*) FILTER (WHERE d.lb = 12), count(*) FILTER (WHERE d.lb = 13),
-               count(*) FILTER (WHERE d.lb = 14), count(*) FILTER (WHERE d.lb = 15),
-               count(*) FILTER (WHERE d.tb = 0), count(*) FILTER (WHERE d.tb = 1),
-               count(*) FILTER (WHERE d.tb = 2), count(*) FILTER (WHERE d.tb = 3),
-               count(*) FILTER (WHERE d.tb = 4), count(*) FILTER (WHERE d.tb = 5),
-               count(*) FILTER (WHERE d.tb = 6), count(*) FILTER (WHERE d.tb = 7),
-               count(*) FILTER (WHERE d.tb = 8), count(*) FILTER (WHERE d.tb = 9),
-               count(*) FILTER (WHERE d.tb = 10), count(*) FILTER (WHERE d.tb = 11),
-               count(*) FILTER (WHERE d.tb = 12), count(*) FILTER (WHERE d.tb = 13),
-               count(*) FILTER (WHERE d.tb = 14), count(*) FILTER (WHERE d.tb = 15)
+               count(*) FILTER (WHERE d.lb <= 0), count(*) FILTER (WHERE d.lb <= 1),
+               count(*) FILTER (WHERE d.lb <= 2), count(*) FILTER (WHERE d.lb <= 3),
+               count(*) FILTER (WHERE d.lb <= 4), count(*) FILTER (WHERE d.lb <= 5),
+               count(*) FILTER (WHERE d.lb <= 6), count(*) FILTER (WHERE d.lb <= 7),
+               count(*) FILTER (WHERE d.lb <= 8), count(*) FILTER (WHERE d.lb <= 9),
+               count(*) FILTER (WHERE d.lb <= 10), count(*) FILTER (WHERE d.lb <= 11),
+               count(*) FILTER (WHERE d.lb <= 12), count(*) FILTER (WHERE d.lb <= 13),
+               count(*) FILTER (WHERE d.lb <= 14), count(*) FILTER (WHERE d.lb <= 15),
+               count(*) FILTER (WHERE d.tb <= 0), count(*) FILTER (WHERE d.tb <= 1),
+               count(*) FILTER (WHERE d.tb <= 2), count(*) FILTER (WHERE d.tb <= 3),
+               count(*) FILTER (WHERE d.tb <= 4), count(*) FILTER (WHERE d.tb <= 5),
+               count(*) FILTER (WHERE d.tb <= 6), count(*) FILTER (WHERE d.tb <= 7),
+               count(*) FILTER (WHERE d.tb <= 8), count(*) FILTER (WHERE d.tb <= 9),
+               count(*) FILTER (WHERE d.tb <= 10), count(*) FILTER (WHERE d.tb <= 11),
+               count(*) FILTER (WHERE d.tb <= 12), count(*) FILTER (WHERE d.tb <= 13),
+               count(*) FILTER (WHERE d.tb <= 14), count(*) FILTER (WHERE d.tb <= 15)
       FROM (SELECT x.*,
                    -- a cost adjustment (requests 0) counts no latency
                    CASE WHEN x.requests > 0 THEN mg_hist_bucket(x.latency_ms) END AS lb,

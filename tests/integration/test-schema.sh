@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # test-schema.sh -- `modelgate db migrate` against a real Postgres:
 #
-#   1. a fresh database gets the schema file and every function file; a
+#   1. a fresh database gets the schema files and every function file; a
 #      second run applies nothing and changes nothing;
 #   2. a database made by the numbered files 001-005 of the first releases
 #      (kept in fixtures/sql-005, applied as the migrator of those releases
 #      did: one transaction per file, recorded in schema_migrations) is
 #      upgraded, keeps its rows, and ends with exactly the schema of the
-#      fresh one (pg_dump --schema-only, compared byte for byte);
+#      fresh one (pg_dump --schema-only, compared byte for byte); rollups
+#      as version 6 kept them (a count per histogram bucket) are turned
+#      into the running sums of version 7 by 007;
 #   3. a database stopped at version 3 is refused with the reason, and is
 #      left as it was;
 #   4. four migrations started at once on a fresh database all succeed and
@@ -133,12 +135,12 @@ conf_for "$FRESH"
 # 1. A fresh database.
 
 out=$(migrate "$FRESH" 2>&1)
-check_eq "fresh: db migrate applies the schema file" "$out" \
-    "migrations: 2 applied, schema version 6"
+check_eq "fresh: db migrate applies the schema files" "$out" \
+    "migrations: 3 applied, schema version 7"
 dump "$FRESH" "$MG_T/fresh.sql"
 out=$(migrate "$FRESH" 2>&1)
 check_eq "fresh: db migrate again applies nothing" "$out" \
-    "migrations: 0 applied, schema version 6"
+    "migrations: 0 applied, schema version 7"
 dump "$FRESH" "$MG_T/fresh-again.sql"
 check "fresh: the second run leaves the schema as it was" \
     cmp -s "$MG_T/fresh.sql" "$MG_T/fresh-again.sql"
@@ -167,8 +169,8 @@ out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$UPG" -c "
           FROM api_keys k, generate_series(1, 20) AS i;" 2>&1) ||
     bail "rows in the old database" "$out"
 out=$(migrate "$UPG" 2>&1)
-check_eq "upgrade: db migrate on a version-5 database applies 006" "$out" \
-    "migrations: 1 applied, schema version 6"
+check_eq "upgrade: db migrate on a version-5 database applies 006 and 007" "$out" \
+    "migrations: 2 applied, schema version 7"
 dump "$UPG" "$MG_T/upgraded.sql"
 if cmp -s "$MG_T/fresh.sql" "$MG_T/upgraded.sql"; then
     tap_ok "upgrade: pg_dump --schema-only equals the fresh database's"
@@ -188,6 +190,25 @@ check_eq "upgrade: the rollups count the old rows once (month, day, hour, quarte
     "$(psql_value "$UPG" "SELECT grain::text || ' ' || sum(requests) || ' ' || sum(cost) || ' '
         || sum(total_tokens) FROM usage_rollup WHERE project_id <> 0 GROUP BY grain ORDER BY 1" |
         tr '\n' ' ')" "d 20 0.000210 630 h 20 0.000210 630 m 20 0.000210 630 q 20 0.000210 630 "
+check_eq "upgrade: the histograms are cumulative (l15 counts every latency)" \
+    "$(psql_value "$UPG" "SELECT count(*) FILTER (WHERE l15 <> latency_n OR t15 <> ttft_n
+                                  OR l14 > l15 OR l0 > l1 OR l2 > l3)
+        FROM usage_rollup")" 0
+# 007 on rollups as 006 kept them (each bucket its own count): the same
+# rows, made per bucket again, come back as they were
+rows_md5="SELECT md5(string_agg(r::text, ';' ORDER BY r.project_id, r.grain, r.bucket, r.key_id,
+                                r.model, r.endpoint, r.status_class)) FROM usage_rollup r"
+before=$(psql_value "$UPG" "$rows_md5")
+out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$UPG" -c "
+    UPDATE usage_rollup SET $(for i in $(seq 15 -1 1); do printf 'l%d = l%d - l%d, t%d = t%d - t%d, ' \
+        "$i" "$i" "$((i - 1))" "$i" "$i" "$((i - 1))"; done | sed 's/, $//');
+    DELETE FROM schema_migrations WHERE version = 7;" 2>&1) ||
+    bail "rollups as version 6 kept them" "$out"
+out=$(migrate "$UPG" 2>&1)
+check_eq "upgrade: db migrate on a version-6 database applies 007" "$out" \
+    "migrations: 1 applied, schema version 7"
+check_eq "upgrade: 007 turns version 6's histograms into running sums" \
+    "$(psql_value "$UPG" "$rows_md5")" "$before"
 check_eq "upgrade: the key authenticates through mg_authenticate" \
     "$(psql_value "$UPG" "SELECT project_name FROM mg_authenticate(sha256('kept'))")" kept
 out=$(psql_value "$UPG" "INSERT INTO projects (name) VALUES ('after');
@@ -232,7 +253,7 @@ for i in 1 2 3 4; do
 done
 check_eq "race: four concurrent runs all succeed" "$fails" 0
 check_eq "race: the schema file was applied once" \
-    "$(cat "$MG_T"/race-*.out | grep -c '^migrations: 2 applied')" 1
+    "$(cat "$MG_T"/race-*.out | grep -c '^migrations: 3 applied')" 1
 dump "$RACE" "$MG_T/race.sql"
 check "race: the schema equals the fresh database's" cmp -s "$MG_T/fresh.sql" "$MG_T/race.sql"
 
