@@ -360,6 +360,7 @@ DECLARE
     v_lo     timestamptz[];
     v_hi     timestamptz[];
     v_label  text[];
+    v_keys   boolean;
     v_out    json;
 BEGIN
     FOREACH v_d IN ARRAY coalesce(p_by, '{}') LOOP
@@ -382,6 +383,11 @@ BEGIN
         RAISE EXCEPTION 'by hour, a report covers at most 31 days (group by day for longer)'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+
+    -- without a model in the question, a project's hours, days and months
+    -- are read from its keys' totals (grains 'H', 'D', 'M': a few rows a
+    -- key, not one per model)
+    v_keys := p_model IS NULL AND NOT ('model' = ANY (v_by) OR 'endpoint' = ANY (v_by));
 
     -- the projects to read: one, every one, or all together (project 0)
     IF v_s.project_id IS NOT NULL THEN
@@ -436,7 +442,9 @@ BEGIN
           -- joining the runs to them afterwards)
           JOIN LATERAL (
                SELECT * FROM usage_rollup u
-                WHERE u.project_id = pj.id AND u.grain = rn.grain
+                WHERE u.project_id = pj.id
+                  AND u.grain = CASE WHEN v_keys AND pj.id <> 0 AND rn.grain <> 'q'
+                                     THEN upper(rn.grain::text)::"char" ELSE rn.grain END
                   AND u.bucket >= rn.lo AND u.bucket < rn.hi
                OFFSET 0) u ON true
          WHERE (rn.grain <> 'q' OR pj.id = 0 OR u.bucket < (SELECT f.f FROM f))
@@ -471,7 +479,7 @@ BEGIN
                sum(x.sign * x.cost) AS cost,
                sum(x.sign * x.latency_n) AS latency_n, sum(x.sign * x.latency_ms) AS latency_ms,
                sum(x.sign * x.ttft_n) AS ttft_n, sum(x.sign * x.ttft_ms) AS ttft_ms,
-               -- cumulative histograms (see 007_rollup_cumulative.sql)
+               -- cumulative histograms (see 007_rollup_partitions.sql)
                ARRAY[sum(x.sign * x.l0), sum(x.sign * x.l1), sum(x.sign * x.l2),
                      sum(x.sign * x.l3), sum(x.sign * x.l4), sum(x.sign * x.l5),
                      sum(x.sign * x.l6), sum(x.sign * x.l7), sum(x.sign * x.l8),

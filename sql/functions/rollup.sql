@@ -75,7 +75,7 @@ BEGIN
     -- the statement of mg_rollup_merge, inline: settlement runs it, and an
     -- array of rollup rows passed to a function costs as much again
     INSERT INTO usage_rollup AS r
-    SELECT t.* FROM (SELECT g.pid, g.grain, g.bucket, g.kid, coalesce(d.model, ''), d.endpoint,
+    SELECT t.* FROM (SELECT g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint,
                coalesce(d.status / 100, 0), sum(d.requests), coalesce(sum(d.prompt_tokens), 0),
                coalesce(sum(d.completion_tokens), 0), coalesce(sum(d.total_tokens), 0),
                coalesce(sum(d.cost), 0),
@@ -104,20 +104,24 @@ BEGIN
                    CASE WHEN x.requests > 0 THEN mg_hist_bucket(x.latency_ms) END AS lb,
                    CASE WHEN x.requests > 0 THEN mg_hist_bucket(x.ttft_ms) END AS tb
               FROM unnest(p_deltas) AS x) d
-     CROSS JOIN LATERAL (VALUES
-           (d.project_id, coalesce(d.key_id, 0), 'q'::"char",
-            date_bin('15 minutes', d.at, timestamptz '2000-01-01 00:00:00+00'), false),
-           (d.project_id, coalesce(d.key_id, 0), 'h'::"char", date_trunc('hour', d.at, 'UTC'), true),
-           (d.project_id, coalesce(d.key_id, 0), 'd'::"char", date_trunc('day', d.at, 'UTC'), true),
-           (d.project_id, coalesce(d.key_id, 0), 'm'::"char", date_trunc('month', d.at, 'UTC'), true),
-           (0, 0, 'q'::"char",
-            date_bin('15 minutes', d.at, timestamptz '2000-01-01 00:00:00+00'), true),
-           (0, 0, 'h'::"char", date_trunc('hour', d.at, 'UTC'), true),
-           (0, 0, 'd'::"char", date_trunc('day', d.at, 'UTC'), true),
-           (0, 0, 'm'::"char", date_trunc('month', d.at, 'UTC'), true))
-           AS g(pid, kid, grain, bucket, coarse)
-     WHERE NOT g.coarse OR d.at < v_f
-     GROUP BY g.pid, g.grain, g.bucket, g.kid, d.model, d.endpoint, d.status / 100) t
+     -- its rows: k 0 its project's quarter; a delta behind the frontier
+     -- also k 1..3 its project's hour, day and month, k 4..7 project 0's
+     -- quarter, hour, day and month, k 8..10 its key's totals of the hour,
+     -- day and month (settlement's deltas: k 0 only, one row each, not
+     -- eleven rows filtered)
+     CROSS JOIN LATERAL (
+           SELECT CASE WHEN k BETWEEN 4 AND 7 THEN 0 ELSE d.project_id END AS pid,
+                  CASE WHEN k BETWEEN 4 AND 7 THEN 0 ELSE coalesce(d.key_id, 0) END AS kid,
+                  ('{q,h,d,m,q,h,d,m,H,D,M}'::"char"[])[k + 1] AS grain,
+                  CASE ('{0,1,2,3,0,1,2,3,1,2,3}'::integer[])[k + 1]
+                       WHEN 0 THEN date_bin('15 minutes', d.at, timestamptz '2000-01-01 00:00:00+00')
+                       WHEN 1 THEN date_trunc('hour', d.at, 'UTC')
+                       WHEN 2 THEN date_trunc('day', d.at, 'UTC')
+                       ELSE date_trunc('month', d.at, 'UTC') END AS bucket,
+                  CASE WHEN k < 8 THEN coalesce(d.model, '') ELSE '' END AS model,
+                  CASE WHEN k < 8 THEN d.endpoint ELSE '' END AS endpoint
+             FROM generate_series(0, CASE WHEN d.at < v_f THEN 10 ELSE 0 END) AS k) g
+     GROUP BY g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, d.status / 100) t
      ORDER BY 1, 2, 3, 4, 5, 6, 7
     ON CONFLICT (project_id, grain, bucket, key_id, model, endpoint, status_class) DO UPDATE
        SET requests = r.requests + excluded.requests,
@@ -183,7 +187,7 @@ BEGIN
     WHILE v_lo < v_to LOOP
         v_hi := least(date_trunc('day', v_lo, 'UTC') + interval '24 hours', v_to);
         SELECT array_agg(t::usage_rollup) INTO v_rows
-          FROM (SELECT g.pid, g.grain, g.bucket, g.kid, r.model, r.endpoint, r.status_class,
+          FROM (SELECT g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, r.status_class,
                    sum(r.requests), sum(r.prompt_tokens), sum(r.completion_tokens),
                    sum(r.total_tokens), sum(r.cost), sum(r.latency_n), sum(r.latency_ms),
                    sum(r.ttft_n), sum(r.ttft_ms),
@@ -195,16 +199,26 @@ BEGIN
                    sum(r.t12), sum(r.t13), sum(r.t14), sum(r.t15)
           FROM usage_rollup r
          CROSS JOIN LATERAL (VALUES
-               (r.project_id, r.key_id, 'h'::"char", date_trunc('hour', r.bucket, 'UTC')),
-               (r.project_id, r.key_id, 'd'::"char", date_trunc('day', r.bucket, 'UTC')),
-               (r.project_id, r.key_id, 'm'::"char", date_trunc('month', r.bucket, 'UTC')),
-               (0::bigint, 0::bigint, 'q'::"char", r.bucket),
-               (0::bigint, 0::bigint, 'h'::"char", date_trunc('hour', r.bucket, 'UTC')),
-               (0::bigint, 0::bigint, 'd'::"char", date_trunc('day', r.bucket, 'UTC')),
-               (0::bigint, 0::bigint, 'm'::"char", date_trunc('month', r.bucket, 'UTC')))
-               AS g(pid, kid, grain, bucket)
+               (r.project_id, r.key_id, 'h'::"char", date_trunc('hour', r.bucket, 'UTC'), r.model,
+                r.endpoint),
+               (r.project_id, r.key_id, 'd'::"char", date_trunc('day', r.bucket, 'UTC'), r.model,
+                r.endpoint),
+               (r.project_id, r.key_id, 'm'::"char", date_trunc('month', r.bucket, 'UTC'), r.model,
+                r.endpoint),
+               (0::bigint, 0::bigint, 'q'::"char", r.bucket, r.model, r.endpoint),
+               (0::bigint, 0::bigint, 'h'::"char", date_trunc('hour', r.bucket, 'UTC'), r.model,
+                r.endpoint),
+               (0::bigint, 0::bigint, 'd'::"char", date_trunc('day', r.bucket, 'UTC'), r.model,
+                r.endpoint),
+               (0::bigint, 0::bigint, 'm'::"char", date_trunc('month', r.bucket, 'UTC'), r.model,
+                r.endpoint),
+               -- the key's totals (see 007_rollup_partitions.sql)
+               (r.project_id, r.key_id, 'H'::"char", date_trunc('hour', r.bucket, 'UTC'), '', ''),
+               (r.project_id, r.key_id, 'D'::"char", date_trunc('day', r.bucket, 'UTC'), '', ''),
+               (r.project_id, r.key_id, 'M'::"char", date_trunc('month', r.bucket, 'UTC'), '', ''))
+               AS g(pid, kid, grain, bucket, model, endpoint)
          WHERE r.grain = 'q' AND r.project_id <> 0 AND r.bucket >= v_lo AND r.bucket < v_hi
-         GROUP BY g.pid, g.grain, g.bucket, g.kid, r.model, r.endpoint, r.status_class) t;
+         GROUP BY g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, r.status_class) t;
         IF v_rows IS NOT NULL THEN
             PERFORM mg_rollup_merge(v_rows);
         END IF;
