@@ -435,19 +435,18 @@ BEGIN
         -- before the frontier: the runs of buckets (a project's quarters
         -- are read up to the frontier only, like the coarser rows)
         SELECT rn.label, rn.n, rn.sign, u.*
-          FROM unnest(v_pids) AS pj(id)
-         CROSS JOIN rn
-          -- one index range per project and run ("OFFSET 0" keeps the
-          -- planner from reading every rollup of the projects and
-          -- joining the runs to them afterwards)
+          FROM rn
+          -- one index scan a run, over the projects' ranges of its grain
+          -- ("OFFSET 0" keeps the planner from reading every rollup of
+          -- the projects and joining the runs to them afterwards)
           JOIN LATERAL (
                SELECT * FROM usage_rollup u
-                WHERE u.project_id = pj.id
-                  AND u.grain = CASE WHEN v_keys AND pj.id <> 0 AND rn.grain <> 'q'
+                WHERE u.project_id = ANY (v_pids)
+                  AND u.grain = CASE WHEN v_keys AND v_pids <> ARRAY[0::bigint] AND rn.grain <> 'q'
                                      THEN upper(rn.grain::text)::"char" ELSE rn.grain END
                   AND u.bucket >= rn.lo AND u.bucket < rn.hi
                OFFSET 0) u ON true
-         WHERE (rn.grain <> 'q' OR pj.id = 0 OR u.bucket < (SELECT f.f FROM f))
+         WHERE (rn.grain <> 'q' OR u.project_id = 0 OR u.bucket < (SELECT f.f FROM f))
            AND (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
            AND (p_model IS NULL OR u.model = p_model)
         UNION ALL
