@@ -339,9 +339,11 @@ mg_find_programs() {
 }
 
 # fcgi_sanitized: true when modelgate-fcgi (after mg_find_programs) was
-# built with AddressSanitizer (./configure --enable-sanitizers).
+# built with AddressSanitizer (./configure --enable-sanitizers) or runs
+# under valgrind (tests/memcheck sets MG_MEMCHECK): either way its memory
+# is not its own to measure.
 fcgi_sanitized() {
-    grep -q -a __asan_init "$FCGI"
+    [ -n "${MG_MEMCHECK:-}" ] || grep -q -a __asan_init "$FCGI"
 }
 
 # mg_need_pg SCRIPT [ARGS...]: without PGHOST, runs SCRIPT again under

@@ -604,7 +604,7 @@ EXPECTED_ROWS=$((EXPECTED_ROWS + 16))
 check_eq "16 concurrent 1.6 MB embeddings answers: all 200" \
     "$(sort "$MG_T/big-emb.status" | uniq -c | tr -s ' ')" " 16 200"
 if fcgi_sanitized; then
-    tap_skip "idle responders' private memory after large answers" "sanitizer build"
+    tap_skip "idle responders' private memory after large answers" "instrumented build (sanitizers or valgrind)"
 else
     for ((i = 0; i < 50; i++)); do
         largest=0
