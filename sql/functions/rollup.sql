@@ -60,8 +60,8 @@ $$;
 -- Adds usage rows (or cost changes) to the rollups: each delta to its
 -- project's quarter hour; a delta from before the compaction frontier
 -- (a late settlement, a cost adjustment) to the coarser rows too (its
--- project's hour, UTC day and month, and project 0's quarter, hour, day
--- and month).
+-- project's hour, UTC day and month, its key's totals of those, and
+-- project 0's quarter, hour, day and month).
 -- Holds the compaction lock shared until the transaction ends, so that
 -- the frontier cannot pass a delta counted in the quarters only.
 CREATE OR REPLACE FUNCTION mg_rollup_add(p_deltas mg_usage_delta[])
