@@ -20,6 +20,32 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT width_bucket(CASE WHEN p_ms < 0 THEN 0 ELSE p_ms END, mg_hist_bounds())
 $$;
 
+-- The rollup rows that a count at p_at of the project p_project, key
+-- p_key, model p_model and endpoint p_endpoint goes into, those numbered
+-- p_from to p_to of: 0 its project's quarter hour; 1..3 its project's
+-- hour, UTC day and month; 4..7 project 0's quarter, hour, day and month;
+-- 8..10 its key's totals of the hour, day and month (model and endpoint
+-- '').  Settlement counts into 0 only, compaction folds a quarter into
+-- 1..10, a delta behind the frontier goes into 0..10.  LANGUAGE sql, one
+-- SELECT: the planner inlines it into its callers' statements.
+CREATE OR REPLACE FUNCTION mg_rollup_targets(p_project bigint, p_key bigint, p_model text,
+    p_endpoint text, p_at timestamptz, p_from integer, p_to integer)
+RETURNS TABLE (pid bigint, kid bigint, grain "char", bucket timestamptz, model text,
+               endpoint text)
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN k BETWEEN 4 AND 7 THEN 0 ELSE p_project END,
+           CASE WHEN k BETWEEN 4 AND 7 THEN 0 ELSE p_key END,
+           ('{q,h,d,m,q,h,d,m,H,D,M}'::"char"[])[k + 1],
+           CASE ('{0,1,2,3,0,1,2,3,1,2,3}'::integer[])[k + 1]
+                WHEN 0 THEN date_bin('15 minutes', p_at, timestamptz '2000-01-01 00:00:00+00')
+                WHEN 1 THEN date_trunc('hour', p_at, 'UTC')
+                WHEN 2 THEN date_trunc('day', p_at, 'UTC')
+                ELSE date_trunc('month', p_at, 'UTC') END,
+           CASE WHEN k < 8 THEN p_model ELSE '' END,
+           CASE WHEN k < 8 THEN p_endpoint ELSE '' END
+      FROM generate_series(p_from, p_to) AS k
+$$;
+
 -- Adds rollup rows (whose counts are increments) to usage_rollup: a new
 -- key gets the row, an existing one the sums.  Rows are locked in key
 -- order.
@@ -104,23 +130,10 @@ BEGIN
                    CASE WHEN x.requests > 0 THEN mg_hist_bucket(x.latency_ms) END AS lb,
                    CASE WHEN x.requests > 0 THEN mg_hist_bucket(x.ttft_ms) END AS tb
               FROM unnest(p_deltas) AS x) d
-     -- its rows: k 0 its project's quarter; a delta behind the frontier
-     -- also k 1..3 its project's hour, day and month, k 4..7 project 0's
-     -- quarter, hour, day and month, k 8..10 its key's totals of the hour,
-     -- day and month (settlement's deltas: k 0 only, one row each, not
-     -- eleven rows filtered)
-     CROSS JOIN LATERAL (
-           SELECT CASE WHEN k BETWEEN 4 AND 7 THEN 0 ELSE d.project_id END AS pid,
-                  CASE WHEN k BETWEEN 4 AND 7 THEN 0 ELSE coalesce(d.key_id, 0) END AS kid,
-                  ('{q,h,d,m,q,h,d,m,H,D,M}'::"char"[])[k + 1] AS grain,
-                  CASE ('{0,1,2,3,0,1,2,3,1,2,3}'::integer[])[k + 1]
-                       WHEN 0 THEN date_bin('15 minutes', d.at, timestamptz '2000-01-01 00:00:00+00')
-                       WHEN 1 THEN date_trunc('hour', d.at, 'UTC')
-                       WHEN 2 THEN date_trunc('day', d.at, 'UTC')
-                       ELSE date_trunc('month', d.at, 'UTC') END AS bucket,
-                  CASE WHEN k < 8 THEN coalesce(d.model, '') ELSE '' END AS model,
-                  CASE WHEN k < 8 THEN d.endpoint ELSE '' END AS endpoint
-             FROM generate_series(0, CASE WHEN d.at < v_f THEN 10 ELSE 0 END) AS k) g
+     -- its project's quarter; behind the frontier every row it goes into
+     -- (settlement's deltas: one row each, not eleven rows filtered)
+     CROSS JOIN LATERAL mg_rollup_targets(d.project_id, coalesce(d.key_id, 0),
+           coalesce(d.model, ''), d.endpoint, d.at, 0, CASE WHEN d.at < v_f THEN 10 ELSE 0 END) g
      GROUP BY g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, d.status / 100) t
      ORDER BY 1, 2, 3, 4, 5, 6, 7
     ON CONFLICT (project_id, grain, bucket, key_id, model, endpoint, status_class) DO UPDATE
@@ -198,25 +211,8 @@ BEGIN
                    sum(r.t6), sum(r.t7), sum(r.t8), sum(r.t9), sum(r.t10), sum(r.t11),
                    sum(r.t12), sum(r.t13), sum(r.t14), sum(r.t15)
           FROM usage_rollup r
-         CROSS JOIN LATERAL (VALUES
-               (r.project_id, r.key_id, 'h'::"char", date_trunc('hour', r.bucket, 'UTC'), r.model,
-                r.endpoint),
-               (r.project_id, r.key_id, 'd'::"char", date_trunc('day', r.bucket, 'UTC'), r.model,
-                r.endpoint),
-               (r.project_id, r.key_id, 'm'::"char", date_trunc('month', r.bucket, 'UTC'), r.model,
-                r.endpoint),
-               (0::bigint, 0::bigint, 'q'::"char", r.bucket, r.model, r.endpoint),
-               (0::bigint, 0::bigint, 'h'::"char", date_trunc('hour', r.bucket, 'UTC'), r.model,
-                r.endpoint),
-               (0::bigint, 0::bigint, 'd'::"char", date_trunc('day', r.bucket, 'UTC'), r.model,
-                r.endpoint),
-               (0::bigint, 0::bigint, 'm'::"char", date_trunc('month', r.bucket, 'UTC'), r.model,
-                r.endpoint),
-               -- the key's totals (see 007_rollup_partitions.sql)
-               (r.project_id, r.key_id, 'H'::"char", date_trunc('hour', r.bucket, 'UTC'), '', ''),
-               (r.project_id, r.key_id, 'D'::"char", date_trunc('day', r.bucket, 'UTC'), '', ''),
-               (r.project_id, r.key_id, 'M'::"char", date_trunc('month', r.bucket, 'UTC'), '', ''))
-               AS g(pid, kid, grain, bucket, model, endpoint)
+         CROSS JOIN LATERAL mg_rollup_targets(r.project_id, r.key_id, r.model, r.endpoint,
+                                              r.bucket, 1, 10) g
          WHERE r.grain = 'q' AND r.project_id <> 0 AND r.bucket >= v_lo AND r.bucket < v_hi
          GROUP BY g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, r.status_class) t;
         IF v_rows IS NOT NULL THEN
