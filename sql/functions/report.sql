@@ -3,7 +3,8 @@
 -- /v1/quota, and later the MCP server and the dashboard), called through
 -- lib/report.c.  Each returns one JSON object, the same for every face.
 --
--- Totals read the rollups (usage_rollup), never the usage rows: a period
+-- Totals read the rollups (usage_rollup, and the rows of
+-- usage_rollup_pending not folded yet), never the usage rows: a period
 -- is made of whole buckets, added and subtracted (mg_report_runs), so its
 -- totals are exact in any time zone.  Periods of totals start and end on
 -- a quarter hour.  The latest requests are read from the usage rows.
@@ -431,6 +432,8 @@ BEGIN
         -- the compaction frontier, read in this statement's snapshot (as
         -- one value: joined, it put every row read behind a Materialize)
         SELECT coalesce(s.compacted_until, '-infinity') AS f FROM usage_state s WHERE s.singleton
+    ), pend AS MATERIALIZED (
+        SELECT r.* FROM usage_rollup_pending p, mg_rollup_rows(p.deltas) AS r
     ), x AS (
         -- before the frontier: the runs of buckets (a project's quarters
         -- are read up to the frontier only, like the coarser rows)
@@ -459,6 +462,15 @@ BEGIN
                   AND u.bucket >= greatest(iv.lo, (SELECT f.f FROM f)) AND u.bucket < iv.hi
                OFFSET 0) u ON true
          WHERE iv.hi > (SELECT f.f FROM f) AND (v_pids = ARRAY[0::bigint] OR u.project_id = ANY (v_pids))
+           AND (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
+           AND (p_model IS NULL OR u.model = p_model)
+        UNION ALL
+        -- the pending rows, not folded yet (see 008_rollup_pending.sql),
+        -- wherever their quarters are
+        SELECT iv.label, iv.n, 1, u.*
+          FROM pend u
+          JOIN iv ON u.bucket >= iv.lo AND u.bucket < iv.hi
+         WHERE (v_pids = ARRAY[0::bigint] OR u.project_id = ANY (v_pids))
            AND (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
            AND (p_model IS NULL OR u.model = p_model)
     ), g AS (

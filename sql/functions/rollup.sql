@@ -5,11 +5,11 @@
 -- Money rule: a rollup's cost is the exact sum (numeric) of the costs of
 -- the rows it counts, adjustments included.
 --
--- Lock order: mg_rollup_add takes the compaction lock shared, then the
--- rollup rows it changes in key order, after the caller has taken every
--- counter row (project_quota) it needs; nothing that holds a rollup row
--- waits for a counter row.  mg_rollup_compact takes the compaction lock
--- alone, and no counter row.
+-- Locks: mg_rollup_add appends one row and takes no lock, so settlement
+-- never waits for a rollup row.  Every change of usage_rollup rows (the
+-- fold of the pending rows, the compaction, the backfill) is made under
+-- the compaction lock, taken alone; whoever holds it takes no counter row
+-- (project_quota) and no usage row.
 
 -- mg_hist_bounds() and mg_hist_quantile are in report.sql (applied first).
 
@@ -83,91 +83,139 @@ BEGIN
 END
 $$;
 
--- Adds usage rows (or cost changes) to the rollups: each delta to its
--- project's quarter hour; a delta from before the compaction frontier
--- (a late settlement, a cost adjustment) to the coarser rows too (its
--- project's hour, UTC day and month, its key's totals of those, and
--- project 0's quarter, hour, day and month).
--- Holds the compaction lock shared until the transaction ends, so that
--- the frontier cannot pass a delta counted in the quarters only.
+-- The rollup row of each delta of p_deltas alone: its project's quarter
+-- hour, its status class, its counts, and its latency and time to first
+-- token in the cumulative histograms (a cost adjustment, requests 0,
+-- counts no latency).  LANGUAGE sql, one SELECT: inlined into the fold and
+-- into the reports, which read the pending rows through it.
+CREATE OR REPLACE FUNCTION mg_rollup_rows(p_deltas mg_usage_delta[])
+RETURNS SETOF usage_rollup
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT d.project_id, 'q'::"char",
+           date_bin('15 minutes', d.at, timestamptz '2000-01-01 00:00:00+00'),
+           coalesce(d.key_id, 0), coalesce(d.model, ''), d.endpoint,
+           coalesce(d.status / 100, 0)::smallint, d.requests::bigint,
+           coalesce(d.prompt_tokens, 0)::bigint, coalesce(d.completion_tokens, 0)::bigint,
+           coalesce(d.total_tokens, 0)::bigint, coalesce(d.cost, 0),
+           (d.requests > 0 AND d.latency_ms IS NOT NULL)::integer::bigint,
+           CASE WHEN d.requests > 0 THEN coalesce(d.latency_ms, 0) ELSE 0 END::bigint,
+           (d.requests > 0 AND d.ttft_ms IS NOT NULL)::integer::bigint,
+           CASE WHEN d.requests > 0 THEN coalesce(d.ttft_ms, 0) ELSE 0 END::bigint,
+           (h.lb <= 0)::integer::bigint, (h.lb <= 1)::integer::bigint,
+           (h.lb <= 2)::integer::bigint, (h.lb <= 3)::integer::bigint,
+           (h.lb <= 4)::integer::bigint, (h.lb <= 5)::integer::bigint,
+           (h.lb <= 6)::integer::bigint, (h.lb <= 7)::integer::bigint,
+           (h.lb <= 8)::integer::bigint, (h.lb <= 9)::integer::bigint,
+           (h.lb <= 10)::integer::bigint, (h.lb <= 11)::integer::bigint,
+           (h.lb <= 12)::integer::bigint, (h.lb <= 13)::integer::bigint,
+           (h.lb <= 14)::integer::bigint, (h.lb <= 15)::integer::bigint,
+           (h.tb <= 0)::integer::bigint, (h.tb <= 1)::integer::bigint,
+           (h.tb <= 2)::integer::bigint, (h.tb <= 3)::integer::bigint,
+           (h.tb <= 4)::integer::bigint, (h.tb <= 5)::integer::bigint,
+           (h.tb <= 6)::integer::bigint, (h.tb <= 7)::integer::bigint,
+           (h.tb <= 8)::integer::bigint, (h.tb <= 9)::integer::bigint,
+           (h.tb <= 10)::integer::bigint, (h.tb <= 11)::integer::bigint,
+           (h.tb <= 12)::integer::bigint, (h.tb <= 13)::integer::bigint,
+           (h.tb <= 14)::integer::bigint, (h.tb <= 15)::integer::bigint
+      FROM unnest(p_deltas) AS d
+     CROSS JOIN LATERAL (
+           -- 16 (no bucket) when there is no latency, or no request
+           SELECT CASE WHEN d.requests > 0 THEN coalesce(mg_hist_bucket(d.latency_ms), 16)
+                       ELSE 16 END AS lb,
+                  CASE WHEN d.requests > 0 THEN coalesce(mg_hist_bucket(d.ttft_ms), 16)
+                       ELSE 16 END AS tb) h
+$$;
+
+-- The sums of the rollup rows p_rows (quarter hours) in the rows they go
+-- into: those numbered p_from to p_to of mg_rollup_targets, and p_from
+-- to 10 for a row before p_all_before.  One row per target, for
+-- mg_rollup_merge.
+CREATE OR REPLACE FUNCTION mg_rollup_sums(p_rows usage_rollup[], p_from integer,
+    p_to integer, p_all_before timestamptz)
+RETURNS usage_rollup[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT array_agg(t::usage_rollup)
+      FROM (SELECT g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, r.status_class,
+                   sum(r.requests), sum(r.prompt_tokens), sum(r.completion_tokens),
+                   sum(r.total_tokens), sum(r.cost), sum(r.latency_n), sum(r.latency_ms),
+                   sum(r.ttft_n), sum(r.ttft_ms),
+                   sum(r.l0), sum(r.l1), sum(r.l2), sum(r.l3), sum(r.l4), sum(r.l5),
+                   sum(r.l6), sum(r.l7), sum(r.l8), sum(r.l9), sum(r.l10), sum(r.l11),
+                   sum(r.l12), sum(r.l13), sum(r.l14), sum(r.l15),
+                   sum(r.t0), sum(r.t1), sum(r.t2), sum(r.t3), sum(r.t4), sum(r.t5),
+                   sum(r.t6), sum(r.t7), sum(r.t8), sum(r.t9), sum(r.t10), sum(r.t11),
+                   sum(r.t12), sum(r.t13), sum(r.t14), sum(r.t15)
+              FROM unnest(p_rows) AS r
+             CROSS JOIN LATERAL mg_rollup_targets(r.project_id, r.key_id, r.model, r.endpoint,
+                   r.bucket, p_from, CASE WHEN r.bucket < p_all_before THEN 10 ELSE p_to END) g
+             GROUP BY g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, r.status_class) t
+$$;
+
+-- Counts usage rows (or cost changes) in the rollups, in the caller's
+-- transaction: appends the deltas, as one row, to usage_rollup_pending
+-- (see 008_rollup_pending.sql), which the reports read with the rollup
+-- rows until mg_rollup_fold adds them up.  Takes no lock.
 CREATE OR REPLACE FUNCTION mg_rollup_add(p_deltas mg_usage_delta[])
 RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_f    timestamptz;
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(727217003);
-    SELECT s.compacted_until INTO v_f FROM usage_state s WHERE s.singleton;
-    -- the statement of mg_rollup_merge, inline: settlement runs it, and an
-    -- array of rollup rows passed to a function costs as much again
-    INSERT INTO usage_rollup AS r
-    SELECT t.* FROM (SELECT g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint,
-               coalesce(d.status / 100, 0), sum(d.requests), coalesce(sum(d.prompt_tokens), 0),
-               coalesce(sum(d.completion_tokens), 0), coalesce(sum(d.total_tokens), 0),
-               coalesce(sum(d.cost), 0),
-               count(d.latency_ms) FILTER (WHERE d.requests > 0),
-               coalesce(sum(d.latency_ms) FILTER (WHERE d.requests > 0), 0),
-               count(d.ttft_ms) FILTER (WHERE d.requests > 0),
-               coalesce(sum(d.ttft_ms) FILTER (WHERE d.requests > 0), 0),
-               count(*) FILTER (WHERE d.lb <= 0), count(*) FILTER (WHERE d.lb <= 1),
-               count(*) FILTER (WHERE d.lb <= 2), count(*) FILTER (WHERE d.lb <= 3),
-               count(*) FILTER (WHERE d.lb <= 4), count(*) FILTER (WHERE d.lb <= 5),
-               count(*) FILTER (WHERE d.lb <= 6), count(*) FILTER (WHERE d.lb <= 7),
-               count(*) FILTER (WHERE d.lb <= 8), count(*) FILTER (WHERE d.lb <= 9),
-               count(*) FILTER (WHERE d.lb <= 10), count(*) FILTER (WHERE d.lb <= 11),
-               count(*) FILTER (WHERE d.lb <= 12), count(*) FILTER (WHERE d.lb <= 13),
-               count(*) FILTER (WHERE d.lb <= 14), count(*) FILTER (WHERE d.lb <= 15),
-               count(*) FILTER (WHERE d.tb <= 0), count(*) FILTER (WHERE d.tb <= 1),
-               count(*) FILTER (WHERE d.tb <= 2), count(*) FILTER (WHERE d.tb <= 3),
-               count(*) FILTER (WHERE d.tb <= 4), count(*) FILTER (WHERE d.tb <= 5),
-               count(*) FILTER (WHERE d.tb <= 6), count(*) FILTER (WHERE d.tb <= 7),
-               count(*) FILTER (WHERE d.tb <= 8), count(*) FILTER (WHERE d.tb <= 9),
-               count(*) FILTER (WHERE d.tb <= 10), count(*) FILTER (WHERE d.tb <= 11),
-               count(*) FILTER (WHERE d.tb <= 12), count(*) FILTER (WHERE d.tb <= 13),
-               count(*) FILTER (WHERE d.tb <= 14), count(*) FILTER (WHERE d.tb <= 15)
-      FROM (SELECT x.*,
-                   -- a cost adjustment (requests 0) counts no latency
-                   CASE WHEN x.requests > 0 THEN mg_hist_bucket(x.latency_ms) END AS lb,
-                   CASE WHEN x.requests > 0 THEN mg_hist_bucket(x.ttft_ms) END AS tb
-              FROM unnest(p_deltas) AS x) d
-     -- its project's quarter; behind the frontier every row it goes into
-     -- (settlement's deltas: one row each, not eleven rows filtered)
-     CROSS JOIN LATERAL mg_rollup_targets(d.project_id, coalesce(d.key_id, 0),
-           coalesce(d.model, ''), d.endpoint, d.at, 0, CASE WHEN d.at < v_f THEN 10 ELSE 0 END) g
-     GROUP BY g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, d.status / 100) t
-     ORDER BY 1, 2, 3, 4, 5, 6, 7
-    ON CONFLICT (project_id, grain, bucket, key_id, model, endpoint, status_class) DO UPDATE
-       SET requests = r.requests + excluded.requests,
-           prompt_tokens = r.prompt_tokens + excluded.prompt_tokens,
-           completion_tokens = r.completion_tokens + excluded.completion_tokens,
-           total_tokens = r.total_tokens + excluded.total_tokens,
-           cost = r.cost + excluded.cost,
-           latency_n = r.latency_n + excluded.latency_n,
-           latency_ms = r.latency_ms + excluded.latency_ms,
-           ttft_n = r.ttft_n + excluded.ttft_n,
-           ttft_ms = r.ttft_ms + excluded.ttft_ms,
-           l0 = r.l0 + excluded.l0, l1 = r.l1 + excluded.l1, l2 = r.l2 + excluded.l2,
-           l3 = r.l3 + excluded.l3, l4 = r.l4 + excluded.l4, l5 = r.l5 + excluded.l5,
-           l6 = r.l6 + excluded.l6, l7 = r.l7 + excluded.l7, l8 = r.l8 + excluded.l8,
-           l9 = r.l9 + excluded.l9, l10 = r.l10 + excluded.l10, l11 = r.l11 + excluded.l11,
-           l12 = r.l12 + excluded.l12, l13 = r.l13 + excluded.l13,
-           l14 = r.l14 + excluded.l14, l15 = r.l15 + excluded.l15,
-           t0 = r.t0 + excluded.t0, t1 = r.t1 + excluded.t1, t2 = r.t2 + excluded.t2,
-           t3 = r.t3 + excluded.t3, t4 = r.t4 + excluded.t4, t5 = r.t5 + excluded.t5,
-           t6 = r.t6 + excluded.t6, t7 = r.t7 + excluded.t7, t8 = r.t8 + excluded.t8,
-           t9 = r.t9 + excluded.t9, t10 = r.t10 + excluded.t10, t11 = r.t11 + excluded.t11,
-           t12 = r.t12 + excluded.t12, t13 = r.t13 + excluded.t13,
-           t14 = r.t14 + excluded.t14, t15 = r.t15 + excluded.t15;
+    IF coalesce(cardinality(p_deltas), 0) > 0 THEN
+        INSERT INTO usage_rollup_pending (deltas) VALUES (p_deltas);
+    END IF;
 END
 $$;
 
--- Folds the quarters of every project from the compaction frontier up to
--- the last quarter that ended p_grace before p_now (NULL: now) into the
--- coarser rows, and moves the frontier there; a day at a time.  Returns
--- the new frontier, or NULL when there was nothing to fold.  Called by
--- the responders' upkeep every minute, by `db migrate`, and after a
--- backfill; safe from many places at once (the second waits, then finds
--- nothing to do).
+-- Folds the pending rows committed so far into the rollup rows: each
+-- delta into its project's quarter hour, and one from before the
+-- compaction frontier (a late settlement, a cost adjustment) into every
+-- row it goes into (its project's hour, UTC day and month, its key's
+-- totals of those, and project 0's quarter, hour, day and month).  Rows
+-- appended meanwhile wait for the next fold.  A slice of pending rows at
+-- a time, so that a backlog (the upkeep stopped for a while, a bulk load)
+-- never makes one huge array.  Returns the number of deltas folded.
+-- Called by mg_rollup_compact and mg_rollup_backfill.
+CREATE OR REPLACE FUNCTION mg_rollup_fold()
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_f    timestamptz;
+    v_left bigint;
+    v_n    bigint := 0;
+    v_p    bigint;
+    v_d    bigint;
+    v_rows usage_rollup[];
+BEGIN
+    PERFORM pg_advisory_xact_lock(727217003);
+    SELECT coalesce(s.compacted_until, '-infinity') INTO v_f FROM usage_state s WHERE s.singleton;
+    SELECT count(*) INTO v_left FROM usage_rollup_pending;
+    WHILE v_left > 0 LOOP
+        WITH p AS (
+            DELETE FROM usage_rollup_pending
+             WHERE ctid = ANY (ARRAY(SELECT ctid FROM usage_rollup_pending LIMIT 1000))
+            RETURNING deltas
+        )
+        SELECT (SELECT count(*) FROM p), (SELECT sum(cardinality(p.deltas)) FROM p),
+               (SELECT mg_rollup_sums(array_agg(r), 0, 0, v_f)
+                  FROM p, mg_rollup_rows(p.deltas) AS r)
+          INTO v_p, v_d, v_rows;
+        EXIT WHEN v_p = 0;
+        IF v_rows IS NOT NULL THEN
+            PERFORM mg_rollup_merge(v_rows);
+        END IF;
+        v_n := v_n + v_d;
+        v_left := v_left - v_p;
+    END LOOP;
+    RETURN v_n;
+END
+$$;
+
+-- Folds the pending rows (mg_rollup_fold), then the quarters of every
+-- project from the compaction frontier up to the last quarter that ended
+-- p_grace before p_now (NULL: now) into the coarser rows, and moves the
+-- frontier there; a day at a time.  Returns the frontier, or NULL when
+-- there was nothing to fold.  Called by the responders' upkeep every
+-- minute, by `db migrate`, and after a backfill; safe from many places at
+-- once (the second waits, then finds nothing to do).
 CREATE OR REPLACE FUNCTION mg_rollup_compact(p_now timestamptz DEFAULT NULL,
     p_grace interval DEFAULT interval '30 minutes')
 RETURNS timestamptz
@@ -176,19 +224,21 @@ DECLARE
     q      constant timestamptz := timestamptz '2000-01-01 00:00:00+00';
     v_to   timestamptz := date_bin('15 minutes', coalesce(p_now, now()) - p_grace, q);
     v_f    timestamptz;
+    v_n    bigint;
     v_lo   timestamptz;
     v_hi   timestamptz;
     v_rows usage_rollup[];
 BEGIN
     SELECT s.compacted_until INTO v_f FROM usage_state s WHERE s.singleton;
-    IF v_f >= v_to THEN
+    IF v_f >= v_to AND NOT EXISTS (SELECT 1 FROM usage_rollup_pending) THEN
         RETURN NULL;            -- the usual case: no lock taken
     END IF;
-    -- waits for the settlements in flight; holds new ones until commit
+    -- waits for the fold or compaction in flight; settlements go on
     PERFORM pg_advisory_xact_lock(727217003);
+    v_n := mg_rollup_fold();
     SELECT s.compacted_until INTO v_f FROM usage_state s WHERE s.singleton;
     IF v_f >= v_to THEN
-        RETURN NULL;
+        RETURN CASE WHEN v_n > 0 THEN v_f END;
     END IF;
     IF v_f IS NULL THEN
         SELECT min(r.bucket) INTO v_lo FROM usage_rollup r
@@ -199,22 +249,10 @@ BEGIN
     END IF;
     WHILE v_lo < v_to LOOP
         v_hi := least(date_trunc('day', v_lo, 'UTC') + interval '24 hours', v_to);
-        SELECT array_agg(t::usage_rollup) INTO v_rows
-          FROM (SELECT g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, r.status_class,
-                   sum(r.requests), sum(r.prompt_tokens), sum(r.completion_tokens),
-                   sum(r.total_tokens), sum(r.cost), sum(r.latency_n), sum(r.latency_ms),
-                   sum(r.ttft_n), sum(r.ttft_ms),
-                   sum(r.l0), sum(r.l1), sum(r.l2), sum(r.l3), sum(r.l4), sum(r.l5),
-                   sum(r.l6), sum(r.l7), sum(r.l8), sum(r.l9), sum(r.l10), sum(r.l11),
-                   sum(r.l12), sum(r.l13), sum(r.l14), sum(r.l15),
-                   sum(r.t0), sum(r.t1), sum(r.t2), sum(r.t3), sum(r.t4), sum(r.t5),
-                   sum(r.t6), sum(r.t7), sum(r.t8), sum(r.t9), sum(r.t10), sum(r.t11),
-                   sum(r.t12), sum(r.t13), sum(r.t14), sum(r.t15)
-          FROM usage_rollup r
-         CROSS JOIN LATERAL mg_rollup_targets(r.project_id, r.key_id, r.model, r.endpoint,
-                                              r.bucket, 1, 10) g
-         WHERE r.grain = 'q' AND r.project_id <> 0 AND r.bucket >= v_lo AND r.bucket < v_hi
-         GROUP BY g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, r.status_class) t;
+        v_rows := mg_rollup_sums(ARRAY(SELECT r FROM usage_rollup r
+                                        WHERE r.grain = 'q' AND r.project_id <> 0
+                                          AND r.bucket >= v_lo AND r.bucket < v_hi),
+                                 1, 10, NULL);
         IF v_rows IS NOT NULL THEN
             PERFORM mg_rollup_merge(v_rows);
         END IF;
@@ -250,15 +288,18 @@ BEGIN
     END IF;
     LOCK TABLE usage_events IN SHARE MODE;
     DELETE FROM usage_rollup;
+    DELETE FROM usage_rollup_pending;
     UPDATE usage_state SET compacted_until = NULL;
-    FOR m IN SELECT DISTINCT date_trunc('month', created_at, 'UTC') FROM usage_events ORDER BY 1
+    -- a UTC day at a time, folded at once: one pending row stays small
+    FOR m IN SELECT DISTINCT date_trunc('day', created_at, 'UTC') FROM usage_events ORDER BY 1
     LOOP
         SELECT array_agg(mg_usage_delta_of(u)) INTO d
           FROM usage_events u
          WHERE u.settled_at IS NOT NULL AND u.created_at >= m
-           AND u.created_at < (m AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC';
+           AND u.created_at < m + interval '24 hours';
         IF d IS NOT NULL THEN
             PERFORM mg_rollup_add(d);
+            PERFORM mg_rollup_fold();
             n := n + cardinality(d);
         END IF;
     END LOOP;

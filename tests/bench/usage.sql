@@ -7,8 +7,9 @@
 -- The usage rows are made with generate_series and random() (setseed
 -- first, so the same size gives the same rows) and counted into the
 -- rollups by mg_rollup_add, the function settlement calls, in the same
--- transaction: bench.fill_chunk is one INSERT ... SELECT of settled rows
--- and one mg_rollup_add of their deltas.
+-- transaction: bench.fill_chunk is one INSERT ... SELECT of settled rows,
+-- one mg_rollup_add of their deltas, and the fold of that pending row
+-- (mg_rollup_fold, as the responders' upkeep runs it every minute).
 
 CREATE SCHEMA IF NOT EXISTS bench;
 
@@ -84,7 +85,9 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Inserts p_n settled usage rows admitted in [p_lo, p_hi) and counts
--- them into the rollups with mg_rollup_add, in this transaction.
+-- them into the rollups with mg_rollup_add, then folds them
+-- (mg_rollup_fold: a day's pending row is a large one), in this
+-- transaction.
 -- p_diurnal: [p_lo, p_hi) is one whole UTC day and the rows follow a
 -- day's curve (three times as many at 12:00 UTC as at midnight).
 -- Project number k is drawn with weight falling as 1/sqrt(k) (the busiest,
@@ -182,6 +185,7 @@ BEGIN
       INTO v_deltas
       FROM ins;
     PERFORM mg_rollup_add(v_deltas);
+    PERFORM mg_rollup_fold();
     RETURN cardinality(v_deltas);
 END
 $$;

@@ -303,23 +303,34 @@ for ((i = 0; i < 100; i++)); do
 done
 cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,model,status \
     --format json >"$MG_T/all.json" 2>"$MG_T/cli.err"
-sql_now "SELECT json_agg(json_build_object('project', p.name, 'model', coalesce(u.model, ''),
-             'status', (u.status / 100) || 'xx', 'requests', u.n, 'prompt_tokens', u.pt,
-             'completion_tokens', u.ct, 'total_tokens', u.tt, 'cost', u.cost::text))
-           FROM (SELECT project_id, model, status / 100 * 100 AS status, count(*) AS n,
-                        coalesce(sum(prompt_tokens), 0) AS pt,
-                        coalesce(sum(completion_tokens), 0) AS ct,
-                        coalesce(sum(total_tokens), 0) AS tt,
-                        coalesce(trim_scale(sum(cost)), 0) AS cost
-                   FROM usage_events WHERE settled_at IS NOT NULL
-                  GROUP BY 1, 2, 3) u
-           JOIN projects p ON p.id = u.project_id" >"$MG_T/sums.json"
-expect_json "every group's totals equal the sums over usage_events exactly" \
-    'f[1].length === f[0].data.length && f[1].every((s) => f[0].data.some((g) =>
-        g.project === s.project && (g.model || "") === s.model && g.status === s.status &&
-        g.requests === s.requests && g.prompt_tokens === s.prompt_tokens &&
-        g.completion_tokens === s.completion_tokens && g.total_tokens === s.total_tokens &&
-        g.cost === s.cost))' "$MG_T/all.json" "$MG_T/sums.json"
+# usage_sums FILE: the settled usage rows' sums by project, model and
+# status, as JSON, into FILE.
+usage_sums() {
+    sql_now "SELECT json_agg(json_build_object('project', p.name, 'model', coalesce(u.model, ''),
+                 'status', (u.status / 100) || 'xx', 'requests', u.n, 'prompt_tokens', u.pt,
+                 'completion_tokens', u.ct, 'total_tokens', u.tt, 'cost', u.cost::text))
+               FROM (SELECT project_id, model, status / 100 * 100 AS status, count(*) AS n,
+                            coalesce(sum(prompt_tokens), 0) AS pt,
+                            coalesce(sum(completion_tokens), 0) AS ct,
+                            coalesce(sum(total_tokens), 0) AS tt,
+                            coalesce(trim_scale(sum(cost)), 0) AS cost
+                       FROM usage_events WHERE settled_at IS NOT NULL
+                      GROUP BY 1, 2, 3) u
+               JOIN projects p ON p.id = u.project_id" >"$1"
+}
+# expect_sums NAME REPORT SUMS: every group of REPORT (by project, model,
+# status) equals its sums in SUMS, and there are as many.
+expect_sums() {
+    expect_json "$1" \
+        'f[1].length === f[0].data.length && f[1].every((s) => f[0].data.some((g) =>
+            g.project === s.project && (g.model || "") === s.model && g.status === s.status &&
+            g.requests === s.requests && g.prompt_tokens === s.prompt_tokens &&
+            g.completion_tokens === s.completion_tokens && g.total_tokens === s.total_tokens &&
+            g.cost === s.cost))' "$2" "$3"
+}
+usage_sums "$MG_T/sums.json"
+expect_sums "every group's totals equal the sums over usage_events exactly" \
+    "$MG_T/all.json" "$MG_T/sums.json"
 expect_json "live rows are counted: alpha's 502; gamma's 429 was never admitted, no row" \
     'j.data.some((g) => g.project === "alpha" && g.status === "5xx" && g.model === "mock/echo;fail=500") &&
      j.data.filter((g) => g.project === "gamma").map((g) => g.status + g.requests).join() === "2xx1"' \
@@ -358,6 +369,40 @@ expect_json "by key, every group equals the sums over usage_events exactly" \
         g.project === s.project && g.key === s.key && g.status === s.status &&
         g.requests === s.requests && g.cost === s.cost))' \
     "$MG_T/keys-compacted.json" "$MG_T/key-sums.json"
+check_eq "compaction folded every pending row" \
+    "$(sql_now 'SELECT count(*) FROM usage_rollup_pending')" 0
+
+# A settlement behind the frontier (a request of a month ago, settled now)
+# is pending until the next fold, which adds it to every grain at once.
+# Reported in the settlement's own transaction, the pending row is there
+# whatever the responders' upkeep does meanwhile.
+UNTIL=$(date -u -d '+1 day' +%Y-%m-%d)
+sql_now "BEGIN;
+    SELECT test_put(:'k', 'req_late', '2026-11-10T12:05:00Z', 'm/b', 'chat.completions', 200,
+                    7, 3, 0.0000031, 420, 90);
+    SELECT count(*) FROM usage_rollup_pending;
+    SELECT mg_usage_report(NULL, NULL, NULL, '2026-03-01', :'until', NULL,
+                           '{project,model,status}', 400);
+    SELECT mg_usage_report('alpha', NULL, NULL, '2026-11-01', '2026-12-01', 'Asia/Kolkata',
+                           '{day}', 400);
+    COMMIT;" -v k="${KEY[a2]}" -v until="$UNTIL" >"$MG_T/late.out" || bail "req_late"
+check_eq "a late settlement leaves one pending row" "$(sed -n 2p "$MG_T/late.out")" 1
+sed -n 3p "$MG_T/late.out" >"$MG_T/late.json"
+sed -n 4p "$MG_T/late.out" >"$MG_T/late-day.json"
+usage_sums "$MG_T/sums-late.json"
+expect_sums "a late settlement counts at once, from the pending row" \
+    "$MG_T/late.json" "$MG_T/sums-late.json"
+sql_now "SELECT mg_rollup_compact()" >/dev/null   # or the upkeep's did
+check_eq "the fold took the pending row" "$(sql_now 'SELECT count(*) FROM usage_rollup_pending')" 0
+cli usage --since 2026-03-01 --until "$UNTIL" --by project,model,status \
+    --format json >"$MG_T/late-folded.json" 2>"$MG_T/cli.err"
+expect_json "folded behind the frontier, the report is the same object" 'deepEq(f[0], f[1])' \
+    "$MG_T/late.json" "$MG_T/late-folded.json"
+cli usage --project alpha --since 2026-11-01 --until 2026-12-01 --by day --tz Asia/Kolkata \
+    --format json >"$MG_T/late-day-folded.json" 2>"$MG_T/cli.err"
+expect_json "by day in +05:30 too (hours, days and months written by the fold)" \
+    'deepEq(f[0], f[1]) && f[1].data.find((g) => g.day === "2026-11-10").requests === 3' \
+    "$MG_T/late-day.json" "$MG_T/late-day-folded.json"
 
 # ---------------------------------------------------------------------------
 # 4. Keys and scope.
