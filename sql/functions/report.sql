@@ -293,25 +293,46 @@ END
 $$;
 
 -- The metrics of a group of rollups as a report shows them (p_lat and
--- p_ttft: the group's cumulative histograms).  LANGUAGE sql, one
--- expression: the planner inlines it into the report.
+-- p_ttft: the group's cumulative histograms), as the text of the last
+-- members of a JSON object and its closing brace: a report joins its
+-- items as text.  Built with concat, not json_build_object, which looks
+-- up how to write each of its values at every call: a report of 2,000
+-- groups took 50 ms less.  LANGUAGE sql, one expression: the planner
+-- inlines it into the report.
+CREATE OR REPLACE FUNCTION mg_report_metrics_tail(p_requests numeric, p_errors numeric,
+    p_prompt numeric, p_completion numeric, p_total numeric, p_cost numeric,
+    p_latency_n numeric, p_latency_ms numeric, p_ttft_n numeric, p_ttft_ms numeric,
+    p_lat numeric[], p_ttft numeric[])
+RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT concat('"requests" : ', coalesce(p_requests, 0),
+        ', "errors" : ', coalesce(p_errors, 0),
+        ', "prompt_tokens" : ', coalesce(p_prompt, 0),
+        ', "completion_tokens" : ', coalesce(p_completion, 0),
+        ', "total_tokens" : ', coalesce(p_total, 0),
+        -- digits, a point and a sign: nothing to escape
+        ', "cost" : "', coalesce(trim_scale(p_cost), 0),
+        '", "latency_ms" : {"avg" : ',
+        coalesce((CASE WHEN p_latency_n > 0 THEN round(p_latency_ms / p_latency_n) END)::text,
+                 'null'),
+        ', "p50" : ', coalesce(mg_hist_quantile(0.5, p_lat)::text, 'null'),
+        ', "p95" : ', coalesce(mg_hist_quantile(0.95, p_lat)::text, 'null'),
+        '}, "ttft_ms" : {"avg" : ',
+        coalesce((CASE WHEN p_ttft_n > 0 THEN round(p_ttft_ms / p_ttft_n) END)::text, 'null'),
+        ', "p50" : ', coalesce(mg_hist_quantile(0.5, p_ttft)::text, 'null'),
+        ', "p95" : ', coalesce(mg_hist_quantile(0.95, p_ttft)::text, 'null'), '}}')
+$$;
+
+-- The same metrics as a JSON object.
 CREATE OR REPLACE FUNCTION mg_report_metrics(p_requests numeric, p_errors numeric,
     p_prompt numeric, p_completion numeric, p_total numeric, p_cost numeric,
     p_latency_n numeric, p_latency_ms numeric, p_ttft_n numeric, p_ttft_ms numeric,
     p_lat numeric[], p_ttft numeric[])
 RETURNS json
 LANGUAGE sql STABLE AS $$
-    SELECT json_build_object(
-        'requests', coalesce(p_requests, 0), 'errors', coalesce(p_errors, 0),
-        'prompt_tokens', coalesce(p_prompt, 0), 'completion_tokens', coalesce(p_completion, 0),
-        'total_tokens', coalesce(p_total, 0),
-        'cost', coalesce(trim_scale(p_cost), 0)::text,
-        'latency_ms', json_build_object(
-            'avg', CASE WHEN p_latency_n > 0 THEN round(p_latency_ms / p_latency_n) END,
-            'p50', mg_hist_quantile(0.5, p_lat), 'p95', mg_hist_quantile(0.95, p_lat)),
-        'ttft_ms', json_build_object(
-            'avg', CASE WHEN p_ttft_n > 0 THEN round(p_ttft_ms / p_ttft_n) END,
-            'p50', mg_hist_quantile(0.5, p_ttft), 'p95', mg_hist_quantile(0.95, p_ttft)))
+    SELECT ('{' || mg_report_metrics_tail(p_requests, p_errors, p_prompt, p_completion,
+                       p_total, p_cost, p_latency_n, p_latency_ms, p_ttft_n, p_ttft_ms,
+                       p_lat, p_ttft))::json
 $$;
 
 -- "p_name": p_value (a JSON string or null) and a comma, as the text of
@@ -534,9 +555,9 @@ BEGIN
                         THEN mg_report_member('status', nullif(g.status_class, 0) || 'xx') END,
                    CASE WHEN 'day' = ANY (v_by) THEN mg_report_member('day', g.label)
                         WHEN 'hour' = ANY (v_by) THEN mg_report_member('hour', g.label) END,
-                   substr(mg_report_metrics(g.requests, g.errors, g.prompt_tokens,
-                              g.completion_tokens, g.total_tokens, g.cost, g.latency_n,
-                              g.latency_ms, g.ttft_n, g.ttft_ms, g.lat, g.ttft)::text, 2)) AS item
+                   mg_report_metrics_tail(g.requests, g.errors, g.prompt_tokens,
+                       g.completion_tokens, g.total_tokens, g.cost, g.latency_n,
+                       g.latency_ms, g.ttft_n, g.ttft_ms, g.lat, g.ttft)) AS item
           FROM g
           LEFT JOIN projects pr ON pr.id = g.project_id
           LEFT JOIN api_keys ak ON ak.id = g.key_id
