@@ -323,17 +323,9 @@ LANGUAGE sql STABLE AS $$
         ', "p95" : ', coalesce(mg_hist_quantile(0.95, p_ttft)::text, 'null'), '}}')
 $$;
 
--- The same metrics as a JSON object.
-CREATE OR REPLACE FUNCTION mg_report_metrics(p_requests numeric, p_errors numeric,
-    p_prompt numeric, p_completion numeric, p_total numeric, p_cost numeric,
-    p_latency_n numeric, p_latency_ms numeric, p_ttft_n numeric, p_ttft_ms numeric,
-    p_lat numeric[], p_ttft numeric[])
-RETURNS json
-LANGUAGE sql STABLE AS $$
-    SELECT ('{' || mg_report_metrics_tail(p_requests, p_errors, p_prompt, p_completion,
-                       p_total, p_cost, p_latency_n, p_latency_ms, p_ttft_n, p_ttft_ms,
-                       p_lat, p_ttft))::json
-$$;
+-- Reports write their metrics as text since version 8.
+DROP FUNCTION IF EXISTS mg_report_metrics(numeric, numeric, numeric, numeric, numeric, numeric,
+    numeric, numeric, numeric, numeric, numeric[], numeric[]);
 
 -- "p_name": p_value (a JSON string or null) and a comma, as the text of
 -- one member of a JSON object whose last member comes after it.
@@ -576,9 +568,10 @@ BEGIN
                                                             d.name, d.prefix, d.model, d.endpoint,
                                                             d.status_class) || ']', '[]')::json
                           FROM d),
-               'totals', (SELECT mg_report_metrics(t.requests, t.errors, t.prompt_tokens,
-                                     t.completion_tokens, t.total_tokens, t.cost, t.latency_n,
-                                     t.latency_ms, t.ttft_n, t.ttft_ms, t.lat, t.ttft)
+               'totals', (SELECT ('{' || mg_report_metrics_tail(t.requests, t.errors,
+                                     t.prompt_tokens, t.completion_tokens, t.total_tokens,
+                                     t.cost, t.latency_n, t.latency_ms, t.ttft_n, t.ttft_ms,
+                                     t.lat, t.ttft))::json
                             FROM t))
       INTO v_out;
     RETURN v_out;
