@@ -58,6 +58,8 @@ static const struct opt options[] = {
 	INT_OPT("quota.reap_after", reap_after, 900, 2, 604800),
 	INT_OPT("quota.reap_interval", reap_interval, 60, 0, 86400),
 	INT_OPT("catalog.refresh_interval", catalog_refresh, 3600, 0, 604800),
+	STR_OPT("reconcile.verify", recon_verify_name, "needed"),
+	INT_OPT("reconcile.max_rps", recon_max_rps, 5, 0, 1000),
 	STR_OPT("report.timezone", report_tz, "UTC"),
 	INT_OPT("report.max_days", report_max_days, 731, 1, 36600),
 };
@@ -308,6 +310,15 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 	} else {
 		mg_err_detail(err, errlen, "%s:%d: setting 'server.client_close' must be \"abort\" or \"drain\"",
 		    file, line_of(cfg, "server.client_close"));
+		return -1;
+	}
+	if (strcmp(c->recon_verify_name, "needed") == 0) {
+		c->recon_verify_all = 0;
+	} else if (strcmp(c->recon_verify_name, "all") == 0) {
+		c->recon_verify_all = 1;
+	} else {
+		mg_err_detail(err, errlen, "%s:%d: setting 'reconcile.verify' must be \"needed\" or "
+		    "\"all\"", file, line_of(cfg, "reconcile.verify"));
 		return -1;
 	}
 	if (!mg_money_valid(c->fallback_prompt_price, MG_MONEY_PLAIN)) {

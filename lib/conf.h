@@ -45,6 +45,10 @@ struct mg_conf {
 	int reap_interval;       /* seconds between a responder's reaps, 0: never */
 	int catalog_refresh;     /* seconds between catalog syncs, 0: never */
 
+	char *recon_verify_name; /* "needed" or "all" */
+	int recon_verify_all;    /* 1: look every generation up, not only doubtful ones */
+	int recon_max_rps;       /* generation lookups a second per process, 0: none */
+
 	char *report_tz;         /* reports' default time zone (IANA name) */
 	int report_max_days;     /* the longest period a report covers */
 };

@@ -90,6 +90,8 @@ mg_exchange_record(struct mg_worker *w, struct mg_exchange *x, struct mg_usage *
 	enum mg_err rc;
 
 	u->latency_ms = mg_clock_ms_since(&x->start);
+	if (w->gw->conf->recon_verify_all)
+		u->check = 1;
 	if (x->admitted) {
 		/* written by the ledger's thread: the client does not wait */
 		mg_ledger_settle(w->gw->ledger, u, x->billable);

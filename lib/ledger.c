@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -30,9 +31,12 @@ struct waiter {
 	struct waiter *next;
 };
 
+/* A settlement, or (note) only the generation id of a request still
+ * running, kept so that it can be reconciled if its responder dies. */
 struct settlement {
 	struct mg_usage u;
 	int billable;
+	int note;
 	struct settlement *next;
 };
 
@@ -171,6 +175,24 @@ settle_one(struct mg_ledger *l, const struct mg_usage *u, int billable)
 		    "amount (quota.reap_after too short?)");
 }
 
+/* Keeps the generation ids of the notes among the n entries from first. */
+static void
+note_ids(struct mg_ledger *l, struct settlement *first, int n)
+{
+	const char *ids[SETTLE_BATCH_MAX], *gens[SETTLE_BATCH_MAX];
+	struct settlement *s;
+	int i, k = 0, kept = 0;
+
+	for (i = 0, s = first; i < n; i++, s = s->next)
+		if (s->note) {
+			ids[k] = s->u.request_id;
+			gens[k++] = s->u.upstream_id;
+		}
+	if (k > 0 && mg_store_recon_note_ids(l->store, ids, gens, k, &kept) != MG_OK)
+		mg_log(MG_LOG_WARN, NULL, "%d generation ids not kept early: %s", k,
+		    mg_store_last_error());
+}
+
 static void
 settle_batch(struct mg_ledger *l, struct settlement *first, int n)
 {
@@ -178,15 +200,20 @@ settle_batch(struct mg_ledger *l, struct settlement *first, int n)
 	int billable[SETTLE_BATCH_MAX] = { 0 };
 	struct settlement *s;
 	enum mg_err rc;
-	int i, settled = 0;
+	int i, m, settled = 0;
 
-	if (n == 1) {
-		settle_one(l, &first->u, first->billable);
+	note_ids(l, first, n);
+	for (i = 0, m = 0, s = first; i < n; i++, s = s->next)
+		if (!s->note) {
+			u[m] = &s->u;
+			billable[m++] = s->billable;
+		}
+	n = m;
+	if (n == 0)
 		return;
-	}
-	for (i = 0, s = first; i < n; i++, s = s->next) {
-		u[i] = &s->u;
-		billable[i] = s->billable;
+	if (n == 1) {
+		settle_one(l, u[0], billable[0]);
+		return;
 	}
 	rc = mg_store_settle_batch(l->store, u, billable, n, &settled);
 	if (rc == MG_ERR_DB) {
@@ -253,6 +280,27 @@ settler_main(void *arg)
 	return NULL;
 }
 
+/* Queues s for the settler thread; 0, or -1 (s not taken) when the queue
+ * is full or the thread cannot run. */
+static int
+enqueue(struct mg_ledger *l, struct settlement *s)
+{
+	s->next = NULL;
+	pthread_mutex_lock(&l->lock);
+	if (l->settler_running && !l->stopping && l->queue_len < SETTLE_QUEUE_MAX) {
+		*l->queue_tail = s;
+		l->queue_tail = &s->next;
+		/* wake the settler when it waits for a first one or for a
+		 * full batch */
+		if (++l->queue_len == 1 || l->queue_len == SETTLE_BATCH_MAX)
+			pthread_cond_signal(&l->queued);
+		pthread_mutex_unlock(&l->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return -1;
+}
+
 void
 mg_ledger_settle(struct mg_ledger *l, const struct mg_usage *u, int billable)
 {
@@ -261,22 +309,28 @@ mg_ledger_settle(struct mg_ledger *l, const struct mg_usage *u, int billable)
 	if (s != NULL) {
 		s->u = *u;
 		s->billable = billable;
-		s->next = NULL;
-		pthread_mutex_lock(&l->lock);
-		if (l->settler_running && !l->stopping && l->queue_len < SETTLE_QUEUE_MAX) {
-			*l->queue_tail = s;
-			l->queue_tail = &s->next;
-			/* wake the settler when it waits for a first one or
-			 * for a full batch */
-			if (++l->queue_len == 1 || l->queue_len == SETTLE_BATCH_MAX)
-				pthread_cond_signal(&l->queued);
-			pthread_mutex_unlock(&l->lock);
+		s->note = 0;
+		if (enqueue(l, s) == 0)
 			return;
-		}
-		pthread_mutex_unlock(&l->lock);
 		free(s);
 	}
 	settle_one(l, u, billable);
+}
+
+void
+mg_ledger_note_id(struct mg_ledger *l, const char *request_id, const char *upstream_id)
+{
+	struct settlement *s = malloc(sizeof(*s));
+
+	if (s == NULL)
+		return;   /* best effort: the settlement carries the id too */
+	mg_usage_init(&s->u);
+	snprintf(s->u.request_id, sizeof(s->u.request_id), "%s", request_id);
+	snprintf(s->u.upstream_id, sizeof(s->u.upstream_id), "%s", upstream_id);
+	s->billable = 0;
+	s->note = 1;
+	if (enqueue(l, s) != 0)
+		free(s);
 }
 
 struct mg_ledger *

@@ -32,4 +32,10 @@ enum mg_err mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q,
  * queue is full or the thread cannot run, settles at once. */
 void mg_ledger_settle(struct mg_ledger *l, const struct mg_usage *u, int billable);
 
+/* Queues the generation id of a request still running (an answer that
+ * started), to be kept with its pending usage row: if its responder dies,
+ * the reaper's charge can still be checked against the upstream's bill.
+ * Best effort: dropped when the queue is full. */
+void mg_ledger_note_id(struct mg_ledger *l, const char *request_id, const char *upstream_id);
+
 #endif

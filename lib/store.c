@@ -46,6 +46,12 @@ static const struct stmt statements[] = {
 	{ "mg_settle_batch", "SELECT mg_settle_batch($1::jsonb)", 1 },
 	{ "mg_auth_reader", "SELECT kind, project_name, key_prefix "
 	  "FROM mg_authenticate_reader(decode($1, 'hex'))", 1 },
+	{ "mg_recon_claim", "SELECT request_id, created_at, upstream_id, tries "
+	  "FROM mg_recon_claim($1, make_interval(secs => $2))", 2 },
+	{ "mg_recon_apply", "SELECT coalesce(mg_recon_apply($1, $2::timestamptz, $3::numeric), '')", 3 },
+	{ "mg_recon_retry", "SELECT coalesce(mg_recon_retry($1, $2::timestamptz), '')", 2 },
+	{ "mg_recon_unsupported", "SELECT mg_recon_unsupported()", 0 },
+	{ "mg_recon_note_ids", "SELECT mg_recon_note_ids($1::jsonb)", 1 },
 	/* the reports: their SQL is report.c's (see prepare_reports) */
 };
 
@@ -698,9 +704,27 @@ fill_settlement(json_object *o, int i, const void *ctx)
 	    json_object_object_add(o, "b", json_object_new_boolean(b->billable[i])) == 0 &&
 	    put_str(o, "u", str_or_null(u->upstream_id)) == 0 &&
 	    put_str(o, "pv", str_or_null(u->provider)) == 0 &&
-	    put_int(o, "l", u->latency_ms) == 0 && put_int(o, "f", u->ttft_ms) == 0;
+	    put_int(o, "l", u->latency_ms) == 0 && put_int(o, "f", u->ttft_ms) == 0 &&
+	    json_object_object_add(o, "r", json_object_new_boolean(u->check)) == 0;
 
 	return ok ? 0 : -1;
+}
+
+/* Runs the statement name on the JSON array of n objects that fill makes,
+ * whose value is an integer (into *out). */
+static enum mg_err
+batch_call(struct mg_store *s, const char *name, int n,
+    int (*fill)(json_object *o, int i, const void *ctx), const void *ctx, int *out)
+{
+	json_object *arr = batch_array(n, fill, ctx);
+	enum mg_err rc = MG_ERR_NOMEM;
+
+	*out = 0;
+	if (arr != NULL)
+		rc = scalar_int(s, name, json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN),
+		    out);
+	json_object_put(arr);
+	return rc;
 }
 
 enum mg_err
@@ -708,15 +732,8 @@ mg_store_settle_batch(struct mg_store *s, const struct mg_usage *const *u, const
     int n, int *settled)
 {
 	struct settle_batch b = { u, billable };
-	json_object *arr = batch_array(n, fill_settlement, &b);
-	enum mg_err rc = MG_ERR_NOMEM;
 
-	*settled = 0;
-	if (arr != NULL)
-		rc = scalar_int(s, "mg_settle_batch",
-		    json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN), settled);
-	json_object_put(arr);
-	return rc;
+	return batch_call(s, "mg_settle_batch", n, fill_settlement, &b, settled);
 }
 
 enum mg_err
@@ -802,4 +819,107 @@ mg_store_report(struct mg_store *s, const struct mg_report_call *c, char **json)
 		return MG_ERR_DB;
 	}
 	return MG_OK;
+}
+
+enum mg_err
+mg_store_recon_claim(struct mg_store *s, int max, int lease, struct mg_recon_row **rows, int *n)
+{
+	char a[16], b[16];
+	const char *vals[2] = { a, b };
+	PGresult *r;
+	enum mg_err rc;
+	int i, m;
+
+	*rows = NULL;
+	*n = 0;
+	snprintf(a, sizeof(a), "%d", max);
+	snprintf(b, sizeof(b), "%d", lease);
+	rc = exec_prepared(s, "mg_recon_claim", 2, vals, &r);
+	if (rc != MG_OK)
+		return rc;
+	m = PQntuples(r);
+	if (m > 0 && (*rows = calloc((size_t)m, sizeof(**rows))) == NULL) {
+		PQclear(r);
+		return MG_ERR_NOMEM;
+	}
+	for (i = 0; i < m; i++) {
+		struct mg_recon_row *w = &(*rows)[i];
+
+		text_or_empty(r, i, 0, w->request_id, sizeof(w->request_id));
+		text_or_empty(r, i, 1, w->created_at, sizeof(w->created_at));
+		text_or_empty(r, i, 2, w->upstream_id, sizeof(w->upstream_id));
+		w->tries = (int)int_or(r, i, 3, 0);
+	}
+	*n = m;
+	PQclear(r);
+	return MG_OK;
+}
+
+/* Runs a statement whose one value is text into out (len bytes). */
+static enum mg_err
+scalar_text(struct mg_store *s, const char *name, int n, const char *const *vals, char *out,
+    size_t len)
+{
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, name, n, vals, &r);
+
+	out[0] = '\0';
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return MG_ERR_DB;
+	}
+	text_or_empty(r, 0, 0, out, len);
+	PQclear(r);
+	return MG_OK;
+}
+
+enum mg_err
+mg_store_recon_apply(struct mg_store *s, const struct mg_recon_row *w, const char *billed,
+    char *state, size_t len)
+{
+	const char *vals[3] = { w->request_id, w->created_at, billed };
+
+	return scalar_text(s, "mg_recon_apply", 3, vals, state, len);
+}
+
+enum mg_err
+mg_store_recon_retry(struct mg_store *s, const struct mg_recon_row *w, char *state, size_t len)
+{
+	const char *vals[2] = { w->request_id, w->created_at };
+
+	return scalar_text(s, "mg_recon_retry", 2, vals, state, len);
+}
+
+enum mg_err
+mg_store_recon_unsupported(struct mg_store *s, long long *n)
+{
+	char out[32];
+	enum mg_err rc = scalar_text(s, "mg_recon_unsupported", 0, NULL, out, sizeof(out));
+
+	*n = rc == MG_OK ? strtoll(out, NULL, 10) : 0;
+	return rc;
+}
+
+struct note_batch {
+	const char *const *ids;
+	const char *const *gens;
+};
+
+static int
+fill_note(json_object *o, int i, const void *ctx)
+{
+	const struct note_batch *b = ctx;
+
+	return put_str(o, "id", b->ids[i]) == 0 && put_str(o, "u", b->gens[i]) == 0 ? 0 : -1;
+}
+
+enum mg_err
+mg_store_recon_note_ids(struct mg_store *s, const char *const *ids, const char *const *gens,
+    int n, int *kept)
+{
+	struct note_batch b = { ids, gens };
+
+	return batch_call(s, "mg_recon_note_ids", n, fill_note, &b, kept);
 }

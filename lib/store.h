@@ -126,6 +126,34 @@ enum mg_err mg_store_usage_partitions(struct mg_store *s, int *made)
 enum mg_err mg_store_rollup_compact(struct mg_store *s, int *folded)
 	__attribute__((warn_unused_result));
 
+/* A usage row whose generation is to be looked up (mg_recon_claim). */
+struct mg_recon_row {
+	char request_id[64];
+	char created_at[64];           /* as Postgres wrote it: the row's key */
+	char upstream_id[128];
+	int tries;                     /* lookups that found nothing so far */
+};
+/* Leases up to max rows due for a lookup for lease seconds; *rows
+ * (malloc'd, *n of them) is NULL when there is none. */
+enum mg_err mg_store_recon_claim(struct mg_store *s, int max, int lease,
+    struct mg_recon_row **rows, int *n) __attribute__((warn_unused_result));
+/* The upstream billed billed (USD, decimal text) for the row's
+ * generation: confirmed or adjusted (mg_recon_apply); the row's state
+ * afterwards goes to state ("" when the row is gone). */
+enum mg_err mg_store_recon_apply(struct mg_store *s, const struct mg_recon_row *w,
+    const char *billed, char *state, size_t len) __attribute__((warn_unused_result));
+/* The upstream did not know the generation yet (mg_recon_retry). */
+enum mg_err mg_store_recon_retry(struct mg_store *s, const struct mg_recon_row *w, char *state,
+    size_t len) __attribute__((warn_unused_result));
+/* Keeps the generation ids gens[i] of the pending usage rows of the
+ * requests ids[i] (mg_recon_note_ids); *kept says how many. */
+enum mg_err mg_store_recon_note_ids(struct mg_store *s, const char *const *ids,
+    const char *const *gens, int n, int *kept) __attribute__((warn_unused_result));
+/* The upstream has no per-generation API: every row waiting becomes
+ * unsupported; *n says how many. */
+enum mg_err mg_store_recon_unsupported(struct mg_store *s, long long *n)
+	__attribute__((warn_unused_result));
+
 /* Who a key lets read usage (mg_authenticate_reader): an admin key, or a
  * project key and its project. */
 struct mg_reader {

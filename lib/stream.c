@@ -10,6 +10,7 @@
 #include "chunk.h"
 #include "clock.h"
 #include "fcgi.h"
+#include "ledger.h"
 #include "log.h"
 #include "sse.h"
 #include "stream.h"
@@ -28,6 +29,7 @@ struct stream_state {
 	int client_gone;        /* a write to the client failed */
 	int draining;           /* client gone: reading on for the usage only */
 	int overflow;           /* an upstream event exceeded the cap */
+	int noted;              /* the generation id went to the ledger */
 	int unflushed;          /* written since the last flush */
 	long content_chunks;    /* deltas with content, if usage never comes */
 	long last_write;        /* monotonic seconds of the last write */
@@ -168,6 +170,12 @@ stream_event(void *arg, const struct mg_sse_event *ev)
 	int rc = 0;
 
 	mg_chunk_read(&c, st->u, ev->data, ev->len);
+	if (!st->noted && st->u->upstream_id[0] != '\0') {
+		/* kept with the pending row now: if this process dies mid-stream,
+		 * the reaper's charge can still be checked */
+		st->noted = 1;
+		mg_ledger_note_id(st->w->gw->ledger, st->u->request_id, st->u->upstream_id);
+	}
 	switch (c.kind) {
 	case MG_CHUNK_DONE:
 		st->done = 1;
@@ -251,6 +259,7 @@ stream_end(struct stream_state *st, enum mg_err rc)
 	if (st->client_gone) {
 		u->status = 499;
 		u->error_type = "client_closed";
+		u->check = 1;   /* what a cut stream cost: the upstream's bill says */
 		if (st->draining)
 			__atomic_sub_fetch(&w->gw->drains, 1, __ATOMIC_SEQ_CST);
 		mg_log(MG_LOG_INFO, x->request_id, "client went away mid-stream; upstream %s",
@@ -262,6 +271,7 @@ stream_end(struct stream_state *st, enum mg_err rc)
 		    "An event from the upstream provider was larger than this gateway accepts.");
 		stream_error(st, &e);
 	} else if (rc != MG_OK) {
+		u->check = 1;
 		mg_log(MG_LOG_WARN, x->request_id, "upstream stream broke off: %s (%s)",
 		    mg_strerror(rc), mg_upstream_last_error(w->up));
 		mg_apierror_transport(rc, &e);

@@ -15,6 +15,7 @@
 #include "catalog.h"
 #include "clock.h"
 #include "log.h"
+#include "reconcile.h"
 #include "upkeep.h"
 
 /* While requests keep running, the free memory of the malloc heaps is
@@ -105,6 +106,22 @@ compact_rollups(struct mg_upkeep *u)
 		mg_log(MG_LOG_DEBUG, NULL, "usage rollups compacted");
 }
 
+/* Looks up to reconcile.max_rps generations up (a second's worth). */
+static void
+reconcile(struct mg_upkeep *u, struct mg_upstream *up, int *no_api)
+{
+	struct mg_recon_pass p;
+
+	if (mg_reconcile_pass(u->store, up, (size_t)u->conf->up_max_response,
+	    u->conf->recon_max_rps, no_api, &p) != MG_OK)
+		mg_log(MG_LOG_WARN, NULL, "reconciliation: %s", mg_store_last_error());
+	else if (p.looked > 0 || p.unsupported > 0)
+		mg_log(MG_LOG_DEBUG, NULL, "reconciliation: %d looked up, %d confirmed, "
+		    "%d adjusted, %d to retry, %d missing, %d failed, %lld unsupported",
+		    p.looked, p.confirmed, p.adjusted, p.retried, p.missing, p.failed,
+		    p.unsupported);
+}
+
 /* Refreshes the catalog when this process wins the claim. */
 static void
 refresh_catalog(struct mg_upkeep *u, struct mg_upstream *up)
@@ -153,9 +170,11 @@ upkeep_main(void *arg)
 {
 	struct mg_upkeep *u = arg;
 	const struct mg_conf *c = u->conf;
-	struct mg_upstream *up = c->catalog_refresh > 0 ? mg_upstream_new(c) : NULL;
+	struct mg_upstream *up = c->catalog_refresh > 0 || c->recon_max_rps > 0 ?
+	    mg_upstream_new(c) : NULL;
 	struct trim_state trim = { 0, 0, 0 };
 	long now = 0, next_reap = 1, next_catalog = 1, next_partitions = 2, next_compact = 3;
+	int no_api = 0;
 
 	while (!nap(u, 1)) {
 		now++;
@@ -172,7 +191,9 @@ upkeep_main(void *arg)
 			next_compact = now + COMPACT_INTERVAL;
 			compact_rollups(u);
 		}
-		if (up != NULL && now >= next_catalog) {
+		if (up != NULL && c->recon_max_rps > 0)
+			reconcile(u, up, &no_api);
+		if (up != NULL && c->catalog_refresh > 0 && now >= next_catalog) {
 			next_catalog = now + (c->catalog_refresh < 60 ? c->catalog_refresh : 60);
 			refresh_catalog(u, up);
 		}

@@ -29,6 +29,9 @@ struct mg_usage {
 	char provider[64];            /* OpenRouter's "provider", if any */
 	long latency_ms;
 	long long ttft_ms;            /* streams: first event relayed, -1 */
+	int check;                    /* look the generation's bill up even if the
+	                               * answer carried a cost (a cut stream,
+	                               * reconcile.verify = "all") */
 };
 
 void mg_usage_init(struct mg_usage *u);

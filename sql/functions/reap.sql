@@ -28,7 +28,10 @@ BEGIN
         DELETE FROM reservations WHERE request_id = c.request_id;
         UPDATE usage_events u
            SET status = 502, error_type = 'reaped', cost = u.reserved,
-               cost_source = 'reserved', settled_at = v_now
+               cost_source = 'reserved', settled_at = v_now,
+               -- charged its reservation: what the upstream billed decides
+               recon_state = (mg_recon_initial(u.upstream_id, 'reserved', true, v_now)).state,
+               recon_next_at = (mg_recon_initial(u.upstream_id, 'reserved', true, v_now)).next_at
          WHERE u.request_id = c.request_id AND u.created_at = c.created_at
            AND u.settled_at IS NULL
         RETURNING u.* INTO r;

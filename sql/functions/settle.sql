@@ -12,7 +12,9 @@
 -- Settles a batch: p_rows is a JSON array of
 -- {"id", "st": status, "et": error type, "pt", "ct", "tt": tokens,
 --  "c": cost (decimal text) or null, "b": billable, "u": upstream id,
---  "pv": provider, "l": latency ms, "f": time to first token ms}.
+--  "pv": provider, "l": latency ms, "f": time to first token ms,
+--  "r": look the generation up even though the answer carried a cost (an
+--  aborted or drained stream, reconcile.verify = "all")}.
 -- Each completes its pending usage row, releases its reservation and
 -- charges its cost to the period it was admitted in.  The cost is "c" when
 -- the upstream reported one ('upstream'); else, when the upstream did work
@@ -63,7 +65,7 @@ BEGIN
     WITH x AS (
         SELECT x.*, k.at FROM jsonb_to_recordset(p_rows) AS x(id text, st integer, et text,
                pt integer, ct integer, tt integer, c numeric, b boolean,
-               u text, pv text, l integer, f integer)
+               u text, pv text, l integer, f integer, r boolean)
           JOIN unnest(v_ids, v_ats) AS k(id, at) ON k.id = x.id
     ), s AS (
         UPDATE usage_events u
@@ -75,8 +77,16 @@ BEGIN
                            ELSE 0 END,
                cost_source = CASE WHEN x.c IS NOT NULL THEN 'upstream'
                                   WHEN x.b THEN 'catalog' END,
-               upstream_id = x.u, provider = x.pv, latency_ms = x.l, ttft_ms = x.f,
-               settled_at = clock_timestamp()
+               -- an id kept while the answer ran (mg_recon_note_ids) stays
+               upstream_id = coalesce(x.u, u.upstream_id),
+               provider = x.pv, latency_ms = x.l, ttft_ms = x.f,
+               settled_at = clock_timestamp(),
+               recon_state = (mg_recon_initial(coalesce(x.u, u.upstream_id),
+                                  CASE WHEN x.c IS NOT NULL THEN 'upstream' END, x.r,
+                                  clock_timestamp())).state,
+               recon_next_at = (mg_recon_initial(coalesce(x.u, u.upstream_id),
+                                    CASE WHEN x.c IS NOT NULL THEN 'upstream' END, x.r,
+                                    clock_timestamp())).next_at
           FROM x
          WHERE u.created_at >= v_lo AND u.created_at <= v_hi
            AND u.request_id = x.id AND u.created_at = x.at AND u.settled_at IS NULL
@@ -162,11 +172,12 @@ BEGIN
     INSERT INTO usage_events (request_id, project_id, key_id, model, provider,
            endpoint, stream, status, error_type, prompt_tokens,
            completion_tokens, total_tokens, cost, cost_source, upstream_id,
-           latency_ms, created_at)
-    VALUES (p_request_id, p_project_id, p_key_id, p_model, p_provider,
+           latency_ms, created_at, recon_state, recon_next_at)
+    SELECT p_request_id, p_project_id, p_key_id, p_model, p_provider,
            p_endpoint, p_stream, p_status, p_error_type, p_prompt_tokens,
            p_completion_tokens, p_total_tokens, p_cost, p_cost_source,
-           p_upstream_id, p_latency_ms, v_now)
+           p_upstream_id, p_latency_ms, v_now, i.state, i.next_at
+      FROM mg_recon_initial(p_upstream_id, p_cost_source, false, clock_timestamp()) i
     ON CONFLICT (request_id, created_at) DO NOTHING
     RETURNING * INTO u;
     IF NOT FOUND THEN

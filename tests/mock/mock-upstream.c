@@ -85,6 +85,9 @@ struct mock_config {
 	long embedding_dim;
 	const char *require_key;   /* NULL: no auth check */
 	const char *pidfile;       /* NULL: none */
+	long generation_delay_ms;  /* GET /generation: 404 this long after the end */
+	long generation_api;       /* 0: GET /generation is a page not found, as on
+	                            * upstreams without the API */
 };
 
 static struct mock_config g_cfg = {
@@ -95,6 +98,8 @@ static struct mock_config g_cfg = {
 	.embedding_dim = 8,
 	.require_key = NULL,
 	.pidfile = NULL,
+	.generation_delay_ms = 0,
+	.generation_api = 1,
 };
 
 static atomic_int g_stop;                 /* set once on SIGTERM/SIGINT */
@@ -505,6 +510,7 @@ struct gen_record {
 	long completion_tokens;
 	bool streamed;
 	time_t created;
+	int64_t ready_ms;            /* CLOCK_MONOTONIC: /generation knows it from then */
 };
 
 static struct gen_record g_gens[MOCK_GEN_STORE_SIZE];
@@ -532,6 +538,7 @@ static void gen_store_add(const char *id, const char *model, long prompt,
 	rec->completion_tokens = completion;
 	rec->streamed = streamed;
 	rec->created = time(NULL);
+	rec->ready_ms = clock_ms(CLOCK_MONOTONIC) + g_cfg.generation_delay_ms;
 	pthread_mutex_unlock(&g_gen_lock);
 	free(old_model);
 }
@@ -1299,6 +1306,8 @@ struct mock_options {
 	bool bad_json;        /* answer 200 with a non-JSON body */
 	long dim;             /* -1: dimensions / --embedding-dim */
 	bool ignore_base64;   /* embeddings: always float arrays */
+	long billed_pct;      /* what GET /generation bills, in % of the inline cost */
+	bool no_cost;         /* the answer's usage carries no cost */
 };
 
 static void options_init(struct mock_options *o)
@@ -1313,6 +1322,8 @@ static void options_init(struct mock_options *o)
 	o->bad_json = false;
 	o->dim = -1;
 	o->ignore_base64 = false;
+	o->billed_pct = 100;
+	o->no_cost = false;
 }
 
 static int option_apply(const char *seg, size_t len, struct mock_options *o,
@@ -1381,6 +1392,16 @@ static int option_apply(const char *seg, size_t len, struct mock_options *o,
 	} else if (strcmp(key, "dim") == 0) {
 		if (parse_long_text(val, 1, MOCK_MAX_DIM, &v) == 0) {
 			o->dim = v;
+			return 0;
+		}
+	} else if (strcmp(key, "billed") == 0) {
+		if (parse_long_text(val, 0, 100000, &v) == 0) {
+			o->billed_pct = v;
+			return 0;
+		}
+	} else if (strcmp(key, "nocost") == 0) {
+		if (parse_long_text(val, 0, 1, &v) == 0) {
+			o->no_cost = v == 1;
 			return 0;
 		}
 	} else if (strcmp(key, "ignore_base64") == 0) {
@@ -1509,6 +1530,8 @@ struct chat_ctx {
 	const char *model;
 	time_t created;
 	long prompt_tokens;
+	long billed_pct;       /* see mock_options */
+	bool no_cost;
 };
 
 /* Adds the byte length of a message content (string or text parts) to *bytes
@@ -1668,7 +1691,8 @@ static int stream_send_usage(struct chat_ctx *x, long completion, const char *co
 	jb_set(&b, usage, "prompt_tokens", jb_int(&b, x->prompt_tokens));
 	jb_set(&b, usage, "completion_tokens", jb_int(&b, completion));
 	jb_set(&b, usage, "total_tokens", jb_int(&b, x->prompt_tokens + completion));
-	jb_set(&b, usage, "cost", jb_number_text(&b, cost));
+	if (!x->no_cost)
+		jb_set(&b, usage, "cost", jb_number_text(&b, cost));
 	jb_set(&b, o, "usage", usage);
 	return stream_send_event(x->c, o, b.ok);
 }
@@ -1706,7 +1730,8 @@ static int stream_send_midfail(struct chat_ctx *x)
 static void chat_record(const struct chat_ctx *x, long completion, bool streamed)
 {
 	gen_store_add(x->id, x->model, x->prompt_tokens, completion,
-		      chat_cost_nano(x->prompt_tokens, completion), streamed);
+		      chat_cost_nano(x->prompt_tokens, completion) * (uint64_t)x->billed_pct / 100u,
+		      streamed);
 }
 
 /* Everything after the stream's response head.  Returns 0 when the stream was
@@ -1830,7 +1855,8 @@ static bool chat_plain(struct chat_ctx *x, const char *reply, size_t reply_len, 
 	jb_set(&b, usage, "prompt_tokens", jb_int(&b, x->prompt_tokens));
 	jb_set(&b, usage, "completion_tokens", jb_int(&b, completion));
 	jb_set(&b, usage, "total_tokens", jb_int(&b, x->prompt_tokens + completion));
-	jb_set(&b, usage, "cost", jb_number_text(&b, cost));
+	if (!x->no_cost)
+		jb_set(&b, usage, "cost", jb_number_text(&b, cost));
 	jb_set(&b, usage, "is_byok", jb_bool(&b, false));
 	jb_set(&b, ptd, "cached_tokens", jb_int(&b, 0));
 	jb_set(&b, usage, "prompt_tokens_details", ptd);
@@ -1933,6 +1959,8 @@ static bool handle_chat(struct mock_conn *c, const struct mock_request *r)
 	if (x.prompt_tokens < 1)
 		x.prompt_tokens = 1;
 	make_generation_id("gen-", x.id, sizeof x.id);
+	x.billed_pct = opt.billed_pct;
+	x.no_cost = opt.no_cost;
 
 	stream = json_get(root, "stream");
 	if (stream != NULL && json_object_is_type(stream, json_type_boolean) &&
@@ -2268,7 +2296,8 @@ static bool handle_embeddings(struct mock_conn *c, const struct mock_request *r)
 		goto out;
 	}
 	gen_store_add(id, model_id, prompt_tokens, 0,
-		      (uint64_t)prompt_tokens * MOCK_NANO_PER_EMBEDDING_TOKEN, false);
+		      (uint64_t)prompt_tokens * MOCK_NANO_PER_EMBEDDING_TOKEN *
+		      (uint64_t)opt.billed_pct / 100u, false);
 	snprintf(extra, sizeof extra, "X-Generation-Id: %s\r\n", id);
 	if (send_response(c, r, 200, "application/json", extra, sb.data, sb.len, keep) != 0)
 		keep = false;
@@ -2473,6 +2502,13 @@ static bool handle_generation(struct mock_conn *c, const struct mock_request *r)
 		return keep;
 	}
 	if (gen_store_find(id, &rec) != 0) {
+		if (send_error(c, r, 404, "Generation not found", false, NULL, keep) != 0)
+			keep = false;
+		return keep;
+	}
+	if (clock_ms(CLOCK_MONOTONIC) < rec.ready_ms) {
+		/* OpenRouter, too, does not know a generation for a while after it ends */
+		free(rec.model);
 		if (send_error(c, r, 404, "Generation not found", false, NULL, keep) != 0)
 			keep = false;
 		return keep;
@@ -2787,6 +2823,12 @@ static bool handle_request(struct mock_conn *c, const struct mock_request *r)
 		return handle_models(c, r, k_embedding_models,
 				     sizeof k_embedding_models / sizeof k_embedding_models[0]);
 	case ROUTE_GENERATION:
+		if (!g_cfg.generation_api) {
+			static const char page[] = "<html><body>404 Not Found</body></html>\n";
+
+			return send_response(c, r, 404, "text/html", NULL, page, sizeof page - 1,
+					     r->keep_alive) == 0 && r->keep_alive;
+		}
 		return handle_generation(c, r);
 	case ROUTE_KEY:
 		return handle_key(c, r);
@@ -2954,6 +2996,10 @@ static void usage(FILE *out)
 		"  --tokens N           content tokens per stream (default 5)\n"
 		"  --delay-ms N         delay between streamed tokens (default 0)\n"
 		"  --embedding-dim N    embedding vector size (default 8)\n"
+		"  --generation-delay-ms N  GET /generation answers 404 this long after a\n"
+		"                       generation ends, as OpenRouter does (default 0)\n"
+		"  --generation-api 0|1 0: GET /generation is an HTML 404, as on upstreams\n"
+		"                       without it (default 1)\n"
 		"  --require-key KEY    demand \"Authorization: Bearer KEY\" on API routes\n"
 		"  --pidfile FILE       write the process id to FILE\n"
 		"\n"
@@ -2981,6 +3027,8 @@ static const struct {
 	{ "--tokens", CLI_LONG, NULL, &g_cfg.tokens, 0, MOCK_MAX_TOKENS },
 	{ "--delay-ms", CLI_LONG, NULL, &g_cfg.delay_ms, 0, MOCK_MAX_DELAY_MS },
 	{ "--embedding-dim", CLI_LONG, NULL, &g_cfg.embedding_dim, 1, MOCK_MAX_DIM },
+	{ "--generation-delay-ms", CLI_LONG, NULL, &g_cfg.generation_delay_ms, 0, MOCK_MAX_DELAY_MS },
+	{ "--generation-api", CLI_LONG, NULL, &g_cfg.generation_api, 0, 1 },
 	{ "--require-key", CLI_STRING, &g_cfg.require_key, NULL, 0, 0 },
 	{ "--pidfile", CLI_STRING, &g_cfg.pidfile, NULL, 0, 0 },
 };

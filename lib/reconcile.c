@@ -1,0 +1,176 @@
+/* reconcile.c -- Per-generation checks: the rows whose cost is to be checked
+ * are leased from Postgres, looked up with GET {base}/generation?id= and
+ * confirmed, adjusted or retried there (sql/functions/reconcile.sql).
+ * Called by the responders' upkeep thread, never on a request. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "jscan.h"
+#include "log.h"
+#include "money.h"
+#include "reconcile.h"
+
+/* A leased row comes back to the others after this long (seconds) if
+ * this process dies or its lookup fails. */
+#define LEASE_SECONDS 60
+
+int
+mg_recon_path(const char *id, char *out, size_t size)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	static const char prefix[] = "/generation?id=";
+	size_t n = sizeof(prefix) - 1;
+	const unsigned char *p;
+
+	if (size <= n)
+		return -1;
+	memcpy(out, prefix, n);
+	for (p = (const unsigned char *)id; *p != '\0'; p++) {
+		int plain = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~';
+
+		if (n + (plain ? 1 : 3) >= size)
+			return -1;
+		if (plain) {
+			out[n++] = (char)*p;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[*p >> 4];
+			out[n++] = hex[*p & 15];
+		}
+	}
+	out[n] = '\0';
+	return 0;
+}
+
+/* 1 when body is a JSON object with an "error" member: the upstream's
+ * own answer that it does not know the id, not a page of a server that
+ * has no such route. */
+static int
+is_error_object(const char *body, size_t len)
+{
+	struct mg_jscan s;
+	struct mg_jscan_value v, err;
+
+	mg_jscan_init(&s, body, len);
+	mg_jscan_value(&s, &v);
+	if (v.type != MG_JSCAN_OBJECT)
+		return 0;
+	mg_jscan_pick(&s, "error", &err);
+	mg_jscan_finish(&s);
+	return mg_jscan_ok(&s) && err.type == MG_JSCAN_OBJECT;
+}
+
+enum mg_recon_answer
+mg_recon_read(long status, const char *body, size_t len, char *cost, size_t size)
+{
+	struct mg_jscan s;
+	struct mg_jscan_value v, data, total;
+
+	if (size > 0)
+		cost[0] = '\0';
+	if (status == 404)
+		return is_error_object(body, len) ? MG_RECON_NOT_YET : MG_RECON_NO_API;
+	if (status == 405 || status == 501)
+		return MG_RECON_NO_API;
+	if (status != 200)
+		return MG_RECON_FAILED;
+	mg_jscan_init(&s, body, len);
+	mg_jscan_value(&s, &v);
+	if (v.type != MG_JSCAN_OBJECT)
+		return MG_RECON_FAILED;
+	mg_jscan_pick(&s, "data", &data);
+	if (data.type != MG_JSCAN_OBJECT)
+		return MG_RECON_FAILED;
+	/* back into data: picked whole, read again from its start */
+	mg_jscan_init(&s, data.text, (size_t)(body + len - data.text));
+	mg_jscan_value(&s, &v);
+	mg_jscan_pick(&s, "total_cost", &total);
+	if (!mg_jscan_ok(&s) || total.type != MG_JSCAN_NUMBER || total.len >= size ||
+	    total.len >= MG_MONEY_MAX)
+		return MG_RECON_FAILED;
+	memcpy(cost, total.text, total.len);
+	cost[total.len] = '\0';
+	if (!mg_money_valid(cost, MG_MONEY_NUMBER)) {
+		cost[0] = '\0';
+		return MG_RECON_FAILED;
+	}
+	return MG_RECON_BILLED;
+}
+
+/* Looks row w up and records what the upstream said.  MG_OK unless
+ * Postgres failed. */
+static enum mg_err
+check_row(struct mg_store *s, struct mg_upstream *up, size_t max_response,
+    const struct mg_recon_row *w, int *no_api, struct mg_recon_pass *out)
+{
+	struct mg_upstream_reply reply;
+	char path[512], cost[MG_MONEY_MAX], state[32];
+	enum mg_recon_answer a = MG_RECON_FAILED;
+	enum mg_err rc = MG_OK;
+
+	if (mg_recon_path(w->upstream_id, path, sizeof(path)) != 0) {
+		out->failed++;
+		return MG_OK;
+	}
+	mg_upstream_reply_init(&reply, max_response);
+	out->looked++;
+	if (mg_upstream_call(up, path, NULL, 0, &reply) == MG_OK)
+		a = mg_recon_read(reply.status, mg_buf_str(&reply.body), reply.body.len,
+		    cost, sizeof(cost));
+	switch (a) {
+	case MG_RECON_BILLED:
+		rc = mg_store_recon_apply(s, w, cost, state, sizeof(state));
+		if (rc == MG_OK && strcmp(state, "adjusted") == 0) {
+			out->adjusted++;
+			mg_log(MG_LOG_INFO, w->request_id, "reconciled: the upstream billed %s USD; "
+			    "adjusted", cost);
+		} else if (rc == MG_OK) {
+			out->confirmed++;
+		}
+		break;
+	case MG_RECON_NOT_YET:
+		rc = mg_store_recon_retry(s, w, state, sizeof(state));
+		if (rc == MG_OK && strcmp(state, "missing_upstream") == 0) {
+			out->missing++;
+			mg_log(MG_LOG_WARN, w->request_id, "reconciliation: the upstream does not "
+			    "know the generation after %d lookups", w->tries + 1);
+		} else if (rc == MG_OK) {
+			out->retried++;
+		}
+		break;
+	case MG_RECON_NO_API:
+		*no_api = 1;
+		mg_log(MG_LOG_WARN, NULL, "reconciliation: the upstream has no per-generation "
+		    "API (GET /generation answered %ld); usage rows are marked unsupported",
+		    reply.status);
+		break;
+	case MG_RECON_FAILED:
+		out->failed++;
+		break;
+	}
+	mg_upstream_reply_free(&reply);
+	return rc;
+}
+
+enum mg_err
+mg_reconcile_pass(struct mg_store *s, struct mg_upstream *up, size_t max_response, int max,
+    int *no_api, struct mg_recon_pass *out)
+{
+	struct mg_recon_row *rows = NULL;
+	enum mg_err rc = MG_OK;
+	int i, n = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (!*no_api) {
+		rc = mg_store_recon_claim(s, max, LEASE_SECONDS, &rows, &n);
+		for (i = 0; rc == MG_OK && i < n && !*no_api; i++)
+			rc = check_row(s, up, max_response, &rows[i], no_api, out);
+		free(rows);
+	}
+	if (rc == MG_OK && *no_api)
+		rc = mg_store_recon_unsupported(s, &out->unsupported);
+	return rc;
+}
