@@ -11,11 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "admin.h"
 #include "catalog.h"
+#include "clock.h"
 #include "migrate.h"
 #include "money.h"
+#include "reconcile.h"
 #include "report.h"
 #include "upstream.h"
 
@@ -650,6 +653,55 @@ mg_admin_catalog_list(struct mg_admin *a, struct mg_admin_list *l, char *err, si
 	    FIELDS(model_fields), &rows, l, err, errlen);
 
 	l->models = rows;
+	return rc;
+}
+
+enum mg_err
+mg_admin_reconcile_run(struct mg_admin *a, struct mg_recon_pass *total, char *err,
+    size_t errlen)
+{
+	const struct mg_conf *c = a->conf;
+	int rps = c->recon_max_rps > 0 ? c->recon_max_rps : 1, no_api = 0;
+	struct mg_store *s = mg_store_new(c->db_conninfo, 1, c->db_connect_timeout);
+	struct mg_upstream *up = mg_upstream_new(c);
+	enum mg_err rc = MG_OK;
+
+	memset(total, 0, sizeof(*total));
+	if (s == NULL || up == NULL) {
+		mg_err_detail(err, errlen, "out of memory");
+		rc = MG_ERR_NOMEM;
+	}
+	while (rc == MG_OK) {
+		struct mg_recon_pass p;
+		struct timespec start;
+		long wait;
+
+		mg_clock_now(CLOCK_MONOTONIC, &start);
+		rc = mg_reconcile_pass(s, up, (size_t)c->up_max_response, rps, &no_api, &p);
+		if (rc != MG_OK) {
+			mg_err_detail(err, errlen, "reconciliation: %s", mg_store_last_error());
+			break;
+		}
+		total->looked += p.looked;
+		total->confirmed += p.confirmed;
+		total->adjusted += p.adjusted;
+		total->retried += p.retried;
+		total->missing += p.missing;
+		total->failed += p.failed;
+		total->unsupported += p.unsupported;
+		/* done when a pass found no row due (a failed lookup's row comes
+		 * back after its lease, not in this run) */
+		if (p.looked == 0 || no_api)
+			break;
+		wait = 1000 - mg_clock_ms_since(&start);
+		if (wait > 0) {
+			struct timespec ts = { wait / 1000, (wait % 1000) * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	mg_upstream_free(up);
+	mg_store_free(s);
 	return rc;
 }
 

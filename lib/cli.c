@@ -13,6 +13,7 @@
 #include "admin.h"
 #include "cli.h"
 #include "format.h"
+#include "reconcile.h"
 
 void
 mg_cli_usage(FILE *out)
@@ -35,6 +36,9 @@ mg_cli_usage(FILE *out)
 	    "  requests [FILTERS] [--status S] [--limit N] [--cursor C] [--tz ZONE] [--format F]\n"
 	    "                                        the latest requests, newest first\n"
 	    "  quota [--project NAME] [--format F]   limits, this period's spend, what is left\n"
+	    "  reconcile [--since T] [--until T] [--format F]\n"
+	    "                                        recorded against billed, per UTC day and model\n"
+	    "  reconcile run                         look up now the generations due for a check\n"
 	    "  usage prune --before YYYY-MM          drop the usage rows of older months\n"
 	    "                                        (their totals stay)\n"
 	    "  admin-key create [--name LABEL]       create an admin key (printed once)\n"
@@ -532,6 +536,27 @@ cmd_quota(struct ctx *x)
 }
 
 static int
+cmd_reconcile(struct ctx *x)
+{
+	return run_report(x, MG_REPORT_RECONCILE);
+}
+
+static int
+cmd_reconcile_run(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN];
+	struct mg_recon_pass p;
+
+	if (mg_admin_reconcile_run(x->admin, &p, err, sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	printf("looked up %d generations: %d confirmed, %d adjusted, %d not known yet "
+	    "(looked up again later), %d missing upstream, %d without an answer (again "
+	    "later); %lld rows unsupported\n", p.looked, p.confirmed, p.adjusted, p.retried,
+	    p.missing, p.failed, p.unsupported);
+	return 0;
+}
+
+static int
 cmd_usage_prune(struct ctx *x)
 {
 	char err[MG_ERR_DETAIL_LEN];
@@ -651,6 +676,8 @@ static const struct command {
 	{ "usage", NULL, 1, -1, NULL, NULL, 1, cmd_usage },
 	{ "requests", NULL, 1, -1, NULL, NULL, 1, cmd_requests },
 	{ "quota", NULL, 1, -1, NULL, NULL, 1, cmd_quota },
+	{ "reconcile", "run", 2, 2, NULL, NULL, 1, cmd_reconcile_run },
+	{ "reconcile", NULL, 1, -1, NULL, NULL, 1, cmd_reconcile },
 	{ "admin-key", "create", 2, -1, NULL, "--name", 1, cmd_admin_key_create },
 	{ "admin-key", "list", 2, -1, "--json", NULL, 1, cmd_admin_key_list },
 	{ "admin-key", "revoke", 3, 3, NULL, NULL, 1, cmd_admin_key_revoke },

@@ -65,6 +65,23 @@ static const struct col quota_cols[] = {
 	{ "tpm_left", "tpm.remaining", 1 },
 };
 
+static const struct col recon_cols[] = {
+	{ "day", "day", 0 },
+	{ "model", "model", 0 },
+	{ "requests", "requests", 1 },
+	{ "recorded", "recorded", 1 },
+	{ "adjustments", "adjustments", 1 },
+	{ "charged", "charged", 1 },
+	{ "upstream", "upstream", 1 },
+	{ "difference", "difference", 1 },
+	{ "confirmed", "states.confirmed", 1 },
+	{ "adjusted", "states.adjusted", 1 },
+	{ "recorded_n", "states.recorded", 1 },
+	{ "missing", "states.missing_upstream", 1 },
+	{ "no_id", "states.no_id", 1 },
+	{ "unsupported", "states.unsupported", 1 },
+};
+
 #define NCOLS(a) (sizeof(a) / sizeof(a[0]))
 /* the most columns a report has: its dimensions, then its own */
 #define MAX_COLS 24
@@ -211,6 +228,12 @@ columns(enum mg_report r, json_object *o, struct col *cols)
 		own = request_cols;
 		nown = NCOLS(request_cols);
 		break;
+	case MG_REPORT_RECONCILE:
+		own = recon_cols;
+		nown = NCOLS(recon_cols);
+		/* the totals line stands in the first two */
+		n = 0;
+		break;
 	default:
 		own = quota_cols;
 		nown = NCOLS(quota_cols);
@@ -244,11 +267,15 @@ print_table(FILE *out, enum mg_report r, json_object *o)
 	if (r == MG_REPORT_USAGE) {
 		ndims = ncols - NCOLS(usage_cols);
 		with_totals = json_object_object_get_ex(o, "totals", &totals);
+	} else if (r == MG_REPORT_RECONCILE) {
+		ndims = 2;
+		with_totals = json_object_object_get_ex(o, "totals", &totals);
 	}
 	if (r != MG_REPORT_QUOTA && json_object_object_get_ex(o, "period", &v)) {
 		const char *since = value_text(member(v, "since"));
 
-		fprintf(out, "%s %s%s to %s (%s)\n", r == MG_REPORT_USAGE ? "usage" : "requests",
+		fprintf(out, "%s %s%s to %s (%s)\n", r == MG_REPORT_USAGE ? "usage" :
+		    r == MG_REPORT_RECONCILE ? "reconciliation" : "requests",
 		    since != NULL ? "from " : "", since != NULL ? since : "up", value_text(member(v,
 		    "until")), value_text(member(o, "timezone")));
 	}
@@ -298,6 +325,30 @@ print_table(FILE *out, enum mg_report r, json_object *o)
 	if (r == MG_REPORT_REQUESTS && json_object_object_get_ex(o, "next_cursor", &v) &&
 	    value_text(v) != NULL)
 		fprintf(out, "more: --cursor %s\n", value_text(v));
+	if (r == MG_REPORT_RECONCILE) {
+		json_object *un;
+
+		const char *mark = value_text(member(o, "reconciled_through"));
+
+		fprintf(out, "reconciled through %s\n", mark != NULL ? mark : "-");
+		if (json_object_object_get_ex(o, "unmatched", &un) &&
+		    json_object_is_type(un, json_type_array)) {
+			for (i = 0; i < json_object_array_length(un); i++) {
+				json_object *u = json_object_array_get_idx(un, i);
+				const char *g = value_text(member(u, "generation_id"));
+				const char *id = value_text(member(u, "id"));
+				const char *at = value_text(member(u, "created_at"));
+
+				fputs("unmatched: ", out);
+				put_cell(out, g != NULL ? g : "-");
+				fputs(" (request ", out);
+				put_cell(out, id != NULL ? id : "-");
+				fputs(", ", out);
+				put_cell(out, at != NULL ? at : "-");
+				fputs(")\n", out);
+			}
+		}
+	}
 }
 
 /* The CSV heading of a column: its member path, '.' as '_'. */

@@ -26,6 +26,8 @@ static const struct {
 	    "SELECT mg_usage_requests($1, $2, $3, $4, $5, $6, $7, $8::integer, $9, $10::integer)",
 	    10 },
 	[MG_REPORT_QUOTA] = { "mg_usage_quota", "SELECT mg_usage_quota($1)", 1 },
+	[MG_REPORT_RECONCILE] = { "mg_recon_report", "SELECT mg_recon_report($1, $2, $3::integer)",
+	    3 },
 };
 
 /* The fields of a query by name, and the reports that read each (bit per
@@ -38,8 +40,8 @@ static const struct {
 	{ "project", offsetof(struct mg_report_query, project), 7 },
 	{ "key", offsetof(struct mg_report_query, key), 3 },
 	{ "model", offsetof(struct mg_report_query, model), 3 },
-	{ "since", offsetof(struct mg_report_query, since), 3 },
-	{ "until", offsetof(struct mg_report_query, until), 3 },
+	{ "since", offsetof(struct mg_report_query, since), 11 },
+	{ "until", offsetof(struct mg_report_query, until), 11 },
 	{ "tz", offsetof(struct mg_report_query, tz), 3 },
 	{ "by", offsetof(struct mg_report_query, by), 1 },
 	{ "status", offsetof(struct mg_report_query, status), 2 },
@@ -151,6 +153,11 @@ mg_report_prepare(enum mg_report r, const struct mg_report_query *q,
 	}
 	case MG_REPORT_QUOTA:
 		call->params[0] = q->project;
+		break;
+	case MG_REPORT_RECONCILE:
+		call->params[0] = q->since;
+		call->params[1] = q->until;
+		call->params[2] = call->max_days;
 		break;
 	default:
 		break;

@@ -18,6 +18,7 @@ enum mg_report {
 	MG_REPORT_USAGE,      /* totals, grouped: mg_usage_report */
 	MG_REPORT_REQUESTS,   /* the latest requests: mg_usage_requests */
 	MG_REPORT_QUOTA,      /* limits and what is left: mg_usage_quota */
+	MG_REPORT_RECONCILE,  /* recorded against billed, per day and model: mg_recon_report */
 	MG_REPORT__COUNT
 };
 

@@ -758,3 +758,114 @@ BEGIN
     RETURN json_build_object('object', 'list', 'data', coalesce(v_out, '[]'));
 END
 $$;
+
+-- The reconciliation of [since, until) (whole UTC days: the upstream's
+-- activity counts a request in the UTC day it started), per day and
+-- model: requests, what the gateway recorded, the adjustments, what it
+-- charged (both), what the upstream billed by the latest daily close,
+-- the difference, and the rows by reconciliation state; with the
+-- reconciled-through watermark (every row admitted before it is in a
+-- final state) and the generations the upstream never knew.  p_now
+-- replaces the clock (tests).  Returns
+--   {"object": "reconciliation", "timezone": "UTC", "period": {"since", "until"},
+--    "reconciled_through", "data": [{"day", "model", "requests", "recorded",
+--    "adjustments", "charged", "upstream", "difference", "states": {...}}...],
+--    "unmatched": [{"id", "generation_id", "created_at", "model"}...],
+--    "totals": {"requests", "recorded", "adjustments", "charged", "upstream",
+--    "difference", "states"}}
+-- with money as decimal strings (upstream and difference null for a day
+-- not closed yet).
+CREATE OR REPLACE FUNCTION mg_recon_report(p_since text, p_until text, p_max_days integer,
+    p_now timestamptz DEFAULT NULL)
+RETURNS json
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_now   timestamptz := coalesce(p_now, now());
+    v_p     record;
+    v_since timestamptz;
+    v_until timestamptz;
+    v_mark  timestamptz;
+    v_out   json;
+BEGIN
+    v_p := mg_report_period(coalesce(p_since, '7d'), p_until, 'UTC', v_now, false, p_max_days);
+    v_since := date_trunc('day', v_p.since, 'UTC');
+    v_until := date_trunc('day', v_p.until, 'UTC');
+    IF v_until < v_p.until THEN
+        v_until := v_until + interval '1 day';
+    END IF;
+    -- the oldest row not in a final state: pending, or waiting for a lookup
+    SELECT least((SELECT min(r.created_at) FROM reservations r),
+                 (SELECT min(u.created_at) FROM usage_events u
+                   WHERE u.recon_next_at IS NOT NULL))
+      INTO v_mark;
+    WITH r AS (
+        SELECT (u.created_at AT TIME ZONE 'UTC')::date AS day, coalesce(u.model, '') AS model,
+               u.recon_state, u.cost, a.amount
+          FROM usage_events u
+          LEFT JOIN usage_adjustments a
+                 ON a.request_id = u.request_id AND a.created_at = u.created_at
+         WHERE u.created_at >= v_since AND u.created_at < v_until AND u.settled_at IS NOT NULL
+    ), c AS (
+        -- the latest close of each day and model
+        SELECT DISTINCT ON (c.day, c.model) c.day, c.model, c.upstream
+          FROM recon_closes c
+         WHERE c.day >= (v_since AT TIME ZONE 'UTC')::date
+           AND c.day < (v_until AT TIME ZONE 'UTC')::date
+         ORDER BY c.day, c.model, c.closed_at DESC, c.id DESC
+    ), g AS (
+        SELECT r.day, r.model, count(*) AS requests, coalesce(sum(r.cost), 0) AS recorded,
+               coalesce(sum(r.amount), 0) AS adjustments,
+               count(*) FILTER (WHERE r.recon_state = 'recorded') AS s_recorded,
+               count(*) FILTER (WHERE r.recon_state = 'confirmed') AS s_confirmed,
+               count(*) FILTER (WHERE r.recon_state = 'adjusted') AS s_adjusted,
+               count(*) FILTER (WHERE r.recon_state = 'missing_upstream') AS s_missing,
+               count(*) FILTER (WHERE r.recon_state = 'no_id') AS s_no_id,
+               count(*) FILTER (WHERE r.recon_state = 'unsupported') AS s_unsupported
+          FROM r GROUP BY r.day, r.model
+    ), d AS (
+        SELECT g.*, g.recorded + g.adjustments AS charged, c.upstream,
+               c.upstream - (g.recorded + g.adjustments) AS difference
+          FROM g LEFT JOIN c ON c.day = g.day AND c.model = g.model
+    )
+    SELECT json_build_object(
+        'object', 'reconciliation', 'timezone', 'UTC',
+        'period', json_build_object('since', mg_report_iso(v_since, 'UTC'),
+                                    'until', mg_report_iso(v_until, 'UTC')),
+        'reconciled_through', mg_report_iso(coalesce(v_mark, v_now), 'UTC'),
+        'data', coalesce((SELECT json_agg(json_build_object(
+                    'day', to_char(d.day, 'YYYY-MM-DD'), 'model', nullif(d.model, ''),
+                    'requests', d.requests, 'recorded', trim_scale(d.recorded)::text,
+                    'adjustments', trim_scale(d.adjustments)::text,
+                    'charged', trim_scale(d.charged)::text,
+                    'upstream', trim_scale(d.upstream)::text,
+                    'difference', trim_scale(d.difference)::text,
+                    'states', json_build_object('recorded', d.s_recorded,
+                        'confirmed', d.s_confirmed, 'adjusted', d.s_adjusted,
+                        'missing_upstream', d.s_missing, 'no_id', d.s_no_id,
+                        'unsupported', d.s_unsupported))
+                    ORDER BY d.day, d.charged DESC, d.model) FROM d), '[]'),
+        'unmatched', coalesce((SELECT json_agg(json_build_object(
+                    'id', u.request_id, 'generation_id', u.upstream_id,
+                    'created_at', mg_report_iso(u.created_at, 'UTC'), 'model', u.model)
+                    ORDER BY u.created_at, u.request_id)
+                  FROM (SELECT * FROM usage_events u
+                         WHERE u.created_at >= v_since AND u.created_at < v_until
+                           AND u.recon_state = 'missing_upstream'
+                         ORDER BY u.created_at, u.request_id LIMIT 100) u), '[]'),
+        'totals', (SELECT json_build_object('requests', coalesce(sum(d.requests), 0),
+                    'recorded', coalesce(trim_scale(sum(d.recorded)), 0)::text,
+                    'adjustments', coalesce(trim_scale(sum(d.adjustments)), 0)::text,
+                    'charged', coalesce(trim_scale(sum(d.charged)), 0)::text,
+                    'upstream', trim_scale(sum(d.upstream))::text,
+                    'difference', trim_scale(sum(d.difference))::text,
+                    'states', json_build_object('recorded', coalesce(sum(d.s_recorded), 0),
+                        'confirmed', coalesce(sum(d.s_confirmed), 0),
+                        'adjusted', coalesce(sum(d.s_adjusted), 0),
+                        'missing_upstream', coalesce(sum(d.s_missing), 0),
+                        'no_id', coalesce(sum(d.s_no_id), 0),
+                        'unsupported', coalesce(sum(d.s_unsupported), 0)))
+                     FROM d))
+      INTO v_out;
+    RETURN v_out;
+END
+$$;
