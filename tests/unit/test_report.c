@@ -15,38 +15,38 @@
 
 #define SLOT(f) offsetof(struct mg_report_query, f)
 
-/* Each field name, the member it names and whether usage, requests and
- * quota take it. */
+/* Each field name, the member it names and whether usage, requests,
+ * quota and reconcile take it. */
 static const struct {
 	const char *name;
 	size_t offset;           /* when some report takes it */
-	int usage, requests, quota;
+	int usage, requests, quota, reconcile;
 } fields[] = {
-	{ "project", SLOT(project), 1, 1, 1 },
-	{ "key", SLOT(key), 1, 1, 0 },
-	{ "model", SLOT(model), 1, 1, 0 },
-	{ "since", SLOT(since), 1, 1, 0 },
-	{ "until", SLOT(until), 1, 1, 0 },
-	{ "tz", SLOT(tz), 1, 1, 0 },
-	{ "by", SLOT(by), 1, 0, 0 },
-	{ "status", SLOT(status), 0, 1, 0 },
-	{ "limit", SLOT(limit), 0, 1, 0 },
-	{ "cursor", SLOT(cursor), 0, 1, 0 },
+	{ "project", SLOT(project), 1, 1, 1, 0 },
+	{ "key", SLOT(key), 1, 1, 0, 0 },
+	{ "model", SLOT(model), 1, 1, 0, 0 },
+	{ "since", SLOT(since), 1, 1, 0, 1 },
+	{ "until", SLOT(until), 1, 1, 0, 1 },
+	{ "tz", SLOT(tz), 1, 1, 0, 0 },
+	{ "by", SLOT(by), 1, 0, 0, 0 },
+	{ "status", SLOT(status), 0, 1, 0, 0 },
+	{ "limit", SLOT(limit), 0, 1, 0, 0 },
+	{ "cursor", SLOT(cursor), 0, 1, 0, 0 },
 	/* names that are no field: prefixes, longer, case, empty */
-	{ "b", 0, 0, 0, 0 },
-	{ "bye", 0, 0, 0, 0 },
-	{ "proj", 0, 0, 0, 0 },
-	{ "projects", 0, 0, 0, 0 },
-	{ "Project", 0, 0, 0, 0 },
-	{ "limits", 0, 0, 0, 0 },
-	{ "", 0, 0, 0, 0 },
-	{ "group_by", 0, 0, 0, 0 },
+	{ "b", 0, 0, 0, 0, 0 },
+	{ "bye", 0, 0, 0, 0, 0 },
+	{ "proj", 0, 0, 0, 0, 0 },
+	{ "projects", 0, 0, 0, 0, 0 },
+	{ "Project", 0, 0, 0, 0, 0 },
+	{ "limits", 0, 0, 0, 0, 0 },
+	{ "", 0, 0, 0, 0, 0 },
+	{ "group_by", 0, 0, 0, 0, 0 },
 };
 
 START_TEST(field_table)
 {
 	const int takes[MG_REPORT__COUNT] = { fields[_i].usage, fields[_i].requests,
-		fields[_i].quota };
+		fields[_i].quota, fields[_i].reconcile };
 	struct mg_report_query q;
 	int r;
 
@@ -270,6 +270,21 @@ START_TEST(prepare_quota)
 	ck_assert_int_eq(call.nparams, 1);
 	assert_param(&call, 0, "acme");
 	for (i = 1; i < MG_REPORT_MAX_PARAMS; i++)
+		assert_param(&call, i, NULL);
+
+	/* the reconciliation: its period, in UTC days, and the longest */
+	memset(&q, 0, sizeof(q));
+	set_field(&q, MG_REPORT_RECONCILE, "since", "7d");
+	set_field(&q, MG_REPORT_RECONCILE, "until", "today");
+	ck_assert_ptr_null(mg_report_field(&q, MG_REPORT_RECONCILE, "project", 7));
+	ck_assert_int_eq(mg_report_prepare(MG_REPORT_RECONCILE, &q, &conf, &call, err,
+	    sizeof(err)), MG_OK);
+	ck_assert_str_eq(call.sql, "SELECT mg_recon_report($1, $2, $3::integer)");
+	ck_assert_int_eq(call.nparams, 3);
+	assert_param(&call, 0, "7d");
+	assert_param(&call, 1, "today");
+	assert_param(&call, 2, "400");
+	for (i = 3; i < MG_REPORT_MAX_PARAMS; i++)
 		assert_param(&call, i, NULL);
 }
 END_TEST
