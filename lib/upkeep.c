@@ -34,6 +34,10 @@
  * calls, and all but one process) the call reads one row. */
 #define COMPACT_INTERVAL 60
 
+/* The longest the upkeep waits for one upstream call (seconds): a slow
+ * upstream must not hold up the reaper and the compaction. */
+#define UPKEEP_CALL_TIMEOUT 30
+
 struct mg_upkeep {
 	const struct mg_conf *conf;
 	struct mg_store *store;
@@ -175,6 +179,10 @@ upkeep_main(void *arg)
 	struct trim_state trim = { 0, 0, 0 };
 	long now = 0, next_reap = 1, next_catalog = 1, next_partitions = 2, next_compact = 3;
 	int no_api = 0;
+
+	/* lookups and the model list: short calls, in the way of nothing */
+	if (up != NULL)
+		mg_upstream_set_timeout(up, UPKEEP_CALL_TIMEOUT);
 
 	while (!nap(u, 1)) {
 		now++;

@@ -267,6 +267,12 @@ mg_upstream_reply_free(struct mg_upstream_reply *r)
 		mg_buf_free(&r->body);
 }
 
+void
+mg_upstream_set_timeout(struct mg_upstream *u, long seconds)
+{
+	curl_easy_setopt(u->curl, CURLOPT_TIMEOUT, seconds);
+}
+
 const char *
 mg_upstream_last_error(const struct mg_upstream *u)
 {

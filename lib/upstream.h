@@ -51,6 +51,10 @@ enum mg_err mg_upstream_call_stream(struct mg_upstream *u, const char *path,
     const char *body, size_t len, const struct mg_upstream_sink *sink,
     struct mg_upstream_reply *r) __attribute__((warn_unused_result));
 
+/* Caps every later call of u at seconds (instead of upstream.timeout):
+ * for the upkeep's short calls, which must never hold it up for long. */
+void mg_upstream_set_timeout(struct mg_upstream *u, long seconds);
+
 /* A short text for the last failed call (curl's message), for logs. */
 const char *mg_upstream_last_error(const struct mg_upstream *u);
 
