@@ -90,6 +90,9 @@ mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
 	case MG_ROUTE_QUOTA:
 		mg_usageapi_handle(w, &x, MG_REPORT_QUOTA);
 		break;
+	case MG_ROUTE_RECONCILIATION:
+		mg_usageapi_handle(w, &x, MG_REPORT_RECONCILE);
+		break;
 	default:
 		break;
 	}

@@ -118,6 +118,12 @@ mg_usageapi_handle(struct mg_worker *w, struct mg_exchange *x, enum mg_report wh
 	}
 	if (read_query(w, x, which, &q, query) < 0)
 		return;
+	if (!who.admin && which == MG_REPORT_RECONCILE) {
+		mg_apierror_set(&e, 403, "permission_error", NULL, "admin_key_required",
+		    "The reconciliation covers the whole upstream account: an admin key reads it.");
+		mg_exchange_send_error(w, x, &e);
+		return;
+	}
 	if (!who.admin) {
 		if (q.project != NULL && strcmp(q.project, who.project) != 0) {
 			mg_apierror_set(&e, 403, "permission_error", "project", "project_forbidden",

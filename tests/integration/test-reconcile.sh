@@ -347,6 +347,20 @@ cli reconcile --since today >"$MG_T/recon.txt" 2>"$MG_T/cli.err"
 check "reconcile: a table with a totals line and the watermark" \
     bash -c 'grep -q "^reconciliation from " "$1" && grep -q "^total " "$1" &&
              grep -q "^reconciled through " "$1"' _ "$MG_T/recon.txt"
+ADMIN=$(cli admin-key create --name ops 2>"$MG_T/key.err") ||
+    bail "admin-key create" "$(cat "$MG_T/key.err")"
+http GET "$BASE/v1/usage/reconciliation?since=today" -H "Authorization: Bearer $ADMIN"
+cp "$MG_T/last.body" "$MG_T/recon-http.json"
+cli reconcile --since today --format json >"$MG_T/recon-now.json" 2>"$MG_T/cli.err"
+# (with nothing left to check, the watermark is the time of the call)
+expect_json "GET /v1/usage/reconciliation with an admin key: the CLI's object" \
+    'Math.abs(Date.parse(f[0].reconciled_through) - Date.parse(f[1].reconciled_through)) < 5000 &&
+     (delete f[0].reconciled_through) && (delete f[1].reconciled_through) &&
+     deepEq(f[0], f[1]) && f[0].object === "reconciliation"' \
+    "$MG_T/recon-http.json" "$MG_T/recon-now.json"
+http GET "$BASE/v1/usage/reconciliation" -H "Authorization: Bearer $KA"
+expect_http "a project key: 403, the account is every project's" 403 \
+    'isErr(j, "admin_key_required")'
 out=$(cli reconcile --since today --until yesterday 2>&1)
 check "reconcile: since after until is refused ($out)" grep -q "is not before" <<<"$out"
 
