@@ -30,8 +30,8 @@ BEGIN
            SET status = 502, error_type = 'reaped', cost = u.reserved,
                cost_source = 'reserved', settled_at = v_now,
                -- charged its reservation: what the upstream billed decides
-               recon_state = (mg_recon_initial(u.upstream_id, 'reserved', true, v_now)).state,
-               recon_next_at = (mg_recon_initial(u.upstream_id, 'reserved', true, v_now)).next_at
+               recon_state = mg_recon_state(u.upstream_id),
+               recon_next_at = mg_recon_first_at(u.upstream_id, 'reserved', true, v_now)
          WHERE u.request_id = c.request_id AND u.created_at = c.created_at
            AND u.settled_at IS NULL
         RETURNING u.* INTO r;

@@ -19,20 +19,33 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT '{1 second, 10 seconds, 1 minute, 10 minutes, 1 hour}'::interval[]
 $$;
 
--- The state and first lookup of a usage row settled now with the
--- generation id p_upstream_id and cost source p_source: no id, no_id;
--- else recorded, looked up (after the first delay) when the cost was not
--- the upstream's own (the catalog's, the reservation's, none) or when the
--- caller asks (p_check: an aborted or drained stream, or reconcile.verify
--- = "all").
-CREATE OR REPLACE FUNCTION mg_recon_initial(p_upstream_id text, p_source text,
-    p_check boolean, p_now timestamptz, OUT state text, OUT next_at timestamptz)
+-- The state of a usage row settled now with the generation id
+-- p_upstream_id: no id, no_id; else recorded.
+CREATE OR REPLACE FUNCTION mg_recon_state(p_upstream_id text)
+RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN p_upstream_id IS NULL THEN 'no_id' ELSE 'recorded' END,
-           CASE WHEN p_upstream_id IS NOT NULL
+    SELECT CASE WHEN p_upstream_id IS NULL THEN 'no_id' ELSE 'recorded' END
+$$;
+
+-- When a usage row settled at p_now with the generation id
+-- p_upstream_id and cost source p_source is first looked up (after the
+-- first delay): when its cost was not the upstream's own (the catalog's,
+-- the reservation's, none) or when the caller asks (p_check: an aborted
+-- or drained stream, or reconcile.verify = "all"); else NULL, never.
+-- Scalar and STABLE (as timestamptz + interval is), so that the planner
+-- inlines it into settlement's statement: called as a function, it took
+-- 0.2 ms of a settlement of 16.
+CREATE OR REPLACE FUNCTION mg_recon_first_at(p_upstream_id text, p_source text,
+    p_check boolean, p_now timestamptz)
+RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN p_upstream_id IS NOT NULL
                      AND (coalesce(p_check, false) OR p_source IS DISTINCT FROM 'upstream')
                 THEN p_now + (mg_recon_backoff())[1] END
 $$;
+
+-- Replaced by the two above.
+DROP FUNCTION IF EXISTS mg_recon_initial(text, text, boolean, timestamptz);
 
 -- Takes up to p_limit usage rows due for a lookup, oldest first, and
 -- leases them for p_lease (another process takes them only after that:

@@ -81,12 +81,10 @@ BEGIN
                upstream_id = coalesce(x.u, u.upstream_id),
                provider = x.pv, latency_ms = x.l, ttft_ms = x.f,
                settled_at = clock_timestamp(),
-               recon_state = (mg_recon_initial(coalesce(x.u, u.upstream_id),
-                                  CASE WHEN x.c IS NOT NULL THEN 'upstream' END, x.r,
-                                  clock_timestamp())).state,
-               recon_next_at = (mg_recon_initial(coalesce(x.u, u.upstream_id),
-                                    CASE WHEN x.c IS NOT NULL THEN 'upstream' END, x.r,
-                                    clock_timestamp())).next_at
+               recon_state = mg_recon_state(coalesce(x.u, u.upstream_id)),
+               recon_next_at = mg_recon_first_at(coalesce(x.u, u.upstream_id),
+                                   CASE WHEN x.c IS NOT NULL THEN 'upstream' END, x.r,
+                                   clock_timestamp())
           FROM x
          WHERE u.created_at >= v_lo AND u.created_at <= v_hi
            AND u.request_id = x.id AND u.created_at = x.at AND u.settled_at IS NULL
@@ -176,8 +174,8 @@ BEGIN
     SELECT p_request_id, p_project_id, p_key_id, p_model, p_provider,
            p_endpoint, p_stream, p_status, p_error_type, p_prompt_tokens,
            p_completion_tokens, p_total_tokens, p_cost, p_cost_source,
-           p_upstream_id, p_latency_ms, v_now, i.state, i.next_at
-      FROM mg_recon_initial(p_upstream_id, p_cost_source, false, clock_timestamp()) i
+           p_upstream_id, p_latency_ms, v_now, mg_recon_state(p_upstream_id),
+           mg_recon_first_at(p_upstream_id, p_cost_source, false, clock_timestamp())
     ON CONFLICT (request_id, created_at) DO NOTHING
     RETURNING * INTO u;
     IF NOT FOUND THEN
