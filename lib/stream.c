@@ -170,12 +170,6 @@ stream_event(void *arg, const struct mg_sse_event *ev)
 	int rc = 0;
 
 	mg_chunk_read(&c, st->u, ev->data, ev->len);
-	if (!st->noted && st->u->upstream_id[0] != '\0') {
-		/* kept with the pending row now: if this process dies mid-stream,
-		 * the reaper's charge can still be checked */
-		st->noted = 1;
-		mg_ledger_note_id(st->w->gw->ledger, st->u->request_id, st->u->upstream_id);
-	}
 	switch (c.kind) {
 	case MG_CHUNK_DONE:
 		st->done = 1;
@@ -203,6 +197,12 @@ stream_event(void *arg, const struct mg_sse_event *ev)
 		break;
 	}
 	mg_chunk_free(&c);
+	if (!st->noted && st->u->upstream_id[0] != '\0') {
+		/* kept with the pending row (after the event went out): if this
+		 * process dies mid-stream, the reaper's charge can be checked */
+		st->noted = 1;
+		mg_ledger_note_id(st->w->gw->ledger, st->u->request_id, st->u->upstream_id);
+	}
 	return rc;
 }
 
