@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "admin.h"
+#include "apikey.h"
 #include "catalog.h"
 #include "clock.h"
 #include "migrate.h"
@@ -21,6 +22,10 @@
 #include "reconcile.h"
 #include "report.h"
 #include "upstream.h"
+
+/* The longest one upstream call of a reconciliation run or close waits
+ * (seconds), as the responders' upkeep. */
+#define RECON_CALL_TIMEOUT 30
 
 struct mg_admin {
 	PGconn *conn;
@@ -671,6 +676,9 @@ mg_admin_reconcile_run(struct mg_admin *a, struct mg_recon_pass *total, char *er
 		mg_err_detail(err, errlen, "out of memory");
 		rc = MG_ERR_NOMEM;
 	}
+	/* as the upkeep's: a stuck lookup must not hold the run forever */
+	if (up != NULL)
+		mg_upstream_set_timeout(up, RECON_CALL_TIMEOUT);
 	while (rc == MG_OK) {
 		struct mg_recon_pass p;
 		struct timespec start;
@@ -699,6 +707,43 @@ mg_admin_reconcile_run(struct mg_admin *a, struct mg_recon_pass *total, char *er
 
 			nanosleep(&ts, NULL);
 		}
+	}
+	mg_upstream_free(up);
+	mg_store_free(s);
+	return rc;
+}
+
+enum mg_err
+mg_admin_reconcile_close(struct mg_admin *a, const char *day, char **json, char *err,
+    size_t errlen)
+{
+	const struct mg_conf *c = a->conf;
+	char key_hash[MG_APIKEY_HASH_HEX_LEN + 1] = "";
+	struct mg_store *s;
+	struct mg_upstream *up;
+	enum mg_err rc;
+
+	*json = NULL;
+	if (c->up_mgmt_key == NULL) {
+		mg_err_detail(err, errlen, "the daily close asks the upstream with a management "
+		    "key: set upstream.management_key_file in %s", c->file != NULL ? c->file :
+		    "the configuration");
+		return MG_ERR_CONFIG;
+	}
+	if (c->up_key != NULL &&
+	    mg_apikey_hash_hex(c->up_key, strlen(c->up_key), key_hash) != MG_OK) {
+		mg_err_detail(err, errlen, "out of memory");
+		return MG_ERR_NOMEM;
+	}
+	s = mg_store_new(c->db_conninfo, 1, c->db_connect_timeout);
+	up = mg_upstream_new_key(c, c->up_mgmt_key);
+	if (s == NULL || up == NULL) {
+		mg_err_detail(err, errlen, "out of memory");
+		rc = MG_ERR_NOMEM;
+	} else {
+		mg_upstream_set_timeout(up, RECON_CALL_TIMEOUT);
+		rc = mg_recon_close(s, up, key_hash, (size_t)c->up_max_response, day, json, err,
+		    errlen);
 	}
 	mg_upstream_free(up);
 	mg_store_free(s);

@@ -193,4 +193,11 @@ struct mg_recon_pass;
 enum mg_err mg_admin_reconcile_run(struct mg_admin *a, struct mg_recon_pass *total, char *err,
     size_t errlen) __attribute__((warn_unused_result));
 
+/* Closes UTC day day (YYYY-MM-DD) now against the upstream's activity and
+ * the account's credits (reconcile.c mg_recon_close), whether or not it
+ * is due; the close as JSON in *json (the caller frees it).
+ * MG_ERR_CONFIG when no management key is configured. */
+enum mg_err mg_admin_reconcile_close(struct mg_admin *a, const char *day, char **json,
+    char *err, size_t errlen) __attribute__((warn_unused_result));
+
 #endif

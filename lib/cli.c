@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "admin.h"
 #include "cli.h"
@@ -39,6 +40,9 @@ mg_cli_usage(FILE *out)
 	    "  reconcile [--since T] [--until T] [--format F]\n"
 	    "                                        recorded against billed, per UTC day and model\n"
 	    "  reconcile run                         look up now the generations due for a check\n"
+	    "  reconcile close [--day YYYY-MM-DD] [--json]\n"
+	    "                                        close a UTC day (default yesterday) against the\n"
+	    "                                        upstream's activity and the account's credits\n"
 	    "  usage prune --before YYYY-MM          drop the usage rows of older months\n"
 	    "                                        (their totals stay)\n"
 	    "  admin-key create [--name LABEL]       create an admin key (printed once)\n"
@@ -557,6 +561,57 @@ cmd_reconcile_run(struct ctx *x)
 }
 
 static int
+cmd_reconcile_close(struct ctx *x)
+{
+	char err[MG_ERR_DETAIL_LEN], day[16], *json = NULL;
+	const char *arg = option_value(x, "--day");
+	json_object *o, *t, *acct;
+	enum mg_err rc;
+
+	if (arg == NULL) {
+		time_t now = time(NULL) - 86400;
+		struct tm tm;
+
+		if (gmtime_r(&now, &tm) == NULL || strftime(day, sizeof(day), "%Y-%m-%d", &tm) == 0)
+			return fail("cannot tell the date");
+	} else if (strlen(arg) != 10 || strspn(arg, "0123456789-") != 10 || arg[4] != '-' ||
+	    arg[7] != '-') {
+		fprintf(stderr, "modelgate: reconcile close: --day is a UTC date, YYYY-MM-DD\n");
+		return 2;
+	} else {
+		memcpy(day, arg, 11);
+	}
+	rc = mg_admin_reconcile_close(x->admin, day, &json, err, sizeof(err));
+	if (rc != MG_OK)
+		return fail("%s", err);
+	if (has_flag(x, "--json")) {
+		printf("%s\n", json);
+		free(json);
+		return 0;
+	}
+	o = json_tokener_parse(json);
+	free(json);
+	if (o == NULL || !json_object_object_get_ex(o, "totals", &t)) {
+		json_object_put(o);
+		return fail("the close of %s came back unreadable", day);
+	}
+	printf("closed %s: the gateway charged %s USD, the upstream billed %s USD: "
+	    "difference %s USD\n", day,
+	    json_object_get_string(json_object_object_get(t, "charged")),
+	    json_object_get_string(json_object_object_get(t, "upstream")),
+	    json_object_get_string(json_object_object_get(t, "difference")));
+	if (json_object_object_get_ex(o, "account", &acct) && acct != NULL)
+		printf("account: the upstream billed %s USD in all, the gateway charged %s USD: "
+		    "difference %s USD\n",
+		    json_object_get_string(json_object_object_get(acct, "upstream")),
+		    json_object_get_string(json_object_object_get(acct, "charged")),
+		    json_object_get_string(json_object_object_get(acct, "difference")));
+	printf("per model: modelgate reconcile --since %s\n", day);
+	json_object_put(o);
+	return 0;
+}
+
+static int
 cmd_usage_prune(struct ctx *x)
 {
 	char err[MG_ERR_DETAIL_LEN];
@@ -677,6 +732,7 @@ static const struct command {
 	{ "requests", NULL, 1, -1, NULL, NULL, 1, cmd_requests },
 	{ "quota", NULL, 1, -1, NULL, NULL, 1, cmd_quota },
 	{ "reconcile", "run", 2, 2, NULL, NULL, 1, cmd_reconcile_run },
+	{ "reconcile", "close", 2, 5, "--json", "--day", 1, cmd_reconcile_close },
 	{ "reconcile", NULL, 1, -1, NULL, NULL, 1, cmd_reconcile },
 	{ "admin-key", "create", 2, -1, NULL, "--name", 1, cmd_admin_key_create },
 	{ "admin-key", "list", 2, -1, "--json", NULL, 1, cmd_admin_key_list },

@@ -45,6 +45,7 @@ static const struct opt options[] = {
 	INT_OPT("upstream.max_response_bytes", up_max_response, 67108864, 1024, 1073741824),
 	STR_OPT("upstream.referer", up_referer, ""),
 	STR_OPT("upstream.title", up_title, ""),
+	STR_OPT("upstream.management_key_file", up_mgmt_key_file, ""),
 	INT_OPT("server.threads", threads, 16, 1, 4096),
 	INT_OPT("server.max_body_bytes", max_body, 33554432, 1024, 1073741824),
 	INT_OPT("server.shutdown_grace", shutdown_grace, 30, 0, 3600),
@@ -60,6 +61,7 @@ static const struct opt options[] = {
 	INT_OPT("catalog.refresh_interval", catalog_refresh, 3600, 0, 604800),
 	STR_OPT("reconcile.verify", recon_verify_name, "needed"),
 	INT_OPT("reconcile.max_rps", recon_max_rps, 5, 0, 1000),
+	INT_OPT("reconcile.close_after", recon_close_after, 1800, 0, 86400),
 	STR_OPT("report.timezone", report_tz, "UTC"),
 	INT_OPT("report.max_days", report_max_days, 731, 1, 36600),
 };
@@ -157,6 +159,11 @@ mg_conf_free(struct mg_conf *c)
 	}
 	free(c->file);
 	c->file = NULL;
+	if (c->up_mgmt_key != NULL) {
+		memset(c->up_mgmt_key, 0, strlen(c->up_mgmt_key));
+		free(c->up_mgmt_key);
+		c->up_mgmt_key = NULL;
+	}
 	if (c->up_key != NULL) {
 		memset(c->up_key, 0, strlen(c->up_key));
 		free(c->up_key);
@@ -252,17 +259,19 @@ line_of(const config_t *cfg, const char *name)
 	return s != NULL ? config_setting_source_line(s) : 0;
 }
 
-/* Reads the first line of a key file into c->up_key. */
+/* Reads the first line of key file path (setting name, at line) into
+ * *key. */
 static int
-read_key_file(struct mg_conf *c, const char *file, int line, char *err, size_t errlen)
+read_key_file(const char *path, const char *name, char **key, const char *file, int line,
+    char *err, size_t errlen)
 {
 	char keybuf[1024];
-	FILE *f = fopen(c->up_key_file, "r");
+	FILE *f = fopen(path, "r");
 	size_t n;
 
 	if (f == NULL) {
-		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.key_file': cannot read '%s': %s",
-		    file, line, c->up_key_file, strerror(errno));
+		mg_err_detail(err, errlen, "%s:%d: setting '%s': cannot read '%s': %s",
+		    file, line, name, path, strerror(errno));
 		return -1;
 	}
 	if (fgets(keybuf, sizeof(keybuf), f) == NULL)
@@ -272,19 +281,19 @@ read_key_file(struct mg_conf *c, const char *file, int line, char *err, size_t e
 	if (keybuf[n] == '\0' && n == sizeof(keybuf) - 1) {
 		memset(keybuf, 0, sizeof(keybuf));
 		mg_err_detail(err, errlen,
-		    "%s:%d: setting 'upstream.key_file': the key in '%s' is longer than %zu bytes",
-		    file, line, c->up_key_file, sizeof(keybuf) - 2);
+		    "%s:%d: setting '%s': the key in '%s' is longer than %zu bytes",
+		    file, line, name, path, sizeof(keybuf) - 2);
 		return -1;
 	}
 	keybuf[n] = '\0';
 	if (n == 0) {
-		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.key_file': '%s' is empty",
-		    file, line, c->up_key_file);
+		mg_err_detail(err, errlen, "%s:%d: setting '%s': '%s' is empty",
+		    file, line, name, path);
 		return -1;
 	}
-	c->up_key = strdup(keybuf);
+	*key = strdup(keybuf);
 	memset(keybuf, 0, sizeof(keybuf));
-	if (c->up_key == NULL) {
+	if (*key == NULL) {
 		mg_err_detail(err, errlen, "%s: out of memory", file);
 		return -1;
 	}
@@ -367,8 +376,13 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 		    file, line_of(cfg, "upstream.title"));
 		return -1;
 	}
+	if (c->up_mgmt_key_file[0] != '\0' &&
+	    read_key_file(c->up_mgmt_key_file, "upstream.management_key_file", &c->up_mgmt_key,
+	    file, line_of(cfg, "upstream.management_key_file"), err, errlen) != 0)
+		return -1;
 	if (c->up_key_file[0] != '\0')
-		return read_key_file(c, file, line_of(cfg, "upstream.key_file"), err, errlen);
+		return read_key_file(c->up_key_file, "upstream.key_file", &c->up_key, file,
+		    line_of(cfg, "upstream.key_file"), err, errlen);
 	if (c->up_key_env[0] != '\0') {
 		const char *v = getenv(c->up_key_env);
 
@@ -474,4 +488,5 @@ mg_conf_dump(const struct mg_conf *c, FILE *out)
 	if (group != NULL)
 		fputs("};\n", out);
 	fprintf(out, "# upstream key: %s\n", c->up_key ? "set (not shown)" : "not set");
+	fprintf(out, "# management key: %s\n", c->up_mgmt_key ? "set (not shown)" : "not set");
 }

@@ -28,6 +28,8 @@ struct mg_conf {
 	char *up_referer;
 	char *up_title;
 	char *up_key;            /* the provider key (secret), or NULL */
+	char *up_mgmt_key_file;
+	char *up_mgmt_key;       /* the management key (secret), or NULL */
 
 	int threads;
 	int max_body;            /* bytes */
@@ -48,6 +50,7 @@ struct mg_conf {
 	char *recon_verify_name; /* "needed" or "all" */
 	int recon_verify_all;    /* 1: look every generation up, not only doubtful ones */
 	int recon_max_rps;       /* generation lookups a second per process, 0: none */
+	int recon_close_after;   /* seconds after a UTC day's end before its close */
 
 	char *report_tz;         /* reports' default time zone (IANA name) */
 	int report_max_days;     /* the longest period a report covers */

@@ -174,3 +174,173 @@ mg_reconcile_pass(struct mg_store *s, struct mg_upstream *up, size_t max_respons
 		rc = mg_store_recon_unsupported(s, &out->unsupported);
 	return rc;
 }
+
+/* The text of a number, or of a string holding one, that v holds, into
+ * out (size bytes): 0, or -1 when v is neither or it is not an amount. */
+static int
+amount_text(const struct mg_jscan_value *v, char *out, size_t size)
+{
+	if ((v->type != MG_JSCAN_NUMBER && v->type != MG_JSCAN_STRING) || v->escaped ||
+	    v->len >= size || v->len >= MG_MONEY_MAX)
+		return -1;
+	memcpy(out, v->text, v->len);
+	out[v->len] = '\0';
+	return mg_money_valid(out, MG_MONEY_NUMBER) ? 0 : -1;
+}
+
+/* Reads one item of an activity answer (the scanner just read its '{')
+ * and appends it to out as {"model", "requests", "usage"}; items of
+ * another day than day are left out.  0, or -1 when it is not one. */
+static int
+activity_item(struct mg_jscan *s, const char *day, struct mg_buf *out, int *first)
+{
+	static const char *const names[] = { "model", "requests", "usage", "date", NULL };
+	struct mg_jscan_value key, v, model = { 0 }, usage = { 0 };
+	char amount[MG_MONEY_MAX], reqs[MG_MONEY_MAX] = "0";
+	int f, other_day = 0;
+
+	while ((f = mg_jscan_field(s, names, &key)) != -1 && mg_jscan_ok(s)) {
+		mg_jscan_value(s, &v);
+		if (f == 1)
+			model = v;
+		else if (f == 2 && amount_text(&v, reqs, sizeof(reqs)) != 0)
+			return -1;
+		else if (f == 3)
+			usage = v;
+		else if (f == 4 && v.type == MG_JSCAN_STRING && (v.len < 10 ||
+		    strncmp(v.text, day, 10) != 0))
+			other_day = 1;
+		mg_jscan_skip(s, &v);
+	}
+	if (!mg_jscan_ok(s) || model.type != MG_JSCAN_STRING ||
+	    amount_text(&usage, amount, sizeof(amount)) != 0 || strpbrk(reqs, ".eE") != NULL)
+		return -1;
+	if (other_day)
+		return 0;
+	/* the model's text as the upstream escaped it: checked JSON already */
+	if (mg_buf_addf(out, "%s{\"model\":\"%.*s\",\"requests\":%s,\"usage\":\"%s\"}",
+	    *first ? "" : ",", (int)model.len, model.text, reqs, amount) != MG_OK)
+		return -1;
+	*first = 0;
+	return 0;
+}
+
+int
+mg_recon_activity_read(const char *body, size_t len, const char *day, struct mg_buf *out)
+{
+	struct mg_jscan s;
+	struct mg_jscan_value v, key;
+	static const char *const names[] = { "data", NULL };
+	int f, first = 1, seen = 0;
+
+	mg_buf_reset(out);
+	if (mg_buf_adds(out, "[") != MG_OK)
+		return -1;
+	mg_jscan_init(&s, body, len);
+	mg_jscan_value(&s, &v);
+	if (v.type != MG_JSCAN_OBJECT)
+		return -1;
+	while ((f = mg_jscan_field(&s, names, &key)) != -1 && mg_jscan_ok(&s)) {
+		mg_jscan_value(&s, &v);
+		if (f != 1) {
+			mg_jscan_skip(&s, &v);
+			continue;
+		}
+		if (v.type != MG_JSCAN_ARRAY)
+			return -1;
+		seen = 1;
+		while (mg_jscan_element(&s)) {
+			mg_jscan_value(&s, &v);
+			if (v.type != MG_JSCAN_OBJECT || activity_item(&s, day, out, &first) != 0)
+				return -1;
+		}
+	}
+	mg_jscan_finish(&s);
+	if (!mg_jscan_ok(&s) || !seen || mg_buf_adds(out, "]") != MG_OK)
+		return -1;
+	return 0;
+}
+
+int
+mg_recon_credits_read(const char *body, size_t len, char *usage, size_t size)
+{
+	struct mg_jscan s;
+	struct mg_jscan_value v, data, total;
+
+	mg_jscan_init(&s, body, len);
+	mg_jscan_value(&s, &v);
+	if (v.type != MG_JSCAN_OBJECT)
+		return -1;
+	mg_jscan_pick(&s, "data", &data);
+	if (!mg_jscan_ok(&s) || data.type != MG_JSCAN_OBJECT)
+		return -1;
+	mg_jscan_init(&s, data.text, (size_t)(body + len - data.text));
+	mg_jscan_value(&s, &v);
+	mg_jscan_pick(&s, "total_usage", &total);
+	if (!mg_jscan_ok(&s))
+		return -1;
+	return amount_text(&total, usage, size);
+}
+
+/* GET path on up into reply; the status, or -1 when no answer came. */
+static long
+get(struct mg_upstream *up, const char *path, struct mg_upstream_reply *reply)
+{
+	if (mg_upstream_call(up, path, NULL, 0, reply) != MG_OK)
+		return -1;
+	return reply->status;
+}
+
+enum mg_err
+mg_recon_close(struct mg_store *s, struct mg_upstream *mgmt, const char *key_hash,
+    size_t max_response, const char *day, char **json, char *err, size_t errlen)
+{
+	struct mg_upstream_reply reply;
+	struct mg_buf activity;
+	char path[160], credits[MG_MONEY_MAX];
+	int have_credits = 0;
+	long status;
+	enum mg_err rc = MG_ERR_UPSTREAM;
+
+	*json = NULL;
+	if (key_hash != NULL && key_hash[0] != '\0')
+		snprintf(path, sizeof(path), "/activity?date=%.10s&api_key_hash=%.64s", day,
+		    key_hash);
+	else
+		snprintf(path, sizeof(path), "/activity?date=%.10s", day);
+	mg_buf_init(&activity, max_response);
+	mg_upstream_reply_init(&reply, max_response);
+	status = get(mgmt, path, &reply);
+	if (status == 200 && mg_recon_activity_read(mg_buf_str(&reply.body), reply.body.len, day,
+	    &activity) == 0) {
+		rc = MG_OK;
+	} else if (status < 0) {
+		mg_err_detail(err, errlen, "GET /activity failed: %s", mg_upstream_last_error(mgmt));
+	} else if (status == 401 || status == 403) {
+		mg_err_detail(err, errlen, "GET /activity answered %ld: the upstream takes a "
+		    "management key for it (upstream.management_key_file)", status);
+	} else if (status == 200) {
+		mg_err_detail(err, errlen, "GET /activity answered something that is not an "
+		    "activity list");
+	} else {
+		mg_err_detail(err, errlen, "GET /activity answered %ld", status);
+	}
+	if (rc == MG_OK) {
+		/* the account's side is a bonus: the close stands without it */
+		mg_upstream_reply_free(&reply);
+		mg_upstream_reply_init(&reply, max_response);
+		status = get(mgmt, "/credits", &reply);
+		have_credits = status == 200 && mg_recon_credits_read(mg_buf_str(&reply.body),
+		    reply.body.len, credits, sizeof(credits)) == 0;
+		if (!have_credits)
+			mg_log(MG_LOG_WARN, NULL, "daily close of %.10s: no account total (GET /credits "
+			    "answered %ld)", day, status);
+		rc = mg_store_recon_close_record(s, day, mg_buf_str(&activity),
+		    have_credits ? credits : NULL, json);
+		if (rc != MG_OK)
+			mg_err_detail(err, errlen, "%s", mg_store_last_error());
+	}
+	mg_upstream_reply_free(&reply);
+	mg_buf_free(&activity);
+	return rc;
+}

@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 
+#include "buf.h"
 #include "err.h"
 #include "store.h"
 #include "upstream.h"
@@ -43,5 +44,27 @@ int mg_recon_path(const char *id, char *out, size_t size);
  * a pass only marks the waiting rows.  MG_OK unless Postgres failed. */
 enum mg_err mg_reconcile_pass(struct mg_store *s, struct mg_upstream *up, size_t max_response,
     int max, int *no_api, struct mg_recon_pass *out) __attribute__((warn_unused_result));
+
+/* Reads the data of an answer to GET /activity (len bytes of body): its
+ * items of UTC day day (YYYY-MM-DD; items of another date are left out)
+ * into out as a JSON array of {"model", "requests", "usage"}, the usage
+ * as the exact decimal text the upstream wrote, for
+ * mg_store_recon_close_record.  0, or -1 when it is not such an answer. */
+int mg_recon_activity_read(const char *body, size_t len, const char *day, struct mg_buf *out)
+	__attribute__((warn_unused_result));
+
+/* Reads data.total_usage of an answer to GET /credits into usage (size
+ * bytes) as exact decimal text: 0, or -1. */
+int mg_recon_credits_read(const char *body, size_t len, char *usage, size_t size)
+	__attribute__((warn_unused_result));
+
+/* Closes UTC day day (YYYY-MM-DD): asks the upstream with the management
+ * key (mgmt) for its activity of the day (only that of the provider key
+ * whose SHA-256 is key_hash, when it is not NULL) and the account's
+ * credits, and records the close (mg_recon_close_record).  The close as
+ * JSON in *json (the caller frees it); on failure a reason in err. */
+enum mg_err mg_recon_close(struct mg_store *s, struct mg_upstream *mgmt, const char *key_hash,
+    size_t max_response, const char *day, char **json, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -52,6 +52,10 @@ static const struct stmt statements[] = {
 	{ "mg_recon_retry", "SELECT coalesce(mg_recon_retry($1, $2::timestamptz), '')", 2 },
 	{ "mg_recon_unsupported", "SELECT mg_recon_unsupported()", 0 },
 	{ "mg_recon_note_ids", "SELECT mg_recon_note_ids($1::jsonb)", 1 },
+	{ "mg_recon_close_claim", "SELECT coalesce(to_char(mg_recon_close_claim("
+	  "make_interval(secs => $1), make_interval(secs => $2)), 'YYYY-MM-DD'), '')", 2 },
+	{ "mg_recon_close_record", "SELECT mg_recon_close_record($1::date, $2::jsonb, "
+	  "$3::numeric)", 3 },
 	/* the reports: their SQL is report.c's (see prepare_reports) */
 };
 
@@ -922,4 +926,35 @@ mg_store_recon_note_ids(struct mg_store *s, const char *const *ids, const char *
 	struct note_batch b = { ids, gens };
 
 	return batch_call(s, "mg_recon_note_ids", n, fill_note, &b, kept);
+}
+
+enum mg_err
+mg_store_recon_close_claim(struct mg_store *s, int after, int lease, char *day, size_t len)
+{
+	char a[16], b[16];
+	const char *vals[2] = { a, b };
+
+	snprintf(a, sizeof(a), "%d", after);
+	snprintf(b, sizeof(b), "%d", lease);
+	return scalar_text(s, "mg_recon_close_claim", 2, vals, day, len);
+}
+
+enum mg_err
+mg_store_recon_close_record(struct mg_store *s, const char *day, const char *activity,
+    const char *credits, char **json)
+{
+	const char *vals[3] = { day, activity, credits };
+	PGresult *r;
+	enum mg_err rc;
+
+	*json = NULL;
+	rc = exec_prepared(s, "mg_recon_close_record", 3, vals, &r);
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+		*json = strdup(PQgetvalue(r, 0, 0));
+	else
+		rc = MG_ERR_DB;
+	PQclear(r);
+	return rc == MG_OK && *json == NULL ? MG_ERR_NOMEM : rc;
 }

@@ -149,6 +149,17 @@ enum mg_err mg_store_recon_retry(struct mg_store *s, const struct mg_recon_row *
  * requests ids[i] (mg_recon_note_ids); *kept says how many. */
 enum mg_err mg_store_recon_note_ids(struct mg_store *s, const char *const *ids,
     const char *const *gens, int n, int *kept) __attribute__((warn_unused_result));
+/* Leases the oldest UTC day due for its close, after seconds past its
+ * end, for lease seconds (mg_recon_close_claim): its date (YYYY-MM-DD)
+ * into day (len bytes), "" when none is due or another process has it. */
+enum mg_err mg_store_recon_close_claim(struct mg_store *s, int after, int lease, char *day,
+    size_t len) __attribute__((warn_unused_result));
+/* Records the close of day (mg_recon_close_record): activity is a JSON
+ * array of {"model", "requests", "usage"}, credits the account's all-time
+ * usage or NULL.  The close as JSON in *json (the caller frees it). */
+enum mg_err mg_store_recon_close_record(struct mg_store *s, const char *day,
+    const char *activity, const char *credits, char **json)
+    __attribute__((warn_unused_result));
 /* The upstream has no per-generation API: every row waiting becomes
  * unsupported; *n says how many. */
 enum mg_err mg_store_recon_unsupported(struct mg_store *s, long long *n)

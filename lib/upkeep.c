@@ -1,6 +1,7 @@
 /* upkeep.c -- A responder's upkeep thread: the reaper of dead responders'
  * reservations, the scheduled catalog refresh, the usage partitions of
- * the months ahead, the compaction of the usage rollups and the giving
+ * the months ahead, the compaction of the usage rollups, the daily close
+ * against the upstream's activity and the giving
  * back of freed memory, each on its own interval, woken once a second.  Started
  * and stopped by responder.c. */
 #include "config.h"
@@ -11,7 +12,9 @@
 #endif
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "apikey.h"
 #include "catalog.h"
 #include "clock.h"
 #include "log.h"
@@ -37,6 +40,13 @@
 /* The longest the upkeep waits for one upstream call (seconds): a slow
  * upstream must not hold up the reaper and the compaction. */
 #define UPKEEP_CALL_TIMEOUT 30
+
+/* How often (seconds) a process offers to close a UTC day against the
+ * upstream's activity, and how long the one that takes a day has to
+ * close it before another may (seconds). */
+#define CLOSE_INTERVAL 60
+#define CLOSE_LEASE 600
+#define CLOSE_MAX_DAYS 31
 
 struct mg_upkeep {
 	const struct mg_conf *conf;
@@ -126,6 +136,35 @@ reconcile(struct mg_upkeep *u, struct mg_upstream *up, int *no_api)
 		    p.unsupported);
 }
 
+/* Closes the UTC days due for their close, oldest first, that this
+ * process wins the claim of (after a while without a close, the whole
+ * month's: the upstream keeps 30 days of activity). */
+static void
+close_days(struct mg_upkeep *u, struct mg_upstream *mgmt, const char *key_hash)
+{
+	char day[16], err[MG_ERR_DETAIL_LEN], *json = NULL;
+	int i;
+
+	for (i = 0; i < CLOSE_MAX_DAYS; i++) {
+		if (mg_store_recon_close_claim(u->store, u->conf->recon_close_after, CLOSE_LEASE,
+		    day, sizeof(day)) != MG_OK) {
+			mg_log(MG_LOG_WARN, NULL, "daily close: %s", mg_store_last_error());
+			return;
+		}
+		if (day[0] == '\0')
+			return;
+		if (mg_recon_close(u->store, mgmt, key_hash, (size_t)u->conf->up_max_response,
+		    day, &json, err, sizeof(err)) != MG_OK) {
+			mg_log(MG_LOG_WARN, NULL, "daily close of %s: %s; tried again in %d minutes",
+			    day, err, CLOSE_LEASE / 60);
+			return;
+		}
+		mg_log(MG_LOG_INFO, NULL, "daily close of %s recorded (modelgate reconcile "
+		    "--since %s)", day, day);
+		free(json);
+	}
+}
+
 /* Refreshes the catalog when this process wins the claim. */
 static void
 refresh_catalog(struct mg_upkeep *u, struct mg_upstream *up)
@@ -177,12 +216,22 @@ upkeep_main(void *arg)
 	struct mg_upstream *up = c->catalog_refresh > 0 || c->recon_max_rps > 0 ?
 	    mg_upstream_new(c) : NULL;
 	struct trim_state trim = { 0, 0, 0 };
+	struct mg_upstream *mgmt = c->up_mgmt_key != NULL ?
+	    mg_upstream_new_key(c, c->up_mgmt_key) : NULL;
 	long now = 0, next_reap = 1, next_catalog = 1, next_partitions = 2, next_compact = 3;
+	long next_close = 5;
 	int no_api = 0;
+	char key_hash[MG_APIKEY_HASH_HEX_LEN + 1] = "";
 
 	/* lookups and the model list: short calls, in the way of nothing */
 	if (up != NULL)
 		mg_upstream_set_timeout(up, UPKEEP_CALL_TIMEOUT);
+	if (mgmt != NULL)
+		mg_upstream_set_timeout(mgmt, UPKEEP_CALL_TIMEOUT);
+	/* the close counts what the gateway's own provider key spent */
+	if (c->up_key != NULL &&
+	    mg_apikey_hash_hex(c->up_key, strlen(c->up_key), key_hash) != MG_OK)
+		key_hash[0] = '\0';
 
 	while (!nap(u, 1)) {
 		now++;
@@ -201,11 +250,16 @@ upkeep_main(void *arg)
 		}
 		if (up != NULL && c->recon_max_rps > 0)
 			reconcile(u, up, &no_api);
+		if (mgmt != NULL && now >= next_close) {
+			next_close = now + CLOSE_INTERVAL;
+			close_days(u, mgmt, key_hash);
+		}
 		if (up != NULL && c->catalog_refresh > 0 && now >= next_catalog) {
 			next_catalog = now + (c->catalog_refresh < 60 ? c->catalog_refresh : 60);
 			refresh_catalog(u, up);
 		}
 	}
+	mg_upstream_free(mgmt);
 	mg_upstream_free(up);
 	return NULL;
 }

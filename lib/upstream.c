@@ -178,6 +178,12 @@ proxy_in_environment(void)
 struct mg_upstream *
 mg_upstream_new(const struct mg_conf *c)
 {
+	return mg_upstream_new_key(c, c->up_key);
+}
+
+struct mg_upstream *
+mg_upstream_new_key(const struct mg_conf *c, const char *key)
+{
 	struct mg_upstream *u = calloc(1, sizeof(*u));
 	char auth[1100], enc[64];
 
@@ -202,8 +208,8 @@ mg_upstream_new(const struct mg_conf *c)
 	u->headers = add_header(u->headers, "Accept", "application/json");
 	if (u->headers != NULL)
 		u->headers = curl_slist_append(u->headers, "Expect:");
-	if (u->headers != NULL && c->up_key != NULL) {
-		snprintf(auth, sizeof(auth), "Bearer %s", c->up_key);
+	if (u->headers != NULL && key != NULL) {
+		snprintf(auth, sizeof(auth), "Bearer %s", key);
 		u->headers = add_header(u->headers, "Authorization", auth);
 		memset(auth, 0, sizeof(auth));
 	}

@@ -20,6 +20,9 @@ struct mg_upstream_reply {
 
 /* NULL on allocation failure.  The config must outlive the handle. */
 struct mg_upstream *mg_upstream_new(const struct mg_conf *c);
+/* The same, calling with key (e.g. the management key) instead of the
+ * provider key; no Authorization header when key is NULL. */
+struct mg_upstream *mg_upstream_new_key(const struct mg_conf *c, const char *key);
 void mg_upstream_free(struct mg_upstream *u);
 
 /* Initializes a reply whose body may hold at most max bytes. */

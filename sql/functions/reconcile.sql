@@ -210,3 +210,171 @@ CREATE OR REPLACE TRIGGER usage_adjustments_append_only
 CREATE OR REPLACE TRIGGER usage_adjustments_no_truncate
     BEFORE TRUNCATE ON usage_adjustments
     FOR EACH STATEMENT EXECUTE FUNCTION mg_keep_adjustments();
+
+-- The daily close.  Once the upstream has closed a UTC day (p_after
+-- after its end: OpenRouter counts a day's activity by request start and
+-- asks for about 30 minutes), the gateway's charge per model for the day
+-- is set next to what the upstream's activity says it billed, and the
+-- account's all-time usage next to the gateway's all-time charge.
+
+-- The gateway's rows of UTC day p_day per model: generations (rows with
+-- a generation id), recorded cost and adjustments.
+CREATE OR REPLACE FUNCTION mg_recon_day(p_day date)
+RETURNS TABLE (model text, requests bigint, recorded numeric, adjustments numeric)
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(u.model, ''), count(*) FILTER (WHERE u.upstream_id IS NOT NULL),
+           coalesce(sum(u.cost), 0), coalesce(sum(a.amount), 0)
+      FROM usage_events u
+      LEFT JOIN usage_adjustments a
+             ON a.request_id = u.request_id AND a.created_at = u.created_at
+     WHERE u.created_at >= p_day::timestamp AT TIME ZONE 'UTC'
+       AND u.created_at < (p_day + 1)::timestamp AT TIME ZONE 'UTC'
+       AND u.settled_at IS NOT NULL
+     GROUP BY 1
+$$;
+
+-- The UTC days due for a close at p_now, oldest first: ended p_after ago
+-- or more, at most 30 days ago (the upstream's activity reaches no
+-- further), not before the first day the gateway counted, not closed and
+-- not being closed.  A day whose requests are still waiting for their
+-- lookups (the reconciled-through watermark is inside it) waits for them
+-- up to two hours more, so that the close compares reconciled rows.
+CREATE OR REPLACE FUNCTION mg_recon_close_due(p_after interval, p_now timestamptz)
+RETURNS SETOF date
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_today date := (p_now AT TIME ZONE 'UTC')::date;
+    v_first date;
+    v_mark  timestamptz;
+BEGIN
+    SELECT (min(r.bucket) AT TIME ZONE 'UTC')::date INTO v_first
+      FROM usage_rollup r WHERE r.grain = 'M';
+    IF v_first IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT least((SELECT min(r.created_at) FROM reservations r),
+                 (SELECT min(u.created_at) FROM usage_events u
+                   WHERE u.recon_next_at IS NOT NULL))
+      INTO v_mark;
+    RETURN QUERY
+    SELECT d::date FROM generate_series(greatest(v_first, v_today - 30), v_today - 1,
+                                        interval '1 day') AS d
+     WHERE (d::date + 1)::timestamp AT TIME ZONE 'UTC' + p_after <= p_now
+       AND (v_mark IS NULL OR v_mark >= (d::date + 1)::timestamp AT TIME ZONE 'UTC'
+            OR (d::date + 1)::timestamp AT TIME ZONE 'UTC' + p_after + interval '2 hours'
+               <= p_now)
+       AND NOT EXISTS (SELECT 1 FROM recon_close_runs c
+                        WHERE c.day = d::date
+                          AND (c.closed_at IS NOT NULL OR c.lease_until > p_now))
+     ORDER BY 1;
+END
+$$;
+
+-- Takes the oldest day due for a close and leases it for p_lease: NULL
+-- when there is none, or when another process took it first.
+CREATE OR REPLACE FUNCTION mg_recon_close_claim(p_after interval, p_lease interval,
+    p_now timestamptz DEFAULT NULL)
+RETURNS date
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now timestamptz := coalesce(p_now, clock_timestamp());
+    v_day date;
+    v_got date;
+BEGIN
+    FOR v_day IN SELECT d FROM mg_recon_close_due(p_after, v_now) AS d LOOP
+        INSERT INTO recon_close_runs AS c (day, lease_until, tries)
+        VALUES (v_day, v_now + p_lease, 1)
+        ON CONFLICT (day) DO UPDATE
+           SET lease_until = excluded.lease_until, tries = c.tries + 1
+         WHERE c.closed_at IS NULL AND (c.lease_until IS NULL OR c.lease_until <= v_now)
+        RETURNING c.day INTO v_got;
+        IF v_got IS NOT NULL THEN
+            RETURN v_got;
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
+-- Records the close of UTC day p_day: p_activity is the upstream's
+-- activity of the day, a JSON array of {"model", "requests", "usage"
+-- (USD, a decimal string)}, any number per model; p_credits the
+-- account's all-time usage (USD), or NULL when not known.  One row per
+-- model either side counted (the gateway's charge, its adjustments, what
+-- the upstream billed, the difference upstream - charge) and, with
+-- p_credits, one for the account (model ''), then the day is closed.
+-- Returns the close as JSON.
+CREATE OR REPLACE FUNCTION mg_recon_close_record(p_day date, p_activity jsonb,
+    p_credits numeric, p_now timestamptz DEFAULT NULL)
+RETURNS json
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_now   timestamptz := coalesce(p_now, clock_timestamp());
+    v_total numeric;
+    v_reqs  bigint;
+    v_out   json;
+BEGIN
+    IF p_day IS NULL OR p_activity IS NULL OR jsonb_typeof(p_activity) <> 'array' THEN
+        RAISE EXCEPTION 'a close needs a day and the activity as a JSON array'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO recon_closes (day, model, requests, gateway, adjustments, upstream,
+           difference, upstream_requests, closed_at)
+    SELECT p_day, coalesce(g.model, a.model), coalesce(g.requests, 0),
+           coalesce(g.recorded, 0), coalesce(g.adjustments, 0), coalesce(a.usage, 0),
+           coalesce(a.usage, 0) - (coalesce(g.recorded, 0) + coalesce(g.adjustments, 0)),
+           coalesce(a.requests, 0), v_now
+      FROM mg_recon_day(p_day) AS g
+      FULL JOIN (SELECT x.model, sum(x.requests)::bigint AS requests,
+                        sum(x.usage) AS usage
+                   FROM jsonb_to_recordset(p_activity)
+                        AS x(model text, requests numeric, usage numeric)
+                  WHERE x.model IS NOT NULL
+                  GROUP BY x.model) AS a ON a.model = g.model;
+    IF p_credits IS NOT NULL THEN
+        -- everything the gateway ever charged, from the rollups (they
+        -- outlive pruned usage rows, and hold the adjustments)
+        SELECT (r->'totals'->>'cost')::numeric, (r->'totals'->>'requests')::bigint
+          INTO v_total, v_reqs
+          FROM mg_usage_report(NULL, NULL, NULL, '2000-01-01', NULL, 'UTC', '{}',
+                               1000000, v_now) AS r;
+        INSERT INTO recon_closes (day, model, requests, gateway, adjustments, upstream,
+               difference, closed_at)
+        VALUES (p_day, '', coalesce(v_reqs, 0), coalesce(v_total, 0), 0, p_credits,
+                p_credits - coalesce(v_total, 0), v_now);
+    END IF;
+    INSERT INTO recon_close_runs AS c (day, lease_until, tries, closed_at)
+    VALUES (p_day, NULL, 1, v_now)
+    ON CONFLICT (day) DO UPDATE SET lease_until = NULL, closed_at = v_now;
+    SELECT json_build_object(
+        'object', 'reconciliation.close', 'day', to_char(p_day, 'YYYY-MM-DD'),
+        'closed_at', mg_report_iso(v_now, 'UTC'),
+        'data', coalesce(json_agg(json_build_object(
+                    'model', c.model, 'requests', c.requests,
+                    'upstream_requests', c.upstream_requests,
+                    'recorded', trim_scale(c.gateway)::text,
+                    'adjustments', trim_scale(c.adjustments)::text,
+                    'charged', trim_scale(c.gateway + c.adjustments)::text,
+                    'upstream', trim_scale(c.upstream)::text,
+                    'difference', trim_scale(c.difference)::text)
+                    ORDER BY c.model) FILTER (WHERE c.model <> ''), '[]'),
+        'totals', json_build_object(
+                    'requests', coalesce(sum(c.requests) FILTER (WHERE c.model <> ''), 0),
+                    'charged', coalesce(trim_scale(sum(c.gateway + c.adjustments)
+                                                   FILTER (WHERE c.model <> '')), 0)::text,
+                    'upstream', coalesce(trim_scale(sum(c.upstream)
+                                                    FILTER (WHERE c.model <> '')), 0)::text,
+                    'difference', coalesce(trim_scale(sum(c.difference)
+                                                      FILTER (WHERE c.model <> '')), 0)::text),
+        'account', (SELECT json_build_object('upstream', trim_scale(k.upstream)::text,
+                        'charged', trim_scale(k.gateway)::text,
+                        'difference', trim_scale(k.difference)::text)
+                      FROM recon_closes k
+                     WHERE k.day = p_day AND k.model = '' AND k.closed_at = v_now
+                     ORDER BY k.id DESC LIMIT 1))
+      INTO v_out
+      FROM recon_closes c
+     WHERE c.day = p_day AND c.closed_at = v_now;
+    RETURN v_out;
+END
+$$;

@@ -810,9 +810,9 @@ BEGIN
         SELECT DISTINCT ON (c.day, c.model) c.day, c.model, c.upstream
           FROM recon_closes c
          WHERE c.day >= (v_since AT TIME ZONE 'UTC')::date
-           AND c.day < (v_until AT TIME ZONE 'UTC')::date
+           AND c.day < (v_until AT TIME ZONE 'UTC')::date AND c.model <> ''
          ORDER BY c.day, c.model, c.closed_at DESC, c.id DESC
-    ), g AS (
+    ), g0 AS (
         SELECT r.day, r.model, count(*) AS requests, coalesce(sum(r.cost), 0) AS recorded,
                coalesce(sum(r.amount), 0) AS adjustments,
                count(*) FILTER (WHERE r.recon_state = 'recorded') AS s_recorded,
@@ -822,16 +822,36 @@ BEGIN
                count(*) FILTER (WHERE r.recon_state = 'no_id') AS s_no_id,
                count(*) FILTER (WHERE r.recon_state = 'unsupported') AS s_unsupported
           FROM r GROUP BY r.day, r.model
+    ), g AS (
+        -- a model the upstream billed and the gateway never counted, too
+        SELECT coalesce(g0.day, c.day) AS day, coalesce(g0.model, c.model) AS model,
+               coalesce(g0.requests, 0) AS requests, coalesce(g0.recorded, 0) AS recorded,
+               coalesce(g0.adjustments, 0) AS adjustments,
+               coalesce(g0.s_recorded, 0) AS s_recorded,
+               coalesce(g0.s_confirmed, 0) AS s_confirmed,
+               coalesce(g0.s_adjusted, 0) AS s_adjusted, coalesce(g0.s_missing, 0) AS s_missing,
+               coalesce(g0.s_no_id, 0) AS s_no_id,
+               coalesce(g0.s_unsupported, 0) AS s_unsupported, c.upstream
+          FROM g0 FULL JOIN c ON c.day = g0.day AND c.model = g0.model
     ), d AS (
-        SELECT g.*, g.recorded + g.adjustments AS charged, c.upstream,
-               c.upstream - (g.recorded + g.adjustments) AS difference
-          FROM g LEFT JOIN c ON c.day = g.day AND c.model = g.model
+        SELECT g.*, g.recorded + g.adjustments AS charged,
+               g.upstream - (g.recorded + g.adjustments) AS difference
+          FROM g
     )
     SELECT json_build_object(
         'object', 'reconciliation', 'timezone', 'UTC',
         'period', json_build_object('since', mg_report_iso(v_since, 'UTC'),
                                     'until', mg_report_iso(v_until, 'UTC')),
         'reconciled_through', mg_report_iso(coalesce(v_mark, v_now), 'UTC'),
+        -- the latest close's account row: all the upstream ever billed the
+        -- account, next to all the gateway ever charged
+        'account', (SELECT json_build_object('day', to_char(k.day, 'YYYY-MM-DD'),
+                        'closed_at', mg_report_iso(k.closed_at, 'UTC'),
+                        'upstream', trim_scale(k.upstream)::text,
+                        'charged', trim_scale(k.gateway)::text,
+                        'difference', trim_scale(k.difference)::text)
+                      FROM recon_closes k WHERE k.model = ''
+                     ORDER BY k.closed_at DESC, k.id DESC LIMIT 1),
         'data', coalesce((SELECT json_agg(json_build_object(
                     'day', to_char(d.day, 'YYYY-MM-DD'), 'model', nullif(d.model, ''),
                     'requests', d.requests, 'recorded', trim_scale(d.recorded)::text,

@@ -594,6 +594,7 @@ mg_conf_write() {
         [DEFAULT_MAX_TOKENS]=4096 [FALLBACK_PROMPT_PRICE]=0.00001
         [FALLBACK_COMPLETION_PRICE]=0.00003 [REAP_AFTER]=900 [REAP_INTERVAL]=60
         [CATALOG_REFRESH]=0 [RECON_VERIFY]=needed [RECON_MAX_RPS]=0
+        [MANAGEMENT_KEY_FILE]= [CLOSE_AFTER]=1800
     )
     shift
     for kv in "$@"; do
@@ -605,7 +606,7 @@ mg_conf_write() {
         v[$name]=${kv#*=}
     done
     for name in LOG_LEVEL LOG_FILE CONNINFO BASE_URL CLIENT_CLOSE \
-        FALLBACK_PROMPT_PRICE FALLBACK_COMPLETION_PRICE RECON_VERIFY; do
+        FALLBACK_PROMPT_PRICE FALLBACK_COMPLETION_PRICE RECON_VERIFY MANAGEMENT_KEY_FILE; do
         v[$name]=$(libconfig_quote "${v[$name]}")
     done
     for name in "${!v[@]}"; do

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "money.h"
 #include "reconcile.h"
 #include "unit.h"
 
@@ -91,6 +92,78 @@ START_TEST(recon_path)
 }
 END_TEST
 
+/* GET /activity answers: what mg_recon_activity_read makes of them for
+ * day 2026-12-05 (NULL: refused). */
+static const struct {
+	const char *body;
+	const char *out;
+} activities[] = {
+	{ "{\"data\":[]}", "[]" },
+	{ "{\"data\":[{\"date\":\"2026-12-05\",\"model\":\"openai/gpt-4o\","
+	  "\"model_permaslug\":\"openai/gpt-4o-2024-08-06\",\"endpoint_id\":\"e1\","
+	  "\"provider_name\":\"OpenAI\",\"usage\":0.0012345,\"byok_usage_inference\":0,"
+	  "\"requests\":3,\"prompt_tokens\":10,\"completion_tokens\":5,"
+	  "\"reasoning_tokens\":0}]}",
+	  "[{\"model\":\"openai/gpt-4o\",\"requests\":3,\"usage\":\"0.0012345\"}]" },
+	/* counts and amounts as strings, an exponent, the time in the date,
+	 * another day's item left out, a model with an escape kept escaped */
+	{ "{\"data\":[{\"date\":\"2026-12-05 00:00:00\",\"model\":\"a\\\"b\","
+	  "\"usage\":\"1.5e-7\",\"requests\":\"2\"},"
+	  "{\"date\":\"2026-12-04\",\"model\":\"x\",\"usage\":1,\"requests\":1},"
+	  "{\"model\":\"m\",\"usage\":0,\"requests\":0}],\"meta\":{}}",
+	  "[{\"model\":\"a\\\"b\",\"requests\":2,\"usage\":\"1.5e-7\"},"
+	  "{\"model\":\"m\",\"requests\":0,\"usage\":\"0\"}]" },
+	{ "{}", NULL },                                           /* no data */
+	{ "{\"data\":{}}", NULL },
+	{ "{\"data\":[{\"usage\":1,\"requests\":1}]}", NULL },   /* no model */
+	{ "{\"data\":[{\"model\":\"m\",\"requests\":1}]}", NULL },  /* no usage */
+	{ "{\"data\":[{\"model\":\"m\",\"usage\":-1,\"requests\":1}]}", NULL },
+	{ "{\"data\":[{\"model\":\"m\",\"usage\":\"1; DROP\",\"requests\":1}]}", NULL },
+	{ "{\"data\":[{\"model\":\"m\",\"usage\":1,\"requests\":1.5}]}", NULL },
+	{ "{\"data\":[{\"model\":7,\"usage\":1,\"requests\":1}]}", NULL },
+	{ "{\"data\":[1]}", NULL },
+	{ "{\"data\":[{\"model\":\"m\",\"usage\":1,\"requests\":1}", NULL },  /* cut */
+	{ "<html>404</html>", NULL },
+};
+
+START_TEST(activity_read_table)
+{
+	struct mg_buf out;
+	const char *b = activities[_i].body;
+	int rc;
+
+	mg_buf_init(&out, 4096);
+	rc = mg_recon_activity_read(b, strlen(b), "2026-12-05", &out);
+	if (activities[_i].out == NULL) {
+		ck_assert_int_eq(rc, -1);
+	} else {
+		ck_assert_int_eq(rc, 0);
+		ck_assert_str_eq(mg_buf_str(&out), activities[_i].out);
+	}
+	mg_buf_free(&out);
+}
+END_TEST
+
+START_TEST(credits_read)
+{
+	static const char ok[] = "{\"data\":{\"total_credits\":100,\"total_usage\":12.3456789}}";
+	static const char str[] = "{\"data\":{\"total_usage\":\"0.5\",\"total_credits\":1}}";
+	static const char neg[] = "{\"data\":{\"total_usage\":-2}}";
+	static const char none[] = "{\"data\":{\"total_credits\":2}}";
+	static const char bad[] = "{\"error\":{\"code\":403}}";
+	char usage[MG_MONEY_MAX];
+
+	ck_assert_int_eq(mg_recon_credits_read(ok, strlen(ok), usage, sizeof(usage)), 0);
+	ck_assert_str_eq(usage, "12.3456789");
+	ck_assert_int_eq(mg_recon_credits_read(str, strlen(str), usage, sizeof(usage)), 0);
+	ck_assert_str_eq(usage, "0.5");
+	ck_assert_int_eq(mg_recon_credits_read(neg, strlen(neg), usage, sizeof(usage)), -1);
+	ck_assert_int_eq(mg_recon_credits_read(none, strlen(none), usage, sizeof(usage)), -1);
+	ck_assert_int_eq(mg_recon_credits_read(bad, strlen(bad), usage, sizeof(usage)), -1);
+	ck_assert_int_eq(mg_recon_credits_read(ok, strlen(ok), usage, 5), -1);
+}
+END_TEST
+
 static Suite *
 reconcile_suite(void)
 {
@@ -100,6 +173,9 @@ reconcile_suite(void)
 	tcase_add_loop_test(tc, recon_read_table, 0, (int)(sizeof(answers) / sizeof(answers[0])));
 	tcase_add_test(tc, recon_read_long_cost);
 	tcase_add_test(tc, recon_path);
+	tcase_add_loop_test(tc, activity_read_table, 0,
+	    (int)(sizeof(activities) / sizeof(activities[0])));
+	tcase_add_test(tc, credits_read);
 	suite_add_tcase(s, tc);
 	return s;
 }
