@@ -331,6 +331,17 @@ print_table(FILE *out, enum mg_report r, json_object *o)
 		const char *mark = value_text(member(o, "reconciled_through"));
 
 		fprintf(out, "reconciled through %s\n", mark != NULL ? mark : "-");
+		if (json_object_object_get_ex(o, "account", &un) &&
+		    json_object_is_type(un, json_type_object)) {
+			const char *day = value_text(member(un, "day"));
+			const char *up = value_text(member(un, "upstream"));
+			const char *ch = value_text(member(un, "charged"));
+			const char *diff = value_text(member(un, "difference"));
+
+			fprintf(out, "account (close of %s): the upstream billed %s in all, the "
+			    "gateway charged %s: difference %s\n", day != NULL ? day : "-",
+			    up != NULL ? up : "-", ch != NULL ? ch : "-", diff != NULL ? diff : "-");
+		}
 		if (json_object_object_get_ex(o, "unmatched", &un) &&
 		    json_object_is_type(un, json_type_array)) {
 			for (i = 0; i < json_object_array_length(un); i++) {

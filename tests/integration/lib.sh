@@ -325,6 +325,37 @@ mg_missing_exit() {
 
 # mg_find_programs: sets FCGI, CLI and MOCK to the built programs, and
 # fails the test when one of them is not built.
+# mg_script_start SCRIPT TOOL...: the start of a test script that needs
+# Postgres: MG_SRCDIR and MG_BUILDDIR (default: the tree of SCRIPT), the
+# tools it needs besides psql (spawn-fcgi's path goes to SPAWN_FCGI;
+# pg_virtualenv, and pg_ctlcluster when named, only without PGHOST), a
+# skip or a bail out when one is missing, the programs built, then SCRIPT
+# again under pg_virtualenv unless PGHOST is set.
+mg_script_start() {
+    local script=$1 tool missing=()
+    shift
+    : "${MG_SRCDIR:=$(cd -- "$(dirname -- "$script")/../.." && pwd -P)}"
+    : "${MG_BUILDDIR:=$MG_SRCDIR}"
+    export MG_SRCDIR MG_BUILDDIR
+    find_tool psql >/dev/null || missing+=("psql (postgresql-client)")
+    if [ -z "${PGHOST:-}" ]; then
+        find_tool pg_virtualenv >/dev/null || missing+=("pg_virtualenv (postgresql-common)")
+    fi
+    for tool in "$@"; do
+        case $tool in
+            spawn-fcgi) SPAWN_FCGI=$(find_tool spawn-fcgi) || missing+=(spawn-fcgi) ;;
+            pg_ctlcluster)
+                [ -n "${PGHOST:-}" ] || find_tool pg_ctlcluster >/dev/null ||
+                    missing+=("pg_ctlcluster (postgresql-common)")
+                ;;
+            *) find_tool "$tool" >/dev/null || missing+=("$tool") ;;
+        esac
+    done
+    mg_missing_exit "${missing[@]}"
+    mg_find_programs
+    mg_need_pg "$script"
+}
+
 mg_find_programs() {
     local prog
     FCGI=$MG_BUILDDIR/app/modelgate-fcgi
@@ -613,4 +644,43 @@ mg_conf_write() {
         args+=("$name=${v[$name]}")
     done
     mg_stack_fill "$MG_CONF_DIR/modelgate.conf.in" "$out" WRITER="${0##*/}" "${args[@]}"
+}
+
+# ---------------------------------------------------------------------------
+# Reconciliation (test-reconcile*.sh).
+
+# chat KEY MODEL [STREAM]: one chat completion through $BASE; its status
+# in HTTP_STATUS.
+chat() {
+    http POST "$BASE/v1/chat/completions" -H "Authorization: Bearer $1" \
+        -H 'Content-Type: application/json' \
+        --data "{\"model\": \"$2\", \"stream\": ${3:-false}, \"messages\": [{\"role\": \"user\", \"content\": \"count the words of this prompt please\"}]}"
+}
+
+# settled: waits up to 10 s until no usage row is pending.
+settled() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [ "$(sql_now 'SELECT count(*) FROM usage_events WHERE settled_at IS NULL')" = 0 ] &&
+            return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# billed_table KEY: the table test_billed (upstream_id, billed): what the
+# mock billed for the generation of every usage row, by GET /generation
+# with KEY.
+billed_table() {
+    local id rows
+    rows=$(sql_now "SELECT upstream_id FROM usage_events WHERE upstream_id IS NOT NULL ORDER BY 1")
+    : >"$MG_T/billed.csv"
+    for id in $rows; do
+        curl -sS --max-time 5 -H "Authorization: Bearer $1" \
+            "$MOCK_URL/api/v1/generation?id=$id" >"$MG_T/gen.json" || return 1
+        printf '%s,%s\n' "$id" "$(json_value "$MG_T/gen.json" 'j.data.total_cost')" \
+            >>"$MG_T/billed.csv"
+    done
+    sql_now "CREATE TABLE test_billed (upstream_id text PRIMARY KEY, billed numeric NOT NULL)" &&
+        sql_now "\\copy test_billed FROM '$MG_T/billed.csv' WITH (FORMAT csv)"
 }

@@ -28,26 +28,8 @@ set -u
 set -o pipefail
 
 HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
-SELF=$HERE/$(basename -- "${BASH_SOURCE[0]}")
-: "${MG_SRCDIR:=$(cd -- "$HERE/../.." && pwd -P)}"
-: "${MG_BUILDDIR:=$MG_SRCDIR}"
-export MG_SRCDIR MG_BUILDDIR
-
 . "$HERE/lib.sh"
-
-missing=()
-find_tool node >/dev/null || missing+=(node)
-find_tool curl >/dev/null || missing+=(curl)
-find_tool psql >/dev/null || missing+=("psql (postgresql-client)")
-find_tool lighttpd >/dev/null || missing+=(lighttpd)
-SPAWN_FCGI=$(find_tool spawn-fcgi) || missing+=(spawn-fcgi)
-if [ -z "${PGHOST:-}" ]; then
-    find_tool pg_virtualenv >/dev/null || missing+=("pg_virtualenv (postgresql-common)")
-fi
-mg_missing_exit "${missing[@]}"
-
-mg_find_programs
-mg_need_pg "$SELF" "$@"
+mg_script_start "$HERE/$(basename -- "${BASH_SOURCE[0]}")" node curl lighttpd spawn-fcgi
 
 mg_lib_init reconcile
 
@@ -100,24 +82,6 @@ else
     bail "the stack starts" "$(cat "$MG_T/stack-main.txt")"
 fi
 
-# chat KEY MODEL [STREAM]: one chat completion; its status in HTTP_STATUS.
-chat() {
-    http POST "$BASE/v1/chat/completions" -H "Authorization: Bearer $1" \
-        -H 'Content-Type: application/json' \
-        --data "{\"model\": \"$2\", \"stream\": ${3:-false}, \"messages\": [{\"role\": \"user\", \"content\": \"count the words of this prompt please\"}]}"
-}
-
-# settled: waits until no usage row is pending.
-settled() {
-    local i
-    for ((i = 0; i < 100; i++)); do
-        [ "$(sql_now 'SELECT count(*) FROM usage_events WHERE settled_at IS NULL')" = 0 ] &&
-            return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # ---------------------------------------------------------------------------
 # 1. The mixed run, with reconcile.verify = "all": every generation is
 # looked up, the answers' own costs too.
@@ -159,17 +123,8 @@ check_eq "the first lookups found nothing (404 for 3 s): each row was retried on
     "$(sql_now "SELECT string_agg(DISTINCT recon_tries::text, ',') FROM usage_events
                  WHERE upstream_id IS NOT NULL")" 1
 
-# the mock's bill of every generation, by GET /generation
-rows=$(sql_now "SELECT upstream_id FROM usage_events WHERE upstream_id IS NOT NULL ORDER BY 1")
-: >"$MG_T/billed.csv"
-for id in $rows; do
-    curl -sS --max-time 5 -H "Authorization: Bearer $PROVIDER_KEY" \
-        "$MOCK_URL/api/v1/generation?id=$id" >"$MG_T/gen.json" || bail "GET /generation $id"
-    printf '%s,%s\n' "$id" "$(json_value "$MG_T/gen.json" 'j.data.total_cost')" >>"$MG_T/billed.csv"
-done
-sql_now "CREATE TABLE test_billed (upstream_id text PRIMARY KEY, billed numeric NOT NULL)" ||
-    bail "test_billed"
-sql_now "\\copy test_billed FROM '$MG_T/billed.csv' WITH (FORMAT csv)" || bail "billed copied"
+# the mock's bill of every generation
+billed_table "$PROVIDER_KEY" || bail "the mock's bills"
 check_eq "every row with an id: its cost plus its adjustments equals the mock's bill exactly" \
     "$(sql_now "SELECT count(*) FILTER (WHERE u.cost + coalesce(a.amount, 0) = b.billed
                                          AND u.upstream_cost = b.billed) || '/' || count(*)
