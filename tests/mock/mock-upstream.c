@@ -10,6 +10,11 @@
  * Scenarios are chosen per request through options appended to the model
  * string, e.g. "openai/gpt-4o-mini;fail=500;sleep=2000".
  *
+ * Billing follows OpenRouter's account APIs: every generation served is kept
+ * for GET /generation (the last MOCK_GEN_STORE_SIZE) and added for good to a
+ * ledger by UTC day, model and inference key, which GET /activity and
+ * GET /credits (management key only) and GET /key report.
+ *
  * Wire formats: /work/shared/reference/api-contract.md.
  */
 
@@ -38,6 +43,7 @@
 #include <unistd.h>
 
 #include <json.h>
+#include <openssl/evp.h>
 
 /* ------------------------------------------------------------------------ */
 /* Limits                                                                   */
@@ -65,6 +71,11 @@
 #define MOCK_RESPONSE_MAX     ((size_t)512 * 1024 * 1024)
 #define MOCK_ID_LEN           64
 #define MOCK_COST_LEN         32
+#define MOCK_KEY_HASH_LEN     64                   /* SHA-256 in hex */
+#define MOCK_DAY_LEN          11                   /* "YYYY-MM-DD" and NUL */
+#define MOCK_ACTIVITY_DAYS    30                   /* GET /activity's window */
+#define MOCK_USD_MAX_NANO     ((uint64_t)1000000 * 1000000000u) /* $1M: --credits, a bill */
+#define MOCK_BILL_MAX_TOKENS  ((int64_t)1000000000000)
 
 /* Prices in units of 1e-9 USD per token. */
 #define MOCK_NANO_PER_PROMPT_TOKEN     1000u   /* $1 / 1M tokens */
@@ -88,6 +99,9 @@ struct mock_config {
 	long generation_delay_ms;  /* GET /generation: 404 this long after the end */
 	long generation_api;       /* 0: GET /generation is a page not found, as on
 	                            * upstreams without the API */
+	const char *management_key; /* NULL: the management routes answer 403 */
+	const char *credits;       /* total_credits of GET /credits, decimal USD */
+	uint64_t credits_nano;     /* the same, parsed */
 };
 
 static struct mock_config g_cfg = {
@@ -100,6 +114,9 @@ static struct mock_config g_cfg = {
 	.pidfile = NULL,
 	.generation_delay_ms = 0,
 	.generation_api = 1,
+	.management_key = NULL,
+	.credits = "100",
+	.credits_nano = (uint64_t)100 * 1000000000u,
 };
 
 static atomic_int g_stop;                 /* set once on SIGTERM/SIGINT */
@@ -204,11 +221,169 @@ static long count_words(const char *s, size_t len)
 	return words;
 }
 
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+#define FNV_PRIME  0x100000001b3ULL
+
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= FNV_PRIME;
+	}
+	return h;
+}
+
 static void make_generation_id(const char *prefix, char *out, size_t out_len)
 {
 	unsigned long n = atomic_fetch_add(&g_gen_counter, 1) + 1;
 
 	snprintf(out, out_len, "%s%lld-%lu", prefix, (long long)time(NULL), n);
+}
+
+static int hex_value(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Parses a decimal USD amount ("12", "0.0123": digits, at most 9 of them
+ * after the point, no sign or exponent) into nano-USD.  Returns 0, or -1 when
+ * malformed or above max_nano. */
+static int parse_usd_nano(const char *s, uint64_t max_nano, uint64_t *out)
+{
+	uint64_t whole = 0;
+	uint64_t frac = 0;
+	int digits = 0;
+	int k;
+
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (++digits > 10)
+			return -1;   /* keeps whole * 1e9 inside 64 bits */
+		whole = whole * 10 + (uint64_t)(*s - '0');
+	}
+	if (digits == 0)
+		return -1;
+	if (*s == '.') {
+		s++;
+		for (k = 0; *s >= '0' && *s <= '9'; s++, k++) {
+			if (k == 9)
+				return -1;
+			frac = frac * 10 + (uint64_t)(*s - '0');
+		}
+		if (k == 0)
+			return -1;
+		for (; k < 9; k++)
+			frac *= 10;
+	}
+	if (*s != '\0' || whole * 1000000000u + frac > max_nano)
+		return -1;
+	*out = whole * 1000000000u + frac;
+	return 0;
+}
+
+/* UTC days since 1970-01-01 of t (t >= 0). */
+static int64_t utc_day(time_t t)
+{
+	return (int64_t)(t / 86400);
+}
+
+/* Writes day (UTC days since 1970-01-01, before year 10000) as "YYYY-MM-DD"
+ * into out (MOCK_DAY_LEN bytes or more). */
+static void format_utc_day(int64_t day, char *out, size_t out_len)
+{
+	time_t t = (time_t)(day * 86400);
+	struct tm tm;
+
+	if (gmtime_r(&t, &tm) == NULL || strftime(out, out_len, "%Y-%m-%d", &tm) == 0)
+		snprintf(out, out_len, "1970-01-01");
+}
+
+/* Parses "YYYY-MM-DD", a real day from 1970-01-01 on, into UTC days since
+ * 1970-01-01.  Returns 0, or -1 when malformed (2023-02-30, month 13 ...). */
+static int parse_utc_day(const char *s, int64_t *out)
+{
+	static const char shape[] = "dddd-dd-dd";
+	char again[MOCK_DAY_LEN];
+	struct tm tm;
+	time_t t;
+	size_t i;
+
+	if (strlen(s) != sizeof shape - 1)
+		return -1;
+	for (i = 0; shape[i] != '\0'; i++) {
+		if (shape[i] == 'd' ? s[i] < '0' || s[i] > '9' : s[i] != shape[i])
+			return -1;
+	}
+	memset(&tm, 0, sizeof tm);
+	tm.tm_year = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 +
+		     (s[3] - '0') - 1900;
+	tm.tm_mon = (s[5] - '0') * 10 + (s[6] - '0') - 1;
+	tm.tm_mday = (s[8] - '0') * 10 + (s[9] - '0');
+	if (tm.tm_year < 70)
+		return -1;
+	t = timegm(&tm);
+	if (t == (time_t)-1)
+		return -1;
+	/* timegm normalizes an impossible day into another one */
+	format_utc_day(utc_day(t), again, sizeof again);
+	if (strcmp(again, s) != 0)
+		return -1;
+	*out = utc_day(t);
+	return 0;
+}
+
+/* The first day of the UTC week (weeks start on Monday) and of the UTC month
+ * that hold day. */
+static void utc_period_starts(int64_t day, int64_t *week, int64_t *month)
+{
+	time_t t = (time_t)(day * 86400);
+	struct tm tm;
+
+	*week = day - (day + 3) % 7;   /* 1970-01-01 was a Thursday */
+	*month = gmtime_r(&t, &tm) != NULL ? day - (tm.tm_mday - 1) : day;
+}
+
+/* Writes the SHA-256 of token (NULL: of the empty string) as lowercase hex
+ * into out (MOCK_KEY_HASH_LEN + 1 bytes).  Returns 0 or -1. */
+static int key_hash_hex(const char *token, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int md_len = 0;
+	unsigned int i;
+
+	if (token == NULL)
+		token = "";
+	if (EVP_Digest(token, strlen(token), md, &md_len, EVP_sha256(), NULL) != 1 ||
+	    md_len * 2 != MOCK_KEY_HASH_LEN)
+		return -1;
+	for (i = 0; i < md_len; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[MOCK_KEY_HASH_LEN] = '\0';
+	return 0;
+}
+
+/* True when s is MOCK_KEY_HASH_LEN hex digits; lowercases them in place. */
+static bool key_hash_normalize(char *s)
+{
+	size_t i;
+
+	for (i = 0; i < MOCK_KEY_HASH_LEN; i++) {
+		if (hex_value(s[i]) < 0)
+			return false;
+		if (s[i] >= 'A' && s[i] <= 'F')
+			s[i] = (char)(s[i] - 'A' + 'a');
+	}
+	return s[i] == '\0';
 }
 
 /* ------------------------------------------------------------------------ */
@@ -498,6 +673,297 @@ static struct json_object *json_get(struct json_object *obj, const char *key)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Billing ledger: every billed generation for the life of the process,     */
+/* summed by UTC day, model and inference key                               */
+/* ------------------------------------------------------------------------ */
+
+#define LEDGER_NONE SIZE_MAX   /* end of a bucket's chain */
+
+struct ledger_entry {
+	int64_t day;                          /* UTC days since 1970-01-01 */
+	char *model;                          /* owned; freed only by ledger_free */
+	char key_hash[MOCK_KEY_HASH_LEN + 1]; /* SHA-256 hex of the inference key */
+	uint64_t hash;                        /* of (day, model, key_hash) */
+	size_t next;                          /* next entry of the bucket */
+	uint64_t requests;
+	uint64_t prompt_tokens;
+	uint64_t completion_tokens;
+	uint64_t cost_nano;                   /* 1e-9 USD */
+};
+
+/* Sums over some entries: one report row, or the totals. */
+struct ledger_sums {
+	uint64_t requests;
+	uint64_t prompt_tokens;
+	uint64_t completion_tokens;
+	uint64_t cost_nano;
+};
+
+/* One row of a report: the sums of a day and model. */
+struct ledger_row {
+	int64_t day;
+	const char *model;   /* the ledger's string, valid until ledger_free */
+	struct ledger_sums sums;
+};
+
+enum ledger_status {
+	LEDGER_OK = 0,       /* added */
+	LEDGER_NO_MEMORY,    /* nothing added */
+	LEDGER_OVERFLOW      /* nothing added: a total would pass INT64_MAX */
+};
+
+static struct ledger_entry *g_ledger;  /* g_ledger_len used of g_ledger_cap */
+static size_t g_ledger_len;
+static size_t g_ledger_cap;
+static size_t *g_ledger_buckets;       /* g_ledger_cap heads (a power of two) */
+static struct ledger_sums g_ledger_total;
+static pthread_mutex_t g_ledger_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t ledger_hash(int64_t day, const char *model, const char *key_hash)
+{
+	unsigned char le[8];
+	uint64_t h;
+	int k;
+
+	for (k = 0; k < 8; k++)
+		le[k] = (unsigned char)((uint64_t)day >> (8 * k));
+	h = fnv1a(FNV_OFFSET, le, sizeof le);
+	h = fnv1a(h, (const unsigned char *)model, strlen(model) + 1);
+	return fnv1a(h, (const unsigned char *)key_hash, MOCK_KEY_HASH_LEN);
+}
+
+/* Makes room for one more entry, doubling the entries and the buckets
+ * together; call with the lock held.  Returns 0 or -1. */
+static int ledger_reserve(void)
+{
+	struct ledger_entry *entries;
+	size_t *buckets;
+	size_t ncap;
+	size_t i;
+
+	if (g_ledger_len < g_ledger_cap)
+		return 0;
+	if (g_ledger_cap > SIZE_MAX / 2 / sizeof *entries)
+		return -1;
+	ncap = g_ledger_cap > 0 ? g_ledger_cap * 2 : 64;
+	buckets = malloc(ncap * sizeof *buckets);
+	if (buckets == NULL)
+		return -1;
+	entries = realloc(g_ledger, ncap * sizeof *entries);
+	if (entries == NULL) {
+		free(buckets);
+		return -1;
+	}
+	for (i = 0; i < ncap; i++)
+		buckets[i] = LEDGER_NONE;
+	for (i = 0; i < g_ledger_len; i++) {
+		size_t slot = (size_t)(entries[i].hash & (ncap - 1));
+
+		entries[i].next = buckets[slot];
+		buckets[slot] = i;
+	}
+	free(g_ledger_buckets);
+	g_ledger = entries;
+	g_ledger_buckets = buckets;
+	g_ledger_cap = ncap;
+	return 0;
+}
+
+static bool sum_fits(uint64_t total, uint64_t add)
+{
+	return add <= (uint64_t)INT64_MAX - total;
+}
+
+static void sums_add(struct ledger_sums *to, const struct ledger_sums *add)
+{
+	to->requests += add->requests;
+	to->prompt_tokens += add->prompt_tokens;
+	to->completion_tokens += add->completion_tokens;
+	to->cost_nano += add->cost_nano;
+}
+
+/* Adds one billed request of model on day for the key whose hash is
+ * key_hash.  Thread-safe.  Every total (and so every sum of entries) stays
+ * within INT64_MAX, so reports can write them as JSON integers. */
+static enum ledger_status ledger_add(int64_t day, const char *model, const char *key_hash,
+				     uint64_t prompt, uint64_t completion, uint64_t cost_nano)
+{
+	struct ledger_sums add = { 1, prompt, completion, cost_nano };
+	uint64_t h = ledger_hash(day, model, key_hash);
+	enum ledger_status st = LEDGER_OVERFLOW;
+	struct ledger_entry *e = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&g_ledger_lock);
+	if (!sum_fits(g_ledger_total.requests, add.requests) ||
+	    !sum_fits(g_ledger_total.prompt_tokens, add.prompt_tokens) ||
+	    !sum_fits(g_ledger_total.completion_tokens, add.completion_tokens) ||
+	    !sum_fits(g_ledger_total.cost_nano, add.cost_nano))
+		goto out;
+	for (i = g_ledger_cap > 0 ? g_ledger_buckets[h & (g_ledger_cap - 1)] : LEDGER_NONE;
+	     i != LEDGER_NONE; i = g_ledger[i].next) {
+		if (g_ledger[i].hash == h && g_ledger[i].day == day &&
+		    strcmp(g_ledger[i].model, model) == 0 &&
+		    strcmp(g_ledger[i].key_hash, key_hash) == 0) {
+			e = &g_ledger[i];
+			break;
+		}
+	}
+	if (e == NULL) {
+		char *model_copy;
+		size_t slot;
+
+		st = LEDGER_NO_MEMORY;
+		if (ledger_reserve() != 0)
+			goto out;
+		model_copy = strdup(model);
+		if (model_copy == NULL)
+			goto out;
+		e = &g_ledger[g_ledger_len];
+		memset(e, 0, sizeof *e);
+		e->day = day;
+		e->model = model_copy;
+		snprintf(e->key_hash, sizeof e->key_hash, "%s", key_hash);
+		e->hash = h;
+		slot = (size_t)(h & (g_ledger_cap - 1));
+		e->next = g_ledger_buckets[slot];
+		g_ledger_buckets[slot] = g_ledger_len;
+		g_ledger_len++;
+	}
+	e->requests += add.requests;
+	e->prompt_tokens += add.prompt_tokens;
+	e->completion_tokens += add.completion_tokens;
+	e->cost_nano += add.cost_nano;
+	sums_add(&g_ledger_total, &add);
+	st = LEDGER_OK;
+out:
+	pthread_mutex_unlock(&g_ledger_lock);
+	return st;
+}
+
+static int ledger_row_cmp(const void *a, const void *b)
+{
+	const struct ledger_row *x = a;
+	const struct ledger_row *y = b;
+
+	if (x->day != y->day)
+		return x->day < y->day ? -1 : 1;
+	return strcmp(x->model, y->model);
+}
+
+/* The sums of days [from, to] by day and model, over every key or only the
+ * key whose hash is key_hash (non-NULL), sorted by day then model: a new
+ * array in *rows (the caller frees it; NULL when empty) of *n_rows.
+ * Thread-safe.  Returns 0 or -1 (out of memory). */
+static int ledger_report(int64_t from, int64_t to, const char *key_hash,
+			 struct ledger_row **rows, size_t *n_rows)
+{
+	struct ledger_row *out = NULL;
+	size_t n = 0;
+	size_t kept = 0;
+	size_t i;
+	int rc = -1;
+
+	*rows = NULL;
+	*n_rows = 0;
+	pthread_mutex_lock(&g_ledger_lock);
+	if (g_ledger_len > 0) {
+		out = calloc(g_ledger_len, sizeof *out);
+		if (out == NULL)
+			goto out_unlock;
+	}
+	for (i = 0; i < g_ledger_len; i++) {
+		const struct ledger_entry *e = &g_ledger[i];
+
+		if (e->day < from || e->day > to ||
+		    (key_hash != NULL && strcmp(e->key_hash, key_hash) != 0))
+			continue;
+		out[n].day = e->day;
+		out[n].model = e->model;
+		out[n].sums.requests = e->requests;
+		out[n].sums.prompt_tokens = e->prompt_tokens;
+		out[n].sums.completion_tokens = e->completion_tokens;
+		out[n].sums.cost_nano = e->cost_nano;
+		n++;
+	}
+	rc = 0;
+out_unlock:
+	pthread_mutex_unlock(&g_ledger_lock);
+	if (rc != 0)
+		return rc;
+	if (n == 0) {
+		free(out);
+		return 0;
+	}
+	/* one row per (day, model): the keys' entries merged */
+	qsort(out, n, sizeof *out, ledger_row_cmp);
+	for (i = 1; i < n; i++) {
+		if (ledger_row_cmp(&out[kept], &out[i]) == 0)
+			sums_add(&out[kept].sums, &out[i].sums);
+		else
+			out[++kept] = out[i];
+	}
+	*rows = out;
+	*n_rows = kept + 1;
+	return 0;
+}
+
+/* What the key whose hash is key_hash was billed: over all time, and from
+ * the days day_from[k] (k < n) on, up to and including the day to.
+ * Thread-safe. */
+static void ledger_key_costs(const char *key_hash, int64_t to, const int64_t *day_from,
+			     size_t n, uint64_t *all_time, uint64_t *since)
+{
+	size_t i;
+	size_t k;
+
+	*all_time = 0;
+	for (k = 0; k < n; k++)
+		since[k] = 0;
+	pthread_mutex_lock(&g_ledger_lock);
+	for (i = 0; i < g_ledger_len; i++) {
+		const struct ledger_entry *e = &g_ledger[i];
+
+		if (strcmp(e->key_hash, key_hash) != 0)
+			continue;
+		*all_time += e->cost_nano;
+		for (k = 0; k < n; k++) {
+			if (e->day >= day_from[k] && e->day <= to)
+				since[k] += e->cost_nano;
+		}
+	}
+	pthread_mutex_unlock(&g_ledger_lock);
+}
+
+/* Everything billed, all keys, all time.  Thread-safe. */
+static uint64_t ledger_total_cost(void)
+{
+	uint64_t cost;
+
+	pthread_mutex_lock(&g_ledger_lock);
+	cost = g_ledger_total.cost_nano;
+	pthread_mutex_unlock(&g_ledger_lock);
+	return cost;
+}
+
+/* At exit, once no connection thread runs. */
+static void ledger_free(void)
+{
+	size_t i;
+
+	pthread_mutex_lock(&g_ledger_lock);
+	for (i = 0; i < g_ledger_len; i++)
+		free(g_ledger[i].model);
+	free(g_ledger);
+	free(g_ledger_buckets);
+	g_ledger = NULL;
+	g_ledger_buckets = NULL;
+	g_ledger_len = 0;
+	g_ledger_cap = 0;
+	pthread_mutex_unlock(&g_ledger_lock);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Generation store: the last MOCK_GEN_STORE_SIZE generations, by id        */
 /* ------------------------------------------------------------------------ */
 
@@ -517,15 +983,23 @@ static struct gen_record g_gens[MOCK_GEN_STORE_SIZE];
 static size_t g_gen_next;
 static pthread_mutex_t g_gen_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void gen_store_add(const char *id, const char *model, long prompt,
-			  long completion, uint64_t cost_nano, bool streamed)
+/* Bills a generation: keeps it for GET /generation and adds it to the
+ * ledger under key_hash (the SHA-256 hex of the caller's key). */
+static void gen_store_add(const char *id, const char *model, const char *key_hash,
+			  long prompt, long completion, uint64_t cost_nano, bool streamed)
 {
-	char *model_copy = strdup(model);
+	time_t now = time(NULL);
+	char *model_copy;
 	char *old_model;
 	struct gen_record *rec;
 
+	if (ledger_add(utc_day(now), model, key_hash, (uint64_t)prompt, (uint64_t)completion,
+		       cost_nano) != LEDGER_OK)
+		fprintf(stderr, "mock-upstream: generation %s is missing from the ledger "
+			"(out of memory or totals full)\n", id);
+	model_copy = strdup(model);
 	if (model_copy == NULL)
-		return;   /* the mock simply forgets this generation */
+		return;   /* GET /generation simply forgets this generation */
 	pthread_mutex_lock(&g_gen_lock);
 	rec = &g_gens[g_gen_next];
 	g_gen_next = (g_gen_next + 1) % MOCK_GEN_STORE_SIZE;
@@ -537,7 +1011,7 @@ static void gen_store_add(const char *id, const char *model, long prompt,
 	rec->prompt_tokens = prompt;
 	rec->completion_tokens = completion;
 	rec->streamed = streamed;
-	rec->created = time(NULL);
+	rec->created = now;
 	rec->ready_ms = clock_ms(CLOCK_MONOTONIC) + g_cfg.generation_delay_ms;
 	pthread_mutex_unlock(&g_gen_lock);
 	free(old_model);
@@ -968,17 +1442,6 @@ static int parse_content_length(const char *v, uint64_t *out)
 		return -1;
 	*out = (uint64_t)n;
 	return 0;
-}
-
-static int hex_value(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
 }
 
 static enum read_status read_chunked_body(struct mock_conn *c, struct mock_request *r)
@@ -1532,6 +1995,7 @@ struct chat_ctx {
 	long prompt_tokens;
 	long billed_pct;       /* see mock_options */
 	bool no_cost;
+	const char *key_hash;  /* SHA-256 hex of the caller's key: billed to it */
 };
 
 /* Adds the byte length of a message content (string or text parts) to *bytes
@@ -1729,7 +2193,7 @@ static int stream_send_midfail(struct chat_ctx *x)
 
 static void chat_record(const struct chat_ctx *x, long completion, bool streamed)
 {
-	gen_store_add(x->id, x->model, x->prompt_tokens, completion,
+	gen_store_add(x->id, x->model, x->key_hash, x->prompt_tokens, completion,
 		      chat_cost_nano(x->prompt_tokens, completion) * (uint64_t)x->billed_pct / 100u,
 		      streamed);
 }
@@ -1876,7 +2340,10 @@ static bool chat_plain(struct chat_ctx *x, const char *reply, size_t reply_len, 
 	return keep;
 }
 
-static bool handle_chat(struct mock_conn *c, const struct mock_request *r)
+/* key_hash: the SHA-256 hex of the caller's key, which the generation is
+ * billed to. */
+static bool handle_chat(struct mock_conn *c, const struct mock_request *r,
+			const char *key_hash)
 {
 	bool keep = r->keep_alive;
 	struct json_object *root = json_parse_body(r->body, r->body_len);
@@ -1961,6 +2428,7 @@ static bool handle_chat(struct mock_conn *c, const struct mock_request *r)
 	make_generation_id("gen-", x.id, sizeof x.id);
 	x.billed_pct = opt.billed_pct;
 	x.no_cost = opt.no_cost;
+	x.key_hash = key_hash;
 
 	stream = json_get(root, "stream");
 	if (stream != NULL && json_object_is_type(stream, json_type_boolean) &&
@@ -1983,20 +2451,6 @@ struct emb_item {
 	size_t len;
 	struct json_object *tokens;  /* token array input, or NULL */
 };
-
-#define FNV_OFFSET 0xcbf29ce484222325ULL
-#define FNV_PRIME  0x100000001b3ULL
-
-static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= FNV_PRIME;
-	}
-	return h;
-}
 
 static uint64_t mix64(uint64_t z)
 {
@@ -2231,7 +2685,9 @@ static long emb_dimension(struct json_object *root, const struct mock_options *o
 	return (long)v;
 }
 
-static bool handle_embeddings(struct mock_conn *c, const struct mock_request *r)
+/* key_hash: as for handle_chat. */
+static bool handle_embeddings(struct mock_conn *c, const struct mock_request *r,
+			      const char *key_hash)
 {
 	bool keep = r->keep_alive;
 	struct json_object *root = json_parse_body(r->body, r->body_len);
@@ -2295,7 +2751,7 @@ static bool handle_embeddings(struct mock_conn *c, const struct mock_request *r)
 		keep = false;
 		goto out;
 	}
-	gen_store_add(id, model_id, prompt_tokens, 0,
+	gen_store_add(id, model_id, key_hash, prompt_tokens, 0,
 		      (uint64_t)prompt_tokens * MOCK_NANO_PER_EMBEDDING_TOKEN *
 		      (uint64_t)opt.billed_pct / 100u, false);
 	snprintf(extra, sizeof extra, "X-Generation-Id: %s\r\n", id);
@@ -2314,7 +2770,7 @@ out:
 }
 
 /* ------------------------------------------------------------------------ */
-/* Models, key, generation                                                  */
+/* Models, generation                                                       */
 /* ------------------------------------------------------------------------ */
 
 struct mock_model {
@@ -2437,18 +2893,8 @@ static bool handle_models(struct mock_conn *c, const struct mock_request *r,
 	return keep;
 }
 
-static bool handle_key(struct mock_conn *c, const struct mock_request *r)
-{
-	static const char body[] =
-		"{\"data\":{\"label\":\"mock\",\"limit\":null,\"usage\":0,\"is_free_tier\":false}}";
-
-	if (send_response(c, r, 200, "application/json", NULL, body, sizeof body - 1,
-			  r->keep_alive) != 0)
-		return false;
-	return r->keep_alive;
-}
-
-/* Finds key in a query string and percent-decodes its value into out. */
+/* Finds key in a query string and percent-decodes its value into out.
+ * Returns 0, -1 when key is not there, -2 when its value does not fit. */
 static int query_param(const char *query, const char *key, char *out, size_t out_len)
 {
 	size_t key_len = strlen(key);
@@ -2474,7 +2920,7 @@ static int query_param(const char *query, const char *key, char *out, size_t out
 					v++;
 				}
 				if (n + 1 >= out_len)
-					return -1;
+					return -2;
 				out[n++] = ch;
 			}
 			out[n] = '\0';
@@ -2544,7 +2990,168 @@ static bool handle_generation(struct mock_conn *c, const struct mock_request *r)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Test introspection: /__mock/stats, /__mock/last, /__mock/reset           */
+/* Account APIs: activity, credits (management key only), key               */
+/* ------------------------------------------------------------------------ */
+
+static const char k_management_only[] = "Only management keys can perform this operation";
+
+/* send_error() at the end of a handler: returns whether to keep the
+ * connection. */
+static bool reply_error(struct mock_conn *c, const struct mock_request *r, int status,
+			const char *message)
+{
+	return send_error(c, r, status, message, false, NULL, r->keep_alive) == 0 &&
+	       r->keep_alive;
+}
+
+/* Sends root with 200 (a 500 when b->ok is false: something was not built)
+ * and releases it; returns whether to keep the connection. */
+static bool reply_json(struct mock_conn *c, const struct mock_request *r, struct jb *b,
+		       struct json_object *root)
+{
+	bool keep = r->keep_alive;
+
+	if (!b->ok) {
+		send_oom(c, r);
+		keep = false;
+	} else if (send_json(c, r, 200, root, NULL, keep) != 0) {
+		keep = false;
+	}
+	json_object_put(root);
+	return keep;
+}
+
+/* An exact USD amount as a JSON number. */
+static struct json_object *jb_usd(struct jb *b, uint64_t nano)
+{
+	char text[MOCK_COST_LEN];
+
+	format_usd_nano(nano, text, sizeof text);
+	return jb_number_text(b, text);
+}
+
+/* GET /activity[?date=YYYY-MM-DD][&api_key_hash=HEX]: the ledger by day and
+ * model, as OpenRouter's activity (which, unlike the mock, leaves today
+ * out).  The caller has checked the management key. */
+static bool handle_activity(struct mock_conn *c, const struct mock_request *r)
+{
+	struct jb b = { .ok = true };
+	struct json_object *root;
+	struct json_object *data;
+	struct ledger_row *rows = NULL;
+	size_t n_rows = 0;
+	char day_text[MOCK_DAY_LEN + 1];
+	char hash[MOCK_KEY_HASH_LEN + 2];
+	const char *only_key = NULL;
+	int64_t today = utc_day(time(NULL));
+	int64_t from = today - (MOCK_ACTIVITY_DAYS - 1);
+	int64_t to = today;
+	int64_t day;
+	size_t i;
+	int q;
+
+	q = query_param(r->query, "date", day_text, sizeof day_text);
+	if (q != -1) {
+		if (q != 0 || parse_utc_day(day_text, &day) != 0 ||
+		    day < today - MOCK_ACTIVITY_DAYS || day > today)
+			return reply_error(c, r, 400,
+					   "date must be a UTC day YYYY-MM-DD from 30 days ago "
+					   "to today");
+		from = day;
+		to = day;
+	}
+	q = query_param(r->query, "api_key_hash", hash, sizeof hash);
+	if (q != -1) {
+		if (q != 0 || !key_hash_normalize(hash))
+			return reply_error(c, r, 400,
+					   "api_key_hash must be a SHA-256 in hex (64 digits)");
+		only_key = hash;
+	}
+	if (ledger_report(from, to, only_key, &rows, &n_rows) != 0) {
+		send_oom(c, r);
+		return false;
+	}
+	root = jb_object(&b);
+	data = jb_array(&b);
+	for (i = 0; i < n_rows && b.ok; i++) {
+		const struct ledger_row *row = &rows[i];
+		struct json_object *item = jb_object(&b);
+		struct strbuf sb;
+
+		sb_init(&sb, MOCK_RESPONSE_MAX);
+		if (sb_append_str(&sb, "mock/") != 0 || sb_append_str(&sb, row->model) != 0)
+			b.ok = false;
+		format_utc_day(row->day, day_text, sizeof day_text);
+		jb_set(&b, item, "date", jb_string(&b, day_text));
+		jb_set(&b, item, "model", jb_string(&b, row->model));
+		jb_set(&b, item, "model_permaslug", jb_string(&b, row->model));
+		jb_set(&b, item, "endpoint_id", b.ok ? jb_string_len(&b, sb.data, sb.len) : NULL);
+		jb_set(&b, item, "provider_name", jb_string(&b, "Mock"));
+		jb_set(&b, item, "usage", jb_usd(&b, row->sums.cost_nano));
+		jb_set(&b, item, "byok_usage_inference", jb_int(&b, 0));
+		jb_set(&b, item, "requests", jb_int(&b, (int64_t)row->sums.requests));
+		jb_set(&b, item, "prompt_tokens", jb_int(&b, (int64_t)row->sums.prompt_tokens));
+		jb_set(&b, item, "completion_tokens",
+		       jb_int(&b, (int64_t)row->sums.completion_tokens));
+		jb_set(&b, item, "reasoning_tokens", jb_int(&b, 0));
+		jb_push(&b, data, item);
+		sb_free(&sb);
+	}
+	free(rows);
+	jb_set(&b, root, "data", data);
+	return reply_json(c, r, &b, root);
+}
+
+/* GET /credits: the account's credits and everything billed.  The caller
+ * has checked the management key. */
+static bool handle_credits(struct mock_conn *c, const struct mock_request *r)
+{
+	struct jb b = { .ok = true };
+	struct json_object *root = jb_object(&b);
+	struct json_object *data = jb_object(&b);
+
+	jb_set(&b, data, "total_credits", jb_usd(&b, g_cfg.credits_nano));
+	jb_set(&b, data, "total_usage", jb_usd(&b, ledger_total_cost()));
+	jb_set(&b, root, "data", data);
+	return reply_json(c, r, &b, root);
+}
+
+/* GET /key: what the calling key was billed, all time and in this UTC day,
+ * week (from Monday) and month.  key_hash: the SHA-256 hex of the calling
+ * inference key, or NULL for the management key (billed nothing). */
+static bool handle_key(struct mock_conn *c, const struct mock_request *r,
+		       const char *key_hash)
+{
+	struct jb b = { .ok = true };
+	struct json_object *root = jb_object(&b);
+	struct json_object *data = jb_object(&b);
+	int64_t today = utc_day(time(NULL));
+	int64_t from[3];   /* day, week, month */
+	uint64_t since[3] = { 0, 0, 0 };
+	uint64_t all_time = 0;
+
+	from[0] = today;
+	utc_period_starts(today, &from[1], &from[2]);
+	if (key_hash != NULL)
+		ledger_key_costs(key_hash, today, from, 3, &all_time, since);
+	jb_set(&b, data, "label", jb_string(&b, "mock"));
+	jb_set_null(&b, data, "limit");
+	jb_set_null(&b, data, "limit_remaining");
+	jb_set_null(&b, data, "limit_reset");
+	jb_set(&b, data, "usage", jb_usd(&b, all_time));
+	jb_set(&b, data, "usage_daily", jb_usd(&b, since[0]));
+	jb_set(&b, data, "usage_weekly", jb_usd(&b, since[1]));
+	jb_set(&b, data, "usage_monthly", jb_usd(&b, since[2]));
+	jb_set(&b, data, "byok_usage", jb_int(&b, 0));
+	jb_set(&b, data, "is_free_tier", jb_bool(&b, false));
+	jb_set(&b, data, "is_management_key", jb_bool(&b, key_hash == NULL));
+	jb_set(&b, root, "data", data);
+	return reply_json(c, r, &b, root);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Test introspection: /__mock/stats, /__mock/last, /__mock/reset,          */
+/* /__mock/bill                                                             */
 /* ------------------------------------------------------------------------ */
 
 static pthread_mutex_t g_last_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -2654,6 +3261,8 @@ static bool admin_stats(struct mock_conn *c, const struct mock_request *r)
 	return r->keep_alive;
 }
 
+/* Clears the counters and the last request; the generations and the billing
+ * ledger stay, as an account's bills do. */
 static bool admin_reset(struct mock_conn *c, const struct mock_request *r)
 {
 	static const char body[] = "{\"ok\":true}";
@@ -2670,6 +3279,137 @@ static bool admin_reset(struct mock_conn *c, const struct mock_request *r)
 	return r->keep_alive;
 }
 
+/* A non-negative integer field of at most max; NULL (absent) is 0.  Returns 0
+ * or -1. */
+static int bill_count(struct json_object *v, int64_t max, uint64_t *out)
+{
+	int64_t n;
+
+	*out = 0;
+	if (v == NULL)
+		return 0;
+	if (!json_object_is_type(v, json_type_int))
+		return -1;
+	errno = 0;
+	n = json_object_get_int64(v);
+	if (errno != 0 || n < 0 || n > max)
+		return -1;
+	*out = (uint64_t)n;
+	return 0;
+}
+
+/* POST /__mock/bill {"model":"m","cost":"0.0123","prompt_tokens":N,
+ * "completion_tokens":N,"key":"sk-...","date":"YYYY-MM-DD"}: adds a billed
+ * request to the ledger only (traffic that bypassed the gateway, or an
+ * earlier day).  model and cost are required; the tokens default to 0, key
+ * to none (billed to the hash of ""), date to today.  Answers
+ * {"ok":true,"date":...,"api_key_hash":...}. */
+static bool admin_bill(struct mock_conn *c, const struct mock_request *r)
+{
+	static const char *const fields[] = {
+		"model", "cost", "prompt_tokens", "completion_tokens", "key", "date",
+	};
+	struct json_object *root = json_parse_body(r->body, r->body_len);
+	struct json_object *model;
+	struct json_object *cost;
+	struct json_object *key;
+	struct json_object *date;
+	struct json_object *ans = NULL;
+	struct jb b = { .ok = true };
+	const char *emsg = NULL;
+	char hash[MOCK_KEY_HASH_LEN + 1];
+	char day_text[MOCK_DAY_LEN];
+	char field_msg[128];
+	uint64_t cost_nano = 0;
+	uint64_t prompt = 0;
+	uint64_t completion = 0;
+	int64_t day = utc_day(time(NULL));
+	bool keep = r->keep_alive;
+
+	if (root == NULL || !json_object_is_type(root, json_type_object)) {
+		emsg = "the body must be a JSON object";
+		goto bad;
+	}
+	json_object_object_foreach(root, name, val) {
+		size_t k;
+
+		(void)val;
+		for (k = 0; k < sizeof fields / sizeof fields[0]; k++) {
+			if (strcmp(name, fields[k]) == 0)
+				break;
+		}
+		if (k == sizeof fields / sizeof fields[0]) {
+			snprintf(field_msg, sizeof field_msg, "unknown field '%.64s'", name);
+			emsg = field_msg;
+			goto bad;
+		}
+	}
+	model = json_get(root, "model");
+	if (model == NULL || !json_object_is_type(model, json_type_string) ||
+	    json_object_get_string_len(model) == 0) {
+		emsg = "model must be a non-empty string";
+		goto bad;
+	}
+	cost = json_get(root, "cost");
+	if (cost == NULL ||
+	    !(json_object_is_type(cost, json_type_string) ||
+	      json_object_is_type(cost, json_type_int) ||
+	      json_object_is_type(cost, json_type_double)) ||
+	    parse_usd_nano(json_object_get_string(cost), MOCK_USD_MAX_NANO, &cost_nano) != 0) {
+		emsg = "cost must be a decimal USD amount (at most 9 decimals, up to 1000000)";
+		goto bad;
+	}
+	if (bill_count(json_get(root, "prompt_tokens"), MOCK_BILL_MAX_TOKENS, &prompt) != 0 ||
+	    bill_count(json_get(root, "completion_tokens"), MOCK_BILL_MAX_TOKENS,
+		       &completion) != 0) {
+		emsg = "prompt_tokens and completion_tokens must be integers from 0 to 1e12";
+		goto bad;
+	}
+	key = json_get(root, "key");
+	if (key != NULL && !json_object_is_type(key, json_type_null) &&
+	    !json_object_is_type(key, json_type_string)) {
+		emsg = "key must be a string";
+		goto bad;
+	}
+	date = json_get(root, "date");
+	if (date != NULL && !json_object_is_type(date, json_type_null) &&
+	    (!json_object_is_type(date, json_type_string) ||
+	     parse_utc_day(json_object_get_string(date), &day) != 0)) {
+		emsg = "date must be a UTC day YYYY-MM-DD";
+		goto bad;
+	}
+	if (key_hash_hex(json_object_is_type(key, json_type_string) ?
+			 json_object_get_string(key) : NULL, hash) != 0) {
+		send_oom(c, r);
+		keep = false;
+		goto out;
+	}
+	switch (ledger_add(day, json_object_get_string(model), hash, prompt, completion,
+			   cost_nano)) {
+	case LEDGER_OK:
+		break;
+	case LEDGER_NO_MEMORY:
+		send_oom(c, r);
+		keep = false;
+		goto out;
+	case LEDGER_OVERFLOW:
+		emsg = "the ledger's totals would overflow";
+		goto bad;
+	}
+	format_utc_day(day, day_text, sizeof day_text);
+	ans = jb_object(&b);
+	jb_set(&b, ans, "ok", jb_bool(&b, true));
+	jb_set(&b, ans, "date", jb_string(&b, day_text));
+	jb_set(&b, ans, "api_key_hash", jb_string(&b, hash));
+	keep = reply_json(c, r, &b, ans);
+	goto out;
+bad:
+	keep = reply_error(c, r, 400, emsg);
+out:
+	json_object_put(root);
+	return keep;
+}
+
 static bool handle_admin(struct mock_conn *c, const struct mock_request *r)
 {
 	static const struct {
@@ -2680,6 +3420,7 @@ static bool handle_admin(struct mock_conn *c, const struct mock_request *r)
 		{ "/__mock/stats", "GET", admin_stats },
 		{ "/__mock/last", "GET", admin_last },
 		{ "/__mock/reset", "POST", admin_reset },
+		{ "/__mock/bill", "POST", admin_bill },
 	};
 	bool keep = r->keep_alive;
 	size_t i;
@@ -2711,7 +3452,9 @@ enum mock_route {
 	ROUTE_MODELS,            /* GET models */
 	ROUTE_EMBEDDING_MODELS,  /* GET embeddings/models */
 	ROUTE_GENERATION,        /* GET generation?id= */
-	ROUTE_KEY                /* GET key */
+	ROUTE_KEY,               /* GET key: inference or management key */
+	ROUTE_ACTIVITY,          /* GET activity: management key only */
+	ROUTE_CREDITS            /* GET credits: management key only */
 };
 
 static const struct {
@@ -2725,6 +3468,8 @@ static const struct {
 	{ "/embeddings/models", "GET", ROUTE_EMBEDDING_MODELS },
 	{ "/generation", "GET", ROUTE_GENERATION },
 	{ "/key", "GET", ROUTE_KEY },
+	{ "/activity", "GET", ROUTE_ACTIVITY },
+	{ "/credits", "GET", ROUTE_CREDITS },
 };
 
 static const char *strip_api_prefix(const char *path)
@@ -2736,21 +3481,40 @@ static const char *strip_api_prefix(const char *path)
 	return NULL;
 }
 
-/* 0 if the request carries "Authorization: Bearer <--require-key>". */
-static int check_auth(const struct mock_request *r, const char **message)
+/* The token of "Authorization: Bearer <token>", or NULL. */
+static const char *request_bearer(const struct mock_request *r)
 {
 	const char *auth = request_header(r, "authorization");
 	const char *token;
 
-	if (g_cfg.require_key == NULL)
-		return 0;
-	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
-		*message = "No auth credentials found";
-		return -1;
-	}
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+		return NULL;
 	token = auth + 7;
 	while (*token == ' ')
 		token++;
+	return token;
+}
+
+/* True if the request carries "Authorization: Bearer <--management-key>". */
+static bool is_management_request(const struct mock_request *r)
+{
+	const char *token = request_bearer(r);
+
+	return g_cfg.management_key != NULL && token != NULL &&
+	       strcmp(token, g_cfg.management_key) == 0;
+}
+
+/* 0 if the request carries "Authorization: Bearer <--require-key>". */
+static int check_auth(const struct mock_request *r, const char **message)
+{
+	const char *token = request_bearer(r);
+
+	if (g_cfg.require_key == NULL)
+		return 0;
+	if (token == NULL) {
+		*message = "No auth credentials found";
+		return -1;
+	}
 	if (strcmp(token, g_cfg.require_key) != 0) {
 		*message = "User not found.";
 		return -1;
@@ -2764,6 +3528,9 @@ static bool handle_request(struct mock_conn *c, const struct mock_request *r)
 	const char *auth_message = NULL;
 	bool keep = r->keep_alive;
 	bool path_known = false;
+	bool management;
+	enum mock_route route;
+	char key_hash[MOCK_KEY_HASH_LEN + 1];
 	char allow[64];
 	size_t i;
 
@@ -2791,7 +3558,8 @@ static bool handle_request(struct mock_conn *c, const struct mock_request *r)
 			keep = false;
 		return keep;
 	}
-	switch (k_routes[i].route) {
+	route = k_routes[i].route;
+	switch (route) {
 	case ROUTE_CHAT:
 		atomic_fetch_add(&g_stat_chat, 1);
 		break;
@@ -2804,18 +3572,30 @@ static bool handle_request(struct mock_conn *c, const struct mock_request *r)
 		break;
 	case ROUTE_GENERATION:
 	case ROUTE_KEY:
+	case ROUTE_ACTIVITY:
+	case ROUTE_CREDITS:
 		break;
 	}
-	if (check_auth(r, &auth_message) != 0) {
-		if (send_error(c, r, 401, auth_message, false, NULL, keep) != 0)
-			keep = false;
-		return keep;
+	/* The management key is not an inference key: the management routes
+	 * take it only and never look at --require-key; /key takes either. */
+	management = is_management_request(r);
+	if (route == ROUTE_ACTIVITY || route == ROUTE_CREDITS) {
+		if (!management)
+			return reply_error(c, r, 403, k_management_only);
+	} else if (!(route == ROUTE_KEY && management)) {
+		if (check_auth(r, &auth_message) != 0)
+			return reply_error(c, r, 401, auth_message);
+		/* what this request generates is billed to its key */
+		if (key_hash_hex(request_bearer(r), key_hash) != 0) {
+			send_oom(c, r);
+			return false;
+		}
 	}
-	switch (k_routes[i].route) {
+	switch (route) {
 	case ROUTE_CHAT:
-		return handle_chat(c, r);
+		return handle_chat(c, r, key_hash);
 	case ROUTE_EMBEDDINGS:
-		return handle_embeddings(c, r);
+		return handle_embeddings(c, r, key_hash);
 	case ROUTE_MODELS:
 		return handle_models(c, r, k_chat_models,
 				     sizeof k_chat_models / sizeof k_chat_models[0]);
@@ -2831,7 +3611,11 @@ static bool handle_request(struct mock_conn *c, const struct mock_request *r)
 		}
 		return handle_generation(c, r);
 	case ROUTE_KEY:
-		return handle_key(c, r);
+		return handle_key(c, r, management ? NULL : key_hash);
+	case ROUTE_ACTIVITY:
+		return handle_activity(c, r);
+	case ROUTE_CREDITS:
+		return handle_credits(c, r);
 	}
 	return false;
 }
@@ -2990,6 +3774,7 @@ static void usage(FILE *out)
 	fprintf(out,
 		"usage: mock-upstream [--host ADDR] --port N [--tokens N] [--delay-ms N]\n"
 		"                     [--embedding-dim N] [--require-key KEY] [--pidfile FILE]\n"
+		"                     [--management-key KEY] [--credits USD]\n"
 		"\n"
 		"  --host ADDR          address to listen on (default 127.0.0.1)\n"
 		"  --port N             port; 0 picks a free one (default 0)\n"
@@ -3001,8 +3786,15 @@ static void usage(FILE *out)
 		"  --generation-api 0|1 0: GET /generation is an HTML 404, as on upstreams\n"
 		"                       without it (default 1)\n"
 		"  --require-key KEY    demand \"Authorization: Bearer KEY\" on API routes\n"
+		"  --management-key KEY the only key GET /activity and GET /credits take (GET\n"
+		"                       /key takes it too); without it they always answer 403\n"
+		"  --credits USD        total_credits of GET /credits: a decimal, at most 9\n"
+		"                       decimals, up to 1000000 (default 100)\n"
 		"  --pidfile FILE       write the process id to FILE\n"
 		"\n"
+		"Every generation is billed to the SHA-256 of its request's bearer token, in a\n"
+		"ledger kept until exit (GET /activity, /credits, /key; POST /__mock/bill adds\n"
+		"to it).\n"
 		"Prints \"listening on PORT\" once ready; exits on SIGTERM/SIGINT.\n"
 		"Scenario options follow the model id: \"openai/gpt-4o-mini;fail=500;sleep=2000\"\n"
 		"(fail=NNN sleep=MS cut=before cut=K midfail=K tokens=N delay=MS badjson=1\n"
@@ -3031,6 +3823,8 @@ static const struct {
 	{ "--generation-api", CLI_LONG, NULL, &g_cfg.generation_api, 0, 1 },
 	{ "--require-key", CLI_STRING, &g_cfg.require_key, NULL, 0, 0 },
 	{ "--pidfile", CLI_STRING, &g_cfg.pidfile, NULL, 0, 0 },
+	{ "--management-key", CLI_STRING, &g_cfg.management_key, NULL, 0, 0 },
+	{ "--credits", CLI_STRING, &g_cfg.credits, NULL, 0, 0 },
 };
 
 /* Returns 0, 1 when --help was shown, or -1 on a usage error. */
@@ -3079,6 +3873,11 @@ static int parse_args(int argc, char **argv)
 				k_cli_options[k].name, k_cli_options[k].min, k_cli_options[k].max);
 			return -1;
 		}
+	}
+	if (parse_usd_nano(g_cfg.credits, MOCK_USD_MAX_NANO, &g_cfg.credits_nano) != 0) {
+		fprintf(stderr, "mock-upstream: --credits must be a decimal USD amount with at "
+			"most 9 decimals, up to 1000000\n");
+		return -1;
 	}
 	return 0;
 }
@@ -3229,6 +4028,7 @@ int main(int argc, char **argv)
 	if (atomic_load(&g_active_conns) == 0) {
 		gen_store_free();
 		last_free();
+		ledger_free();
 	}
 	return 0;
 }
