@@ -684,3 +684,41 @@ billed_table() {
     sql_now "CREATE TABLE test_billed (upstream_id text PRIMARY KEY, billed numeric NOT NULL)" &&
         sql_now "\\copy test_billed FROM '$MG_T/billed.csv' WITH (FORMAT csv)"
 }
+
+# cli ARGS...: the CLI with the configuration $MG_CLI_CONF.
+MG_CLI_CONF=
+cli() {
+    "$CLI" -c "$MG_CLI_CONF" --sql-dir "$MG_SRCDIR/sql" "$@"
+}
+
+# recon_db CONF: the database of CONF migrated, the projects alpha and
+# beta made with a key each (KA, KB); cli uses CONF from then on.
+recon_db() {
+    local out p
+    MG_CLI_CONF=$1
+    out=$(cli db migrate 2>&1) || bail "db migrate" "$out"
+    for p in alpha beta; do
+        out=$(cli project create "$p" 2>&1) || bail "project create $p" "$out"
+    done
+    KA=$(cli key create alpha 2>"$MG_T/key.err") || bail "key create alpha" "$(cat "$MG_T/key.err")"
+    KB=$(cli key create beta 2>"$MG_T/key.err") || bail "key create beta" "$(cat "$MG_T/key.err")"
+}
+
+# billed_rows: "MATCHED/ALL": the rows of test_billed whose usage row's
+# charge (cost plus adjustments) and upstream cost are the mock's bill.
+billed_rows() {
+    sql_now "SELECT count(*) FILTER (WHERE u.cost + coalesce(a.amount, 0) = b.billed
+                                      AND u.upstream_cost = b.billed) || '/' || count(*)
+               FROM usage_events u JOIN test_billed b USING (upstream_id)
+               LEFT JOIN usage_adjustments a USING (request_id, created_at)"
+}
+
+# spent_off: how many projects' spent differs from their rows' costs plus
+# their adjustments.
+spent_off() {
+    sql_now "SELECT count(*) FROM project_quota q
+              WHERE q.spent <> (SELECT coalesce(sum(u.cost), 0) FROM usage_events u
+                                 WHERE u.project_id = q.project_id)
+                              + (SELECT coalesce(sum(a.amount), 0) FROM usage_adjustments a
+                                  WHERE a.project_id = q.project_id)"
+}

@@ -207,11 +207,11 @@ bill_generation "another plain chat, mock/echo" mock/echo
 chat mock/echo true "stream me some tokens"
 bill_generation "streamed chat, mock/echo" mock/echo
 chat 'mock/echo;cut=2;tokens=6' true "a stream that is cut after two tokens"
-bill_generation "stream cut after 2 of 6 tokens, mock/echo" mock/echo
+bill_generation "stream cut after 2 of 6 tokens, billed as mock/echo;cut=2;tokens=6" 'mock/echo;cut=2;tokens=6'
 chat openai/gpt-4o-mini true "streamed on another model"
 bill_generation "streamed chat, openai/gpt-4o-mini" openai/gpt-4o-mini
 chat 'openai/gpt-4o-mini;billed=50' false "billed at half the cost its answer says"
-bill_generation "plain chat billed at 50%, openai/gpt-4o-mini" openai/gpt-4o-mini
+bill_generation "plain chat billed at 50%, billed as openai/gpt-4o-mini;billed=50" 'openai/gpt-4o-mini;billed=50'
 embed openai/text-embedding-3-small '"one string to embed"'
 bill_generation "embeddings of a string" openai/text-embedding-3-small
 embed openai/text-embedding-3-small '["first of two", "and the second string"]'

@@ -63,16 +63,7 @@ CONF=$MG_T/modelgate.conf
 mg_conf_write "$CONF" LOG_FILE="$MG_T/modelgate.log" RECON_MAX_RPS=20 RECON_VERIFY=all ||
     bail "configuration written" "$CONF"
 
-cli() {
-    "$CLI" -c "$CONF" --sql-dir "$MG_SRCDIR/sql" "$@"
-}
-
-out=$(cli db migrate 2>&1) || bail "db migrate" "$out"
-for p in alpha beta; do
-    out=$(cli project create "$p" 2>&1) || bail "project create $p" "$out"
-done
-KA=$(cli key create alpha 2>"$MG_T/key.err") || bail "key create alpha" "$(cat "$MG_T/key.err")"
-KB=$(cli key create beta 2>"$MG_T/key.err") || bail "key create beta" "$(cat "$MG_T/key.err")"
+recon_db "$CONF"
 
 if start_responders main "$CONF" 2 >"$MG_T/stack-main.txt" 2>&1 &&
     start_server main "$STACK_SOCK" >>"$MG_T/stack-main.txt" 2>&1; then
@@ -126,10 +117,7 @@ check_eq "the first lookups found nothing (404 for 3 s): each row was retried on
 # the mock's bill of every generation
 billed_table "$PROVIDER_KEY" || bail "the mock's bills"
 check_eq "every row with an id: its cost plus its adjustments equals the mock's bill exactly" \
-    "$(sql_now "SELECT count(*) FILTER (WHERE u.cost + coalesce(a.amount, 0) = b.billed
-                                         AND u.upstream_cost = b.billed) || '/' || count(*)
-                  FROM usage_events u JOIN test_billed b USING (upstream_id)
-                  LEFT JOIN usage_adjustments a USING (request_id, created_at)")" "7/7"
+    "$(billed_rows)" "7/7"
 check_eq "rows by state" \
     "$(sql_now "SELECT string_agg(recon_state || ' ' || n, ', ' ORDER BY recon_state)
                   FROM (SELECT recon_state, count(*) AS n FROM usage_events GROUP BY 1) s")" \
@@ -141,11 +129,7 @@ check_eq "under- and over-stated: billed 4 and 0.5 times what they were charged"
                  WHERE u.model IN ('mock/under;billed=400', 'mock/over;billed=50')")" \
     "mock/over;billed=50 0.50, mock/under;billed=400 4.00"
 check_eq "each project's spent equals its rows' costs plus their adjustments" \
-    "$(sql_now "SELECT count(*) FROM project_quota q
-                 WHERE q.spent <> (SELECT coalesce(sum(u.cost), 0) FROM usage_events u
-                                    WHERE u.project_id = q.project_id)
-                                 + (SELECT coalesce(sum(a.amount), 0) FROM usage_adjustments a
-                                     WHERE a.project_id = q.project_id)")" 0
+    "$(spent_off)" 0
 charged=$(sql_now "SELECT trim_scale((SELECT sum(cost) FROM usage_events)
                                      + (SELECT sum(amount) FROM usage_adjustments))")
 cli usage --since today --format json >"$MG_T/usage.json" 2>"$MG_T/cli.err"

@@ -1991,6 +1991,7 @@ struct chat_ctx {
 	const struct mock_request *r;
 	char id[MOCK_ID_LEN];
 	const char *model;
+	const char *billed_model; /* the model string as the client sent it */
 	time_t created;
 	long prompt_tokens;
 	long billed_pct;       /* see mock_options */
@@ -2193,7 +2194,7 @@ static int stream_send_midfail(struct chat_ctx *x)
 
 static void chat_record(const struct chat_ctx *x, long completion, bool streamed)
 {
-	gen_store_add(x->id, x->model, x->key_hash, x->prompt_tokens, completion,
+	gen_store_add(x->id, x->billed_model, x->key_hash, x->prompt_tokens, completion,
 		      chat_cost_nano(x->prompt_tokens, completion) * (uint64_t)x->billed_pct / 100u,
 		      streamed);
 }
@@ -2421,6 +2422,9 @@ static bool handle_chat(struct mock_conn *c, const struct mock_request *r,
 	x.c = c;
 	x.r = r;
 	x.model = model_id;
+	/* billed, like a real upstream's model, under the name the client
+	 * used: the scenario options are part of it */
+	x.billed_model = json_object_get_string(model);
 	x.created = time(NULL);
 	x.prompt_tokens = (long)((prompt_bytes + 3) / 4);
 	if (x.prompt_tokens < 1)
@@ -2751,7 +2755,7 @@ static bool handle_embeddings(struct mock_conn *c, const struct mock_request *r,
 		keep = false;
 		goto out;
 	}
-	gen_store_add(id, model_id, key_hash, prompt_tokens, 0,
+	gen_store_add(id, json_object_get_string(model), key_hash, prompt_tokens, 0,
 		      (uint64_t)prompt_tokens * MOCK_NANO_PER_EMBEDDING_TOKEN *
 		      (uint64_t)opt.billed_pct / 100u, false);
 	snprintf(extra, sizeof extra, "X-Generation-Id: %s\r\n", id);
