@@ -177,6 +177,10 @@ for ((i = 0; i < 1000; i++)); do
     sleep 0.1
 done
 check_eq "after the outage every row is checked (within 100 s)" "$(waiting)" 0
+curl -sS --max-time 5 "$MOCK_URL/__mock/stats" >"$MG_T/stats.json" || bail "mock stats"
+LOOKUPS=$(json_value "$MG_T/stats.json" 'j.generations')
+check "the lookups: at least one a generation, none lost to the outage ($LOOKUPS)" \
+    test "$LOOKUPS" -ge "$TOTAL"
 check_eq "rows by state" \
     "$(sql_now "SELECT string_agg(recon_state || ' ' || n, ', ' ORDER BY recon_state)
                   FROM (SELECT recon_state, count(*) AS n FROM usage_events GROUP BY 1) s")" \
@@ -310,4 +314,14 @@ check "the provider key in its place: the upstream's 403, and no key in the mess
 check "no key in any log" bash -c '! grep -q -e "$1" -e "$2" "$3"/*.log' _ \
     "$PROVIDER_KEY" "$MGMT_KEY" "$MG_T"
 
+# the figures of this run
+tap_diag "rows by state: $(sql_now "SELECT string_agg(recon_state || ' ' || n, ', '
+                                   ORDER BY recon_state)
+                              FROM (SELECT recon_state, count(*) AS n
+                                      FROM usage_events GROUP BY 1) s")"
+tap_diag "adjustments: $ADJ; generation lookups: $LOOKUPS"
+tap_diag "difference left today: $(sql_now "SELECT trim_scale(sum(difference)) FROM recon_closes c
+                                          WHERE day = '$TODAY' AND model <> ''
+                                            AND closed_at = (SELECT max(closed_at) FROM recon_closes
+                                                              WHERE day = '$TODAY')") USD"
 tap_done

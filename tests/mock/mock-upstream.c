@@ -127,6 +127,7 @@ static atomic_ulong g_stat_requests;      /* all API requests */
 static atomic_ulong g_stat_chat;          /* POST chat/completions */
 static atomic_ulong g_stat_embeddings;    /* POST embeddings */
 static atomic_ulong g_stat_models;        /* GET models, embeddings/models */
+static atomic_ulong g_stat_generations;   /* GET /generation lookups */
 static atomic_long g_open_streams;        /* streams currently being sent */
 static atomic_ulong g_stat_connections;   /* TCP connections accepted */
 
@@ -3254,10 +3255,11 @@ static bool admin_stats(struct mock_conn *c, const struct mock_request *r)
 
 	n = snprintf(body, sizeof body,
 		     "{\"requests\":%lu,\"chat\":%lu,\"embeddings\":%lu,\"models\":%lu,"
-		     "\"open_streams\":%ld,\"connections\":%lu}",
+		     "\"generations\":%lu,\"open_streams\":%ld,\"connections\":%lu}",
 		     atomic_load(&g_stat_requests), atomic_load(&g_stat_chat),
 		     atomic_load(&g_stat_embeddings), atomic_load(&g_stat_models),
-		     atomic_load(&g_open_streams), atomic_load(&g_stat_connections));
+		     atomic_load(&g_stat_generations), atomic_load(&g_open_streams),
+		     atomic_load(&g_stat_connections));
 	if (n < 0 || (size_t)n >= sizeof body)
 		return send_oom(c, r) == 0;
 	if (send_response(c, r, 200, "application/json", NULL, body, (size_t)n, r->keep_alive) != 0)
@@ -3275,6 +3277,7 @@ static bool admin_reset(struct mock_conn *c, const struct mock_request *r)
 	atomic_store(&g_stat_chat, 0);
 	atomic_store(&g_stat_embeddings, 0);
 	atomic_store(&g_stat_models, 0);
+	atomic_store(&g_stat_generations, 0);
 	atomic_store(&g_stat_connections, 0);
 	last_free();
 	if (send_response(c, r, 200, "application/json", NULL, body, sizeof body - 1,
@@ -3575,6 +3578,8 @@ static bool handle_request(struct mock_conn *c, const struct mock_request *r)
 		atomic_fetch_add(&g_stat_models, 1);
 		break;
 	case ROUTE_GENERATION:
+		atomic_fetch_add(&g_stat_generations, 1);
+		break;
 	case ROUTE_KEY:
 	case ROUTE_ACTIVITY:
 	case ROUTE_CREDITS:
