@@ -151,11 +151,15 @@ static enum mg_err
 run(struct mg_admin *a, const char *sql, int n, const char *const *params, PGresult **res,
     char *err, size_t errlen)
 {
-	PGresult *r = PQexecParams(a->conn, sql, n, NULL, params, NULL, NULL, 0);
+	PGresult *r;
 	const char *state, *msg;
 	size_t i;
 
 	*res = NULL;
+	/* a long-lived caller (modelgate mcp) outlives a restart of Postgres */
+	if (PQstatus(a->conn) != CONNECTION_OK)
+		PQreset(a->conn);
+	r = PQexecParams(a->conn, sql, n, NULL, params, NULL, NULL, 0);
 	if (r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK) {
 		*res = r;
 		return MG_OK;

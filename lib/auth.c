@@ -98,3 +98,19 @@ mg_auth_project(struct mg_worker *w, struct mg_exchange *x)
 		return -1;
 	return mg_auth_resolve(w, x, hash, prefix);
 }
+
+int
+mg_auth_reader(struct mg_worker *w, struct mg_exchange *x, struct mg_reader *who)
+{
+	char hash[MG_APIKEY_HASH_HEX_LEN + 1], prefix[MG_APIKEY_PREFIX_LEN + 1];
+	enum mg_err rc;
+
+	if (mg_auth_key(w, x, hash, prefix) < 0)
+		return -1;
+	rc = mg_store_auth_reader(w->gw->store, hash, who);
+	if (rc != MG_OK) {
+		mg_auth_refused(w, x, rc, prefix);
+		return -1;
+	}
+	return 0;
+}

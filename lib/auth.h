@@ -35,4 +35,9 @@ int mg_auth_resolve(struct mg_worker *w, struct mg_exchange *x, const char *hash
 int mg_auth_project(struct mg_worker *w, struct mg_exchange *x)
 	__attribute__((warn_unused_result));
 
+/* The key of a request that reads usage (a project key or an admin key)
+ * into *who.  0, or -1 with the 401 (or 503) sent. */
+int mg_auth_reader(struct mg_worker *w, struct mg_exchange *x, struct mg_reader *who)
+	__attribute__((warn_unused_result));
+
 #endif

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <json-c/json.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "admin.h"
 #include "cli.h"
 #include "format.h"
+#include "mcp.h"
 #include "reconcile.h"
 
 void
@@ -37,6 +39,10 @@ mg_cli_usage(FILE *out)
 	    "  requests [FILTERS] [--status S] [--limit N] [--cursor C] [--tz ZONE] [--format F]\n"
 	    "                                        the latest requests, newest first\n"
 	    "  quota [--project NAME] [--format F]   limits, this period's spend, what is left\n"
+	    "  catalog [--project NAME] [--format F] the models a project may use, with prices\n"
+	    "  projects [--format F]                 every project: limits, live keys\n"
+	    "  mcp                                   an MCP server on standard input and output\n"
+	    "                                        (usage tools, every project)\n"
 	    "  reconcile [--since T] [--until T] [--format F]\n"
 	    "                                        recorded against billed, per UTC day and model\n"
 	    "  reconcile run                         look up now the generations due for a check\n"
@@ -546,6 +552,72 @@ cmd_reconcile(struct ctx *x)
 }
 
 static int
+cmd_catalog(struct ctx *x)
+{
+	return run_report(x, MG_REPORT_MODELS);
+}
+
+static int
+cmd_projects(struct ctx *x)
+{
+	return run_report(x, MG_REPORT_PROJECTS);
+}
+
+/* The query layer for modelgate mcp: the CLI's own connection. */
+static enum mg_err
+mcp_report(void *arg, enum mg_report r, const struct mg_report_query *q, json_object **out,
+    char *err, size_t errlen)
+{
+	return mg_admin_report(arg, r, q, out, err, errlen);
+}
+
+/* The longest message modelgate mcp reads (bytes); a longer line is
+ * answered with a parse error and skipped. */
+#define MCP_LINE_MAX (1024 * 1024)
+
+/* modelgate mcp: MCP over standard input and output, one JSON-RPC
+ * message a line, with the operator's scope (every project).  Ends at the
+ * end of its input or when its output is gone. */
+static int
+cmd_mcp(struct ctx *x)
+{
+	struct mg_mcp m;
+	char *line = NULL, *out = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int rc = 0;
+
+	/* a reader gone is a write error, not a signal */
+	signal(SIGPIPE, SIG_IGN);
+	mg_mcp_init(&m, 1, NULL, mcp_report, x->admin);
+	while ((n = getline(&line, &cap, stdin)) >= 0) {
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (n == 0)
+			continue;
+		if (n > MCP_LINE_MAX) {
+			out = strdup("{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":"
+			    "-32700,\"message\":\"Parse error: a message longer than 1 MiB\"}}");
+		} else if (mg_mcp_handle(&m, line, (size_t)n, &out) != MG_OK) {
+			free(out);
+			rc = fail("mcp: out of memory");
+			break;
+		}
+		if (out != NULL) {
+			int bad = fputs(out, stdout) == EOF || putchar('\n') == EOF ||
+			    fflush(stdout) == EOF;
+
+			free(out);
+			out = NULL;
+			if (bad)
+				break;   /* the client is gone: done */
+		}
+	}
+	free(line);
+	return rc;
+}
+
+static int
 cmd_reconcile_run(struct ctx *x)
 {
 	char err[MG_ERR_DETAIL_LEN];
@@ -731,6 +803,9 @@ static const struct command {
 	{ "usage", NULL, 1, -1, NULL, NULL, 1, cmd_usage },
 	{ "requests", NULL, 1, -1, NULL, NULL, 1, cmd_requests },
 	{ "quota", NULL, 1, -1, NULL, NULL, 1, cmd_quota },
+	{ "catalog", NULL, 1, -1, NULL, NULL, 1, cmd_catalog },
+	{ "mcp", NULL, 1, 1, NULL, NULL, 1, cmd_mcp },
+	{ "projects", NULL, 1, -1, NULL, NULL, 1, cmd_projects },
 	{ "reconcile", "run", 2, 2, NULL, NULL, 1, cmd_reconcile_run },
 	{ "reconcile", "close", 2, 5, "--json", "--day", 1, cmd_reconcile_close },
 	{ "reconcile", NULL, 1, -1, NULL, NULL, 1, cmd_reconcile },

@@ -1,6 +1,7 @@
 /* format.c -- Report objects as output: aligned tables with a totals line,
  * JSON, CSV and NDJSON, with client text kept as data.  Called by cli.c
- * for `modelgate usage`, `requests` and `quota`. */
+ * for `modelgate usage`, `requests`, `quota`, `reconcile`, `catalog` and
+ * `projects`, and by mcp.c for the text of a tool's answer. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -63,6 +64,27 @@ static const struct col quota_cols[] = {
 	{ "rpm_left", "rpm.remaining", 1 },
 	{ "tpm", "tpm.limit", 1 },
 	{ "tpm_left", "tpm.remaining", 1 },
+};
+
+static const struct col model_cols[] = {
+	{ "id", "id", 0 },
+	{ "provider", "provider", 0 },
+	{ "kind", "kind", 0 },
+	{ "context", "context_length", 1 },
+	{ "prompt_per_1M", "prompt_per_million", 1 },
+	{ "completion_per_1M", "completion_per_million", 1 },
+	{ "synced_at", "synced_at", 0 },
+};
+
+static const struct col project_cols[] = {
+	{ "project", "project", 0 },
+	{ "created_at", "created_at", 0 },
+	{ "keys", "keys", 1 },
+	{ "spend_cap", "spend_cap", 1 },
+	{ "period", "period", 0 },
+	{ "rpm", "rpm", 1 },
+	{ "tpm", "tpm", 1 },
+	{ "models", "models", 0 },
 };
 
 static const struct col recon_cols[] = {
@@ -233,6 +255,14 @@ columns(enum mg_report r, json_object *o, struct col *cols)
 		nown = NCOLS(recon_cols);
 		/* the totals line stands in the first two */
 		n = 0;
+		break;
+	case MG_REPORT_MODELS:
+		own = model_cols;
+		nown = NCOLS(model_cols);
+		break;
+	case MG_REPORT_PROJECTS:
+		own = project_cols;
+		nown = NCOLS(project_cols);
 		break;
 	default:
 		own = quota_cols;

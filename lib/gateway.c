@@ -24,6 +24,7 @@
 #include "router.h"
 #include "stream.h"
 #include "usage.h"
+#include "mcpapi.h"
 #include "usageapi.h"
 
 /* A worker's buffers keep up to this much between requests: enough for
@@ -92,6 +93,9 @@ mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
 		break;
 	case MG_ROUTE_RECONCILIATION:
 		mg_usageapi_handle(w, &x, MG_REPORT_RECONCILE);
+		break;
+	case MG_ROUTE_MCP:
+		mg_mcpapi_handle(w, &x);
 		break;
 	default:
 		break;

@@ -28,6 +28,8 @@ static const struct {
 	[MG_REPORT_QUOTA] = { "mg_usage_quota", "SELECT mg_usage_quota($1)", 1 },
 	[MG_REPORT_RECONCILE] = { "mg_recon_report", "SELECT mg_recon_report($1, $2, $3::integer)",
 	    3 },
+	[MG_REPORT_MODELS] = { "mg_usage_models", "SELECT mg_usage_models($1)", 1 },
+	[MG_REPORT_PROJECTS] = { "mg_usage_projects", "SELECT mg_usage_projects()", 0 },
 };
 
 /* The fields of a query by name, and the reports that read each (bit per
@@ -37,7 +39,7 @@ static const struct {
 	size_t offset;
 	unsigned reports;
 } fields[] = {
-	{ "project", offsetof(struct mg_report_query, project), 7 },
+	{ "project", offsetof(struct mg_report_query, project), 7 | 16 },
 	{ "key", offsetof(struct mg_report_query, key), 3 },
 	{ "model", offsetof(struct mg_report_query, model), 3 },
 	{ "since", offsetof(struct mg_report_query, since), 11 },
@@ -152,6 +154,7 @@ mg_report_prepare(enum mg_report r, const struct mg_report_query *q,
 		break;
 	}
 	case MG_REPORT_QUOTA:
+	case MG_REPORT_MODELS:
 		call->params[0] = q->project;
 		break;
 	case MG_REPORT_RECONCILE:

@@ -7,8 +7,8 @@
 #include "conf.h"
 #include "err.h"
 
-/* The reports: usage totals, the latest requests and each project's
- * quota, as the functions of sql/functions/report.sql compute them.  This
+/* The reports: usage totals, the latest requests, each project's quota,
+ * the reconciliation, the models a project may use and the projects, as the functions of sql/functions/report.sql compute them.  This
  * module turns a query (from the CLI's options or /v1/usage's parameters)
  * into the parameters of one call, and the call's answer into the JSON
  * object every face returns as it is.  It holds no connection: the CLI
@@ -19,14 +19,17 @@ enum mg_report {
 	MG_REPORT_REQUESTS,   /* the latest requests: mg_usage_requests */
 	MG_REPORT_QUOTA,      /* limits and what is left: mg_usage_quota */
 	MG_REPORT_RECONCILE,  /* recorded against billed, per day and model: mg_recon_report */
+	MG_REPORT_MODELS,     /* the models a project may use, with prices: mg_usage_models */
+	MG_REPORT_PROJECTS,   /* every project, its limits and keys: mg_usage_projects */
 	MG_REPORT__COUNT
 };
 
 /* A query: NULL leaves a field at its default.  Text as the user gave
  * it; the SQL functions judge it (time zones, times, groups, statuses).
- * Which fields a report reads: project (all three); key, model, since,
- * until, tz (usage, requests); by (usage); status, limit, cursor
- * (requests). */
+ * Which fields a report reads: project (usage, requests, quota, models);
+ * key, model, tz (usage, requests); since, until (usage, requests,
+ * reconcile); by (usage); status, limit, cursor (requests).  Projects
+ * reads none. */
 struct mg_report_query {
 	const char *project;   /* name; NULL: every project */
 	const char *key;       /* key prefix */

@@ -21,6 +21,7 @@ static const struct route_def routes[] = {
 	{ "/v1/usage/requests", "GET", MG_ROUTE_USAGE_REQUESTS },
 	{ "/v1/quota", "GET", MG_ROUTE_QUOTA },
 	{ "/v1/usage/reconciliation", "GET", MG_ROUTE_RECONCILIATION },
+	{ "/mcp", "POST", MG_ROUTE_MCP },
 };
 
 static int

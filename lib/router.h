@@ -13,7 +13,8 @@ enum mg_route {
 	MG_ROUTE_USAGE,        /* /v1/usage */
 	MG_ROUTE_USAGE_REQUESTS, /* /v1/usage/requests */
 	MG_ROUTE_QUOTA,        /* /v1/quota */
-	MG_ROUTE_RECONCILIATION /* /v1/usage/reconciliation */
+	MG_ROUTE_RECONCILIATION, /* /v1/usage/reconciliation */
+	MG_ROUTE_MCP           /* /mcp */
 };
 
 #define MG_MODEL_ID_MAX 256

@@ -95,27 +95,41 @@ read_query(struct mg_worker *w, struct mg_exchange *x, enum mg_report which,
 	return 0;
 }
 
+enum mg_err
+mg_usageapi_run(struct mg_gateway *gw, enum mg_report r, const struct mg_report_query *q,
+    json_object **out, char *err, size_t errlen)
+{
+	struct mg_report_call call;
+	char *text = NULL;
+	enum mg_err rc;
+
+	*out = NULL;
+	err[0] = '\0';
+	rc = mg_report_prepare(r, q, gw->conf, &call, err, errlen);
+	if (rc == MG_OK) {
+		rc = mg_store_report(gw->store, &call, &text);
+		if (rc != MG_OK)
+			snprintf(err, errlen, "%s", mg_store_last_error());
+	}
+	if (rc == MG_OK)
+		rc = mg_report_parse(text, out, err, errlen);
+	free(text);
+	return rc;
+}
+
 void
 mg_usageapi_handle(struct mg_worker *w, struct mg_exchange *x, enum mg_report which)
 {
-	char hash[MG_APIKEY_HASH_HEX_LEN + 1], prefix[MG_APIKEY_PREFIX_LEN + 1];
 	char query[QUERY_MAX + 1], err[MG_ERR_DETAIL_LEN];
 	struct mg_report_query q;
-	struct mg_report_call call;
 	struct mg_reader who;
 	struct mg_apierror e;
 	json_object *o = NULL;
-	char *text = NULL;
 	const char *body;
 	enum mg_err rc;
 
-	if (mg_auth_key(w, x, hash, prefix) < 0)
+	if (mg_auth_reader(w, x, &who) < 0)
 		return;
-	rc = mg_store_auth_reader(w->gw->store, hash, &who);
-	if (rc != MG_OK) {
-		mg_auth_refused(w, x, rc, prefix);
-		return;
-	}
 	if (read_query(w, x, which, &q, query) < 0)
 		return;
 	if (!who.admin && which == MG_REPORT_RECONCILE) {
@@ -134,16 +148,7 @@ mg_usageapi_handle(struct mg_worker *w, struct mg_exchange *x, enum mg_report wh
 		}
 		q.project = who.project;
 	}
-	err[0] = '\0';
-	rc = mg_report_prepare(which, &q, w->gw->conf, &call, err, sizeof(err));
-	if (rc == MG_OK) {
-		rc = mg_store_report(w->gw->store, &call, &text);
-		if (rc != MG_OK)
-			snprintf(err, sizeof(err), "%s", mg_store_last_error());
-	}
-	if (rc == MG_OK)
-		rc = mg_report_parse(text, &o, err, sizeof(err));
-	free(text);
+	rc = mg_usageapi_run(w->gw, which, &q, &o, err, sizeof(err));
 	switch (rc) {
 	case MG_OK:
 		break;
@@ -151,7 +156,7 @@ mg_usageapi_handle(struct mg_worker *w, struct mg_exchange *x, enum mg_report wh
 		bad_request(w, x, NULL, err);
 		return;
 	case MG_ERR_DB_DOWN:
-		mg_auth_refused(w, x, rc, prefix);
+		mg_auth_refused(w, x, rc, who.key_prefix);
 		return;
 	default:
 		mg_log(MG_LOG_ERROR, x->request_id, "report failed: %s", err);

@@ -889,3 +889,62 @@ BEGIN
     RETURN v_out;
 END
 $$;
+
+-- The models project p_project may use (NULL: the whole catalog), by id,
+-- with their prices in USD per token and per million tokens (exact
+-- decimal text), grouped by provider (the part of the id before '/').
+-- Models the project is allowed but the catalog does not hold are listed
+-- without prices.
+CREATE OR REPLACE FUNCTION mg_usage_models(p_project text)
+RETURNS json
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_s       record;
+    v_allowed text[];
+    v_out     json;
+BEGIN
+    v_s := mg_report_scope(p_project, NULL, NULL);
+    SELECT p.allowed_models INTO v_allowed FROM projects p WHERE p.id = v_s.project_id;
+    IF cardinality(v_allowed) = 0 THEN
+        v_allowed := NULL;
+    END IF;
+    SELECT json_agg(json_build_object(
+               'id', x.id, 'provider', split_part(x.id, '/', 1), 'kind', x.kind,
+               'name', x.name, 'context_length', x.context_length,
+               'prompt_price', trim_scale(x.prompt_price)::text,
+               'completion_price', trim_scale(x.completion_price)::text,
+               'prompt_per_million', trim_scale(x.prompt_price * 1000000)::text,
+               'completion_per_million', trim_scale(x.completion_price * 1000000)::text,
+               'in_catalog', x.synced_at IS NOT NULL,
+               'synced_at', mg_iso_time(x.synced_at))
+               ORDER BY x.id)
+      INTO v_out
+      FROM (SELECT m.id, m.kind, m.name, m.context_length, m.prompt_price,
+                   m.completion_price, m.synced_at
+              FROM models m
+             WHERE v_allowed IS NULL OR m.id = ANY (v_allowed)
+            UNION ALL
+            SELECT a.id, NULL, NULL, NULL, NULL, NULL, NULL
+              FROM unnest(v_allowed) AS a(id)
+             WHERE NOT EXISTS (SELECT 1 FROM models m WHERE m.id = a.id)) x;
+    RETURN json_build_object('object', 'list', 'project', p_project,
+        'allowed', to_json(v_allowed), 'data', coalesce(v_out, '[]'));
+END
+$$;
+
+-- Every project: its limits, live keys and when it was made (the
+-- operator's view; this period's money is mg_usage_quota's).
+CREATE OR REPLACE FUNCTION mg_usage_projects()
+RETURNS json
+LANGUAGE sql STABLE AS $$
+    SELECT json_build_object('object', 'list', 'data', coalesce(json_agg(json_build_object(
+               'project', p.name, 'created_at', mg_iso_time(p.created_at),
+               'keys', (SELECT count(*) FROM api_keys k
+                         WHERE k.project_id = p.id AND k.revoked_at IS NULL),
+               'spend_cap', trim_scale(p.spend_cap)::text, 'period', p.cap_period,
+               'rpm', p.rpm, 'tpm', p.tpm,
+               'models', CASE WHEN cardinality(p.allowed_models) > 0
+                              THEN to_json(p.allowed_models) END)
+               ORDER BY p.name), '[]'))
+      FROM projects p
+$$;

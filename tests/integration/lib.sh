@@ -356,6 +356,35 @@ mg_script_start() {
     mg_need_pg "$script"
 }
 
+# mg_stack_test NAME: the start of a test that runs a stack: its
+# temporary directory (mg_lib_init NAME), no database, mock or server yet,
+# lighttpd in front, and a cleanup at exit that stops what it started and
+# drops its database.
+mg_stack_test() {
+    mg_lib_init "$1"
+    MG_DB=
+    DB_CREATED=0
+    MOCK_PID=
+    MG_SERVER=lighttpd
+    mg_traps mg_stack_cleanup
+}
+
+mg_stack_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM HUP
+    set +e
+    stop_stack
+    wait 2>/dev/null
+    mg_finish "$rc"
+}
+
+# mg_need_node_module MODULE: skips the test (or fails it under
+# MG_REQUIRE_INTEGRATION=1) when node cannot load MODULE.
+mg_need_node_module() {
+    node -e 'require(process.argv[1])' "$1" 2>/dev/null && return 0
+    mg_missing_exit "$1 (npm ci in tests/integration)"
+}
+
 mg_find_programs() {
     local prog
     FCGI=$MG_BUILDDIR/app/modelgate-fcgi

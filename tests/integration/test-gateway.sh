@@ -267,6 +267,18 @@ http GET "$BASE/healthz"
 expect_http "GET /healthz: 200 {status: ok, database: ok}" 200 \
     "jsonHeaders(h) && j.status === 'ok' && j.database === 'ok'"
 
+# The MCP server, routed by the shipped configuration: a key in
+# Authorization (passed on by the web server), a JSON-RPC answer.
+http POST "$BASE/mcp" -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+    -H 'Accept: application/json, text/event-stream' \
+    --data '{"jsonrpc": "2.0", "id": 7, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "it", "version": "1"}}}'
+expect_http "POST /mcp initialize: 200, the version asked, modelgate's serverInfo" 200 \
+    "jsonHeaders(h) && j.id === 7 && j.result.protocolVersion === '2025-06-18' &&
+     j.result.serverInfo.name === 'modelgate' && typeof j.result.serverInfo.version === 'string'"
+http POST "$BASE/mcp" -H 'Content-Type: application/json' \
+    --data '{"jsonrpc": "2.0", "id": 8, "method": "ping"}'
+expect_http "POST /mcp without a key: 401" 401
+
 # ---------------------------------------------------------------------------
 # Chat completion through the web server.
 

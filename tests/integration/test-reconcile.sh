@@ -31,22 +31,7 @@ HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 . "$HERE/lib.sh"
 mg_script_start "$HERE/$(basename -- "${BASH_SOURCE[0]}")" node curl lighttpd spawn-fcgi
 
-mg_lib_init reconcile
-
-MG_DB=
-DB_CREATED=0
-MOCK_PID=
-MG_SERVER=lighttpd
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM HUP
-    set +e
-    stop_stack
-    wait 2>/dev/null
-    mg_finish "$rc"
-}
-mg_traps cleanup
+mg_stack_test reconcile
 
 PROVIDER_KEY=sk-or-provider-RECON321
 export MG_IT_PROVIDER_KEY=$PROVIDER_KEY

@@ -92,15 +92,7 @@ show_logs() {
     done
 }
 
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM HUP
-    set +e
-    stop_stack
-    wait 2>/dev/null
-    mg_finish "$rc"
-}
-mg_traps cleanup
+mg_traps mg_stack_cleanup
 
 # ---------------------------------------------------------------------------
 # Setup: database, mock upstream, key, responders.

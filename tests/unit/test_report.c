@@ -16,37 +16,37 @@
 #define SLOT(f) offsetof(struct mg_report_query, f)
 
 /* Each field name, the member it names and whether usage, requests,
- * quota and reconcile take it. */
+ * quota, reconcile, models and projects take it. */
 static const struct {
 	const char *name;
 	size_t offset;           /* when some report takes it */
-	int usage, requests, quota, reconcile;
+	int usage, requests, quota, reconcile, models, projects;
 } fields[] = {
-	{ "project", SLOT(project), 1, 1, 1, 0 },
-	{ "key", SLOT(key), 1, 1, 0, 0 },
-	{ "model", SLOT(model), 1, 1, 0, 0 },
-	{ "since", SLOT(since), 1, 1, 0, 1 },
-	{ "until", SLOT(until), 1, 1, 0, 1 },
-	{ "tz", SLOT(tz), 1, 1, 0, 0 },
-	{ "by", SLOT(by), 1, 0, 0, 0 },
-	{ "status", SLOT(status), 0, 1, 0, 0 },
-	{ "limit", SLOT(limit), 0, 1, 0, 0 },
-	{ "cursor", SLOT(cursor), 0, 1, 0, 0 },
+	{ "project", SLOT(project), 1, 1, 1, 0, 1, 0 },
+	{ "key", SLOT(key), 1, 1, 0, 0, 0, 0 },
+	{ "model", SLOT(model), 1, 1, 0, 0, 0, 0 },
+	{ "since", SLOT(since), 1, 1, 0, 1, 0, 0 },
+	{ "until", SLOT(until), 1, 1, 0, 1, 0, 0 },
+	{ "tz", SLOT(tz), 1, 1, 0, 0, 0, 0 },
+	{ "by", SLOT(by), 1, 0, 0, 0, 0, 0 },
+	{ "status", SLOT(status), 0, 1, 0, 0, 0, 0 },
+	{ "limit", SLOT(limit), 0, 1, 0, 0, 0, 0 },
+	{ "cursor", SLOT(cursor), 0, 1, 0, 0, 0, 0 },
 	/* names that are no field: prefixes, longer, case, empty */
-	{ "b", 0, 0, 0, 0, 0 },
-	{ "bye", 0, 0, 0, 0, 0 },
-	{ "proj", 0, 0, 0, 0, 0 },
-	{ "projects", 0, 0, 0, 0, 0 },
-	{ "Project", 0, 0, 0, 0, 0 },
-	{ "limits", 0, 0, 0, 0, 0 },
-	{ "", 0, 0, 0, 0, 0 },
-	{ "group_by", 0, 0, 0, 0, 0 },
+	{ "b", 0, 0, 0, 0, 0, 0, 0 },
+	{ "bye", 0, 0, 0, 0, 0, 0, 0 },
+	{ "proj", 0, 0, 0, 0, 0, 0, 0 },
+	{ "projects", 0, 0, 0, 0, 0, 0, 0 },
+	{ "Project", 0, 0, 0, 0, 0, 0, 0 },
+	{ "limits", 0, 0, 0, 0, 0, 0, 0 },
+	{ "", 0, 0, 0, 0, 0, 0, 0 },
+	{ "group_by", 0, 0, 0, 0, 0, 0, 0 },
 };
 
 START_TEST(field_table)
 {
 	const int takes[MG_REPORT__COUNT] = { fields[_i].usage, fields[_i].requests,
-		fields[_i].quota, fields[_i].reconcile };
+		fields[_i].quota, fields[_i].reconcile, fields[_i].models, fields[_i].projects };
 	struct mg_report_query q;
 	int r;
 
