@@ -63,6 +63,7 @@ static const struct opt options[] = {
 	INT_OPT("reconcile.max_rps", recon_max_rps, 5, 0, 1000),
 	INT_OPT("reconcile.close_after", recon_close_after, 1800, 0, 86400),
 	STR_OPT("report.timezone", report_tz, "UTC"),
+	STR_OPT("report.dashboard_dir", dashboard_dir, ""),
 	INT_OPT("report.max_days", report_max_days, 731, 1, 36600),
 };
 

@@ -52,6 +52,7 @@ struct mg_conf {
 	int recon_max_rps;       /* generation lookups a second per process, 0: none */
 	int recon_close_after;   /* seconds after a UTC day's end before its close */
 
+	char *dashboard_dir;     /* the dashboard's files, "" for the installed ones */
 	char *report_tz;         /* reports' default time zone (IANA name) */
 	int report_max_days;     /* the longest period a report covers */
 };

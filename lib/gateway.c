@@ -24,6 +24,7 @@
 #include "router.h"
 #include "stream.h"
 #include "usage.h"
+#include "dashboard.h"
 #include "mcpapi.h"
 #include "usageapi.h"
 
@@ -96,6 +97,15 @@ mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
 		break;
 	case MG_ROUTE_MCP:
 		mg_mcpapi_handle(w, &x);
+		break;
+	case MG_ROUTE_USAGE_MODELS:
+		mg_usageapi_handle(w, &x, MG_REPORT_MODELS);
+		break;
+	case MG_ROUTE_USAGE_PROJECTS:
+		mg_usageapi_handle(w, &x, MG_REPORT_PROJECTS);
+		break;
+	case MG_ROUTE_DASHBOARD:
+		mg_dashboard_handle(w, &x, m.model_id);
 		break;
 	default:
 		break;

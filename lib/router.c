@@ -22,6 +22,9 @@ static const struct route_def routes[] = {
 	{ "/v1/quota", "GET", MG_ROUTE_QUOTA },
 	{ "/v1/usage/reconciliation", "GET", MG_ROUTE_RECONCILIATION },
 	{ "/mcp", "POST", MG_ROUTE_MCP },
+	{ "/v1/usage/models", "GET", MG_ROUTE_USAGE_MODELS },
+	{ "/v1/usage/projects", "GET", MG_ROUTE_USAGE_PROJECTS },
+	{ "/dashboard", "GET", MG_ROUTE_DASHBOARD },
 };
 
 static int
@@ -81,6 +84,7 @@ mg_router_match(const char *method, const char *request_uri, struct mg_route_mat
 	size_t plen, i;
 	const char *uri = request_uri != NULL ? request_uri : "";
 	static const char models_prefix[] = "/v1/models/";
+	static const char dashboard_prefix[] = "/dashboard/";
 
 	memset(m, 0, sizeof(*m));
 	if (method == NULL)
@@ -97,6 +101,23 @@ mg_router_match(const char *method, const char *request_uri, struct mg_route_mat
 			m->method_ok = method_is(method, routes[i].method);
 			return;
 		}
+	}
+	if (plen > sizeof(dashboard_prefix) - 1 &&
+	    strncmp(uri, dashboard_prefix, sizeof(dashboard_prefix) - 1) == 0) {
+		const char *name = uri + sizeof(dashboard_prefix) - 1;
+		size_t n = plen - (sizeof(dashboard_prefix) - 1);
+
+		/* a file name: letters, digits, '.', '-', '_' (dashboard.c serves
+		 * those of its list only) */
+		if (n >= sizeof(m->model_id) ||
+		    strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") < n)
+			return;
+		memcpy(m->model_id, name, n);
+		m->model_id[n] = '\0';
+		m->route = MG_ROUTE_DASHBOARD;
+		m->allow = "GET";
+		m->method_ok = method_is(method, "GET");
+		return;
 	}
 	if (plen > sizeof(models_prefix) - 1 &&
 	    strncmp(uri, models_prefix, sizeof(models_prefix) - 1) == 0) {

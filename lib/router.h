@@ -14,7 +14,10 @@ enum mg_route {
 	MG_ROUTE_USAGE_REQUESTS, /* /v1/usage/requests */
 	MG_ROUTE_QUOTA,        /* /v1/quota */
 	MG_ROUTE_RECONCILIATION, /* /v1/usage/reconciliation */
-	MG_ROUTE_MCP           /* /mcp */
+	MG_ROUTE_MCP,          /* /mcp */
+	MG_ROUTE_USAGE_MODELS, /* /v1/usage/models */
+	MG_ROUTE_USAGE_PROJECTS, /* /v1/usage/projects */
+	MG_ROUTE_DASHBOARD     /* /dashboard/ and /dashboard/{file} */
 };
 
 #define MG_MODEL_ID_MAX 256
@@ -23,7 +26,8 @@ struct mg_route_match {
 	enum mg_route route;
 	int method_ok;            /* 0: the path exists but not for this method */
 	const char *allow;        /* the method the route takes, for Allow: */
-	char model_id[MG_MODEL_ID_MAX]; /* decoded {id} of MG_ROUTE_MODEL */
+	char model_id[MG_MODEL_ID_MAX]; /* decoded {id} of MG_ROUTE_MODEL, {file}
+	                                 * of MG_ROUTE_DASHBOARD ("" for the page) */
 };
 
 /* Matches a method and the raw REQUEST_URI (query string ignored, %XX in

@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "fcgi.h"
+#include "format.h"
 #include "log.h"
 #include "report.h"
 #include "router.h"
@@ -44,7 +45,7 @@ query_decode(char *s, size_t n)
  * bytes).  0, or -1 with the 400 sent. */
 static int
 read_query(struct mg_worker *w, struct mg_exchange *x, enum mg_report which,
-    struct mg_report_query *q, char *buf)
+    struct mg_report_query *q, char *buf, const char **format)
 {
 	const char *qs = mg_fcgi_param(x->fr, "QUERY_STRING");
 	char msg[160];
@@ -74,7 +75,7 @@ read_query(struct mg_worker *w, struct mg_exchange *x, enum mg_report which,
 			bad_request(w, x, NULL, "The query string has a bad %-escape.");
 			return -1;
 		}
-		slot = mg_report_field(q, which, p, strlen(p));
+		slot = strcmp(p, "format") == 0 ? format : mg_report_field(q, which, p, strlen(p));
 		if (slot == NULL) {
 			snprintf(msg, sizeof(msg), "Unknown parameter: '%.40s'.", p);
 			bad_request(w, x, NULL, msg);
@@ -93,6 +94,35 @@ read_query(struct mg_worker *w, struct mg_exchange *x, enum mg_report which,
 		*slot = value;
 	}
 	return 0;
+}
+
+/* The report as the CLI's --format csv prints it (format.c), as a file
+ * to save. */
+static void
+send_csv(struct mg_worker *w, struct mg_exchange *x, enum mg_report which, json_object *o)
+{
+	struct mg_apierror e;
+	char *text = NULL;
+	size_t n = 0;
+	FILE *f = open_memstream(&text, &n);
+	enum mg_err rc = f != NULL ? mg_format_report(f, which, o, MG_FORMAT_CSV) : MG_ERR_NOMEM;
+
+	if (f != NULL && fclose(f) != 0)
+		rc = MG_ERR_NOMEM;
+	if (rc != MG_OK) {
+		free(text);
+		mg_apierror_set(&e, 500, "server_error", NULL, NULL,
+		    "The gateway could not write the report as CSV.");
+		mg_exchange_send_error(w, x, &e);
+		return;
+	}
+	mg_exchange_header(x, "Content-Disposition", "attachment; filename=\"modelgate-%s.csv\"",
+	    which == MG_REPORT_REQUESTS ? "requests" : which == MG_REPORT_QUOTA ? "quota" :
+	    which == MG_REPORT_RECONCILE ? "reconciliation" : which == MG_REPORT_MODELS ?
+	    "models" : which == MG_REPORT_PROJECTS ? "projects" : "usage");
+	if (mg_fcgi_reply(x->fr, 200, "text/csv; charset=utf-8", x->headers, text, n) != MG_OK)
+		mg_log(MG_LOG_INFO, x->request_id, "client went away before the response");
+	free(text);
 }
 
 enum mg_err
@@ -125,16 +155,26 @@ mg_usageapi_handle(struct mg_worker *w, struct mg_exchange *x, enum mg_report wh
 	struct mg_reader who;
 	struct mg_apierror e;
 	json_object *o = NULL;
-	const char *body;
+	const char *body, *format = NULL;
 	enum mg_err rc;
 
 	if (mg_auth_reader(w, x, &who) < 0)
 		return;
-	if (read_query(w, x, which, &q, query) < 0)
+	if (read_query(w, x, which, &q, query, &format) < 0)
 		return;
+	if (format != NULL && strcmp(format, "json") != 0 && strcmp(format, "csv") != 0) {
+		bad_request(w, x, "format", "format is json (the default) or csv.");
+		return;
+	}
 	if (!who.admin && which == MG_REPORT_RECONCILE) {
 		mg_apierror_set(&e, 403, "permission_error", NULL, "admin_key_required",
 		    "The reconciliation covers the whole upstream account: an admin key reads it.");
+		mg_exchange_send_error(w, x, &e);
+		return;
+	}
+	if (!who.admin && which == MG_REPORT_PROJECTS) {
+		mg_apierror_set(&e, 403, "permission_error", NULL, "admin_key_required",
+		    "The list of projects is the operator's: an admin key reads it.");
 		mg_exchange_send_error(w, x, &e);
 		return;
 	}
@@ -163,6 +203,11 @@ mg_usageapi_handle(struct mg_worker *w, struct mg_exchange *x, enum mg_report wh
 		mg_apierror_set(&e, 500, "server_error", NULL, NULL,
 		    "The gateway could not compute the report. Retry shortly.");
 		mg_exchange_send_error(w, x, &e);
+		return;
+	}
+	if (format != NULL && strcmp(format, "csv") == 0) {
+		send_csv(w, x, which, o);
+		json_object_put(o);
 		return;
 	}
 	body = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |

@@ -655,6 +655,7 @@ mg_conf_write() {
         [FALLBACK_COMPLETION_PRICE]=0.00003 [REAP_AFTER]=900 [REAP_INTERVAL]=60
         [CATALOG_REFRESH]=0 [RECON_VERIFY]=needed [RECON_MAX_RPS]=0
         [MANAGEMENT_KEY_FILE]= [CLOSE_AFTER]=1800
+        [DASHBOARD_DIR]=${MG_SRCDIR:-}/app/dashboard
     )
     shift
     for kv in "$@"; do
@@ -666,7 +667,8 @@ mg_conf_write() {
         v[$name]=${kv#*=}
     done
     for name in LOG_LEVEL LOG_FILE CONNINFO BASE_URL CLIENT_CLOSE \
-        FALLBACK_PROMPT_PRICE FALLBACK_COMPLETION_PRICE RECON_VERIFY MANAGEMENT_KEY_FILE; do
+        FALLBACK_PROMPT_PRICE FALLBACK_COMPLETION_PRICE RECON_VERIFY MANAGEMENT_KEY_FILE \
+        DASHBOARD_DIR; do
         v[$name]=$(libconfig_quote "${v[$name]}")
     done
     for name in "${!v[@]}"; do
@@ -750,4 +752,16 @@ spent_off() {
                                  WHERE u.project_id = q.project_id)
                               + (SELECT coalesce(sum(a.amount), 0) FROM usage_adjustments a
                                   WHERE a.project_id = q.project_id)"
+}
+
+# mg_stack_up CONF: two responders with CONF behind lighttpd; BASE is its
+# URL.  Bails out when they do not start.
+mg_stack_up() {
+    if start_responders main "$1" 2 >"$MG_T/stack.txt" 2>&1 &&
+        start_server main "$STACK_SOCK" >>"$MG_T/stack.txt" 2>&1; then
+        BASE=http://127.0.0.1:$SERVER_PORT
+        tap_ok "stack up: lighttpd on $SERVER_PORT, two responders"
+    else
+        bail "the stack starts" "$(cat "$MG_T/stack.txt")"
+    fi
 }

@@ -51,13 +51,7 @@ ADMIN=$(cli admin-key create --name ops 2>"$MG_T/key.err") ||
 KA2=$(cli key create alpha --name spare 2>"$MG_T/key.err") ||
     bail "key create alpha" "$(cat "$MG_T/key.err")"
 
-if start_responders main "$CONF" 2 >"$MG_T/stack.txt" 2>&1 &&
-    start_server main "$STACK_SOCK" >>"$MG_T/stack.txt" 2>&1; then
-    BASE=http://127.0.0.1:$SERVER_PORT
-    tap_ok "stack up: lighttpd on $SERVER_PORT"
-else
-    bail "the stack starts" "$(cat "$MG_T/stack.txt")"
-fi
+mg_stack_up "$CONF"
 
 chat "$KA" "openai/gpt-4o-mini"
 chat "$KA" "mock/echo" true
