@@ -13,7 +13,7 @@ static const struct {
 	enum mg_route route;
 	int method_ok;
 	const char *allow;     /* NULL when route is MG_ROUTE_NONE */
-	const char *model_id;  /* "" unless MG_ROUTE_MODEL */
+	const char *model_id;  /* "" unless MG_ROUTE_MODEL or MG_ROUTE_DASHBOARD */
 } routes[] = {
 	/* every route with its method */
 	{ "POST", "/v1/chat/completions", MG_ROUTE_CHAT, 1, "POST", "" },
@@ -21,6 +21,19 @@ static const struct {
 	{ "GET", "/v1/models", MG_ROUTE_MODELS, 1, "GET", "" },
 	{ "GET", "/v1/models/gpt-4o", MG_ROUTE_MODEL, 1, "GET", "gpt-4o" },
 	{ "GET", "/healthz", MG_ROUTE_HEALTH, 1, "GET", "" },
+	{ "POST", "/mcp", MG_ROUTE_MCP, 1, "POST", "" },
+	{ "GET", "/mcp", MG_ROUTE_MCP, 0, "POST", "" },
+	{ "GET", "/v1/usage/models", MG_ROUTE_USAGE_MODELS, 1, "GET", "" },
+	{ "GET", "/v1/usage/projects", MG_ROUTE_USAGE_PROJECTS, 1, "GET", "" },
+	/* the dashboard: its page, then a file by name, nothing else */
+	{ "GET", "/dashboard", MG_ROUTE_DASHBOARD, 1, "GET", "" },
+	{ "GET", "/dashboard/", MG_ROUTE_DASHBOARD, 1, "GET", "" },
+	{ "GET", "/dashboard/dashboard.js?v=1", MG_ROUTE_DASHBOARD, 1, "GET", "dashboard.js" },
+	{ "POST", "/dashboard/index.html", MG_ROUTE_DASHBOARD, 0, "GET", "index.html" },
+	{ "GET", "/dashboard/../etc/passwd", MG_ROUTE_NONE, 0, NULL, "" },
+	{ "GET", "/dashboard/a%2Fb", MG_ROUTE_NONE, 0, NULL, "" },
+	{ "GET", "/dashboard/sub/index.html", MG_ROUTE_NONE, 0, NULL, "" },
+	{ "GET", "/dashboardx", MG_ROUTE_NONE, 0, NULL, "" },
 	/* query strings and fragments are ignored */
 	{ "POST", "/v1/chat/completions?stream=1", MG_ROUTE_CHAT, 1, "POST", "" },
 	{ "POST", "/v1/embeddings?", MG_ROUTE_EMBEDDINGS, 1, "POST", "" },
