@@ -137,6 +137,15 @@ async function main() {
     await download.saveAs(path.join(outdir, 'usage.csv'));
     out.csvName = download.suggestedFilename();
 
+    // paging: the next 20, then back to the newest
+    await page.click('#req-next');
+    await settle(page);
+    out.page2 = (await observe(page)).latest;
+    out.page2First = await page.evaluate(() => !document.getElementById('req-first').disabled);
+    await page.click('#req-first');
+    await settle(page);
+    out.page1Again = (await observe(page)).latest;
+
     // filters: errors only; then today
     await page.selectOption('#f-status', '5xx');
     await settle(page);

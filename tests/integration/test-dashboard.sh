@@ -58,7 +58,8 @@ out=$(cli key revoke "${KA3:0:11}" 2>&1) || bail "key revoke" "$out"
 
 mg_stack_up "$CONF"
 
-for i in 1 2 3; do
+# 23 requests of alpha's in all: two pages of the latest requests
+for i in $(seq 1 19); do
     chat "$KA" "openai/gpt-4o-mini"
 done
 chat "$KA" "mock/echo" true
@@ -139,7 +140,7 @@ cli usage --project alpha --by model --since "$SINCE" --tz "$TZ_NAME" --format j
 cli usage --project alpha --by day --since "$SINCE" --tz "$TZ_NAME" --format csv \
     >"$MG_T/day.csv" 2>>"$MG_T/cli.err"
 cli catalog --project alpha --format json >"$MG_T/catalog.json" 2>>"$MG_T/cli.err"
-cli requests --project alpha --limit 20 --since "$SINCE" --tz "$TZ_NAME" --format json \
+cli requests --project alpha --limit 40 --since "$SINCE" --tz "$TZ_NAME" --format json \
     >"$MG_T/requests.json" 2>>"$MG_T/cli.err"
 expect_json "7 days in New York: seven days on each chart, the query in the browser's zone" \
     "j.project7d.spend.labels.length === 7 && j.project7d.calls.some((c) => c.includes('tz=America%2FNew_York'))" "$B"
@@ -167,9 +168,12 @@ expect_json "the models as chips by provider, with prices per million tokens, as
         c.data.every((m) => b.chips.some((x) => x.id === m.id && x.provider === m.provider &&
             (m.in_catalog ? x.price.includes('\$' + m.prompt_per_million) : /not in the catalog/.test(x.price)))))(f[0].project7d, f[1])" \
     "$B" "$MG_T/catalog.json"
-expect_json "the latest requests are the CLI's" \
-    "((b, c) => b.latest.length === c.data.length &&
-        b.latest.every((row, i) => row[0] === c.data[i].created_at && row[3] === c.data[i].model))(f[0].project7d, f[1])" \
+expect_json "the latest requests, 20 a page, then the older ones: the CLI's, in order" \
+    "((b, c) => { const all = b.project7d.latest.concat(b.page2);
+        return b.project7d.latest.length === 20 && b.page2.length === c.data.length - 20 &&
+            all.every((row, i) => row[0] === c.data[i].created_at && row[3] === c.data[i].model &&
+                                  row[7] === (c.data[i].cost === null ? '-' : c.data[i].cost)) &&
+            b.page2First && deepEq(b.page1Again, b.project7d.latest); })(f[0], f[1])" \
     "$B" "$MG_T/requests.json"
 expect_json "the status filter: 5xx shows the one failed request" \
     "j.errorsOnly.length === 1 && j.errorsOnly[0][5] === '502'" "$B"
