@@ -836,6 +836,26 @@ function usage(resultsFile, versionsText, outFile, prevRev, explains, pgSettings
     if (explains) md.push(`The plans of the reports that missed (EXPLAIN ANALYZE BUFFERS of each statement): ${explains}`);
     md.push('');
 
+    const dash = lines.filter((l) => l.kind === 'dashboard');
+    md.push('## The dashboard\'s first paint');
+    md.push('');
+    if (!dash.length) {
+        md.push('Not timed (no chromium or playwright-core on this machine).');
+    } else {
+        md.push(`Headless Chromium, a fresh page each load with the key already in the tab: from the start of ` +
+            `the navigation to every figure drawn (the page's calls to /v1/usage, /v1/quota, /v1/usage/models ` +
+            `and /v1/usage/requests answered through lighttpd and two responders), on the filled database; ` +
+            `one warm-up, then ${dash[0].n} loads; ms as p50 / p95 / max.`);
+        md.push('');
+        md.push(table(['key', 'range', 'ms', 'target', 'met'], dash.map((d) => [d.who, d.range,
+            `${d.ok ? '' : '**'}${d.p50.toFixed(0)}${d.ok ? '' : '**'} / ${d.p95.toFixed(0)} / ${d.max.toFixed(0)}`,
+            `p50 < ${d.target_ms} ms`, d.ok ? 'yes' : '**no** ✗'])));
+        for (const d of dash) {
+            if (!d.ok) misses.push(`dashboard, ${d.who}, ${d.range}: p50 ${d.p50.toFixed(0)} ms, target < ${d.target_ms} ms`);
+        }
+    }
+    md.push('');
+
     md.push('## Settlement: rollups on against the previous release');
     md.push('');
     const rounds = new Set(settles.map((r) => r.round)).size;
@@ -895,7 +915,7 @@ function usage(resultsFile, versionsText, outFile, prevRev, explains, pgSettings
     md.push('');
     md.push(flags.length ? '## ⚠ errors\n\n' + flags.map((f) => '- ' + f).join('\n') + '\n' : 'No errors.');
     process.stdout.write(md.join('\n') + '\n');
-    fs.writeFileSync(outFile, JSON.stringify({ fill, reports: rsummary, settlement: ssummary, runs: settles,
+    fs.writeFileSync(outFile, JSON.stringify({ fill, reports: rsummary, dashboard: dash, settlement: ssummary, runs: settles,
         prev: prevRev, explains: explains || null, versions, pg_settings: pgSettings || '', misses, flags }, null, 2) + '\n');
     process.stdout.write(`\nJSON: ${outFile}\n`);
     process.exit(flags.length || misses.length ? 1 : 0);

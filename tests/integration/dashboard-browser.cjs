@@ -157,6 +157,21 @@ async function main() {
     await settle(page);
     out.projectToday = await observe(page);
     out.projectToday.calls = out.apiCalls.splice(0);
+    // a custom range: the three days up to today, in the browser's zone
+    const today = await page.evaluate(() => new Intl.DateTimeFormat('en-CA', {
+        timeZone: Intl.DateTimeFormat().resolvedOptions().timeZone, year: 'numeric',
+        month: '2-digit', day: '2-digit' }).format(new Date()));
+    const from = new Date(today + 'T00:00:00Z');
+    from.setUTCDate(from.getUTCDate() - 2);
+    await page.selectOption('#range', 'custom');
+    await page.fill('#since', from.toISOString().slice(0, 10));
+    await page.fill('#until', today);
+    await page.click('#range-form button[type=submit]');
+    await settle(page);
+    out.projectCustom = await observe(page);
+    out.projectCustom.calls = out.apiCalls.splice(0);
+    out.projectCustom.from = from.toISOString().slice(0, 10);
+    out.projectCustom.to = today;
 
     // the admin key: every project, then one
     await page.click('#signout');

@@ -180,6 +180,10 @@ expect_json "the status filter: 5xx shows the one failed request" \
 expect_json "the range picker: today asks for today and shows one day" \
     "j.projectToday.spend.labels.length === 1 &&
      j.projectToday.calls.some((c) => c.includes('by=day') && !c.includes('since=$SINCE'))" "$B"
+expect_json "a custom range: from and to (inclusive) become since and until, three days shown" \
+    "((c) => c.spend.labels.length === 3 && c.spend.labels[0] === c.from && c.spend.labels[2] === c.to &&
+        c.calls.some((u) => u.includes('by=day') && u.includes('since=' + c.from) &&
+                            /until=\\d{4}-\\d{2}-\\d{2}/.test(u)))(j.projectCustom)" "$B"
 check_eq "the CSV download is modelgate usage --format csv for the same query" \
     "$(json_value "$B" 'j.csvName') $(cmp "$SHOTS/usage.csv" "$MG_T/day.csv" 2>&1 && echo same)" \
     "modelgate-usage.csv same"
