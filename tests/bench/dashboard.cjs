@@ -30,12 +30,28 @@ async function load(browser, key, range) {
         }, range);
     }
     await page.goto(base + '/dashboard/');
-    await page.waitForFunction(() => document.body.getAttribute('data-ready') === '1', null,
-        { timeout: 60000 });
-    const ms = await page.evaluate(() => performance.now());
-    const shown = await page.evaluate(() => document.getElementById('error').hidden);
+    try {
+        await page.waitForFunction(() => document.body.getAttribute('data-ready') === '1' ||
+            !document.getElementById('error').hidden ||
+            document.getElementById('signin-error').textContent !== '', null, { timeout: 60000 });
+    } catch (e) {
+        throw new Error(`no figures within 60 s (${range}): ${e.message}`);
+    }
+    const said = await page.evaluate(() => document.getElementById('error').textContent ||
+        document.getElementById('signin-error').textContent);
+    if (said) throw new Error(`the page said: ${said}`);
+    // the page marks the moment its figures are drawn (the last mark: a
+    // page signed in once draws once)
+    const ms = await page.evaluate(() => {
+        const m = performance.getEntriesByName('modelgate-ready');
+        return m.length ? m[m.length - 1].startTime : performance.now();
+    });
+    const calls = await page.evaluate(() => performance.getEntriesByType('resource')
+        .filter((r) => r.name.includes('/v1/'))
+        .map((r) => ({ path: new URL(r.name).pathname + new URL(r.name).search.slice(0, 40),
+            start: Math.round(r.startTime), ms: Math.round(r.duration) })));
+    if (process.env.MG_BENCH_DASHBOARD_CALLS) process.stderr.write(JSON.stringify({ range, ms, calls }) + '\n');
     await context.close();
-    if (!shown) throw new Error('the page showed an error');
     return ms;
 }
 

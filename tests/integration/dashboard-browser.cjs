@@ -23,6 +23,12 @@ async function ready(page) {
         !document.body.hasAttribute('data-busy'), null, { timeout: 20000 });
 }
 
+// the admin's reconciliation comes after the figures
+async function reconReady(page) {
+    await page.waitForFunction(() => document.body.getAttribute('data-recon-ready') === '1', null,
+        { timeout: 20000 });
+}
+
 async function settle(page) {
     await page.waitForTimeout(50);
     await page.waitForFunction(() => !document.body.hasAttribute('data-busy'), null,
@@ -177,6 +183,7 @@ async function main() {
     await page.click('#signout');
     await signIn(page, env.MG_KEY_ADMIN);
     await ready(page);
+    await reconReady(page);
     out.adminAll = await observe(page);
     out.adminAll.calls = out.apiCalls.splice(0);
     await page.screenshot({ path: path.join(outdir, 'dashboard-admin.png'), fullPage: true });
