@@ -418,12 +418,9 @@
             models.map((r) => [r.model, r.requests, r.total_tokens, r.cost, r.latency_ms.p50,
                 r.latency_ms.p95, r.ttft_ms.p50]));
         renderCap(quota);
-        if (state.admin) {
-            // the whole account's: drawn after the project's figures
-            document.body.removeAttribute('data-recon-ready');
-            renderRecon(p).catch((e) => showError(e.message))
-                .finally(() => document.body.setAttribute('data-recon-ready', '1'));
-        }
+        // the reconciliation reads the range's usage rows: on demand only
+        clear($('recon'));
+        document.body.removeAttribute('data-recon-ready');
     }
 
     function renderCap(quota) {
@@ -554,6 +551,10 @@
             guarded(renderRequests);
         });
         $('csv').addEventListener('click', () => guarded(downloadCsv));
+        $('recon-load').addEventListener('click', () => guarded(async () => {
+            await renderRecon(state.period);
+            document.body.setAttribute('data-recon-ready', '1');
+        }));
         for (const b of document.querySelectorAll('button[data-copy]')) {
             b.addEventListener('click', () => copyText($(b.getAttribute('data-copy')).textContent, b));
         }

@@ -183,6 +183,7 @@ async function main() {
     await page.click('#signout');
     await signIn(page, env.MG_KEY_ADMIN);
     await ready(page);
+    await page.click('#recon-load');
     await reconReady(page);
     out.adminAll = await observe(page);
     out.adminAll.calls = out.apiCalls.splice(0);
