@@ -453,3 +453,26 @@ mg_format_report(FILE *out, enum mg_report r, json_object *o, enum mg_format f)
 	}
 	return fflush(out) == 0 && !ferror(out) ? MG_OK : MG_ERR_IO;
 }
+
+enum mg_err
+mg_format_report_text(enum mg_report r, json_object *o, enum mg_format f, char **text,
+    size_t *len)
+{
+	FILE *out;
+	enum mg_err rc;
+
+	*text = NULL;
+	*len = 0;
+	out = open_memstream(text, len);
+	if (out == NULL)
+		return MG_ERR_NOMEM;
+	rc = mg_format_report(out, r, o, f);
+	if (fclose(out) != 0 && rc == MG_OK)
+		rc = MG_ERR_NOMEM;
+	if (rc != MG_OK) {
+		free(*text);
+		*text = NULL;
+		*len = 0;
+	}
+	return rc;
+}

@@ -28,5 +28,9 @@ int mg_format_parse(const char *name, enum mg_format *f) __attribute__((warn_unu
  * writing failed. */
 enum mg_err mg_format_report(FILE *out, enum mg_report r, json_object *o, enum mg_format f)
 	__attribute__((warn_unused_result));
+/* The same into memory: *text (malloc'd, NUL-terminated, *len bytes; the
+ * caller frees it), NULL on failure. */
+enum mg_err mg_format_report_text(enum mg_report r, json_object *o, enum mg_format f,
+    char **text, size_t *len) __attribute__((warn_unused_result));
 
 #endif

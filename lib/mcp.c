@@ -272,28 +272,6 @@ tool_arg(const struct tool *t, const char *name)
 	return -1;
 }
 
-/* The report's table, as the CLI prints it, for the text of the answer. */
-static char *
-render(enum mg_report r, json_object *o)
-{
-	char *text = NULL;
-	size_t n = 0;
-	FILE *f = open_memstream(&text, &n);
-
-	if (f == NULL)
-		return NULL;
-	if (mg_format_report(f, r, o, MG_FORMAT_TABLE) != MG_OK) {
-		fclose(f);
-		free(text);
-		return NULL;
-	}
-	if (fclose(f) != 0) {
-		free(text);
-		return NULL;
-	}
-	return text;
-}
-
 /* Runs tool t with the arguments object a (NULL: none). */
 static json_object *
 call_tool(struct mg_mcp *m, const struct tool *t, json_object *a)
@@ -303,6 +281,7 @@ call_tool(struct mg_mcp *m, const struct tool *t, json_object *a)
 	json_object *o = NULL, *r, *content, *c;
 	enum mg_err rc;
 	char *text;
+	size_t textlen;
 	int k = 0;
 
 	memset(&q, 0, sizeof(q));
@@ -365,7 +344,9 @@ call_tool(struct mg_mcp *m, const struct tool *t, json_object *a)
 	r = json_object_new_object();
 	content = json_object_new_array();
 	c = json_object_new_object();
-	text = render(t->report, o);
+	/* the report's table, as the CLI prints it */
+	if (mg_format_report_text(t->report, o, MG_FORMAT_TABLE, &text, &textlen) != MG_OK)
+		text = NULL;
 	json_object_object_add(c, "type", json_object_new_string("text"));
 	json_object_object_add(c, "text", json_object_new_string(text != NULL ? text : ""));
 	free(text);

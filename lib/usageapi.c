@@ -102,15 +102,10 @@ static void
 send_csv(struct mg_worker *w, struct mg_exchange *x, enum mg_report which, json_object *o)
 {
 	struct mg_apierror e;
-	char *text = NULL;
-	size_t n = 0;
-	FILE *f = open_memstream(&text, &n);
-	enum mg_err rc = f != NULL ? mg_format_report(f, which, o, MG_FORMAT_CSV) : MG_ERR_NOMEM;
+	char *text;
+	size_t n;
 
-	if (f != NULL && fclose(f) != 0)
-		rc = MG_ERR_NOMEM;
-	if (rc != MG_OK) {
-		free(text);
+	if (mg_format_report_text(which, o, MG_FORMAT_CSV, &text, &n) != MG_OK) {
 		mg_apierror_set(&e, 500, "server_error", NULL, NULL,
 		    "The gateway could not write the report as CSV.");
 		mg_exchange_send_error(w, x, &e);

@@ -233,6 +233,17 @@ LANGUAGE sql STABLE AS $$
      GROUP BY 1
 $$;
 
+-- The reconciled-through watermark: the creation time of the oldest
+-- request not in a final state (pending, or waiting for a lookup); NULL
+-- when there is none.
+CREATE OR REPLACE FUNCTION mg_recon_watermark()
+RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT least((SELECT min(r.created_at) FROM reservations r),
+                 (SELECT min(u.created_at) FROM usage_events u
+                   WHERE u.recon_next_at IS NOT NULL))
+$$;
+
 -- The UTC days due for a close at p_now, oldest first: ended p_after ago
 -- or more, at most 30 days ago (the upstream's activity reaches no
 -- further), not before the first day the gateway counted, not closed and
@@ -252,10 +263,7 @@ BEGIN
     IF v_first IS NULL THEN
         RETURN;
     END IF;
-    SELECT least((SELECT min(r.created_at) FROM reservations r),
-                 (SELECT min(u.created_at) FROM usage_events u
-                   WHERE u.recon_next_at IS NOT NULL))
-      INTO v_mark;
+    v_mark := mg_recon_watermark();
     RETURN QUERY
     SELECT d::date FROM generate_series(greatest(v_first, v_today - 30), v_today - 1,
                                         interval '1 day') AS d

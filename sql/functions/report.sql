@@ -793,11 +793,7 @@ BEGIN
     IF v_until < v_p.until THEN
         v_until := v_until + interval '1 day';
     END IF;
-    -- the oldest row not in a final state: pending, or waiting for a lookup
-    SELECT least((SELECT min(r.created_at) FROM reservations r),
-                 (SELECT min(u.created_at) FROM usage_events u
-                   WHERE u.recon_next_at IS NOT NULL))
-      INTO v_mark;
+    v_mark := mg_recon_watermark();
     WITH r AS (
         SELECT (u.created_at AT TIME ZONE 'UTC')::date AS day, coalesce(u.model, '') AS model,
                u.recon_state, u.cost, a.amount
