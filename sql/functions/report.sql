@@ -196,50 +196,60 @@ $$;
 
 -- The runs of rollup buckets whose signed sum is exactly [p_lo, p_hi)
 -- (both on quarter hours): the UTC months nearest its ends, corrected by
--- the UTC days up to its ends, corrected by hours, then quarter hours.  Each run is
--- the buckets of one grain in [lo, hi), counted with sign.
+-- the UTC days up to its ends, then (p_six: reading the keys' totals, which
+-- have them) by the six-hour blocks, then by hours, then quarter hours.
+-- Each run is the buckets of one grain ('m', 'd', 's', 'h' or 'q') in
+-- [lo, hi), counted with sign.
 CREATE OR REPLACE FUNCTION mg_report_runs(p_lo timestamptz, p_hi timestamptz,
-    p_sign integer DEFAULT 1, p_level integer DEFAULT 0)
+    p_six boolean, p_sign integer DEFAULT 1, p_level integer DEFAULT 0)
 RETURNS TABLE (grain "char", lo timestamptz, hi timestamptz, sign integer)
 LANGUAGE plpgsql IMMUTABLE
-ROWS 4   -- one to five runs, not the planner's 1000
+ROWS 4   -- one to seven runs, not the planner's 1000
 AS $$
 DECLARE
     a timestamptz;
     b timestamptz;
+    v_next integer := p_level + 1;
 BEGIN
     IF p_lo >= p_hi THEN
         RETURN;
     END IF;
-    IF p_level >= 3 THEN
+    IF p_level >= 4 THEN
         grain := 'q';  lo := p_lo;  hi := p_hi;  sign := p_sign;
         RETURN NEXT;
         RETURN;
     END IF;
-    grain := CASE p_level WHEN 0 THEN 'm' WHEN 1 THEN 'd' ELSE 'h' END;
+    IF v_next = 2 AND NOT p_six THEN
+        v_next := 3;
+    END IF;
+    grain := ('{m,d,s,h}'::"char"[])[p_level + 1];
     a := mg_report_nearest(grain, p_lo);
     b := mg_report_nearest(grain, p_hi);
     IF a >= b THEN
-        RETURN QUERY SELECT * FROM mg_report_runs(p_lo, p_hi, p_sign, p_level + 1);
+        RETURN QUERY SELECT * FROM mg_report_runs(p_lo, p_hi, p_six, p_sign, v_next);
         RETURN;
     END IF;
     lo := a;  hi := b;  sign := p_sign;
     RETURN NEXT;
     IF p_lo < a THEN
-        RETURN QUERY SELECT * FROM mg_report_runs(p_lo, a, p_sign, p_level + 1);
+        RETURN QUERY SELECT * FROM mg_report_runs(p_lo, a, p_six, p_sign, v_next);
     ELSIF a < p_lo THEN
-        RETURN QUERY SELECT * FROM mg_report_runs(a, p_lo, -p_sign, p_level + 1);
+        RETURN QUERY SELECT * FROM mg_report_runs(a, p_lo, p_six, -p_sign, v_next);
     END IF;
     IF b < p_hi THEN
-        RETURN QUERY SELECT * FROM mg_report_runs(b, p_hi, p_sign, p_level + 1);
+        RETURN QUERY SELECT * FROM mg_report_runs(b, p_hi, p_six, p_sign, v_next);
     ELSIF p_hi < b THEN
-        RETURN QUERY SELECT * FROM mg_report_runs(p_hi, b, -p_sign, p_level + 1);
+        RETURN QUERY SELECT * FROM mg_report_runs(p_hi, b, p_six, -p_sign, v_next);
     END IF;
 END
 $$;
 
--- The start of the UTC month ('m'), day ('d') or hour ('h') nearest p_at
--- (the earlier one on a tie).
+-- Runs take p_six since version 11.
+DROP FUNCTION IF EXISTS mg_report_runs(timestamptz, timestamptz, integer, integer);
+
+-- The start of the UTC month ('m'), day ('d'), six-hour block ('s': from
+-- 00:00, 06:00, 12:00 or 18:00) or hour ('h') nearest p_at (the earlier
+-- one on a tie).
 CREATE OR REPLACE FUNCTION mg_report_nearest(p_grain "char", p_at timestamptz)
 RETURNS timestamptz
 LANGUAGE sql IMMUTABLE AS $$
@@ -247,9 +257,14 @@ LANGUAGE sql IMMUTABLE AS $$
       FROM (SELECT f, CASE p_grain
                       WHEN 'm' THEN (f AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC'
                       WHEN 'd' THEN f + interval '24 hours'
+                      WHEN 's' THEN f + interval '6 hours'
                       ELSE f + interval '1 hour' END AS c
-              FROM (SELECT date_trunc(CASE p_grain WHEN 'm' THEN 'month' WHEN 'd' THEN 'day'
-                                      ELSE 'hour' END, p_at, 'UTC') AS f) x) y
+              FROM (SELECT CASE p_grain
+                           WHEN 's' THEN date_bin('6 hours', p_at,
+                                                  timestamptz '2000-01-01 00:00:00+00')
+                           ELSE date_trunc(CASE p_grain WHEN 'm' THEN 'month'
+                                           WHEN 'd' THEN 'day' ELSE 'hour' END, p_at, 'UTC')
+                           END AS f) x) y
 $$;
 
 -- The upper bounds (milliseconds) of the histogram buckets 0..14; bucket
@@ -261,36 +276,42 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT '{25,50,100,150,250,400,600,1000,1500,2500,4000,6000,10000,20000,60000}'::integer[]
 $$;
 
--- The p_q quantile (0 < p_q < 1) of a cumulative histogram (element i
--- counts the requests of buckets 0 .. i-1, as the rollups keep them):
--- linear within the bucket where it falls; the lower bound of the last
--- bucket when it falls there; NULL when the histogram is empty.  The
+-- The median and the 95th percentile of a cumulative histogram (element
+-- i counts the requests of buckets 0 .. i-1, as the rollups keep them), as
+-- the text of two JSON members: "p50" : <ms>, "p95" : <ms>.  Each is
+-- linear within the bucket where it falls, the lower bound of the last
+-- bucket when it falls there, and null when the histogram is empty.  The
 -- bucket is the first whose count reaches the rank: a binary search
--- (width_bucket) over the counts, which are integers.
-CREATE OR REPLACE FUNCTION mg_hist_quantile(p_q double precision, p_cum numeric[])
-RETURNS integer
+-- (width_bucket) over the counts, which are integers.  Both in one call:
+-- a report over every key computes thousands of them, and the call costs
+-- more than the search.
+CREATE OR REPLACE FUNCTION mg_hist_p50_p95(p_cum numeric[])
+RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
     b     constant integer[] := mg_hist_bounds();
     want  numeric;
-    seen  numeric;
     i     integer;
+    v     integer[] := '{}';
 BEGIN
     IF p_cum[16] IS NULL OR p_cum[16] <= 0 THEN
-        RETURN NULL;
+        RETURN '"p50" : null, "p95" : null';
     END IF;
-    want := p_q * p_cum[16];
-    -- the counts below the rank: those at most ceil(rank) - 1
-    i := 1 + width_bucket(ceil(want) - 1, p_cum);
-    IF i >= 16 THEN
-        RETURN b[15];
-    ELSIF i = 1 THEN
-        RETURN round(b[1] * want / p_cum[1]);
-    END IF;
-    seen := p_cum[i - 1];
-    RETURN round(b[i - 1] + (b[i] - b[i - 1]) * (want - seen) / (p_cum[i] - seen));
+    -- exact ranks: a decimal times a count, no binary fraction
+    FOREACH want IN ARRAY ARRAY[0.5 * p_cum[16], 0.95 * p_cum[16]] LOOP
+        -- the buckets whose counts are below the rank: at most ceil(rank) - 1
+        i := width_bucket(ceil(want) - 1, p_cum);
+        v := v || CASE WHEN i >= 15 THEN b[15]
+                       WHEN i = 0 THEN round(b[1] * want / p_cum[1])
+                       ELSE round(b[i] + (b[i + 1] - b[i]) * (want - p_cum[i])
+                                  / (p_cum[i + 1] - p_cum[i])) END::integer;
+    END LOOP;
+    RETURN '"p50" : ' || v[1] || ', "p95" : ' || v[2];
 END
 $$;
+
+-- Replaced by mg_hist_p50_p95, which gives both percentiles in one call.
+DROP FUNCTION IF EXISTS mg_hist_quantile(double precision, numeric[]);
 
 -- The metrics of a group of rollups as a report shows them (p_lat and
 -- p_ttft: the group's cumulative histograms), as the text of the last
@@ -315,12 +336,10 @@ LANGUAGE sql STABLE AS $$
         '", "latency_ms" : {"avg" : ',
         coalesce((CASE WHEN p_latency_n > 0 THEN round(p_latency_ms / p_latency_n) END)::text,
                  'null'),
-        ', "p50" : ', coalesce(mg_hist_quantile(0.5, p_lat)::text, 'null'),
-        ', "p95" : ', coalesce(mg_hist_quantile(0.95, p_lat)::text, 'null'),
+        ', ', mg_hist_p50_p95(p_lat),
         '}, "ttft_ms" : {"avg" : ',
         coalesce((CASE WHEN p_ttft_n > 0 THEN round(p_ttft_ms / p_ttft_n) END)::text, 'null'),
-        ', "p50" : ', coalesce(mg_hist_quantile(0.5, p_ttft)::text, 'null'),
-        ', "p95" : ', coalesce(mg_hist_quantile(0.95, p_ttft)::text, 'null'), '}}')
+        ', ', mg_hist_p50_p95(p_ttft), '}}')
 $$;
 
 -- Reports write their metrics as text since version 8.
@@ -375,6 +394,7 @@ DECLARE
     v_hi     timestamptz[];
     v_label  text[];
     v_keys   boolean;
+    v_all    boolean;
     v_out    json;
 BEGIN
     FOREACH v_d IN ARRAY coalesce(p_by, '{}') LOOP
@@ -398,16 +418,21 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 
-    -- without a model in the question, a project's hours, days and months
-    -- are read from its keys' totals (grains 'H', 'D', 'M': a few rows a
-    -- key, not one per model)
-    v_keys := p_model IS NULL AND NOT ('model' = ANY (v_by) OR 'endpoint' = ANY (v_by));
+    -- without a model or a status in the question, a project's hours,
+    -- six-hour blocks, days and months are read from its keys' totals
+    -- (grains 'H', 'S', 'D', 'M': one row a key, not one per model and
+    -- status; see 011_key_totals.sql)
+    v_keys := p_model IS NULL AND NOT ('model' = ANY (v_by) OR 'endpoint' = ANY (v_by)
+                                       OR 'status' = ANY (v_by));
 
     -- the projects to read: one, every one, or all together (project 0)
+    v_all := false;
     IF v_s.project_id IS NOT NULL THEN
         v_pids := ARRAY[v_s.project_id];
     ELSIF v_s.key_ids IS NOT NULL OR 'project' = ANY (v_by) OR 'key' = ANY (v_by) THEN
         SELECT array_agg(p.id ORDER BY p.id) INTO v_pids FROM projects p;
+        -- every project's rows, of any key: read by bucket
+        v_all := v_s.key_ids IS NULL;
     ELSE
         v_pids := ARRAY[0::bigint];
     END IF;
@@ -440,7 +465,7 @@ BEGIN
                WITH ORDINALITY AS i(lo, hi, label, n)
     ), rn AS (
         SELECT iv.label, iv.n, r.grain, r.lo, r.hi, r.sign
-          FROM iv, mg_report_runs(iv.lo, iv.hi) AS r
+          FROM iv, mg_report_runs(iv.lo, iv.hi, v_keys AND v_pids <> ARRAY[0::bigint]) AS r
     ), f AS (
         -- the compaction frontier, read in this statement's snapshot (as
         -- one value: joined, it put every row read behind a Materialize)
@@ -454,16 +479,30 @@ BEGIN
           FROM rn
           -- one index scan a run, over the projects' ranges of its grain
           -- ("OFFSET 0" keeps the planner from reading every rollup of
-          -- the projects and joining the runs to them afterwards)
+          -- the projects and joining the runs to them afterwards) ...
           JOIN LATERAL (
                SELECT * FROM usage_rollup u
-                WHERE u.project_id = ANY (v_pids)
+                WHERE NOT v_all AND u.project_id = ANY (v_pids)
                   AND u.grain = CASE WHEN v_keys AND v_pids <> ARRAY[0::bigint] AND rn.grain <> 'q'
                                      THEN upper(rn.grain::text)::"char" ELSE rn.grain END
                   AND u.bucket >= rn.lo AND u.bucket < rn.hi
                OFFSET 0) u ON true
          WHERE (rn.grain <> 'q' OR u.project_id = 0 OR u.bucket < (SELECT f.f FROM f))
            AND (v_s.key_ids IS NULL OR u.key_id = ANY (v_s.key_ids))
+           AND (p_model IS NULL OR u.model = p_model)
+        UNION ALL
+        -- ... or, for every project, one range scan a run over its grain's
+        -- buckets (usage_rollup_bucket_idx), not one descent per project
+        SELECT rn.label, rn.n, rn.sign, u.*
+          FROM rn
+          JOIN LATERAL (
+               SELECT * FROM usage_rollup u
+                WHERE v_all AND u.project_id <> 0
+                  AND u.grain = CASE WHEN v_keys AND rn.grain <> 'q'
+                                     THEN upper(rn.grain::text)::"char" ELSE rn.grain END
+                  AND u.bucket >= rn.lo AND u.bucket < rn.hi
+               OFFSET 0) u ON true
+         WHERE (rn.grain <> 'q' OR u.bucket < (SELECT f.f FROM f))
            AND (p_model IS NULL OR u.model = p_model)
         UNION ALL
         -- from the frontier on: the projects' quarters
@@ -496,7 +535,7 @@ BEGIN
                CASE WHEN 'status' = ANY (v_by) THEN x.status_class END AS status_class,
                x.n, x.label,
                sum(x.sign * x.requests) AS requests,
-               coalesce(sum(x.sign * x.requests) FILTER (WHERE x.status_class >= 4), 0) AS errors,
+               sum(x.sign * x.errors) AS errors,
                sum(x.sign * x.prompt_tokens) AS prompt_tokens,
                sum(x.sign * x.completion_tokens) AS completion_tokens,
                sum(x.sign * x.total_tokens) AS total_tokens,

@@ -11,7 +11,7 @@
 -- the compaction lock, taken alone; whoever holds it takes no counter row
 -- (project_quota) and no usage row.
 
--- mg_hist_bounds() and mg_hist_quantile are in report.sql (applied first).
+-- mg_hist_bounds() and mg_hist_p50_p95 are in report.sql (applied first).
 
 -- The bucket (0 to 15) of p_ms milliseconds; NULL for NULL.
 CREATE OR REPLACE FUNCTION mg_hist_bucket(p_ms integer)
@@ -24,10 +24,11 @@ $$;
 -- p_key, model p_model and endpoint p_endpoint goes into, those numbered
 -- p_from to p_to of: 0 its project's quarter hour; 1..3 its project's
 -- hour, UTC day and month; 4..7 project 0's quarter, hour, day and month;
--- 8..10 its key's totals of the hour, day and month (model and endpoint
--- '').  Settlement counts into 0 only, compaction folds a quarter into
--- 1..10, a delta behind the frontier goes into 0..10.  LANGUAGE sql, one
--- SELECT: the planner inlines it into its callers' statements.
+-- 8..10 its key's totals of the hour, day and month, 11 of the six-hour
+-- block (model and endpoint '', every status: see 011_key_totals.sql).
+-- Settlement counts into 0 only, compaction folds a quarter into 1..11, a
+-- delta behind the frontier goes into 0..11.  LANGUAGE sql, one SELECT:
+-- the planner inlines it into its callers' statements.
 CREATE OR REPLACE FUNCTION mg_rollup_targets(p_project bigint, p_key bigint, p_model text,
     p_endpoint text, p_at timestamptz, p_from integer, p_to integer)
 RETURNS TABLE (pid bigint, kid bigint, grain "char", bucket timestamptz, model text,
@@ -35,9 +36,10 @@ RETURNS TABLE (pid bigint, kid bigint, grain "char", bucket timestamptz, model t
 LANGUAGE sql STABLE AS $$
     SELECT CASE WHEN k BETWEEN 4 AND 7 THEN 0 ELSE p_project END,
            CASE WHEN k BETWEEN 4 AND 7 THEN 0 ELSE p_key END,
-           ('{q,h,d,m,q,h,d,m,H,D,M}'::"char"[])[k + 1],
-           CASE ('{0,1,2,3,0,1,2,3,1,2,3}'::integer[])[k + 1]
+           ('{q,h,d,m,q,h,d,m,H,D,M,S}'::"char"[])[k + 1],
+           CASE ('{0,1,2,3,0,1,2,3,1,2,3,4}'::integer[])[k + 1]
                 WHEN 0 THEN date_bin('15 minutes', p_at, timestamptz '2000-01-01 00:00:00+00')
+                WHEN 4 THEN date_bin('6 hours', p_at, timestamptz '2000-01-01 00:00:00+00')
                 WHEN 1 THEN date_trunc('hour', p_at, 'UTC')
                 WHEN 2 THEN date_trunc('day', p_at, 'UTC')
                 ELSE date_trunc('month', p_at, 'UTC') END,
@@ -47,8 +49,11 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Adds rollup rows (whose counts are increments) to usage_rollup: a new
--- key gets the row, an existing one the sums.  Rows are locked in key
--- order.
+-- key gets the row, an existing one the sums.  Rows are written in time
+-- order, bucket by bucket, so that the new rows of one bucket lie together
+-- on disk: a report over every project reads an hour of all keys from a
+-- few dozen pages, not from one page per row.  Only the holder of the
+-- compaction lock merges, so no order of locks is needed.
 CREATE OR REPLACE FUNCTION mg_rollup_merge(p_rows usage_rollup[])
 RETURNS void
 -- plpgsql: the statement is planned once per connection (a LANGUAGE sql
@@ -57,7 +62,7 @@ LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO usage_rollup AS r
     SELECT * FROM unnest(p_rows) AS x
-     ORDER BY x.project_id, x.grain, x.bucket, x.key_id, x.model, x.endpoint, x.status_class
+     ORDER BY x.grain, x.bucket, x.project_id, x.key_id, x.model, x.endpoint, x.status_class
     ON CONFLICT (project_id, grain, bucket, key_id, model, endpoint, status_class) DO UPDATE
        SET requests = r.requests + excluded.requests,
            prompt_tokens = r.prompt_tokens + excluded.prompt_tokens,
@@ -79,14 +84,15 @@ BEGIN
            t6 = r.t6 + excluded.t6, t7 = r.t7 + excluded.t7, t8 = r.t8 + excluded.t8,
            t9 = r.t9 + excluded.t9, t10 = r.t10 + excluded.t10, t11 = r.t11 + excluded.t11,
            t12 = r.t12 + excluded.t12, t13 = r.t13 + excluded.t13,
-           t14 = r.t14 + excluded.t14, t15 = r.t15 + excluded.t15;
+           t14 = r.t14 + excluded.t14, t15 = r.t15 + excluded.t15,
+           errors = r.errors + excluded.errors;
 END
 $$;
 
 -- The rollup row of each delta of p_deltas alone: its project's quarter
 -- hour, its status class, its counts, and its latency and time to first
--- token in the cumulative histograms (a cost adjustment, requests 0,
--- counts no latency).  LANGUAGE sql, one SELECT: inlined into the fold and
+-- token in the cumulative histograms, and whether it is an error (a cost
+-- adjustment, requests 0, counts no latency and no error).  LANGUAGE sql, one SELECT: inlined into the fold and
 -- into the reports, which read the pending rows through it.
 CREATE OR REPLACE FUNCTION mg_rollup_rows(p_deltas mg_usage_delta[])
 RETURNS SETOF usage_rollup
@@ -116,7 +122,8 @@ LANGUAGE sql IMMUTABLE AS $$
            (h.tb <= 8)::integer::bigint, (h.tb <= 9)::integer::bigint,
            (h.tb <= 10)::integer::bigint, (h.tb <= 11)::integer::bigint,
            (h.tb <= 12)::integer::bigint, (h.tb <= 13)::integer::bigint,
-           (h.tb <= 14)::integer::bigint, (h.tb <= 15)::integer::bigint
+           (h.tb <= 14)::integer::bigint, (h.tb <= 15)::integer::bigint,
+           CASE WHEN d.status >= 400 THEN d.requests ELSE 0 END::bigint
       FROM unnest(p_deltas) AS d
      CROSS JOIN LATERAL (
            -- 16 (no bucket) when there is no latency, or no request
@@ -128,14 +135,15 @@ $$;
 
 -- The sums of the rollup rows p_rows (quarter hours) in the rows they go
 -- into: those numbered p_from to p_to of mg_rollup_targets, and p_from
--- to 10 for a row before p_all_before.  One row per target, for
--- mg_rollup_merge.
+-- to 11 for a row before p_all_before.  One row per target, for
+-- mg_rollup_merge; a key's totals count every status class (-1).
 CREATE OR REPLACE FUNCTION mg_rollup_sums(p_rows usage_rollup[], p_from integer,
     p_to integer, p_all_before timestamptz)
 RETURNS usage_rollup[]
 LANGUAGE sql IMMUTABLE AS $$
     SELECT array_agg(t::usage_rollup)
-      FROM (SELECT g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, r.status_class,
+      FROM (SELECT g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint,
+                   CASE WHEN g.grain IN ('H', 'S', 'D', 'M') THEN -1 ELSE r.status_class END,
                    sum(r.requests), sum(r.prompt_tokens), sum(r.completion_tokens),
                    sum(r.total_tokens), sum(r.cost), sum(r.latency_n), sum(r.latency_ms),
                    sum(r.ttft_n), sum(r.ttft_ms),
@@ -144,11 +152,11 @@ LANGUAGE sql IMMUTABLE AS $$
                    sum(r.l12), sum(r.l13), sum(r.l14), sum(r.l15),
                    sum(r.t0), sum(r.t1), sum(r.t2), sum(r.t3), sum(r.t4), sum(r.t5),
                    sum(r.t6), sum(r.t7), sum(r.t8), sum(r.t9), sum(r.t10), sum(r.t11),
-                   sum(r.t12), sum(r.t13), sum(r.t14), sum(r.t15)
+                   sum(r.t12), sum(r.t13), sum(r.t14), sum(r.t15), sum(r.errors)
               FROM unnest(p_rows) AS r
              CROSS JOIN LATERAL mg_rollup_targets(r.project_id, r.key_id, r.model, r.endpoint,
-                   r.bucket, p_from, CASE WHEN r.bucket < p_all_before THEN 10 ELSE p_to END) g
-             GROUP BY g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, r.status_class) t
+                   r.bucket, p_from, CASE WHEN r.bucket < p_all_before THEN 11 ELSE p_to END) g
+             GROUP BY g.pid, g.grain, g.bucket, g.kid, g.model, g.endpoint, 7) t
 $$;
 
 -- Counts usage rows (or cost changes) in the rollups, in the caller's
@@ -252,7 +260,7 @@ BEGIN
         v_rows := mg_rollup_sums(ARRAY(SELECT r FROM usage_rollup r
                                         WHERE r.grain = 'q' AND r.project_id <> 0
                                           AND r.bucket >= v_lo AND r.bucket < v_hi),
-                                 1, 10, NULL);
+                                 1, 11, NULL);
         IF v_rows IS NOT NULL THEN
             PERFORM mg_rollup_merge(v_rows);
         END IF;

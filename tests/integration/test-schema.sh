@@ -136,11 +136,11 @@ conf_for "$FRESH"
 
 out=$(migrate "$FRESH" 2>&1)
 check_eq "fresh: db migrate applies the schema files" "$out" \
-    "migrations: 6 applied, schema version 10"
+    "migrations: 7 applied, schema version 11"
 dump "$FRESH" "$MG_T/fresh.sql"
 out=$(migrate "$FRESH" 2>&1)
 check_eq "fresh: db migrate again applies nothing" "$out" \
-    "migrations: 0 applied, schema version 10"
+    "migrations: 0 applied, schema version 11"
 dump "$FRESH" "$MG_T/fresh-again.sql"
 check "fresh: the second run leaves the schema as it was" \
     cmp -s "$MG_T/fresh.sql" "$MG_T/fresh-again.sql"
@@ -179,8 +179,8 @@ out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$UPG" -c "
           FROM api_keys k, generate_series(1, 20) AS i;" 2>&1) ||
     bail "rows in the old database" "$out"
 out=$(migrate "$UPG" 2>&1)
-check_eq "upgrade: db migrate on a version-5 database applies 006 to 010" "$out" \
-    "migrations: 5 applied, schema version 10"
+check_eq "upgrade: db migrate on a version-5 database applies 006 to 011" "$out" \
+    "migrations: 6 applied, schema version 11"
 dump "$UPG" "$MG_T/upgraded.sql"
 if cmp -s "$MG_T/fresh.sql" "$MG_T/upgraded.sql"; then
     tap_ok "upgrade: pg_dump --schema-only equals the fresh database's"
@@ -199,7 +199,7 @@ check_eq "upgrade: the usage rows are kept, in their months' partitions" \
 check_eq "upgrade: the rollups count the old rows once (each grain, the keys' totals too)" \
     "$(psql_value "$UPG" "SELECT grain::text || ' ' || sum(requests) || ' ' || sum(cost) || ' '
         || sum(total_tokens) FROM usage_rollup WHERE project_id <> 0 GROUP BY grain ORDER BY 1" |
-        tr '\n' ' ')" "$(for g in D H M d h m q; do printf '%s 20 0.000210 630 ' "$g"; done)"
+        tr '\n' ' ')" "$(for g in D H M S d h m q; do printf '%s 20 0.000210 630 ' "$g"; done)"
 check_eq "upgrade: the histograms are cumulative (l15 counts every latency)" \
     "$(psql_value "$UPG" "SELECT count(*) FILTER (WHERE l15 <> latency_n OR t15 <> ttft_n
                                   OR l14 > l15 OR l0 > l1 OR l2 > l3)
@@ -233,15 +233,15 @@ out=$( (printf 'SET client_min_messages = warning;\nBEGIN;\n'
         "0, 1, 0, 2, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0") |
     psql -X -q -v ON_ERROR_STOP=1 -d "$V6" 2>&1) || bail "a version-6 database" "$out"
 out=$(migrate "$V6" 2>&1)
-check_eq "upgrade: db migrate on a version-6 database applies 007 to 010" "$out" \
-    "migrations: 4 applied, schema version 10"
+check_eq "upgrade: db migrate on a version-6 database applies 007 to 011" "$out" \
+    "migrations: 5 applied, schema version 11"
 check_eq "upgrade: 007 moves each grain to its partition, adds the keys' totals, histograms summed up" \
     "$(psql_value "$V6" "SELECT tableoid::regclass || ' ' || requests || ' ' || cost || ' '
             || concat_ws(',', l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15)
             || ' ' || concat_ws(',', t0, t1, t2, t3, t4, t5, t6, t7, t8, t9, t10, t11, t12, t13,
                                 t14, t15)
         FROM usage_rollup ORDER BY grain" | tr '\n' ';')" \
-    "$(for g in kd kh km d h m q; do printf 'usage_rollup_%s 6 0.000123 0,1,1,3,3,3,3,3,3,6,6,6,6,6,6,6 0,0,0,0,0,0,0,0,0,1,2,2,2,2,2,2;' "$g"; done)"
+    "$(for g in kd kh km ks d h m q; do printf 'usage_rollup_%s 6 0.000123 0,1,1,3,3,3,3,3,3,6,6,6,6,6,6,6 0,0,0,0,0,0,0,0,0,1,2,2,2,2,2,2;' "$g"; done)"
 dump "$V6" "$MG_T/v6.sql"
 check "upgrade: the version-6 database ends with the fresh one's schema" \
     cmp -s "$MG_T/fresh.sql" "$MG_T/v6.sql"
@@ -277,7 +277,7 @@ for i in 1 2 3 4; do
 done
 check_eq "race: four concurrent runs all succeed" "$fails" 0
 check_eq "race: the schema file was applied once" \
-    "$(cat "$MG_T"/race-*.out | grep -c '^migrations: 6 applied')" 1
+    "$(cat "$MG_T"/race-*.out | grep -c '^migrations: 7 applied')" 1
 dump "$RACE" "$MG_T/race.sql"
 check "race: the schema equals the fresh database's" cmp -s "$MG_T/fresh.sql" "$MG_T/race.sql"
 

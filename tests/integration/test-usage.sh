@@ -336,7 +336,7 @@ check_eq "totals of all projects equal the usage rows' count and cost" \
 # compaction folds them into the days, months and all-projects rows (and
 # the keys' totals, which a report without a model reads): the reports are
 # the same objects before and after.
-cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,key,status \
+cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,key \
     --tz Asia/Kolkata --format json >"$MG_T/keys.json" 2>"$MG_T/cli.err"
 out=$(sql_now "SELECT mg_rollup_compact(now() + interval '1 hour', interval '0')")
 check "compaction up to the next hour ($out)" test -n "$out"
@@ -344,10 +344,29 @@ cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by pro
     --format json >"$MG_T/all-compacted.json" 2>"$MG_T/cli.err"
 expect_json "the report is the same object after compaction" 'deepEq(f[0], f[1])' \
     "$MG_T/all.json" "$MG_T/all-compacted.json"
-cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,key,status \
+cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,key \
     --tz Asia/Kolkata --format json >"$MG_T/keys-compacted.json" 2>"$MG_T/cli.err"
 expect_json "by key (the keys' totals) the same after compaction, in +05:30 too" \
     'deepEq(f[0], f[1]) && f[0].data.length > 3' "$MG_T/keys.json" "$MG_T/keys-compacted.json"
+sql_now "SELECT json_agg(json_build_object('project', p.name, 'key', k.prefix,
+             'requests', u.n, 'errors', u.errors, 'cost', u.cost::text,
+             'total_tokens', u.tokens))
+           FROM (SELECT project_id, key_id, count(*) AS n,
+                        count(*) FILTER (WHERE status >= 400) AS errors,
+                        coalesce(trim_scale(sum(cost)), 0) AS cost,
+                        coalesce(sum(total_tokens), 0) AS tokens
+                   FROM usage_events WHERE settled_at IS NOT NULL
+                  GROUP BY 1, 2) u
+           JOIN projects p ON p.id = u.project_id
+           LEFT JOIN api_keys k ON k.id = u.key_id" >"$MG_T/key-sums.json"
+expect_json "by key (every status in one row), each group equals the sums over usage_events" \
+    'f[1].length === f[0].data.length && f[1].every((s) => f[0].data.some((g) =>
+        g.project === s.project && g.key === s.key && g.requests === s.requests &&
+        g.errors === s.errors && g.cost === s.cost && g.total_tokens === s.total_tokens))' \
+    "$MG_T/keys-compacted.json" "$MG_T/key-sums.json"
+# by key and status: the rows by model, which keep the status class
+cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,key,status \
+    --tz America/New_York --format json >"$MG_T/key-status.json" 2>"$MG_T/cli.err"
 sql_now "SELECT json_agg(json_build_object('project', p.name, 'key', k.prefix,
              'status', u.sc || 'xx', 'requests', u.n, 'cost', u.cost::text))
            FROM (SELECT project_id, key_id, status / 100 AS sc, count(*) AS n,
@@ -355,12 +374,12 @@ sql_now "SELECT json_agg(json_build_object('project', p.name, 'key', k.prefix,
                    FROM usage_events WHERE settled_at IS NOT NULL
                   GROUP BY 1, 2, 3) u
            JOIN projects p ON p.id = u.project_id
-           LEFT JOIN api_keys k ON k.id = u.key_id" >"$MG_T/key-sums.json"
-expect_json "by key, every group equals the sums over usage_events exactly" \
+           LEFT JOIN api_keys k ON k.id = u.key_id" >"$MG_T/key-status-sums.json"
+expect_json "by key and status, every group equals the sums over usage_events exactly" \
     'f[1].length === f[0].data.length && f[1].every((s) => f[0].data.some((g) =>
         g.project === s.project && g.key === s.key && g.status === s.status &&
         g.requests === s.requests && g.cost === s.cost))' \
-    "$MG_T/keys-compacted.json" "$MG_T/key-sums.json"
+    "$MG_T/key-status.json" "$MG_T/key-status-sums.json"
 check_eq "compaction folded every pending row" \
     "$(sql_now 'SELECT count(*) FROM usage_rollup_pending')" 0
 
