@@ -569,33 +569,86 @@ start_server() {
 # file), filled by mg_stack_fill; values are quoted here for each syntax.
 MG_CONF_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)/conf
 
+# What the servers serve is a copy of the shipped deploy/<server>/modelgate.conf
+# with only paths replaced (the socket, the error documents), plus
+# MG_DEPLOY_EDITS: literal replacements a test needs (an array of FROM TO
+# pairs, e.g. a shorter timeout), applied to every server's copy; each
+# FROM must be in the file.
+MG_DEPLOY_EDITS=()
+
+# mg_deploy_copy SERVER OUT [FROM TO]...: OUT, deploy/SERVER/modelgate.conf
+# with each FROM replaced by TO, then MG_DEPLOY_EDITS.  Fails naming a FROM
+# that the file does not hold.
+mg_deploy_copy() {
+    local server=$1 out=$2
+    shift 2
+    # literal replacements (not sed: a path may hold any character)
+    node -e '
+        const fs = require("fs");
+        const [src, dst, ...edits] = process.argv.slice(1);
+        let text = fs.readFileSync(src, "utf8");
+        for (let i = 0; i + 1 < edits.length; i += 2) {
+            if (!text.includes(edits[i])) {
+                console.log(src + " has no \"" + edits[i] + "\" to replace");
+                process.exit(1);
+            }
+            text = text.split(edits[i]).join(edits[i + 1]);
+        }
+        fs.writeFileSync(dst, text);' \
+        "$MG_SRCDIR/deploy/$server/modelgate.conf" "$out" "$@" "${MG_DEPLOY_EDITS[@]}"
+}
+
+# The shipped configurations read the error documents (deploy/errors/)
+# where make install puts them.
+MG_ERRORS_INSTALLED=/usr/local/share/modelgate/errors
+
+# mg_errors_dir: prints $MG_T/errors, a copy of deploy/errors/ that the
+# servers' workers (www-data when run as root) can read.
+mg_errors_dir() {
+    local dir=$MG_T/errors
+    if [ ! -d "$dir" ]; then
+        mkdir -p "$dir" || return 1
+        cp -- "$MG_SRCDIR"/deploy/errors/*.html "$dir/" || return 1
+        chmod 0755 "$dir" || return 1
+        chmod 0644 "$dir"/*.html || return 1
+    fi
+    printf '%s\n' "$dir"
+}
+
 # mg_lighttpd_conf BASE PORT SOCKET: BASE.conf for lighttpd from
-# conf/lighttpd.conf.in, including deploy/lighttpd/modelgate.conf.
-# MG_LIGHTTPD_EXTRA, when set, is added to the main configuration as it is
-# (settings of the main server, e.g. its limits, that a test needs besides
-# the shipped snippet).
+# conf/lighttpd.conf.in, including BASE-modelgate.conf: a copy of
+# deploy/lighttpd/modelgate.conf (mg_deploy_copy) that reads the error
+# documents from mg_errors_dir.  MG_LIGHTTPD_EXTRA, when set, is added to
+# the main configuration as it is (settings of the main server, e.g. its
+# limits, that a test needs besides the shipped snippet).
 mg_lighttpd_conf() {
-    local base=$1
+    local base=$1 errors
     mkdir -p "$MG_T/www" "$MG_T/upload" || return 1
+    errors=$(mg_errors_dir) || return 1
+    mg_deploy_copy lighttpd "$base-modelgate.conf" \
+        "\"$MG_ERRORS_INSTALLED/\"" "$(libconfig_quote "$errors/")" || return 1
     mg_stack_fill "$MG_CONF_DIR/lighttpd.conf.in" "$base.conf" \
         PORT="$2" WWW="$(libconfig_quote "$MG_T/www")" \
         UPLOAD="$(libconfig_quote "$MG_T/upload")" \
         PIDFILE="$(libconfig_quote "$base.pid")" \
         ERRORLOG="$(libconfig_quote "$base-error.log")" \
         EXTRA="${MG_LIGHTTPD_EXTRA:-}" SOCKET="$(libconfig_quote "$3")" \
-        SNIPPET="$(libconfig_quote "$MG_SRCDIR/deploy/lighttpd/modelgate.conf")"
+        SNIPPET="$(libconfig_quote "$base-modelgate.conf")"
 }
 
 # mg_apache_conf BASE PORT SOCKET: BASE.conf for Apache httpd 2.4 from
 # conf/apache.conf.in, with the modules Debian enables by default that
 # matter here (the module directory is Debian's, or MG_APACHE_MODULES),
-# including deploy/apache/modelgate.conf after defining MODELGATE_SOCKET
-# as that file documents.
+# including BASE-modelgate.conf, a copy of deploy/apache/modelgate.conf
+# (mg_deploy_copy), after defining MODELGATE_SOCKET and MODELGATE_ERRORS
+# (mg_errors_dir) as that file documents.
 mg_apache_conf() {
-    local base=$1 web m loads=
+    local base=$1 web m errors loads=
     local mods=${MG_APACHE_MODULES:-/usr/lib/apache2/modules}
     mkdir -p "$base-root" "$base-run" "$MG_T/www" || return 1
-    for m in mpm_event authz_core env setenvif headers proxy proxy_fcgi; do
+    errors=$(mg_errors_dir) || return 1
+    mg_deploy_copy apache "$base-modelgate.conf" || return 1
+    for m in mpm_event authz_core alias env setenvif headers proxy proxy_fcgi; do
         if [ ! -f "$mods/mod_$m.so" ]; then
             echo "no $mods/mod_$m.so (set MG_APACHE_MODULES to Apache's module directory)"
             return 1
@@ -608,29 +661,19 @@ mg_apache_conf() {
         PIDFILE="$(libconfig_quote "$base.pid")" ERRORLOG="$(libconfig_quote "$base-error.log")" \
         PORT="$2" USER="${web:+User ${web% *}}" GROUP="${web:+Group ${web#* }}" \
         LOADS="$loads" WWW="$(libconfig_quote "$MG_T/www")" SOCKET="$(libconfig_quote "$3")" \
-        SNIPPET="$(libconfig_quote "$MG_SRCDIR/deploy/apache/modelgate.conf")"
+        ERRORS="$(libconfig_quote "$errors")" SNIPPET="$(libconfig_quote "$base-modelgate.conf")"
 }
 
 # mg_nginx_conf BASE PORT SOCKET: BASE.conf for nginx from
-# conf/nginx.conf.in.  Its server block includes BASE-modelgate.conf:
-# deploy/nginx/modelgate.conf with only the socket path replaced (the
-# shipped file names /run/modelgate/gateway.sock and says to edit that
-# line for another path).
+# conf/nginx.conf.in.  Its server block includes BASE-modelgate.conf: a
+# copy of deploy/nginx/modelgate.conf (mg_deploy_copy) with the test's
+# socket (the shipped file names /run/modelgate/gateway.sock and says to
+# edit those lines for another path).
 mg_nginx_conf() {
-    local base=$1 web shipped=$MG_SRCDIR/deploy/nginx/modelgate.conf
-    local default=unix:/run/modelgate/gateway.sock
+    local base=$1 web
     mkdir -p "$base-prefix" "$base-temp" || return 1
-    if ! grep -q -F "fastcgi_pass $default;" "$shipped"; then
-        echo "$shipped has no 'fastcgi_pass $default;' to point at the test's socket"
-        return 1
-    fi
-    # a literal replacement (not sed: the socket path may hold any character)
-    node -e '
-        const fs = require("fs");
-        const [src, dst, from, to] = process.argv.slice(1);
-        fs.writeFileSync(dst, fs.readFileSync(src, "utf8").split(from).join(to));' \
-        "$shipped" "$base-modelgate.conf" "fastcgi_pass $default;" "fastcgi_pass unix:$3;" ||
-        return 1
+    mg_deploy_copy nginx "$base-modelgate.conf" \
+        "fastcgi_pass unix:/run/modelgate/gateway.sock;" "fastcgi_pass unix:$3;" || return 1
     web=$(mg_web_user)
     mg_stack_fill "$MG_CONF_DIR/nginx.conf.in" "$base.conf" \
         BASE="$base" PORT="$2" USER="${web:+user $web;}"
