@@ -162,7 +162,8 @@ $$;
 -- Counts usage rows (or cost changes) in the rollups, in the caller's
 -- transaction: appends the deltas, as one row, to usage_rollup_pending
 -- (see 008_rollup_pending.sql), which the reports read with the rollup
--- rows until mg_rollup_fold adds them up.  Takes no lock.
+-- rows until mg_rollup_fold adds them up.  Takes no lock.  (Settlement
+-- appends its batch's row itself, in the statement that settles it.)
 CREATE OR REPLACE FUNCTION mg_rollup_add(p_deltas mg_usage_delta[])
 RETURNS void
 LANGUAGE plpgsql AS $$

@@ -35,7 +35,7 @@ DECLARE
     v_ats  timestamptz[];
     v_lo   timestamptz;
     v_hi   timestamptz;
-    a_delta mg_usage_delta[];
+    v_sync text;
     -- the rows settled here
     a_pid  bigint[];
     a_res  numeric[];
@@ -46,8 +46,9 @@ DECLARE
 BEGIN
     -- committed asynchronously: a settlement lost in a Postgres crash
     -- leaves its request pending, and the reaper charges the reservation.
-    -- The reservations name the rows' partitions (created_at).
-    PERFORM set_config('synchronous_commit', 'off', true);
+    -- The reservations name the rows' partitions (created_at).  (Each
+    -- statement of this function costs a round of the executor: there are
+    -- as few as the lock order allows.)
     WITH x AS (
         SELECT x.id FROM jsonb_to_recordset(p_rows) AS x(id text)
     ), d AS (
@@ -56,8 +57,8 @@ BEGIN
         RETURNING rs.request_id, rs.created_at
     )
     SELECT array_agg(d.request_id), array_agg(d.created_at), min(d.created_at),
-           max(d.created_at)
-      INTO v_ids, v_ats, v_lo, v_hi
+           max(d.created_at), set_config('synchronous_commit', 'off', true)
+      INTO v_ids, v_ats, v_lo, v_hi, v_sync
       FROM d;
     IF v_ids IS NULL THEN
         RETURN 0;   -- every one settled already (by the reaper)
@@ -89,13 +90,19 @@ BEGIN
          WHERE u.created_at >= v_lo AND u.created_at <= v_hi
            AND u.request_id = x.id AND u.created_at = x.at AND u.settled_at IS NULL
         RETURNING u.*, CASE WHEN x.b THEN coalesce(x.tt, x.pt + x.ct) ELSE 0 END AS used
+    ), r AS (
+        -- the rollups (see mg_rollup_add in rollup.sql): the batch's
+        -- increments as one pending row, in this same statement
+        INSERT INTO usage_rollup_pending (deltas)
+        SELECT array_agg(ROW(s.created_at, s.project_id, s.key_id, s.model, s.endpoint,
+                             s.status, 1, s.prompt_tokens, s.completion_tokens,
+                             s.total_tokens, s.cost, s.latency_ms, s.ttft_ms)::mg_usage_delta)
+          FROM s
+        HAVING count(*) > 0
     )
     SELECT array_agg(s.project_id), array_agg(s.reserved), array_agg(s.reserved_tokens),
-           array_agg(s.created_at), array_agg(s.cost), array_agg(s.used),
-           array_agg(ROW(s.created_at, s.project_id, s.key_id, s.model, s.endpoint, s.status,
-                         1, s.prompt_tokens, s.completion_tokens, s.total_tokens, s.cost,
-                         s.latency_ms, s.ttft_ms)::mg_usage_delta)
-      INTO a_pid, a_res, a_rtok, a_at, a_cost, a_used, a_delta
+           array_agg(s.created_at), array_agg(s.cost), array_agg(s.used)
+      INTO a_pid, a_res, a_rtok, a_at, a_cost, a_used
       FROM s;
     IF a_pid IS NULL THEN
         RETURN 0;
@@ -120,8 +127,6 @@ BEGIN
              GROUP BY t.pid) a,
            projects p
      WHERE q.project_id = a.pid AND p.id = q.project_id;
-    -- the counter rows are ours: now the rollups (see rollup.sql)
-    PERFORM mg_rollup_add(a_delta);
     RETURN cardinality(a_pid);
 END
 $$;
