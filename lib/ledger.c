@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 
 #define ADMIT_BATCH_MAX   64     /* admissions in one statement */
 #define SETTLE_BATCH_MAX  256    /* settlements in one statement */
@@ -66,6 +67,7 @@ admit_batch(struct mg_ledger *l, struct waiter *first, int n)
 	enum mg_err rc;
 	int i;
 
+	mg_metrics_observe(MG_H_ADMIT_BATCH, (uint64_t)n);
 	if (n == 1) {
 		first->rc = mg_store_admit(l->store, first->q, first->out);
 		return;
@@ -168,6 +170,8 @@ settle_one(struct mg_ledger *l, const struct mg_usage *u, int billable)
 
 	rc = mg_store_settle(l->store, u, billable, &settled);
 	if (rc != MG_OK)
+		mg_metrics_count(MG_M_SETTLE_LOST, 1);
+	if (rc != MG_OK)
 		mg_log(MG_LOG_ERROR, u->request_id, "not settled: %s: %s; the reaper will charge "
 		    "its reservation", mg_strerror(rc), mg_store_last_error());
 	else if (!settled)
@@ -222,6 +226,7 @@ settle_batch(struct mg_ledger *l, struct settlement *first, int n)
 		for (i = 0; i < n; i++)
 			settle_one(l, u[i], billable[i]);
 	} else if (rc != MG_OK) {
+		mg_metrics_count(MG_M_SETTLE_LOST, (uint64_t)n);
 		mg_log(MG_LOG_ERROR, NULL, "%d settlements not written: %s: %s; the reaper will "
 		    "charge their reservations", n, mg_strerror(rc), mg_store_last_error());
 	} else if (settled < n) {
@@ -268,6 +273,13 @@ settler_main(void *arg)
 			l->queue_tail = &l->queue;
 		l->queue_len -= n;
 		pthread_mutex_unlock(&l->lock);
+		{
+			int k, m = 0;
+
+			for (k = 0, s = first; k < n; k++, s = s->next)
+				m += !s->note;
+			mg_metrics_gauge(MG_G_SETTLE_QUEUE, -m);
+		}
 
 		settle_batch(l, first, n);
 		for (s = first; n > 0; n--, s = next) {
@@ -294,6 +306,10 @@ enqueue(struct mg_ledger *l, struct settlement *s)
 		 * full batch */
 		if (++l->queue_len == 1 || l->queue_len == SETTLE_BATCH_MAX)
 			pthread_cond_signal(&l->queued);
+		if (!s->note) {
+			mg_metrics_count(MG_M_SETTLE_QUEUED, 1);
+			mg_metrics_gauge(MG_G_SETTLE_QUEUE, 1);
+		}
 		pthread_mutex_unlock(&l->lock);
 		return 0;
 	}

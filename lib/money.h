@@ -21,4 +21,10 @@ enum mg_money_form {
  * else 0.  Such text is taken by Postgres numeric exactly as written. */
 int mg_money_valid(const char *s, enum mg_money_form form);
 
+/* A valid MG_MONEY_NUMBER amount in 1e-9 USD into *nano, rounded half up
+ * past nine decimals: exact integer arithmetic, no floating point.  0, or
+ * -1 when s is not valid or the amount does not fit in 64 bits. */
+int mg_money_nano(const char *s, unsigned long long *nano)
+	__attribute__((warn_unused_result));
+
 #endif

@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "report.h"
 #include "store.h"
 
@@ -283,6 +284,7 @@ static struct slot *
 acquire(struct mg_store *s, const struct timespec *deadline)
 {
 	struct slot *got = NULL;
+	struct timespec waited = { 0, 0 };
 	int i;
 
 	pthread_mutex_lock(&s->lock);
@@ -296,12 +298,18 @@ acquire(struct mg_store *s, const struct timespec *deadline)
 				got = &s->slots[i];
 		if (got != NULL)
 			break;
+		if (waited.tv_sec == 0 && waited.tv_nsec == 0)
+			mg_clock_now(CLOCK_MONOTONIC, &waited);
 		if (pthread_cond_timedwait(&s->freed, &s->lock, deadline) == ETIMEDOUT)
 			break;
 	}
 	if (got != NULL)
 		got->busy = 1;
 	pthread_mutex_unlock(&s->lock);
+	if (waited.tv_sec != 0 || waited.tv_nsec != 0) {
+		mg_metrics_count(MG_M_DB_POOL_WAITS, 1);
+		mg_metrics_count(MG_M_DB_POOL_WAIT_US, mg_clock_us_since(&waited));
+	}
 	if (got == NULL)
 		out_of_time(s, "no free database connection");
 	return got;
@@ -321,8 +329,31 @@ release(struct mg_store *s, struct slot *sl)
  * timeout_s of since (NULL: now).  A statement not answered by then drops
  * the connection and is not retried (it may still complete).  On MG_OK
  * *res holds a PGRES_TUPLES_OK result the caller clears. */
+static enum mg_err exec_call(struct mg_store *s, const struct timespec *since,
+    const char *name, int n, const char *const *vals, PGresult **res);
+
+/* exec_call, counted: its duration by kind of call, its failures. */
 static enum mg_err
 exec_since(struct mg_store *s, const struct timespec *since, const char *name, int n,
+    const char *const *vals, PGresult **res)
+{
+	struct timespec start;
+	enum mg_err rc;
+
+	mg_clock_now(CLOCK_MONOTONIC, &start);
+	rc = exec_call(s, since, name, n, vals, res);
+	mg_metrics_observe(strcmp(name, "mg_admit_batch") == 0 ? MG_H_DB_ADMIT :
+	    strcmp(name, "mg_settle_batch") == 0 ? MG_H_DB_SETTLE : MG_H_DB_OTHER,
+	    mg_clock_us_since(&start));
+	if (rc == MG_ERR_DB_DOWN)
+		mg_metrics_count(MG_M_DB_UNAVAILABLE, 1);
+	else if (rc != MG_OK)
+		mg_metrics_count(MG_M_DB_ERROR, 1);
+	return rc;
+}
+
+static enum mg_err
+exec_call(struct mg_store *s, const struct timespec *since, const char *name, int n,
     const char *const *vals, PGresult **res)
 {
 	struct timespec deadline;

@@ -18,6 +18,7 @@
 #include "catalog.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "reconcile.h"
 #include "upkeep.h"
 
@@ -126,8 +127,16 @@ reconcile(struct mg_upkeep *u, struct mg_upstream *up, int *no_api)
 {
 	struct mg_recon_pass p;
 
-	if (mg_reconcile_pass(u->store, up, (size_t)u->conf->up_max_response,
-	    u->conf->recon_max_rps, no_api, &p) != MG_OK)
+	int rc = mg_reconcile_pass(u->store, up, (size_t)u->conf->up_max_response,
+	    u->conf->recon_max_rps, no_api, &p);
+
+	/* what the pass did before it stopped counts either way */
+	mg_metrics_count(MG_M_RECON_CONFIRMED, (uint64_t)p.confirmed);
+	mg_metrics_count(MG_M_RECON_ADJUSTED, (uint64_t)p.adjusted);
+	mg_metrics_count(MG_M_RECON_RETRIED, (uint64_t)p.retried);
+	mg_metrics_count(MG_M_RECON_MISSING, (uint64_t)p.missing);
+	mg_metrics_count(MG_M_RECON_FAILED, (uint64_t)p.failed);
+	if (rc != MG_OK)
 		mg_log(MG_LOG_WARN, NULL, "reconciliation: %s", mg_store_last_error());
 	else if (p.looked > 0 || p.unsupported > 0)
 		mg_log(MG_LOG_DEBUG, NULL, "reconciliation: %d looked up, %d confirmed, "
