@@ -662,10 +662,6 @@ static const struct counter_family counters[] = {
 	  "Generation lookups against the upstream's bill, by result.",
 	  "result", MG_M_RECON_CONFIRMED, 5,
 	  { "confirmed", "adjusted", "retried", "missing", "failed" }, U_COUNT },
-	{ "modelgate_reconcile_drift_usd_total",
-	  "Adjustments made by generation lookups, in USD, by direction (up: the upstream "
-	  "billed more than was charged).",
-	  "direction", MG_M_RECON_DRIFT_UP_NANOUSD, 2, { "up", "down" }, U_NANO },
 };
 
 static enum mg_err
