@@ -96,9 +96,9 @@ mg_exchange_record(struct mg_worker *w, struct mg_exchange *x, struct mg_usage *
 		u->check = 1;
 	if (x->admitted) {
 		mg_metrics_usage(u->model, x->auth.project, u->prompt_tokens,
-		    u->completion_tokens, u->cost);
+		    u->completion_tokens);
 		/* written by the ledger's thread: the client does not wait */
-		mg_ledger_settle(w->gw->ledger, u, x->billable);
+		mg_ledger_settle(w->gw->ledger, u, x->auth.project, x->billable);
 	} else {
 		rc = mg_store_record_usage(w->gw->store, u);
 		if (rc != MG_OK)

@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include "metrics.h"
-#include "money.h"
 
 #define SB_MAGIC   "mgscore"
 #define SB_VERSION 1u
@@ -500,26 +499,38 @@ label_row(struct label_entry *table, const char *name)
 }
 
 static void
-label_add(_Atomic uint64_t row[LC__COUNT], uint64_t prompt, uint64_t completion,
-    uint64_t cost)
+label_add(_Atomic uint64_t row[LC__COUNT], uint64_t prompt, uint64_t completion)
 {
 	atomic_fetch_add_explicit(&row[LC_REQUESTS], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&row[LC_PROMPT], prompt, memory_order_relaxed);
 	atomic_fetch_add_explicit(&row[LC_COMPLETION], completion, memory_order_relaxed);
-	atomic_fetch_add_explicit(&row[LC_COST], cost, memory_order_relaxed);
 }
 
 void
 mg_scoreboard_usage(struct mg_scoreboard *sb, int i, const char *model, const char *project,
-    uint64_t prompt, uint64_t completion, uint64_t cost)
+    uint64_t prompt, uint64_t completion)
 {
 	struct sb_slot *s = &sb->f->slot[i];
 
 	if (model != NULL)
-		label_add(s->models[label_row(sb->f->h.models, model)], prompt, completion, cost);
+		label_add(s->models[label_row(sb->f->h.models, model)], prompt, completion);
 	if (project != NULL)
-		label_add(s->projects[label_row(sb->f->h.projects, project)], prompt, completion,
-		    cost);
+		label_add(s->projects[label_row(sb->f->h.projects, project)], prompt, completion);
+}
+
+void
+mg_scoreboard_charge(struct mg_scoreboard *sb, int i, const char *model, const char *project,
+    uint64_t cost)
+{
+	struct sb_slot *s = &sb->f->slot[i];
+
+	atomic_fetch_add_explicit(&s->count[MG_M_COST_NANOUSD], cost, memory_order_relaxed);
+	if (model != NULL)
+		atomic_fetch_add_explicit(&s->models[label_row(sb->f->h.models, model)][LC_COST],
+		    cost, memory_order_relaxed);
+	if (project != NULL)
+		atomic_fetch_add_explicit(&s->projects[label_row(sb->f->h.projects, project)][LC_COST],
+		    cost, memory_order_relaxed);
 }
 
 void
@@ -636,7 +647,8 @@ static const struct counter_family counters[] = {
 	  "Tokens of settled calls as the upstream counted them (billable), by type.",
 	  "type", MG_M_TOKENS_PROMPT, 2, { "prompt", "completion" }, U_COUNT },
 	{ "modelgate_cost_usd_total",
-	  "Cost the upstream reported for settled calls, in USD (exact to 1e-9).",
+	  "What the gateway charged for calls, in USD (exact to 1e-9): the upstream's cost, "
+	  "else the tokens at catalog prices, or the reservation the reaper charged.",
 	  NULL, MG_M_COST_NANOUSD, 1, { NULL }, U_NANO },
 	{ "modelgate_refusals_total",
 	  "Requests refused at admission, by reason (the limit or check that refused).",
@@ -918,7 +930,7 @@ write_labels(struct mg_buf *out, const char *what, const struct label_entry *tab
 		{ "prompt_tokens_total", "Prompt tokens of settled calls", LC_PROMPT, U_COUNT },
 		{ "completion_tokens_total", "Completion tokens of settled calls", LC_COMPLETION,
 		  U_COUNT },
-		{ "cost_usd_total", "Cost the upstream reported, in USD", LC_COST, U_NANO },
+		{ "cost_usd_total", "What settlement charged, in USD", LC_COST, U_NANO },
 	};
 	size_t i;
 	int r;
@@ -1151,21 +1163,26 @@ mg_metrics_request(enum mg_metrics_ep ep, int status, int stream)
 
 void
 mg_metrics_usage(const char *model, const char *project, long long prompt,
-    long long completion, const char *cost)
+    long long completion)
 {
-	unsigned long long nano = 0;
 	uint64_t p = prompt > 0 ? (uint64_t)prompt : 0, c = completion > 0 ? (uint64_t)completion : 0;
 
 	if (self_sb == NULL)
 		return;
-	if (cost != NULL && cost[0] != '\0' && mg_money_nano(cost, &nano) != 0)
-		nano = 0;
 	mg_scoreboard_add(self_sb, self_slot, MG_M_TOKENS_PROMPT, p);
 	mg_scoreboard_add(self_sb, self_slot, MG_M_TOKENS_COMPLETION, c);
-	mg_scoreboard_add(self_sb, self_slot, MG_M_COST_NANOUSD, nano);
 	if (self_models || self_projects)
 		mg_scoreboard_usage(self_sb, self_slot, self_models ? model : NULL,
-		    self_projects ? project : NULL, p, c, nano);
+		    self_projects ? project : NULL, p, c);
+}
+
+void
+mg_metrics_charge(const char *model, const char *project, uint64_t cost)
+{
+	if (self_sb == NULL || cost == 0)
+		return;
+	mg_scoreboard_charge(self_sb, self_slot, self_models ? model : NULL,
+	    self_projects ? project : NULL, cost);
 }
 
 void

@@ -23,7 +23,7 @@
 enum mg_metric {
 	MG_M_TOKENS_PROMPT = 0,        /* prompt tokens the upstream counted */
 	MG_M_TOKENS_COMPLETION,        /* completion tokens */
-	MG_M_COST_NANOUSD,             /* cost the upstream reported, 1e-9 USD */
+	MG_M_COST_NANOUSD,             /* what settlement and the reaper charged, 1e-9 USD */
 	MG_M_REFUSED_INVALID_KEY,      /* refusals, by admission outcome */
 	MG_M_REFUSED_MODEL_NOT_ALLOWED,
 	MG_M_REFUSED_MODEL_NOT_FOUND,
@@ -119,9 +119,13 @@ void mg_scoreboard_observe(struct mg_scoreboard *sb, int i, enum mg_hist h, uint
 void mg_scoreboard_request(struct mg_scoreboard *sb, int i, enum mg_metrics_ep ep,
     int status, int stream);
 /* A call's usage for the model and project labels (either NULL: not
- * labelled); cost in 1e-9 USD. */
+ * labelled). */
 void mg_scoreboard_usage(struct mg_scoreboard *sb, int i, const char *model,
-    const char *project, uint64_t prompt, uint64_t completion, uint64_t cost);
+    const char *project, uint64_t prompt, uint64_t completion);
+/* What a call was charged, in 1e-9 USD: the total, and its model and
+ * project labels (either NULL: not labelled). */
+void mg_scoreboard_charge(struct mg_scoreboard *sb, int i, const char *model,
+    const char *project, uint64_t cost);
 /* The reconciled-through watermark (Unix seconds) as last read. */
 void mg_scoreboard_watermark(struct mg_scoreboard *sb, int64_t unix_seconds);
 
@@ -179,10 +183,12 @@ void mg_metrics_count(enum mg_metric m, uint64_t n);
 void mg_metrics_gauge(enum mg_gauge g, int64_t delta);
 void mg_metrics_observe(enum mg_hist h, uint64_t v);
 void mg_metrics_request(enum mg_metrics_ep ep, int status, int stream);
-/* A settled call's usage: tokens (negative: unknown), cost as the
- * decimal text the upstream reported ("" when none), model and project. */
+/* A settled call's usage: tokens (negative: unknown), model and project. */
 void mg_metrics_usage(const char *model, const char *project, long long prompt,
-    long long completion, const char *cost);
+    long long completion);
+/* What settlement (or, model and project NULL, the reaper) charged for a
+ * call, in 1e-9 USD. */
+void mg_metrics_charge(const char *model, const char *project, uint64_t cost);
 void mg_metrics_watermark(int64_t unix_seconds);
 
 #endif

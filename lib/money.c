@@ -4,6 +4,7 @@
  * the CLI, usage reading and the catalog. */
 #include "config.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -109,5 +110,29 @@ mg_money_nano(const char *s, unsigned long long *nano)
 		v++;
 	}
 	*nano = v;
+	return 0;
+}
+
+int
+mg_money_numeric_nano(const char *s, size_t len, long long *nano)
+{
+	char buf[MG_MONEY_MAX];
+	const char *dot;
+	unsigned long long v = 0;
+	int neg = len > 0 && s[0] == '-';
+
+	s += neg;
+	len -= (size_t)neg;
+	/* past the tenth decimal nothing changes the rounding: left out */
+	dot = memchr(s, '.', len);
+	if (dot != NULL && len - (size_t)(dot - s) > 11)
+		len = (size_t)(dot - s) + 11;
+	if (len >= sizeof(buf) || memchr(s, 'e', len) != NULL || memchr(s, 'E', len) != NULL)
+		return -1;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (mg_money_nano(buf, &v) != 0 || v > (unsigned long long)LLONG_MAX)
+		return -1;
+	*nano = neg ? -(long long)v : (long long)v;
 	return 0;
 }

@@ -88,11 +88,15 @@ nap(struct mg_upkeep *u, int seconds)
 static void
 reap(struct mg_upkeep *u)
 {
+	unsigned long long charged = 0;
 	int n = 0;
 
-	if (mg_store_reap(u->store, u->conf->reap_after, &n) != MG_OK)
+	if (mg_store_reap(u->store, u->conf->reap_after, &n, &charged) != MG_OK) {
 		mg_log(MG_LOG_WARN, NULL, "reaper: %s", mg_store_last_error());
-	else if (n > 0)
+		return;
+	}
+	mg_metrics_charge(NULL, NULL, charged);
+	if (n > 0)
 		mg_log(MG_LOG_WARN, NULL, "reaper: settled %d requests lost with their "
 		    "responder, at their reserved amount", n);
 }

@@ -6,11 +6,15 @@
 #
 # What is checked:
 #   1. a known set of requests (chat, streams, embeddings, an upstream
-#      error, a 429) moves the counters by exactly that much, summed over
+#      error, a 429, two chats whose answers carry no cost, charged at
+#      catalog prices) moves the counters by exactly that much, summed over
 #      both processes: every scrape (each reaches one process or the
 #      other) gives the same sums; tokens and cost equal the usage rows'
+#      (the cost exactly, catalog-priced rows too)
 #   2. a responder SIGKILLed and another started in its place: no counter
-#      goes back (the dead slot is folded into the retired one)
+#      goes back (the dead slot is folded into the retired one); a
+#      request lost with its responder is charged its reservation by the
+#      reaper, and the cost still equals the usage rows'
 #   3. access: the allowed address (REMOTE_ADDR as lighttpd passes it), a
 #      refused address with and without the token
 #   4. promtool check metrics on the output, when promtool is installed
@@ -69,18 +73,22 @@ start_mock --require-key "$PROVIDER_KEY" >"$MG_T/start-mock.txt" 2>&1 ||
 CONF=$MG_T/modelgate.conf
 mg_conf_write "$CONF" METRICS_DIR="$MG_T" METRICS_PER_MODEL=1 METRICS_PER_PROJECT=1 \
     METRICS_TOKEN_FILE="$MG_T/metrics.token" || bail "modelgate.conf"
-# the second pool: no address may read without the token
+# the second pool: no address may read without the token; it reaps what
+# is pending for 5 s (the first pool's reaper waits the default 15 min)
 CONF2=$MG_T/modelgate-2.conf
 mg_conf_write "$CONF2" LOG_FILE="$MG_T/modelgate-2.log" METRICS_DIR="$MG_T" \
     METRICS_PER_MODEL=1 METRICS_PER_PROJECT=1 METRICS_ALLOW="10.0.0.0/8" \
-    METRICS_TOKEN_FILE="$MG_T/metrics.token" || bail "modelgate-2.conf"
+    METRICS_TOKEN_FILE="$MG_T/metrics.token" REAP_AFTER=5 REAP_INTERVAL=1 \
+    UPSTREAM_TIMEOUT=3 DB_CONNECT_TIMEOUT=1 || bail "modelgate-2.conf"
 
 cli() { "$CLI" -c "$CONF" --sql-dir "$MG_SRCDIR/sql" "$@"; }
 out=$(cli db migrate 2>&1) || bail "db migrate" "$out"
 cli project create open >/dev/null 2>&1 || bail "project create open"
 cli project create limited --rpm 1 >/dev/null 2>&1 || bail "project create limited"
+cli project create lost >/dev/null 2>&1 || bail "project create lost"
 KEY_OPEN=$(cli key create open 2>/dev/null) || bail "key create open"
 KEY_LIMITED=$(cli key create limited 2>/dev/null) || bail "key create limited"
+KEY_LOST=$(cli key create lost 2>/dev/null) || bail "key create lost"
 
 if start_responders main "$CONF" 2 >"$MG_T/stack-main.txt" 2>&1 &&
     start_server main "$STACK_SOCK" >>"$MG_T/stack-main.txt" 2>&1; then
@@ -99,6 +107,18 @@ scrape() {
     cp "$MG_T/last.body" "$MG_T/$name.prom"
 }
 get() { node "$MC" get "$MG_T/$1.prom" "$2"; }
+# scrape_until NAME SERIES WANT: scrapes into NAME until SERIES is WANT (a
+# process counts what Postgres did once its call returns: a moment after
+# the rows show it), for up to 10 s.
+scrape_until() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        scrape "$1"
+        [ "$(get "$1" "$2")" = "$3" ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
 req() {
     printf 'modelgate_requests_total{endpoint="%s",status_class="%s",stream="%s"}' "$1" "$2" "$3"
 }
@@ -119,6 +139,11 @@ chat_req() { # KEY MODEL STREAM
 }
 codes=()
 for i in 1 2 3; do chat_req "$KEY_OPEN" mock/echo false; codes+=("$HTTP_STATUS"); done
+# two answers without a cost: charged at the fallback prices
+chat_req "$KEY_OPEN" 'mock/echo;nocost=1' false
+codes+=("$HTTP_STATUS")
+chat_req "$KEY_OPEN" 'mock/echo;nocost=1;billed=100000' false
+codes+=("$HTTP_STATUS")
 for i in 1 2; do chat_req "$KEY_OPEN" mock/echo true; codes+=("$HTTP_STATUS"); done
 for i in 1 2; do
     http POST "$BASE/v1/embeddings" -H "Authorization: Bearer $KEY_OPEN" \
@@ -131,35 +156,46 @@ chat_req "$KEY_LIMITED" mock/echo false
 codes+=("$HTTP_STATUS")
 chat_req "$KEY_LIMITED" mock/echo false
 codes+=("$HTTP_STATUS")
-check_eq "the requests answered as planned" "${codes[*]}" "200 200 200 200 200 200 200 502 200 429"
+check_eq "the requests answered as planned" "${codes[*]}" "200 200 200 200 200 200 200 200 200 502 200 429"
 settled || tap_not_ok "every request settled"
+want=$(sql "SELECT coalesce(sum(cost), 0)::numeric(30, 9) FROM usage_events")
+scrape_until s1 modelgate_cost_usd_total "$want" || tap_not_ok "the settlements counted"
 
 for i in 1 2 3 4 5 6; do scrape "s$i"; done
 check "six scrapes (either process) give the same sums" node "$MC" same "$MG_T"/s{1,2,3,4,5,6}.prom
-check_eq "chat 2xx, not streamed: 3 + 1" "$(get s1 "$(req chat.completions 2xx false)")" 4
+check_eq "chat 2xx, not streamed: 5 + 1" "$(get s1 "$(req chat.completions 2xx false)")" 6
 check_eq "chat 2xx, streamed: 2" "$(get s1 "$(req chat.completions 2xx true)")" 2
 check_eq "embeddings 2xx: 2" "$(get s1 "$(req embeddings 2xx false)")" 2
 check_eq "chat 5xx (the upstream's error): 1" "$(get s1 "$(req chat.completions 5xx false)")" 1
 check_eq "chat 4xx (the 429): 1" "$(get s1 "$(req chat.completions 4xx false)")" 1
 check_eq "refusals by the request rate: 1" "$(get s1 'modelgate_refusals_total{reason="requests"}')" 1
 check_eq "refusals by the spend cap: 0" "$(get s1 'modelgate_refusals_total{reason="spend_cap"}')" 0
-check_eq "request durations counted: 8 chats" \
-    "$(get s1 'modelgate_request_duration_seconds_count{operation="chat"}')" 8
-check_eq "upstream durations: 7 chats reached it" \
-    "$(get s1 'modelgate_upstream_duration_seconds_count{operation="chat"}')" 7
-check_eq "overheads: as many" "$(get s1 'modelgate_overhead_seconds_count{operation="chat"}')" 7
+check_eq "request durations counted: 10 chats" \
+    "$(get s1 'modelgate_request_duration_seconds_count{operation="chat"}')" 10
+check_eq "upstream durations: 9 chats reached it" \
+    "$(get s1 'modelgate_upstream_duration_seconds_count{operation="chat"}')" 9
+check_eq "overheads: as many" "$(get s1 'modelgate_overhead_seconds_count{operation="chat"}')" 9
 check_eq "time to first token: the 2 streams" "$(get s1 modelgate_time_to_first_token_seconds_count)" 2
 check_eq "nothing in flight but the scrape" "$(get s1 modelgate_requests_in_flight)" 1
 check_eq "no stream open" "$(get s1 modelgate_streams_open)" 0
 
+check_eq "two rows charged at catalog prices" \
+    "$(sql "SELECT count(*) FILTER (WHERE cost_source = 'catalog') FROM usage_events")" 2
 want=$(sql "SELECT coalesce(sum(prompt_tokens), 0) || ' ' || coalesce(sum(completion_tokens), 0)
-              || ' ' || coalesce(sum(cost) FILTER (WHERE cost_source = 'upstream'), 0)::numeric(30, 9)
               || ' ' || count(*) FILTER (WHERE model = 'mock/echo' AND status <> 429)
             FROM usage_events WHERE status <> 429")
-got="$(get s1 'modelgate_tokens_total{type="prompt"}') $(get s1 'modelgate_tokens_total{type="completion"}') $(get s1 modelgate_cost_usd_total) $(get s1 'modelgate_model_requests_total{model="mock/echo"}')"
-check_eq "tokens, exact cost and model count equal the usage rows'" "$got" "$want"
-check_eq "per project: open's cost" "$(get s1 'modelgate_project_cost_usd_total{project="open"}')" \
-    "$(sql "SELECT coalesce(sum(u.cost), 0)::numeric(30, 9) FROM usage_events u JOIN projects p ON p.id = u.project_id WHERE p.name = 'open' AND u.cost_source = 'upstream'")"
+got="$(get s1 'modelgate_tokens_total{type="prompt"}') $(get s1 'modelgate_tokens_total{type="completion"}') $(get s1 'modelgate_model_requests_total{model="mock/echo"}')"
+check_eq "tokens and model count equal the usage rows'" "$got" "$want"
+# every row's cost, whoever priced it (the sum as Postgres adds it up,
+# written with nine decimals as the exposition writes USD)
+cost_sum() { sql "SELECT coalesce(sum(cost), 0)::numeric(30, 9) FROM usage_events"; }
+check_eq "the cost equals the usage rows', catalog-priced ones too, exactly" \
+    "$(get s1 modelgate_cost_usd_total)" "$(cost_sum)"
+check_eq "per project: open's cost, exactly" "$(get s1 'modelgate_project_cost_usd_total{project="open"}')" \
+    "$(sql "SELECT coalesce(sum(u.cost), 0)::numeric(30, 9) FROM usage_events u JOIN projects p ON p.id = u.project_id WHERE p.name = 'open'")"
+check_eq "per model: the catalog-priced chat's cost, exactly" \
+    "$(get s1 'modelgate_model_cost_usd_total{model="mock/echo;nocost=1"}')" \
+    "$(sql "SELECT coalesce(sum(cost), 0)::numeric(30, 9) FROM usage_events WHERE model = 'mock/echo;nocost=1'")"
 check_eq "build info" "$(get s1 "modelgate_build_info{version=\"$(sed -n 's/^#define PACKAGE_VERSION "\(.*\)"/\1/p' "$MG_BUILDDIR/config.h")\"}")" 1
 
 # ---------------------------------------------------------------------------
@@ -181,10 +217,27 @@ for i in 7 8 9; do scrape "s$i"; done
 check "no counter went back after the kill" node "$MC" monotonic "$MG_T/s6.prom" "$MG_T/s7.prom"
 check "the scrapes still agree" node "$MC" same "$MG_T"/s{1,7,8,9}.prom
 check_eq "two live processes again" "$(get s9 modelgate_responder_processes)" 2
+
+# a request admitted, then lost with its responder: the second pool's
+# reaper charges its reservation
+check_eq "a request admitted by hand" "$(sql "SELECT a.outcome FROM mg_admit_batch(
+        jsonb_build_array(jsonb_build_object('k', encode(sha256(convert_to(:'key', 'UTF8')), 'hex'),
+            'id', 'req_lost_with_its_responder', 'm', 'mock/echo', 'e', 'chat.completions',
+            's', false, 'p', 60, 'o', 100)), 4096, 0.00001, 0.00003) AS a" -v key="$KEY_LOST")" ok
+for ((i = 0; i < 100; i++)); do
+    [ "$(sql_now "SELECT count(*) FROM reservations")" = 0 ] && break
+    sleep 0.2
+done
+check_eq "the reaper charged its reservation" \
+    "$(sql "SELECT cost_source || ' ' || (cost > 0) FROM usage_events WHERE request_id = 'req_lost_with_its_responder'")" \
+    "reserved true"
 chat_req "$KEY_OPEN" mock/echo false
 settled
-scrape s10
-check_eq "counting goes on: one more chat" "$(get s10 "$(req chat.completions 2xx false)")" 5
+want=$(cost_sum)
+scrape_until s10 modelgate_cost_usd_total "$want"
+check_eq "counting goes on: one more chat" "$(get s10 "$(req chat.completions 2xx false)")" 7
+check_eq "the cost still equals the usage rows', the reaper's charge too" \
+    "$(get s10 modelgate_cost_usd_total)" "$want"
 
 # ---------------------------------------------------------------------------
 # 3. Access.
@@ -198,7 +251,7 @@ http GET "$BASE2/metrics" -H "Authorization: Bearer $TOKEN"
 expect_http "the token: 200" 200 "t.includes('modelgate_requests_total')"
 cp "$MG_T/last.body" "$MG_T/s11.prom"
 check_eq "the token's scrape sums the same scoreboard" \
-    "$(get s11 "$(req chat.completions 2xx false)")" 5
+    "$(get s11 "$(req chat.completions 2xx false)")" 7
 
 # ---------------------------------------------------------------------------
 # 4. promtool.

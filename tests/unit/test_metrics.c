@@ -98,8 +98,8 @@ START_TEST(sums_over_slots)
 	ck_assert_int_ne(a, b);
 	mg_scoreboard_add(sb, a, MG_M_TOKENS_PROMPT, 10);
 	mg_scoreboard_add(sb, b, MG_M_TOKENS_PROMPT, 32);
-	mg_scoreboard_add(sb, a, MG_M_COST_NANOUSD, 1500000001ull);
-	mg_scoreboard_add(sb, b, MG_M_COST_NANOUSD, 1);
+	mg_scoreboard_charge(sb, a, NULL, NULL, 1500000001ull);
+	mg_scoreboard_charge(sb, b, NULL, NULL, 1);
 	mg_scoreboard_request(sb, a, MG_MEP_CHAT, 200, 0);
 	mg_scoreboard_request(sb, b, MG_MEP_CHAT, 201, 0);
 	mg_scoreboard_request(sb, b, MG_MEP_CHAT, 429, 1);
@@ -139,7 +139,9 @@ START_TEST(retired_folding)
 	mg_scoreboard_add(sb, b, MG_M_SETTLE_QUEUED, 7);
 	mg_scoreboard_gauge(sb, b, MG_G_IN_FLIGHT, 4);
 	mg_scoreboard_observe(sb, b, MG_H_ADMIT_BATCH, 3);
-	mg_scoreboard_usage(sb, b, "m1", "p1", 1, 2, 3);
+	mg_scoreboard_usage(sb, b, "m1", "p1", 1, 2);
+	mg_scoreboard_charge(sb, b, "m1", "p1", 3);
+	mg_scoreboard_charge(sb, b, NULL, NULL, 4);   /* the reaper's: no labels */
 	dead_pid = 2002;
 	ck_assert_int_eq(mg_scoreboard_reap(sb, alive_but), 1);
 	/* nothing more to fold */
@@ -153,6 +155,8 @@ START_TEST(retired_folding)
 	CHECK_SERIES(t, "modelgate_admission_batch_size_sum", "3");
 	CHECK_SERIES(t, "modelgate_model_requests_total{model=\"m1\"}", "1");
 	CHECK_SERIES(t, "modelgate_project_cost_usd_total{project=\"p1\"}", "0.000000003");
+	CHECK_SERIES(t, "modelgate_model_cost_usd_total{model=\"m1\"}", "0.000000003");
+	CHECK_SERIES(t, "modelgate_cost_usd_total", "0.000000007");
 	free(t);
 	/* the freed slot is taken again; the counts stay */
 	c = mg_scoreboard_claim(sb, 2003, 1);
@@ -177,10 +181,10 @@ START_TEST(labels_bounded_and_escaped)
 	int a = mg_scoreboard_claim(sb, 3001, 1), i;
 	char name[32], *t;
 
-	mg_scoreboard_usage(sb, a, "evil\"\n} 1\nx\\", NULL, 1, 1, 0);
+	mg_scoreboard_usage(sb, a, "evil\"\n} 1\nx\\", NULL, 1, 1);
 	for (i = 0; i < MG_METRICS_LABELS + 5; i++) {
 		snprintf(name, sizeof(name), "model-%d", i);
-		mg_scoreboard_usage(sb, a, name, NULL, 1, 0, 0);
+		mg_scoreboard_usage(sb, a, name, NULL, 1, 0);
 	}
 	t = scrape(sb, 1, 0);
 	CHECK_SERIES(t, "modelgate_model_requests_total{model=\"evil\\\"\\n} 1\\nx\\\\\"}", "1");
