@@ -674,6 +674,10 @@ static const struct counter_family counters[] = {
 	  "Generation lookups against the upstream's bill, by result.",
 	  "result", MG_M_RECON_CONFIRMED, 5,
 	  { "confirmed", "adjusted", "retried", "missing", "failed" }, U_COUNT },
+	{ "modelgate_reconcile_adjustments_usd_total",
+	  "Adjustments of charges to the upstream's bill, in USD (exact to 1e-9), by "
+	  "direction: up raised a charge, down lowered one (by that much).",
+	  "direction", MG_M_RECON_DRIFT_UP_NANOUSD, 2, { "up", "down" }, U_NANO },
 };
 
 static enum mg_err

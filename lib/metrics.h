@@ -42,8 +42,8 @@ enum mg_metric {
 	MG_M_RECON_RETRIED,
 	MG_M_RECON_MISSING,
 	MG_M_RECON_FAILED,
-	MG_M_RECON_DRIFT_UP_NANOUSD,   /* adjustments that raised a charge */
-	MG_M_RECON_DRIFT_DOWN_NANOUSD, /* adjustments that lowered one */
+	MG_M_RECON_DRIFT_UP_NANOUSD,   /* adjustments that raised a charge, 1e-9 USD */
+	MG_M_RECON_DRIFT_DOWN_NANOUSD, /* adjustments that lowered one (their size) */
 	MG_M__COUNT
 };
 

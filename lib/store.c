@@ -50,7 +50,8 @@ static const struct stmt statements[] = {
 	  "FROM mg_authenticate_reader(decode($1, 'hex'))", 1 },
 	{ "mg_recon_claim", "SELECT request_id, created_at, upstream_id, tries "
 	  "FROM mg_recon_claim($1, make_interval(secs => $2))", 2 },
-	{ "mg_recon_apply", "SELECT coalesce(mg_recon_apply($1, $2::timestamptz, $3::numeric), '')", 3 },
+	{ "mg_recon_apply", "SELECT coalesce(state, ''), amount "
+	  "FROM mg_recon_apply($1, $2::timestamptz, $3::numeric)", 3 },
 	{ "mg_recon_retry", "SELECT coalesce(mg_recon_retry($1, $2::timestamptz), '')", 2 },
 	{ "mg_recon_unsupported", "SELECT mg_recon_unsupported()", 0 },
 	{ "mg_recon_note_ids", "SELECT mg_recon_note_ids($1::jsonb)", 1 },
@@ -1011,11 +1012,25 @@ scalar_text(struct mg_store *s, const char *name, int n, const char *const *vals
 
 enum mg_err
 mg_store_recon_apply(struct mg_store *s, const struct mg_recon_row *w, const char *billed,
-    char *state, size_t len)
+    char *state, size_t len, long long *adjustment)
 {
 	const char *vals[3] = { w->request_id, w->created_at, billed };
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, "mg_recon_apply", 3, vals, &r);
 
-	return scalar_text(s, "mg_recon_apply", 3, vals, state, len);
+	state[0] = '\0';
+	*adjustment = 0;
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1 || PQnfields(r) != 2) {
+		PQclear(r);
+		return MG_ERR_DB;
+	}
+	text_or_empty(r, 0, 0, state, len);
+	if (!PQgetisnull(r, 0, 1))
+		*adjustment = nano_of(PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+	PQclear(r);
+	return MG_OK;
 }
 
 enum mg_err

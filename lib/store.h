@@ -144,9 +144,12 @@ enum mg_err mg_store_recon_claim(struct mg_store *s, int max, int lease,
     struct mg_recon_row **rows, int *n) __attribute__((warn_unused_result));
 /* The upstream billed billed (USD, decimal text) for the row's
  * generation: confirmed or adjusted (mg_recon_apply); the row's state
- * afterwards goes to state ("" when the row is gone). */
+ * afterwards goes to state ("" when the row is gone), the adjustment made
+ * to *adjustment (1e-9 USD rounded half away from zero, negative when the
+ * charge went down; 0 when none was made). */
 enum mg_err mg_store_recon_apply(struct mg_store *s, const struct mg_recon_row *w,
-    const char *billed, char *state, size_t len) __attribute__((warn_unused_result));
+    const char *billed, char *state, size_t len, long long *adjustment)
+	__attribute__((warn_unused_result));
 /* The upstream did not know the generation yet (mg_recon_retry). */
 enum mg_err mg_store_recon_retry(struct mg_store *s, const struct mg_recon_row *w, char *state,
     size_t len) __attribute__((warn_unused_result));

@@ -130,8 +130,7 @@ static void
 reconcile(struct mg_upkeep *u, struct mg_upstream *up, int *no_api)
 {
 	struct mg_recon_pass p;
-
-	int rc = mg_reconcile_pass(u->store, up, (size_t)u->conf->up_max_response,
+	enum mg_err rc = mg_reconcile_pass(u->store, up, (size_t)u->conf->up_max_response,
 	    u->conf->recon_max_rps, no_api, &p);
 
 	/* what the pass did before it stopped counts either way */
@@ -140,6 +139,8 @@ reconcile(struct mg_upkeep *u, struct mg_upstream *up, int *no_api)
 	mg_metrics_count(MG_M_RECON_RETRIED, (uint64_t)p.retried);
 	mg_metrics_count(MG_M_RECON_MISSING, (uint64_t)p.missing);
 	mg_metrics_count(MG_M_RECON_FAILED, (uint64_t)p.failed);
+	mg_metrics_count(MG_M_RECON_DRIFT_UP_NANOUSD, p.raised);
+	mg_metrics_count(MG_M_RECON_DRIFT_DOWN_NANOUSD, p.lowered);
 	if (rc != MG_OK)
 		mg_log(MG_LOG_WARN, NULL, "reconciliation: %s", mg_store_last_error());
 	else if (p.looked > 0 || p.unsupported > 0)

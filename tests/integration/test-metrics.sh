@@ -10,7 +10,9 @@
 #      catalog prices) moves the counters by exactly that much, summed over
 #      both processes: every scrape (each reaches one process or the
 #      other) gives the same sums; tokens and cost equal the usage rows'
-#      (the cost exactly, catalog-priced rows too)
+#      (the cost exactly, catalog-priced rows too); the reconciliation
+#      adjusts the two catalog-priced charges, one up and one down, and
+#      the adjustments' counters equal the adjustment rows'
 #   2. a responder SIGKILLed and another started in its place: no counter
 #      goes back (the dead slot is folded into the retired one); a
 #      request lost with its responder is charged its reservation by the
@@ -70,9 +72,10 @@ start_mock --require-key "$PROVIDER_KEY" >"$MG_T/start-mock.txt" 2>&1 ||
     bail "mock upstream starts" "$(cat "$MG_T/start-mock.txt")"
 
 # Both pools map the same scoreboard: $MG_T/main.sock.scoreboard.
+# The first pool reconciles (the catalog-priced charges are looked up).
 CONF=$MG_T/modelgate.conf
 mg_conf_write "$CONF" METRICS_DIR="$MG_T" METRICS_PER_MODEL=1 METRICS_PER_PROJECT=1 \
-    METRICS_TOKEN_FILE="$MG_T/metrics.token" || bail "modelgate.conf"
+    METRICS_TOKEN_FILE="$MG_T/metrics.token" RECON_MAX_RPS=20 || bail "modelgate.conf"
 # the second pool: no address may read without the token; it reaps what
 # is pending for 5 s (the first pool's reaper waits the default 15 min)
 CONF2=$MG_T/modelgate-2.conf
@@ -137,9 +140,21 @@ chat_req() { # KEY MODEL STREAM
         -H 'Content-Type: application/json' \
         --data "{\"model\":\"$2\",\"stream\":$3,\"messages\":[{\"role\":\"user\",\"content\":\"count these words\"}]}"
 }
+# reconciled: no usage row waits for its lookup (up to 20 s).
+reconciled() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        [ "$(sql_now 'SELECT count(*) FROM usage_events WHERE recon_next_at IS NOT NULL')" = 0 ] &&
+            return 0
+        sleep 0.1
+    done
+    return 1
+}
 codes=()
 for i in 1 2 3; do chat_req "$KEY_OPEN" mock/echo false; codes+=("$HTTP_STATUS"); done
-# two answers without a cost: charged at the fallback prices
+# no cost in the answers: charged at the fallback prices, which are above
+# the mock's; the generation's bill says less (down), or 1000 times that
+# (up)
 chat_req "$KEY_OPEN" 'mock/echo;nocost=1' false
 codes+=("$HTTP_STATUS")
 chat_req "$KEY_OPEN" 'mock/echo;nocost=1;billed=100000' false
@@ -158,8 +173,9 @@ chat_req "$KEY_LIMITED" mock/echo false
 codes+=("$HTTP_STATUS")
 check_eq "the requests answered as planned" "${codes[*]}" "200 200 200 200 200 200 200 200 200 502 200 429"
 settled || tap_not_ok "every request settled"
-want=$(sql "SELECT coalesce(sum(cost), 0)::numeric(30, 9) FROM usage_events")
-scrape_until s1 modelgate_cost_usd_total "$want" || tap_not_ok "the settlements counted"
+reconciled || tap_not_ok "every lookup made"
+scrape_until s1 'modelgate_reconcile_lookups_total{result="adjusted"}' 2 ||
+    tap_not_ok "the lookups counted"
 
 for i in 1 2 3 4 5 6; do scrape "s$i"; done
 check "six scrapes (either process) give the same sums" node "$MC" same "$MG_T"/s{1,2,3,4,5,6}.prom
@@ -179,8 +195,10 @@ check_eq "time to first token: the 2 streams" "$(get s1 modelgate_time_to_first_
 check_eq "nothing in flight but the scrape" "$(get s1 modelgate_requests_in_flight)" 1
 check_eq "no stream open" "$(get s1 modelgate_streams_open)" 0
 
-check_eq "two rows charged at catalog prices" \
-    "$(sql "SELECT count(*) FILTER (WHERE cost_source = 'catalog') FROM usage_events")" 2
+check_eq "two rows charged at catalog prices, and both adjusted" \
+    "$(sql "SELECT count(*) FILTER (WHERE cost_source = 'catalog') || ' '
+                   || count(*) FILTER (WHERE cost_source = 'catalog' AND recon_state = 'adjusted')
+              FROM usage_events")" "2 2"
 want=$(sql "SELECT coalesce(sum(prompt_tokens), 0) || ' ' || coalesce(sum(completion_tokens), 0)
               || ' ' || count(*) FILTER (WHERE model = 'mock/echo' AND status <> 429)
             FROM usage_events WHERE status <> 429")
@@ -196,6 +214,13 @@ check_eq "per project: open's cost, exactly" "$(get s1 'modelgate_project_cost_u
 check_eq "per model: the catalog-priced chat's cost, exactly" \
     "$(get s1 'modelgate_model_cost_usd_total{model="mock/echo;nocost=1"}')" \
     "$(sql "SELECT coalesce(sum(cost), 0)::numeric(30, 9) FROM usage_events WHERE model = 'mock/echo;nocost=1'")"
+check_eq "lookups: the two adjusted" "$(get s1 'modelgate_reconcile_lookups_total{result="adjusted"}')" 2
+check_eq "adjustments up and down equal the adjustment rows', exactly" \
+    "$(get s1 'modelgate_reconcile_adjustments_usd_total{direction="up"}') $(get s1 'modelgate_reconcile_adjustments_usd_total{direction="down"}')" \
+    "$(sql "SELECT coalesce(sum(amount) FILTER (WHERE amount > 0), 0)::numeric(30, 9) || ' '
+                   || coalesce(-sum(amount) FILTER (WHERE amount < 0), 0)::numeric(30, 9)
+              FROM usage_adjustments")"
+check "one adjustment each way" test "$(sql "SELECT count(*) FILTER (WHERE amount > 0) || ' ' || count(*) FILTER (WHERE amount < 0) FROM usage_adjustments")" = "1 1"
 check_eq "build info" "$(get s1 "modelgate_build_info{version=\"$(sed -n 's/^#define PACKAGE_VERSION "\(.*\)"/\1/p' "$MG_BUILDDIR/config.h")\"}")" 1
 
 # ---------------------------------------------------------------------------

@@ -100,6 +100,9 @@ START_TEST(sums_over_slots)
 	mg_scoreboard_add(sb, b, MG_M_TOKENS_PROMPT, 32);
 	mg_scoreboard_charge(sb, a, NULL, NULL, 1500000001ull);
 	mg_scoreboard_charge(sb, b, NULL, NULL, 1);
+	mg_scoreboard_add(sb, a, MG_M_RECON_DRIFT_UP_NANOUSD, 20);
+	mg_scoreboard_add(sb, b, MG_M_RECON_DRIFT_UP_NANOUSD, 1000000000ull);
+	mg_scoreboard_add(sb, b, MG_M_RECON_DRIFT_DOWN_NANOUSD, 7);
 	mg_scoreboard_request(sb, a, MG_MEP_CHAT, 200, 0);
 	mg_scoreboard_request(sb, b, MG_MEP_CHAT, 201, 0);
 	mg_scoreboard_request(sb, b, MG_MEP_CHAT, 429, 1);
@@ -108,6 +111,8 @@ START_TEST(sums_over_slots)
 	mg_scoreboard_observe(sb, a, MG_H_REQUEST_CHAT, 7000);      /* 7 ms */
 	mg_scoreboard_observe(sb, b, MG_H_REQUEST_CHAT, 400000000); /* 400 s: +Inf */
 	t = scrape(sb, 0, 0);
+	CHECK_SERIES(t, "modelgate_reconcile_adjustments_usd_total{direction=\"up\"}", "1.000000020");
+	CHECK_SERIES(t, "modelgate_reconcile_adjustments_usd_total{direction=\"down\"}", "0.000000007");
 	CHECK_SERIES(t, "modelgate_tokens_total{type=\"prompt\"}", "42");
 	CHECK_SERIES(t, "modelgate_cost_usd_total", "1.500000002");
 	CHECK_SERIES(t, "modelgate_requests_total{endpoint=\"chat.completions\",status_class=\"2xx\",stream=\"false\"}", "2");
