@@ -52,6 +52,8 @@ static const struct stmt statements[] = {
 	  "FROM mg_recon_claim($1, make_interval(secs => $2))", 2 },
 	{ "mg_recon_apply", "SELECT coalesce(state, ''), amount "
 	  "FROM mg_recon_apply($1, $2::timestamptz, $3::numeric)", 3 },
+	{ "mg_recon_watermark", "SELECT floor(extract(epoch FROM "
+	  "coalesce(mg_recon_watermark(), clock_timestamp())))::bigint", 0 },
 	{ "mg_recon_retry", "SELECT coalesce(mg_recon_retry($1, $2::timestamptz), '')", 2 },
 	{ "mg_recon_unsupported", "SELECT mg_recon_unsupported()", 0 },
 	{ "mg_recon_note_ids", "SELECT mg_recon_note_ids($1::jsonb)", 1 },
@@ -1029,6 +1031,24 @@ mg_store_recon_apply(struct mg_store *s, const struct mg_recon_row *w, const cha
 	text_or_empty(r, 0, 0, state, len);
 	if (!PQgetisnull(r, 0, 1))
 		*adjustment = nano_of(PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+	PQclear(r);
+	return MG_OK;
+}
+
+enum mg_err
+mg_store_recon_watermark(struct mg_store *s, long long *unix_seconds)
+{
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, "mg_recon_watermark", 0, NULL, &r);
+
+	*unix_seconds = 0;
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
+		PQclear(r);
+		return MG_ERR_DB;
+	}
+	*unix_seconds = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	return MG_OK;
 }

@@ -150,6 +150,10 @@ enum mg_err mg_store_recon_claim(struct mg_store *s, int max, int lease,
 enum mg_err mg_store_recon_apply(struct mg_store *s, const struct mg_recon_row *w,
     const char *billed, char *state, size_t len, long long *adjustment)
 	__attribute__((warn_unused_result));
+/* The reconciled-through watermark (mg_recon_watermark) in Unix seconds,
+ * rounded down: the time it was read when no row is waiting. */
+enum mg_err mg_store_recon_watermark(struct mg_store *s, long long *unix_seconds)
+	__attribute__((warn_unused_result));
 /* The upstream did not know the generation yet (mg_recon_retry). */
 enum mg_err mg_store_recon_retry(struct mg_store *s, const struct mg_recon_row *w, char *state,
     size_t len) __attribute__((warn_unused_result));

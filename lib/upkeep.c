@@ -1,9 +1,9 @@
 /* upkeep.c -- A responder's upkeep thread: the reaper of dead responders'
  * reservations, the scheduled catalog refresh, the usage partitions of
  * the months ahead, the compaction of the usage rollups, the daily close
- * against the upstream's activity and the giving
- * back of freed memory, each on its own interval, woken once a second.  Started
- * and stopped by responder.c. */
+ * against the upstream's activity, the reconciled-through watermark of
+ * the metrics and the giving back of freed memory, each on its own
+ * interval, woken once a second.  Started and stopped by responder.c. */
 #include "config.h"
 
 #include <errno.h>
@@ -41,6 +41,10 @@
 /* The longest the upkeep waits for one upstream call (seconds): a slow
  * upstream must not hold up the reaper and the compaction. */
 #define UPKEEP_CALL_TIMEOUT 30
+
+/* How often (seconds) a process reads the reconciled-through watermark
+ * for its metrics. */
+#define WATERMARK_INTERVAL 15
 
 /* How often (seconds) a process offers to close a UTC day against the
  * upstream's activity, and how long the one that takes a day has to
@@ -99,6 +103,18 @@ reap(struct mg_upkeep *u)
 	if (n > 0)
 		mg_log(MG_LOG_WARN, NULL, "reaper: settled %d requests lost with their "
 		    "responder, at their reserved amount", n);
+}
+
+/* Reads the reconciled-through watermark into the metrics. */
+static void
+read_watermark(struct mg_upkeep *u)
+{
+	long long t = 0;
+
+	if (mg_store_recon_watermark(u->store, &t) != MG_OK)
+		mg_log(MG_LOG_DEBUG, NULL, "watermark not read: %s", mg_store_last_error());
+	else
+		mg_metrics_watermark(t);
 }
 
 /* Makes the usage partitions of the months ahead that are missing. */
@@ -233,7 +249,7 @@ upkeep_main(void *arg)
 	struct mg_upstream *mgmt = c->up_mgmt_key != NULL ?
 	    mg_upstream_new_key(c, c->up_mgmt_key) : NULL;
 	long now = 0, next_reap = 1, next_catalog = 1, next_partitions = 2, next_compact = 3;
-	long next_close = 5;
+	long next_close = 5, next_watermark = 1;
 	int no_api = 0;
 	char key_hash[MG_APIKEY_HASH_HEX_LEN + 1] = "";
 
@@ -261,6 +277,10 @@ upkeep_main(void *arg)
 		if (now >= next_compact) {
 			next_compact = now + COMPACT_INTERVAL;
 			compact_rollups(u);
+		}
+		if (now >= next_watermark) {
+			next_watermark = now + WATERMARK_INTERVAL;
+			read_watermark(u);
 		}
 		if (up != NULL && c->recon_max_rps > 0)
 			reconcile(u, up, &no_api);

@@ -14,9 +14,10 @@
 #      adjusts the two catalog-priced charges, one up and one down, and
 #      the adjustments' counters equal the adjustment rows'
 #   2. a responder SIGKILLed and another started in its place: no counter
-#      goes back (the dead slot is folded into the retired one); a
-#      request lost with its responder is charged its reservation by the
-#      reaper, and the cost still equals the usage rows'
+#      goes back (the dead slot is folded into the retired one); the
+#      reconciled-through watermark gauge is the database's; a request
+#      lost with its responder is charged its reservation by the reaper,
+#      and the cost still equals the usage rows'
 #   3. access: the allowed address (REMOTE_ADDR as lighttpd passes it), a
 #      refused address with and without the token
 #   4. promtool check metrics on the output, when promtool is installed
@@ -228,6 +229,10 @@ check_eq "build info" "$(get s1 "modelgate_build_info{version=\"$(sed -n 's/^#de
 
 kill -KILL "${MAIN_PIDS[0]}" 2>/dev/null
 wait_gone 10 "${MAIN_PIDS[0]}" || tap_not_ok "responder ${MAIN_PIDS[0]} gone"
+# the oldest row waits for a lookup an hour from now (as after the
+# upstream's 404s): the reconciled-through watermark stays at its time
+sql "UPDATE usage_events SET recon_next_at = now() + interval '1 hour'
+      WHERE id = (SELECT min(id) FROM usage_events)" >/dev/null
 mkdir -p "$MG_T/second"
 MG_T_SAVED=$MG_T
 if start_responders second/main "$CONF2" 1 >"$MG_T/stack-second.txt" 2>&1 &&
@@ -242,6 +247,12 @@ for i in 7 8 9; do scrape "s$i"; done
 check "no counter went back after the kill" node "$MC" monotonic "$MG_T/s6.prom" "$MG_T/s7.prom"
 check "the scrapes still agree" node "$MC" same "$MG_T"/s{1,7,8,9}.prom
 check_eq "two live processes again" "$(get s9 modelgate_responder_processes)" 2
+
+# every process reads the watermark at its start, then every 15 s
+want=$(sql "SELECT floor(extract(epoch FROM mg_recon_watermark()))::bigint")
+scrape_until sw modelgate_reconcile_watermark_timestamp_seconds "$want"
+check_eq "the watermark gauge is the oldest waiting row's time" \
+    "$(get sw modelgate_reconcile_watermark_timestamp_seconds)" "$want"
 
 # a request admitted, then lost with its responder: the second pool's
 # reaper charges its reservation

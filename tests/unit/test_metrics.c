@@ -111,6 +111,12 @@ START_TEST(sums_over_slots)
 	mg_scoreboard_observe(sb, a, MG_H_REQUEST_CHAT, 7000);      /* 7 ms */
 	mg_scoreboard_observe(sb, b, MG_H_REQUEST_CHAT, 400000000); /* 400 s: +Inf */
 	t = scrape(sb, 0, 0);
+	/* not read yet: no such series */
+	ck_assert_ptr_null(strstr(t, "modelgate_reconcile_watermark_timestamp_seconds"));
+	free(t);
+	mg_scoreboard_watermark(sb, 1700000000);
+	t = scrape(sb, 0, 0);
+	CHECK_SERIES(t, "modelgate_reconcile_watermark_timestamp_seconds", "1700000000");
 	CHECK_SERIES(t, "modelgate_reconcile_adjustments_usd_total{direction=\"up\"}", "1.000000020");
 	CHECK_SERIES(t, "modelgate_reconcile_adjustments_usd_total{direction=\"down\"}", "0.000000007");
 	CHECK_SERIES(t, "modelgate_tokens_total{type=\"prompt\"}", "42");
