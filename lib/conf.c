@@ -286,8 +286,16 @@ read_key_file(const char *path, const char *name, char **key, const char *file, 
 		    file, line, name, path, strerror(errno));
 		return -1;
 	}
-	if (fgets(keybuf, sizeof(keybuf), f) == NULL)
+	if (fgets(keybuf, sizeof(keybuf), f) == NULL) {
 		keybuf[0] = '\0';
+		/* a directory opens, and fails here */
+		if (ferror(f)) {
+			mg_err_detail(err, errlen, "%s:%d: setting '%s': cannot read '%s': %s",
+			    file, line, name, path, strerror(errno));
+			fclose(f);
+			return -1;
+		}
+	}
 	fclose(f);
 	n = strcspn(keybuf, "\r\n");
 	if (keybuf[n] == '\0' && n == sizeof(keybuf) - 1) {
