@@ -64,7 +64,7 @@ static const struct {
 	[CALL_CATALOG_REPLACE] = { "SELECT mg_catalog_replace($1::jsonb)", 1 },
 	[CALL_CATALOG_LIST] = { "SELECT id, kind, context_length, prompt_price, completion_price, "
 	    "synced_at FROM mg_catalog_list()", 0 },
-	[CALL_REAP] = { "SELECT mg_reap($1)", 1 },
+	[CALL_REAP] = { "SELECT reaped FROM mg_reap($1)", 1 },
 	[CALL_ADMIN_KEY_CREATE] = { "SELECT mg_admin_key_create($1, decode($2, 'hex'), $3)", 3 },
 	[CALL_ADMIN_KEY_LIST] = { "SELECT prefix, name, created_at, revoked_at "
 	    "FROM mg_admin_key_list()", 0 },

@@ -53,6 +53,18 @@ mg_clock_ms_since(const struct timespec *start)
 	return mg_clock_diff_ms(&now, start);
 }
 
+unsigned long long
+mg_clock_us_since(const struct timespec *start)
+{
+	struct timespec now;
+	long long us;
+
+	mg_clock_now(CLOCK_MONOTONIC, &now);
+	us = (long long)(now.tv_sec - start->tv_sec) * 1000000 +
+	    (now.tv_nsec - start->tv_nsec) / 1000;
+	return us > 0 ? (unsigned long long)us : 0;
+}
+
 long
 mg_clock_ms_until(const struct timespec *deadline)
 {

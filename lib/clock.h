@@ -24,6 +24,9 @@ long mg_clock_diff_ms(const struct timespec *a, const struct timespec *b);
 /* Milliseconds since start (CLOCK_MONOTONIC). */
 long mg_clock_ms_since(const struct timespec *start);
 
+/* Microseconds since start (CLOCK_MONOTONIC), 0 if the clock went back. */
+unsigned long long mg_clock_us_since(const struct timespec *start);
+
 /* Milliseconds left until deadline (CLOCK_MONOTONIC); <= 0 when past. */
 long mg_clock_ms_until(const struct timespec *deadline);
 

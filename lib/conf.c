@@ -12,6 +12,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "money.h"
 
 enum opt_type {
@@ -65,6 +66,11 @@ static const struct opt options[] = {
 	STR_OPT("report.timezone", report_tz, "UTC"),
 	STR_OPT("report.dashboard_dir", dashboard_dir, ""),
 	INT_OPT("report.max_days", report_max_days, 731, 1, 36600),
+	STR_OPT("metrics.dir", metrics_dir, ""),
+	STR_OPT("metrics.allow", metrics_allow, "127.0.0.0/8, ::1"),
+	STR_OPT("metrics.token_file", metrics_token_file, ""),
+	INT_OPT("metrics.per_model", metrics_per_model, 0, 0, 1),
+	INT_OPT("metrics.per_project", metrics_per_project, 0, 0, 1),
 };
 
 #define N_OPTIONS (sizeof(options) / sizeof(options[0]))
@@ -160,6 +166,11 @@ mg_conf_free(struct mg_conf *c)
 	}
 	free(c->file);
 	c->file = NULL;
+	if (c->metrics_token != NULL) {
+		memset(c->metrics_token, 0, strlen(c->metrics_token));
+		free(c->metrics_token);
+		c->metrics_token = NULL;
+	}
 	if (c->up_mgmt_key != NULL) {
 		memset(c->up_mgmt_key, 0, strlen(c->up_mgmt_key));
 		free(c->up_mgmt_key);
@@ -275,8 +286,16 @@ read_key_file(const char *path, const char *name, char **key, const char *file, 
 		    file, line, name, path, strerror(errno));
 		return -1;
 	}
-	if (fgets(keybuf, sizeof(keybuf), f) == NULL)
+	if (fgets(keybuf, sizeof(keybuf), f) == NULL) {
 		keybuf[0] = '\0';
+		/* a directory opens, and fails here */
+		if (ferror(f)) {
+			mg_err_detail(err, errlen, "%s:%d: setting '%s': cannot read '%s': %s",
+			    file, line, name, path, strerror(errno));
+			fclose(f);
+			return -1;
+		}
+	}
 	fclose(f);
 	n = strcspn(keybuf, "\r\n");
 	if (keybuf[n] == '\0' && n == sizeof(keybuf) - 1) {
@@ -377,6 +396,22 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 		    file, line_of(cfg, "upstream.title"));
 		return -1;
 	}
+	{
+		struct mg_netmask nets[MG_METRICS_ALLOW_MAX];
+		char why[160];
+		int nets_n;
+
+		if (mg_metrics_allow_parse(c->metrics_allow, nets, MG_METRICS_ALLOW_MAX, &nets_n, why,
+		    sizeof(why)) != 0) {
+			mg_err_detail(err, errlen, "%s:%d: setting 'metrics.allow': %s", file,
+			    line_of(cfg, "metrics.allow"), why);
+			return -1;
+		}
+	}
+	if (c->metrics_token_file[0] != '\0' &&
+	    read_key_file(c->metrics_token_file, "metrics.token_file", &c->metrics_token,
+	    file, line_of(cfg, "metrics.token_file"), err, errlen) != 0)
+		return -1;
 	if (c->up_mgmt_key_file[0] != '\0' &&
 	    read_key_file(c->up_mgmt_key_file, "upstream.management_key_file", &c->up_mgmt_key,
 	    file, line_of(cfg, "upstream.management_key_file"), err, errlen) != 0)
@@ -490,4 +525,5 @@ mg_conf_dump(const struct mg_conf *c, FILE *out)
 		fputs("};\n", out);
 	fprintf(out, "# upstream key: %s\n", c->up_key ? "set (not shown)" : "not set");
 	fprintf(out, "# management key: %s\n", c->up_mgmt_key ? "set (not shown)" : "not set");
+	fprintf(out, "# metrics token: %s\n", c->metrics_token ? "set (not shown)" : "not set");
 }

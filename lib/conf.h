@@ -55,6 +55,13 @@ struct mg_conf {
 	char *dashboard_dir;     /* the dashboard's files, "" for the installed ones */
 	char *report_tz;         /* reports' default time zone (IANA name) */
 	int report_max_days;     /* the longest period a report covers */
+
+	char *metrics_dir;       /* the scoreboard's directory, "": the socket's */
+	char *metrics_allow;     /* addresses and networks that may read /metrics */
+	char *metrics_token_file;
+	char *metrics_token;     /* a bearer token that may read them (secret), or NULL */
+	int metrics_per_model;   /* 1: counts per model */
+	int metrics_per_project; /* 1: counts per project */
 };
 
 /* Which file to read: the -c argument if given, else $MODELGATE_CONFIG,

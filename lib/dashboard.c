@@ -83,6 +83,7 @@ mg_dashboard_handle(struct mg_worker *w, struct mg_exchange *x, const char *name
 	mg_exchange_header(x, "Referrer-Policy", "no-referrer");
 	mg_exchange_header(x, "X-Frame-Options", "DENY");
 	mg_exchange_header(x, "Cache-Control", "no-cache");
+	x->status = 200;
 	if (mg_fcgi_reply(x->fr, 200, files[i].type, x->headers, w->out.data, w->out.len) != MG_OK)
 		mg_log(MG_LOG_INFO, x->request_id, "client went away before the response");
 }

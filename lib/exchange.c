@@ -13,6 +13,7 @@
 #include "fcgi.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 
 #define JSON_TYPE "application/json"
 
@@ -66,6 +67,7 @@ mg_exchange_header(struct mg_exchange *x, const char *name, const char *fmt, ...
 void
 mg_exchange_send_json(struct mg_exchange *x, int status, const char *body, size_t len)
 {
+	x->status = status;
 	if (mg_fcgi_reply(x->fr, status, JSON_TYPE, x->headers, body, len) != MG_OK)
 		mg_log(MG_LOG_INFO, x->request_id, "client went away before the response");
 }
@@ -93,8 +95,10 @@ mg_exchange_record(struct mg_worker *w, struct mg_exchange *x, struct mg_usage *
 	if (w->gw->conf->recon_verify_all)
 		u->check = 1;
 	if (x->admitted) {
+		mg_metrics_usage(u->model, x->auth.project, u->prompt_tokens,
+		    u->completion_tokens);
 		/* written by the ledger's thread: the client does not wait */
-		mg_ledger_settle(w->gw->ledger, u, x->billable);
+		mg_ledger_settle(w->gw->ledger, u, x->auth.project, x->billable);
 	} else {
 		rc = mg_store_record_usage(w->gw->store, u);
 		if (rc != MG_OK)

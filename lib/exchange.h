@@ -22,6 +22,9 @@ struct mg_exchange {
 	int authed;
 	int admitted;               /* a pending usage row holds a reservation */
 	int billable;               /* the upstream did work for this request */
+	int status;                 /* the HTTP status answered, 0 before */
+	int stream;                 /* the answer is (or was to be) a stream */
+	unsigned long long upstream_us; /* the upstream call, 0: none */
 };
 
 /* Starts an exchange for fr: the clock, a new request id and its

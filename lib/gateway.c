@@ -26,6 +26,8 @@
 #include "usage.h"
 #include "dashboard.h"
 #include "mcpapi.h"
+#include "metrics.h"
+#include "metricsapi.h"
 #include "usageapi.h"
 
 /* A worker's buffers keep up to this much between requests: enough for
@@ -37,79 +39,108 @@ static void handle_call(struct mg_worker *w, struct mg_exchange *x, enum mg_endp
 static void handle_models(struct mg_worker *w, struct mg_exchange *x, const char *id);
 static void handle_health(struct mg_worker *w, struct mg_exchange *x);
 
-void
-mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
+/* Routes the request and serves it; the endpoint it counts under. */
+static enum mg_metrics_ep
+dispatch(struct mg_worker *w, struct mg_exchange *x, FCGX_Request *r)
 {
-	struct mg_exchange x;
 	struct mg_route_match m;
 	struct mg_apierror e;
 	const char *method = mg_fcgi_param(r, "REQUEST_METHOD");
 	const char *uri = mg_fcgi_param(r, "REQUEST_URI");
 
-	mg_exchange_begin(&x, r);
 	if (uri == NULL)
 		uri = mg_fcgi_param(r, "SCRIPT_NAME");
 	mg_router_match(method, uri, &m);
-	mg_log(MG_LOG_DEBUG, x.request_id, "%s %.300s", method ? method : "-", uri ? uri : "-");
+	mg_log(MG_LOG_DEBUG, x->request_id, "%s %.300s", method ? method : "-", uri ? uri : "-");
 	if (m.route == MG_ROUTE_NONE) {
 		mg_apierror_set(&e, 404, "invalid_request_error", NULL, "not_found",
 		    "Unknown request URL: %s %.200s. See the API reference for the routes this gateway serves.",
 		    method ? method : "-", uri ? uri : "-");
-		mg_exchange_send_error(w, &x, &e);
-		return;
+		mg_exchange_send_error(w, x, &e);
+		return MG_MEP_OTHER;
 	}
 	if (!m.method_ok) {
-		mg_exchange_header(&x, "Allow", "%s", m.allow);
+		mg_exchange_header(x, "Allow", "%s", m.allow);
 		mg_apierror_set(&e, 405, "invalid_request_error", NULL, "method_not_allowed",
 		    "%s is not allowed on this URL; use %s.", method ? method : "-", m.allow);
-		mg_exchange_send_error(w, &x, &e);
-		return;
+		mg_exchange_send_error(w, x, &e);
+		return MG_MEP_OTHER;
 	}
 	switch (m.route) {
 	case MG_ROUTE_HEALTH:
-		handle_health(w, &x);
-		break;
+		handle_health(w, x);
+		return MG_MEP_HEALTH;
 	case MG_ROUTE_CHAT:
-		handle_call(w, &x, MG_EP_CHAT);
-		break;
+		handle_call(w, x, MG_EP_CHAT);
+		return MG_MEP_CHAT;
 	case MG_ROUTE_EMBEDDINGS:
-		handle_call(w, &x, MG_EP_EMBEDDINGS);
-		break;
+		handle_call(w, x, MG_EP_EMBEDDINGS);
+		return MG_MEP_EMBEDDINGS;
 	case MG_ROUTE_MODELS:
-		if (mg_auth_project(w, &x) == 0)
-			handle_models(w, &x, NULL);
-		break;
+		if (mg_auth_project(w, x) == 0)
+			handle_models(w, x, NULL);
+		return MG_MEP_MODELS;
 	case MG_ROUTE_MODEL:
-		if (mg_auth_project(w, &x) == 0)
-			handle_models(w, &x, m.model_id);
-		break;
+		if (mg_auth_project(w, x) == 0)
+			handle_models(w, x, m.model_id);
+		return MG_MEP_MODELS;
 	case MG_ROUTE_USAGE:
-		mg_usageapi_handle(w, &x, MG_REPORT_USAGE);
-		break;
+		mg_usageapi_handle(w, x, MG_REPORT_USAGE);
+		return MG_MEP_USAGE;
 	case MG_ROUTE_USAGE_REQUESTS:
-		mg_usageapi_handle(w, &x, MG_REPORT_REQUESTS);
-		break;
+		mg_usageapi_handle(w, x, MG_REPORT_REQUESTS);
+		return MG_MEP_USAGE;
 	case MG_ROUTE_QUOTA:
-		mg_usageapi_handle(w, &x, MG_REPORT_QUOTA);
-		break;
+		mg_usageapi_handle(w, x, MG_REPORT_QUOTA);
+		return MG_MEP_USAGE;
 	case MG_ROUTE_RECONCILIATION:
-		mg_usageapi_handle(w, &x, MG_REPORT_RECONCILE);
-		break;
+		mg_usageapi_handle(w, x, MG_REPORT_RECONCILE);
+		return MG_MEP_USAGE;
 	case MG_ROUTE_MCP:
-		mg_mcpapi_handle(w, &x);
-		break;
+		mg_mcpapi_handle(w, x);
+		return MG_MEP_MCP;
 	case MG_ROUTE_USAGE_MODELS:
-		mg_usageapi_handle(w, &x, MG_REPORT_MODELS);
-		break;
+		mg_usageapi_handle(w, x, MG_REPORT_MODELS);
+		return MG_MEP_USAGE;
 	case MG_ROUTE_USAGE_PROJECTS:
-		mg_usageapi_handle(w, &x, MG_REPORT_PROJECTS);
-		break;
+		mg_usageapi_handle(w, x, MG_REPORT_PROJECTS);
+		return MG_MEP_USAGE;
 	case MG_ROUTE_DASHBOARD:
-		mg_dashboard_handle(w, &x, m.model_id);
-		break;
+		mg_dashboard_handle(w, x, m.model_id);
+		return MG_MEP_DASHBOARD;
+	case MG_ROUTE_METRICS:
+		mg_metricsapi_handle(w, x);
+		return MG_MEP_METRICS;
 	default:
-		break;
+		return MG_MEP_OTHER;
 	}
+}
+
+void
+mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
+{
+	struct mg_exchange x;
+	enum mg_metrics_ep ep;
+	unsigned long long total;
+
+	mg_exchange_begin(&x, r);
+	mg_metrics_gauge(MG_G_IN_FLIGHT, 1);
+	ep = dispatch(w, &x, r);
+	total = mg_clock_us_since(&x.start);
+	/* a stream cut before its end still answered 200 */
+	mg_metrics_request(ep, x.status != 0 ? x.status : 500, x.stream);
+	if (ep == MG_MEP_CHAT || ep == MG_MEP_EMBEDDINGS) {
+		int chat = ep == MG_MEP_CHAT;
+
+		mg_metrics_observe(chat ? MG_H_REQUEST_CHAT : MG_H_REQUEST_EMBEDDINGS, total);
+		if (x.upstream_us > 0) {
+			mg_metrics_observe(chat ? MG_H_UPSTREAM_CHAT : MG_H_UPSTREAM_EMBEDDINGS,
+			    x.upstream_us);
+			mg_metrics_observe(chat ? MG_H_OVERHEAD_CHAT : MG_H_OVERHEAD_EMBEDDINGS,
+			    total > x.upstream_us ? total - x.upstream_us : 0);
+		}
+	}
+	mg_metrics_gauge(MG_G_IN_FLIGHT, -1);
 }
 
 /* --- chat completions and embeddings ------------------------------------ */
@@ -144,6 +175,7 @@ handle_call(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep)
 	u.key_id = x->auth.key_id;
 	memcpy(u.model, call.model, strlen(call.model) + 1);
 	u.stream = call.stream;
+	x->stream = call.stream;
 	if (call.stream)
 		mg_stream_relay(w, x, &call, &u);
 	else
@@ -183,6 +215,28 @@ parse(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep, struct mg
 	return -1;
 }
 
+/* The refusals counter of an admission outcome other than OK. */
+static enum mg_metric
+refusal_metric(enum mg_admit_outcome o)
+{
+	switch (o) {
+	case MG_ADMIT_MODEL_NOT_ALLOWED:
+		return MG_M_REFUSED_MODEL_NOT_ALLOWED;
+	case MG_ADMIT_MODEL_NOT_FOUND:
+		return MG_M_REFUSED_MODEL_NOT_FOUND;
+	case MG_ADMIT_SPEND_CAP:
+		return MG_M_REFUSED_SPEND_CAP;
+	case MG_ADMIT_REQUESTS:
+		return MG_M_REFUSED_REQUESTS;
+	case MG_ADMIT_TOKENS:
+		return MG_M_REFUSED_TOKENS;
+	case MG_ADMIT_TOKENS_TOO_MANY:
+		return MG_M_REFUSED_TOKENS_TOO_MANY;
+	default:
+		return MG_M_REFUSED_INVALID_KEY;
+	}
+}
+
 /* Admits a parsed request: key, model, limits, reservation.  0 when
  * admitted; otherwise the answer (401, 403, 404, 429, 503) is sent. */
 static int
@@ -208,6 +262,8 @@ admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call, co
 	/* the wait for the database, in the queue or not, counts from here */
 	mg_clock_now(CLOCK_MONOTONIC, &q.since);
 	rc = mg_ledger_admit(w->gw->ledger, &q, &a);
+	if (rc == MG_OK && a.outcome != MG_ADMIT_OK)
+		mg_metrics_count(refusal_metric(a.outcome), 1);
 	if (rc != MG_OK || a.outcome == MG_ADMIT_INVALID_KEY) {
 		mg_auth_refused(w, x, rc == MG_OK ? mg_auth_which_refusal(w, hash) : rc, prefix);
 		return -1;
@@ -236,8 +292,14 @@ static enum mg_err
 call_upstream(struct mg_worker *w, struct mg_exchange *x, const char *path, const char *body,
     size_t len, struct mg_apierror *e)
 {
-	enum mg_err rc = mg_upstream_call(w->up, path, body, len, &w->reply);
+	struct timespec since;
+	enum mg_err rc;
 
+	mg_clock_now(CLOCK_MONOTONIC, &since);
+	rc = mg_upstream_call(w->up, path, body, len, &w->reply);
+	x->upstream_us = mg_clock_us_since(&since);
+	if (x->upstream_us == 0)
+		x->upstream_us = 1;
 	if (rc != MG_OK) {
 		mg_log(MG_LOG_WARN, x->request_id, "upstream %s failed: %s (%s)", path,
 		    mg_strerror(rc), mg_upstream_last_error(w->up));

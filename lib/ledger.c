@@ -13,6 +13,7 @@
 #include "clock.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 
 #define ADMIT_BATCH_MAX   64     /* admissions in one statement */
 #define SETTLE_BATCH_MAX  256    /* settlements in one statement */
@@ -35,6 +36,7 @@ struct waiter {
  * running, kept so that it can be reconciled if its responder dies. */
 struct settlement {
 	struct mg_usage u;
+	char project[sizeof(((struct mg_auth *)0)->project)]; /* its name, for the metrics */
 	int billable;
 	int note;
 	struct settlement *next;
@@ -66,6 +68,7 @@ admit_batch(struct mg_ledger *l, struct waiter *first, int n)
 	enum mg_err rc;
 	int i;
 
+	mg_metrics_observe(MG_H_ADMIT_BATCH, (uint64_t)n);
 	if (n == 1) {
 		first->rc = mg_store_admit(l->store, first->q, first->out);
 		return;
@@ -161,18 +164,23 @@ mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_adm
 }
 
 static void
-settle_one(struct mg_ledger *l, const struct mg_usage *u, int billable)
+settle_one(struct mg_ledger *l, const struct mg_usage *u, const char *project, int billable)
 {
+	unsigned long long charged = 0;
 	enum mg_err rc;
 	int settled = 0;
 
-	rc = mg_store_settle(l->store, u, billable, &settled);
-	if (rc != MG_OK)
+	rc = mg_store_settle(l->store, u, billable, &settled, &charged);
+	if (rc != MG_OK) {
+		mg_metrics_count(MG_M_SETTLE_LOST, 1);
 		mg_log(MG_LOG_ERROR, u->request_id, "not settled: %s: %s; the reaper will charge "
 		    "its reservation", mg_strerror(rc), mg_store_last_error());
-	else if (!settled)
+	} else if (!settled) {
 		mg_log(MG_LOG_WARN, u->request_id, "already settled by the reaper at its reserved "
 		    "amount (quota.reap_after too short?)");
+	} else {
+		mg_metrics_charge(u->model, project, charged);
+	}
 }
 
 /* Keeps the generation ids of the notes among the n entries from first. */
@@ -197,6 +205,8 @@ static void
 settle_batch(struct mg_ledger *l, struct settlement *first, int n)
 {
 	const struct mg_usage *u[SETTLE_BATCH_MAX] = { NULL };
+	const char *project[SETTLE_BATCH_MAX] = { NULL };
+	unsigned long long charged[SETTLE_BATCH_MAX];
 	int billable[SETTLE_BATCH_MAX] = { 0 };
 	struct settlement *s;
 	enum mg_err rc;
@@ -206,28 +216,35 @@ settle_batch(struct mg_ledger *l, struct settlement *first, int n)
 	for (i = 0, m = 0, s = first; i < n; i++, s = s->next)
 		if (!s->note) {
 			u[m] = &s->u;
+			project[m] = s->project;
 			billable[m++] = s->billable;
 		}
 	n = m;
 	if (n == 0)
 		return;
 	if (n == 1) {
-		settle_one(l, u[0], billable[0]);
+		settle_one(l, u[0], project[0], billable[0]);
 		return;
 	}
-	rc = mg_store_settle_batch(l->store, u, billable, n, &settled);
+	rc = mg_store_settle_batch(l->store, u, billable, n, &settled, charged);
 	if (rc == MG_ERR_DB) {
 		mg_log(MG_LOG_WARN, NULL, "settlement batch of %d failed (%s); settling one by one",
 		    n, mg_store_last_error());
 		for (i = 0; i < n; i++)
-			settle_one(l, u[i], billable[i]);
-	} else if (rc != MG_OK) {
+			settle_one(l, u[i], project[i], billable[i]);
+		return;
+	}
+	if (rc != MG_OK) {
+		mg_metrics_count(MG_M_SETTLE_LOST, (uint64_t)n);
 		mg_log(MG_LOG_ERROR, NULL, "%d settlements not written: %s: %s; the reaper will "
 		    "charge their reservations", n, mg_strerror(rc), mg_store_last_error());
-	} else if (settled < n) {
+		return;
+	}
+	for (i = 0; i < n; i++)
+		mg_metrics_charge(u[i]->model, project[i], charged[i]);
+	if (settled < n)
 		mg_log(MG_LOG_WARN, NULL, "%d of %d requests were already settled by the reaper at "
 		    "their reserved amount (quota.reap_after too short?)", n - settled, n);
-	}
 }
 
 /* Called with the lock held and a settlement queued: waits up to
@@ -268,6 +285,13 @@ settler_main(void *arg)
 			l->queue_tail = &l->queue;
 		l->queue_len -= n;
 		pthread_mutex_unlock(&l->lock);
+		{
+			int k, m = 0;
+
+			for (k = 0, s = first; k < n; k++, s = s->next)
+				m += !s->note;
+			mg_metrics_gauge(MG_G_SETTLE_QUEUE, -m);
+		}
 
 		settle_batch(l, first, n);
 		for (s = first; n > 0; n--, s = next) {
@@ -294,6 +318,10 @@ enqueue(struct mg_ledger *l, struct settlement *s)
 		 * full batch */
 		if (++l->queue_len == 1 || l->queue_len == SETTLE_BATCH_MAX)
 			pthread_cond_signal(&l->queued);
+		if (!s->note) {
+			mg_metrics_count(MG_M_SETTLE_QUEUED, 1);
+			mg_metrics_gauge(MG_G_SETTLE_QUEUE, 1);
+		}
 		pthread_mutex_unlock(&l->lock);
 		return 0;
 	}
@@ -302,19 +330,21 @@ enqueue(struct mg_ledger *l, struct settlement *s)
 }
 
 void
-mg_ledger_settle(struct mg_ledger *l, const struct mg_usage *u, int billable)
+mg_ledger_settle(struct mg_ledger *l, const struct mg_usage *u, const char *project,
+    int billable)
 {
 	struct settlement *s = malloc(sizeof(*s));
 
 	if (s != NULL) {
 		s->u = *u;
+		snprintf(s->project, sizeof(s->project), "%s", project);
 		s->billable = billable;
 		s->note = 0;
 		if (enqueue(l, s) == 0)
 			return;
 		free(s);
 	}
-	settle_one(l, u, billable);
+	settle_one(l, u, project, billable);
 }
 
 void
@@ -327,6 +357,7 @@ mg_ledger_note_id(struct mg_ledger *l, const char *request_id, const char *upstr
 	mg_usage_init(&s->u);
 	snprintf(s->u.request_id, sizeof(s->u.request_id), "%s", request_id);
 	snprintf(s->u.upstream_id, sizeof(s->u.upstream_id), "%s", upstream_id);
+	s->project[0] = '\0';
 	s->billable = 0;
 	s->note = 1;
 	if (enqueue(l, s) != 0)

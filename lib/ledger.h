@@ -28,9 +28,12 @@ void mg_ledger_free(struct mg_ledger *l);
 enum mg_err mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q,
     struct mg_admission *out) __attribute__((warn_unused_result));
 
-/* Queues the settlement of an admitted request (u is copied).  When the
- * queue is full or the thread cannot run, settles at once. */
-void mg_ledger_settle(struct mg_ledger *l, const struct mg_usage *u, int billable);
+/* Queues the settlement of an admitted request (u and the name of its
+ * project, for the metrics, are copied).  When the queue is full or the
+ * thread cannot run, settles at once.  What it was charged is counted
+ * (mg_metrics_charge) once it is settled. */
+void mg_ledger_settle(struct mg_ledger *l, const struct mg_usage *u, const char *project,
+    int billable);
 
 /* Queues the generation id of a request still running (an answer that
  * started), to be kept with its pending usage row: if its responder dies,

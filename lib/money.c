@@ -4,6 +4,8 @@
  * the CLI, usage reading and the catalog. */
 #include "config.h"
 
+#include <limits.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "money.h"
@@ -43,4 +45,94 @@ mg_money_valid(const char *s, enum mg_money_form form)
 		p += n;
 	}
 	return *p == '\0';
+}
+
+int
+mg_money_nano(const char *s, unsigned long long *nano)
+{
+	const char *p = s, *frac = "";
+	size_t nint, nfrac = 0, i;
+	long exp = 0, shift;
+	unsigned long long v = 0;
+	int round_up = 0;
+
+	if (!mg_money_valid(s, MG_MONEY_NUMBER))
+		return -1;
+	nint = digits(p);
+	p += nint;
+	if (*p == '.') {
+		frac = ++p;
+		nfrac = digits(p);
+		p += nfrac;
+	}
+	if (*p == 'e' || *p == 'E') {
+		int neg = *++p == '-';
+
+		if (*p == '-' || *p == '+')
+			p++;
+		for (; *p != '\0'; p++)
+			exp = exp * 10 + (*p - '0');
+		if (neg)
+			exp = -exp;
+	}
+	/* the digits d (integer part then fraction) stand for
+	 * d * 10^(exp - nfrac) USD, so for d * 10^shift nano-USD */
+	shift = exp - (long)nfrac + 9;
+	for (i = 0; i < nint + nfrac; i++) {
+		unsigned d = (unsigned)((i < nint ? s[i] : frac[i - nint]) - '0');
+		long place = shift + (long)(nint + nfrac - 1 - i); /* this digit's power */
+
+		if (place < 0) {
+			/* past a nano-USD: only the first such digit rounds */
+			if (place == -1 && d >= 5)
+				round_up = 1;
+			continue;
+		}
+		if (d == 0)
+			continue;
+		{
+			unsigned long long add = d;
+			long k;
+
+			for (k = 0; k < place; k++) {
+				if (add > UINT64_MAX / 10)
+					return -1;
+				add *= 10;
+			}
+			if (v > UINT64_MAX - add)
+				return -1;
+			v += add;
+		}
+	}
+	if (round_up) {
+		if (v == UINT64_MAX)
+			return -1;
+		v++;
+	}
+	*nano = v;
+	return 0;
+}
+
+int
+mg_money_numeric_nano(const char *s, size_t len, long long *nano)
+{
+	char buf[MG_MONEY_MAX];
+	const char *dot;
+	unsigned long long v = 0;
+	int neg = len > 0 && s[0] == '-';
+
+	s += neg;
+	len -= (size_t)neg;
+	/* past the tenth decimal nothing changes the rounding: left out */
+	dot = memchr(s, '.', len);
+	if (dot != NULL && len - (size_t)(dot - s) > 11)
+		len = (size_t)(dot - s) + 11;
+	if (len >= sizeof(buf) || memchr(s, 'e', len) != NULL || memchr(s, 'E', len) != NULL)
+		return -1;
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	if (mg_money_nano(buf, &v) != 0 || v > (unsigned long long)LLONG_MAX)
+		return -1;
+	*nano = neg ? -(long long)v : (long long)v;
+	return 0;
 }

@@ -1,6 +1,8 @@
 #ifndef MG_MONEY_H
 #define MG_MONEY_H
 
+#include <stddef.h>
+
 /* Amounts of USD as exact decimal text: what the gateway checks before
  * an amount goes to Postgres (as numeric) or into a usage row. */
 
@@ -20,5 +22,18 @@ enum mg_money_form {
  * before and after a decimal point, at most MG_MONEY_MAX - 1 characters;
  * else 0.  Such text is taken by Postgres numeric exactly as written. */
 int mg_money_valid(const char *s, enum mg_money_form form);
+
+/* A valid MG_MONEY_NUMBER amount in 1e-9 USD into *nano, rounded half up
+ * past nine decimals: exact integer arithmetic, no floating point.  0, or
+ * -1 when s is not valid or the amount does not fit in 64 bits. */
+int mg_money_nano(const char *s, unsigned long long *nano)
+	__attribute__((warn_unused_result));
+
+/* An amount as Postgres writes a numeric (an optional '-', digits, an
+ * optional fraction of any length; len bytes, no NUL needed) in 1e-9 USD,
+ * rounded half away from zero, into *nano.  0, or -1 when s is not such
+ * an amount or it does not fit in a long long. */
+int mg_money_numeric_nano(const char *s, size_t len, long long *nano)
+	__attribute__((warn_unused_result));
 
 #endif

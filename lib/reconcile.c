@@ -110,6 +110,7 @@ check_row(struct mg_store *s, struct mg_upstream *up, size_t max_response,
 	char path[512], cost[MG_MONEY_MAX], state[32];
 	enum mg_recon_answer a = MG_RECON_FAILED;
 	enum mg_err rc = MG_OK;
+	long long adjustment = 0;
 
 	if (mg_recon_path(w->upstream_id, path, sizeof(path)) != 0) {
 		out->failed++;
@@ -122,7 +123,11 @@ check_row(struct mg_store *s, struct mg_upstream *up, size_t max_response,
 		    cost, sizeof(cost));
 	switch (a) {
 	case MG_RECON_BILLED:
-		rc = mg_store_recon_apply(s, w, cost, state, sizeof(state));
+		rc = mg_store_recon_apply(s, w, cost, state, sizeof(state), &adjustment);
+		if (adjustment > 0)
+			out->raised += (unsigned long long)adjustment;
+		else if (adjustment < 0)
+			out->lowered += (unsigned long long)-adjustment;
 		if (rc == MG_OK && strcmp(state, "adjusted") == 0) {
 			out->adjusted++;
 			mg_log(MG_LOG_INFO, w->request_id, "reconciled: the upstream billed %s USD; "

@@ -17,6 +17,8 @@ struct mg_recon_pass {
 	int missing;       /* not known after the last retry: missing_upstream */
 	int failed;        /* no usable answer (network, 5xx, 429): leased again later */
 	long long unsupported; /* rows marked unsupported */
+	unsigned long long raised;  /* the adjustments that raised a charge, 1e-9 USD */
+	unsigned long long lowered; /* those that lowered one, by how much, 1e-9 USD */
 };
 
 /* What a GET /generation answer says (mg_recon_read). */

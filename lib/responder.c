@@ -18,6 +18,8 @@
 #include "clock.h"
 #include "gateway.h"
 #include "log.h"
+#include "metrics.h"
+#include "metricsapi.h"
 #include "responder.h"
 #include "store.h"
 #include "upkeep.h"
@@ -243,6 +245,17 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 		goto out;
 	}
 	mg_upkeep_limit_arenas(conf->malloc_arenas);
+	{
+		char path[4096], err[MG_ERR_DETAIL_LEN];
+
+		if (mg_metricsapi_path(conf, listen_fd, path, sizeof(path)) != 0)
+			mg_log(MG_LOG_WARN, NULL, "no metrics: the scoreboard's path is too long");
+		else if (mg_metrics_attach(path, conf->metrics_per_model, conf->metrics_per_project,
+		    err, sizeof(err)) != 0)
+			mg_log(MG_LOG_WARN, NULL, "no metrics: %s", err);
+		else
+			mg_log(MG_LOG_DEBUG, NULL, "metrics scoreboard %s", path);
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		mg_log(MG_LOG_ERROR, NULL, "curl_global_init failed");
 		goto out;
@@ -307,6 +320,7 @@ out_curl:
 	free(rs.threads);
 	mg_ledger_free(rs.gw.ledger);   /* writes the queued settlements */
 	mg_store_free(rs.gw.store);
+	mg_metrics_detach();
 	curl_global_cleanup();
 out:
 	pthread_mutex_destroy(&rs.lock);

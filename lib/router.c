@@ -25,6 +25,7 @@ static const struct route_def routes[] = {
 	{ "/v1/usage/models", "GET", MG_ROUTE_USAGE_MODELS },
 	{ "/v1/usage/projects", "GET", MG_ROUTE_USAGE_PROJECTS },
 	{ "/dashboard", "GET", MG_ROUTE_DASHBOARD },
+	{ "/metrics", "GET", MG_ROUTE_METRICS },
 };
 
 static int

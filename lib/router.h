@@ -17,7 +17,8 @@ enum mg_route {
 	MG_ROUTE_MCP,          /* /mcp */
 	MG_ROUTE_USAGE_MODELS, /* /v1/usage/models */
 	MG_ROUTE_USAGE_PROJECTS, /* /v1/usage/projects */
-	MG_ROUTE_DASHBOARD     /* /dashboard/ and /dashboard/{file} */
+	MG_ROUTE_DASHBOARD,    /* /dashboard/ and /dashboard/{file} */
+	MG_ROUTE_METRICS       /* /metrics */
 };
 
 #define MG_MODEL_ID_MAX 256

@@ -15,6 +15,8 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
+#include "money.h"
 #include "report.h"
 #include "store.h"
 
@@ -32,7 +34,7 @@ static const struct stmt statements[] = {
 	  "SELECT mg_record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
 	  "$12, $13, $14, $15, $16)", 16 },
 	{ "mg_ping", "SELECT 1", 0 },
-	{ "mg_reap", "SELECT mg_reap($1)", 1 },
+	{ "mg_reap", "SELECT reaped, charged FROM mg_reap($1)", 1 },
 	{ "mg_partitions", "SELECT mg_usage_partitions()", 0 },
 	{ "mg_compact", "SELECT mg_rollup_compact() IS NOT NULL", 0 },
 	{ "mg_models", "SELECT list, allowed FROM mg_model_list($1)", 1 },
@@ -43,12 +45,15 @@ static const struct stmt statements[] = {
 	  "rpm, rpm_remaining, rpm_reset_ms, tpm, tpm_remaining, tpm_reset_ms, "
 	  "retry_after_ms, trim_scale(spend_cap), trim_scale(spent), need_tokens "
 	  "FROM mg_admit_batch($1::jsonb, $2, $3, $4)", 4 },
-	{ "mg_settle_batch", "SELECT mg_settle_batch($1::jsonb)", 1 },
+	{ "mg_settle_batch", "SELECT settled, ids, costs FROM mg_settle_batch($1::jsonb)", 1 },
 	{ "mg_auth_reader", "SELECT kind, project_name, key_prefix "
 	  "FROM mg_authenticate_reader(decode($1, 'hex'))", 1 },
 	{ "mg_recon_claim", "SELECT request_id, created_at, upstream_id, tries "
 	  "FROM mg_recon_claim($1, make_interval(secs => $2))", 2 },
-	{ "mg_recon_apply", "SELECT coalesce(mg_recon_apply($1, $2::timestamptz, $3::numeric), '')", 3 },
+	{ "mg_recon_apply", "SELECT coalesce(state, ''), amount "
+	  "FROM mg_recon_apply($1, $2::timestamptz, $3::numeric)", 3 },
+	{ "mg_recon_watermark", "SELECT floor(extract(epoch FROM "
+	  "coalesce(mg_recon_watermark(), clock_timestamp())))::bigint", 0 },
 	{ "mg_recon_retry", "SELECT coalesce(mg_recon_retry($1, $2::timestamptz), '')", 2 },
 	{ "mg_recon_unsupported", "SELECT mg_recon_unsupported()", 0 },
 	{ "mg_recon_note_ids", "SELECT mg_recon_note_ids($1::jsonb)", 1 },
@@ -283,6 +288,7 @@ static struct slot *
 acquire(struct mg_store *s, const struct timespec *deadline)
 {
 	struct slot *got = NULL;
+	struct timespec waited = { 0, 0 };
 	int i;
 
 	pthread_mutex_lock(&s->lock);
@@ -296,12 +302,18 @@ acquire(struct mg_store *s, const struct timespec *deadline)
 				got = &s->slots[i];
 		if (got != NULL)
 			break;
+		if (waited.tv_sec == 0 && waited.tv_nsec == 0)
+			mg_clock_now(CLOCK_MONOTONIC, &waited);
 		if (pthread_cond_timedwait(&s->freed, &s->lock, deadline) == ETIMEDOUT)
 			break;
 	}
 	if (got != NULL)
 		got->busy = 1;
 	pthread_mutex_unlock(&s->lock);
+	if (waited.tv_sec != 0 || waited.tv_nsec != 0) {
+		mg_metrics_count(MG_M_DB_POOL_WAITS, 1);
+		mg_metrics_count(MG_M_DB_POOL_WAIT_US, mg_clock_us_since(&waited));
+	}
 	if (got == NULL)
 		out_of_time(s, "no free database connection");
 	return got;
@@ -321,8 +333,31 @@ release(struct mg_store *s, struct slot *sl)
  * timeout_s of since (NULL: now).  A statement not answered by then drops
  * the connection and is not retried (it may still complete).  On MG_OK
  * *res holds a PGRES_TUPLES_OK result the caller clears. */
+static enum mg_err exec_call(struct mg_store *s, const struct timespec *since,
+    const char *name, int n, const char *const *vals, PGresult **res);
+
+/* exec_call, counted: its duration by kind of call, its failures. */
 static enum mg_err
 exec_since(struct mg_store *s, const struct timespec *since, const char *name, int n,
+    const char *const *vals, PGresult **res)
+{
+	struct timespec start;
+	enum mg_err rc;
+
+	mg_clock_now(CLOCK_MONOTONIC, &start);
+	rc = exec_call(s, since, name, n, vals, res);
+	mg_metrics_observe(strcmp(name, "mg_admit_batch") == 0 ? MG_H_DB_ADMIT :
+	    strcmp(name, "mg_settle_batch") == 0 ? MG_H_DB_SETTLE : MG_H_DB_OTHER,
+	    mg_clock_us_since(&start));
+	if (rc == MG_ERR_DB_DOWN)
+		mg_metrics_count(MG_M_DB_UNAVAILABLE, 1);
+	else if (rc != MG_OK)
+		mg_metrics_count(MG_M_DB_ERROR, 1);
+	return rc;
+}
+
+static enum mg_err
+exec_call(struct mg_store *s, const struct timespec *since, const char *name, int n,
     const char *const *vals, PGresult **res)
 {
 	struct timespec deadline;
@@ -636,13 +671,38 @@ scalar_int(struct mg_store *s, const char *name, const char *arg, int *out)
 	return MG_OK;
 }
 
+/* An amount Postgres wrote (len bytes) in 1e-9 USD; 0 when it is none. */
+static long long
+nano_of(const char *text, size_t len)
+{
+	long long v = 0;
+
+	return mg_money_numeric_nano(text, len, &v) == 0 ? v : 0;
+}
+
 enum mg_err
-mg_store_reap(struct mg_store *s, int grace, int *n)
+mg_store_reap(struct mg_store *s, int grace, int *n, unsigned long long *charged)
 {
 	char arg[16];
+	const char *vals[1] = { arg };
+	PGresult *r;
+	enum mg_err rc;
 
+	*n = 0;
+	*charged = 0;
 	snprintf(arg, sizeof(arg), "%d", grace);
-	return scalar_int(s, "mg_reap", arg, n);
+	rc = exec_prepared(s, "mg_reap", 1, vals, &r);
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1 || PQnfields(r) != 2) {
+		PQclear(r);
+		return MG_ERR_DB;
+	}
+	*n = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	*charged = (unsigned long long)nano_of(PQgetvalue(r, 0, 1),
+	    (size_t)PQgetlength(r, 0, 1));
+	PQclear(r);
+	return MG_OK;
 }
 
 enum mg_err
@@ -731,19 +791,92 @@ batch_call(struct mg_store *s, const char *name, int n,
 	return rc;
 }
 
-enum mg_err
-mg_store_settle_batch(struct mg_store *s, const struct mg_usage *const *u, const int *billable,
-    int n, int *settled)
+/* The next element of the text of a Postgres array whose elements are
+ * never quoted (request ids, numbers): *p is at its '{' or at the ','
+ * before the element, and moves past it.  0 with the element in
+ * *elem and *len, or -1 at the end (or at something else). */
+static int
+array_next(const char **p, const char **elem, size_t *len)
 {
-	struct settle_batch b = { u, billable };
+	const char *q = *p;
 
-	return batch_call(s, "mg_settle_batch", n, fill_settlement, &b, settled);
+	if (*q != '{' && *q != ',')
+		return -1;
+	q++;
+	if (*q == '}' || *q == '"' || *q == '\0')
+		return -1;
+	*elem = q;
+	*len = strcspn(q, ",}");
+	*p = q + *len;
+	return 0;
+}
+
+/* Reads what mg_settle_batch charged (its request ids and costs, the
+ * text of two arrays in the same order) into charged[i] for u[i] of n. */
+static void
+read_charged(const char *ids, const char *costs, const struct mg_usage *const *u, int n,
+    unsigned long long *charged)
+{
+	const char *id, *cost;
+	size_t idlen, costlen;
+	int k, i;
+
+	for (k = 0; array_next(&ids, &id, &idlen) == 0 &&
+	    array_next(&costs, &cost, &costlen) == 0; k++) {
+		/* mostly in the batch's order: look there first */
+		for (i = 0; i < n; i++) {
+			const char *rid = u[(k + i) % n]->request_id;
+
+			if (strlen(rid) == idlen && memcmp(rid, id, idlen) == 0) {
+				long long v = nano_of(cost, costlen);
+
+				charged[(k + i) % n] = v > 0 ? (unsigned long long)v : 0;
+				break;
+			}
+		}
+	}
 }
 
 enum mg_err
-mg_store_settle(struct mg_store *s, const struct mg_usage *u, int billable, int *settled)
+mg_store_settle_batch(struct mg_store *s, const struct mg_usage *const *u, const int *billable,
+    int n, int *settled, unsigned long long *charged)
 {
-	return mg_store_settle_batch(s, &u, &billable, 1, settled);
+	struct settle_batch b = { u, billable };
+	json_object *arr = batch_array(n, fill_settlement, &b);
+	const char *vals[1];
+	PGresult *r = NULL;
+	enum mg_err rc = MG_ERR_NOMEM;
+	int i;
+
+	*settled = 0;
+	for (i = 0; charged != NULL && i < n; i++)
+		charged[i] = 0;
+	if (arr == NULL)
+		goto out;
+	vals[0] = json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN);
+	rc = exec_prepared(s, "mg_settle_batch", 1, vals, &r);
+	if (rc != MG_OK)
+		goto out;
+	if (PQntuples(r) != 1 || PQnfields(r) != 3) {
+		snprintf(last_error, sizeof(last_error), "mg_settle_batch returned %d rows of %d "
+		    "columns", PQntuples(r), PQnfields(r));
+		rc = MG_ERR_DB;
+		goto out;
+	}
+	*settled = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	if (charged != NULL)
+		read_charged(PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), u, n, charged);
+out:
+	PQclear(r);
+	json_object_put(arr);
+	return rc;
+}
+
+enum mg_err
+mg_store_settle(struct mg_store *s, const struct mg_usage *u, int billable, int *settled,
+    unsigned long long *charged)
+{
+	return mg_store_settle_batch(s, &u, &billable, 1, settled, charged);
 }
 
 enum mg_err
@@ -881,11 +1014,43 @@ scalar_text(struct mg_store *s, const char *name, int n, const char *const *vals
 
 enum mg_err
 mg_store_recon_apply(struct mg_store *s, const struct mg_recon_row *w, const char *billed,
-    char *state, size_t len)
+    char *state, size_t len, long long *adjustment)
 {
 	const char *vals[3] = { w->request_id, w->created_at, billed };
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, "mg_recon_apply", 3, vals, &r);
 
-	return scalar_text(s, "mg_recon_apply", 3, vals, state, len);
+	state[0] = '\0';
+	*adjustment = 0;
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1 || PQnfields(r) != 2) {
+		PQclear(r);
+		return MG_ERR_DB;
+	}
+	text_or_empty(r, 0, 0, state, len);
+	if (!PQgetisnull(r, 0, 1))
+		*adjustment = nano_of(PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1));
+	PQclear(r);
+	return MG_OK;
+}
+
+enum mg_err
+mg_store_recon_watermark(struct mg_store *s, long long *unix_seconds)
+{
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, "mg_recon_watermark", 0, NULL, &r);
+
+	*unix_seconds = 0;
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
+		PQclear(r);
+		return MG_ERR_DB;
+	}
+	*unix_seconds = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return MG_OK;
 }
 
 enum mg_err

@@ -86,18 +86,23 @@ enum mg_err mg_store_admit(struct mg_store *s, const struct mg_admit_req *q,
 enum mg_err mg_store_admit_batch(struct mg_store *s, const struct mg_admit_req *const *q,
     int n, struct mg_admission *const *out) __attribute__((warn_unused_result));
 /* Settles n admitted requests in one round trip and one transaction;
- * *settled says how many were still pending. */
+ * *settled says how many were still pending.  charged (NULL: not wanted)
+ * is n amounts: what u[i] was charged, in 1e-9 USD rounded half up, 0
+ * when this call did not settle it. */
 enum mg_err mg_store_settle_batch(struct mg_store *s, const struct mg_usage *const *u,
-    const int *billable, int n, int *settled) __attribute__((warn_unused_result));
+    const int *billable, int n, int *settled, unsigned long long *charged)
+	__attribute__((warn_unused_result));
 /* Settles an admitted request (u->request_id) in one round trip: the usage
  * row, the reservation, the spend.  billable: the upstream did work, so
  * without a reported cost the tokens are charged at catalog prices.
- * *settled is 0 when the row had already been settled (by the reaper). */
+ * *settled is 0 when the row had already been settled (by the reaper);
+ * *charged (NULL: not wanted) what it was charged, as above. */
 enum mg_err mg_store_settle(struct mg_store *s, const struct mg_usage *u, int billable,
-    int *settled) __attribute__((warn_unused_result));
+    int *settled, unsigned long long *charged) __attribute__((warn_unused_result));
 /* Settles reservations older than grace seconds at their reserved amount;
- * *n says how many. */
-enum mg_err mg_store_reap(struct mg_store *s, int grace, int *n)
+ * *n says how many, *charged what they were charged in all (1e-9 USD,
+ * rounded half up). */
+enum mg_err mg_store_reap(struct mg_store *s, int grace, int *n, unsigned long long *charged)
 	__attribute__((warn_unused_result));
 /* *claimed = 1 when this caller should refresh the catalog now. */
 enum mg_err mg_store_catalog_claim(struct mg_store *s, int interval, int *claimed)
@@ -139,9 +144,16 @@ enum mg_err mg_store_recon_claim(struct mg_store *s, int max, int lease,
     struct mg_recon_row **rows, int *n) __attribute__((warn_unused_result));
 /* The upstream billed billed (USD, decimal text) for the row's
  * generation: confirmed or adjusted (mg_recon_apply); the row's state
- * afterwards goes to state ("" when the row is gone). */
+ * afterwards goes to state ("" when the row is gone), the adjustment made
+ * to *adjustment (1e-9 USD rounded half away from zero, negative when the
+ * charge went down; 0 when none was made). */
 enum mg_err mg_store_recon_apply(struct mg_store *s, const struct mg_recon_row *w,
-    const char *billed, char *state, size_t len) __attribute__((warn_unused_result));
+    const char *billed, char *state, size_t len, long long *adjustment)
+	__attribute__((warn_unused_result));
+/* The reconciled-through watermark (mg_recon_watermark) in Unix seconds,
+ * rounded down: the time it was read when no row is waiting. */
+enum mg_err mg_store_recon_watermark(struct mg_store *s, long long *unix_seconds)
+	__attribute__((warn_unused_result));
 /* The upstream did not know the generation yet (mg_recon_retry). */
 enum mg_err mg_store_recon_retry(struct mg_store *s, const struct mg_recon_row *w, char *state,
     size_t len) __attribute__((warn_unused_result));

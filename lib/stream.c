@@ -12,6 +12,7 @@
 #include "fcgi.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "sse.h"
 #include "stream.h"
 
@@ -119,6 +120,8 @@ stream_start(void *arg)
 
 	st->started = 1;
 	st->x->billable = 1;
+	st->x->status = 200;
+	mg_metrics_gauge(MG_G_STREAMS_OPEN, 1);
 	/* the exchange's lines are each checked, and fit in head with room */
 	_Static_assert(sizeof(head) >= 16 + sizeof(plain) + sizeof(st->x->headers) + 2,
 	    "the stream's header fits");
@@ -190,8 +193,10 @@ stream_event(void *arg, const struct mg_sse_event *ev)
 			break;  /* the usage-only chunk the client did not ask for */
 		/* FALLTHROUGH */
 	case MG_CHUNK_DATA:
-		if (c.contents > 0 && st->content_chunks == 0)
+		if (c.contents > 0 && st->content_chunks == 0) {
 			st->u->ttft_ms = mg_clock_ms_since(&st->x->start);
+			mg_metrics_observe(MG_H_TTFT, mg_clock_us_since(&st->x->start));
+		}
 		st->content_chunks += c.contents;
 		rc = send_event(st, c.text, c.len);
 		break;
@@ -297,6 +302,7 @@ mg_stream_relay(struct mg_worker *w, struct mg_exchange *x, struct mg_call *call
 	struct stream_state st;
 	struct mg_upstream_sink sink = { stream_start, stream_data, stream_tick, &st };
 	struct mg_apierror e;
+	struct timespec since;
 	size_t len = w->body.len;
 	const char *body = mg_call_usage_body(call, w->body.data, &len);
 	enum mg_err rc;
@@ -308,7 +314,11 @@ mg_stream_relay(struct mg_worker *w, struct mg_exchange *x, struct mg_call *call
 	st.include_usage = call->include_usage;
 	st.last_write = mg_clock_seconds();
 	mg_sse_init(&st.sse, SSE_MAX_EVENT);
+	mg_clock_now(CLOCK_MONOTONIC, &since);
 	rc = mg_upstream_call_stream(w->up, "/chat/completions", body, len, &sink, &w->reply);
+	x->upstream_us = mg_clock_us_since(&since);
+	if (x->upstream_us == 0)
+		x->upstream_us = 1;
 	mg_sse_free(&st.sse);
 	if (!st.started) {
 		if (rc != MG_OK) {
@@ -324,6 +334,7 @@ mg_stream_relay(struct mg_worker *w, struct mg_exchange *x, struct mg_call *call
 		return;
 	}
 	stream_end(&st, rc);
+	mg_metrics_gauge(MG_G_STREAMS_OPEN, -1);
 	if (u->completion_tokens < 0 && st.content_chunks > 0) {
 		/* no usage from the upstream: count what was relayed */
 		u->completion_tokens = st.content_chunks;

@@ -1,9 +1,9 @@
 /* upkeep.c -- A responder's upkeep thread: the reaper of dead responders'
  * reservations, the scheduled catalog refresh, the usage partitions of
  * the months ahead, the compaction of the usage rollups, the daily close
- * against the upstream's activity and the giving
- * back of freed memory, each on its own interval, woken once a second.  Started
- * and stopped by responder.c. */
+ * against the upstream's activity, the reconciled-through watermark of
+ * the metrics and the giving back of freed memory, each on its own
+ * interval, woken once a second.  Started and stopped by responder.c. */
 #include "config.h"
 
 #include <errno.h>
@@ -18,6 +18,7 @@
 #include "catalog.h"
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "reconcile.h"
 #include "upkeep.h"
 
@@ -40,6 +41,10 @@
 /* The longest the upkeep waits for one upstream call (seconds): a slow
  * upstream must not hold up the reaper and the compaction. */
 #define UPKEEP_CALL_TIMEOUT 30
+
+/* How often (seconds) a process reads the reconciled-through watermark
+ * for its metrics. */
+#define WATERMARK_INTERVAL 15
 
 /* How often (seconds) a process offers to close a UTC day against the
  * upstream's activity, and how long the one that takes a day has to
@@ -87,13 +92,29 @@ nap(struct mg_upkeep *u, int seconds)
 static void
 reap(struct mg_upkeep *u)
 {
+	unsigned long long charged = 0;
 	int n = 0;
 
-	if (mg_store_reap(u->store, u->conf->reap_after, &n) != MG_OK)
+	if (mg_store_reap(u->store, u->conf->reap_after, &n, &charged) != MG_OK) {
 		mg_log(MG_LOG_WARN, NULL, "reaper: %s", mg_store_last_error());
-	else if (n > 0)
+		return;
+	}
+	mg_metrics_charge(NULL, NULL, charged);
+	if (n > 0)
 		mg_log(MG_LOG_WARN, NULL, "reaper: settled %d requests lost with their "
 		    "responder, at their reserved amount", n);
+}
+
+/* Reads the reconciled-through watermark into the metrics. */
+static void
+read_watermark(struct mg_upkeep *u)
+{
+	long long t = 0;
+
+	if (mg_store_recon_watermark(u->store, &t) != MG_OK)
+		mg_log(MG_LOG_DEBUG, NULL, "watermark not read: %s", mg_store_last_error());
+	else
+		mg_metrics_watermark(t);
 }
 
 /* Makes the usage partitions of the months ahead that are missing. */
@@ -125,9 +146,18 @@ static void
 reconcile(struct mg_upkeep *u, struct mg_upstream *up, int *no_api)
 {
 	struct mg_recon_pass p;
+	enum mg_err rc = mg_reconcile_pass(u->store, up, (size_t)u->conf->up_max_response,
+	    u->conf->recon_max_rps, no_api, &p);
 
-	if (mg_reconcile_pass(u->store, up, (size_t)u->conf->up_max_response,
-	    u->conf->recon_max_rps, no_api, &p) != MG_OK)
+	/* what the pass did before it stopped counts either way */
+	mg_metrics_count(MG_M_RECON_CONFIRMED, (uint64_t)p.confirmed);
+	mg_metrics_count(MG_M_RECON_ADJUSTED, (uint64_t)p.adjusted);
+	mg_metrics_count(MG_M_RECON_RETRIED, (uint64_t)p.retried);
+	mg_metrics_count(MG_M_RECON_MISSING, (uint64_t)p.missing);
+	mg_metrics_count(MG_M_RECON_FAILED, (uint64_t)p.failed);
+	mg_metrics_count(MG_M_RECON_DRIFT_UP_NANOUSD, p.raised);
+	mg_metrics_count(MG_M_RECON_DRIFT_DOWN_NANOUSD, p.lowered);
+	if (rc != MG_OK)
 		mg_log(MG_LOG_WARN, NULL, "reconciliation: %s", mg_store_last_error());
 	else if (p.looked > 0 || p.unsupported > 0)
 		mg_log(MG_LOG_DEBUG, NULL, "reconciliation: %d looked up, %d confirmed, "
@@ -219,7 +249,7 @@ upkeep_main(void *arg)
 	struct mg_upstream *mgmt = c->up_mgmt_key != NULL ?
 	    mg_upstream_new_key(c, c->up_mgmt_key) : NULL;
 	long now = 0, next_reap = 1, next_catalog = 1, next_partitions = 2, next_compact = 3;
-	long next_close = 5;
+	long next_close = 5, next_watermark = 1;
 	int no_api = 0;
 	char key_hash[MG_APIKEY_HASH_HEX_LEN + 1] = "";
 
@@ -247,6 +277,10 @@ upkeep_main(void *arg)
 		if (now >= next_compact) {
 			next_compact = now + COMPACT_INTERVAL;
 			compact_rollups(u);
+		}
+		if (now >= next_watermark) {
+			next_watermark = now + WATERMARK_INTERVAL;
+			read_watermark(u);
 		}
 		if (up != NULL && c->recon_max_rps > 0)
 			reconcile(u, up, &no_api);

@@ -115,6 +115,7 @@ send_csv(struct mg_worker *w, struct mg_exchange *x, enum mg_report which, json_
 	    which == MG_REPORT_REQUESTS ? "requests" : which == MG_REPORT_QUOTA ? "quota" :
 	    which == MG_REPORT_RECONCILE ? "reconciliation" : which == MG_REPORT_MODELS ?
 	    "models" : which == MG_REPORT_PROJECTS ? "projects" : "usage");
+	x->status = 200;
 	if (mg_fcgi_reply(x->fr, 200, "text/csv; charset=utf-8", x->headers, text, n) != MG_OK)
 		mg_log(MG_LOG_INFO, x->request_id, "client went away before the response");
 	free(text);

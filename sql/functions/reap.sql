@@ -4,17 +4,30 @@
 -- Money rule: a request whose end was never recorded is charged its whole
 -- reservation, added to the spend of the period it was admitted in.
 
+-- mg_reap returned only how many rows it settled before it returned what
+-- it charged too: that one is dropped (see mg_settle_batch).
+DO $$
+BEGIN
+    IF (SELECT p.prorettype FROM pg_proc p
+         WHERE p.oid = to_regprocedure('mg_reap(integer, timestamptz)')) = 'integer'::regtype THEN
+        DROP FUNCTION mg_reap(integer, timestamptz);
+    END IF;
+END
+$$;
+
 -- Settles, at their reserved amount, the pending rows admitted more than
 -- p_grace seconds before p_now (NULL: the database's clock): their
 -- responder died.  Safe to run from many places at once.  Returns the
--- number of rows settled.
-CREATE OR REPLACE FUNCTION mg_reap(p_grace integer, p_now timestamptz DEFAULT NULL)
-RETURNS integer
+-- number of rows settled (reaped) and the sum of what they were charged
+-- (charged, USD).
+CREATE OR REPLACE FUNCTION mg_reap(p_grace integer, p_now timestamptz DEFAULT NULL,
+    OUT reaped integer, OUT charged numeric)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
     v_now timestamptz := coalesce(p_now, clock_timestamp());
     v_n   integer := 0;
+    v_sum numeric := 0;
     c     record;
     r     record;
     v_d   mg_usage_delta[] := '{}';
@@ -44,11 +57,13 @@ BEGIN
                           r.status, 1, r.prompt_tokens, r.completion_tokens, r.total_tokens,
                           r.cost, r.latency_ms, r.ttft_ms)::mg_usage_delta;
         v_n := v_n + 1;
+        v_sum := v_sum + r.cost;
     END LOOP;
     -- after every counter row (see rollup.sql for the lock order)
     IF v_n > 0 THEN
         PERFORM mg_rollup_add(v_d);
     END IF;
-    RETURN v_n;
+    reaped := v_n;
+    charged := v_sum;
 END
 $$;

@@ -75,16 +75,28 @@ BEGIN
 END
 $$;
 
+-- mg_recon_apply returned only the row's state before it returned the
+-- adjustment too: that one is dropped (see mg_settle_batch).
+DO $$
+BEGIN
+    IF (SELECT p.prorettype FROM pg_proc p
+         WHERE p.oid = to_regprocedure('mg_recon_apply(text, timestamptz, numeric, timestamptz)'))
+       = 'text'::regtype THEN
+        DROP FUNCTION mg_recon_apply(text, timestamptz, numeric, timestamptz);
+    END IF;
+END
+$$;
+
 -- The upstream billed p_billed (USD) for the generation of the usage row
 -- (p_request_id, p_created_at).  Equal to what the row is charged:
 -- confirmed.  Different: an adjustment of the difference is appended, the
 -- project's spent and the rollups change with it, and the row is
 -- adjusted.  A row in a final state already is left as it is (another
--- process got there first).  Returns the row's state afterwards, NULL when
--- there is no such row.
+-- process got there first).  Returns the row's state afterwards (state,
+-- NULL when there is no such row) and the adjustment appended (amount,
+-- USD: negative when the charge went down; NULL when none was).
 CREATE OR REPLACE FUNCTION mg_recon_apply(p_request_id text, p_created_at timestamptz,
-    p_billed numeric, p_now timestamptz DEFAULT NULL)
-RETURNS text
+    p_billed numeric, p_now timestamptz DEFAULT NULL, OUT state text, OUT amount numeric)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -101,10 +113,11 @@ BEGIN
      WHERE e.request_id = p_request_id AND e.created_at = p_created_at
        FOR UPDATE;
     IF NOT FOUND THEN
-        RETURN NULL;
+        RETURN;
     END IF;
     IF u.settled_at IS NULL OR u.recon_state <> 'recorded' THEN
-        RETURN u.recon_state;
+        state := u.recon_state;
+        RETURN;
     END IF;
     v_charged := coalesce(u.cost, 0) + coalesce((SELECT sum(a.amount) FROM usage_adjustments a
                                                    WHERE a.request_id = u.request_id
@@ -127,7 +140,8 @@ BEGIN
        SET recon_state = CASE WHEN v_diff = 0 THEN 'confirmed' ELSE 'adjusted' END,
            upstream_cost = p_billed, recon_next_at = NULL
      WHERE e.request_id = u.request_id AND e.created_at = u.created_at;
-    RETURN CASE WHEN v_diff = 0 THEN 'confirmed' ELSE 'adjusted' END;
+    state := CASE WHEN v_diff = 0 THEN 'confirmed' ELSE 'adjusted' END;
+    amount := nullif(v_diff, 0);
 END
 $$;
 

@@ -9,6 +9,20 @@
 -- the request was admitted in; a request settled after the reaper charged
 -- it changes nothing.
 
+-- mg_settle_batch returned only how many it settled before it returned
+-- what it charged: a function's result type cannot be replaced, so that
+-- one is dropped (once: this one is left as it is).  Responders of an
+-- earlier release cannot settle once it is gone: restart them after the
+-- migration.
+DO $$
+BEGIN
+    IF (SELECT p.prorettype FROM pg_proc p
+         WHERE p.oid = to_regprocedure('mg_settle_batch(jsonb)')) = 'integer'::regtype THEN
+        DROP FUNCTION mg_settle_batch(jsonb);
+    END IF;
+END
+$$;
+
 -- Settles a batch: p_rows is a JSON array of
 -- {"id", "st": status, "et": error type, "pt", "ct", "tt": tokens,
 --  "c": cost (decimal text) or null, "b": billable, "u": upstream id,
@@ -21,10 +35,12 @@
 -- ("b"), tokens at the row's prices ('catalog'; the prompt estimate stands
 -- in for unknown prompt tokens); else nothing.  Tokens reserved but not
 -- used go back to the project's tokens-per-minute bucket (all of them when
--- the upstream did no work).  Returns how many were settled: a row settled
--- already (by the reaper) is left as it is.
-CREATE OR REPLACE FUNCTION mg_settle_batch(p_rows jsonb)
-RETURNS integer
+-- the upstream did no work).  Returns how many were settled (settled), and
+-- the request ids (ids) and what each was charged (costs, in the same
+-- order) of those rows, for the responders' metrics: a row settled already
+-- (by the reaper) is left as it is, and is not among them.
+CREATE OR REPLACE FUNCTION mg_settle_batch(p_rows jsonb, OUT settled integer,
+    OUT ids text[], OUT costs numeric[])
 LANGUAGE plpgsql
 SET enable_seqscan = off   -- see mg_admit_batch
 SET plan_cache_mode = force_generic_plan
@@ -41,7 +57,6 @@ DECLARE
     a_res  numeric[];
     a_rtok integer[];
     a_at   timestamptz[];
-    a_cost numeric[];
     a_used integer[];
 BEGIN
     -- committed asynchronously: a settlement lost in a Postgres crash
@@ -61,7 +76,8 @@ BEGIN
       INTO v_ids, v_ats, v_lo, v_hi, v_sync
       FROM d;
     IF v_ids IS NULL THEN
-        RETURN 0;   -- every one settled already (by the reaper)
+        settled := 0;   -- every one settled already (by the reaper)
+        RETURN;
     END IF;
     WITH x AS (
         SELECT x.*, k.at FROM jsonb_to_recordset(p_rows) AS x(id text, st integer, et text,
@@ -101,11 +117,13 @@ BEGIN
         HAVING count(*) > 0
     )
     SELECT array_agg(s.project_id), array_agg(s.reserved), array_agg(s.reserved_tokens),
-           array_agg(s.created_at), array_agg(s.cost), array_agg(s.used)
-      INTO a_pid, a_res, a_rtok, a_at, a_cost, a_used
+           array_agg(s.created_at), array_agg(s.request_id), array_agg(s.cost),
+           array_agg(s.used)
+      INTO a_pid, a_res, a_rtok, a_at, ids, costs, a_used
       FROM s;
-    IF a_pid IS NULL THEN
-        RETURN 0;
+    settled := coalesce(cardinality(a_pid), 0);
+    IF settled = 0 THEN
+        RETURN;
     END IF;
 
     PERFORM 1 FROM project_quota q
@@ -121,13 +139,12 @@ BEGIN
       FROM (SELECT t.pid, sum(t.res) AS reserved,
                    coalesce(sum(t.cost) FILTER (WHERE t.at >= pq.period_start), 0) AS cost,
                    sum(greatest(t.rtok - coalesce(t.used, t.rtok), 0)) AS unused
-              FROM unnest(a_pid, a_res, a_rtok, a_at, a_cost, a_used)
+              FROM unnest(a_pid, a_res, a_rtok, a_at, costs, a_used)
                        AS t(pid, res, rtok, at, cost, used)
               JOIN project_quota pq ON pq.project_id = t.pid
              GROUP BY t.pid) a,
            projects p
      WHERE q.project_id = a.pid AND p.id = q.project_id;
-    RETURN cardinality(a_pid);
 END
 $$;
 
@@ -142,11 +159,11 @@ CREATE OR REPLACE FUNCTION mg_settle(
 RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN mg_settle_batch(jsonb_build_array(jsonb_build_object(
+    RETURN (SELECT b.settled FROM mg_settle_batch(jsonb_build_array(jsonb_build_object(
                'id', p_request_id, 'st', p_status, 'et', p_error_type,
                'pt', p_prompt_tokens, 'ct', p_completion_tokens, 'tt', p_total_tokens,
                'c', p_cost, 'b', p_billable, 'u', p_upstream_id, 'pv', p_provider,
-               'l', p_latency_ms, 'f', p_ttft_ms))) = 1;
+               'l', p_latency_ms, 'f', p_ttft_ms))) AS b) = 1;
 END
 $$;
 

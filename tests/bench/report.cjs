@@ -4,7 +4,7 @@
 //   node report.cjs bench META RESULTS AUX STATEMENTS OUT-JSON
 //       medians over the rounds; Markdown on stdout, everything in OUT-JSON;
 //       exit 1 when a run had errors, a hot-path check failed or a memory
-//       target was missed
+//       or /metrics target was missed
 //   node report.cjs pglog LOG N CLIENT-JSON BACKENDS-BEFORE BACKENDS-AFTER
 //       what Postgres logged (log_min_duration_statement = 0) over N requests
 //   node report.cjs callgrind DUMP N ENDPOINT CLIENT-JSON VERSIONS-JSON OUT-JSON
@@ -45,6 +45,8 @@ const fmtRatio = (x) => (x === null || x === undefined || !isFinite(x) ? '–' :
 // the memory targets: an idle responder (PSS), an open stream (RSS)
 const MEM_IDLE_LIMIT_KIB = 8 * 1024;
 const MEM_STREAM_LIMIT_KIB = 64;
+// GET /metrics with the streams open: the median scrape
+const SCRAPE_P50_LIMIT_MS = 50;
 
 const fmtKiB = (x) => (x === null || x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
 
@@ -371,8 +373,47 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         if (!mem.per_stream_ok) flags.push(`memory: ${perStream === null ? '–' : perStream.toFixed(1)} KiB per open stream, not under ${MEM_STREAM_LIMIT_KIB} KiB`);
     }
 
+    // GET /metrics while many streams are open
+    const scrape = aux.find((x) => x.scrape) || null;
+    if (scrape) {
+        const codes = scrape.codes || [];
+        const times = (scrape.times_ms || []).filter((x, i) => codes[i] === '200');
+        const bad = codes.filter((c) => c !== '200').length;
+        const fmt = (x) => (x === null ? '–' : x.toFixed(1));
+        scrape.p50_ms = quantile(times, 0.5);
+        scrape.p90_ms = quantile(times, 0.9);
+        scrape.p99_ms = quantile(times, 0.99);
+        scrape.max_ms = times.length ? Math.max(...times) : null;
+        scrape.not_200 = bad;
+        scrape.p50_limit_ms = SCRAPE_P50_LIMIT_MS;
+        scrape.ok = scrape.p50_ms !== null && scrape.p50_ms < SCRAPE_P50_LIMIT_MS;
+        md.push('## GET /metrics under load');
+        md.push('');
+        md.push(`${scrape.procs} responders × ${scrape.threads} threads, ${scrape.opened} of ${scrape.streams} ` +
+            'streams open (;tokens=150;delay=100, through lighttpd); the scrapes one after another, ' +
+            'curl with a new connection each (time_total), ' +
+            `${fmtKiB((scrape.bytes || 0) / 1024)} KiB each; streams open by modelgate_streams_open at the ` +
+            `first and the last scrape: ${scrape.open_first === null ? '–' : scrape.open_first} and ` +
+            `${scrape.open_last === null ? '–' : scrape.open_last}.`);
+        md.push('');
+        md.push(table(['scrapes', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms', 'not 200', 'target'], [[
+            String(codes.length), fmt(scrape.p50_ms), fmt(scrape.p90_ms), fmt(scrape.p99_ms), fmt(scrape.max_ms),
+            bad ? `**${bad}** ⚠` : '0',
+            `**p50 < ${SCRAPE_P50_LIMIT_MS} ms: ${scrape.ok ? 'ok' : 'FAILED'}**`]]));
+        md.push('');
+        if (bad) flags.push(`metrics: ${bad} of ${codes.length} scrapes not answered 200`);
+        if ((scrape.opened || 0) < scrape.streams)
+            flags.push(`metrics: only ${scrape.opened || 0} of ${scrape.streams} streams were open at once`);
+        else if (scrape.open_first !== scrape.opened)
+            flags.push(`metrics: the first scrape counted ${scrape.open_first} streams open, not ${scrape.opened}`);
+        if (scrape.client && scrape.client.errors) flags.push(`metrics: ${scrape.client.errors} streams failed`);
+        if (!scrape.ok)
+            flags.push(`metrics: a scrape took ${fmt(scrape.p50_ms)} ms (p50), not under ${SCRAPE_P50_LIMIT_MS} ms`);
+    }
+
     // the targets, in one place: measured against them, not flagged (the
-    // memory ones are flagged above, the rest depend on the machine)
+    // memory and /metrics ones are flagged above, the rest depend on the
+    // machine)
     {
         const rows = [], targets = [];
         const add = (what, goal, value, text, met) => {
@@ -404,6 +445,10 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
                 fmtKiB(mem.idle_pss_per_responder_kib) + ' KiB', mem.idle_ok);
             add('responder memory per open stream', '< 64 KiB', mem.per_stream_kib,
                 mem.per_stream_kib === null ? '–' : mem.per_stream_kib.toFixed(1) + ' KiB', mem.per_stream_ok);
+        }
+        if (scrape) {
+            add(`GET /metrics p50 with ${scrape.opened} streams open`, `< ${SCRAPE_P50_LIMIT_MS} ms`, scrape.p50_ms,
+                scrape.p50_ms === null ? '–' : scrape.p50_ms.toFixed(1) + ' ms', scrape.ok);
         }
         stats.targets = targets;
         md.push('## Targets');
@@ -459,7 +504,8 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
              * one; nothing else on the request path */
             const ex = s.execute, admits = (ex.mg_admit || 0) + (ex.mg_admit_batch || 0),
                 settles = (ex.mg_settle || 0) + (ex.mg_settle_batch || 0),
-                upkeep = ['mg_reap', 'mg_catalog_claim', 'mg_catalog_replace', 'mg_ping'],
+                upkeep = ['mg_reap', 'mg_catalog_claim', 'mg_catalog_replace', 'mg_ping',
+                    'mg_recon_watermark'],
                 others = Object.keys(ex).filter((k) => !/^mg_(admit|settle)(_batch)?$/.test(k) && !upkeep.includes(k));
             checks.push({ check: 'named prepared statements executed per request',
                 seen: Object.entries(ex).map(([k, v]) => `${k} ${v}`).join(', ') || 'none',
@@ -519,7 +565,8 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         md.push('');
     }
     process.stdout.write(md.join('\n'));
-    const out = { meta, stats, ratios, ttft: ttftSum, ttft_rounds: ttft, memory: mem, checks, statements, flags, ok: flags.length === 0 };
+    const out = { meta, stats, ratios, ttft: ttftSum, ttft_rounds: ttft, memory: mem, metrics_scrape: scrape, checks,
+        statements, flags, ok: flags.length === 0 };
     fs.writeFileSync(outFile, JSON.stringify(out, null, 2) + '\n');
     process.stdout.write(`\nJSON: ${outFile}\n`);
     process.exit(flags.length ? 1 : 0);

@@ -699,6 +699,8 @@ mg_conf_write() {
         [CATALOG_REFRESH]=0 [RECON_VERIFY]=needed [RECON_MAX_RPS]=0
         [MANAGEMENT_KEY_FILE]= [CLOSE_AFTER]=1800
         [DASHBOARD_DIR]=${MG_SRCDIR:-}/app/dashboard
+        [METRICS_DIR]= [METRICS_ALLOW]='127.0.0.0/8, ::1' [METRICS_TOKEN_FILE]=
+        [METRICS_PER_MODEL]=0 [METRICS_PER_PROJECT]=0
     )
     shift
     for kv in "$@"; do
@@ -711,7 +713,7 @@ mg_conf_write() {
     done
     for name in LOG_LEVEL LOG_FILE CONNINFO BASE_URL CLIENT_CLOSE \
         FALLBACK_PROMPT_PRICE FALLBACK_COMPLETION_PRICE RECON_VERIFY MANAGEMENT_KEY_FILE \
-        DASHBOARD_DIR; do
+        DASHBOARD_DIR METRICS_DIR METRICS_ALLOW METRICS_TOKEN_FILE; do
         v[$name]=$(libconfig_quote "${v[$name]}")
     done
     for name in "${!v[@]}"; do

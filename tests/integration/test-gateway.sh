@@ -124,10 +124,15 @@ start_mock --require-key "$PROVIDER_KEY" >"$MG_T/start-mock.txt" 2>&1 ||
     bail "mock upstream starts" "$(cat "$MG_T/start-mock.txt")"
 tap_ok "mock upstream listens on $MOCK_PORT"
 
+# GET /metrics answers 127.0.0.1 alone, or the token from anywhere.
+METRICS_TOKEN=metrics-token-$RANDOM$RANDOM
+printf '%s\n' "$METRICS_TOKEN" >"$MG_T/metrics.token"
+
 # write_conf FILE UPSTREAM-BASE-URL LOG-FILE
 write_conf() {
     mg_conf_write "$1" LOG_LEVEL=debug LOG_FILE="$3" BASE_URL="$2" UPSTREAM_TIMEOUT=2 \
-        MAX_BODY_BYTES="$MAX_BODY"
+        MAX_BODY_BYTES="$MAX_BODY" METRICS_ALLOW=127.0.0.1 \
+        METRICS_TOKEN_FILE="$MG_T/metrics.token"
 }
 
 CONF=$MG_T/modelgate.conf
@@ -660,6 +665,30 @@ elif [ "${MG_REQUIRE_INTEGRATION:-0}" = 1 ]; then
 else
     tap_skip "openai SDK checks" "the openai npm package is not installed (npm ci in tests/integration)"
 fi
+
+# ---------------------------------------------------------------------------
+# GET /metrics through $MG_SERVER: its shipped configuration routes it, and
+# the REMOTE_ADDR the responder gets is the client's own address: with
+# metrics.allow = 127.0.0.1, a client connecting from 127.0.0.2 (to the
+# same listener) is refused, unless it shows the token, which needs the
+# Authorization header passed on.
+
+http GET "$BASE/metrics" --interface 127.0.0.2
+expect_http "GET /metrics from 127.0.0.2 (not in metrics.allow): 403, an OpenAI error" 403 \
+    "j.error.type === 'invalid_request_error' && j.error.code === 'forbidden'"
+check "the responder was given the client's address (REMOTE_ADDR 127.0.0.2)" \
+    grep -qF "metrics refused to 127.0.0.2" "$LOG"
+http GET "$BASE/metrics" --interface 127.0.0.2 -H "Authorization: Bearer wrong-$METRICS_TOKEN"
+expect_http "GET /metrics from 127.0.0.2 with a wrong token: 403" 403
+http GET "$BASE/metrics" --interface 127.0.0.2 -H "Authorization: Bearer $METRICS_TOKEN"
+expect_http "GET /metrics from 127.0.0.2 with the token: 200 ($MG_SERVER passes Authorization)" \
+    200 "t.includes('# TYPE modelgate_requests_total counter')"
+http GET "$BASE/metrics"
+expect_http "GET /metrics from 127.0.0.1: 200, the text exposition" 200 \
+    "h['content-type'].startsWith('text/plain; version=0.0.4') &&
+     t.includes('modelgate_requests_total{endpoint=\"chat.completions\",status_class=\"2xx\",stream=\"false\"}')"
+check "the scrape counts the two refusals" grep -qxF \
+    'modelgate_requests_total{endpoint="metrics",status_class="4xx",stream="false"} 2' "$MG_T/last.body"
 
 # ---------------------------------------------------------------------------
 # SIGTERM: requests in flight finish, then the responders exit.

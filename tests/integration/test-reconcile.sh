@@ -128,7 +128,7 @@ check_eq "no row was adjusted twice (two processes reconciling at once)" \
     "$(sql_now "SELECT count(*) FROM (SELECT request_id FROM usage_adjustments
                                        GROUP BY request_id HAVING count(*) > 1) d")" 0
 before=$(sql_now "SELECT count(*) || ' ' || sum(amount) FROM usage_adjustments")
-out=$(sql_now "SELECT string_agg(mg_recon_apply(u.request_id, u.created_at, b.billed), ',')
+out=$(sql_now "SELECT string_agg((mg_recon_apply(u.request_id, u.created_at, b.billed)).state, ',')
                  FROM usage_events u JOIN test_billed b USING (upstream_id)
                 WHERE u.recon_state = 'adjusted'")
 check_eq "a second pass over the adjusted rows changes nothing" \

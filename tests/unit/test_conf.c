@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -463,6 +464,140 @@ START_TEST(key_file_empty)
 }
 END_TEST
 
+/* --- metrics.allow and metrics.token_file ---------------------------- */
+
+static const struct {
+	const char *allow;
+	const char *names;   /* what the message must name besides the setting */
+} bad_allows[] = {
+	{ "localhost", "'localhost'" },
+	{ "127.0.0.1, ::1, 127.0.0.1/33", "'127.0.0.1/33'" },
+	{ "::1/129", "'::1/129'" },
+	{ "10.0.0.0/", "'10.0.0.0/'" },
+	{ "10.0.0.0/8x", "'10.0.0.0/8x'" },
+	{ "10.0.0.0/-8", "'10.0.0.0/-8'" },
+	{ "300.1.1.1", "'300.1.1.1'" },
+	{ "127.0.0.1;10.0.0.1", "'127.0.0.1;10.0.0.1'" },
+	{ "1.1.1.1 2.2.2.2 3.3.3.3 4.4.4.4 5.5.5.5 6.6.6.6 7.7.7.7 8.8.8.8 9.9.9.9 "
+	  "10.0.0.1 10.0.0.2 10.0.0.3 10.0.0.4 10.0.0.5 10.0.0.6 10.0.0.7 10.0.0.8 10.0.0.9 "
+	  "11.0.0.1 11.0.0.2 11.0.0.3 11.0.0.4 11.0.0.5 11.0.0.6 11.0.0.7 11.0.0.8 11.0.0.9 "
+	  "12.0.0.1 12.0.0.2 12.0.0.3 12.0.0.4 12.0.0.5 12.0.0.6", "more than 32 networks" },
+};
+
+START_TEST(metrics_allow_bad)
+{
+	struct mg_conf c;
+	char path[512], name[64], text[1024], err[1024] = "", where[600];
+
+	snprintf(text, sizeof(text), "metrics = {\n  per_model = 1;\n  allow = \"%s\";\n};\n",
+	    bad_allows[_i].allow);
+	snprintf(name, sizeof(name), "allow-%d.conf", _i);
+	write_file(name, text, path, sizeof(path));
+	ck_assert_int_eq(mg_conf_load(&c, path, err, sizeof(err)), MG_ERR_CONFIG);
+	snprintf(where, sizeof(where), "%s:3: setting 'metrics.allow'", path);
+	ck_assert_msg(strstr(err, where) != NULL, "'%s' does not name '%s'", err, where);
+	ck_assert_msg(strstr(err, bad_allows[_i].names) != NULL, "'%s' does not name %s", err,
+	    bad_allows[_i].names);
+	mg_conf_free(&c);
+}
+END_TEST
+
+/* The lists that are fine, none included. */
+START_TEST(metrics_allow_good)
+{
+	static const char *const goods[] = { "", "127.0.0.0/8, ::1", "10.0.0.0/8 fd00::/8",
+	    " ,0.0.0.0/0,, ::/0 ", "192.168.1.5" };
+	struct mg_conf c;
+	char path[512], text[1024], err[1024] = "";
+	size_t i;
+
+	for (i = 0; i < sizeof(goods) / sizeof(goods[0]); i++) {
+		snprintf(text, sizeof(text), "metrics = { allow = \"%s\"; };\n", goods[i]);
+		write_file("allow-good.conf", text, path, sizeof(path));
+		ck_assert_msg(mg_conf_load(&c, path, err, sizeof(err)) == MG_OK, "'%s': %s",
+		    goods[i], err);
+		ck_assert_str_eq(c.metrics_allow, goods[i]);
+		mg_conf_free(&c);
+	}
+}
+END_TEST
+
+/* A token file that cannot be read, or holds no token: the message names
+ * the file and line of the setting, the setting and the token's file. */
+static void
+assert_token_refused(const char *tokenpath, const char *why)
+{
+	struct mg_conf c;
+	char path[512], text[1024], err[1024] = "", where[600];
+
+	snprintf(text, sizeof(text), "# metrics\nmetrics = {\n  token_file = \"%s\";\n};\n",
+	    tokenpath);
+	write_file("token.conf", text, path, sizeof(path));
+	ck_assert_int_eq(mg_conf_load(&c, path, err, sizeof(err)), MG_ERR_CONFIG);
+	snprintf(where, sizeof(where), "%s:3: setting 'metrics.token_file'", path);
+	ck_assert_msg(strstr(err, where) != NULL, "'%s' does not name '%s'", err, where);
+	ck_assert_msg(strstr(err, tokenpath) != NULL, "'%s' does not name the token file", err);
+	ck_assert_msg(strstr(err, why) != NULL, "'%s' does not say '%s'", err, why);
+	ck_assert_ptr_null(c.metrics_token);
+	mg_conf_free(&c);
+}
+
+START_TEST(metrics_token_file_missing)
+{
+	char tokenpath[512];
+
+	snprintf(tokenpath, sizeof(tokenpath), "%s/no-such.token", tmpdir);
+	assert_token_refused(tokenpath, strerror(ENOENT));
+}
+END_TEST
+
+START_TEST(metrics_token_file_unreadable)
+{
+	char tokenpath[512];
+
+	/* a directory opens, but cannot be read */
+	ck_assert_int_lt(snprintf(tokenpath, sizeof(tokenpath), "%s/token.d", tmpdir),
+	    (int)sizeof(tokenpath));
+	ck_assert_int_eq(mkdir(tokenpath, 0700), 0);
+	assert_token_refused(tokenpath, strerror(EISDIR));
+	/* a file without read permission (root reads it all the same) */
+	if (geteuid() != 0) {
+		write_file("secret.token", "t0ken\n", tokenpath, sizeof(tokenpath));
+		ck_assert_int_eq(chmod(tokenpath, 0), 0);
+		assert_token_refused(tokenpath, strerror(EACCES));
+	}
+}
+END_TEST
+
+START_TEST(metrics_token_file_empty)
+{
+	char tokenpath[512];
+
+	write_file("empty.token", "\n", tokenpath, sizeof(tokenpath));
+	assert_token_refused(tokenpath, "is empty");
+}
+END_TEST
+
+START_TEST(metrics_token_file_read)
+{
+	struct mg_conf c;
+	char path[512], tokenpath[512], text[1024], err[1024] = "";
+	char *dump;
+
+	write_file("good.token", "s3cret-metrics-token\nsecond line\n", tokenpath, sizeof(tokenpath));
+	snprintf(text, sizeof(text), "metrics = { token_file = \"%s\"; };\n", tokenpath);
+	write_file("token-good.conf", text, path, sizeof(path));
+	ck_assert_msg(mg_conf_load(&c, path, err, sizeof(err)) == MG_OK, "%s", err);
+	ck_assert_str_eq(c.metrics_token, "s3cret-metrics-token");
+	dump = dump_text(&c);
+	ck_assert_ptr_null(strstr(dump, "s3cret"));
+	ck_assert_ptr_nonnull(strstr(dump, "# metrics token: set (not shown)"));
+	free(dump);
+	mg_conf_free(&c);
+	ck_assert_ptr_null(c.metrics_token);
+}
+END_TEST
+
 START_TEST(key_env_set_and_unset)
 {
 	struct mg_conf c;
@@ -724,7 +859,7 @@ START_TEST(every_key_documented)
 		ck_assert_msg(found, "setting '%s' is not documented as '%s =' %s%s in %s",
 		    name, key, group[0] ? "in group " : "at top level", group, path);
 	}
-	ck_assert_uint_eq(i, 33);
+	ck_assert_uint_eq(i, 38);
 	/* and nothing is documented that the program does not know */
 	for (j = 0; j < n; j++) {
 		int known = 0;
@@ -787,6 +922,16 @@ conf_suite(void)
 	tcase_add_loop_test(tc, key_file_empty, 0, (int)(sizeof(empty_keys) / sizeof(empty_keys[0])));
 	tcase_add_test(tc, key_env_set_and_unset);
 	tcase_add_test(tc, key_env_empty_name);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("metrics");
+	tcase_add_unchecked_fixture(tc, make_tmpdir, remove_tmpdir);
+	tcase_add_loop_test(tc, metrics_allow_bad, 0, (int)(sizeof(bad_allows) / sizeof(bad_allows[0])));
+	tcase_add_test(tc, metrics_allow_good);
+	tcase_add_test(tc, metrics_token_file_missing);
+	tcase_add_test(tc, metrics_token_file_unreadable);
+	tcase_add_test(tc, metrics_token_file_empty);
+	tcase_add_test(tc, metrics_token_file_read);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("dump");

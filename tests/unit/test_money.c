@@ -104,6 +104,60 @@ START_TEST(money_long_text)
 }
 END_TEST
 
+/* Numeric text as Postgres writes it, in 1e-9 USD. */
+static const struct {
+	const char *s;
+	int ok;
+	long long nano;
+} numerics[] = {
+	{ "0", 1, 0 },
+	{ "0.000042", 1, 42000 },
+	{ "-0.000042", 1, -42000 },
+	{ "12.5", 1, 12500000000LL },
+	{ "0.000000001", 1, 1 },
+	{ "-0.000000001", 1, -1 },
+	/* half away from zero, whatever the length of the fraction */
+	{ "0.00000000049999999999999999999999999999999999999999", 1, 0 },
+	{ "0.00000000050000000000000000000000000000000000000000", 1, 1 },
+	{ "-0.0000000005", 1, -1 },
+	{ "0.00073500000000000000000000000000000000000000000000000000", 1, 735000 },
+	{ "9223372036.854775807", 1, 9223372036854775807LL },
+	{ "9223372036.854775808", 0, 0 },
+	{ "123456789012345678901234567890123456789012345678", 0, 0 },
+	{ "", 0, 0 },
+	{ "-", 0, 0 },
+	{ "1e-7", 0, 0 },
+	{ "NaN", 0, 0 },
+	{ "--1", 0, 0 },
+};
+
+START_TEST(money_numeric_table)
+{
+	long long v = 7;
+	int rc = mg_money_numeric_nano(numerics[_i].s, strlen(numerics[_i].s), &v);
+
+	ck_assert_msg((rc == 0) == numerics[_i].ok, "'%s': want %s", numerics[_i].s,
+	    numerics[_i].ok ? "an amount" : "none");
+	if (numerics[_i].ok)
+		ck_assert_int_eq(v, numerics[_i].nano);
+	else
+		ck_assert_int_eq(v, 7);
+}
+END_TEST
+
+/* The text need not end where the amount does (an element of an array). */
+START_TEST(money_numeric_in_array)
+{
+	static const char arr[] = "{0.5,0.000000002}";
+	long long v = 0;
+
+	ck_assert_int_eq(mg_money_numeric_nano(arr + 1, 3, &v), 0);
+	ck_assert_int_eq(v, 500000000);
+	ck_assert_int_eq(mg_money_numeric_nano(arr + 5, 11, &v), 0);
+	ck_assert_int_eq(v, 2);
+}
+END_TEST
+
 static Suite *
 money_suite(void)
 {
@@ -112,6 +166,9 @@ money_suite(void)
 
 	tcase_add_loop_test(tc, money_table, 0, (int)(sizeof(amounts) / sizeof(amounts[0])));
 	tcase_add_test(tc, money_long_text);
+	tcase_add_loop_test(tc, money_numeric_table, 0,
+	    (int)(sizeof(numerics) / sizeof(numerics[0])));
+	tcase_add_test(tc, money_numeric_in_array);
 	suite_add_tcase(s, tc);
 	return s;
 }
