@@ -342,7 +342,9 @@ server_errors() {
     if start_broken "$STACK_SOCK"; then
         for ((i = 0; i < 50; i++)); do
             post /v1/chat/completions --data-binary "$SMALL"
-            [ "$HTTP_STATUS" = "$broken" ] && break
+            # (nginx answers 502 for a socket it cannot reach too: wait
+            # until the listener has seen a connection)
+            [ "$HTTP_STATUS" = "$broken" ] && grep -q '^connection$' "$MG_T/broken.out" && break
             sleep 0.1
         done
         expect_doc "$s: a responder that closes without an answer: $broken" "$broken"
