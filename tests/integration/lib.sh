@@ -472,6 +472,27 @@ MG_RESERVED_PORTS=  # ports start_server must not take (space separated)
 
 mg_server_tool() { mg_stack_server_tool "$@"; }
 mg_server_package() { mg_stack_server_package "$@"; }
+
+# mg_check_servers NAME SERVER...: bails out on a server that is not
+# lighttpd, apache or nginx (NAME: the variable that listed them), and adds
+# each server that is not installed to the caller's missing array when
+# MG_REQUIRE_INTEGRATION=1 (else a missing server skips that server only).
+mg_check_servers() {
+    local name=$1 server
+    shift
+    for server in "$@"; do
+        case $server in
+            lighttpd | apache | nginx) ;;
+            *)
+                printf 'Bail out! %s: unknown server %s\n' "$name" "$server"
+                exit 99
+                ;;
+        esac
+        if ! mg_server_tool "$server" >/dev/null && [ "${MG_REQUIRE_INTEGRATION:-0}" = 1 ]; then
+            missing+=("$server (Debian package $(mg_server_package "$server"))")
+        fi
+    done
+}
 mg_web_user() { mg_stack_web_user; }
 
 STACK_SOCK=

@@ -32,27 +32,9 @@ set -u
 set -o pipefail
 
 HERE=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
-SELF=$HERE/$(basename -- "${BASH_SOURCE[0]}")
-: "${MG_SRCDIR:=$(cd -- "$HERE/../.." && pwd -P)}"
-: "${MG_BUILDDIR:=$MG_SRCDIR}"
-export MG_SRCDIR MG_BUILDDIR
-
 # shellcheck source=lib.sh disable=SC1091
 . "$HERE/lib.sh"
-
-MG_SERVER=lighttpd
-missing=()
-mg_server_tool lighttpd >/dev/null || missing+=("lighttpd")
-SPAWN_FCGI=$(find_tool spawn-fcgi) || missing+=(spawn-fcgi)
-find_tool node >/dev/null || missing+=(node)
-find_tool curl >/dev/null || missing+=(curl)
-find_tool psql >/dev/null || missing+=("psql (postgresql-client)")
-if [ -z "${PGHOST:-}" ]; then
-    find_tool pg_virtualenv >/dev/null || missing+=("pg_virtualenv (postgresql-common)")
-fi
-mg_missing_exit "${missing[@]}"
-mg_find_programs
-mg_need_pg "$SELF" "$@"
+mg_script_start "$HERE/$(basename -- "${BASH_SOURCE[0]}")" node curl lighttpd spawn-fcgi
 
 mg_stack_test metrics
 
@@ -88,7 +70,7 @@ mg_conf_write "$CONF2" LOG_FILE="$MG_T/modelgate-2.log" METRICS_DIR="$MG_T" \
     METRICS_TOKEN_FILE="$MG_T/metrics.token" REAP_AFTER=5 REAP_INTERVAL=1 \
     UPSTREAM_TIMEOUT=3 DB_CONNECT_TIMEOUT=1 || bail "modelgate-2.conf"
 
-cli() { "$CLI" -c "$CONF" --sql-dir "$MG_SRCDIR/sql" "$@"; }
+MG_CLI_CONF=$CONF
 out=$(cli db migrate 2>&1) || bail "db migrate" "$out"
 cli project create open >/dev/null 2>&1 || bail "project create open"
 cli project create limited --rpm 1 >/dev/null 2>&1 || bail "project create limited"

@@ -57,18 +57,7 @@ find_tool psql >/dev/null || missing+=("psql (postgresql-client)")
 if [ -z "${PGHOST:-}" ]; then
     find_tool pg_virtualenv >/dev/null || missing+=("pg_virtualenv (postgresql-common)")
 fi
-for server in "${SERVERS[@]}"; do
-    case $server in
-        lighttpd | apache | nginx) ;;
-        *)
-            printf 'Bail out! MG_STREAM_SERVERS: unknown server %s\n' "$server"
-            exit 99
-            ;;
-    esac
-    if ! mg_server_tool "$server" >/dev/null && [ "${MG_REQUIRE_INTEGRATION:-0}" = 1 ]; then
-        missing+=("$server (Debian package $(mg_server_package "$server"))")
-    fi
-done
+mg_check_servers MG_STREAM_SERVERS "${SERVERS[@]}"
 mg_missing_exit "${missing[@]}"
 
 mg_find_programs
