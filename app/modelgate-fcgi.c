@@ -2,6 +2,7 @@
  * fd 0 (spawn-fcgi, systemd StandardInput=socket) or one it opens (-s). */
 #include "config.h"
 
+#include <errno.h>
 #include <fcgiapp.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -62,10 +63,13 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (mg_log_open(conf.log_level, conf.log_file) != 0) {
-		fprintf(stderr, "modelgate-fcgi: cannot open log file %s\n", conf.log_file);
+		fprintf(stderr, "modelgate-fcgi: cannot open log file %s: %s\n", conf.log_file,
+		    strerror(errno));
 		mg_conf_free(&conf);
 		return 1;
 	}
+	/* until it serves (mg_responder_run), why it cannot goes to stderr too */
+	mg_log_tee(MG_LOG_WARN);
 	if (conf.up_key == NULL)
 		mg_log(MG_LOG_WARN, NULL, "no upstream key configured (upstream.key_file / upstream.key_env)");
 	if (socket_arg != NULL) {

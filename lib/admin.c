@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "admin.h"
 #include "apikey.h"
@@ -126,8 +127,18 @@ mg_admin_new(const struct mg_conf *conf, const char *app_name, struct mg_admin *
 	a->conf = conf;
 	a->conn = PQconnectdbParams(keys, vals, 1);
 	if (a->conn == NULL || PQstatus(a->conn) != CONNECTION_OK) {
-		pq_detail(err, errlen, "cannot connect to the database",
-		    a->conn != NULL ? PQerrorMessage(a->conn) : "out of memory");
+		const char *msg = a->conn != NULL ? PQerrorMessage(a->conn) : "out of memory";
+		size_t used;
+
+		pq_detail(err, errlen, "cannot connect to the database", msg);
+		/* as root under peer authentication ("role "root" does not
+		 * exist", "Peer authentication failed for user "root""): say
+		 * how to pick the role */
+		used = strlen(err);
+		if (geteuid() == 0 && strstr(msg, "\"root\"") != NULL && used < errlen)
+			snprintf(err + used, errlen - used, "; as root, name the role in "
+			    "database.conninfo (user=NAME, with host= and passfile=) or run "
+			    "the command as the role's user (runuser -u NAME -- modelgate ...)");
 		mg_admin_free(a);
 		return MG_ERR_DB_DOWN;
 	}

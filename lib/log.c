@@ -15,6 +15,7 @@
 
 static int log_level = MG_LOG_INFO;
 static int log_fd = STDERR_FILENO;
+static int log_tee = -1;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -53,6 +54,12 @@ mg_log_close(void)
 	if (log_fd != STDERR_FILENO)
 		close(log_fd);
 	log_fd = STDERR_FILENO;
+}
+
+void
+mg_log_tee(int level)
+{
+	__atomic_store_n(&log_tee, level, __ATOMIC_RELAXED);
 }
 
 int
@@ -163,6 +170,10 @@ mg_log_write(int level, const char *reqid, const char *fmt, ...)
 	line[n++] = '\n';
 	if (write(log_fd, line, n) < 0) {
 		/* nowhere left to report it */
+	}
+	if (log_fd != STDERR_FILENO && level <= __atomic_load_n(&log_tee, __ATOMIC_RELAXED) &&
+	    write(STDERR_FILENO, line, n) < 0) {
+		/* standard error closed: the file has it */
 	}
 	errno = saved;
 }

@@ -16,6 +16,10 @@ int mg_log_level_parse(const char *name);
  * Returns 0, or -1 with errno set when the file cannot be opened. */
 int mg_log_open(int level, const char *path);
 void mg_log_close(void);
+/* While level is not -1, lines at that level or more severe go to standard
+ * error as well when the log is a file: a program that cannot start says
+ * why where whoever started it looks.  Thread-safe. */
+void mg_log_tee(int level);
 int mg_log_enabled(int level);
 
 #define mg_log(level, reqid, ...) \

@@ -268,6 +268,11 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 		mg_log(MG_LOG_ERROR, NULL, "out of memory at start");
 		goto out_curl;
 	}
+	/* not fatal (requests get 503 until Postgres answers, and the pool
+	 * reconnects by itself), but said at start, where it is looked for */
+	if (mg_store_ping(rs.gw.store) != MG_OK)
+		mg_log(MG_LOG_WARN, NULL, "the database does not answer (%s): requests get 503 until it does",
+		    mg_store_last_error());
 	for (i = 0; i < conf->threads; i++) {
 		struct worker_thread *t = &rs.threads[i];
 
@@ -297,6 +302,7 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 	if (i == conf->threads) {
 		mg_log(MG_LOG_INFO, NULL, "serving with %d threads, upstream %s",
 		    conf->threads, conf->up_base_url);
+		mg_log_tee(-1);
 		wait_for_stop();
 		status = 0;
 	}

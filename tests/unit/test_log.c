@@ -144,6 +144,48 @@ START_TEST(level_names)
 }
 END_TEST
 
+static void
+write_teed(void)
+{
+	mg_log_tee(MG_LOG_WARN);
+	mg_log(MG_LOG_INFO, NULL, "starting");
+	mg_log(MG_LOG_WARN, NULL, "the database does not answer");
+	mg_log(MG_LOG_ERROR, NULL, "cannot start");
+	mg_log_tee(-1);
+	mg_log(MG_LOG_ERROR, "req_1", "after the start");
+}
+
+/* Until the tee is turned off, warnings and errors written to the log
+ * file also reach standard error (a responder that cannot start). */
+START_TEST(tee_to_stderr)
+{
+	char path[] = "/tmp/mg-test-stderr.XXXXXX";
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	char err[4096], *text;
+	ssize_t n;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_eq(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	text = logged(write_teed);
+	ck_assert_int_eq(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	n = pread(fd, err, sizeof(err) - 1, 0);
+	ck_assert_int_ge(n, 0);
+	err[n] = '\0';
+	close(fd);
+	unlink(path);
+	ck_assert_ptr_nonnull(strstr(text, "starting"));
+	ck_assert_ptr_nonnull(strstr(text, "after the start"));
+	ck_assert_ptr_null(strstr(err, "starting"));
+	ck_assert_ptr_nonnull(strstr(err, "warn"));
+	ck_assert_ptr_nonnull(strstr(err, "the database does not answer\n"));
+	ck_assert_ptr_nonnull(strstr(err, "cannot start\n"));
+	ck_assert_ptr_null(strstr(err, "after the start"));
+	free(text);
+}
+END_TEST
+
 static Suite *
 log_suite(void)
 {
@@ -154,6 +196,7 @@ log_suite(void)
 	tcase_add_test(tc, control_escaped);
 	tcase_add_test(tc, long_messages_cut);
 	tcase_add_test(tc, level_names);
+	tcase_add_test(tc, tee_to_stderr);
 	suite_add_tcase(s, tc);
 	return s;
 }
