@@ -56,6 +56,7 @@ static const struct stmt statements[] = {
 	  "coalesce(mg_recon_watermark(), clock_timestamp())))::bigint", 0 },
 	{ "mg_recon_retry", "SELECT coalesce(mg_recon_retry($1, $2::timestamptz), '')", 2 },
 	{ "mg_recon_unsupported", "SELECT mg_recon_unsupported()", 0 },
+	{ "mg_recon_dequeue", "SELECT mg_recon_dequeue()", 0 },
 	{ "mg_recon_note_ids", "SELECT mg_recon_note_ids($1::jsonb)", 1 },
 	{ "mg_recon_close_claim", "SELECT coalesce(to_char(mg_recon_close_claim("
 	  "make_interval(secs => $1), make_interval(secs => $2)), 'YYYY-MM-DD'), '')", 2 },
@@ -1066,6 +1067,16 @@ mg_store_recon_unsupported(struct mg_store *s, long long *n)
 {
 	char out[32];
 	enum mg_err rc = scalar_text(s, "mg_recon_unsupported", 0, NULL, out, sizeof(out));
+
+	*n = rc == MG_OK ? strtoll(out, NULL, 10) : 0;
+	return rc;
+}
+
+enum mg_err
+mg_store_recon_dequeue(struct mg_store *s, long long *n)
+{
+	char out[32];
+	enum mg_err rc = scalar_text(s, "mg_recon_dequeue", 0, NULL, out, sizeof(out));
 
 	*n = rc == MG_OK ? strtoll(out, NULL, 10) : 0;
 	return rc;

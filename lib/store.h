@@ -176,6 +176,10 @@ enum mg_err mg_store_recon_close_record(struct mg_store *s, const char *day,
  * unsupported; *n says how many. */
 enum mg_err mg_store_recon_unsupported(struct mg_store *s, long long *n)
 	__attribute__((warn_unused_result));
+/* Schedules the rows settlement queued for a lookup (mg_recon_dequeue);
+ * *n says how many. */
+enum mg_err mg_store_recon_dequeue(struct mg_store *s, long long *n)
+	__attribute__((warn_unused_result));
 
 /* Who a key lets read usage (mg_authenticate_reader): an admin key, or a
  * project key and its project. */

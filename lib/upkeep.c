@@ -131,16 +131,24 @@ make_partitions(struct mg_upkeep *u)
 		mg_log(MG_LOG_INFO, NULL, "usage partitions: made %d for the months ahead", n);
 }
 
-/* Folds the usage quarters behind the frontier into days and months. */
+/* Folds the usage quarters behind the frontier into days and months, and
+ * schedules the lookups settlement queued (which the reconciliation's
+ * claim does too; this drains the queue when nothing reconciles). */
 static void
 compact_rollups(struct mg_upkeep *u)
 {
 	int folded = 0;
+	long long queued = 0;
 
 	if (mg_store_rollup_compact(u->store, &folded) != MG_OK)
 		mg_log(MG_LOG_WARN, NULL, "usage rollups not compacted: %s", mg_store_last_error());
 	else if (folded)
 		mg_log(MG_LOG_DEBUG, NULL, "usage rollups compacted");
+	if (mg_store_recon_dequeue(u->store, &queued) != MG_OK)
+		mg_log(MG_LOG_WARN, NULL, "queued lookups not scheduled: %s",
+		    mg_store_last_error());
+	else if (queued > 0)
+		mg_log(MG_LOG_DEBUG, NULL, "%lld queued lookups scheduled", queued);
 }
 
 /* Looks up to reconcile.max_rps generations up (a second's worth). */

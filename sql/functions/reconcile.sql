@@ -47,6 +47,55 @@ $$;
 -- Replaced by the two above.
 DROP FUNCTION IF EXISTS mg_recon_initial(text, text, boolean, timestamptz);
 
+-- Moves the rows settlement queued for a lookup (see 012_recon_queue.sql)
+-- into their recon_next_at, where mg_recon_claim finds them: every queue
+-- row no other transaction is taking.  A row that is no longer waiting
+-- for its first lookup (pruned, or in a final state) is left as it is.
+-- Returns how many rows it scheduled.
+CREATE OR REPLACE FUNCTION mg_recon_dequeue()
+RETURNS integer
+LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids  text[];
+    v_ats  timestamptz[];
+    v_due  timestamptz[];
+    v_lo   timestamptz;
+    v_hi   timestamptz;
+    n      integer;
+BEGIN
+    WITH q AS (
+        DELETE FROM recon_queue q
+         WHERE q.ctid = ANY (ARRAY(SELECT c.ctid FROM recon_queue c FOR UPDATE SKIP LOCKED))
+        RETURNING q.*
+    )
+    SELECT array_agg(x.id), array_agg(x.at), array_agg(q.due_at), min(x.at), max(x.at)
+      INTO v_ids, v_ats, v_due, v_lo, v_hi
+      FROM q, unnest(q.request_ids, q.created_ats) AS x(id, at);
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    -- the partitions of [v_lo, v_hi] only, pruned as the statement starts
+    UPDATE usage_events u SET recon_next_at = x.due
+      FROM unnest(v_ids, v_ats, v_due) AS x(id, at, due)
+     WHERE u.created_at >= v_lo AND u.created_at <= v_hi
+       AND u.request_id = x.id AND u.created_at = x.at
+       AND u.recon_state = 'recorded' AND u.recon_next_at IS NULL;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+
+-- How many usage rows wait for a lookup: queued, or with a recon_next_at.
+CREATE OR REPLACE FUNCTION mg_recon_waiting()
+RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT (SELECT count(*) FROM usage_events u WHERE u.recon_next_at IS NOT NULL)
+           + coalesce((SELECT sum(cardinality(q.request_ids)) FROM recon_queue q), 0)
+$$;
+
 -- Takes up to p_limit usage rows due for a lookup, oldest first, and
 -- leases them for p_lease (another process takes them only after that:
 -- this one died).  Rows another transaction holds are skipped, so any
@@ -60,6 +109,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_now timestamptz := coalesce(p_now, clock_timestamp());
 BEGIN
+    PERFORM mg_recon_dequeue();
     RETURN QUERY
     WITH c AS (
         SELECT u.request_id, u.created_at FROM usage_events u
@@ -179,6 +229,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
 BEGIN
+    PERFORM mg_recon_dequeue();
     UPDATE usage_events e SET recon_state = 'unsupported', recon_next_at = NULL
      WHERE e.recon_next_at IS NOT NULL AND e.recon_state = 'recorded';
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -255,7 +306,8 @@ RETURNS timestamptz
 LANGUAGE sql STABLE AS $$
     SELECT least((SELECT min(r.created_at) FROM reservations r),
                  (SELECT min(u.created_at) FROM usage_events u
-                   WHERE u.recon_next_at IS NOT NULL))
+                   WHERE u.recon_next_at IS NOT NULL),
+                 (SELECT min(a) FROM recon_queue q, unnest(q.created_ats) AS a))
 $$;
 
 -- The UTC days due for a close at p_now, oldest first: ended p_after ago

@@ -98,14 +98,22 @@ BEGIN
                upstream_id = coalesce(x.u, u.upstream_id),
                provider = x.pv, latency_ms = x.l, ttft_ms = x.f,
                settled_at = clock_timestamp(),
-               recon_state = mg_recon_state(coalesce(x.u, u.upstream_id)),
-               recon_next_at = mg_recon_first_at(coalesce(x.u, u.upstream_id),
-                                   CASE WHEN x.c IS NOT NULL THEN 'upstream' END, x.r,
-                                   clock_timestamp())
+               recon_state = mg_recon_state(coalesce(x.u, u.upstream_id))
           FROM x
          WHERE u.created_at >= v_lo AND u.created_at <= v_hi
            AND u.request_id = x.id AND u.created_at = x.at AND u.settled_at IS NULL
-        RETURNING u.*, CASE WHEN x.b THEN coalesce(x.tt, x.pt + x.ct) ELSE 0 END AS used
+        RETURNING u.*, CASE WHEN x.b THEN coalesce(x.tt, x.pt + x.ct) ELSE 0 END AS used,
+                  mg_recon_first_at(u.upstream_id, u.cost_source, x.r,
+                                    clock_timestamp()) AS first_at
+    ), q AS (
+        -- the rows to look up, as one row of the queue (see
+        -- 012_recon_queue.sql): recon_next_at, which an index covers, is
+        -- left as it is, so that every row's update stays HOT
+        INSERT INTO recon_queue (due_at, request_ids, created_ats)
+        SELECT min(s.first_at), array_agg(s.request_id) FILTER (WHERE s.first_at IS NOT NULL),
+               array_agg(s.created_at) FILTER (WHERE s.first_at IS NOT NULL)
+          FROM s
+        HAVING count(s.first_at) > 0
     ), r AS (
         -- the rollups (see mg_rollup_add in rollup.sql): the batch's
         -- increments as one pending row, in this same statement

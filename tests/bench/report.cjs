@@ -597,7 +597,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
                 upkeep = ['mg_reap', 'mg_catalog_claim', 'mg_catalog_replace', 'mg_ping',
                     'mg_partitions', 'mg_compact', 'mg_recon_claim', 'mg_recon_apply',
                     'mg_recon_retry', 'mg_recon_unsupported', 'mg_recon_watermark',
-                    'mg_recon_close_claim', 'mg_recon_close_record'],
+                    'mg_recon_dequeue', 'mg_recon_close_claim', 'mg_recon_close_record'],
                 others = Object.keys(ex).filter((k) => !/^mg_(admit|settle)(_batch)?$/.test(k) && !upkeep.includes(k));
             checks.push({ check: 'named prepared statements executed per request',
                 seen: Object.entries(ex).map(([k, v]) => `${k} ${v}`).join(', ') || 'none',

@@ -130,7 +130,7 @@ chat_req() { # KEY MODEL STREAM
 reconciled() {
     local i
     for ((i = 0; i < 200; i++)); do
-        [ "$(sql_now 'SELECT count(*) FROM usage_events WHERE recon_next_at IS NOT NULL')" = 0 ] &&
+        [ "$(sql_now 'SELECT mg_recon_waiting()')" = 0 ] &&
             return 0
         sleep 0.1
     done

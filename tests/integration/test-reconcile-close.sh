@@ -106,7 +106,7 @@ fi
 
 # waiting: the rows still waiting for a lookup.
 waiting() {
-    sql_now 'SELECT count(*) FROM usage_events WHERE recon_next_at IS NOT NULL'
+    sql_now 'SELECT mg_recon_waiting()'
 }
 
 # ---------------------------------------------------------------------------

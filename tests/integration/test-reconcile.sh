@@ -89,12 +89,12 @@ check_eq "eight usage rows, the upstream error's without a generation id (no_id)
 # 2. The upkeep looks the generations up.
 
 for ((i = 0; i < 300; i++)); do
-    [ "$(sql_now "SELECT count(*) FROM usage_events WHERE recon_next_at IS NOT NULL")" = 0 ] &&
+    [ "$(sql_now "SELECT mg_recon_waiting()")" = 0 ] &&
         break
     sleep 0.1
 done
 check_eq "no row is left waiting (within 30 s)" \
-    "$(sql_now 'SELECT count(*) FROM usage_events WHERE recon_next_at IS NOT NULL')" 0
+    "$(sql_now 'SELECT mg_recon_waiting()')" 0
 check_eq "the first lookups found nothing (404 for 3 s): each row was retried once" \
     "$(sql_now "SELECT string_agg(DISTINCT recon_tries::text, ',') FROM usage_events
                  WHERE upstream_id IS NOT NULL")" 1
@@ -160,7 +160,7 @@ check_eq "the responders killed, the reaper charges the reservation and schedule
 start_responders main "$CONF" 2 >"$MG_T/stack-main-k.txt" 2>&1 ||
     bail "the responders restart" "$(cat "$MG_T/stack-main-k.txt")"
 for ((i = 0; i < 300; i++)); do
-    [ "$(sql_now "SELECT count(*) FROM usage_events WHERE recon_next_at IS NOT NULL")" = 0 ] &&
+    [ "$(sql_now "SELECT mg_recon_waiting()")" = 0 ] &&
         break
     sleep 0.1
 done
@@ -186,9 +186,10 @@ chat "$KA" "mock/needed-plain"
 chat "$KA" "mock/needed-nocost;nocost=1"
 settled || bail "the requests settle"
 check_eq "verify = needed: the answer with a cost is not looked up, the other is" \
-    "$(sql_now "SELECT string_agg(model || ' ' || (recon_next_at IS NOT NULL OR recon_tries > 0),
+    "$(sql_now "SELECT mg_recon_dequeue();
+                SELECT string_agg(model || ' ' || (recon_next_at IS NOT NULL OR recon_tries > 0),
                                   ', ' ORDER BY model)
-                  FROM usage_events WHERE model LIKE 'mock/needed%'")" \
+                  FROM usage_events WHERE model LIKE 'mock/needed%'" | tail -n 1)" \
     "mock/needed-nocost;nocost=1 true, mock/needed-plain false"
 
 # `modelgate reconcile run`: a pass now, from the command line (the
@@ -202,6 +203,41 @@ check_eq "reconcile run looks the row up and adjusts it" "$out" \
 out=$(cli reconcile run 2>>"$MG_T/cli.err")
 check_eq "a second run finds nothing to do" "$out" \
     "looked up 0 generations: 0 confirmed, 0 adjusted, 0 not known yet (looked up again later), 0 missing upstream, 0 without an answer (again later); 0 rows unsupported"
+
+# Settlement queues a batch's lookups in one row (recon_queue) and leaves
+# the usage row's indexed recon_next_at as it is; the upkeep schedules
+# them, even with reconciliation off (reconcile.max_rps = 0): the
+# compaction, every 10 s, drains the queue.
+mg_conf_write "$CONF" LOG_FILE="$MG_T/modelgate.log" RECON_MAX_RPS=0 ||
+    bail "configuration written" "$CONF"
+start_responders main "$CONF" 1 >"$MG_T/stack-main-q.txt" 2>&1 ||
+    bail "the responders restart" "$(cat "$MG_T/stack-main-q.txt")"
+sleep 4   # past the first compaction
+chat "$KA" "mock/queued;nocost=1"
+settled || bail "the request settles"
+check_eq "settled: queued for its lookup, recon_next_at untouched, counted as waiting" \
+    "$(sql_now "SELECT (SELECT count(*) FROM recon_queue q, usage_events u
+                         WHERE u.request_id = ANY (q.request_ids) AND u.model = 'mock/queued;nocost=1')
+                       || ' ' || (SELECT count(*) FROM usage_events
+                                   WHERE model = 'mock/queued;nocost=1' AND recon_next_at IS NULL)
+                       || ' ' || mg_recon_waiting()
+                       || ' ' || (mg_recon_watermark() <= (SELECT created_at FROM usage_events
+                                                           WHERE model = 'mock/queued;nocost=1'))")" \
+    "1 1 1 true"
+for ((i = 0; i < 150; i++)); do
+    [ "$(sql_now "SELECT count(*) FROM recon_queue")" = 0 ] && break
+    sleep 0.1
+done
+check_eq "the upkeep's compaction schedules it without reconciling (within 15 s)" \
+    "$(sql_now "SELECT (SELECT count(*) FROM recon_queue) || ' ' || recon_state || ' '
+                       || (recon_next_at IS NOT NULL) || ' ' || recon_tries || ' ' || mg_recon_waiting()
+                  FROM usage_events WHERE model = 'mock/queued;nocost=1'")" "0 recorded true 0 1"
+stop_responders
+sleep 3   # the mock knows the generation by now
+cli reconcile run >/dev/null 2>>"$MG_T/cli.err"
+check_eq "reconcile run then looks it up: nothing waits" \
+    "$(sql_now "SELECT (recon_state IN ('confirmed', 'adjusted')) || ' ' || mg_recon_waiting()
+                  FROM usage_events WHERE model = 'mock/queued;nocost=1'")" "true 0"
 
 # ---------------------------------------------------------------------------
 # 3. Appended only.
@@ -241,7 +277,7 @@ check_eq "without /generation, the three new rows are unsupported at once" \
                  WHERE recon_state = 'unsupported'")" \
     "mock/a;nocost=1,mock/b;nocost=1,mock/c;nocost=1"
 check_eq "none of them waits for another lookup" \
-    "$(sql_now "SELECT count(*) FROM usage_events WHERE recon_next_at IS NOT NULL")" 0
+    "$(sql_now "SELECT mg_recon_waiting()")" 0
 check "one log line a process says so" \
     bash -c '[ "$(grep -c "no per-generation API" "$1")" -le 2 ] &&
              [ "$(grep -c "no per-generation API" "$1")" -ge 1 ]' _ "$MG_T/modelgate.log"
