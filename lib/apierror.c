@@ -89,10 +89,9 @@ upstream_message(const char *body, char *dst, size_t size)
 {
 	static const char *const names[] = { "error", NULL };
 	struct mg_jscan s;
-	struct mg_jscan_value v, msg;
+	struct mg_jscan_value v, msg = { 0 };
 	int i;
 
-	msg.type = MG_JSCAN_NONE;
 	mg_jscan_init(&s, body, strlen(body));
 	mg_jscan_value(&s, &v);
 	if (v.type != MG_JSCAN_OBJECT)
