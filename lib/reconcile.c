@@ -193,6 +193,26 @@ amount_text(const struct mg_jscan_value *v, char *out, size_t size)
 	return mg_money_valid(out, MG_MONEY_NUMBER) ? 0 : -1;
 }
 
+/* Appends n bytes of a JSON string's text as the upstream escaped it
+ * (the scanner checked it) with its raw control characters escaped:
+ * the scanner takes them, as json-c does, but Postgres's json does
+ * not.  0, or -1 when out grows past its cap. */
+static int
+add_json_text(struct mg_buf *out, const char *p, size_t n)
+{
+	size_t i, from = 0;
+
+	for (i = 0; i < n; i++) {
+		if ((unsigned char)p[i] >= 0x20)
+			continue;
+		if (mg_buf_add(out, p + from, i - from) != MG_OK ||
+		    mg_buf_addf(out, "\\u%04x", (unsigned)(unsigned char)p[i]) != MG_OK)
+			return -1;
+		from = i + 1;
+	}
+	return mg_buf_add(out, p + from, n - from) == MG_OK ? 0 : -1;
+}
+
 /* Reads one item of an activity answer (the scanner just read its '{')
  * and appends it to out as {"model", "requests", "usage"}; items of
  * another day than day are left out.  0, or -1 when it is not one. */
@@ -222,9 +242,9 @@ activity_item(struct mg_jscan *s, const char *day, struct mg_buf *out, int *firs
 		return -1;
 	if (other_day)
 		return 0;
-	/* the model's text as the upstream escaped it: checked JSON already */
-	if (mg_buf_addf(out, "%s{\"model\":\"%.*s\",\"requests\":%s,\"usage\":\"%s\"}",
-	    *first ? "" : ",", (int)model.len, model.text, reqs, amount) != MG_OK)
+	if (mg_buf_addf(out, "%s{\"model\":\"", *first ? "" : ",") != MG_OK ||
+	    add_json_text(out, model.text, model.len) != 0 ||
+	    mg_buf_addf(out, "\",\"requests\":%s,\"usage\":\"%s\"}", reqs, amount) != MG_OK)
 		return -1;
 	*first = 0;
 	return 0;
