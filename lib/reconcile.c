@@ -222,6 +222,7 @@ activity_item(struct mg_jscan *s, const char *day, struct mg_buf *out, int *firs
 	static const char *const names[] = { "model", "requests", "usage", "date", NULL };
 	struct mg_jscan_value key, v, model = { 0 }, usage = { 0 };
 	char amount[MG_MONEY_MAX], reqs[MG_MONEY_MAX] = "0";
+	const char *count;
 	int f, other_day = 0;
 
 	while ((f = mg_jscan_field(s, names, &key)) != -1 && mg_jscan_ok(s)) {
@@ -242,9 +243,13 @@ activity_item(struct mg_jscan *s, const char *day, struct mg_buf *out, int *firs
 		return -1;
 	if (other_day)
 		return 0;
+	/* a count written "03" (in a string) is 3: JSON takes no leading zero */
+	count = reqs + strspn(reqs, "0");
+	if (*count == '\0')
+		count--;
 	if (mg_buf_addf(out, "%s{\"model\":\"", *first ? "" : ",") != MG_OK ||
 	    add_json_text(out, model.text, model.len) != 0 ||
-	    mg_buf_addf(out, "\",\"requests\":%s,\"usage\":\"%s\"}", reqs, amount) != MG_OK)
+	    mg_buf_addf(out, "\",\"requests\":%s,\"usage\":\"%s\"}", count, amount) != MG_OK)
 		return -1;
 	*first = 0;
 	return 0;
