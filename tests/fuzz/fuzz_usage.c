@@ -41,6 +41,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		skip_cost = usage_from_tree(&a, o);
 	if (mg_usage_from_text(&b, text, size) == MG_OK) {
 		FUZZ_CHECK(o != NULL && json_object_is_type(o, json_type_object));
+		/* json-c cuts a name at an escaped NUL ("provider\u0000" is
+		 * "provider" to it); the reader, as the upstream, keeps it whole */
+		if (strstr(text, "\\u0000") != NULL) {
+			json_object_put(o);
+			free(text);
+			return 0;
+		}
 		FUZZ_CHECK(a.prompt_tokens == b.prompt_tokens);
 		FUZZ_CHECK(a.completion_tokens == b.completion_tokens);
 		FUZZ_CHECK(a.total_tokens == b.total_tokens);
