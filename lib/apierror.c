@@ -83,7 +83,8 @@ mg_http_reason(int status)
 }
 
 /* The text an upstream error body carries in error.message (the last
- * error named, read in place), decoded into dst; 0 when there is none. */
+ * error named, read in place), decoded into dst; 0 when there is none
+ * or it is empty. */
 static int
 upstream_message(const char *body, char *dst, size_t size)
 {
@@ -109,7 +110,8 @@ upstream_message(const char *body, char *dst, size_t size)
 			mg_jscan_skip(&s, &v);
 	}
 	mg_jscan_finish(&s);
-	return mg_jscan_ok(&s) && mg_jscan_string(&msg, dst, size, NULL) >= 0;
+	/* a message empty up to its first NUL is none */
+	return mg_jscan_ok(&s) && mg_jscan_string(&msg, dst, size, NULL) >= 0 && dst[0] != '\0';
 }
 
 void
