@@ -83,16 +83,16 @@ mg_http_reason(int status)
 }
 
 /* The text an upstream error body carries in error.message (the last
- * error named, read in place), decoded into dst; 0 when there is none. */
+ * error named, read in place), decoded into dst; 0 when there is none
+ * or it is empty. */
 static int
 upstream_message(const char *body, char *dst, size_t size)
 {
 	static const char *const names[] = { "error", NULL };
 	struct mg_jscan s;
-	struct mg_jscan_value v, msg;
+	struct mg_jscan_value v, msg = { 0 };
 	int i;
 
-	msg.type = MG_JSCAN_NONE;
 	mg_jscan_init(&s, body, strlen(body));
 	mg_jscan_value(&s, &v);
 	if (v.type != MG_JSCAN_OBJECT)
@@ -110,7 +110,8 @@ upstream_message(const char *body, char *dst, size_t size)
 			mg_jscan_skip(&s, &v);
 	}
 	mg_jscan_finish(&s);
-	return mg_jscan_ok(&s) && mg_jscan_string(&msg, dst, size, NULL) >= 0;
+	/* a message empty up to its first NUL is none */
+	return mg_jscan_ok(&s) && mg_jscan_string(&msg, dst, size, NULL) >= 0 && dst[0] != '\0';
 }
 
 void

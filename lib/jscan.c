@@ -315,7 +315,7 @@ mg_jscan_pick(struct mg_jscan *s, const char *name, struct mg_jscan_value *slot)
 	const char *const names[] = { name, NULL };
 	int i;
 
-	slot->type = MG_JSCAN_NONE;
+	memset(slot, 0, sizeof(*slot));  /* MG_JSCAN_NONE, no text */
 	while ((i = mg_jscan_field(s, names, NULL)) >= 0) {
 		if (i == 0) {
 			mg_jscan_next(s);
@@ -450,14 +450,17 @@ unit_at(const char *p)
 long
 mg_jscan_string(const struct mg_jscan_value *v, char *dst, size_t size, int *nul)
 {
-	const char *p = v->text, *end = v->text + v->len;
+	const char *p, *end;
 	size_t o = 0;
 	unsigned u, lo;
 
 	if (nul != NULL)
 		*nul = 0;
+	/* a value that is not a string may hold no text at all */
 	if (v->type != MG_JSCAN_STRING || size == 0)
 		return -1;
+	p = v->text;
+	end = v->text + v->len;
 	while (p < end) {
 		char c = *p++;
 

@@ -193,6 +193,26 @@ amount_text(const struct mg_jscan_value *v, char *out, size_t size)
 	return mg_money_valid(out, MG_MONEY_NUMBER) ? 0 : -1;
 }
 
+/* Appends n bytes of a JSON string's text as the upstream escaped it
+ * (the scanner checked it) with its raw control characters escaped:
+ * the scanner takes them, as json-c does, but Postgres's json does
+ * not.  0, or -1 when out grows past its cap. */
+static int
+add_json_text(struct mg_buf *out, const char *p, size_t n)
+{
+	size_t i, from = 0;
+
+	for (i = 0; i < n; i++) {
+		if ((unsigned char)p[i] >= 0x20)
+			continue;
+		if (mg_buf_add(out, p + from, i - from) != MG_OK ||
+		    mg_buf_addf(out, "\\u%04x", (unsigned)(unsigned char)p[i]) != MG_OK)
+			return -1;
+		from = i + 1;
+	}
+	return mg_buf_add(out, p + from, n - from) == MG_OK ? 0 : -1;
+}
+
 /* Reads one item of an activity answer (the scanner just read its '{')
  * and appends it to out as {"model", "requests", "usage"}; items of
  * another day than day are left out.  0, or -1 when it is not one. */
@@ -202,6 +222,7 @@ activity_item(struct mg_jscan *s, const char *day, struct mg_buf *out, int *firs
 	static const char *const names[] = { "model", "requests", "usage", "date", NULL };
 	struct mg_jscan_value key, v, model = { 0 }, usage = { 0 };
 	char amount[MG_MONEY_MAX], reqs[MG_MONEY_MAX] = "0";
+	const char *count;
 	int f, other_day = 0;
 
 	while ((f = mg_jscan_field(s, names, &key)) != -1 && mg_jscan_ok(s)) {
@@ -222,9 +243,13 @@ activity_item(struct mg_jscan *s, const char *day, struct mg_buf *out, int *firs
 		return -1;
 	if (other_day)
 		return 0;
-	/* the model's text as the upstream escaped it: checked JSON already */
-	if (mg_buf_addf(out, "%s{\"model\":\"%.*s\",\"requests\":%s,\"usage\":\"%s\"}",
-	    *first ? "" : ",", (int)model.len, model.text, reqs, amount) != MG_OK)
+	/* a count written "03" (in a string) is 3: JSON takes no leading zero */
+	count = reqs + strspn(reqs, "0");
+	if (*count == '\0')
+		count--;
+	if (mg_buf_addf(out, "%s{\"model\":\"", *first ? "" : ",") != MG_OK ||
+	    add_json_text(out, model.text, model.len) != 0 ||
+	    mg_buf_addf(out, "\",\"requests\":%s,\"usage\":\"%s\"}", count, amount) != MG_OK)
 		return -1;
 	*first = 0;
 	return 0;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "report.h"
+#include "router.h"
 
 /* Longest text of one field of a query. */
 #define FIELD_MAX 256
@@ -61,6 +62,62 @@ mg_report_field(struct mg_report_query *q, enum mg_report r, const char *name, s
 		    (fields[i].reports & (1u << r)) != 0)
 			return (const char **)(void *)((char *)q + fields[i].offset);
 	return NULL;
+}
+
+/* '+' is a space in a query string; then %XX.  -1 for a bad escape. */
+static long
+query_decode(char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] == '+')
+			s[i] = ' ';
+	return mg_url_decode(s, n, s, n + 1);
+}
+
+int
+mg_report_query_string(char *text, enum mg_report r, struct mg_report_query *q,
+    const char **format, const char **param, char *err, size_t errlen)
+{
+	char *p, *end;
+
+	*param = NULL;
+	for (p = text; *p != '\0'; p = end) {
+		char *amp = strchr(p, '&'), *eq, *value;
+		const char **slot;
+
+		end = amp != NULL ? amp + 1 : p + strlen(p);
+		if (amp != NULL)
+			*amp = '\0';
+		if (*p == '\0')
+			continue;
+		eq = strchr(p, '=');
+		value = eq != NULL ? eq + 1 : p + strlen(p);
+		if (eq != NULL)
+			*eq = '\0';
+		if (query_decode(p, strlen(p)) < 0 || query_decode(value, strlen(value)) < 0) {
+			mg_err_detail(err, errlen, "The query string has a bad %%-escape.");
+			return -1;
+		}
+		slot = strcmp(p, "format") == 0 ? format : mg_report_field(q, r, p, strlen(p));
+		if (slot == NULL) {
+			mg_err_detail(err, errlen, "Unknown parameter: '%.40s'.", p);
+			return -1;
+		}
+		if (*slot != NULL) {
+			*param = p;
+			mg_err_detail(err, errlen, "The parameter '%s' is given twice.", p);
+			return -1;
+		}
+		if (*value == '\0') {
+			*param = p;
+			mg_err_detail(err, errlen, "The parameter '%s' is empty.", p);
+			return -1;
+		}
+		*slot = value;
+	}
+	return 0;
 }
 
 const char *

@@ -49,6 +49,16 @@ struct mg_report_query {
 const char **mg_report_field(struct mg_report_query *q, enum mg_report r, const char *name,
     size_t n);
 
+/* Reads a query string (/v1/usage's) into the fields of q that report r
+ * reads, and format= into *format (both left as they are for absent
+ * parameters); text is split and %XX-decoded in place and the fields
+ * point into it.  0, or -1 with the reason for the user in err and the
+ * parameter it names (or NULL) in *param: a bad escape, an unknown
+ * parameter, one given twice or empty. */
+int mg_report_query_string(char *text, enum mg_report r, struct mg_report_query *q,
+    const char **format, const char **param, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
 #define MG_REPORT_MAX_PARAMS 10
 
 /* One call's statement and parameters (which point into q, conf and the

@@ -29,27 +29,14 @@ bad_request(struct mg_worker *w, struct mg_exchange *x, const char *param, const
 	mg_exchange_send_error(w, x, &e);
 }
 
-/* '+' is a space in a query string; then %XX.  -1 for a bad escape. */
-static long
-query_decode(char *s, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++)
-		if (s[i] == '+')
-			s[i] = ' ';
-	return mg_url_decode(s, n, s, n + 1);
-}
-
 /* Reads the query string into q, its text kept in buf (QUERY_MAX + 1
  * bytes).  0, or -1 with the 400 sent. */
 static int
 read_query(struct mg_worker *w, struct mg_exchange *x, enum mg_report which,
     struct mg_report_query *q, char *buf, const char **format)
 {
-	const char *qs = mg_fcgi_param(x->fr, "QUERY_STRING");
+	const char *qs = mg_fcgi_param(x->fr, "QUERY_STRING"), *param;
 	char msg[160];
-	char *p, *end;
 	size_t n = qs != NULL ? strlen(qs) : 0;
 
 	memset(q, 0, sizeof(*q));
@@ -58,40 +45,9 @@ read_query(struct mg_worker *w, struct mg_exchange *x, enum mg_report which,
 		return -1;
 	}
 	memcpy(buf, qs != NULL ? qs : "", n + 1);
-	for (p = buf; *p != '\0'; p = end) {
-		char *amp = strchr(p, '&'), *eq, *value;
-		const char **slot;
-
-		end = amp != NULL ? amp + 1 : p + strlen(p);
-		if (amp != NULL)
-			*amp = '\0';
-		if (*p == '\0')
-			continue;
-		eq = strchr(p, '=');
-		value = eq != NULL ? eq + 1 : p + strlen(p);
-		if (eq != NULL)
-			*eq = '\0';
-		if (query_decode(p, strlen(p)) < 0 || query_decode(value, strlen(value)) < 0) {
-			bad_request(w, x, NULL, "The query string has a bad %-escape.");
-			return -1;
-		}
-		slot = strcmp(p, "format") == 0 ? format : mg_report_field(q, which, p, strlen(p));
-		if (slot == NULL) {
-			snprintf(msg, sizeof(msg), "Unknown parameter: '%.40s'.", p);
-			bad_request(w, x, NULL, msg);
-			return -1;
-		}
-		if (*slot != NULL) {
-			snprintf(msg, sizeof(msg), "The parameter '%s' is given twice.", p);
-			bad_request(w, x, p, msg);
-			return -1;
-		}
-		if (*value == '\0') {
-			snprintf(msg, sizeof(msg), "The parameter '%s' is empty.", p);
-			bad_request(w, x, p, msg);
-			return -1;
-		}
-		*slot = value;
+	if (mg_report_query_string(buf, which, q, format, &param, msg, sizeof(msg)) != 0) {
+		bad_request(w, x, param, msg);
+		return -1;
 	}
 	return 0;
 }

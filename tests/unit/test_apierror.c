@@ -212,6 +212,12 @@ START_TEST(upstream_error_generic_message)
 	mg_apierror_upstream(400, "", &b);
 	ck_assert_str_eq(a.message, b.message);
 	ck_assert_ptr_null(strstr(a.message, "not json"));
+	/* a message empty, or empty up to an escaped NUL, is none: the
+	 * client never gets an empty message (fuzz_recon) */
+	mg_apierror_upstream(400, "{\"error\":{\"message\":\"\"}}", &a);
+	ck_assert_str_eq(a.message, b.message);
+	mg_apierror_upstream(400, "{\"error\":{\"message\":\"\\u0000x\"}}", &a);
+	ck_assert_str_eq(a.message, b.message);
 }
 END_TEST
 

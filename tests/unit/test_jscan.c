@@ -11,6 +11,7 @@
 #include "jscan.h"
 #include "money.h"
 #include "usage.h"
+#include "../jsonref.h"
 
 /* What json-c makes of text: the judge.  Loose is json_tokener_parse (as
  * for upstream answers), strict is the request parser's mode (strict,
@@ -47,34 +48,6 @@ json_c_strict_ok(const char *text, size_t len)
 	json_object_put(o);
 	json_tokener_free(tok);
 	return ok;
-}
-
-/* The scanner's verdict on a whole text, walking every value. */
-static int
-scan_ok(const char *text, size_t len, enum mg_jscan_type *top)
-{
-	struct mg_jscan s;
-	struct mg_jscan_value v;
-
-	mg_jscan_init(&s, text, len);
-	mg_jscan_value(&s, &v);
-	mg_jscan_skip(&s, &v);
-	mg_jscan_finish(&s);
-	*top = v.type;
-	return mg_jscan_ok(&s);
-}
-
-static json_type
-json_c_type(enum mg_jscan_type t)
-{
-	switch (t) {
-	case MG_JSCAN_OBJECT: return json_type_object;
-	case MG_JSCAN_ARRAY: return json_type_array;
-	case MG_JSCAN_STRING: return json_type_string;
-	case MG_JSCAN_TRUE: case MG_JSCAN_FALSE: return json_type_boolean;
-	case MG_JSCAN_NULL: return json_type_null;
-	default: return json_type_double;  /* numbers: int or double */
-	}
 }
 
 /* Whatever the scanner accepts, json-c accepts in both modes, with the
@@ -634,63 +607,6 @@ usage_equal(const struct mg_usage *a, const struct mg_usage *b, const char *text
 	ck_assert_msg(strcmp(a->provider, b->provider) == 0, "provider: %s", text);
 }
 
-/* The oracle: usage as read from a json-c tree. */
-static void
-tree_string(json_object *obj, const char *name, char *dst, size_t len)
-{
-	json_object *v;
-
-	if (json_object_object_get_ex(obj, name, &v) && json_object_is_type(v, json_type_string))
-		snprintf(dst, len, "%s", json_object_get_string(v));
-}
-
-static void
-tree_tokens(json_object *usage, const char *name, long long *dst)
-{
-	json_object *v;
-
-	if (json_object_object_get_ex(usage, name, &v) && json_object_is_type(v, json_type_int) &&
-	    json_object_get_int64(v) >= 0)
-		*dst = json_object_get_int64(v);
-}
-
-/* 1 when the cost is one to leave out of the comparison. */
-static int
-usage_from_tree(struct mg_usage *u, json_object *resp)
-{
-	json_object *usage, *cost;
-	const char *text;
-
-	tree_string(resp, "id", u->upstream_id, sizeof(u->upstream_id));
-	tree_string(resp, "provider", u->provider, sizeof(u->provider));
-	if (!json_object_object_get_ex(resp, "usage", &usage) ||
-	    !json_object_is_type(usage, json_type_object))
-		return 0;
-	tree_tokens(usage, "prompt_tokens", &u->prompt_tokens);
-	tree_tokens(usage, "completion_tokens", &u->completion_tokens);
-	tree_tokens(usage, "total_tokens", &u->total_tokens);
-	if (u->total_tokens < 0 && u->prompt_tokens >= 0 &&
-	    __builtin_add_overflow(u->prompt_tokens,
-	    u->completion_tokens > 0 ? u->completion_tokens : 0, &u->total_tokens))
-		u->total_tokens = LLONG_MAX;
-	/* json-c keeps a double's text as written, and an integer's it
-	 * writes anew: "-0" as "0", past the range clamped, where the reader
-	 * keeps the text as written (test_usage.c has those cases); an
-	 * integer cost of 0 or past 2^62 is left out of the comparison */
-	if (!json_object_object_get_ex(usage, "cost", &cost))
-		return 0;
-	if (json_object_is_type(cost, json_type_int) &&
-	    (json_object_get_int64(cost) == 0 || json_object_get_int64(cost) > (1LL << 62)))
-		return 1;
-	if ((json_object_is_type(cost, json_type_double) || json_object_is_type(cost, json_type_int)) &&
-	    (text = json_object_get_string(cost)) != NULL && mg_money_valid(text, MG_MONEY_NUMBER) &&
-	    strlen(text) < sizeof(u->cost)) {
-		snprintf(u->cost, sizeof(u->cost), "%s", text);
-		u->cost_source = "upstream";
-	}
-	return 0;
-}
-
 START_TEST(random_usage_agrees)
 {
 	struct text t = { NULL, 0, 0 };
@@ -747,6 +663,31 @@ START_TEST(random_usage_agrees)
 }
 END_TEST
 
+/* A value that is not a string, as mg_jscan_pick leaves it when the
+ * member is absent: no text to decode, and none looked at (the fuzz
+ * target fuzz_recon found its end computed from a NULL text). */
+START_TEST(string_of_none)
+{
+	static const char body[] = "{\"a\":1}";
+	struct mg_jscan s;
+	struct mg_jscan_value v, slot;
+	char out[8];
+
+	memset(&slot, 0xa5, sizeof(slot));
+	mg_jscan_init(&s, body, strlen(body));
+	mg_jscan_value(&s, &v);
+	mg_jscan_pick(&s, "message", &slot);
+	ck_assert(mg_jscan_ok(&s));
+	ck_assert_int_eq(slot.type, MG_JSCAN_NONE);
+	ck_assert_ptr_null(slot.text);
+	ck_assert_int_eq(slot.len, 0);
+	ck_assert_int_eq(mg_jscan_string(&slot, out, sizeof(out), NULL), -1);
+	slot.text = NULL;
+	slot.len = 12345;
+	ck_assert_int_eq(mg_jscan_string(&slot, out, sizeof(out), NULL), -1);
+}
+END_TEST
+
 static Suite *
 jscan_suite(void)
 {
@@ -756,6 +697,7 @@ jscan_suite(void)
 	tcase_add_loop_test(tc, texts_table, 0, (int)(sizeof(texts) / sizeof(texts[0])));
 	tcase_add_test(tc, depth_limit);
 	tcase_add_test(tc, nul_refused);
+	tcase_add_test(tc, string_of_none);
 	tcase_add_test(tc, random_texts_agree);
 	tcase_add_test(tc, random_strings_decode);
 	tcase_add_test(tc, string_does_not_fit);

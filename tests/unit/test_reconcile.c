@@ -113,6 +113,15 @@ static const struct {
 	  "{\"model\":\"m\",\"usage\":0,\"requests\":0}],\"meta\":{}}",
 	  "[{\"model\":\"a\\\"b\",\"requests\":2,\"usage\":\"1.5e-7\"},"
 	  "{\"model\":\"m\",\"requests\":0,\"usage\":\"0\"}]" },
+	/* a raw control character in the model, taken as json-c takes it,
+	 * goes on escaped: Postgres's json refuses it raw (fuzz_recon) */
+	{ "{\"data\":[{\"model\":\"a\nb\x01\",\"usage\":1,\"requests\":1}]}",
+	  "[{\"model\":\"a\\u000ab\\u0001\",\"requests\":1,\"usage\":\"1\"}]" },
+	/* a count with leading zeros, in a string: JSON takes none (fuzz_recon) */
+	{ "{\"data\":[{\"model\":\"m\",\"usage\":\"1\",\"requests\":\"007\"},"
+	  "{\"model\":\"n\",\"usage\":\"1\",\"requests\":\"00\"}]}",
+	  "[{\"model\":\"m\",\"requests\":7,\"usage\":\"1\"},"
+	  "{\"model\":\"n\",\"requests\":0,\"usage\":\"1\"}]" },
 	{ "{}", NULL },                                           /* no data */
 	{ "{\"data\":{}}", NULL },
 	{ "{\"data\":[{\"usage\":1,\"requests\":1}]}", NULL },   /* no model */

@@ -423,6 +423,54 @@ START_TEST(sqlstate_table)
 }
 END_TEST
 
+/* Query strings as /v1/usage reads them: decoded in place, each field
+ * once; the reason and the parameter named when refused. */
+static const struct {
+	enum mg_report r;
+	const char *text;
+	int ok;
+	const char *param;   /* the parameter named when refused, or NULL */
+	const char *since, *by, *format;
+} query_strings[] = {
+	{ MG_REPORT_USAGE, "", 1, NULL, NULL, NULL, NULL },
+	{ MG_REPORT_USAGE, "since=7d&by=model,day&format=csv", 1, NULL, "7d", "model,day", "csv" },
+	{ MG_REPORT_USAGE, "&&since=2026-01-01T00%3A00Z&", 1, NULL, "2026-01-01T00:00Z", NULL, NULL },
+	{ MG_REPORT_USAGE, "by=a+b", 1, NULL, NULL, "a b", NULL },
+	{ MG_REPORT_USAGE, "since=1&since=2", 0, "since", NULL, NULL, NULL },
+	{ MG_REPORT_USAGE, "since=", 0, "since", NULL, NULL, NULL },
+	{ MG_REPORT_USAGE, "since", 0, "since", NULL, NULL, NULL },
+	{ MG_REPORT_USAGE, "cursor=x", 0, NULL, NULL, NULL, NULL },  /* requests only */
+	{ MG_REPORT_USAGE, "since=%zz", 0, NULL, NULL, NULL, NULL },
+	{ MG_REPORT_USAGE, "since=a%00b", 0, NULL, NULL, NULL, NULL },
+	{ MG_REPORT_QUOTA, "since=7d", 0, NULL, NULL, NULL, NULL },
+};
+
+START_TEST(query_string_table)
+{
+	char text[128], err[MG_ERR_DETAIL_LEN] = "";
+	const char *format = NULL, *param = NULL;
+	struct mg_report_query q;
+	int rc;
+
+	memset(&q, 0, sizeof(q));
+	snprintf(text, sizeof(text), "%s", query_strings[_i].text);
+	rc = mg_report_query_string(text, query_strings[_i].r, &q, &format, &param, err,
+	    sizeof(err));
+	ck_assert_msg((rc == 0) == query_strings[_i].ok, "'%s': %s", query_strings[_i].text, err);
+	if (!query_strings[_i].ok) {
+		ck_assert(err[0] != '\0');
+		if (query_strings[_i].param == NULL)
+			ck_assert_ptr_null(param);
+		else
+			ck_assert_str_eq(param, query_strings[_i].param);
+		return;
+	}
+	ck_assert_pstr_eq(q.since, query_strings[_i].since);
+	ck_assert_pstr_eq(q.by, query_strings[_i].by);
+	ck_assert_pstr_eq(format, query_strings[_i].format);
+}
+END_TEST
+
 START_TEST(parse_object)
 {
 	json_object *o = NULL, *v;
@@ -477,6 +525,8 @@ report_suite(void)
 
 	tcase_add_loop_test(tc, field_table, 0, (int)(sizeof(fields) / sizeof(fields[0])));
 	tcase_add_test(tc, field_by_length);
+	tcase_add_loop_test(tc, query_string_table, 0,
+	    (int)(sizeof(query_strings) / sizeof(query_strings[0])));
 	tcase_add_test(tc, prepare_usage);
 	tcase_add_test(tc, prepare_usage_defaults);
 	tcase_add_test(tc, prepare_usage_by_empty);
