@@ -130,5 +130,10 @@ mg_apikey_from_header(const char *header, size_t *n)
 	if (end == p)
 		return NULL;
 	*n = (size_t)(end - p);
+	/* one token (RFC 6750): "Bearer KEY junk" is no key, not KEY */
+	while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+		end++;
+	if (*end != '\0')
+		return NULL;
 	return p;
 }

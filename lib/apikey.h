@@ -25,8 +25,9 @@ void mg_apikey_prefix(const char *key, char out[MG_APIKEY_PREFIX_LEN + 1]);
  * digest; thread-safe. */
 enum mg_err mg_apikey_hash_hex(const char *key, size_t n,
     char out[MG_APIKEY_HASH_HEX_LEN + 1]) __attribute__((warn_unused_result));
-/* Finds the token in an "Authorization: Bearer TOKEN" value.  Returns a
- * pointer into header and its length in *n, or NULL when absent. */
+/* Finds the token in an "Authorization: Bearer TOKEN" value (the scheme
+ * in any case, blanks around the token).  Returns a pointer into header
+ * and its length in *n, or NULL when absent or followed by more text. */
 const char *mg_apikey_from_header(const char *header, size_t *n);
 /* Random bytes from the OS; MG_ERR_IO on failure. */
 enum mg_err mg_random_bytes(void *out, size_t n)

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <stddef.h>
+#include <string.h>
 
 #include "auth.h"
 #include "fcgi.h"
@@ -21,6 +22,9 @@ mg_auth_key(struct mg_worker *w, struct mg_exchange *x, char hash[MG_APIKEY_HASH
 	key = mg_apikey_from_header(header, &n);
 	if (key == NULL) {
 		mg_apierror_set(&e, 401, "invalid_request_error", NULL, "invalid_api_key",
+		    header != NULL && header[strspn(header, " \t")] != '\0' ?
+		    "The Authorization header holds no API key alone. Send it as "
+		    "'Authorization: Bearer mg-…'." :
 		    "You didn't provide an API key. Send it in the Authorization header as "
 		    "'Authorization: Bearer mg-…'.");
 		mg_exchange_send_error(w, x, &e);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "money.h"
+#include "text.h"
 
 enum opt_type {
 	OPT_INT,   /* integer within [min, max] */
@@ -320,6 +321,43 @@ read_key_file(const char *path, const char *name, char **key, const char *file, 
 	return 0;
 }
 
+/* The longest value of a header line the gateway sends upstream (the
+ * key, the referer, the title): upstream.c's lines hold it with room. */
+#define HEADER_VALUE_MAX 1000
+
+/* 1 when v can go into a header line of the upstream's requests as it
+ * is: printable text (lib/text; no CR, LF or other control), at most
+ * HEADER_VALUE_MAX bytes.  A longer one was cut short there, one with a
+ * line break made header lines of its own. */
+static int
+header_value_ok(const char *v)
+{
+	size_t n = strlen(v);
+
+	return n <= HEADER_VALUE_MAX && mg_text_printable(v, n);
+}
+
+/* Checks the keys read; never shows them. */
+static int
+keys_ok(const struct mg_conf *c, const config_t *cfg, const char *file, char *err, size_t errlen)
+{
+	const char *from = c->up_key_file[0] != '\0' ? "upstream.key_file" : "upstream.key_env";
+
+	if (c->up_key != NULL && !header_value_ok(c->up_key)) {
+		mg_err_detail(err, errlen, "%s:%d: setting '%s': the upstream key must be one line of "
+		    "printable text, at most %d bytes", file, line_of(cfg, from), from,
+		    HEADER_VALUE_MAX);
+		return -1;
+	}
+	if (c->up_mgmt_key != NULL && !header_value_ok(c->up_mgmt_key)) {
+		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.management_key_file': the key "
+		    "must be one line of printable text, at most %d bytes", file,
+		    line_of(cfg, "upstream.management_key_file"), HEADER_VALUE_MAX);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, size_t errlen)
 {
@@ -386,14 +424,16 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 		    file, line_of(cfg, "upstream.base_url"));
 		return -1;
 	}
-	if (strpbrk(c->up_referer, "\r\n") != NULL) {
-		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.referer' must be one line",
-		    file, line_of(cfg, "upstream.referer"));
+	if (!header_value_ok(c->up_referer)) {
+		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.referer' must be one line of "
+		    "printable text, at most %d bytes", file, line_of(cfg, "upstream.referer"),
+		    HEADER_VALUE_MAX);
 		return -1;
 	}
-	if (strpbrk(c->up_title, "\r\n") != NULL) {
-		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.title' must be one line",
-		    file, line_of(cfg, "upstream.title"));
+	if (!header_value_ok(c->up_title)) {
+		mg_err_detail(err, errlen, "%s:%d: setting 'upstream.title' must be one line of "
+		    "printable text, at most %d bytes", file, line_of(cfg, "upstream.title"),
+		    HEADER_VALUE_MAX);
 		return -1;
 	}
 	{
@@ -416,10 +456,11 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 	    read_key_file(c->up_mgmt_key_file, "upstream.management_key_file", &c->up_mgmt_key,
 	    file, line_of(cfg, "upstream.management_key_file"), err, errlen) != 0)
 		return -1;
-	if (c->up_key_file[0] != '\0')
-		return read_key_file(c->up_key_file, "upstream.key_file", &c->up_key, file,
-		    line_of(cfg, "upstream.key_file"), err, errlen);
-	if (c->up_key_env[0] != '\0') {
+	if (c->up_key_file[0] != '\0') {
+		if (read_key_file(c->up_key_file, "upstream.key_file", &c->up_key, file,
+		    line_of(cfg, "upstream.key_file"), err, errlen) != 0)
+			return -1;
+	} else if (c->up_key_env[0] != '\0') {
 		const char *v = getenv(c->up_key_env);
 
 		if (v != NULL && v[0] != '\0') {
@@ -430,7 +471,7 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 			}
 		}
 	}
-	return 0;
+	return keys_ok(c, cfg, file, err, errlen);
 }
 
 enum mg_err

@@ -12,6 +12,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "text.h"
 
 static int log_level = MG_LOG_INFO;
 static int log_fd = STDERR_FILENO;
@@ -144,18 +145,23 @@ mg_log_write(int level, const char *reqid, const char *fmt, ...)
 	memcpy(line + n, reqid, i);
 	n += i;
 	line[n++] = ' ';
-	/* escape control characters so untrusted text cannot forge lines */
+	/* escape every byte that is not printable UTF-8 (lib/text): untrusted
+	 * text can neither forge lines nor put broken UTF-8 or terminal
+	 * controls into the log */
 	for (i = 0; i < len && n < limit;) {
 		static const char hex[] = "0123456789abcdef";
 		unsigned char c = (unsigned char)msg[i];
-		size_t run = 0;
+		size_t run = 0, k;
 
-		while (i + run < len && (unsigned char)msg[i + run] >= 0x20 &&
-		    msg[i + run] != 0x7f)
-			run++;
+		while (i + run < len && (k = mg_text_char(msg + i + run, len - i - run)) > 0)
+			run += k;
+		if (run > limit - n) {
+			/* cut at the limit, not inside a character */
+			run = limit - n;
+			while (run > 0 && ((unsigned char)msg[i + run] & 0xc0) == 0x80)
+				run--;
+		}
 		if (run > 0) {
-			if (run > limit - n)
-				run = limit - n;
 			memcpy(line + n, msg + i, run);
 			n += run;
 			i += run;

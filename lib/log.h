@@ -2,7 +2,8 @@
 #define MG_LOG_H
 
 /* Logging: one line per call, UTC time, level, request id, message.
- * Control characters in the message are escaped.  Thread-safe. */
+ * Bytes of the message that are not printable UTF-8 (lib/text: control
+ * characters, broken UTF-8) are escaped as \xNN.  Thread-safe. */
 enum mg_log_level {
 	MG_LOG_ERROR = 0, /* something failed that an operator must look at */
 	MG_LOG_WARN,      /* something failed and was handled */

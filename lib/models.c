@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "models.h"
+#include "text.h"
 
 json_object *
 mg_models_new_list(void)
@@ -79,7 +80,10 @@ mg_models_merge(json_object *list, json_object *upstream)
 		    !json_object_is_type(idv, json_type_string))
 			continue;
 		id = json_object_get_string(idv);
-		if (mg_models_find(list, id) != NULL)
+		/* an id no request may name (lib/request) has no place in the
+		 * catalog: its control bytes would reach the model list and
+		 * the rows, its broken UTF-8 fail the whole sync in Postgres */
+		if (id[0] == '\0' || !mg_text_printable(id, strlen(id)) || mg_models_find(list, id) != NULL)
 			continue;
 		openai_shape(m, id);
 		if (json_object_array_add(dst, json_object_get(m)) != 0) {

@@ -11,6 +11,7 @@
 
 #include "report.h"
 #include "router.h"
+#include "text.h"
 
 /* Longest text of one field of a query. */
 #define FIELD_MAX 256
@@ -137,7 +138,7 @@ mg_report_sql(enum mg_report r, const char **name, int *nparams)
 static int
 field_ok(const char *what, const char *v, char *err, size_t errlen)
 {
-	size_t i, n;
+	size_t n;
 
 	if (v == NULL)
 		return 0;
@@ -146,11 +147,10 @@ field_ok(const char *what, const char *v, char *err, size_t errlen)
 		mg_err_detail(err, errlen, "%s is longer than %d bytes", what, FIELD_MAX);
 		return -1;
 	}
-	for (i = 0; i < n; i++) {
-		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
-			mg_err_detail(err, errlen, "%s holds a control character", what);
-			return -1;
-		}
+	/* Postgres refuses broken UTF-8: a client's mistake, not a 503 */
+	if (!mg_text_printable(v, n)) {
+		mg_err_detail(err, errlen, "%s holds a control character or is not UTF-8", what);
+		return -1;
 	}
 	return 0;
 }

@@ -10,6 +10,7 @@
 
 #include "jscan.h"
 #include "request.h"
+#include "text.h"
 
 #define EMBEDDING_MAX_INPUTS 2048
 
@@ -236,6 +237,13 @@ check_model(struct mg_call *c, const struct mg_jscan_value *v, struct mg_apierro
 	if ((size_t)len >= sizeof(c->model)) {
 		mg_apierror_set(e, 400, invalid, "model", "invalid_value",
 		    "'model' is longer than 255 characters");
+		return MG_ERR_INVALID;
+	}
+	/* the model goes into rows, logs and metrics labels: no control
+	 * character, no broken UTF-8 (which Postgres refuses) */
+	if (!mg_text_printable(c->model, (size_t)len)) {
+		mg_apierror_set(e, 400, invalid, "model", "invalid_value",
+		    "'model' must be printable UTF-8 text, without control characters");
 		return MG_ERR_INVALID;
 	}
 	return MG_OK;

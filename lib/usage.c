@@ -8,6 +8,7 @@
 
 #include "jscan.h"
 #include "money.h"
+#include "text.h"
 #include "usage.h"
 
 void
@@ -88,12 +89,17 @@ scanned_tokens(const struct mg_jscan_value *v, long long *dst)
 		*dst = n;
 }
 
-/* A string member decoded into dst (cut to fit, as snprintf would). */
+/* A string member decoded into dst (cut to fit, as snprintf would), each
+ * byte that is not printable UTF-8 made '?': the upstream's text goes
+ * into rows, log lines and URLs, and Postgres refuses broken UTF-8. */
 static void
 scanned_string(const struct mg_jscan_value *v, char *dst, size_t len)
 {
-	if (v->type == MG_JSCAN_STRING && mg_jscan_string(v, dst, len, NULL) < 0)
+	if (v->type != MG_JSCAN_STRING)
+		return;
+	if (mg_jscan_string(v, dst, len, NULL) < 0)
 		dst[0] = '\0';
+	mg_text_scrub(dst);
 }
 
 enum mg_err

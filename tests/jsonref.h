@@ -13,6 +13,7 @@
 
 #include "jscan.h"
 #include "money.h"
+#include "text.h"
 #include "usage.h"
 
 /* The scanner's verdict on a whole text, walking every value. */
@@ -49,8 +50,11 @@ tree_string(json_object *obj, const char *name, char *dst, size_t len)
 {
 	json_object *v;
 
-	if (json_object_object_get_ex(obj, name, &v) && json_object_is_type(v, json_type_string))
+	if (json_object_object_get_ex(obj, name, &v) && json_object_is_type(v, json_type_string)) {
 		snprintf(dst, len, "%s", json_object_get_string(v));
+		/* the reader keeps printable UTF-8 only (lib/text) */
+		mg_text_scrub(dst);
+	}
 }
 
 static inline void

@@ -319,6 +319,12 @@ static const struct {
 	{ "x", NULL },
 	{ "", NULL },
 	{ "\t", NULL },
+	/* one token only: trailing words are no key (they were taken as the
+	 * key alone before) */
+	{ "Bearer mg-abc junk", NULL },
+	{ "Bearer mg-abc mg-abc", NULL },
+	{ "Bearer mg-abc\tx", NULL },
+	{ "Bearer mg-abc\r\nX-Other: 1", NULL },
 	{ NULL, NULL },
 };
 

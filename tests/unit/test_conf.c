@@ -12,8 +12,13 @@
 
 #include "conf.h"
 #include "log.h"
+#include "unit.h"
 
 #define KEY_ENV "MG_UNIT_TEST_UPSTREAM_KEY"
+#define TEXT_10 "aaaaaaaaaa"
+#define TEXT_100 TEXT_10 TEXT_10 TEXT_10 TEXT_10 TEXT_10 TEXT_10 TEXT_10 TEXT_10 TEXT_10 TEXT_10
+#define TEXT_1001 TEXT_100 TEXT_100 TEXT_100 TEXT_100 TEXT_100 TEXT_100 TEXT_100 TEXT_100 \
+	TEXT_100 TEXT_100 "a"
 
 /* One temporary directory per test case, made and removed by the parent
  * (unchecked fixture), so it goes away even when a forked test fails. */
@@ -335,6 +340,13 @@ static const struct {
 	 * line of the group -- instead of the line of the referer setting. */
 	{ "referer on two lines",
 	  "upstream = {\n  timeout = 60;\n  referer = \"a\\nb\";\n};\n", 3, "upstream.referer" },
+	/* Regression tests, once wrong in lib/conf.c validate(): a title
+	 * with an escape character went upstream as it was; one longer than
+	 * upstream.c's header line was cut short there without a word. */
+	{ "title with a control character",
+	  "upstream = {\n  title = \"a\\x1bb\";\n};\n", 2, "upstream.title" },
+	{ "title longer than a header line holds",
+	  "upstream = {\n\n  title = \"" TEXT_1001 "\";\n};\n", 3, "upstream.title" },
 	{ "syntax error",
 	  "log_level = \"info\";\nserver = {\n  threads = = 4;\n};\n", 3, NULL },
 	{ "syntax error: unterminated group",
@@ -621,6 +633,38 @@ START_TEST(key_env_set_and_unset)
 	ck_assert_ptr_null(c.up_key);
 	mg_conf_free(&c);
 	unsetenv(KEY_ENV);
+}
+END_TEST
+
+/* Regression test, once wrong in lib/conf.c validate(): the key from the
+ * environment was not checked, so one with a line break made header
+ * lines of its own in every upstream request, and one past the header
+ * line's room was cut short; the message never shows the key. */
+START_TEST(key_env_not_a_header_value)
+{
+	static const char *const bad[] = { "sk-a\r\nX-Injected: 1", "sk-a\x01", "sk-\xff", NULL };
+	struct mg_conf c;
+	char path[512], err[1024] = "", *longkey = mg_unit_repeat('k', 1001);
+	int i;
+
+	write_file("envbad.conf", "upstream = {\n  key_env = \"" KEY_ENV "\";\n};\n", path,
+	    sizeof(path));
+	for (i = 0; bad[i] != NULL; i++) {
+		setenv(KEY_ENV, bad[i], 1);
+		ck_assert_msg(mg_conf_load(&c, path, err, sizeof(err)) == MG_ERR_CONFIG, "key %d", i);
+		ck_assert_ptr_null(c.up_key);
+		ck_assert_msg(strstr(err, ":2: setting 'upstream.key_env'") != NULL, "%s", err);
+		ck_assert(strstr(err, "sk-") == NULL);
+	}
+	setenv(KEY_ENV, longkey, 1);
+	ck_assert(mg_conf_load(&c, path, err, sizeof(err)) == MG_ERR_CONFIG);
+	longkey[1000] = '\0';
+	setenv(KEY_ENV, longkey, 1);
+	ck_assert_msg(mg_conf_load(&c, path, err, sizeof(err)) == MG_OK, "%s", err);
+	ck_assert_uint_eq(strlen(c.up_key), 1000);
+	mg_conf_free(&c);
+	unsetenv(KEY_ENV);
+	free(longkey);
 }
 END_TEST
 
@@ -921,6 +965,7 @@ conf_suite(void)
 	tcase_add_test(tc, key_file_missing);
 	tcase_add_loop_test(tc, key_file_empty, 0, (int)(sizeof(empty_keys) / sizeof(empty_keys[0])));
 	tcase_add_test(tc, key_env_set_and_unset);
+	tcase_add_test(tc, key_env_not_a_header_value);
 	tcase_add_test(tc, key_env_empty_name);
 	suite_add_tcase(s, tc);
 

@@ -10,6 +10,7 @@
 
 #include "jscan.h"
 #include "money.h"
+#include "text.h"
 #include "usage.h"
 #include "../jsonref.h"
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "text.h"
 
 /* Writes with fn to a fresh log file and returns what the file holds. */
 static char *
@@ -90,6 +91,64 @@ START_TEST(control_escaped)
 	char *text = logged(write_control);
 
 	ck_assert_str_eq(after_prefix(text, "info"), "r a\\x0ab\\x0dc\\x01\\x1f\\x7f d\\x09e\n");
+	free(text);
+}
+END_TEST
+
+static void
+write_utf8(void)
+{
+	mg_log(MG_LOG_INFO, "r", "caf\xc3\xa9 \xe2\x80\xa6 \xf0\x9f\x98\x80|\xff|\xc3\x28|\xc0\xaf|"
+	    "\xed\xa0\x80|\xc2\x9b[2J|\xe2\x80\xa8|\xe2\x80");
+}
+
+/* Valid UTF-8 stays as it is; broken UTF-8, C1 controls and the line
+ * separators are escaped byte by byte. */
+START_TEST(utf8_escaped)
+{
+	char *text = logged(write_utf8);
+
+	ck_assert_str_eq(after_prefix(text, "info"),
+	    "r caf\xc3\xa9 \xe2\x80\xa6 \xf0\x9f\x98\x80|\\xff|\\xc3(|\\xc0\\xaf|"
+	    "\\xed\\xa0\\x80|\\xc2\\x9b[2J|\\xe2\\x80\\xa8|\\xe2\\x80\n");
+	free(text);
+}
+END_TEST
+
+static void
+write_cut_utf8(void)
+{
+	char m[2048];
+	size_t i, n = 0;
+
+	/* escapes fill most of the line, two-byte characters the rest: the
+	 * cut falls on one of them, at an odd or even place */
+	for (i = 0; i < 1001; i++)
+		m[n++] = 1;
+	while (n + 2 < sizeof(m)) {
+		m[n++] = (char)0xc3;
+		m[n++] = (char)0xa9;
+	}
+	m[n] = '\0';
+	mg_log(MG_LOG_INFO, "r", "%s", m);
+	mg_log(MG_LOG_INFO, "rr", "%s", m);
+}
+
+/* A line cut at its limit is not cut inside a character. */
+START_TEST(cut_not_inside_a_character)
+{
+	char *text = logged(write_cut_utf8), *line = text, *end;
+	int lines = 0;
+
+	while ((end = strchr(line, '\n')) != NULL) {
+		const char *msg = after_prefix(line, "info");
+
+		ck_assert_int_gt(end - msg, 4000);
+		ck_assert_msg(mg_text_printable(msg, (size_t)(end - msg)), "line %d: broken UTF-8", lines);
+		lines++;
+		line = end + 1;
+	}
+	ck_assert_int_eq(lines, 2);
 	free(text);
 }
 END_TEST
@@ -194,6 +253,8 @@ log_suite(void)
 
 	tcase_add_test(tc, lines_and_levels);
 	tcase_add_test(tc, control_escaped);
+	tcase_add_test(tc, utf8_escaped);
+	tcase_add_test(tc, cut_not_inside_a_character);
 	tcase_add_test(tc, long_messages_cut);
 	tcase_add_test(tc, level_names);
 	tcase_add_test(tc, tee_to_stderr);

@@ -147,6 +147,23 @@ START_TEST(models_merge_skips_duplicates)
 }
 END_TEST
 
+/* Regression test, once wrong in lib/models.c mg_models_merge(): ids
+ * with control bytes or broken UTF-8 went into the catalog (and its
+ * sync into Postgres, which refuses broken UTF-8). */
+START_TEST(models_merge_skips_unprintable_ids)
+{
+	json_object *list = mg_models_new_list();
+	json_object *a = mg_unit_parse("{\"data\":[{\"id\":\"a\\r\\nb\"},{\"id\":\"\\u001b[2J\"},"
+	    "{\"id\":\"x\xff\"},{\"id\":\"\"},{\"id\":\"ok/caf\xc3\xa9\"}]}");
+
+	ck_assert_int_eq(mg_models_merge(list, a), MG_OK);
+	ck_assert_uint_eq(list_len(list), 1);
+	ck_assert_ptr_nonnull(mg_models_find(list, "ok/caf\xc3\xa9"));
+	json_object_put(a);
+	json_object_put(list);
+}
+END_TEST
+
 static const char *const not_lists[] = {
 	"{\"error\":{\"code\":401,\"message\":\"No auth credentials found\"}}",
 	"{\"data\":{\"id\":\"x\"}}",
@@ -204,6 +221,7 @@ models_suite(void)
 	tcase_add_test(tc, models_merge_openrouter);
 	tcase_add_test(tc, models_merge_openai_keeps_owned_by);
 	tcase_add_test(tc, models_merge_skips_duplicates);
+	tcase_add_test(tc, models_merge_skips_unprintable_ids);
 	tcase_add_loop_test(tc, models_merge_not_a_list, 0, (int)(sizeof(not_lists) / sizeof(not_lists[0])));
 	tcase_add_test(tc, models_find);
 	suite_add_tcase(s, tc);

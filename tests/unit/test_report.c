@@ -322,6 +322,10 @@ static const struct {
 	{ MG_REPORT_USAGE, "by", "model,\tstatus", "by holds a control character" },
 	{ MG_REPORT_REQUESTS, "status", "4xx\x7f", "status holds a control character" },
 	{ MG_REPORT_REQUESTS, "since", "\x01today", "since holds a control character" },
+	/* broken UTF-8 failed in Postgres (a 503) before */
+	{ MG_REPORT_USAGE, "project", "a\xff", "project holds a control character or is not UTF-8" },
+	{ MG_REPORT_USAGE, "model", "a\xc0\xaf", "model holds a control character or is not UTF-8" },
+	{ MG_REPORT_QUOTA, "project", "a\xc2\x9b", "project holds a control character or is not UTF-8" },
 	{ MG_REPORT_REQUESTS, "limit", "", "limit must be a whole number" },
 	{ MG_REPORT_REQUESTS, "limit", "0x5", "limit must be a whole number" },
 	{ MG_REPORT_REQUESTS, "limit", "-1", "limit must be a whole number" },

@@ -67,6 +67,23 @@ static const struct {
 	{ "model 300 chars", MG_EP_CHAT, NULL, GEN_MODEL_300, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
 	{ "model 256 chars", MG_EP_CHAT, NULL, GEN_MODEL_256, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
 	{ "model 255 chars", MG_EP_CHAT, NULL, GEN_MODEL_255, MG_OK, NULL, NULL, 0, 0, 0 },
+	/* the model goes into rows and logs: printable UTF-8 only (these
+	 * reached the upstream and the usage rows, or failed in Postgres as
+	 * a 503, before) */
+	{ "model with CR LF escaped", MG_EP_CHAT, "{\"model\":\"a\\r\\nX-Injected: 1\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model with CR LF raw", MG_EP_CHAT, "{\"model\":\"a\r\nX-Injected: 1\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model with a tab", MG_EP_CHAT, "{\"model\":\"a\\tb\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model with ESC", MG_EP_CHAT, "{\"model\":\"a\\u001b[2J\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model with DEL", MG_EP_CHAT, "{\"model\":\"a\x7f\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model with a C1 control", MG_EP_CHAT, "{\"model\":\"a\\u009b\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model with U+2028", MG_EP_CHAT, "{\"model\":\"a\\u2028b\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model with 0xff", MG_EP_CHAT, "{\"model\":\"a\xff\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model with a broken pair", MG_EP_CHAT, "{\"model\":\"a\xc3(\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model with an overlong /", MG_EP_CHAT, "{\"model\":\"a\xc0\xaf\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model with a surrogate", MG_EP_CHAT, "{\"model\":\"a\xed\xa0\x80\"," MSGS "}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "embeddings model with LF", MG_EP_EMBEDDINGS, "{\"model\":\"a\\n\",\"input\":\"x\"}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
+	{ "model in UTF-8", MG_EP_CHAT, "{\"model\":\"caf\xc3\xa9/\\u00e9\"," MSGS "}", 0, MG_OK, NULL, "caf\xc3\xa9/\xc3\xa9", 0, 0, 0 },
+	{ "model with a lone surrogate escape (U+FFFD)", MG_EP_CHAT, "{\"model\":\"a\\ud800\"," MSGS "}", 0, MG_OK, NULL, "a\xef\xbf\xbd", 0, 0, 0 },
 	{ "missing model (embeddings)", MG_EP_EMBEDDINGS, "{\"input\":\"x\"}", 0, MG_ERR_INVALID, "model", NULL, 0, 0, 0 },
 	/* messages */
 	{ "missing messages", MG_EP_CHAT, "{\"model\":\"m\"}", 0, MG_ERR_INVALID, "messages", NULL, 0, 0, 0 },

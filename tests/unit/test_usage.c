@@ -44,6 +44,13 @@ static const struct {
 	{ "cost too long to keep exactly",
 	  "{\"usage\":{\"prompt_tokens\":3,\"cost\":0.00001700000000000000000000000000000000000000000001}}",
 	  3, -1, 3, "", "", "" },
+	/* the upstream's ids go into rows, logs and URLs: each byte that is
+	 * not printable UTF-8 made '?' (broken UTF-8 failed the settlement
+	 * in Postgres before) */
+	{ "ids with control bytes and broken UTF-8",
+	  "{\"id\":\"gen-\\r\\nX: 1\xff\",\"provider\":\"Op\xc3\xa9n\\u001b[2J\xc0\xaf\","
+	  "\"usage\":{\"prompt_tokens\":1}}",
+	  1, -1, 1, "", "gen-??X: 1?", "Op\xc3\xa9n?[2J??" },
 	{ "missing usage",
 	  "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"choices\":[]}",
 	  -1, -1, -1, "", "chatcmpl-1", "" },

@@ -1,0 +1,76 @@
+/* text.c -- Untrusted text: which bytes are printable UTF-8, so that text
+ * from clients and upstreams reaches no log line, header or row as raw
+ * control bytes or broken UTF-8.  Called by log (escaping), request (the
+ * model), report (query values) and usage (the upstream's ids). */
+#include "config.h"
+
+#include <string.h>
+
+#include "text.h"
+
+size_t
+mg_text_char(const char *p, size_t n)
+{
+	const unsigned char *s = (const unsigned char *)p;
+	unsigned c;
+	size_t len, i;
+
+	if (n == 0)
+		return 0;
+	c = s[0];
+	if (c < 0x80)
+		return c >= 0x20 && c != 0x7f;
+	if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		c &= 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		c &= 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		c &= 0x07;
+	} else {
+		return 0;       /* a continuation byte, 0xc0, 0xc1 or past 0xf4 */
+	}
+	if (n < len)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		c = c << 6 | (s[i] & 0x3f);
+	}
+	/* overlong forms, surrogates, past U+10FFFF, C1 and the separators */
+	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || c > 0x10ffff ||
+	    (c >= 0xd800 && c <= 0xdfff) || c <= 0x9f || c == 0x2028 || c == 0x2029)
+		return 0;
+	return len;
+}
+
+int
+mg_text_printable(const char *p, size_t n)
+{
+	size_t i = 0, k;
+
+	while (i < n) {
+		k = mg_text_char(p + i, n - i);
+		if (k == 0)
+			return 0;
+		i += k;
+	}
+	return 1;
+}
+
+void
+mg_text_scrub(char *s)
+{
+	size_t n = strlen(s), i = 0, k;
+
+	while (i < n) {
+		k = mg_text_char(s + i, n - i);
+		if (k == 0) {
+			s[i++] = '?';
+			continue;
+		}
+		i += k;
+	}
+}

@@ -1,0 +1,21 @@
+#ifndef MG_TEXT_H
+#define MG_TEXT_H
+
+#include <stddef.h>
+
+/* Untrusted text: which bytes are printable UTF-8.  A character is
+ * printable when it is well-formed UTF-8 (no overlong form, no UTF-16
+ * surrogate, at most U+10FFFF) and not a control: C0 (below 0x20), DEL,
+ * C1 (U+0080-U+009F) or the line and paragraph separators U+2028/U+2029.
+ * Pure functions, thread-safe. */
+
+/* The bytes (1-4) of the printable character that starts at p (n bytes
+ * readable there); 0 when p[0] starts no printable character or n is 0. */
+size_t mg_text_char(const char *p, size_t n);
+/* 1 when all n bytes at p are printable characters. */
+int mg_text_printable(const char *p, size_t n);
+/* Replaces every byte of s (a C string) that is not part of a printable
+ * character with '?', in place; the length stays. */
+void mg_text_scrub(char *s);
+
+#endif
