@@ -1006,7 +1006,8 @@ function usage(resultsFile, versionsText, outFile, prevRev, explains, pgSettings
     md.push('');
     const rounds = new Set(settles.map((r) => r.round)).size;
     md.push(`pgbench -M prepared, ${rounds} rounds of ${settles.length ? settles[0].duration_s : '–'} s per run, ` +
-        'A, B and C interleaved (the order reversed every other round), medians. One transaction is one mg_admit_batch of ' +
+        'A and B interleaved, then A and C (the order reversed every other round; each round\'s two runs of a cell back to back), ' +
+        'medians; B/A and C/A are the medians of each round\'s ratio, read at one load. One transaction is one mg_admit_batch of ' +
         `${BATCH} requests and one mg_settle_batch of them (two statements, two commits); rows/s = transactions/s × ${BATCH}. ` +
         `A: the SQL of ${prevRev} (the previous release: no partitions, no rollups); B: this release, empty; ` +
         'C: this release, the filled database. The statement latencies are pgbench\'s averages (per batch, lock waits included); ' +
@@ -1018,8 +1019,11 @@ function usage(resultsFile, versionsText, outFile, prevRev, explains, pgSettings
     for (const projects of [1, 100]) {
         for (const clients of [1, 8]) {
             const by = {};
+            const cellRuns = (db, phase) => settles.filter((r) => r.db === db && r.projects === projects &&
+                r.clients === clients && (!r.phase || !phase || r.phase === phase));
             for (const [db, label] of Object.entries(SETTLE_DBS)) {
-                const rs = settles.filter((r) => r.db === db && r.projects === projects && r.clients === clients);
+                /* A's runs of the A/B phase stand for A in the table */
+                const rs = cellRuns(db, label === 'C' ? 'ac' : 'ab');
                 for (const r of rs) {
                     if (r.tps === null || r.transactions === null) flags.push(`${label} ${projects}p ${clients}c round ${r.round}: no result`);
                     else if (r.failed || r.pending || r.settled !== r.transactions * BATCH) {
@@ -1035,8 +1039,17 @@ function usage(resultsFile, versionsText, outFile, prevRev, explains, pgSettings
                     wal_per_request: median(rs.map((r) => (r.wal_bytes && r.settled ? r.wal_bytes / r.settled : null))),
                 } : null;
             }
-            const ratio = (x, y) => (by[x] && by[y] && by[y].rows_per_s ? by[x].rows_per_s / by[y].rows_per_s : null);
-            const ba = ratio('B', 'A'), ca = ratio('C', 'A');
+            /* each round's ratio of the two runs of its phase, then their median */
+            const ratio = (xdb, phase) => {
+                const rs = [];
+                for (const x of cellRuns(xdb, phase)) {
+                    const a = cellRuns('settle_prev', phase).find((r) => r.round === x.round &&
+                        (r.phase || null) === (x.phase || null));
+                    if (a && a.tps && x.tps !== null) rs.push(x.tps / a.tps);
+                }
+                return rs.length ? median(rs) : null;
+            };
+            const ba = ratio('settle_cur', 'ab'), ca = ratio('modelgate', 'ac');
             const ok = ba !== null && ba >= SETTLE_RATIO_MIN;
             if (ba !== null && !ok) {
                 const st = (l, k) => (by[l] && by[l][k] !== null ? by[l][k].toFixed(2) : '–');
