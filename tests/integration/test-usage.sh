@@ -293,7 +293,9 @@ for ((i = 0; i < 100; i++)); do
     [ "$(sql_now 'SELECT count(*) FROM reservations')" = 0 ] && break
     sleep 0.05
 done
-cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,model,status \
+# every report here runs to the day after tomorrow (UTC): tomorrow's
+# midnight in Kolkata is 18:30 UTC today, and the rows must all be in
+cli usage --since 2026-03-01 --until "$(date -u -d '+2 days' +%Y-%m-%d)" --by project,model,status \
     --format json >"$MG_T/all.json" 2>"$MG_T/cli.err"
 # usage_sums FILE: the settled usage rows' sums by project, model and
 # status, as JSON, into FILE.
@@ -336,15 +338,15 @@ check_eq "totals of all projects equal the usage rows' count and cost" \
 # compaction folds them into the days, months and all-projects rows (and
 # the keys' totals, which a report without a model reads): the reports are
 # the same objects before and after.
-cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,key \
+cli usage --since 2026-03-01 --until "$(date -u -d '+2 days' +%Y-%m-%d)" --by project,key \
     --tz Asia/Kolkata --format json >"$MG_T/keys.json" 2>"$MG_T/cli.err"
 out=$(sql_now "SELECT mg_rollup_compact(now() + interval '1 hour', interval '0')")
 check "compaction up to the next hour ($out)" test -n "$out"
-cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,model,status \
+cli usage --since 2026-03-01 --until "$(date -u -d '+2 days' +%Y-%m-%d)" --by project,model,status \
     --format json >"$MG_T/all-compacted.json" 2>"$MG_T/cli.err"
 expect_json "the report is the same object after compaction" 'deepEq(f[0], f[1])' \
     "$MG_T/all.json" "$MG_T/all-compacted.json"
-cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,key \
+cli usage --since 2026-03-01 --until "$(date -u -d '+2 days' +%Y-%m-%d)" --by project,key \
     --tz Asia/Kolkata --format json >"$MG_T/keys-compacted.json" 2>"$MG_T/cli.err"
 expect_json "by key (the keys' totals) the same after compaction, in +05:30 too" \
     'deepEq(f[0], f[1]) && f[0].data.length > 3' "$MG_T/keys.json" "$MG_T/keys-compacted.json"
@@ -365,7 +367,7 @@ expect_json "by key (every status in one row), each group equals the sums over u
         g.errors === s.errors && g.cost === s.cost && g.total_tokens === s.total_tokens))' \
     "$MG_T/keys-compacted.json" "$MG_T/key-sums.json"
 # by key and status: the rows by model, which keep the status class
-cli usage --since 2026-03-01 --until "$(date -u -d '+1 day' +%Y-%m-%d)" --by project,key,status \
+cli usage --since 2026-03-01 --until "$(date -u -d '+2 days' +%Y-%m-%d)" --by project,key,status \
     --tz America/New_York --format json >"$MG_T/key-status.json" 2>"$MG_T/cli.err"
 sql_now "SELECT json_agg(json_build_object('project', p.name, 'key', k.prefix,
              'status', u.sc || 'xx', 'requests', u.n, 'cost', u.cost::text))
