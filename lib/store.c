@@ -1062,24 +1062,27 @@ mg_store_recon_retry(struct mg_store *s, const struct mg_recon_row *w, char *sta
 	return scalar_text(s, "mg_recon_retry", 2, vals, state, len);
 }
 
-enum mg_err
-mg_store_recon_unsupported(struct mg_store *s, long long *n)
+/* The count the statement name (no parameters) returns, into *n. */
+static enum mg_err
+scalar_count(struct mg_store *s, const char *name, long long *n)
 {
 	char out[32];
-	enum mg_err rc = scalar_text(s, "mg_recon_unsupported", 0, NULL, out, sizeof(out));
+	enum mg_err rc = scalar_text(s, name, 0, NULL, out, sizeof(out));
 
 	*n = rc == MG_OK ? strtoll(out, NULL, 10) : 0;
 	return rc;
 }
 
 enum mg_err
+mg_store_recon_unsupported(struct mg_store *s, long long *n)
+{
+	return scalar_count(s, "mg_recon_unsupported", n);
+}
+
+enum mg_err
 mg_store_recon_dequeue(struct mg_store *s, long long *n)
 {
-	char out[32];
-	enum mg_err rc = scalar_text(s, "mg_recon_dequeue", 0, NULL, out, sizeof(out));
-
-	*n = rc == MG_OK ? strtoll(out, NULL, 10) : 0;
-	return rc;
+	return scalar_count(s, "mg_recon_dequeue", n);
 }
 
 struct note_batch {
