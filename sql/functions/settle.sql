@@ -102,7 +102,12 @@ BEGIN
           FROM x
          WHERE u.created_at >= v_lo AND u.created_at <= v_hi
            AND u.request_id = x.id AND u.created_at = x.at AND u.settled_at IS NULL
-        RETURNING u.*, CASE WHEN x.b THEN coalesce(x.tt, x.pt + x.ct) ELSE 0 END AS used,
+        -- only the columns read below: the whole row would be copied
+        -- into the CTE's store and read three times
+        RETURNING u.request_id, u.created_at, u.project_id, u.key_id, u.model, u.endpoint,
+                  u.status, u.prompt_tokens, u.completion_tokens, u.total_tokens, u.cost,
+                  u.latency_ms, u.ttft_ms, u.reserved, u.reserved_tokens,
+                  CASE WHEN x.b THEN coalesce(x.tt, x.pt + x.ct) ELSE 0 END AS used,
                   mg_recon_first_at(u.upstream_id, u.cost_source, x.r,
                                     clock_timestamp()) AS first_at
     ), q AS (
