@@ -3,8 +3,9 @@
  * json-c, the gateway's other JSON reader, agrees with it: the same texts
  * valid (json-c strict, depth 64, only white space after the value), the
  * same type at the top, the same decoded string and integer.  json-c
- * alone takes numbers RFC 8259 does not (00, 1., -01) and the words NaN
- * and Infinity: a text it takes and the scanner refuses holds one. */
+ * alone takes numbers RFC 8259 does not (00, 1., -01), the words NaN
+ * and Infinity, and a member name in single quotes ({'a':1}, strict mode
+ * or not): a text it takes and the scanner refuses holds one. */
 #include "config.h"
 
 #include <json-c/json.h>
@@ -111,7 +112,7 @@ rfc_number(const char *p, size_t n)
 }
 
 /* 1 when the text, outside its strings, holds a number RFC 8259 does
- * not take or a word other than true, false and null. */
+ * not take, a word other than true, false and null, or a single quote. */
 static int
 lax_token(const char *p, size_t n)
 {
@@ -131,6 +132,8 @@ lax_token(const char *p, size_t n)
 			    (k - i == 5 && memcmp(p + i, "false", 5) == 0)))
 				return 1;
 			i = k;
+		} else if (p[i] == '\'') {
+			return 1;
 		} else if (p[i] == '-' || (p[i] >= '0' && p[i] <= '9')) {
 			k = i + strspn(p + i, "-+.eE0123456789");
 			if (k > n)
