@@ -22,8 +22,12 @@
 -- of p_limit that refills at p_limit / 60 per second; its level as stored
 -- (NULL: full) is p_level, p_since ago.  mg_bucket_refill gives the level
 -- now; mg_bucket_window gives what the x-ratelimit-* headers tell about a
--- level: the whole requests or tokens left, and the milliseconds until the
--- bucket is full again.  Timing, not money: double precision is right here.
+-- level: the whole requests or tokens left (mg_bucket_remaining), and the
+-- milliseconds until the bucket is full again (mg_bucket_reset_ms).
+-- Timing, not money: double precision is right here.  The two scalar ones
+-- are what mg_admit_batch calls: plpgsql evaluates a scalar SQL function
+-- inline, where a record result costs a query of its own (about 7 µs a
+-- call, against 0.5 µs).
 CREATE OR REPLACE FUNCTION mg_bucket_refill(p_limit integer, p_level double precision,
     p_since interval)
 RETURNS double precision
@@ -32,11 +36,22 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
            + greatest(coalesce(extract(epoch FROM p_since), 0), 0) * p_limit / 60.0)
 $$;
 
+CREATE OR REPLACE FUNCTION mg_bucket_remaining(p_level double precision)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT greatest(floor(p_level), 0)::integer
+$$;
+
+CREATE OR REPLACE FUNCTION mg_bucket_reset_ms(p_limit integer, p_level double precision)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT ceil((p_limit - p_level) * 60000.0 / p_limit)::bigint
+$$;
+
 CREATE OR REPLACE FUNCTION mg_bucket_window(p_limit integer, p_level double precision,
     OUT remaining integer, OUT reset_ms bigint)
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT greatest(floor(p_level), 0)::integer,
-           ceil((p_limit - p_level) * 60000.0 / p_limit)::bigint
+    SELECT mg_bucket_remaining(p_level), mg_bucket_reset_ms(p_limit, p_level)
 $$;
 
 -- Admits a batch: p_reqs is a JSON array of
@@ -74,7 +89,6 @@ DECLARE
     v_req      double precision;
     v_tok      double precision;
     v_dirty    boolean := false;
-    v_window   record;     -- mg_bucket_window of one bucket
     v_out      integer;
     v_cost     numeric;
     -- the counters of the projects that admitted requests, written at the end
@@ -246,14 +260,12 @@ BEGIN
         END IF;
 
         IF e.p_rpm IS NOT NULL THEN
-            v_window := mg_bucket_window(e.p_rpm, v_req);
-            r.rpm_remaining := v_window.remaining;
-            r.rpm_reset_ms := v_window.reset_ms;
+            r.rpm_remaining := mg_bucket_remaining(v_req);
+            r.rpm_reset_ms := mg_bucket_reset_ms(e.p_rpm, v_req);
         END IF;
         IF e.p_tpm IS NOT NULL THEN
-            v_window := mg_bucket_window(e.p_tpm, v_tok);
-            r.tpm_remaining := v_window.remaining;
-            r.tpm_reset_ms := v_window.reset_ms;
+            r.tpm_remaining := mg_bucket_remaining(v_tok);
+            r.tpm_reset_ms := mg_bucket_reset_ms(e.p_tpm, v_tok);
         END IF;
         RETURN NEXT r;
     END LOOP;
