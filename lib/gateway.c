@@ -611,13 +611,20 @@ handle_models(struct mg_worker *w, struct mg_exchange *x, const char *id)
 static void
 handle_health(struct mg_worker *w, struct mg_exchange *x)
 {
-	static const char ok[] = "{\"status\":\"ok\",\"database\":\"ok\"}";
-	static const char down[] = "{\"status\":\"degraded\",\"database\":\"unavailable\"}";
+	static const char ok[] = "{\"status\":\"ok\",\"database\":\"ok\",";
+	static const char down[] = "{\"status\":\"degraded\",\"database\":\"unavailable\",";
+	int up = mg_store_ping(w->gw->store) == MG_OK;
 
-	if (mg_store_ping(w->gw->store) == MG_OK)
-		mg_exchange_send_json(x, 200, ok, sizeof(ok) - 1);
-	else
-		mg_exchange_send_json(x, 503, down, sizeof(down) - 1);
+	/* the upstreams' state in this process; it does not change the
+	 * status: a cooling upstream has its fallbacks */
+	mg_buf_reset(&w->out);
+	if (mg_buf_adds(&w->out, up ? ok : down) != MG_OK ||
+	    mg_route_health_json(w->gw->conf, &w->out) != MG_OK ||
+	    mg_buf_adds(&w->out, "}") != MG_OK) {
+		mg_exchange_send_json(x, 500, "{}", 2);
+		return;
+	}
+	mg_exchange_send_json(x, up ? 200 : 503, w->out.data, w->out.len);
 }
 
 /* --- the request threads' state ------------------------------------------ */

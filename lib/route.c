@@ -62,7 +62,7 @@ mg_route_find(const struct mg_conf *c, const char *model, int *pattern)
 {
 	int i, j;
 
-	for (i = 0; i < c->n_ups; i++) {
+	for (i = 0; i < c->n_ups && i < MG_UPSTREAMS_MAX; i++) {
 		for (j = 0; j < c->ups[i].n_patterns; j++) {
 			if (mg_route_pattern_match(c->ups[i].patterns[j], model)) {
 				if (pattern != NULL)
@@ -226,4 +226,80 @@ mg_route_health(int up, long long now_ms, struct mg_route_health *out)
 	for (i = 0; i < MG_ROUTE__COUNT; i++)
 		out->calls[i] = __atomic_load_n(&h->calls[i], __ATOMIC_RELAXED);
 	out->cooldowns = __atomic_load_n(&h->cooldowns, __ATOMIC_RELAXED);
+}
+
+enum mg_err
+mg_route_metrics(const struct mg_conf *c, struct mg_buf *out)
+{
+	static const char *const heads[] = {
+		"# HELP modelgate_upstream_up 1 when this responder process calls the upstream, 0 while "
+		"it cools down.\n# TYPE modelgate_upstream_up gauge\n",
+		"# HELP modelgate_upstream_failures Failed calls in a row, this process.\n"
+		"# TYPE modelgate_upstream_failures gauge\n",
+		"# HELP modelgate_upstream_cooldown_seconds What is left of the cooldown, this process."
+		"\n# TYPE modelgate_upstream_cooldown_seconds gauge\n",
+		"# HELP modelgate_upstream_cooldowns_total Cooldowns started, this process.\n"
+		"# TYPE modelgate_upstream_cooldowns_total counter\n",
+		"# HELP modelgate_upstream_calls_total Upstream calls by outcome, this process.\n"
+		"# TYPE modelgate_upstream_calls_total counter\n",
+	};
+	long long now = mg_route_now_ms();
+	char line[256];
+	size_t k;
+	int i, o;
+
+	for (k = 0; k < sizeof(heads) / sizeof(heads[0]); k++) {
+		if (mg_buf_adds(out, heads[k]) != MG_OK)
+			return MG_ERR_TOO_BIG;
+		for (i = 0; i < c->n_ups && i < MG_UPSTREAMS_MAX; i++) {
+			struct mg_route_health h;
+
+			mg_route_health(i, now, &h);
+			for (o = 0; o < (k == 4 ? MG_ROUTE__COUNT : 1); o++) {
+				if (k == 0)
+					snprintf(line, sizeof(line), "modelgate_upstream_up{upstream=\"%s\"} %d\n",
+					    c->ups[i].name, !h.cooling);
+				else if (k == 1)
+					snprintf(line, sizeof(line), "modelgate_upstream_failures{upstream=\"%s\"} "
+					    "%lld\n", c->ups[i].name, h.failures);
+				else if (k == 2)
+					snprintf(line, sizeof(line), "modelgate_upstream_cooldown_seconds{"
+					    "upstream=\"%s\"} %lld.%03lld\n", c->ups[i].name,
+					    h.cooldown_left_ms / 1000, h.cooldown_left_ms % 1000);
+				else if (k == 3)
+					snprintf(line, sizeof(line), "modelgate_upstream_cooldowns_total{"
+					    "upstream=\"%s\"} %llu\n", c->ups[i].name, h.cooldowns);
+				else
+					snprintf(line, sizeof(line), "modelgate_upstream_calls_total{upstream="
+					    "\"%s\",outcome=\"%s\"} %llu\n", c->ups[i].name,
+					    mg_route_outcome_name((enum mg_route_outcome)o), h.calls[o]);
+				/* names are letters, digits and "_-." (conf.c): no escape */
+				if (mg_buf_adds(out, line) != MG_OK)
+					return MG_ERR_TOO_BIG;
+			}
+		}
+	}
+	return MG_OK;
+}
+
+enum mg_err
+mg_route_health_json(const struct mg_conf *c, struct mg_buf *out)
+{
+	long long now = mg_route_now_ms();
+	char item[160];
+	int i;
+
+	if (mg_buf_adds(out, "\"upstreams\":{") != MG_OK)
+		return MG_ERR_TOO_BIG;
+	for (i = 0; i < c->n_ups && i < MG_UPSTREAMS_MAX; i++) {
+		struct mg_route_health h;
+
+		mg_route_health(i, now, &h);
+		snprintf(item, sizeof(item), "%s\"%s\":{\"state\":\"%s\",\"failures\":%lld,"
+		    "\"retry_in_ms\":%lld}", i > 0 ? "," : "", c->ups[i].name,
+		    h.cooling ? "cooling" : "up", h.failures, h.cooldown_left_ms);
+		if (mg_buf_adds(out, item) != MG_OK)
+			return MG_ERR_TOO_BIG;
+	}
+	return mg_buf_adds(out, "}") != MG_OK ? MG_ERR_TOO_BIG : MG_OK;
 }

@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 
+#include "buf.h"
 #include "conf.h"
 #include "router.h"
 
@@ -87,6 +88,17 @@ struct mg_route_health {
 	unsigned long long cooldowns;     /* cooldowns started, this process */
 };
 void mg_route_health(int up, long long now_ms, struct mg_route_health *h);
+
+/* Appends the upstreams' state in this process to out, in the Prometheus
+ * text format: modelgate_upstream_up, _failures, _cooldown_seconds,
+ * _cooldowns_total and _calls_total by outcome.  MG_ERR_TOO_BIG past
+ * out's cap. */
+enum mg_err mg_route_metrics(const struct mg_conf *c, struct mg_buf *out)
+	__attribute__((warn_unused_result));
+/* Appends "upstreams":{name:{state, failures, retry_in_ms}, ...} (a
+ * member of a JSON object) to out. */
+enum mg_err mg_route_health_json(const struct mg_conf *c, struct mg_buf *out)
+	__attribute__((warn_unused_result));
 
 /* The time now, CLOCK_MONOTONIC milliseconds. */
 long long mg_route_now_ms(void);
