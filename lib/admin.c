@@ -17,6 +17,7 @@
 #include "admin.h"
 #include "apikey.h"
 #include "catalog.h"
+#include "log.h"
 #include "clock.h"
 #include "migrate.h"
 #include "money.h"
@@ -62,7 +63,7 @@ static const struct {
 	[CALL_KEY_CREATE] = { "SELECT mg_key_create($1, $2, decode($3, 'hex'), $4)", 4 },
 	[CALL_KEY_LIST] = { "SELECT prefix, name, created_at, revoked_at FROM mg_key_list($1)", 1 },
 	[CALL_KEY_REVOKE] = { "SELECT mg_key_revoke($1, decode($2, 'hex'))", 2 },
-	[CALL_CATALOG_REPLACE] = { "SELECT mg_catalog_replace($1::jsonb)", 1 },
+	[CALL_CATALOG_REPLACE] = { "SELECT mg_catalog_replace($1::jsonb, $2::text[], $3::text[])", 3 },
 	[CALL_CATALOG_LIST] = { "SELECT id, kind, context_length, prompt_price, completion_price, "
 	    "synced_at FROM mg_catalog_list()", 0 },
 	[CALL_REAP] = { "SELECT reaped FROM mg_reap($1)", 1 },
@@ -642,26 +643,25 @@ mg_admin_admin_key_list(struct mg_admin *a, struct mg_admin_list *l, char *err, 
 enum mg_err
 mg_admin_catalog_sync(struct mg_admin *a, int *n, char *err, size_t errlen)
 {
-	struct mg_upstream *up = mg_upstream_new(a->conf);
-	char why[MG_ERR_DETAIL_LEN], *rows = NULL;
-	const char *params[1];
+	char why[MG_ERR_DETAIL_LEN], *rows = NULL, *names = NULL, *synced = NULL;
+	const char *params[3];
 	enum mg_err rc;
 	int fetched = 0;
 
-	if (up == NULL) {
-		mg_err_detail(err, errlen, "out of memory");
-		return MG_ERR_NOMEM;
-	}
-	rc = mg_catalog_fetch(up, (size_t)a->conf->up_max_response, &rows, &fetched, why,
-	    sizeof(why));
-	mg_upstream_free(up);
+	rc = mg_catalog_fetch_all(a->conf, &rows, &names, &synced, &fetched, why, sizeof(why));
 	if (rc != MG_OK) {
-		mg_err_detail(err, errlen, "model list from %s: %s", a->conf->up_base_url, why);
+		mg_err_detail(err, errlen, "model lists: %s", why);
 		return rc;
 	}
+	if (why[0] != '\0')
+		mg_log(MG_LOG_WARN, NULL, "model lists: %s (their models are kept)", why);
 	params[0] = rows;
+	params[1] = names;
+	params[2] = synced;
 	rc = call_count(a, CALL_CATALOG_REPLACE, params, n, err, errlen);
 	free(rows);
+	free(names);
+	free(synced);
 	return rc;
 }
 

@@ -10,6 +10,7 @@
 #include "catalog.h"
 #include "models.h"
 #include "money.h"
+#include "route.h"
 
 /* A price as exact decimal text, or NULL: absent, negative, not a number. */
 static json_object *
@@ -209,5 +210,152 @@ mg_catalog_fetch(struct mg_upstream *up, size_t max_response, char **json_text, 
 out:
 	json_object_put(rows);
 	mg_upstream_reply_free(&reply);
+	return rc;
+}
+
+/* The prefix upstream d's ids get back: that of its first pattern with
+ * one, when it strips it; "" otherwise. */
+static void
+strip_prefix_of(const struct mg_updef *d, char *out, size_t size)
+{
+	int j;
+
+	out[0] = '\0';
+	if (!d->strip_prefix)
+		return;
+	for (j = 0; j < d->n_patterns; j++) {
+		size_t n = strlen(d->patterns[j]);
+
+		if (n > 1 && d->patterns[j][n - 1] == '*') {
+			snprintf(out, size, "%.*s", (int)(n - 1), d->patterns[j]);
+			return;
+		}
+	}
+}
+
+/* Marks upstream i's rows (parsed) and moves them into all. */
+static enum mg_err
+mark_rows(const struct mg_conf *c, int i, json_object *rows, json_object *all)
+{
+	const struct mg_updef *d = &c->ups[i];
+	char prefix[MG_MODEL_ID_MAX], id[MG_MODEL_ID_MAX * 2];
+	size_t k, n = json_object_array_length(rows);
+
+	strip_prefix_of(d, prefix, sizeof(prefix));
+	for (k = 0; k < n; k++) {
+		json_object *r = json_object_array_get_idx(rows, k), *v, *obj;
+		const char *raw;
+
+		if (!json_object_object_get_ex(r, "id", &v) || (raw = json_object_get_string(v)) == NULL)
+			continue;
+		/* put the prefix back unless a pattern of this upstream takes
+		 * the id as it is */
+		snprintf(id, sizeof(id), "%s%s", prefix, raw);
+		if (prefix[0] != '\0' && strncmp(raw, prefix, strlen(prefix)) == 0)
+			snprintf(id, sizeof(id), "%s", raw);
+		if (strlen(id) >= MG_MODEL_ID_MAX)
+			continue;
+		json_object_object_add(r, "id", json_object_new_string(id));
+		if (json_object_object_get_ex(r, "object", &obj) && json_object_is_type(obj, json_type_object))
+			json_object_object_add(obj, "id", json_object_new_string(id));
+		json_object_object_add(r, "upstream", json_object_new_string(d->name));
+		json_object_object_add(r, "routed", json_object_new_boolean(mg_route_find(c, id, NULL) == i));
+		if (d->prices == MG_PRICES_CONFIG) {
+			json_object_object_add(r, "prompt_price", json_object_new_string(d->prompt_price));
+			json_object_object_add(r, "completion_price",
+			    json_object_new_string(d->completion_price));
+		}
+		if (json_object_array_add(all, json_object_get(r)) != 0) {
+			json_object_put(r);
+			return MG_ERR_NOMEM;
+		}
+	}
+	return MG_OK;
+}
+
+/* Appends name to the Postgres array text in out ("{a,b}" once closed);
+ * names are letters, digits and "_-." (conf.c), so nothing is quoted. */
+static void
+array_add(char *out, size_t size, const char *name)
+{
+	size_t n = strlen(out);
+
+	snprintf(out + n, size - n, "%s%s", n > 1 ? "," : "", name);
+}
+
+static void
+array_close(char *out, size_t size)
+{
+	size_t n = strlen(out);
+
+	snprintf(out + n, size - n, "}");
+}
+
+enum mg_err
+mg_catalog_fetch_all(const struct mg_conf *c, char **json_text, char **upstreams, char **synced,
+    int *count, char *err, size_t errlen)
+{
+	char names[MG_UPSTREAMS_MAX * MG_UPSTREAM_NAME_MAX + 4] = "{";
+	char done[sizeof(names)] = "{";
+	char why[MG_ERR_DETAIL_LEN], fails[MG_ERR_DETAIL_LEN] = "";
+	json_object *all = json_object_new_array();
+	enum mg_err rc = MG_OK;
+	int i, ok = 0;
+
+	*json_text = *upstreams = *synced = NULL;
+	*count = 0;
+	if (all == NULL)
+		return MG_ERR_NOMEM;
+	for (i = 0; i < c->n_ups && rc != MG_ERR_NOMEM; i++) {
+		struct mg_upstream *up = mg_upstream_new_def(c, &c->ups[i]);
+		json_object *rows;
+		char *text = NULL;
+		int n = 0;
+
+		array_add(names, sizeof(names), c->ups[i].name);
+		if (up == NULL) {
+			rc = MG_ERR_NOMEM;
+			break;
+		}
+		rc = mg_catalog_fetch(up, (size_t)c->up_max_response, &text, &n, why, sizeof(why));
+		mg_upstream_free(up);
+		if (rc != MG_OK) {
+			/* its rows stay as the last sync left them */
+			size_t f = strlen(fails);
+
+			snprintf(fails + f, sizeof(fails) - f, "%supstream %s (%.200s): %.300s",
+			    f > 0 ? "; " : "", c->ups[i].name, c->ups[i].base_url, why);
+			rc = MG_OK;
+			continue;
+		}
+		rows = json_tokener_parse(text);
+		free(text);
+		rc = rows != NULL ? mark_rows(c, i, rows, all) : MG_ERR_NOMEM;
+		json_object_put(rows);
+		if (rc == MG_OK) {
+			array_add(done, sizeof(done), c->ups[i].name);
+			ok++;
+		}
+	}
+	mg_err_detail(err, errlen, "%s", rc == MG_ERR_NOMEM ? "out of memory" : fails);
+	if (rc == MG_OK && ok == 0)
+		rc = MG_ERR_UPSTREAM;
+	if (rc == MG_OK) {
+		array_close(names, sizeof(names));
+		array_close(done, sizeof(done));
+		*count = (int)json_object_array_length(all);
+		*json_text = strdup(json_object_to_json_string_ext(all, JSON_C_TO_STRING_PLAIN |
+		    JSON_C_TO_STRING_NOSLASHESCAPE));
+		*upstreams = strdup(names);
+		*synced = strdup(done);
+		if (*json_text == NULL || *upstreams == NULL || *synced == NULL) {
+			free(*json_text);
+			free(*upstreams);
+			free(*synced);
+			*json_text = *upstreams = *synced = NULL;
+			rc = MG_ERR_NOMEM;
+		}
+	}
+	json_object_put(all);
 	return rc;
 }

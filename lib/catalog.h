@@ -38,4 +38,15 @@ enum mg_err mg_catalog_models(struct mg_upstream *up, struct mg_upstream_reply *
 enum mg_err mg_catalog_fetch(struct mg_upstream *up, size_t max_response, char **json_text,
     int *count, char *err, size_t errlen) __attribute__((warn_unused_result));
 
+/* The rows of every upstream of c, each fetched with its own handle:
+ * every row names its upstream, has the id clients use (a stripped
+ * prefix put back, in its object too), says whether the routing sends
+ * that id to it first (routed), and has the config's prices where the
+ * upstream's prices come from the config.  *upstreams is the Postgres
+ * array text of every upstream's name, *synced of those whose list came
+ * (an upstream that fails keeps its rows; err then says why); all three
+ * malloc'd.  MG_ERR_UPSTREAM, with err, when no list came. */
+enum mg_err mg_catalog_fetch_all(const struct mg_conf *c, char **json_text, char **upstreams,
+    char **synced, int *count, char *err, size_t errlen) __attribute__((warn_unused_result));
+
 #endif

@@ -8,6 +8,38 @@
 
 #define MG_CONF_DEFAULT_PATH "/etc/modelgate/modelgate.conf"
 
+/* The most upstreams a configuration lists, and patterns and fallbacks
+ * one upstream has. */
+#define MG_UPSTREAMS_MAX 16
+#define MG_UPSTREAM_PATTERNS_MAX 16
+#define MG_UPSTREAM_NAME_MAX 32
+
+/* Where an upstream's prices come from. */
+enum mg_price_source {
+	MG_PRICES_MODELS = 0,    /* its /models list; the config's where it has none */
+	MG_PRICES_CONFIG         /* the config's prompt_price and completion_price */
+};
+
+/* One upstream of the list (or the one the upstream group makes).
+ * Strings are owned by the configuration. */
+struct mg_updef {
+	char *name;
+	char *base_url;          /* without a trailing slash */
+	char *key;               /* the provider key (secret), or NULL: none sent */
+	int connect_timeout;     /* seconds */
+	int timeout;             /* seconds */
+	char *patterns[MG_UPSTREAM_PATTERNS_MAX]; /* "*", "prefix*" or an exact id */
+	int n_patterns;          /* 0: a fallback only */
+	int strip_prefix;        /* 1: the matching pattern's prefix is not sent */
+	enum mg_price_source prices;
+	char *prompt_price;      /* USD per token, decimal text */
+	char *completion_price;
+	int fallbacks[MG_UPSTREAMS_MAX]; /* indexes into the list, in order */
+	int n_fallbacks;
+	int retries;             /* tries again on itself before its fallbacks */
+	int line;                /* where the file has it, 0: the upstream group */
+};
+
 /* The validated configuration.  Strings are owned by the struct. */
 struct mg_conf {
 	char *file;              /* the file it was read from */
@@ -30,6 +62,15 @@ struct mg_conf {
 	char *up_key;            /* the provider key (secret), or NULL */
 	char *up_mgmt_key_file;
 	char *up_mgmt_key;       /* the management key (secret), or NULL */
+
+	struct mg_updef ups[MG_UPSTREAMS_MAX]; /* the upstreams, in routing order */
+	int n_ups;               /* at least one once loaded */
+	int ups_listed;          /* 1: from the upstreams list, 0: the upstream group */
+	int route_max_attempts;  /* upstream calls per request at most */
+	int route_backoff_ms;    /* the wait before the second call, doubled after */
+	int route_backoff_max_ms;
+	int health_failures;     /* failures in a row that start a cooldown */
+	int health_cooldown;     /* seconds an upstream is skipped for */
 
 	int threads;
 	int max_body;            /* bytes */
@@ -78,6 +119,10 @@ enum mg_err mg_conf_defaults(struct mg_conf *c) __attribute__((warn_unused_resul
 void mg_conf_free(struct mg_conf *c);
 /* Writes the effective settings in config-file syntax (never the key). */
 void mg_conf_dump(const struct mg_conf *c, FILE *out);
+
+/* The longest timeout of any upstream, seconds: every upstream call of
+ * a request, its fallbacks included, ends within it. */
+int mg_conf_max_timeout(const struct mg_conf *c);
 
 /* The names of all settings ("group.key"), for documentation checks;
  * NULL past the end. */

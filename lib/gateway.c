@@ -7,8 +7,10 @@
 #include "config.h"
 
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth.h"
 #include "catalog.h"
@@ -146,11 +148,12 @@ mg_gateway_handle(struct mg_worker *w, FCGX_Request *r)
 /* --- chat completions and embeddings ------------------------------------ */
 
 static int parse(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep,
-    struct mg_call *call, struct mg_usage *u, const char *hash, const char *prefix);
+    struct mg_call *call, struct mg_plan *plan, struct mg_usage *u, const char *hash,
+    const char *prefix);
 static int admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call,
-    const char *hash, const char *prefix);
-static void relay(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call,
-    struct mg_usage *u);
+    const struct mg_plan *plan, const char *hash, const char *prefix);
+static void relay(struct mg_worker *w, struct mg_exchange *x, struct mg_call *call,
+    const struct mg_plan *plan, struct mg_usage *u);
 
 /* One call: the key, then parse → admit → relay (which settles). */
 static void
@@ -158,6 +161,7 @@ handle_call(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep)
 {
 	char hash[MG_APIKEY_HASH_HEX_LEN + 1], prefix[MG_APIKEY_PREFIX_LEN + 1];
 	struct mg_call call;
+	struct mg_plan plan;
 	struct mg_usage u;
 
 	if (mg_auth_key(w, x, hash, prefix) < 0)
@@ -165,9 +169,9 @@ handle_call(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep)
 	mg_usage_init(&u);
 	memcpy(u.request_id, x->request_id, sizeof(u.request_id));
 	u.endpoint = mg_endpoint_name(ep);
-	if (parse(w, x, ep, &call, &u, hash, prefix) < 0)
+	if (parse(w, x, ep, &call, &plan, &u, hash, prefix) < 0)
 		return;
-	if (admit(w, x, &call, hash, prefix) < 0) {
+	if (admit(w, x, &call, &plan, hash, prefix) < 0) {
 		mg_call_free(&call);
 		return;
 	}
@@ -177,9 +181,9 @@ handle_call(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep)
 	u.stream = call.stream;
 	x->stream = call.stream;
 	if (call.stream)
-		mg_stream_relay(w, x, &call, &u);
+		mg_stream_relay(w, x, &call, &plan, &u);
 	else
-		relay(w, x, &call, &u);
+		relay(w, x, &call, &plan, &u);
 	mg_call_free(&call);
 }
 
@@ -188,10 +192,12 @@ handle_call(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep)
  * for the key's project. */
 static int
 parse(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep, struct mg_call *call,
-    struct mg_usage *u, const char *hash, const char *prefix)
+    struct mg_plan *plan, struct mg_usage *u, const char *hash, const char *prefix)
 {
 	struct mg_apierror e;
 	enum mg_err rc;
+	const char *models[1 + MG_CALL_MODELS_MAX];
+	int i;
 
 	mg_buf_reset(&w->body);
 	rc = mg_fcgi_read_body(x->fr, &w->body);
@@ -205,8 +211,20 @@ parse(struct mg_worker *w, struct mg_exchange *x, enum mg_endpoint ep, struct mg
 	} else {
 		rc = mg_request_parse(ep, w->body.data, w->body.len, call, &e);
 	}
-	if (rc == MG_OK)
-		return 0;
+	if (rc == MG_OK) {
+		models[0] = call->model;
+		for (i = 0; i < call->n_alt; i++)
+			models[1 + i] = call->alt[i];
+		plan->n = mg_route_plan(w->gw->conf, models, 1 + call->n_alt, plan->c,
+		    w->gw->conf->route_max_attempts);
+		if (plan->n > 0)
+			return 0;
+		mg_apierror_set(&e, 404, "invalid_request_error", "model", "model_not_found",
+		    "The model '%.200s' does not exist or is not available through this gateway.",
+		    call->model);
+		memcpy(u->model, call->model, strlen(call->model) + 1);
+		mg_call_free(call);
+	}
 	if (mg_auth_resolve(w, x, hash, prefix) < 0)
 		return -1;
 	u->project_id = x->auth.project_id;
@@ -240,8 +258,8 @@ refusal_metric(enum mg_admit_outcome o)
 /* Admits a parsed request: key, model, limits, reservation.  0 when
  * admitted; otherwise the answer (401, 403, 404, 429, 503) is sent. */
 static int
-admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call, const char *hash,
-    const char *prefix)
+admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call,
+    const struct mg_plan *plan, const char *hash, const char *prefix)
 {
 	const struct mg_conf *conf = w->gw->conf;
 	struct mg_admit_req q;
@@ -259,6 +277,9 @@ admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call, co
 	q.default_output = call->endpoint == MG_EP_CHAT ? conf->default_max_tokens : 0;
 	q.fallback_prompt = conf->fallback_prompt_price;
 	q.fallback_completion = conf->fallback_completion_price;
+	q.conf = conf;
+	q.cands = plan->c;
+	q.n_cands = plan->n;
 	/* the wait for the database, in the queue or not, counts from here */
 	mg_clock_now(CLOCK_MONOTONIC, &q.since);
 	rc = mg_ledger_admit(w->gw->ledger, &q, &a);
@@ -286,23 +307,134 @@ admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call, co
 	return 0;
 }
 
-/* Calls the upstream (GET when body is NULL) and turns any failure into
- * e.  MG_OK when a 2xx answer arrived (in w->reply). */
-static enum mg_err
-call_upstream(struct mg_worker *w, struct mg_exchange *x, const char *path, const char *body,
-    size_t len, struct mg_apierror *e)
-{
-	struct timespec since;
-	enum mg_err rc;
+/* --- the calls of a request ----------------------------------------------- */
 
-	mg_clock_now(CLOCK_MONOTONIC, &since);
-	rc = mg_upstream_call(w->up, path, body, len, &w->reply);
-	x->upstream_us = mg_clock_us_since(&since);
+int
+mg_tries_next(struct mg_worker *w, struct mg_call *call, struct mg_tries *t)
+{
+	const struct mg_conf *conf = w->gw->conf;
+	long long now = mg_route_now_ms(), wait, left, backoff;
+	const struct mg_updef *d;
+
+	if (t->deadline_ms == 0)
+		t->deadline_ms = now + (long long)mg_conf_max_timeout(conf) * 1000;
+	while (t->next < t->plan->n) {
+		t->cand = &t->plan->c[t->next++];
+		if (!mg_route_available(t->cand->upstream, now, &wait)) {
+			if (t->cooling_ms == 0 || wait < t->cooling_ms)
+				t->cooling_ms = wait;
+			continue;
+		}
+		if (t->made > 0) {
+			backoff = (long long)conf->route_backoff_ms << (t->made > 20 ? 20 : t->made - 1);
+			if (backoff > conf->route_backoff_max_ms)
+				backoff = conf->route_backoff_max_ms;
+			if (now + backoff >= t->deadline_ms)
+				return 0;
+			if (backoff > 0) {
+				struct timespec ts = { (time_t)(backoff / 1000), (long)(backoff % 1000) * 1000000 };
+
+				nanosleep(&ts, NULL);
+				now = mg_route_now_ms();
+			}
+		}
+		left = t->deadline_ms - now;
+		if (left <= 0)
+			return 0;
+		d = &conf->ups[t->cand->upstream];
+		t->up = w->ups[t->cand->upstream];
+		mg_upstream_set_timeout_ms(t->up, (long)(left < (long long)d->timeout * 1000 ? left :
+		    (long long)d->timeout * 1000));
+		t->len = w->body.len;
+		t->body = mg_call_body(call, w->body.data, &t->len, t->cand->sent);
+		if (t->body == NULL)
+			return 0;
+		t->made++;
+		t->started_ms = now;
+		w->cur = t->up;
+		return 1;
+	}
+	return 0;
+}
+
+int
+mg_tries_done(struct mg_worker *w, struct mg_exchange *x, struct mg_usage *u,
+    struct mg_tries *t, enum mg_err rc, long status, int started)
+{
+	const struct mg_conf *conf = w->gw->conf;
+	const struct mg_updef *d = &conf->ups[t->cand->upstream];
+	enum mg_route_outcome o = MG_ROUTE_OK;
+	long long now = mg_route_now_ms();
+	struct mg_usage_attempt *a;
+
+	if (rc == MG_ERR_UPSTREAM_CONNECT)
+		o = MG_ROUTE_CONNECT;
+	else if (rc == MG_ERR_UPSTREAM_TIMEOUT)
+		o = MG_ROUTE_TIMEOUT;
+	else if (rc == MG_ERR_UPSTREAM)
+		o = MG_ROUTE_BROKEN;
+	else if (rc == MG_OK && !started && (status == 429 || status >= 500))
+		o = MG_ROUTE_STATUS;
+	mg_route_report(t->cand->upstream, o, now, conf->health_failures, conf->health_cooldown);
+	u->upstream = d->name;
+	u->no_recon = strcmp(d->base_url, conf->up_base_url) != 0;
+	u->served_config_prices = d->prices == MG_PRICES_CONFIG;
+	snprintf(u->served_prompt_price, sizeof(u->served_prompt_price), "%s", d->prompt_price);
+	snprintf(u->served_completion_price, sizeof(u->served_completion_price), "%s",
+	    d->completion_price);
+	snprintf(u->served_model, sizeof(u->served_model), "%s", t->cand->model);
+	if (u->n_attempts < MG_USAGE_ATTEMPTS_MAX) {
+		a = &u->attempts[u->n_attempts++];
+		a->upstream = d->name;
+		snprintf(a->model, sizeof(a->model), "%s", t->cand->model);
+		a->status = (int)status;
+		a->error = o == MG_ROUTE_OK ? NULL : mg_route_outcome_name(o);
+		a->latency_ms = (long)(now - t->started_ms);
+	}
+	if (o == MG_ROUTE_OK || started)
+		return 0;
+	mg_log(MG_LOG_WARN, x->request_id, "upstream %s failed (%s, status %ld)%s", d->name,
+	    mg_route_outcome_name(o), status, t->next < t->plan->n ? "; trying the next" : "");
+	return 1;
+}
+
+void
+mg_tries_unavailable(struct mg_exchange *x, const struct mg_tries *t, struct mg_apierror *e)
+{
+	mg_apierror_set(e, 503, "server_error", NULL, "upstream_unavailable",
+	    "The upstream providers for this model are unavailable right now. Retry shortly.");
+	if (t->cooling_ms > 0)
+		mg_exchange_header(x, "Retry-After", "%lld", (t->cooling_ms + 999) / 1000);
+}
+
+/* Calls the plan's upstreams in turn until one answers, and turns the
+ * last failure into e.  MG_OK when a 2xx answer arrived (in w->reply). */
+static enum mg_err
+call_upstream(struct mg_worker *w, struct mg_exchange *x, struct mg_call *call,
+    const struct mg_plan *plan, struct mg_usage *u, const char *path, struct mg_apierror *e)
+{
+	struct mg_tries t;
+	struct timespec since;
+	enum mg_err rc = MG_OK;
+	int again = 1;
+
+	memset(&t, 0, sizeof(t));
+	t.plan = plan;
+	while (again && mg_tries_next(w, call, &t)) {
+		mg_clock_now(CLOCK_MONOTONIC, &since);
+		rc = mg_upstream_call(t.up, path, t.body, t.len, &w->reply);
+		x->upstream_us += mg_clock_us_since(&since);
+		again = mg_tries_done(w, x, u, &t, rc, rc == MG_OK ? w->reply.status : 0, 0);
+	}
 	if (x->upstream_us == 0)
 		x->upstream_us = 1;
+	if (t.made == 0) {
+		mg_tries_unavailable(x, &t, e);
+		return MG_ERR_UPSTREAM;
+	}
 	if (rc != MG_OK) {
 		mg_log(MG_LOG_WARN, x->request_id, "upstream %s failed: %s (%s)", path,
-		    mg_strerror(rc), mg_upstream_last_error(w->up));
+		    mg_strerror(rc), mg_upstream_last_error(t.up));
 		mg_apierror_transport(rc, e);
 		return rc;
 	}
@@ -342,13 +474,14 @@ answer_base64(struct mg_worker *w, struct mg_exchange *x)
 
 /* Relays a call that is not streamed and settles it. */
 static void
-relay(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call, struct mg_usage *u)
+relay(struct mg_worker *w, struct mg_exchange *x, struct mg_call *call,
+    const struct mg_plan *plan, struct mg_usage *u)
 {
 	const char *path = call->endpoint == MG_EP_CHAT ? "/chat/completions" : "/embeddings";
 	struct mg_apierror e;
 	enum mg_err rc;
 
-	if (call_upstream(w, x, path, w->body.data, w->body.len, &e) != MG_OK) {
+	if (call_upstream(w, x, call, plan, u, path, &e) != MG_OK) {
 		mg_exchange_fail(w, x, u, &e);
 		return;
 	}
@@ -478,13 +611,20 @@ handle_models(struct mg_worker *w, struct mg_exchange *x, const char *id)
 static void
 handle_health(struct mg_worker *w, struct mg_exchange *x)
 {
-	static const char ok[] = "{\"status\":\"ok\",\"database\":\"ok\"}";
-	static const char down[] = "{\"status\":\"degraded\",\"database\":\"unavailable\"}";
+	static const char ok[] = "{\"status\":\"ok\",\"database\":\"ok\",";
+	static const char down[] = "{\"status\":\"degraded\",\"database\":\"unavailable\",";
+	int up = mg_store_ping(w->gw->store) == MG_OK;
 
-	if (mg_store_ping(w->gw->store) == MG_OK)
-		mg_exchange_send_json(x, 200, ok, sizeof(ok) - 1);
-	else
-		mg_exchange_send_json(x, 503, down, sizeof(down) - 1);
+	/* the upstreams' state in this process; it does not change the
+	 * status: a cooling upstream has its fallbacks */
+	mg_buf_reset(&w->out);
+	if (mg_buf_adds(&w->out, up ? ok : down) != MG_OK ||
+	    mg_route_health_json(w->gw->conf, &w->out) != MG_OK ||
+	    mg_buf_adds(&w->out, "}") != MG_OK) {
+		mg_exchange_send_json(x, 500, "{}", 2);
+		return;
+	}
+	mg_exchange_send_json(x, up ? 200 : 503, w->out.data, w->out.len);
 }
 
 /* --- the request threads' state ------------------------------------------ */
@@ -492,11 +632,19 @@ handle_health(struct mg_worker *w, struct mg_exchange *x)
 enum mg_err
 mg_worker_init(struct mg_worker *w, struct mg_gateway *gw)
 {
+	int i;
+
 	memset(w, 0, sizeof(*w));
 	w->gw = gw;
-	w->up = mg_upstream_new(gw->conf);
-	if (w->up == NULL)
-		return MG_ERR_NOMEM;
+	for (i = 0; i < gw->conf->n_ups; i++) {
+		w->ups[i] = mg_upstream_new_def(gw->conf, &gw->conf->ups[i]);
+		if (w->ups[i] == NULL) {
+			mg_worker_free(w);
+			return MG_ERR_NOMEM;
+		}
+	}
+	w->up = w->ups[0];
+	w->cur = w->up;
 	mg_buf_init(&w->body, (size_t)gw->conf->max_body);
 	mg_buf_init(&w->out, (size_t)gw->conf->up_max_response * 2 + 65536);
 	mg_upstream_reply_init(&w->reply, (size_t)gw->conf->up_max_response);
@@ -508,8 +656,14 @@ mg_worker_free(struct mg_worker *w)
 {
 	if (w == NULL)
 		return;
-	mg_upstream_free(w->up);
+	int i;
+
+	for (i = 0; i < MG_UPSTREAMS_MAX; i++) {
+		mg_upstream_free(w->ups[i]);
+		w->ups[i] = NULL;
+	}
 	w->up = NULL;
+	w->cur = NULL;
 	mg_buf_free(&w->body);
 	mg_buf_free(&w->out);
 	mg_upstream_reply_free(&w->reply);

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "metricsapi.h"
+#include "route.h"
 
 #define EXPOSITION_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -85,6 +86,8 @@ mg_metricsapi_handle(struct mg_worker *w, struct mg_exchange *x)
 	mg_scoreboard_reap(sb, NULL);
 	mg_buf_reset(&w->out);
 	rc = mg_scoreboard_write(sb, &v, &w->out);
+	if (rc == MG_OK)
+		rc = mg_route_metrics(w->gw->conf, &w->out);
 	if (rc != MG_OK) {
 		mg_log(MG_LOG_ERROR, x->request_id, "metrics: %s", mg_strerror(rc));
 		mg_apierror_set(&e, 500, "server_error", NULL, NULL, "The metrics could not be written.");

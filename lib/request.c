@@ -5,6 +5,7 @@
  * gateway and the stream relay. */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,7 +43,7 @@ enum flaw {
 /* The members of a body that the checks look at. */
 enum field {
 	F_OTHER = 0, F_MODEL, F_MESSAGES, F_MAX_TOKENS, F_MAX_COMPLETION, F_STREAM,
-	F_STREAM_OPTIONS, F_INPUT, F_FORMAT, F__COUNT
+	F_STREAM_OPTIONS, F_MODELS, F_INPUT, F_FORMAT, F__COUNT
 };
 
 struct notes {
@@ -56,7 +57,31 @@ struct notes {
 	int options;                         /* members of stream_options */
 	struct mg_jscan_value include_usage; /* stream_options.include_usage */
 	const char *include_usage_end;
+	const char *models_from, *models_to; /* the models member's bytes */
+	int models_named;                    /* how often models was named */
+	int models_first;                    /* models is the first member */
+	struct mg_jscan_value alt[MG_CALL_MODELS_MAX]; /* models' elements */
+	int n_alt;
+	int alt_bad;                         /* models: too many, or not strings */
 };
+
+/* models: up to MG_CALL_MODELS_MAX strings. */
+static void
+walk_models(struct mg_jscan *s, struct notes *n)
+{
+	struct mg_jscan_value v;
+
+	n->n_alt = 0;
+	n->alt_bad = 0;
+	while (mg_jscan_element(s)) {
+		mg_jscan_value(s, &v);
+		if (v.type != MG_JSCAN_STRING || n->n_alt == MG_CALL_MODELS_MAX)
+			n->alt_bad = 1;
+		else
+			n->alt[n->n_alt++] = v;
+		mg_jscan_skip(s, &v);
+	}
+}
 
 /* messages: each element an object with a string role (the last role
  * named counts). */
@@ -163,9 +188,13 @@ scan_body(enum mg_endpoint ep, const char *body, size_t len, struct notes *n,
     enum mg_jscan_type *root)
 {
 	static const char *const chat_names[] = { "model", "messages", "max_tokens",
-		"max_completion_tokens", "stream", "stream_options", NULL };
-	static const char *const embeddings_names[] = { "model", "input", "encoding_format", NULL };
-	static const enum field embeddings_fields[] = { F_OTHER, F_MODEL, F_INPUT, F_FORMAT };
+		"max_completion_tokens", "stream", "stream_options", "models", NULL };
+	static const char *const embeddings_names[] = { "model", "input", "encoding_format",
+		"models", NULL };
+	static const enum field embeddings_fields[] = { F_OTHER, F_MODEL, F_INPUT, F_FORMAT,
+		F_MODELS };
+	const char *before;
+	int members = 0;
 	int chat = ep == MG_EP_CHAT;
 	struct mg_jscan s;
 	struct mg_jscan_value top, *v;
@@ -181,9 +210,12 @@ scan_body(enum mg_endpoint ep, const char *body, size_t len, struct notes *n,
 		mg_jscan_finish(&s);
 		return mg_jscan_ok(&s);
 	}
-	while ((i = mg_jscan_field(&s, chat ? chat_names : embeddings_names, NULL)) >= 0) {
+	while (before = mg_jscan_at(&s),
+	    (i = mg_jscan_field(&s, chat ? chat_names : embeddings_names, NULL)) >= 0) {
 		enum field k = chat ? (enum field)i : embeddings_fields[i];
 
+		if (members++ == 0)
+			before = NULL;   /* the first member: the comma after it goes */
 		if (k == F_OTHER) {
 			mg_jscan_next(&s);
 			continue;
@@ -201,8 +233,16 @@ scan_body(enum mg_endpoint ep, const char *body, size_t len, struct notes *n,
 			walk_input(&s, n);
 		else if (k == F_STREAM_OPTIONS && v->type == MG_JSCAN_OBJECT)
 			walk_stream_options(&s, n);
+		else if (k == F_MODELS && v->type == MG_JSCAN_ARRAY)
+			walk_models(&s, n);
 		else
 			mg_jscan_skip(&s, v);
+		if (k == F_MODELS) {
+			n->models_named++;
+			n->models_first = before == NULL;
+			n->models_from = before != NULL ? before : n->open + 1;
+			n->models_to = mg_jscan_at(&s);
+		}
 		if (k == F_STREAM_OPTIONS)
 			n->options_end = mg_jscan_at(&s);
 	}
@@ -411,6 +451,57 @@ note_usage_splice(struct mg_call *c, const struct notes *n, const char *body)
 	c->usage_cut = (size_t)(end - at);
 }
 
+/* "models": absent, null, or up to MG_CALL_MODELS_MAX model ids (the
+ * request's model among them or not); where it and the model are. */
+static enum mg_err
+check_models(struct mg_call *c, const struct notes *n, const char *body, struct mg_apierror *e)
+{
+	const struct mg_jscan_value *m = &n->f[F_MODELS], *model = &n->f[F_MODEL];
+	const char *to;
+	int i, j;
+
+	c->model_at = (size_t)(model->text - 1 - body);
+	c->model_cut = model->len + 2;
+	if (n->models_named == 0)
+		return MG_OK;
+	if (n->models_named > 1) {
+		mg_apierror_set(e, 400, invalid, "models", "invalid_value", "'models' is named twice");
+		return MG_ERR_INVALID;
+	}
+	if (m->type != MG_JSCAN_NULL && (m->type != MG_JSCAN_ARRAY || n->alt_bad)) {
+		mg_apierror_set(e, 400, invalid, "models", "invalid_type",
+		    "'models' must be an array of at most %d model ids", MG_CALL_MODELS_MAX);
+		return MG_ERR_INVALID;
+	}
+	for (i = 0; i < n->n_alt; i++) {
+		char *alt = c->alt[c->n_alt];
+		int nul, dup = 0;
+		long len = mg_jscan_string(&n->alt[i], alt, MG_MODEL_ID_MAX, &nul);
+
+		if (len <= 0 || nul || len >= MG_MODEL_ID_MAX || !mg_text_printable(alt, (size_t)len)) {
+			mg_apierror_set(e, 400, invalid, "models", "invalid_value",
+			    "models[%d] must be a model id: printable UTF-8 text, 1 to 255 bytes", i);
+			return MG_ERR_INVALID;
+		}
+		dup = strcmp(alt, c->model) == 0;
+		for (j = 0; j < c->n_alt && !dup; j++)
+			dup = strcmp(alt, c->alt[j]) == 0;
+		if (!dup)
+			c->n_alt++;
+	}
+	to = n->models_to;
+	if (n->models_first) {
+		/* the first member: its comma goes with it */
+		while (*to == ' ' || *to == '\t' || *to == '\r' || *to == '\n')
+			to++;
+		if (*to == ',')
+			to++;
+	}
+	c->models_at = (size_t)(n->models_from - body);
+	c->models_cut = (size_t)(to - n->models_from);
+	return MG_OK;
+}
+
 static void
 call_init(struct mg_call *c, enum mg_endpoint ep)
 {
@@ -440,6 +531,8 @@ mg_request_parse(enum mg_endpoint ep, const char *body, size_t len,
 		return MG_ERR_INVALID;
 	}
 	rc = check_model(c, &n.f[F_MODEL], e);
+	if (rc == MG_OK)
+		rc = check_models(c, &n, body, e);
 	if (rc == MG_OK)
 		rc = ep == MG_EP_CHAT ? check_chat(c, &n, e) : check_embeddings(c, &n, e);
 	if (rc != MG_OK) {
@@ -475,6 +568,87 @@ mg_call_usage_body(struct mg_call *c, const char *body, size_t *len)
 	return c->usage_body;
 }
 
+/* One change of a body: cut bytes at at become text. */
+struct edit {
+	size_t at, cut;
+	const char *text;
+	size_t len;
+};
+
+/* Writes sent as a JSON string into out (size bytes, room for every
+ * byte escaped); its length. */
+static size_t
+json_quote(const char *sent, char *out, size_t size)
+{
+	size_t n = 0;
+
+	out[n++] = '"';
+	for (; *sent != '\0' && n + 8 < size; sent++) {
+		unsigned char ch = (unsigned char)*sent;
+
+		if (ch == '"' || ch == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)ch;
+		} else if (ch < 0x20) {
+			n += (size_t)snprintf(out + n, size - n, "\\u%04x", ch);
+		} else {
+			out[n++] = (char)ch;
+		}
+	}
+	out[n++] = '"';
+	out[n] = '\0';
+	return n;
+}
+
+const char *
+mg_call_body(struct mg_call *c, const char *body, size_t *len, const char *sent)
+{
+	char quoted[MG_MODEL_ID_MAX * 6 + 4];
+	struct edit ed[3], t;
+	size_t n = 0, total, pos = 0, out = 0;
+	int i, j;
+	char *b;
+
+	if ((sent == NULL || strcmp(sent, c->model) == 0) && c->models_cut == 0)
+		return mg_call_usage_body(c, body, len);
+	if (c->usage_text != NULL)
+		ed[n++] = (struct edit){ c->usage_at, c->usage_cut, c->usage_text,
+		    strlen(c->usage_text) };
+	if (sent != NULL && strcmp(sent, c->model) != 0)
+		ed[n++] = (struct edit){ c->model_at, c->model_cut, quoted,
+		    json_quote(sent, quoted, sizeof(quoted)) };
+	if (c->models_cut > 0)
+		ed[n++] = (struct edit){ c->models_at, c->models_cut, "", 0 };
+	/* in order of place; an insertion before a cut at the same place */
+	for (i = 1; i < (int)n; i++)
+		for (j = i; j > 0 && (ed[j].at < ed[j - 1].at ||
+		    (ed[j].at == ed[j - 1].at && ed[j].cut < ed[j - 1].cut)); j--) {
+			t = ed[j];
+			ed[j] = ed[j - 1];
+			ed[j - 1] = t;
+		}
+	total = *len;
+	for (i = 0; i < (int)n; i++)
+		total = total - ed[i].cut + ed[i].len;
+	b = realloc(c->sent_body, total + 1);
+	if (b == NULL)
+		return NULL;
+	c->sent_body = b;
+	for (i = 0; i < (int)n; i++) {
+		memcpy(b + out, body + pos, ed[i].at - pos);
+		out += ed[i].at - pos;
+		memcpy(b + out, ed[i].text, ed[i].len);
+		out += ed[i].len;
+		pos = ed[i].at + ed[i].cut;
+	}
+	memcpy(b + out, body + pos, *len - pos);
+	out += *len - pos;
+	b[out] = '\0';
+	c->sent_len = out;
+	*len = out;
+	return b;
+}
+
 void
 mg_call_free(struct mg_call *c)
 {
@@ -482,5 +656,7 @@ mg_call_free(struct mg_call *c)
 		return;
 	free(c->usage_body);
 	c->usage_body = NULL;
+	free(c->sent_body);
+	c->sent_body = NULL;
 	c->model[0] = '\0';
 }

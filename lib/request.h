@@ -11,10 +11,21 @@ enum mg_endpoint {
 	MG_EP_EMBEDDINGS    /* POST /v1/embeddings */
 };
 
+/* The most models a request's "models" list may name. */
+#define MG_CALL_MODELS_MAX 4
+
 /* A parsed and validated client request body. */
 struct mg_call {
 	enum mg_endpoint endpoint;
 	char model[MG_MODEL_ID_MAX]; /* "" unless parsed */
+	/* "models": [a, b]: further models tried when the model fails (the
+	 * model itself left out) */
+	char alt[MG_CALL_MODELS_MAX][MG_MODEL_ID_MAX];
+	int n_alt;
+	size_t model_at, model_cut;   /* the model's value in the body, quotes and all */
+	size_t models_at, models_cut; /* the models member, to drop; cut 0: none */
+	char *sent_body;              /* owned: the body for one upstream, once made */
+	size_t sent_len;
 	int stream;            /* chat: "stream": true */
 	int include_usage;     /* chat: stream_options.include_usage */
 	int want_base64;       /* embeddings: encoding_format "base64" */
@@ -44,6 +55,12 @@ enum mg_err mg_request_parse(enum mg_endpoint ep, const char *body, size_t len,
  * bytes as the client sent them; *len becomes its length.  When memory
  * runs out, body itself. */
 const char *mg_call_usage_body(struct mg_call *c, const char *body, size_t *len);
+/* The body for an upstream that is sent the model string sent: as
+ * mg_call_usage_body, with the model's value replaced by sent and the
+ * "models" member left out (the gateway tries them itself).  The body as
+ * mg_call_usage_body gives it when nothing is to change; NULL when memory
+ * runs out.  Valid until the next call or mg_call_free. */
+const char *mg_call_body(struct mg_call *c, const char *body, size_t *len, const char *sent);
 void mg_call_free(struct mg_call *c);
 
 #endif

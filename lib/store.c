@@ -39,7 +39,7 @@ static const struct stmt statements[] = {
 	{ "mg_compact", "SELECT mg_rollup_compact() IS NOT NULL", 0 },
 	{ "mg_models", "SELECT list, allowed FROM mg_model_list($1)", 1 },
 	{ "mg_catalog_claim", "SELECT mg_catalog_claim($1)", 1 },
-	{ "mg_catalog_replace", "SELECT mg_catalog_replace($1::jsonb)", 1 },
+	{ "mg_catalog_replace", "SELECT mg_catalog_replace($1::jsonb, $2::text[], $3::text[])", 3 },
 	{ "mg_admit_batch",
 	  "SELECT i, outcome, key_id, project_id, project_name, key_prefix, trim_scale(reserved), "
 	  "rpm, rpm_remaining, rpm_reset_ms, tpm, tpm_remaining, tpm_reset_ms, "
@@ -591,8 +591,62 @@ fill_admission(json_object *o, int i, const void *ctx)
 	    put_str(o, "m", q->model) == 0 && put_str(o, "e", q->endpoint) == 0 &&
 	    json_object_object_add(o, "s", json_object_new_boolean(q->stream)) == 0 &&
 	    put_int(o, "p", q->prompt_estimate) == 0 && put_int(o, "o", q->max_output) == 0;
+	json_object *cands;
+	int c;
 
-	return ok ? 0 : -1;
+	if (!ok || q->conf == NULL || q->n_cands == 0)
+		return ok ? 0 : -1;
+	/* the calls it may make: {u: upstream, m: model, pp, cp: its prices
+	 * where the catalog has none, g: those prices are the config's} */
+	cands = json_object_new_array();
+	if (cands == NULL || json_object_object_add(o, "c", cands) != 0) {
+		json_object_put(cands);
+		return -1;
+	}
+	for (c = 0; c < q->n_cands; c++) {
+		const struct mg_updef *d = &q->conf->ups[q->cands[c].upstream];
+		json_object *e = json_object_new_object();
+
+		if (e == NULL || json_object_array_add(cands, e) != 0) {
+			json_object_put(e);
+			return -1;
+		}
+		if (put_str(e, "u", d->name) != 0 || put_str(e, "m", q->cands[c].model) != 0 ||
+		    put_str(e, "pp", d->prompt_price) != 0 || put_str(e, "cp", d->completion_price) != 0 ||
+		    json_object_object_add(e, "g", json_object_new_boolean(d->prices ==
+		    MG_PRICES_CONFIG)) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* A request's upstream calls as the usage row keeps them. */
+static json_object *
+attempts_json(const struct mg_usage *u)
+{
+	json_object *arr = json_object_new_array();
+	int i;
+
+	for (i = 0; i < u->n_attempts && arr != NULL; i++) {
+		const struct mg_usage_attempt *a = &u->attempts[i];
+		json_object *e = json_object_new_object();
+
+		if (e == NULL || json_object_array_add(arr, e) != 0) {
+			json_object_put(e);
+			json_object_put(arr);
+			return NULL;
+		}
+		/* e is arr's now */
+		if (put_str(e, "upstream", a->upstream) != 0 || put_str(e, "model", a->model) != 0 ||
+		    json_object_object_add(e, "status", a->status > 0 ?
+		    json_object_new_int(a->status) : NULL) != 0 ||
+		    put_str(e, "error", a->error) != 0 ||
+		    put_int(e, "latency_ms", a->latency_ms) != 0) {
+			json_object_put(arr);
+			return NULL;
+		}
+	}
+	return arr;
 }
 
 enum mg_err
@@ -716,9 +770,18 @@ mg_store_catalog_claim(struct mg_store *s, int interval, int *claimed)
 }
 
 enum mg_err
-mg_store_catalog_replace(struct mg_store *s, const char *models_json, int *n)
+mg_store_catalog_replace(struct mg_store *s, const char *models_json, const char *upstreams,
+    const char *synced, int *n)
 {
-	return scalar_int(s, "mg_catalog_replace", models_json, n);
+	const char *vals[3] = { models_json, upstreams, synced };
+	PGresult *r = NULL;
+	enum mg_err rc = exec_prepared(s, "mg_catalog_replace", 3, vals, &r);
+
+	*n = 0;
+	if (rc == MG_OK && PQntuples(r) == 1)
+		*n = atoi(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return rc;
 }
 
 enum mg_err
@@ -771,7 +834,21 @@ fill_settlement(json_object *o, int i, const void *ctx)
 	    put_str(o, "pv", str_or_null(u->provider)) == 0 &&
 	    put_int(o, "l", u->latency_ms) == 0 && put_int(o, "f", u->ttft_ms) == 0 &&
 	    json_object_object_add(o, "r", json_object_new_boolean(u->check)) == 0;
+	json_object *at;
 
+	if (!ok || u->upstream == NULL)
+		return ok ? 0 : -1;
+	/* the upstream that served it, its calls, the prices it charges */
+	at = attempts_json(u);
+	if (at == NULL || json_object_object_add(o, "tr", at) != 0) {
+		json_object_put(at);
+		return -1;
+	}
+	ok = put_str(o, "up", u->upstream) == 0 && put_str(o, "sm", str_or_null(u->served_model)) == 0 &&
+	    put_str(o, "pp", str_or_null(u->served_prompt_price)) == 0 &&
+	    put_str(o, "cp", str_or_null(u->served_completion_price)) == 0 &&
+	    json_object_object_add(o, "g", json_object_new_boolean(u->served_config_prices)) == 0 &&
+	    json_object_object_add(o, "nr", json_object_new_boolean(u->no_recon)) == 0;
 	return ok ? 0 : -1;
 }
 

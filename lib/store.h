@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "err.h"
+#include "route.h"
 #include "usage.h"
 
 /* The responder's Postgres side: a small pool of persistent connections
@@ -43,6 +44,9 @@ struct mg_admit_req {
 	int default_output;            /* reserved when max_output is -1 */
 	const char *fallback_prompt;   /* USD per token, decimal text */
 	const char *fallback_completion;
+	const struct mg_conf *conf;    /* the upstreams cands name, or NULL */
+	const struct mg_route_candidate *cands; /* the calls it may make: the */
+	int n_cands;                   /* reservation covers the dearest */
 	struct timespec since;         /* CLOCK_MONOTONIC when it asked to be
 	                                * admitted; {0, 0}: when the store is called */
 };
@@ -107,8 +111,11 @@ enum mg_err mg_store_reap(struct mg_store *s, int grace, int *n, unsigned long l
 /* *claimed = 1 when this caller should refresh the catalog now. */
 enum mg_err mg_store_catalog_claim(struct mg_store *s, int interval, int *claimed)
 	__attribute__((warn_unused_result));
-/* Replaces the catalog with a JSON array (see mg_catalog_replace). */
-enum mg_err mg_store_catalog_replace(struct mg_store *s, const char *models_json, int *n)
+/* Replaces the catalog of the upstreams synced with a JSON array, keeping
+ * only those named in upstreams (Postgres array texts; see
+ * mg_catalog_replace). */
+enum mg_err mg_store_catalog_replace(struct mg_store *s, const char *models_json,
+    const char *upstreams, const char *synced, int *n)
 	__attribute__((warn_unused_result));
 /* The project's /v1/models list from the catalog (*list NULL when the
  * catalog is empty) and its allowed models as a JSON array; both

@@ -278,7 +278,7 @@ stream_end(struct stream_state *st, enum mg_err rc)
 	} else if (rc != MG_OK) {
 		u->check = 1;
 		mg_log(MG_LOG_WARN, x->request_id, "upstream stream broke off: %s (%s)",
-		    mg_strerror(rc), mg_upstream_last_error(w->up));
+		    mg_strerror(rc), mg_upstream_last_error(w->cur));
 		mg_apierror_transport(rc, &e);
 		stream_error(st, &e);
 	} else if (!st->done) {
@@ -297,15 +297,16 @@ stream_end(struct stream_state *st, enum mg_err rc)
 }
 
 void
-mg_stream_relay(struct mg_worker *w, struct mg_exchange *x, struct mg_call *call, struct mg_usage *u)
+mg_stream_relay(struct mg_worker *w, struct mg_exchange *x, struct mg_call *call,
+    const struct mg_plan *plan, struct mg_usage *u)
 {
 	struct stream_state st;
 	struct mg_upstream_sink sink = { stream_start, stream_data, stream_tick, &st };
 	struct mg_apierror e;
+	struct mg_tries t;
 	struct timespec since;
-	size_t len = w->body.len;
-	const char *body = mg_call_usage_body(call, w->body.data, &len);
-	enum mg_err rc;
+	enum mg_err rc = MG_OK;
+	int again = 1;
 
 	memset(&st, 0, sizeof(st));
 	st.w = w;
@@ -313,17 +314,28 @@ mg_stream_relay(struct mg_worker *w, struct mg_exchange *x, struct mg_call *call
 	st.u = u;
 	st.include_usage = call->include_usage;
 	st.last_write = mg_clock_seconds();
-	mg_sse_init(&st.sse, SSE_MAX_EVENT);
-	mg_clock_now(CLOCK_MONOTONIC, &since);
-	rc = mg_upstream_call_stream(w->up, "/chat/completions", body, len, &sink, &w->reply);
-	x->upstream_us = mg_clock_us_since(&since);
+	memset(&t, 0, sizeof(t));
+	t.plan = plan;
+	/* each candidate in turn until one's answer starts: never another
+	 * once bytes reached the client */
+	while (again && !st.started && mg_tries_next(w, call, &t)) {
+		mg_sse_init(&st.sse, SSE_MAX_EVENT);
+		mg_clock_now(CLOCK_MONOTONIC, &since);
+		rc = mg_upstream_call_stream(t.up, "/chat/completions", t.body, t.len, &sink,
+		    &w->reply);
+		x->upstream_us += mg_clock_us_since(&since);
+		mg_sse_free(&st.sse);
+		again = mg_tries_done(w, x, u, &t, rc, rc == MG_OK || st.started ? w->reply.status : 0,
+		    st.started);
+	}
 	if (x->upstream_us == 0)
 		x->upstream_us = 1;
-	mg_sse_free(&st.sse);
 	if (!st.started) {
-		if (rc != MG_OK) {
+		if (t.made == 0) {
+			mg_tries_unavailable(x, &t, &e);
+		} else if (rc != MG_OK) {
 			mg_log(MG_LOG_WARN, x->request_id, "upstream stream failed: %s (%s)",
-			    mg_strerror(rc), mg_upstream_last_error(w->up));
+			    mg_strerror(rc), mg_upstream_last_error(t.up));
 			mg_apierror_transport(rc, &e);
 		} else {
 			mg_log(MG_LOG_WARN, x->request_id, "upstream stream answered %ld: %.300s",

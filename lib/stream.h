@@ -11,10 +11,11 @@
  * that goes away (drained or aborted), and the usage the stream carried.
  * Called by gateway.c for an admitted request. */
 
-/* Relays call (body in w->body) and records u.  Failures before the first
- * byte are ordinary HTTP errors; after it, one error event ends the
- * stream. */
+/* Relays call (body in w->body) to the candidates of plan in turn and
+ * records u.  A failure before the first byte moves on to the next
+ * candidate, and ends as an ordinary HTTP error when none is left; after
+ * it, one error event ends the stream. */
 void mg_stream_relay(struct mg_worker *w, struct mg_exchange *x, struct mg_call *call,
-    struct mg_usage *u);
+    const struct mg_plan *plan, struct mg_usage *u);
 
 #endif

@@ -210,20 +210,25 @@ static void
 refresh_catalog(struct mg_upkeep *u, struct mg_upstream *up)
 {
 	const struct mg_conf *c = u->conf;
-	char err[MG_ERR_DETAIL_LEN], *rows = NULL;
+	char err[MG_ERR_DETAIL_LEN], *rows = NULL, *names = NULL, *synced = NULL;
 	int claimed = 0, n = 0;
 
+	(void)up;
 	if (mg_store_catalog_claim(u->store, c->catalog_refresh, &claimed) != MG_OK || !claimed)
 		return;
-	if (mg_catalog_fetch(up, (size_t)c->up_max_response, &rows, &n, err, sizeof(err)) != MG_OK) {
+	if (mg_catalog_fetch_all(c, &rows, &names, &synced, &n, err, sizeof(err)) != MG_OK) {
 		mg_log(MG_LOG_WARN, NULL, "catalog refresh failed: %s", err);
 		return;
 	}
-	if (mg_store_catalog_replace(u->store, rows, &n) != MG_OK)
+	if (err[0] != '\0')
+		mg_log(MG_LOG_WARN, NULL, "catalog refresh: %s (their models are kept)", err);
+	if (mg_store_catalog_replace(u->store, rows, names, synced, &n) != MG_OK)
 		mg_log(MG_LOG_WARN, NULL, "catalog refresh not stored: %s", mg_store_last_error());
 	else
 		mg_log(MG_LOG_INFO, NULL, "catalog refreshed: %d models", n);
 	free(rows);
+	free(names);
+	free(synced);
 }
 
 /* Hands the free pages of the malloc heaps back to the system once

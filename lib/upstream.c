@@ -13,6 +13,7 @@
 
 struct mg_upstream {
 	const struct mg_conf *conf;
+	const char *base_url;         /* the upstream's, owned by the config */
 	CURL *curl;
 	CURLU *target;                /* the parsed URL of path, for curl */
 	struct curl_slist *headers;
@@ -25,6 +26,9 @@ struct mg_upstream {
 	const struct mg_upstream_sink *sink;
 	struct mg_upstream_reply *reply;
 };
+
+static struct mg_upstream *make(const struct mg_conf *c, const char *base_url, const char *key,
+    int connect_timeout, int timeout);
 
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *arg)
@@ -184,12 +188,26 @@ mg_upstream_new(const struct mg_conf *c)
 struct mg_upstream *
 mg_upstream_new_key(const struct mg_conf *c, const char *key)
 {
+	return make(c, c->up_base_url, key, c->up_connect_timeout, c->up_timeout);
+}
+
+struct mg_upstream *
+mg_upstream_new_def(const struct mg_conf *c, const struct mg_updef *d)
+{
+	return make(c, d->base_url, d->key, d->connect_timeout, d->timeout);
+}
+
+static struct mg_upstream *
+make(const struct mg_conf *c, const char *base_url, const char *key, int connect_timeout,
+    int timeout)
+{
 	struct mg_upstream *u = calloc(1, sizeof(*u));
 	char auth[1100], enc[64];
 
 	if (u == NULL)
 		return NULL;
 	u->conf = c;
+	u->base_url = base_url;
 	u->curl = curl_easy_init();
 	u->target = curl_url();
 	if (u->curl == NULL || u->target == NULL)
@@ -229,8 +247,8 @@ mg_upstream_new_key(const struct mg_conf *c, const char *key)
 	curl_easy_setopt(u->curl, CURLOPT_HEADERDATA, u);
 	curl_easy_setopt(u->curl, CURLOPT_XFERINFOFUNCTION, on_progress);
 	curl_easy_setopt(u->curl, CURLOPT_XFERINFODATA, u);
-	curl_easy_setopt(u->curl, CURLOPT_CONNECTTIMEOUT, (long)c->up_connect_timeout);
-	curl_easy_setopt(u->curl, CURLOPT_TIMEOUT, (long)c->up_timeout);
+	curl_easy_setopt(u->curl, CURLOPT_CONNECTTIMEOUT, (long)connect_timeout);
+	curl_easy_setopt(u->curl, CURLOPT_TIMEOUT, (long)timeout);
 	curl_easy_setopt(u->curl, CURLOPT_TCP_NODELAY, 1L);
 	curl_easy_setopt(u->curl, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(u->curl, CURLOPT_FOLLOWLOCATION, 0L);
@@ -279,6 +297,12 @@ mg_upstream_set_timeout(struct mg_upstream *u, long seconds)
 	curl_easy_setopt(u->curl, CURLOPT_TIMEOUT, seconds);
 }
 
+void
+mg_upstream_set_timeout_ms(struct mg_upstream *u, long ms)
+{
+	curl_easy_setopt(u->curl, CURLOPT_TIMEOUT_MS, ms);
+}
+
 const char *
 mg_upstream_last_error(const struct mg_upstream *u)
 {
@@ -313,7 +337,7 @@ set_target(struct mg_upstream *u, const char *path)
 	if (strcmp(path, u->path) == 0 && u->path[0] != '\0')
 		return MG_OK;
 	u->path[0] = '\0';
-	n = snprintf(u->url, sizeof(u->url), "%s%s", u->conf->up_base_url, path);
+	n = snprintf(u->url, sizeof(u->url), "%s%s", u->base_url, path);
 	if (n < 0 || (size_t)n >= sizeof(u->url) || strlen(path) >= sizeof(u->path))
 		return MG_ERR_INVALID;
 	/* the flags curl parses a CURLOPT_URL with */

@@ -23,6 +23,9 @@ struct mg_upstream *mg_upstream_new(const struct mg_conf *c);
 /* The same, calling with key (e.g. the management key) instead of the
  * provider key; no Authorization header when key is NULL. */
 struct mg_upstream *mg_upstream_new_key(const struct mg_conf *c, const char *key);
+/* A handle for upstream d of the list: its base URL, its key only, its
+ * timeouts.  d must outlive the handle. */
+struct mg_upstream *mg_upstream_new_def(const struct mg_conf *c, const struct mg_updef *d);
 void mg_upstream_free(struct mg_upstream *u);
 
 /* Initializes a reply whose body may hold at most max bytes. */
@@ -57,6 +60,8 @@ enum mg_err mg_upstream_call_stream(struct mg_upstream *u, const char *path,
 /* Caps every later call of u at seconds (instead of upstream.timeout):
  * for the upkeep's short calls, which must never hold it up for long. */
 void mg_upstream_set_timeout(struct mg_upstream *u, long seconds);
+/* The same in milliseconds: a request's later calls get what is left. */
+void mg_upstream_set_timeout_ms(struct mg_upstream *u, long ms);
 
 /* A short text for the last failed call (curl's message), for logs. */
 const char *mg_upstream_last_error(const struct mg_upstream *u);

@@ -10,6 +10,19 @@
 #define MG_REQUEST_ID_LEN 28  /* "req_" + 24 hex */
 #define MG_COST_MAX 48
 
+/* The most upstream calls a usage row records. */
+#define MG_USAGE_ATTEMPTS_MAX 6
+
+/* One upstream call of a request. */
+struct mg_usage_attempt {
+	const char *upstream;         /* its name (the configuration's) */
+	char model[MG_MODEL_ID_MAX];  /* the model, as the client names it */
+	int status;                   /* the HTTP status it answered, 0: none */
+	const char *error;            /* static: "connect", "timeout", "status",
+	                               * "broken" or NULL */
+	long latency_ms;
+};
+
 /* One usage row: what a request cost and how it ended. */
 struct mg_usage {
 	char request_id[MG_REQUEST_ID_LEN + 1];
@@ -29,6 +42,16 @@ struct mg_usage {
 	char provider[64];            /* OpenRouter's "provider", if any */
 	long latency_ms;
 	long long ttft_ms;            /* streams: first event relayed, -1 */
+	const char *upstream;         /* the upstream that served it (or was
+	                               * called last), NULL: none */
+	int n_attempts;
+	struct mg_usage_attempt attempts[MG_USAGE_ATTEMPTS_MAX];
+	int no_recon;                 /* its upstream is not the one generations
+	                               * are looked up at */
+	char served_prompt_price[MG_COST_MAX];     /* the prices of the upstream */
+	char served_completion_price[MG_COST_MAX]; /* that served, "" unknown */
+	int served_config_prices;     /* 1: those prices win over the catalog's */
+	char served_model[MG_MODEL_ID_MAX]; /* the model that served, "" none */
 	int check;                    /* look the generation's bill up even if the
 	                               * answer carried a cost (a cut stream,
 	                               * reconcile.verify = "all") */

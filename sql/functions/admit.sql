@@ -56,7 +56,13 @@ $$;
 
 -- Admits a batch: p_reqs is a JSON array of
 -- {"k": key hash (hex), "id": request id, "m": model, "e": endpoint,
---  "s": stream, "p": prompt estimate, "o": max output or null}.
+--  "s": stream, "p": prompt estimate, "o": max output or null,
+--  "c": the upstream calls it may make, or absent: an array of
+--       {"u": upstream, "m": model, "pp", "cp": the upstream's prices
+--        where upstream_models has none, "g": those prices win}}.
+-- With "c", every model a call names must be allowed, and the
+-- reservation is that of the dearest call (the prices stored with the
+-- row are its); without it, the model's catalog prices.
 -- Returns one row per element, i being its position (from 1); elements of
 -- one project are decided in the order they come in the array.  p_now
 -- replaces the clock (for tests).
@@ -123,6 +129,7 @@ BEGIN
     v_now := coalesce(p_now, clock_timestamp());
 
     FOR e IN SELECT x.n::integer AS n, x.id, x.m, x.e, x.s, x.p, x.o,
+                    cand.pp AS c_pp, cand.cp AS c_cp, coalesce(cand.disallowed, false) AS c_bad,
                     ak.id AS kid, ak.prefix, pr.id AS pid, pr.name, pr.rpm AS p_rpm,
                     pr.tpm AS p_tpm, pr.spend_cap AS cap, pr.cap_period,
                     pr.allowed_models, md.id IS NOT NULL AS known,
@@ -134,8 +141,9 @@ BEGIN
                     pq.reserved AS q_reserved, pq.req_level AS q_req,
                     pq.tok_level AS q_tok, pq.level_at AS q_at
                FROM ROWS FROM (jsonb_to_recordset(p_reqs)
-                        AS (k text, id text, m text, e text, s boolean, p integer, o integer))
-                    WITH ORDINALITY AS x(k, id, m, e, s, p, o, n)
+                        AS (k text, id text, m text, e text, s boolean, p integer, o integer,
+                            c jsonb))
+                    WITH ORDINALITY AS x(k, id, m, e, s, p, o, c, n)
                -- one index lookup per element ("OFFSET 0" keeps the
                -- planner from making hash joins of them)
                LEFT JOIN LATERAL (
@@ -150,6 +158,23 @@ BEGIN
                       FROM models m WHERE m.id = x.m OFFSET 0) md ON true
                LEFT JOIN LATERAL (
                     SELECT c.* FROM project_quota c WHERE c.project_id = pr.id OFFSET 0) pq ON true
+               -- the dearest of the calls it may make, and whether one
+               -- names a model the project may not use
+               LEFT JOIN LATERAL (
+                    SELECT k.pp, k.cp,
+                           bool_or(cardinality(pr.allowed_models) > 0
+                                   AND NOT (k.m = ANY (pr.allowed_models))) OVER () AS disallowed
+                      FROM (SELECT c.m,
+                                   CASE WHEN c.g THEN c.pp
+                                        ELSE coalesce(um.prompt_price, c.pp) END AS pp,
+                                   CASE WHEN c.g THEN c.cp
+                                        ELSE coalesce(um.completion_price, c.cp) END AS cp
+                              FROM jsonb_to_recordset(x.c)
+                                   AS c(u text, m text, pp numeric, cp numeric, g boolean)
+                              LEFT JOIN upstream_models um ON um.upstream = c.u AND um.id = c.m
+                           ) k
+                     ORDER BY x.p * k.pp + coalesce(x.o, p_default_output) * k.cp DESC
+                     LIMIT 1) cand ON true
               ORDER BY pr.id NULLS FIRST, x.n
     LOOP
         -- this element's answer: what is known now, the rest below
@@ -165,7 +190,8 @@ BEGIN
             RETURN NEXT r;
             CONTINUE;
         END IF;
-        IF cardinality(e.allowed_models) > 0 AND NOT (e.m = ANY (e.allowed_models)) THEN
+        IF (cardinality(e.allowed_models) > 0 AND NOT (e.m = ANY (e.allowed_models)))
+           OR e.c_bad THEN
             r.outcome := 'model_not_allowed';
             RETURN NEXT r;
             CONTINUE;
@@ -175,8 +201,8 @@ BEGIN
             RETURN NEXT r;
             CONTINUE;
         END IF;
-        r.prompt_price := coalesce(e.pp, p_fallback_prompt);
-        r.completion_price := coalesce(e.cp, p_fallback_completion);
+        r.prompt_price := coalesce(e.c_pp, e.pp, p_fallback_prompt);
+        r.completion_price := coalesce(e.c_cp, e.cp, p_fallback_completion);
         v_out := coalesce(e.o, p_default_output);
         IF e.ctx IS NOT NULL AND v_out > e.ctx THEN
             v_out := e.ctx;   -- no model writes more than its context

@@ -2,10 +2,15 @@
 -- claim that lets one responder of many sync it, and the list a project
 -- may use (served at /v1/models).  Prices are numeric USD per token.
 
--- Replaces the catalog with p_models, a JSON array of
--- {id, kind, name, context_length, prompt_price, completion_price, object}
--- (prices as decimal strings or null).  Returns the number of models.
-CREATE OR REPLACE FUNCTION mg_catalog_replace(p_models jsonb)
+-- Replaces the catalog of the upstreams p_synced with p_models, a JSON
+-- array of {upstream, id, kind, name, context_length, prompt_price,
+-- completion_price, routed, object} (prices as decimal strings or null;
+-- upstream absent: "default"; routed absent: true), drops the rows of
+-- upstreams not in p_upstreams (no longer configured), keeps those of the
+-- others (their sync failed), and makes models the routed rows of every
+-- upstream.  Returns the number of models.
+CREATE OR REPLACE FUNCTION mg_catalog_replace(p_models jsonb, p_upstreams text[],
+    p_synced text[])
 RETURNS integer
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -16,26 +21,45 @@ BEGIN
     IF jsonb_typeof(p_models) IS DISTINCT FROM 'array' OR jsonb_array_length(p_models) = 0 THEN
         RAISE EXCEPTION 'the model list is empty';
     END IF;
-    INSERT INTO models AS m (id, kind, name, context_length, prompt_price,
-                             completion_price, object, synced_at)
-    SELECT DISTINCT ON (e->>'id')
-           e->>'id', e->>'kind', e->>'name', (e->>'context_length')::integer,
-           (e->>'prompt_price')::numeric, (e->>'completion_price')::numeric,
+    DELETE FROM upstream_models
+     WHERE NOT (upstream = ANY (p_upstreams)) OR upstream = ANY (p_synced);
+    INSERT INTO upstream_models AS m (upstream, id, kind, name, context_length, prompt_price,
+                                      completion_price, routed, object, synced_at)
+    SELECT DISTINCT ON (coalesce(e->>'upstream', 'default'), e->>'id')
+           coalesce(e->>'upstream', 'default'), e->>'id', e->>'kind', e->>'name',
+           (e->>'context_length')::integer, (e->>'prompt_price')::numeric,
+           (e->>'completion_price')::numeric, coalesce((e->>'routed')::boolean, true),
            e->'object', v_at
       FROM jsonb_array_elements(p_models) e
      WHERE e->>'id' IS NOT NULL
-     ORDER BY e->>'id'
+       AND coalesce(e->>'upstream', 'default') = ANY (p_synced)
+     ORDER BY coalesce(e->>'upstream', 'default'), e->>'id';
+    INSERT INTO models AS m (id, kind, name, context_length, prompt_price,
+                             completion_price, object, synced_at, upstream)
+    SELECT DISTINCT ON (u.id) u.id, u.kind, u.name, u.context_length, u.prompt_price,
+           u.completion_price, u.object, v_at, u.upstream
+      FROM upstream_models u
+     WHERE u.routed
+     ORDER BY u.id, u.upstream
     ON CONFLICT (id) DO UPDATE
        SET kind = EXCLUDED.kind, name = EXCLUDED.name,
            context_length = EXCLUDED.context_length,
            prompt_price = EXCLUDED.prompt_price,
            completion_price = EXCLUDED.completion_price,
-           object = EXCLUDED.object, synced_at = EXCLUDED.synced_at;
+           object = EXCLUDED.object, synced_at = EXCLUDED.synced_at,
+           upstream = EXCLUDED.upstream;
     DELETE FROM models WHERE synced_at < v_at;
     SELECT count(*) INTO v_n FROM models;
     UPDATE catalog_state SET synced_at = v_at, claimed_at = NULL, models = v_n;
     RETURN v_n;
 END
+$$;
+
+-- The catalog of the one upstream "default" (see above).
+CREATE OR REPLACE FUNCTION mg_catalog_replace(p_models jsonb)
+RETURNS integer
+LANGUAGE sql AS $$
+    SELECT mg_catalog_replace(p_models, ARRAY['default'], ARRAY['default'])
 $$;
 
 -- A responder asks whether it should refresh the catalog now: true for one

@@ -28,7 +28,13 @@ $$;
 --  "c": cost (decimal text) or null, "b": billable, "u": upstream id,
 --  "pv": provider, "l": latency ms, "f": time to first token ms,
 --  "r": look the generation up even though the answer carried a cost (an
---  aborted or drained stream, reconcile.verify = "all")}.
+--  aborted or drained stream, reconcile.verify = "all"),
+--  "up": the upstream that served it, "tr": its upstream calls (see
+--  014_upstreams.sql), "sm": the model that served, "pp", "cp": that
+--  upstream's prices where upstream_models has none ("g": those win),
+--  "nr": its generations are not looked up (not the reconciled account)}.
+-- With "up", tokens are charged at the prices of the upstream and model
+-- that served (a fallback may be cheaper than the reservation's).
 -- Each completes its pending usage row, releases its reservation and
 -- charges its cost to the period it was admitted in.  The cost is "c" when
 -- the upstream reported one ('upstream'); else, when the upstream did work
@@ -80,25 +86,35 @@ BEGIN
         RETURN;
     END IF;
     WITH x AS (
-        SELECT x.*, k.at FROM jsonb_to_recordset(p_rows) AS x(id text, st integer, et text,
+        SELECT x.*, k.at,
+               CASE WHEN x.g THEN x.pp ELSE coalesce(um.prompt_price, x.pp) END AS spp,
+               CASE WHEN x.g THEN x.cp ELSE coalesce(um.completion_price, x.cp) END AS scp
+          FROM jsonb_to_recordset(p_rows) AS x(id text, st integer, et text,
                pt integer, ct integer, tt integer, c numeric, b boolean,
-               u text, pv text, l integer, f integer, r boolean)
+               u text, pv text, l integer, f integer, r boolean,
+               up text, tr jsonb, sm text, pp numeric, cp numeric, g boolean, nr boolean)
           JOIN unnest(v_ids, v_ats) AS k(id, at) ON k.id = x.id
+          LEFT JOIN upstream_models um ON um.upstream = x.up AND um.id = x.sm
     ), s AS (
         UPDATE usage_events u
            SET status = x.st, error_type = x.et,
                prompt_tokens = x.pt, completion_tokens = x.ct, total_tokens = x.tt,
                cost = CASE WHEN x.c IS NOT NULL THEN x.c
-                           WHEN x.b THEN coalesce(x.pt, u.prompt_estimate) * u.prompt_price
-                                         + coalesce(x.ct, 0) * u.completion_price
+                           WHEN x.b THEN coalesce(x.pt, u.prompt_estimate)
+                                         * coalesce(x.spp, u.prompt_price)
+                                         + coalesce(x.ct, 0) * coalesce(x.scp, u.completion_price)
                            ELSE 0 END,
+               prompt_price = coalesce(x.spp, u.prompt_price),
+               completion_price = coalesce(x.scp, u.completion_price),
+               upstream = x.up, attempts = x.tr,
                cost_source = CASE WHEN x.c IS NOT NULL THEN 'upstream'
                                   WHEN x.b THEN 'catalog' END,
                -- an id kept while the answer ran (mg_recon_note_ids) stays
                upstream_id = coalesce(x.u, u.upstream_id),
                provider = x.pv, latency_ms = x.l, ttft_ms = x.f,
                settled_at = clock_timestamp(),
-               recon_state = mg_recon_state(coalesce(x.u, u.upstream_id))
+               recon_state = CASE WHEN x.nr THEN 'unsupported'
+                                  ELSE mg_recon_state(coalesce(x.u, u.upstream_id)) END
           FROM x
          WHERE u.created_at >= v_lo AND u.created_at <= v_hi
            AND u.request_id = x.id AND u.created_at = x.at AND u.settled_at IS NULL
@@ -108,8 +124,9 @@ BEGIN
                   u.status, u.prompt_tokens, u.completion_tokens, u.total_tokens, u.cost,
                   u.latency_ms, u.ttft_ms, u.reserved, u.reserved_tokens,
                   CASE WHEN x.b THEN coalesce(x.tt, x.pt + x.ct) ELSE 0 END AS used,
-                  mg_recon_first_at(u.upstream_id, u.cost_source, x.r,
-                                    clock_timestamp()) AS first_at
+                  CASE WHEN NOT coalesce(x.nr, false)
+                       THEN mg_recon_first_at(u.upstream_id, u.cost_source, x.r,
+                                              clock_timestamp()) END AS first_at
     ), q AS (
         -- the rows to look up, as one row of the queue (see
         -- 012_recon_queue.sql): recon_next_at, which an index covers, is

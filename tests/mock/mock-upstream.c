@@ -1881,6 +1881,32 @@ static int option_apply(const char *seg, size_t len, struct mock_options *o,
 	return -1;
 }
 
+/* Scenario options set by POST /__mock/scenario (same syntax as after the
+ * model id, e.g. "fail=500;sleep=100"): applied to every later API request
+ * after its own, until an empty body clears them. */
+static pthread_mutex_t g_scenario_lock = PTHREAD_MUTEX_INITIALIZER;
+static char g_scenario[128];
+
+static int scenario_apply(struct mock_options *o, char *err, size_t err_len)
+{
+	char copy[sizeof g_scenario];
+	char *p;
+
+	pthread_mutex_lock(&g_scenario_lock);
+	memcpy(copy, g_scenario, sizeof copy);
+	pthread_mutex_unlock(&g_scenario_lock);
+	for (p = copy; *p != '\0';) {
+		size_t len = strcspn(p, ";");
+
+		if (len > 0 && option_apply(p, len, o, err, err_len) != 0)
+			return -1;
+		p += len;
+		if (*p == ';')
+			p++;
+	}
+	return 0;
+}
+
 /* Splits "id;k=v;..." into a new model id string and options.  Returns 0, or
  * -1 with a message in err. */
 static int options_parse(const char *spec, char **model_out, struct mock_options *o,
@@ -1907,6 +1933,8 @@ static int options_parse(const char *spec, char **model_out, struct mock_options
 			return -1;
 		p = next;
 	}
+	if (scenario_apply(o, err, err_len) != 0)
+		return -1;
 	*model_out = strndup(spec, id_len);
 	if (*model_out == NULL) {
 		snprintf(err, err_len, "out of memory");
@@ -3286,6 +3314,39 @@ static bool admin_reset(struct mock_conn *c, const struct mock_request *r)
 	return r->keep_alive;
 }
 
+/* POST /__mock/scenario with options as the body ("fail=500"); empty: none. */
+static bool admin_scenario(struct mock_conn *c, const struct mock_request *r)
+{
+	static const char body[] = "{\"ok\":true}";
+	struct mock_options o;
+	char err[256], text[sizeof g_scenario];
+	size_t len = r->body_len;
+	bool keep = r->keep_alive;
+
+	if (len >= sizeof text) {
+		if (send_error(c, r, 400, "scenario too long", false, NULL, keep) != 0)
+			keep = false;
+		return keep;
+	}
+	memcpy(text, r->body != NULL ? r->body : "", len);
+	text[len] = '\0';
+	pthread_mutex_lock(&g_scenario_lock);
+	memcpy(g_scenario, text, len + 1);
+	pthread_mutex_unlock(&g_scenario_lock);
+	options_init(&o);
+	if (scenario_apply(&o, err, sizeof err) != 0) {
+		pthread_mutex_lock(&g_scenario_lock);
+		g_scenario[0] = '\0';
+		pthread_mutex_unlock(&g_scenario_lock);
+		if (send_error(c, r, 400, err, false, NULL, keep) != 0)
+			keep = false;
+		return keep;
+	}
+	if (send_response(c, r, 200, "application/json", NULL, body, sizeof body - 1, keep) != 0)
+		return false;
+	return keep;
+}
+
 /* A non-negative integer field of at most max; NULL (absent) is 0.  Returns 0
  * or -1. */
 static int bill_count(struct json_object *v, int64_t max, uint64_t *out)
@@ -3428,6 +3489,7 @@ static bool handle_admin(struct mock_conn *c, const struct mock_request *r)
 		{ "/__mock/last", "GET", admin_last },
 		{ "/__mock/reset", "POST", admin_reset },
 		{ "/__mock/bill", "POST", admin_bill },
+		{ "/__mock/scenario", "POST", admin_scenario },
 	};
 	bool keep = r->keep_alive;
 	size_t i;

@@ -448,6 +448,68 @@ START_TEST(endpoint_names)
 }
 END_TEST
 
+/* The body an upstream gets: the model replaced, "models" left out, usage
+ * asked for; the result parses, as JSON, to the expected text. */
+static const struct {
+	const char *body, *sent, *want;
+	int n_alt;
+} sent_bodies[] = {
+	{ "{\"model\":\"openai/m\"," MSGS "}", "m", "{\"model\":\"m\"," MSGS "}", 0 },
+	{ "{\"model\":\"openai/m\"," MSGS "}", "openai/m", "{\"model\":\"openai/m\"," MSGS "}", 0 },
+	{ "{\"model\":\"a\",\"models\":[\"a\",\"b\"]," MSGS "}", "a",
+	  "{\"model\":\"a\"," MSGS "}", 1 },
+	{ "{ \"models\" : [\"b\", \"c\"] , \"model\":\"a\"," MSGS "}", "b;x=\"1\\",
+	  "{\"model\":\"b;x=\\\"1\\\\\"," MSGS "}", 2 },
+	{ "{\"model\":\"a\"," MSGS ",\"models\":null}", "z", "{\"model\":\"z\"," MSGS "}", 0 },
+	{ "{\"models\":[\"b\"],\"model\":\"a\"," MSGS ",\"stream\":true}", "b",
+	  "{\"stream_options\":{\"include_usage\":true},\"model\":\"b\"," MSGS ",\"stream\":true}", 1 },
+};
+
+START_TEST(sent_body)
+{
+	struct mg_call c;
+	struct mg_apierror e;
+	const char *body = sent_bodies[_i].body, *out;
+	size_t len = strlen(body);
+	json_object *got, *want;
+
+	ck_assert_int_eq(mg_request_parse(MG_EP_CHAT, body, len, &c, &e), MG_OK);
+	ck_assert_int_eq(c.n_alt, sent_bodies[_i].n_alt);
+	out = mg_call_body(&c, body, &len, sent_bodies[_i].sent);
+	ck_assert_ptr_nonnull(out);
+	ck_assert_uint_eq(strlen(out), len);
+	got = json_tokener_parse(out);
+	ck_assert_msg(got != NULL, "not JSON: %s", out);
+	want = json_tokener_parse(sent_bodies[_i].want);
+	ck_assert_ptr_nonnull(want);
+	ck_assert_msg(json_object_equal(got, want), "got %s", out);
+	json_object_put(got);
+	json_object_put(want);
+	mg_call_free(&c);
+}
+END_TEST
+
+START_TEST(models_refused)
+{
+	static const char *const bodies[] = {
+		"{\"model\":\"a\",\"models\":\"b\"," MSGS "}",
+		"{\"model\":\"a\",\"models\":[1]," MSGS "}",
+		"{\"model\":\"a\",\"models\":[\"\"]," MSGS "}",
+		"{\"model\":\"a\",\"models\":[\"b\",\"c\",\"d\",\"e\",\"f\"]," MSGS "}",
+		"{\"model\":\"a\",\"models\":[],\"models\":[]," MSGS "}",
+	};
+	struct mg_call c;
+	struct mg_apierror e;
+	size_t i;
+
+	for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
+		ck_assert_msg(mg_request_parse(MG_EP_CHAT, bodies[i], strlen(bodies[i]), &c, &e) ==
+		    MG_ERR_INVALID, "%s", bodies[i]);
+		ck_assert_str_eq(e.param, "models");
+	}
+}
+END_TEST
+
 static Suite *
 request_suite(void)
 {
@@ -459,6 +521,8 @@ request_suite(void)
 	tcase_add_loop_test(tc, usage_body, 0, (int)(sizeof(usage_bodies) / sizeof(usage_bodies[0])));
 	tcase_add_loop_test(tc, parse_max_output, 0, (int)(sizeof(max_outputs) / sizeof(max_outputs[0])));
 	tcase_add_test(tc, endpoint_names);
+	tcase_add_loop_test(tc, sent_body, 0, (int)(sizeof(sent_bodies) / sizeof(sent_bodies[0])));
+	tcase_add_test(tc, models_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
