@@ -583,6 +583,23 @@ batch_array(int n, int (*fill)(json_object *o, int i, const void *ctx), const vo
 	return arr;
 }
 
+/* 1 when q's one call is to the upstream its model routes to, priced by
+ * that upstream's catalog as the models table has it, with the fallback
+ * prices of the config: the calls ("c") would tell admission nothing more,
+ * and cost it a query a request. */
+static int
+plain_route(const struct mg_admit_req *q)
+{
+	const struct mg_updef *d;
+
+	if (q->n_cands != 1)
+		return 0;
+	d = &q->conf->ups[q->cands[0].upstream];
+	return d->prices != MG_PRICES_CONFIG && strcmp(q->cands[0].model, q->model) == 0 &&
+	    strcmp(d->prompt_price, q->fallback_prompt) == 0 &&
+	    strcmp(d->completion_price, q->fallback_completion) == 0;
+}
+
 static int
 fill_admission(json_object *o, int i, const void *ctx)
 {
@@ -594,7 +611,7 @@ fill_admission(json_object *o, int i, const void *ctx)
 	json_object *cands;
 	int c;
 
-	if (!ok || q->conf == NULL || q->n_cands == 0)
+	if (!ok || q->conf == NULL || q->n_cands == 0 || plain_route(q))
 		return ok ? 0 : -1;
 	/* the calls it may make: {u: upstream, m: model, pp, cp: its prices
 	 * where the catalog has none, g: those prices are the config's} */
@@ -838,17 +855,27 @@ fill_settlement(json_object *o, int i, const void *ctx)
 
 	if (!ok || u->upstream == NULL)
 		return ok ? 0 : -1;
-	/* the upstream that served it, its calls, the prices it charges */
-	at = attempts_json(u);
-	if (at == NULL || json_object_object_add(o, "tr", at) != 0) {
-		json_object_put(at);
+	/* the upstream that served it; what the common case needs no more of
+	 * is left out, as each member costs Postgres a few µs a row to read:
+	 * the calls when there was one and it served (the row's own upstream,
+	 * status and latency say it all), the prices of the upstream that
+	 * served when the plan had no other call (the admission's are its) */
+	if (put_str(o, "up", u->upstream) != 0 || (u->no_recon &&
+	    json_object_object_add(o, "nr", json_object_new_boolean(1)) != 0))
 		return -1;
+	if (u->n_attempts > 1 || (u->n_attempts == 1 && u->attempts[0].error != NULL)) {
+		at = attempts_json(u);
+		if (at == NULL || json_object_object_add(o, "tr", at) != 0) {
+			json_object_put(at);
+			return -1;
+		}
 	}
-	ok = put_str(o, "up", u->upstream) == 0 && put_str(o, "sm", str_or_null(u->served_model)) == 0 &&
+	if (u->n_cands <= 1)
+		return 0;
+	ok = put_str(o, "sm", str_or_null(u->served_model)) == 0 &&
 	    put_str(o, "pp", str_or_null(u->served_prompt_price)) == 0 &&
 	    put_str(o, "cp", str_or_null(u->served_completion_price)) == 0 &&
-	    json_object_object_add(o, "g", json_object_new_boolean(u->served_config_prices)) == 0 &&
-	    json_object_object_add(o, "nr", json_object_new_boolean(u->no_recon)) == 0;
+	    json_object_object_add(o, "g", json_object_new_boolean(u->served_config_prices)) == 0;
 	return ok ? 0 : -1;
 }
 

@@ -62,7 +62,9 @@ $$;
 --        where upstream_models has none, "g": those prices win}}.
 -- With "c", every model a call names must be allowed, and the
 -- reservation is that of the dearest call (the prices stored with the
--- row are its); without it, the model's catalog prices.
+-- row are its); without it, the model's catalog prices.  The gateway
+-- leaves "c" out when the one call is to the upstream the model routes
+-- to, at its catalog's prices: the same answer, without a query a request.
 -- Returns one row per element, i being its position (from 1); elements of
 -- one project are decided in the order they come in the array.  p_now
 -- replaces the clock (for tests).

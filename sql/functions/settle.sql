@@ -30,8 +30,10 @@ $$;
 --  "r": look the generation up even though the answer carried a cost (an
 --  aborted or drained stream, reconcile.verify = "all"),
 --  "up": the upstream that served it, "tr": its upstream calls (see
---  014_upstreams.sql), "sm": the model that served, "pp", "cp": that
---  upstream's prices where upstream_models has none ("g": those win),
+--  014_upstreams.sql; absent when its one call served it), "sm": the
+--  model that served, "pp", "cp": that upstream's prices where
+--  upstream_models has none ("g": those win; absent when the request
+--  could make no other call, and the admission's prices are its),
 --  "nr": its generations are not looked up (not the reconciled account)}.
 -- With "up", tokens are charged at the prices of the upstream and model
 -- that served (a fallback may be cheaper than the reservation's).
