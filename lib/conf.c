@@ -541,18 +541,23 @@ upstream_key(struct mg_updef *d, config_setting_t *el, int i, const char *file, 
 	return 0;
 }
 
-/* A base URL: http(s)://host..., trailing slashes dropped. */
+/* A base URL: http(s)://host..., trailing slashes dropped (never the
+ * scheme's: "http://" and "https:///" name no host). */
 static int
 base_url_ok(char *url)
 {
-	size_t n;
+	size_t scheme, n;
 
-	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+	if (strncmp(url, "http://", 7) == 0)
+		scheme = 7;
+	else if (strncmp(url, "https://", 8) == 0)
+		scheme = 8;
+	else
 		return 0;
 	n = strlen(url);
-	while (n > 0 && url[n - 1] == '/')
+	while (n > scheme && url[n - 1] == '/')
 		url[--n] = '\0';
-	return strstr(url, "://")[3] != '\0' && header_value_ok(url);
+	return n > scheme && header_value_ok(url);
 }
 
 /* The upstream list's element i (el) into c->ups[i]; names resolved

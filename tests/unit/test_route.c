@@ -211,6 +211,11 @@ static const struct {
 	{ "upstreams = (\n{ name = \"a\"; models = [ \"*\" ]; }\n);\n", 2, "base_url" },
 	{ "upstreams = (\n{ name = \"a\";\n base_url = \"ftp://x\"; models = [ \"*\" ]; }\n);\n", 3,
 	  "http" },
+	/* found by fuzz_conf: no host, and the scheme's slashes were dropped */
+	{ "upstreams = (\n{ name = \"a\";\n base_url = \"http://\"; models = [ \"*\" ]; }\n);\n", 3,
+	  "host" },
+	{ "upstreams = (\n{ name = \"a\";\n base_url = \"https:///\"; models = [ \"*\" ]; }\n);\n", 3,
+	  "host" },
 	{ "upstreams = (\n{ name = \"a\"; base_url = \"http://x\"; models = [ \"*\" ];\n colour = 1; }\n);\n",
 	  3, "unknown" },
 	{ "upstreams = (\n{ name = \"a\"; base_url = \"http://x\"; models = [ \"*\" ];\n"
