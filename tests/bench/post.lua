@@ -76,10 +76,10 @@ function done(summary, latency, requests)
    out:write(string.format(
       '{"label":%s,"requests":%d,"duration_us":%d,"bytes":%d,' ..
       '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-      '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"mean":%.1f,"max":%d}}\n',
+      '"latency_us":{"p50":%d,"p90":%d,"p99":%d,"p999":%d,"mean":%.1f,"max":%d}}\n',
       os.getenv("BENCH_LABEL") or "{}", summary.requests, summary.duration,
       summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
       latency:percentile(50), latency:percentile(90), latency:percentile(99),
-      latency.mean, latency.max))
+      latency:percentile(99.9), latency.mean, latency.max))
    out:close()
 end

@@ -48,6 +48,11 @@ const MEM_IDLE_LIMIT_KIB = 8 * 1024;
 const MEM_STREAM_LIMIT_KIB = 64;
 // GET /metrics with the streams open: the median scrape
 const SCRAPE_P50_LIMIT_MS = 50;
+// the mock straight (a) against lighttpd proxying to it (b): below this the
+// mock, not the web server, may be what holds the floor down
+const MOCK_OVER_FLOOR_MIN = 5;
+// the throughput runs: their mode and connections
+const TPUT = [['tput32', 32], ['tput', 64]];
 
 const fmtKiB = (x) => (x === null || x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
 
@@ -174,6 +179,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
             p50_us: median(ok.map((r) => r.latency_us.p50)),
             p90_us: median(ok.map((r) => r.latency_us.p90)),
             p99_us: median(ok.map((r) => r.latency_us.p99)),
+            p999_us: median(ok.map((r) => r.latency_us.p999)),
             requests: ok.reduce((a, r) => a + r.requests, 0),
             errors: errs.reduce((a, b) => a + b, 0),
             errors_by_kind: ok.reduce((a, r) => {
@@ -206,7 +212,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         (meta.pg_settings && meta.pg_settings.length ? `**${meta.pg_settings.join(', ')}** (not the defaults)` : 'default settings') +
         `. Everything on this machine: read ratios, not absolute numbers.`);
     md.push(`Method: ${meta.rounds} interleaved rounds, wrk runs of ${meta.duration_s} s, 1 s apart; ` +
-        `medians over the rounds. Throughput: 64 connections, wrk -t${meta.wrk_threads}. ` +
+        `medians over the rounds. Throughput: 32 and 64 connections, wrk -t${meta.wrk_threads}. ` +
         `Latency: 1 connection (sequential). Paced: ${meta.paced_connections} connections with think ` +
         `time for about ${meta.paced_rate} req/s. Errors = socket errors + non-2xx (wrk counts HTTP ≥ 400).`);
     if (meta.peer_status !== 'ok') md.push(`Peer (Portkey): ${meta.peer_status}.`);
@@ -227,20 +233,27 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
                 continue;
             }
             const dt = a && a.rps && s.rps ? 1e6 / s.rps - 1e6 / a.rps : null;
-            rows.push([TARGETS[t], fmtInt(s.rps), `${fmtInt(s.rps_min)}–${fmtInt(s.rps_max)}`,
+            const s32 = get('tput32', t, ep);
+            rows.push([TARGETS[t], fmtInt(s32 && s32.rps), fmtInt(s.rps), `${fmtInt(s.rps_min)}–${fmtInt(s.rps_max)}`,
                 fmtMs(s.p50_us), fmtMs(s.p99_us), fmtSigned(dt), a && s.rps ? fmtRatio(a.rps / s.rps) : '–',
-                errCell(s)]);
+                s32 && s32.errors + s32.failed_runs > 0 ? `${errCell(s32)} (32), ${errCell(s)} (64)` : errCell(s)]);
         }
-        md.push(`## Throughput, ${ENDPOINTS[ep]} (64 connections)`);
+        md.push(`## Throughput, ${ENDPOINTS[ep]}`);
         md.push('');
-        md.push(table(['target', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'Δ time/req vs (a) µs', '(a)/x', 'errors'], rows));
+        md.push(table(['target', 'req/s, 32 conns', 'req/s, 64 conns', 'min–max (64)', 'p50 ms (64)', 'p99 ms (64)',
+            'Δ time/req vs (a) µs (64)', '(a)/x (64)', 'errors'], rows));
         md.push('');
-        const c = get('tput', 'c_modelgate', ep), b = get('tput', 'b_lighttpd_proxy', ep),
-            d = get('tput', 'd_portkey', ep);
-        ratios[ep] = {
-            modelgate_over_floor: c && b && b.rps ? c.rps / b.rps : null,
-            modelgate_over_peer: c && d && d.rps ? c.rps / d.rps : null,
-        };
+        ratios[ep] = {};
+        for (const [mode, conns] of TPUT) {
+            const x = (t) => get(mode, t, ep);
+            const over = (p, q) => (x(p) && x(q) && x(p).rps && x(q).rps ? x(p).rps / x(q).rps : null);
+            ratios[ep][conns] = {
+                modelgate_over_floor: over('c_modelgate', 'b_lighttpd_proxy'),
+                modelgate_over_peer: over('c_modelgate', 'd_portkey'),
+                floor_over_peer: over('b_lighttpd_proxy', 'd_portkey'),
+                mock_over_floor: over('a_direct', 'b_lighttpd_proxy'),
+            };
+        }
     }
 
     // CPU time per request by process, throughput runs
@@ -279,15 +292,22 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         md.push('');
     }
 
-    // ratios in one place
+    // ratios in one place: what a user compares
     {
-        const rows = Object.keys(ENDPOINTS).map((ep) => [ENDPOINTS[ep],
-            fmtRatio(ratios[ep].modelgate_over_floor),
-            ratios[ep].modelgate_over_peer !== null ? fmtRatio(ratios[ep].modelgate_over_peer)
-                : (meta.peer_notes['d_portkey/' + ep] ? 'peer fails (see notes)' : 'peer not measured')]);
-        md.push('## Ratios (throughput at 64 connections)');
+        const peerCell = (ep, x) => (x !== null ? fmtRatio(x)
+            : meta.peer_notes['d_portkey/' + ep] ? 'peer fails (see notes)' : 'not measured');
+        const rows = [];
+        for (const ep of Object.keys(ENDPOINTS)) {
+            for (const [, conns] of TPUT) {
+                const r = ratios[ep][conns];
+                rows.push([ENDPOINTS[ep], String(conns), fmtRatio(r.modelgate_over_floor),
+                    peerCell(ep, r.modelgate_over_peer), peerCell(ep, r.floor_over_peer), fmtRatio(r.mock_over_floor)]);
+            }
+        }
+        md.push('## Ratios (throughput, same run)');
         md.push('');
-        md.push(table(['endpoint', 'modelgate / floor (b)', 'modelgate / peer (d)'], rows));
+        md.push(table(['endpoint', 'connections', 'modelgate (c) / floor (b)', 'modelgate (c) / Portkey (d)',
+            'floor (b) / Portkey (d)', 'mock direct (a) / floor (b)'], rows));
         md.push('');
     }
 
@@ -298,12 +318,14 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         for (const t of ['a_direct', 'b_lighttpd_proxy', 'c_modelgate', 'c_modelgate_100p', 'd_portkey']) {
             const s = get('lat', t, ep);
             if (s === null) continue;
-            rows.push([TARGETS[t], fmtInt(s.rps), fmtInt(s.p50_us), fmtInt(s.p99_us),
-                a ? fmtSigned(s.p50_us - a.p50_us) : '–', a ? fmtSigned(s.p99_us - a.p99_us) : '–', errCell(s)]);
+            const add = (k) => (a && s[k] !== null && a[k] !== null ? fmtSigned(s[k] - a[k]) : '–');
+            rows.push([TARGETS[t], fmtInt(s.rps), fmtInt(s.p50_us), fmtInt(s.p99_us), fmtInt(s.p999_us),
+                add('p50_us'), add('p99_us'), add('p999_us'), errCell(s)]);
         }
         md.push(`## Added latency, ${ENDPOINTS[ep]} (1 connection, sequential)`);
         md.push('');
-        md.push(table(['target', 'req/s', 'p50 µs', 'p99 µs', 'added p50 vs (a) µs', 'added p99 vs (a) µs', 'errors'], rows));
+        md.push(table(['target', 'req/s', 'p50 µs', 'p99 µs', 'p99.9 µs', 'added p50 vs (a) µs', 'added p99 vs (a) µs',
+            'added p99.9 vs (a) µs', 'errors'], rows));
         md.push('');
     }
 
@@ -314,12 +336,14 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         for (const t of ['a_direct', 'b_lighttpd_proxy', 'c_modelgate', 'c_modelgate_100p', 'd_portkey']) {
             const s = get('paced', t, 'chat');
             if (s === null) continue;
-            rows.push([TARGETS[t], fmtInt(s.rps), fmtMs(s.p50_us), fmtMs(s.p90_us), fmtMs(s.p99_us),
-                a ? fmtSigned(s.p50_us - a.p50_us) : '–', a ? fmtSigned(s.p99_us - a.p99_us) : '–', errCell(s)]);
+            const add = (k) => (a && s[k] !== null && a[k] !== null ? fmtSigned(s[k] - a[k]) : '–');
+            rows.push([TARGETS[t], fmtInt(s.rps), fmtMs(s.p50_us), fmtMs(s.p90_us), fmtMs(s.p99_us), fmtMs(s.p999_us),
+                add('p50_us'), add('p99_us'), add('p999_us'), errCell(s)]);
         }
         md.push(`## Paced at about ${meta.paced_rate} req/s, non-streaming chat (${meta.paced_connections} connections, think time)`);
         md.push('');
-        md.push(table(['target', 'achieved req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'Δp50 vs (a) µs', 'Δp99 vs (a) µs', 'errors'], rows));
+        md.push(table(['target', 'achieved req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'Δp50 vs (a) µs',
+            'Δp99 vs (a) µs', 'Δp99.9 vs (a) µs', 'errors'], rows));
         md.push('');
     }
 
@@ -580,6 +604,23 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         checks.push({ check: 'new upstream TCP connections, modelgate, streams (the mock keeps the connection after a whole stream)',
             seen: seenConns(cStr, 'streams'), expected: keeps,
             ok: cStr.requests > 0 && cStr.max_per_run <= maxConns });
+        /* the floor (b) is lighttpd's only if the mock behind it could
+         * answer far more: straight to it, in the same run */
+        for (const ep of Object.keys(ENDPOINTS)) {
+            const seen = [], oks = [];
+            for (const [mode, conns] of TPUT) {
+                const r = ratios[ep] && ratios[ep][conns];
+                if (!r || r.mock_over_floor === null) continue;
+                seen.push(`${fmtRatio(r.mock_over_floor)} at ${conns} connections`);
+                oks.push(r.mock_over_floor >= MOCK_OVER_FLOOR_MIN);
+            }
+            const cpu = (stats.cpu_per_request_us || {})['a_direct/' + ep], b = get('tput', 'b_lighttpd_proxy', ep);
+            const cap = cpu && cpu.mock > 0 && b && b.rps ? 1e6 / cpu.mock / b.rps : null;
+            checks.push({ check: `the mock is not the floor's bottleneck, ${ENDPOINTS[ep]}: direct (a) / lighttpd proxy (b)`,
+                seen: (seen.join(', ') || '–') + (cpu ? `; the mock spends ${Math.round(cpu.mock)} µs of CPU a request ` +
+                    `straight, one core's worth ${cap === null ? '–' : fmtRatio(cap)} (b)` : ''),
+                expected: `≥ ${MOCK_OVER_FLOOR_MIN}× at each`, ok: oks.length > 0 && oks.every((x) => x) });
+        }
         checks.push({ check: 'upstream connections, lighttpd mod_proxy (b), for information',
             seen: `${bNon.connections} for ${bNon.requests} requests`,
             expected: 'one per request: lighttpd 1.4 does not keep backend connections', ok: null });

@@ -4,9 +4,14 @@
  * mock-upstream: the project's own mock of an OpenRouter/OpenAI-compatible
  * upstream, used by the integration tests and the local demo.
  *
- * One accept thread plus one detached thread per connection; HTTP/1.1 with
- * keep-alive, Content-Length and chunked request bodies.  Routes are served
- * under both /api/v1 and /v1; test introspection lives under /__mock.
+ * One event-loop thread (epoll, non-blocking sockets) serves every
+ * connection, as a real provider's front end does: HTTP/1.1 with keep-alive
+ * and pipelining, each answer written whole from a per-connection buffer.
+ * A connection whose next step would block -- a scenario that sleeps, a
+ * stream with delays between its tokens, a chunked or an Expect: 100-continue
+ * body, a request larger than the read buffer -- is handed to a thread of
+ * its own that serves it with blocking calls from then on.  Routes are
+ * served under both /api/v1 and /v1; test introspection lives under /__mock.
  * Scenarios are chosen per request through options appended to the model
  * string, e.g. "openai/gpt-4o-mini;fail=500;sleep=2000".
  *
@@ -19,6 +24,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
@@ -36,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -60,6 +67,14 @@
 #define MOCK_LINGER_MS        1000                 /* drain time on close */
 #define MOCK_LINGER_BYTES     (1024 * 1024)
 #define MOCK_THREAD_STACK     (512 * 1024)
+#define MOCK_LOOP_EVENTS      256                  /* epoll events per wait */
+#define MOCK_LOOP_ACCEPTS     64                   /* accepts per wake-up */
+#define MOCK_LOOP_SPARES      64                   /* closed connections kept for reuse */
+#define MOCK_LOOP_OUT_HIGH    (1024 * 1024)        /* stop reading above this */
+#define MOCK_LOOP_OUT_KEEP    (256 * 1024)         /* keep the buffer below this */
+#define MOCK_LOOP_MAX_TOKENS  1000                 /* longer streams go to a thread */
+#define MOCK_EMB_CACHE_SLOTS  64
+#define MOCK_EMB_CACHE_DIM    4096                 /* larger vectors are not cached */
 #define MOCK_GEN_STORE_SIZE   10000
 #define MOCK_ECHO_MAX         200                  /* bytes of echoed text */
 #define MOCK_JSON_DEPTH       64
@@ -120,7 +135,7 @@ static struct mock_config g_cfg = {
 };
 
 static atomic_int g_stop;                 /* set once on SIGTERM/SIGINT */
-static atomic_long g_active_conns;        /* connection threads alive */
+static atomic_long g_active_conns;        /* connection threads alive (handed off) */
 static atomic_ulong g_gen_counter;        /* suffix of generated ids */
 
 static atomic_ulong g_stat_requests;      /* all API requests */
@@ -351,6 +366,11 @@ static void utc_period_starts(int64_t day, int64_t *week, int64_t *month)
 	*month = gmtime_r(&t, &tm) != NULL ? day - (tm.tm_mday - 1) : day;
 }
 
+/* The last token each thread hashed, and its hash: a client sends the same
+ * key request after request. */
+static __thread char t_hashed_token[128];
+static __thread char t_hashed_hex[MOCK_KEY_HASH_LEN + 1];
+
 /* Writes the SHA-256 of token (NULL: of the empty string) as lowercase hex
  * into out (MOCK_KEY_HASH_LEN + 1 bytes).  Returns 0 or -1. */
 static int key_hash_hex(const char *token, char *out)
@@ -358,11 +378,17 @@ static int key_hash_hex(const char *token, char *out)
 	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int md_len = 0;
+	size_t len;
 	unsigned int i;
 
 	if (token == NULL)
 		token = "";
-	if (EVP_Digest(token, strlen(token), md, &md_len, EVP_sha256(), NULL) != 1 ||
+	len = strlen(token);
+	if (t_hashed_hex[0] != '\0' && strcmp(token, t_hashed_token) == 0) {
+		memcpy(out, t_hashed_hex, sizeof t_hashed_hex);
+		return 0;
+	}
+	if (EVP_Digest(token, len, md, &md_len, EVP_sha256(), NULL) != 1 ||
 	    md_len * 2 != MOCK_KEY_HASH_LEN)
 		return -1;
 	for (i = 0; i < md_len; i++) {
@@ -370,6 +396,10 @@ static int key_hash_hex(const char *token, char *out)
 		out[2 * i + 1] = hex[md[i] & 15];
 	}
 	out[MOCK_KEY_HASH_LEN] = '\0';
+	if (len < sizeof t_hashed_token) {
+		memcpy(t_hashed_token, token, len + 1);
+		memcpy(t_hashed_hex, out, sizeof t_hashed_hex);
+	}
 	return 0;
 }
 
@@ -484,24 +514,45 @@ static int sb_appendf(struct strbuf *sb, const char *fmt, ...)
 	return 0;
 }
 
-/* Appends s as a JSON string literal (quoted, escaped by json-c). */
+/* Appends s as a JSON string literal, escaped as json-c escapes it (no
+ * "\/"); bytes from 0x80 are copied as they are. */
 static int sb_append_json_string(struct strbuf *sb, const char *s, size_t len)
 {
-	struct json_object *str;
-	const char *text;
-	size_t text_len = 0;
-	int rc = -1;
+	static const char hex[] = "0123456789abcdef";
+	size_t i;
+	char *out;
 
-	if (len > INT_MAX)
+	/* the worst case: every byte as \u00XX */
+	if (len > (SIZE_MAX - 2) / 6 || sb_reserve(sb, len * 6 + 2) != 0)
 		return -1;
-	str = json_object_new_string_len(s, (int)len);
-	if (str == NULL)
-		return -1;
-	text = json_object_to_json_string_length(str, MOCK_JSON_FLAGS, &text_len);
-	if (text != NULL)
-		rc = sb_append(sb, text, text_len);
-	json_object_put(str);
-	return rc;
+	out = sb->data + sb->len;
+	*out++ = '"';
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		switch (ch) {
+		case '"':  *out++ = '\\'; *out++ = '"'; break;
+		case '\\': *out++ = '\\'; *out++ = '\\'; break;
+		case '\b': *out++ = '\\'; *out++ = 'b'; break;
+		case '\f': *out++ = '\\'; *out++ = 'f'; break;
+		case '\n': *out++ = '\\'; *out++ = 'n'; break;
+		case '\r': *out++ = '\\'; *out++ = 'r'; break;
+		case '\t': *out++ = '\\'; *out++ = 't'; break;
+		default:
+			if (ch < 0x20) {
+				memcpy(out, "\\u00", 4);
+				out[4] = hex[ch >> 4];
+				out[5] = hex[ch & 15];
+				out += 6;
+			} else {
+				*out++ = (char)ch;
+			}
+		}
+	}
+	*out++ = '"';
+	sb->len = (size_t)(out - sb->data);
+	sb->data[sb->len] = '\0';
+	return 0;
 }
 
 static int sb_append_base64(struct strbuf *sb, const unsigned char *src, size_t n)
@@ -631,16 +682,23 @@ static void jb_push(struct jb *b, struct json_object *arr, struct json_object *v
 	}
 }
 
+/* The event loop's tokener, kept from one request to the next (a new one
+ * is a few allocations, one of them large); NULL in other threads. */
+static __thread struct json_tokener *t_tokener;
+
 /* Parses a complete JSON document; NULL if invalid or trailing garbage. */
 static struct json_object *json_parse_body(const char *body, size_t len)
 {
-	struct json_tokener *tok;
+	struct json_tokener *tok = t_tokener;
 	struct json_object *obj;
 	size_t end;
 
 	if (len > INT_MAX)
 		return NULL;
-	tok = json_tokener_new_ex(MOCK_JSON_DEPTH);
+	if (tok != NULL)
+		json_tokener_reset(tok);
+	else
+		tok = json_tokener_new_ex(MOCK_JSON_DEPTH);
 	if (tok == NULL)
 		return NULL;
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
@@ -658,7 +716,8 @@ static struct json_object *json_parse_body(const char *body, size_t len)
 		}
 	}
 out:
-	json_tokener_free(tok);
+	if (tok != t_tokener)
+		json_tokener_free(tok);
 	return obj;
 }
 
@@ -1060,15 +1119,6 @@ static void gen_store_free(void)
 /* Connections and requests                                                 */
 /* ------------------------------------------------------------------------ */
 
-struct mock_conn {
-	int fd;
-	char rbuf[MOCK_READ_BUF_SIZE];
-	size_t rstart;                     /* unconsumed bytes: rbuf[rstart..rend) */
-	size_t rend;
-	char hbuf[MOCK_HEADER_MAX_BYTES];  /* copies of this request's head lines */
-	size_t hlen;
-};
-
 struct mock_header {
 	char *name;    /* lowercased, in conn->hbuf */
 	char *value;   /* trimmed, in conn->hbuf */
@@ -1085,6 +1135,55 @@ struct mock_request {
 	size_t body_len;
 	bool keep_alive;
 	bool head;         /* HEAD request: send no body */
+};
+
+enum mock_route {
+	ROUTE_CHAT,              /* POST chat/completions */
+	ROUTE_EMBEDDINGS,        /* POST embeddings */
+	ROUTE_MODELS,            /* GET models */
+	ROUTE_EMBEDDING_MODELS,  /* GET embeddings/models */
+	ROUTE_GENERATION,        /* GET generation?id= */
+	ROUTE_KEY,               /* GET key: inference or management key */
+	ROUTE_ACTIVITY,          /* GET activity: management key only */
+	ROUTE_CREDITS            /* GET credits: management key only */
+};
+
+/* An API request once routed and authenticated: what route_call() serves. */
+struct mock_call {
+	enum mock_route route;
+	bool management;                         /* it carries the management key */
+	char key_hash[MOCK_KEY_HASH_LEN + 1];    /* SHA-256 hex of its bearer token */
+};
+
+enum conn_state {
+	CONN_READING = 0,   /* serving requests */
+	CONN_FLUSHING,      /* writing the last answer, then closing */
+	CONN_LINGERING      /* write side shut; reading until the peer closes */
+};
+
+struct mock_conn {
+	int fd;
+	char rbuf[MOCK_READ_BUF_SIZE];
+	size_t rstart;                     /* unconsumed bytes: rbuf[rstart..rend) */
+	size_t rend;
+	char hbuf[MOCK_HEADER_MAX_BYTES];  /* copies of this request's head lines */
+	size_t hlen;
+	struct mock_call call;             /* the API request being served */
+	/* in the event loop: */
+	bool in_loop;                      /* answers go to out, never block */
+	bool deferred;                     /* a handler needs to block: hand off */
+	bool held;                         /* held_req waits for the thread */
+	struct mock_request held_req;      /* the deferred request (owns its body) */
+	struct strbuf out;                 /* answers not written yet: out[out_sent..) */
+	size_t out_sent;
+	enum conn_state state;
+	bool linger;                       /* shut down and drain before closing */
+	bool want_out;                     /* waiting for EPOLLOUT */
+	bool watched;                      /* in the loop's epoll set */
+	int64_t active_ms;                 /* last progress, CLOCK_MONOTONIC */
+	size_t drained;                    /* bytes discarded while lingering */
+	struct mock_conn *prev;            /* the loop's list of connections */
+	struct mock_conn *next;
 };
 
 enum read_status {
@@ -1158,7 +1257,8 @@ static ssize_t conn_fill(struct mock_conn *c)
 	}
 	if (c->rend >= sizeof c->rbuf)
 		return -1;
-	if (wait_readable(c->fd) != 0)
+	/* the loop parses only requests it holds whole */
+	if (c->in_loop || wait_readable(c->fd) != 0)
 		return -1;
 	do {
 		n = recv(c->fd, c->rbuf + c->rend, sizeof c->rbuf - c->rend, 0);
@@ -1215,7 +1315,7 @@ static int conn_read_exact(struct mock_conn *c, char *dst, size_t n)
 	while (n > 0) {
 		ssize_t got;
 
-		if (wait_readable(c->fd) != 0)
+		if (c->in_loop || wait_readable(c->fd) != 0)
 			return -1;
 		got = recv(c->fd, dst, n, 0);
 		if (got < 0 && errno == EINTR)
@@ -1550,8 +1650,21 @@ out:
 	return st;
 }
 
-static int send_all_iov(int fd, struct iovec *iov, int iovcnt)
+/* Sends iov whole: in the event loop, appends it to the connection's output
+ * buffer (the loop writes it); in a connection thread, blocks until it is
+ * written.  Returns 0 or -1. */
+static int conn_send_iov(struct mock_conn *c, struct iovec *iov, int iovcnt)
 {
+	int fd = c->fd;
+	int i;
+
+	if (c->in_loop) {
+		for (i = 0; i < iovcnt; i++) {
+			if (sb_append(&c->out, iov[i].iov_base, iov[i].iov_len) != 0)
+				return -1;
+		}
+		return 0;
+	}
 	while (iovcnt > 0) {
 		struct msghdr msg;
 		ssize_t n;
@@ -1580,11 +1693,11 @@ static int send_all_iov(int fd, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-static int send_all(int fd, const void *data, size_t len)
+static int conn_send(struct mock_conn *c, const void *data, size_t len)
 {
 	struct iovec iov = { .iov_base = (void *)data, .iov_len = len };
 
-	return send_all_iov(fd, &iov, 1);
+	return conn_send_iov(c, &iov, 1);
 }
 
 static enum read_status read_body(struct mock_conn *c, struct mock_request *r)
@@ -1628,7 +1741,7 @@ static enum read_status read_body(struct mock_conn *c, struct mock_request *r)
 	if (expect_continue && r->minor_version >= 1 && (chunked || length > 0)) {
 		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
-		if (send_all(c->fd, cont, sizeof cont - 1) != 0)
+		if (conn_send(c, cont, sizeof cont - 1) != 0)
 			return READ_CLOSED;
 	}
 	if (chunked)
@@ -1710,7 +1823,7 @@ static int send_response(struct mock_conn *c, const struct mock_request *r, int 
 	iov[0].iov_len = (size_t)n;
 	iov[1].iov_base = (void *)body;
 	iov[1].iov_len = r->head ? 0 : body_len;
-	return send_all_iov(c->fd, iov, 2);
+	return conn_send_iov(c, iov, 2);
 }
 
 static int send_oom(struct mock_conn *c, const struct mock_request *r)
@@ -1943,6 +2056,19 @@ static int options_parse(const char *spec, char **model_out, struct mock_options
 	return 0;
 }
 
+/* Called before a handler's first step that blocks (a sleep, a stream with
+ * delays): true in the event loop, which then hands the connection and this
+ * request to a thread that runs the handler again from the start, so the
+ * handler must have sent and recorded nothing yet; false in a connection
+ * thread, which may block. */
+static bool conn_defer(struct mock_conn *c)
+{
+	if (!c->in_loop)
+		return false;
+	c->deferred = true;
+	return true;
+}
+
 /* Sleeps ms milliseconds; -1 early if the server stops or the peer hangs up. */
 static int mock_sleep(int fd, long ms)
 {
@@ -1976,6 +2102,8 @@ static bool scenario_preamble(struct mock_conn *c, const struct mock_request *r,
 	const char *message;
 	char msg_buf[64];
 
+	if (o->sleep_ms > 0 && conn_defer(c))
+		return true;
 	if (o->sleep_ms > 0 && mock_sleep(c->fd, o->sleep_ms) != 0) {
 		*keep = false;
 		return true;
@@ -2026,6 +2154,8 @@ struct chat_ctx {
 	long billed_pct;       /* see mock_options */
 	bool no_cost;
 	const char *key_hash;  /* SHA-256 hex of the caller's key: billed to it */
+	struct strbuf ev;      /* a stream's event being written ... */
+	size_t ev_head;        /* ... after the head every event repeats */
 };
 
 /* Adds the byte length of a message content (string or text parts) to *bytes
@@ -2065,38 +2195,29 @@ static void chat_content_scan(struct json_object *content, size_t *bytes,
 	}
 }
 
-static struct json_object *chunk_new(struct jb *b, const struct chat_ctx *x)
+/* The answer's fields every chat.completion[.chunk] begins with:
+ * {"id":...,"provider":"Mock","model":...,"object":object,"created":... */
+static int chat_head(struct strbuf *sb, const struct chat_ctx *x, const char *object)
 {
-	struct json_object *o = jb_object(b);
-
-	jb_set(b, o, "id", jb_string(b, x->id));
-	jb_set(b, o, "provider", jb_string(b, "Mock"));
-	jb_set(b, o, "model", jb_string(b, x->model));
-	jb_set(b, o, "object", jb_string(b, "chat.completion.chunk"));
-	jb_set(b, o, "created", jb_int(b, (int64_t)x->created));
-	return o;
+	if (sb_appendf(sb, "{\"id\":\"%s\",\"provider\":\"Mock\",\"model\":", x->id) != 0 ||
+	    sb_append_json_string(sb, x->model, strlen(x->model)) != 0)
+		return -1;
+	return sb_appendf(sb, ",\"object\":\"%s\",\"created\":%lld", object,
+			  (long long)x->created);
 }
 
-/* [{"index":0,"delta":delta,"finish_reason":...,"native_finish_reason":...,
- *   "logprobs":null}] */
-static struct json_object *chunk_choices(struct jb *b, struct json_object *delta,
-					 const char *finish)
+/* {"prompt_tokens":..,"completion_tokens":..,"total_tokens":..[,"cost":..] */
+static int chat_usage_head(struct strbuf *sb, const struct chat_ctx *x, long completion)
 {
-	struct json_object *arr = jb_array(b);
-	struct json_object *ch = jb_object(b);
+	char cost[MOCK_COST_LEN];
 
-	jb_set(b, ch, "index", jb_int(b, 0));
-	jb_set(b, ch, "delta", delta);
-	if (finish != NULL) {
-		jb_set(b, ch, "finish_reason", jb_string(b, finish));
-		jb_set(b, ch, "native_finish_reason", jb_string(b, finish));
-	} else {
-		jb_set_null(b, ch, "finish_reason");
-		jb_set_null(b, ch, "native_finish_reason");
-	}
-	jb_set_null(b, ch, "logprobs");
-	jb_push(b, arr, ch);
-	return arr;
+	if (sb_appendf(sb, "{\"prompt_tokens\":%ld,\"completion_tokens\":%ld,\"total_tokens\":%ld",
+		       x->prompt_tokens, completion, x->prompt_tokens + completion) != 0)
+		return -1;
+	if (x->no_cost)
+		return 0;
+	format_usd_nano(chat_cost_nano(x->prompt_tokens, completion), cost, sizeof cost);
+	return sb_appendf(sb, ",\"cost\":%s", cost);
 }
 
 /* Sends one HTTP chunk holding prefix + data + suffix, with a single send. */
@@ -2122,7 +2243,7 @@ static int stream_send_chunk(struct mock_conn *c, const char *prefix,
 	iov[3].iov_len = slen;
 	iov[4].iov_base = (void *)"\r\n";
 	iov[4].iov_len = 2;
-	return send_all_iov(c->fd, iov, 5);
+	return conn_send_iov(c, iov, 5);
 }
 
 /* Sends "data: <obj>\n\n" as one chunk and releases obj. */
@@ -2141,54 +2262,46 @@ static int stream_send_event(struct mock_conn *c, struct json_object *obj, bool 
 	return rc;
 }
 
+/* Sends x->ev's head followed by tail (JSON text, the event's last fields
+ * and its closing brace) as one event. */
+static int stream_send_tail(struct chat_ctx *x, const char *tail)
+{
+	x->ev.len = x->ev_head;
+	if (sb_append_str(&x->ev, tail) != 0)
+		return -1;
+	return stream_send_chunk(x->c, "data: ", x->ev.data, x->ev.len, "\n\n");
+}
+
 static int stream_send_role(struct chat_ctx *x)
 {
-	struct jb b = { .ok = true };
-	struct json_object *o = chunk_new(&b, x);
-	struct json_object *delta = jb_object(&b);
-
-	jb_set(&b, delta, "role", jb_string(&b, "assistant"));
-	jb_set(&b, delta, "content", jb_string(&b, ""));
-	jb_set(&b, o, "choices", chunk_choices(&b, delta, NULL));
-	return stream_send_event(x->c, o, b.ok);
+	return stream_send_tail(x, ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+				"\"content\":\"\"},\"finish_reason\":null,"
+				"\"native_finish_reason\":null,\"logprobs\":null}]}");
 }
 
 static int stream_send_token(struct chat_ctx *x, long k)
 {
-	struct jb b = { .ok = true };
-	struct json_object *o = chunk_new(&b, x);
-	struct json_object *delta = jb_object(&b);
-	char text[32];
+	char tail[192];
 
-	snprintf(text, sizeof text, "tok%ld ", k);
-	jb_set(&b, delta, "content", jb_string(&b, text));
-	jb_set(&b, o, "choices", chunk_choices(&b, delta, NULL));
-	return stream_send_event(x->c, o, b.ok);
+	snprintf(tail, sizeof tail,
+		 ",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"tok%ld \"},"
+		 "\"finish_reason\":null,\"native_finish_reason\":null,\"logprobs\":null}]}", k);
+	return stream_send_tail(x, tail);
 }
 
 static int stream_send_finish(struct chat_ctx *x)
 {
-	struct jb b = { .ok = true };
-	struct json_object *o = chunk_new(&b, x);
-
-	jb_set(&b, o, "choices", chunk_choices(&b, jb_object(&b), "stop"));
-	return stream_send_event(x->c, o, b.ok);
+	return stream_send_tail(x, ",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\","
+				"\"native_finish_reason\":\"stop\",\"logprobs\":null}]}");
 }
 
-static int stream_send_usage(struct chat_ctx *x, long completion, const char *cost)
+static int stream_send_usage(struct chat_ctx *x, long completion)
 {
-	struct jb b = { .ok = true };
-	struct json_object *o = chunk_new(&b, x);
-	struct json_object *usage = jb_object(&b);
-
-	jb_set(&b, o, "choices", jb_array(&b));
-	jb_set(&b, usage, "prompt_tokens", jb_int(&b, x->prompt_tokens));
-	jb_set(&b, usage, "completion_tokens", jb_int(&b, completion));
-	jb_set(&b, usage, "total_tokens", jb_int(&b, x->prompt_tokens + completion));
-	if (!x->no_cost)
-		jb_set(&b, usage, "cost", jb_number_text(&b, cost));
-	jb_set(&b, o, "usage", usage);
-	return stream_send_event(x->c, o, b.ok);
+	x->ev.len = x->ev_head;
+	if (sb_append_str(&x->ev, ",\"choices\":[],\"usage\":") != 0 ||
+	    chat_usage_head(&x->ev, x, completion) != 0 || sb_append_str(&x->ev, "}}") != 0)
+		return -1;
+	return stream_send_chunk(x->c, "data: ", x->ev.data, x->ev.len, "\n\n");
 }
 
 /* The OpenRouter in-band error chunk (api-contract.md 5.4). */
@@ -2239,7 +2352,6 @@ static int stream_body(struct chat_ctx *x, const struct mock_options *o)
 	long cut_at = o->cut_after < 0 ? -1 : (o->cut_after < tokens ? o->cut_after : tokens);
 	long fail_at = o->midfail_after < 0 ? -1 :
 		       (o->midfail_after < tokens ? o->midfail_after : tokens);
-	char cost[MOCK_COST_LEN];
 	bool recorded = false;
 	long emitted = 0;
 	int rc = -1;
@@ -2257,7 +2369,7 @@ static int stream_body(struct chat_ctx *x, const struct mock_options *o)
 		if (emitted == fail_at) {
 			chat_record(x, emitted, true);
 			if (stream_send_midfail(x) == 0)
-				(void)send_all(x->c->fd, "0\r\n\r\n", 5);
+				(void)conn_send(x->c, "0\r\n\r\n", 5);
 			return -1;
 		}
 		if (emitted == tokens)
@@ -2271,10 +2383,9 @@ static int stream_body(struct chat_ctx *x, const struct mock_options *o)
 		goto out;
 	chat_record(x, tokens, true);
 	recorded = true;
-	format_usd_nano(chat_cost_nano(x->prompt_tokens, tokens), cost, sizeof cost);
-	if (stream_send_usage(x, tokens, cost) != 0 ||
+	if (stream_send_usage(x, tokens) != 0 ||
 	    stream_send_chunk(x->c, "", done, sizeof done - 1, "") != 0 ||
-	    send_all(x->c->fd, "0\r\n\r\n", 5) != 0)
+	    conn_send(x->c, "0\r\n\r\n", 5) != 0)
 		goto out;
 	rc = 0;
 out:
@@ -2284,6 +2395,16 @@ out:
 out_emitted0:
 	chat_record(x, 0, true);
 	return -1;
+}
+
+/* True when the stream of these options waits between its tokens, or is
+ * too long to build whole in the event loop's buffer. */
+static bool stream_blocks(const struct mock_options *o)
+{
+	long tokens = o->tokens >= 0 ? o->tokens : g_cfg.tokens;
+	long delay = o->delay_ms >= 0 ? o->delay_ms : g_cfg.delay_ms;
+
+	return delay > 0 || tokens > MOCK_LOOP_MAX_TOKENS;
 }
 
 /* Streams the answer.  Like a real provider, the connection is kept for
@@ -2306,67 +2427,46 @@ static bool chat_stream(struct chat_ctx *x, const struct mock_options *o)
 		     "\r\n", x->id, keep ? "keep-alive" : "close");
 	if (n < 0 || (size_t)n >= sizeof head)
 		return false;
-	if (send_all(x->c->fd, head, (size_t)n) != 0)
+	if (conn_send(x->c, head, (size_t)n) != 0)
 		return false;
+	sb_init(&x->ev, MOCK_HEADER_MAX_BYTES);
+	if (chat_head(&x->ev, x, "chat.completion.chunk") != 0) {
+		sb_free(&x->ev);
+		return false;
+	}
+	x->ev_head = x->ev.len;
 	atomic_fetch_add(&g_open_streams, 1);
 	rc = stream_body(x, o);
 	atomic_fetch_sub(&g_open_streams, 1);
+	sb_free(&x->ev);
 	return rc == 0 && keep;
 }
 
 static bool chat_plain(struct chat_ctx *x, const char *reply, size_t reply_len, bool keep)
 {
-	struct jb b = { .ok = true };
 	long completion = count_words(reply, reply_len);
-	struct json_object *root = jb_object(&b);
-	struct json_object *choices = jb_array(&b);
-	struct json_object *choice = jb_object(&b);
-	struct json_object *message = jb_object(&b);
-	struct json_object *usage = jb_object(&b);
-	struct json_object *ptd = jb_object(&b);
-	struct json_object *ctd = jb_object(&b);
-	char cost[MOCK_COST_LEN];
+	struct strbuf sb;
 	char extra[128];
 
-	format_usd_nano(chat_cost_nano(x->prompt_tokens, completion), cost, sizeof cost);
 	snprintf(extra, sizeof extra, "X-Generation-Id: %s\r\n", x->id);
-
-	jb_set(&b, root, "id", jb_string(&b, x->id));
-	jb_set(&b, root, "provider", jb_string(&b, "Mock"));
-	jb_set(&b, root, "model", jb_string(&b, x->model));
-	jb_set(&b, root, "object", jb_string(&b, "chat.completion"));
-	jb_set(&b, root, "created", jb_int(&b, (int64_t)x->created));
-	jb_set(&b, choice, "index", jb_int(&b, 0));
-	jb_set_null(&b, choice, "logprobs");
-	jb_set(&b, choice, "finish_reason", jb_string(&b, "stop"));
-	jb_set(&b, choice, "native_finish_reason", jb_string(&b, "stop"));
-	jb_set(&b, message, "role", jb_string(&b, "assistant"));
-	jb_set(&b, message, "content", jb_string_len(&b, reply, reply_len));
-	jb_set_null(&b, message, "refusal");
-	jb_set(&b, choice, "message", message);
-	jb_push(&b, choices, choice);
-	jb_set(&b, root, "choices", choices);
-	jb_set(&b, usage, "prompt_tokens", jb_int(&b, x->prompt_tokens));
-	jb_set(&b, usage, "completion_tokens", jb_int(&b, completion));
-	jb_set(&b, usage, "total_tokens", jb_int(&b, x->prompt_tokens + completion));
-	if (!x->no_cost)
-		jb_set(&b, usage, "cost", jb_number_text(&b, cost));
-	jb_set(&b, usage, "is_byok", jb_bool(&b, false));
-	jb_set(&b, ptd, "cached_tokens", jb_int(&b, 0));
-	jb_set(&b, usage, "prompt_tokens_details", ptd);
-	jb_set(&b, ctd, "reasoning_tokens", jb_int(&b, 0));
-	jb_set(&b, usage, "completion_tokens_details", ctd);
-	jb_set(&b, root, "usage", usage);
-
-	if (!b.ok) {
-		json_object_put(root);
+	sb_init(&sb, MOCK_HEADER_MAX_BYTES);
+	if (chat_head(&sb, x, "chat.completion") != 0 ||
+	    sb_append_str(&sb, ",\"choices\":[{\"index\":0,\"logprobs\":null,"
+			  "\"finish_reason\":\"stop\",\"native_finish_reason\":\"stop\","
+			  "\"message\":{\"role\":\"assistant\",\"content\":") != 0 ||
+	    sb_append_json_string(&sb, reply, reply_len) != 0 ||
+	    sb_append_str(&sb, ",\"refusal\":null}}],\"usage\":") != 0 ||
+	    chat_usage_head(&sb, x, completion) != 0 ||
+	    sb_append_str(&sb, ",\"is_byok\":false,\"prompt_tokens_details\":{\"cached_tokens\":0},"
+			  "\"completion_tokens_details\":{\"reasoning_tokens\":0}}}") != 0) {
+		sb_free(&sb);
 		send_oom(x->c, x->r);
 		return false;
 	}
 	chat_record(x, completion, false);
-	if (send_json(x->c, x->r, 200, root, extra, keep) != 0)
+	if (send_response(x->c, x->r, 200, "application/json", extra, sb.data, sb.len, keep) != 0)
 		keep = false;
-	json_object_put(root);
+	sb_free(&sb);
 	return keep;
 }
 
@@ -2382,6 +2482,7 @@ static bool handle_chat(struct mock_conn *c, const struct mock_request *r,
 	struct json_object *stream;
 	struct mock_options opt;
 	struct chat_ctx x;
+	bool streamed;
 	char *model_id = NULL;
 	char err[256];
 	char echo[MOCK_ECHO_MAX + 8];
@@ -2426,6 +2527,11 @@ static bool handle_chat(struct mock_conn *c, const struct mock_request *r,
 	}
 	if (scenario_preamble(c, r, &opt, &keep))
 		goto out;
+	stream = json_get(root, "stream");
+	streamed = stream != NULL && json_object_is_type(stream, json_type_boolean) &&
+		   json_object_get_boolean(stream);
+	if (streamed && stream_blocks(&opt) && conn_defer(c))
+		goto out;
 	if (opt.bad_json) {
 		static const char bad[] = "this is not json";
 
@@ -2463,9 +2569,7 @@ static bool handle_chat(struct mock_conn *c, const struct mock_request *r,
 	x.no_cost = opt.no_cost;
 	x.key_hash = key_hash;
 
-	stream = json_get(root, "stream");
-	if (stream != NULL && json_object_is_type(stream, json_type_boolean) &&
-	    json_object_get_boolean(stream))
+	if (streamed)
 		keep = chat_stream(&x, &opt);
 	else
 		keep = chat_plain(&x, reply, reply_len, keep);
@@ -2631,15 +2735,77 @@ fail:
 	return -1;
 }
 
-static int emb_write_item(struct strbuf *sb, const struct emb_item *it, size_t idx,
-			  long dim, bool base64, unsigned char *scratch)
+/* The text of the vectors served last, by item hash, size and encoding:
+ * a client asks for the same input again and again, and writing 1536
+ * numbers costs far more than the rest of the answer. */
+struct emb_cache_slot {
+	uint64_t hash;
+	long dim;
+	bool base64;
+	char *text;    /* owned; NULL: empty slot */
+	size_t len;
+};
+
+static struct emb_cache_slot g_emb_cache[MOCK_EMB_CACHE_SLOTS];
+static pthread_mutex_t g_emb_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct emb_cache_slot *emb_cache_slot(uint64_t hash, long dim, bool base64)
 {
-	uint64_t h = emb_item_hash(it);
+	return &g_emb_cache[mix64(hash ^ (uint64_t)dim ^ (base64 ? 1u : 0u)) % MOCK_EMB_CACHE_SLOTS];
+}
+
+/* Appends the cached text of the vector; returns 0, or 1 when it is not
+ * cached, -1 when the buffer is full. */
+static int emb_cache_append(struct strbuf *sb, uint64_t hash, long dim, bool base64)
+{
+	struct emb_cache_slot *slot = emb_cache_slot(hash, dim, base64);
+	int rc = 1;
+
+	pthread_mutex_lock(&g_emb_lock);
+	if (slot->text != NULL && slot->hash == hash && slot->dim == dim && slot->base64 == base64)
+		rc = sb_append(sb, slot->text, slot->len);
+	pthread_mutex_unlock(&g_emb_lock);
+	return rc;
+}
+
+static void emb_cache_put(uint64_t hash, long dim, bool base64, const char *text, size_t len)
+{
+	struct emb_cache_slot *slot = emb_cache_slot(hash, dim, base64);
+	char *copy = malloc(len);
+	char *old;
+
+	if (copy == NULL)
+		return;
+	memcpy(copy, text, len);
+	pthread_mutex_lock(&g_emb_lock);
+	old = slot->text;
+	slot->hash = hash;
+	slot->dim = dim;
+	slot->base64 = base64;
+	slot->text = copy;
+	slot->len = len;
+	pthread_mutex_unlock(&g_emb_lock);
+	free(old);
+}
+
+static void emb_cache_free(void)
+{
+	size_t i;
+
+	pthread_mutex_lock(&g_emb_lock);
+	for (i = 0; i < MOCK_EMB_CACHE_SLOTS; i++) {
+		free(g_emb_cache[i].text);
+		g_emb_cache[i].text = NULL;
+	}
+	pthread_mutex_unlock(&g_emb_lock);
+}
+
+/* Writes the vector of the item: a quoted base64 string or an array. */
+static int emb_write_vector(struct strbuf *sb, uint64_t h, long dim, bool base64,
+			    unsigned char *scratch)
+{
 	uint32_t j;
 
-	if (sb_appendf(sb, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
-		       idx > 0 ? "," : "", idx) != 0)
-		return -1;
 	if (base64) {
 		for (j = 0; j < (uint32_t)dim; j++) {
 			float f = emb_component(h, j);
@@ -2652,10 +2818,9 @@ static int emb_write_item(struct strbuf *sb, const struct emb_item *it, size_t i
 			scratch[4 * j + 3] = (unsigned char)(bits >> 24);
 		}
 		if (sb_append_str(sb, "\"") != 0 ||
-		    sb_append_base64(sb, scratch, (size_t)dim * 4) != 0 ||
-		    sb_append_str(sb, "\"}") != 0)
+		    sb_append_base64(sb, scratch, (size_t)dim * 4) != 0)
 			return -1;
-		return 0;
+		return sb_append_str(sb, "\"");
 	}
 	if (sb_append_str(sb, "[") != 0)
 		return -1;
@@ -2663,7 +2828,32 @@ static int emb_write_item(struct strbuf *sb, const struct emb_item *it, size_t i
 		if (sb_appendf(sb, "%s%.9g", j > 0 ? "," : "", (double)emb_component(h, j)) != 0)
 			return -1;
 	}
-	return sb_append_str(sb, "]}");
+	return sb_append_str(sb, "]");
+}
+
+static int emb_write_item(struct strbuf *sb, const struct emb_item *it, size_t idx,
+			  long dim, bool base64, unsigned char *scratch)
+{
+	uint64_t h = emb_item_hash(it);
+	bool cacheable = dim <= MOCK_EMB_CACHE_DIM;
+	size_t start;
+	int rc = 1;
+
+	if (sb_appendf(sb, "%s{\"object\":\"embedding\",\"index\":%zu,\"embedding\":",
+		       idx > 0 ? "," : "", idx) != 0)
+		return -1;
+	if (cacheable)
+		rc = emb_cache_append(sb, h, dim, base64);
+	if (rc < 0)
+		return -1;
+	if (rc > 0) {
+		start = sb->len;
+		if (emb_write_vector(sb, h, dim, base64, scratch) != 0)
+			return -1;
+		if (cacheable)
+			emb_cache_put(h, dim, base64, sb->data + start, sb->len - start);
+	}
+	return sb_append_str(sb, "}");
 }
 
 static int emb_build(struct strbuf *sb, const struct emb_item *items, size_t n_items,
@@ -3187,9 +3377,17 @@ static bool handle_key(struct mock_conn *c, const struct mock_request *r,
 /* /__mock/bill                                                             */
 /* ------------------------------------------------------------------------ */
 
+/* The last API request as it came: its method, path, query, each header's
+ * name and value (NUL-terminated strings, one after the other), then its
+ * body; turned into JSON only when GET /__mock/last asks. */
+struct last_request {
+	size_t n_headers;
+	size_t body_len;
+	char text[];
+};
+
 static pthread_mutex_t g_last_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *g_last_json;   /* owned; NULL until the first API request */
-static size_t g_last_len;
+static struct last_request *g_last;   /* owned; NULL until the first API request */
 
 /* Adds name: value to the headers object, joining repeats with ", ". */
 static void last_add_header(struct jb *b, struct json_object *headers,
@@ -3211,64 +3409,119 @@ static void last_add_header(struct jb *b, struct json_object *headers,
 	sb_free(&sb);
 }
 
+/* Appends s and its NUL at *p. */
+static void last_put(char **p, const char *s)
+{
+	size_t n = strlen(s) + 1;
+
+	memcpy(*p, s, n);
+	*p += n;
+}
+
+/* Keeps a copy of r for GET /__mock/last (a copy a request: no JSON here,
+ * on the path of every request). */
 static void last_record(const struct mock_request *r)
 {
-	struct jb b = { .ok = true };
-	struct json_object *root = jb_object(&b);
-	struct json_object *headers = jb_object(&b);
-	const char *text = NULL;
-	size_t len = 0;
-	char *copy = NULL;
-	char *old;
+	struct last_request *last;
+	struct last_request *old;
+	size_t size = strlen(r->method) + strlen(r->path) + strlen(r->query) + 3 + r->body_len + 1;
+	char *p;
 	size_t i;
 
-	jb_set(&b, root, "method", jb_string(&b, r->method));
-	jb_set(&b, root, "path", jb_string(&b, r->path));
-	jb_set(&b, root, "query", jb_string(&b, r->query));
 	for (i = 0; i < r->n_headers; i++)
-		last_add_header(&b, headers, r->headers[i].name, r->headers[i].value);
-	jb_set(&b, root, "headers", headers);
-	jb_set(&b, root, "body", jb_string_len(&b, r->body != NULL ? r->body : "", r->body_len));
-	if (b.ok)
-		text = json_object_to_json_string_length(root, MOCK_JSON_FLAGS, &len);
-	if (text != NULL)
-		copy = strndup(text, len);
-	json_object_put(root);
-	if (copy == NULL)
+		size += strlen(r->headers[i].name) + strlen(r->headers[i].value) + 2;
+	last = malloc(sizeof *last + size);
+	if (last == NULL)
 		return;
+	last->n_headers = r->n_headers;
+	last->body_len = r->body_len;
+	p = last->text;
+	last_put(&p, r->method);
+	last_put(&p, r->path);
+	last_put(&p, r->query);
+	for (i = 0; i < r->n_headers; i++) {
+		last_put(&p, r->headers[i].name);
+		last_put(&p, r->headers[i].value);
+	}
+	if (r->body_len > 0)
+		memcpy(p, r->body, r->body_len);
+	p[r->body_len] = '\0';
 	pthread_mutex_lock(&g_last_lock);
-	old = g_last_json;
-	g_last_json = copy;
-	g_last_len = len;
+	old = g_last;
+	g_last = last;
 	pthread_mutex_unlock(&g_last_lock);
 	free(old);
+}
+
+/* {"method":..,"path":..,"query":..,"headers":{..},"body":..} of the last
+ * request, a new string of *len bytes (the caller frees it), or NULL with
+ * *none set when there was none yet, or *none clear when out of memory. */
+static char *last_json(size_t *len, bool *none)
+{
+	struct jb b = { .ok = true };
+	struct json_object *root;
+	struct json_object *headers;
+	const char *text = NULL;
+	const char *p;
+	char *copy = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&g_last_lock);
+	*none = g_last == NULL;
+	if (*none) {
+		pthread_mutex_unlock(&g_last_lock);
+		return NULL;
+	}
+	root = jb_object(&b);
+	headers = jb_object(&b);
+	p = g_last->text;
+	jb_set(&b, root, "method", jb_string(&b, p));
+	p += strlen(p) + 1;
+	jb_set(&b, root, "path", jb_string(&b, p));
+	p += strlen(p) + 1;
+	jb_set(&b, root, "query", jb_string(&b, p));
+	p += strlen(p) + 1;
+	for (i = 0; i < g_last->n_headers; i++) {
+		const char *name = p;
+		const char *value = name + strlen(name) + 1;
+
+		last_add_header(&b, headers, name, value);
+		p = value + strlen(value) + 1;
+	}
+	jb_set(&b, root, "headers", headers);
+	jb_set(&b, root, "body", jb_string_len(&b, p, g_last->body_len));
+	pthread_mutex_unlock(&g_last_lock);
+	if (b.ok)
+		text = json_object_to_json_string_length(root, MOCK_JSON_FLAGS, len);
+	if (text != NULL)
+		copy = strndup(text, *len);
+	json_object_put(root);
+	return copy;
 }
 
 static void last_free(void)
 {
 	pthread_mutex_lock(&g_last_lock);
-	free(g_last_json);
-	g_last_json = NULL;
-	g_last_len = 0;
+	free(g_last);
+	g_last = NULL;
 	pthread_mutex_unlock(&g_last_lock);
 }
 
 static bool admin_last(struct mock_conn *c, const struct mock_request *r)
 {
-	char *copy = NULL;
 	size_t len = 0;
+	bool none = false;
+	char *copy = last_json(&len, &none);
 	bool keep = r->keep_alive;
 
-	pthread_mutex_lock(&g_last_lock);
-	if (g_last_json != NULL) {
-		copy = strndup(g_last_json, g_last_len);
-		len = g_last_len;
-	}
-	pthread_mutex_unlock(&g_last_lock);
-	if (copy == NULL) {
+	if (copy == NULL && none) {
 		if (send_error(c, r, 404, "no API request received yet", false, NULL, keep) != 0)
 			keep = false;
 		return keep;
+	}
+	if (copy == NULL) {
+		send_oom(c, r);
+		return false;
 	}
 	if (send_response(c, r, 200, "application/json", NULL, copy, len, keep) != 0)
 		keep = false;
@@ -3515,17 +3768,6 @@ static bool handle_admin(struct mock_conn *c, const struct mock_request *r)
 /* Routing                                                                  */
 /* ------------------------------------------------------------------------ */
 
-enum mock_route {
-	ROUTE_CHAT,              /* POST chat/completions */
-	ROUTE_EMBEDDINGS,        /* POST embeddings */
-	ROUTE_MODELS,            /* GET models */
-	ROUTE_EMBEDDING_MODELS,  /* GET embeddings/models */
-	ROUTE_GENERATION,        /* GET generation?id= */
-	ROUTE_KEY,               /* GET key: inference or management key */
-	ROUTE_ACTIVITY,          /* GET activity: management key only */
-	ROUTE_CREDITS            /* GET credits: management key only */
-};
-
 static const struct {
 	const char *path;        /* after the /api/v1 or /v1 prefix */
 	const char *method;
@@ -3591,6 +3833,43 @@ static int check_auth(const struct mock_request *r, const char **message)
 	return 0;
 }
 
+/* Serves the API request routed and authenticated in c->call.  Returns
+ * whether to keep the connection; with c->deferred set (in the event loop),
+ * it served nothing and a thread calls it again. */
+static bool route_call(struct mock_conn *c, const struct mock_request *r)
+{
+	const char *key_hash = c->call.key_hash;
+	bool management = c->call.management;
+
+	switch (c->call.route) {
+	case ROUTE_CHAT:
+		return handle_chat(c, r, key_hash);
+	case ROUTE_EMBEDDINGS:
+		return handle_embeddings(c, r, key_hash);
+	case ROUTE_MODELS:
+		return handle_models(c, r, k_chat_models,
+				     sizeof k_chat_models / sizeof k_chat_models[0]);
+	case ROUTE_EMBEDDING_MODELS:
+		return handle_models(c, r, k_embedding_models,
+				     sizeof k_embedding_models / sizeof k_embedding_models[0]);
+	case ROUTE_GENERATION:
+		if (!g_cfg.generation_api) {
+			static const char page[] = "<html><body>404 Not Found</body></html>\n";
+
+			return send_response(c, r, 404, "text/html", NULL, page, sizeof page - 1,
+					     r->keep_alive) == 0 && r->keep_alive;
+		}
+		return handle_generation(c, r);
+	case ROUTE_KEY:
+		return handle_key(c, r, management ? NULL : key_hash);
+	case ROUTE_ACTIVITY:
+		return handle_activity(c, r);
+	case ROUTE_CREDITS:
+		return handle_credits(c, r);
+	}
+	return false;
+}
+
 static bool handle_request(struct mock_conn *c, const struct mock_request *r)
 {
 	const char *sub;
@@ -3599,7 +3878,6 @@ static bool handle_request(struct mock_conn *c, const struct mock_request *r)
 	bool path_known = false;
 	bool management;
 	enum mock_route route;
-	char key_hash[MOCK_KEY_HASH_LEN + 1];
 	char allow[64];
 	size_t i;
 
@@ -3657,38 +3935,16 @@ static bool handle_request(struct mock_conn *c, const struct mock_request *r)
 		if (check_auth(r, &auth_message) != 0)
 			return reply_error(c, r, 401, auth_message);
 		/* what this request generates is billed to its key */
-		if (key_hash_hex(request_bearer(r), key_hash) != 0) {
+		if (key_hash_hex(request_bearer(r), c->call.key_hash) != 0) {
 			send_oom(c, r);
 			return false;
 		}
+	} else {
+		c->call.key_hash[0] = '\0';
 	}
-	switch (route) {
-	case ROUTE_CHAT:
-		return handle_chat(c, r, key_hash);
-	case ROUTE_EMBEDDINGS:
-		return handle_embeddings(c, r, key_hash);
-	case ROUTE_MODELS:
-		return handle_models(c, r, k_chat_models,
-				     sizeof k_chat_models / sizeof k_chat_models[0]);
-	case ROUTE_EMBEDDING_MODELS:
-		return handle_models(c, r, k_embedding_models,
-				     sizeof k_embedding_models / sizeof k_embedding_models[0]);
-	case ROUTE_GENERATION:
-		if (!g_cfg.generation_api) {
-			static const char page[] = "<html><body>404 Not Found</body></html>\n";
-
-			return send_response(c, r, 404, "text/html", NULL, page, sizeof page - 1,
-					     r->keep_alive) == 0 && r->keep_alive;
-		}
-		return handle_generation(c, r);
-	case ROUTE_KEY:
-		return handle_key(c, r, management ? NULL : key_hash);
-	case ROUTE_ACTIVITY:
-		return handle_activity(c, r);
-	case ROUTE_CREDITS:
-		return handle_credits(c, r);
-	}
-	return false;
+	c->call.route = route;
+	c->call.management = management;
+	return route_call(c, r);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3730,110 +3986,553 @@ static void conn_close(struct mock_conn *c)
 	c->fd = -1;
 }
 
+/* Reads the next request into *req (the caller frees it) and answers it, or
+ * the error reading it; *keep says whether the connection may serve more. */
+static enum read_status conn_serve_one(struct mock_conn *c, struct mock_request *req,
+				       bool *keep)
+{
+	enum read_status st;
+
+	*keep = false;
+	request_init(req);
+	st = read_request(c, req);
+	switch (st) {
+	case READ_OK:
+		*keep = handle_request(c, req);
+		break;
+	case READ_BAD:
+		send_error(c, req, 400, "Bad Request", false, NULL, false);
+		break;
+	case READ_TOO_LARGE:
+		send_error(c, req, 413, "Request body too large", false, NULL, false);
+		break;
+	case READ_HEADERS_TOO_LARGE:
+		send_error(c, req, 431, "Request header fields too large", false, NULL, false);
+		break;
+	case READ_CLOSED:
+		break;
+	}
+	return st;
+}
+
 static void conn_serve(struct mock_conn *c)
 {
 	for (;;) {
 		struct mock_request req;
-		enum read_status st;
-		bool keep = false;
+		bool keep;
 
-		request_init(&req);
-		st = read_request(c, &req);
-		switch (st) {
-		case READ_OK:
-			keep = handle_request(c, &req);
-			break;
-		case READ_BAD:
-			send_error(c, &req, 400, "Bad Request", false, NULL, false);
-			break;
-		case READ_TOO_LARGE:
-			send_error(c, &req, 413, "Request body too large", false, NULL, false);
-			break;
-		case READ_HEADERS_TOO_LARGE:
-			send_error(c, &req, 431, "Request header fields too large", false, NULL, false);
-			break;
-		case READ_CLOSED:
-			break;
-		}
+		conn_serve_one(c, &req, &keep);
 		request_free(&req);
 		if (!keep || atomic_load(&g_stop))
 			break;
 	}
 }
 
+/* A connection the event loop handed over: writes what the loop had not,
+ * serves the request it deferred, then every next one with blocking calls. */
 static void *conn_thread(void *arg)
 {
 	struct mock_conn *c = arg;
+	bool keep = true;
 
-	conn_serve(c);
+	if (c->out.len > c->out_sent &&
+	    conn_send(c, c->out.data + c->out_sent, c->out.len - c->out_sent) != 0)
+		keep = false;
+	sb_free(&c->out);
+	if (c->held) {
+		if (keep)
+			keep = route_call(c, &c->held_req);
+		request_free(&c->held_req);
+		c->held = false;
+	}
+	if (keep && !atomic_load(&g_stop))
+		conn_serve(c);
 	conn_close(c);
 	free(c);
 	atomic_fetch_sub(&g_active_conns, 1);
 	return NULL;
 }
 
-static void conn_start(int fd, const pthread_attr_t *attr)
-{
-	struct mock_conn *c;
-	struct timeval tv = { .tv_sec = MOCK_SEND_TIMEOUT_S, .tv_usec = 0 };
-	pthread_t tid;
-	int one = 1;
+/* ------------------------------------------------------------------------ */
+/* Event loop                                                               */
+/* ------------------------------------------------------------------------ */
 
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) {
-		close(fd);
-		return;
-	}
-	c = malloc(sizeof *c);
-	if (c == NULL) {
-		close(fd);
-		return;
-	}
-	c->fd = fd;
-	c->rstart = 0;
-	c->rend = 0;
-	c->hlen = 0;
-	atomic_fetch_add(&g_stat_connections, 1);
-	atomic_fetch_add(&g_active_conns, 1);
-	if (pthread_create(&tid, attr, conn_thread, c) != 0) {
-		atomic_fetch_sub(&g_active_conns, 1);
-		close(fd);
-		free(c);
-	}
+struct mock_loop {
+	int epfd;
+	int lfd;
+	pthread_attr_t attr;        /* of the connection threads: detached */
+	struct mock_conn *conns;    /* every connection the loop serves */
+	struct mock_conn *spares;   /* closed ones, kept for reuse */
+	size_t n_spares;
+	int64_t swept_ms;           /* last look for idle connections */
+};
+
+enum ready_status {
+	REQ_READY = 0,    /* the buffer holds a whole request */
+	REQ_NEED_MORE,    /* wait for more bytes */
+	REQ_HANDOFF       /* needs a connection thread (see conn_request_ready) */
+};
+
+/* True when the header line [line, line + len) is named name (lowercase,
+ * with its colon); *value then points after the colon. */
+static bool head_line_is(const char *line, size_t len, const char *name, const char **value)
+{
+	size_t n = strlen(name);
+
+	if (len < n || strncasecmp(line, name, n) != 0)
+		return false;
+	*value = line + n;
+	return true;
 }
 
-static void *accept_thread(void *arg)
+/* Whether rbuf holds a whole request that read_request() can parse without
+ * reading the socket.  A chunked body, Expect: 100-continue before its body,
+ * and a request that cannot fit the buffer go to a connection thread, as do
+ * blank lines before the request line.  A malformed head counts as ready:
+ * the parser answers it.  Reads the buffer only. */
+static enum ready_status conn_request_ready(const struct mock_conn *c)
 {
-	int lfd = *(const int *)arg;
-	pthread_attr_t attr;
+	const char *p = c->rbuf + c->rstart;
+	const char *end = c->rbuf + c->rend;
+	uint64_t length = 0;
+	bool expect = false;
+	bool first = true;
 
-	if (pthread_attr_init(&attr) != 0)
-		return NULL;
-	if (pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED) != 0 ||
-	    pthread_attr_setstacksize(&attr, MOCK_THREAD_STACK) != 0) {
-		pthread_attr_destroy(&attr);
-		return NULL;
+	if (p == end)
+		return REQ_NEED_MORE;
+	if (*p == '\r' || *p == '\n')
+		return REQ_HANDOFF;
+	for (;;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *value;
+		size_t len;
+
+		if (nl == NULL)
+			break;
+		len = (size_t)(nl - p);
+		if (len > 0 && p[len - 1] == '\r')
+			len--;
+		if (len == 0) {
+			size_t need = (size_t)(nl + 1 - (c->rbuf + c->rstart));
+
+			if (length > MOCK_BODY_MAX)
+				return REQ_READY;   /* answered 413 without its body */
+			need += (size_t)length;
+			if (need <= (size_t)(end - (c->rbuf + c->rstart)))
+				return REQ_READY;
+			if (need > sizeof c->rbuf || expect)
+				return REQ_HANDOFF;
+			return REQ_NEED_MORE;
+		}
+		if (!first) {
+			if (head_line_is(p, len, "transfer-encoding:", &value))
+				return REQ_HANDOFF;
+			if (head_line_is(p, len, "expect:", &value))
+				expect = true;
+			if (head_line_is(p, len, "content-length:", &value)) {
+				uint64_t v = 0;
+				int digits = 0;
+
+				while (*value == ' ' || *value == '\t')
+					value++;
+				for (; *value >= '0' && *value <= '9' && digits < 19; value++, digits++)
+					v = v * 10 + (uint64_t)(*value - '0');
+				if (v > length)
+					length = v;   /* values that differ are the parser's 400 */
+			}
+		}
+		first = false;
+		p = nl + 1;
 	}
-	while (!atomic_load(&g_stop)) {
-		struct pollfd p = { .fd = lfd, .events = POLLIN };
-		int rc = poll(&p, 1, MOCK_POLL_SLICE_MS);
-		int fd;
+	return c->rend - c->rstart >= sizeof c->rbuf - 1 ? REQ_HANDOFF : REQ_NEED_MORE;
+}
 
-		if (rc <= 0)
+static void loop_link(struct mock_loop *lp, struct mock_conn *c)
+{
+	c->prev = NULL;
+	c->next = lp->conns;
+	if (lp->conns != NULL)
+		lp->conns->prev = c;
+	lp->conns = c;
+}
+
+static void loop_unlink(struct mock_loop *lp, struct mock_conn *c)
+{
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		lp->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = NULL;
+	c->next = NULL;
+}
+
+/* Closes the connection and keeps its memory for the next one. */
+static void loop_free(struct mock_loop *lp, struct mock_conn *c)
+{
+	loop_unlink(lp, c);
+	close(c->fd);
+	c->fd = -1;
+	if (c->held) {
+		request_free(&c->held_req);
+		c->held = false;
+	}
+	if (lp->n_spares < MOCK_LOOP_SPARES && !atomic_load(&g_stop)) {
+		if (c->out.cap > MOCK_LOOP_OUT_KEEP)
+			sb_free(&c->out);
+		c->next = lp->spares;
+		lp->spares = c;
+		lp->n_spares++;
+		return;
+	}
+	sb_free(&c->out);
+	free(c);
+}
+
+/* Hands the connection to a thread of its own (see conn_thread). */
+static void loop_handoff(struct mock_loop *lp, struct mock_conn *c)
+{
+	pthread_t tid;
+	int flags;
+
+	if (c->watched)
+		epoll_ctl(lp->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	loop_unlink(lp, c);
+	c->in_loop = false;
+	flags = fcntl(c->fd, F_GETFL);
+	if (flags < 0 || fcntl(c->fd, F_SETFL, flags & ~O_NONBLOCK) != 0)
+		goto fail;
+	atomic_fetch_add(&g_active_conns, 1);
+	if (pthread_create(&tid, &lp->attr, conn_thread, c) == 0)
+		return;
+	atomic_fetch_sub(&g_active_conns, 1);
+fail:
+	close(c->fd);
+	if (c->held)
+		request_free(&c->held_req);
+	sb_free(&c->out);
+	free(c);
+}
+
+/* Waits for events on the connection from now on; 0 or -1. */
+static int loop_watch(struct mock_loop *lp, struct mock_conn *c, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = c };
+
+	if (epoll_ctl(lp->epfd, c->watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev) != 0)
+		return -1;
+	c->watched = true;
+	return 0;
+}
+
+/* Writes what it can of the answers; then closes a connection that is done.
+ * Returns 0, or -1 when the connection is gone. */
+static int loop_flush(struct mock_loop *lp, struct mock_conn *c)
+{
+	while (c->out_sent < c->out.len) {
+		ssize_t n = send(c->fd, c->out.data + c->out_sent, c->out.len - c->out_sent,
+				 MSG_NOSIGNAL);
+
+		if (n > 0) {
+			c->out_sent += (size_t)n;
+			c->active_ms = clock_ms(CLOCK_MONOTONIC);
 			continue;
-		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (!c->want_out) {
+				/* read no more until the peer takes what it has */
+				c->want_out = true;
+				if (loop_watch(lp, c, EPOLLOUT) != 0)
+					break;
+			}
+			return 0;
+		}
+		loop_free(lp, c);
+		return -1;
+	}
+	c->out.len = 0;
+	c->out_sent = 0;
+	if (c->want_out) {
+		c->want_out = false;
+		if (loop_watch(lp, c, EPOLLIN) != 0) {
+			loop_free(lp, c);
+			return -1;
+		}
+	}
+	if (c->state != CONN_FLUSHING)
+		return 0;
+	if (!c->linger || shutdown(c->fd, SHUT_WR) != 0) {
+		loop_free(lp, c);
+		return -1;
+	}
+	/* like conn_close: take what the peer still sends, so that closing
+	 * does not reset the connection under the last answer */
+	c->state = CONN_LINGERING;
+	c->active_ms = clock_ms(CLOCK_MONOTONIC);
+	return 0;
+}
+
+/* Serves the whole requests in the read buffer, then writes the answers;
+ * again while a pause to let the answers out left requests waiting.
+ * Returns 0, or -1 when the connection is gone (closed or handed off). */
+static int loop_serve(struct mock_loop *lp, struct mock_conn *c, bool peer_done)
+{
+	bool more = true;
+
+	while (more) {
+		more = false;
+		while (c->state == CONN_READING) {
+			struct mock_request req;
+			enum read_status st;
+			bool keep;
+
+			if (c->out.len - c->out_sent >= MOCK_LOOP_OUT_HIGH) {
+				more = true;
+				break;
+			}
+			switch (conn_request_ready(c)) {
+			case REQ_NEED_MORE:
+				goto flush;
+			case REQ_HANDOFF:
+				loop_handoff(lp, c);
+				return -1;
+			case REQ_READY:
+				break;
+			}
+			st = conn_serve_one(c, &req, &keep);
+			if (c->deferred) {
+				c->deferred = false;
+				c->held = true;
+				c->held_req = req;
+				loop_handoff(lp, c);
+				return -1;
+			}
+			request_free(&req);
+			if (!keep || atomic_load(&g_stop)) {
+				c->state = CONN_FLUSHING;
+				c->linger = st != READ_OK || c->rend > c->rstart;
+			}
+		}
+flush:
+		if (peer_done && c->state == CONN_READING && !more)
+			c->state = CONN_FLUSHING;   /* nothing more will come */
+		if (loop_flush(lp, c) != 0)
+			return -1;
+		if (c->want_out)
+			return 0;   /* served again once the peer took the answers */
+	}
+	return 0;
+}
+
+/* The socket is readable (or hung up): read, then serve.  Returns 0, or -1
+ * when the connection is gone. */
+static int loop_read(struct mock_loop *lp, struct mock_conn *c)
+{
+	ssize_t n;
+
+	if (c->state == CONN_LINGERING) {
+		char tmp[4096];
+
+		n = recv(c->fd, tmp, sizeof tmp, 0);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		c->drained += n > 0 ? (size_t)n : 0;
+		if (n > 0 && c->drained < MOCK_LINGER_BYTES)
+			return 0;
+		loop_free(lp, c);
+		return -1;
+	}
+	if (c->state != CONN_READING)
+		return 0;
+	if (c->rend == sizeof c->rbuf && c->rstart == 0) {
+		loop_handoff(lp, c);   /* a head too large: the thread answers 431 */
+		return -1;
+	}
+	if (c->rstart == c->rend) {
+		c->rstart = 0;
+		c->rend = 0;
+	} else if (c->rstart > 0 && c->rend == sizeof c->rbuf) {
+		memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+		c->rend -= c->rstart;
+		c->rstart = 0;
+	}
+	n = recv(c->fd, c->rbuf + c->rend, sizeof c->rbuf - c->rend, 0);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return 0;
+	if (n < 0) {
+		loop_free(lp, c);
+		return -1;
+	}
+	c->rend += (size_t)n;
+	c->active_ms = clock_ms(CLOCK_MONOTONIC);
+	return loop_serve(lp, c, n == 0);
+}
+
+/* Accepts what waits.  The listening socket defers accepting until the
+ * request has come (TCP_DEFER_ACCEPT) and its TCP_NODELAY and send timeout
+ * pass to the accepted sockets: a new connection is read at once, and one
+ * that is done with its request (a proxy's, one a request) is closed
+ * without ever entering the epoll set. */
+static void loop_accept(struct mock_loop *lp)
+{
+	int i;
+
+	for (i = 0; i < MOCK_LOOP_ACCEPTS; i++) {
+		struct mock_conn *c;
+		int fd = accept4(lp->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
 				struct timespec ts = { .tv_sec = 0, .tv_nsec = 50 * 1000 * 1000 };
 
 				nanosleep(&ts, NULL);
 			}
-			continue;
+			return;
 		}
-		conn_start(fd, &attr);
+		if (lp->spares != NULL) {
+			c = lp->spares;
+			lp->spares = c->next;
+			lp->n_spares--;
+		} else {
+			c = malloc(sizeof *c);
+			if (c == NULL) {
+				close(fd);
+				continue;
+			}
+			sb_init(&c->out, MOCK_RESPONSE_MAX + MOCK_HEADER_MAX_BYTES);
+		}
+		c->fd = fd;
+		c->rstart = 0;
+		c->rend = 0;
+		c->hlen = 0;
+		c->in_loop = true;
+		c->deferred = false;
+		c->held = false;
+		c->out.len = 0;
+		c->out_sent = 0;
+		c->state = CONN_READING;
+		c->linger = false;
+		c->want_out = false;
+		c->watched = false;
+		c->active_ms = clock_ms(CLOCK_MONOTONIC);
+		c->drained = 0;
+		loop_link(lp, c);
+		atomic_fetch_add(&g_stat_connections, 1);
+		if (loop_read(lp, c) == 0 && !c->watched &&
+		    loop_watch(lp, c, c->want_out ? EPOLLOUT : EPOLLIN) != 0)
+			loop_free(lp, c);
 	}
-	pthread_attr_destroy(&attr);
+}
+
+/* Closes the connections that made no progress for too long: silent
+ * between requests, a peer that takes no answer, or one lingering. */
+static void loop_sweep(struct mock_loop *lp, int64_t now)
+{
+	struct mock_conn *c = lp->conns;
+
+	while (c != NULL) {
+		struct mock_conn *next = c->next;
+		int64_t idle = now - c->active_ms;
+
+		if ((c->state == CONN_LINGERING && idle >= MOCK_LINGER_MS) ||
+		    (c->want_out && idle >= MOCK_SEND_TIMEOUT_S * 1000) ||
+		    idle >= MOCK_IDLE_TIMEOUT_MS)
+			loop_free(lp, c);
+		c = next;
+	}
+	lp->swept_ms = now;
+}
+
+static void loop_run(struct mock_loop *lp)
+{
+	struct epoll_event events[MOCK_LOOP_EVENTS];
+
+	while (!atomic_load(&g_stop)) {
+		int n = epoll_wait(lp->epfd, events, MOCK_LOOP_EVENTS, MOCK_POLL_SLICE_MS);
+		int64_t now;
+		int i;
+
+		for (i = 0; i < n; i++) {
+			struct mock_conn *c = events[i].data.ptr;
+
+			if (c == NULL) {
+				loop_accept(lp);
+			} else if (c->want_out) {
+				if ((events[i].events & (EPOLLERR | EPOLLHUP)) != 0)
+					loop_free(lp, c);
+				else if (loop_flush(lp, c) == 0 && !c->want_out)
+					(void)loop_serve(lp, c, false);   /* what waited */
+			} else {
+				(void)loop_read(lp, c);
+			}
+		}
+		now = clock_ms(CLOCK_MONOTONIC);
+		if (now - lp->swept_ms >= 1000)
+			loop_sweep(lp, now);
+	}
+}
+
+/* At exit: closes every connection of the loop and frees their memory. */
+static void loop_free_all(struct mock_loop *lp)
+{
+	while (lp->conns != NULL)
+		loop_free(lp, lp->conns);
+	while (lp->spares != NULL) {
+		struct mock_conn *c = lp->spares;
+
+		lp->spares = c->next;
+		sb_free(&c->out);
+		free(c);
+	}
+	lp->n_spares = 0;
+}
+
+static void *loop_thread(void *arg)
+{
+	struct mock_loop *lp = arg;
+
+	t_tokener = json_tokener_new_ex(MOCK_JSON_DEPTH);
+	loop_run(lp);
+	loop_free_all(lp);
+	if (t_tokener != NULL)
+		json_tokener_free(t_tokener);
+	t_tokener = NULL;
 	return NULL;
+}
+
+/* Sets up the loop on the listening socket lfd; returns 0 or -1. */
+static int loop_init(struct mock_loop *lp, int lfd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+
+	memset(lp, 0, sizeof *lp);
+	lp->lfd = lfd;
+	lp->swept_ms = clock_ms(CLOCK_MONOTONIC);
+	if (pthread_attr_init(&lp->attr) != 0)
+		return -1;
+	if (pthread_attr_setdetachstate(&lp->attr, PTHREAD_CREATE_DETACHED) != 0 ||
+	    pthread_attr_setstacksize(&lp->attr, MOCK_THREAD_STACK) != 0)
+		goto fail_attr;
+	lp->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (lp->epfd < 0)
+		goto fail_attr;
+	if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lfd, &ev) != 0) {
+		close(lp->epfd);
+		goto fail_attr;
+	}
+	return 0;
+fail_attr:
+	pthread_attr_destroy(&lp->attr);
+	return -1;
+}
+
+static void loop_destroy(struct mock_loop *lp)
+{
+	close(lp->epfd);
+	pthread_attr_destroy(&lp->attr);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -3953,6 +4652,21 @@ static int parse_args(int argc, char **argv)
 	return 0;
 }
 
+/* What every accepted socket inherits from the listening one: no Nagle
+ * delay, a send timeout for connection threads; and accept only once the
+ * request's first bytes have come (up to a second). */
+static int listen_options(int fd)
+{
+	struct timeval tv = { .tv_sec = MOCK_SEND_TIMEOUT_S, .tv_usec = 0 };
+	int one = 1;
+
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one) != 0)
+		return -1;
+	return 0;
+}
+
 /* Binds and listens; returns the socket and the bound port, or -1. */
 static int listen_on(const char *host, long port, int *bound_port)
 {
@@ -3982,6 +4696,7 @@ static int listen_on(const char *host, long port, int *bound_port)
 		if (fd < 0)
 			continue;
 		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+		    listen_options(fd) == 0 &&
 		    bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 4096) == 0)
 			break;
 		close(fd);
@@ -4051,7 +4766,8 @@ static int setup_signals(sigset_t *waitset)
 int main(int argc, char **argv)
 {
 	sigset_t waitset;
-	pthread_t acceptor;
+	struct mock_loop loop;
+	pthread_t loop_tid;
 	int lfd;
 	int port = 0;
 	int sig = 0;
@@ -4075,8 +4791,14 @@ int main(int argc, char **argv)
 		close(lfd);
 		return 1;
 	}
-	if (pthread_create(&acceptor, NULL, accept_thread, &lfd) != 0) {
-		fprintf(stderr, "mock-upstream: cannot start the accept thread\n");
+	if (loop_init(&loop, lfd) != 0) {
+		fprintf(stderr, "mock-upstream: cannot set up the event loop\n");
+		close(lfd);
+		return 1;
+	}
+	if (pthread_create(&loop_tid, NULL, loop_thread, &loop) != 0) {
+		fprintf(stderr, "mock-upstream: cannot start the event loop\n");
+		loop_destroy(&loop);
 		close(lfd);
 		return 1;
 	}
@@ -4086,7 +4808,8 @@ int main(int argc, char **argv)
 	while (sigwait(&waitset, &sig) != 0)
 		;
 	atomic_store(&g_stop, 1);
-	pthread_join(acceptor, NULL);
+	pthread_join(loop_tid, NULL);
+	loop_destroy(&loop);
 	close(lfd);
 	/* connection threads notice g_stop within a poll slice */
 	for (i = 0; i < 100 && atomic_load(&g_active_conns) > 0; i++) {
@@ -4099,6 +4822,7 @@ int main(int argc, char **argv)
 	if (atomic_load(&g_active_conns) == 0) {
 		gen_store_free();
 		last_free();
+		emb_cache_free();
 		ledger_free();
 	}
 	return 0;
