@@ -650,7 +650,10 @@ mg_admin_catalog_sync(struct mg_admin *a, int *n, char *err, size_t errlen)
 
 	rc = mg_catalog_fetch_all(a->conf, &rows, &names, &synced, &fetched, why, sizeof(why));
 	if (rc != MG_OK) {
-		mg_err_detail(err, errlen, "model lists: %s", why);
+		if (a->conf->n_ups == 1)
+			mg_err_detail(err, errlen, "%s", why); /* "model list from URL: ..." */
+		else
+			mg_err_detail(err, errlen, "model lists: %s", why);
 		return rc;
 	}
 	if (why[0] != '\0')

@@ -299,8 +299,8 @@ mg_catalog_fetch_all(const struct mg_conf *c, char **json_text, char **upstreams
 	char done[sizeof(names)] = "{";
 	char why[MG_ERR_DETAIL_LEN], fails[MG_ERR_DETAIL_LEN] = "";
 	json_object *all = json_object_new_array();
-	enum mg_err rc = MG_OK;
-	int i, ok = 0;
+	enum mg_err rc = MG_OK, failed = MG_OK; /* the failures' error when they share one */
+	int i, ok = 0, n_failed = 0;
 
 	*json_text = *upstreams = *synced = NULL;
 	*count = 0;
@@ -323,8 +323,13 @@ mg_catalog_fetch_all(const struct mg_conf *c, char **json_text, char **upstreams
 			/* its rows stay as the last sync left them */
 			size_t f = strlen(fails);
 
-			snprintf(fails + f, sizeof(fails) - f, "%supstream %s (%.200s): %.300s",
-			    f > 0 ? "; " : "", c->ups[i].name, c->ups[i].base_url, why);
+			failed = n_failed++ == 0 || failed == rc ? rc : MG_ERR_UPSTREAM;
+			if (c->n_ups == 1)
+				snprintf(fails, sizeof(fails), "model list from %.300s: %.400s",
+				    c->ups[i].base_url, why);
+			else
+				snprintf(fails + f, sizeof(fails) - f, "%supstream %s (%.200s): %.300s",
+				    f > 0 ? "; " : "", c->ups[i].name, c->ups[i].base_url, why);
 			rc = MG_OK;
 			continue;
 		}
@@ -339,7 +344,7 @@ mg_catalog_fetch_all(const struct mg_conf *c, char **json_text, char **upstreams
 	}
 	mg_err_detail(err, errlen, "%s", rc == MG_ERR_NOMEM ? "out of memory" : fails);
 	if (rc == MG_OK && ok == 0)
-		rc = MG_ERR_UPSTREAM;
+		rc = failed != MG_OK ? failed : MG_ERR_UPSTREAM; /* unreachable, refused, ... */
 	if (rc == MG_OK) {
 		array_close(names, sizeof(names));
 		array_close(done, sizeof(done));

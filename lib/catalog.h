@@ -45,7 +45,10 @@ enum mg_err mg_catalog_fetch(struct mg_upstream *up, size_t max_response, char *
  * upstream's prices come from the config.  *upstreams is the Postgres
  * array text of every upstream's name, *synced of those whose list came
  * (an upstream that fails keeps its rows; err then says why); all three
- * malloc'd.  MG_ERR_UPSTREAM, with err, when no list came. */
+ * malloc'd.  When no list came: the failures' error when they share one
+ * (MG_ERR_UPSTREAM_CONNECT: every upstream unreachable), else
+ * MG_ERR_UPSTREAM, with err ("model list from URL: ..." with one
+ * upstream). */
 enum mg_err mg_catalog_fetch_all(const struct mg_conf *c, char **json_text, char **upstreams,
     char **synced, int *count, char *err, size_t errlen) __attribute__((warn_unused_result));
 

@@ -23,7 +23,7 @@
 #include "metrics.h"
 
 #define SB_MAGIC   "mgscore"
-#define SB_VERSION 1u
+#define SB_VERSION 2u   /* 2: the upstreams' counters */
 
 /* Histogram buckets: finite upper bounds, then +Inf; the widest family
  * sets the width of every histogram's row. */
@@ -67,6 +67,7 @@ struct sb_slot {
 	_Atomic uint64_t hist[MG_H__COUNT][HIST_WIDTH];
 	_Atomic uint64_t models[LABEL_ROWS][LC__COUNT];
 	_Atomic uint64_t projects[LABEL_ROWS][LC__COUNT];
+	_Atomic uint64_t upstreams[MG_METRICS_UPSTREAMS][MG_METRICS_UPSTREAM_COLS];
 };
 
 struct sb_header {
@@ -343,6 +344,7 @@ fold(struct mg_scoreboard *sb, int i)
 	add_all(FLAT(to->hist), FLAT(from->hist), NFLAT(from->hist));
 	add_all(FLAT(to->models), FLAT(from->models), NFLAT(from->models));
 	add_all(FLAT(to->projects), FLAT(from->projects), NFLAT(from->projects));
+	add_all(FLAT(to->upstreams), FLAT(from->upstreams), NFLAT(from->upstreams));
 	/* what was in flight in a dead process is not any more */
 	for (g = 0; g < MG_G__COUNT; g++)
 		atomic_store_explicit(&from->gauge[g], 0, memory_order_relaxed);
@@ -410,6 +412,14 @@ mg_scoreboard_add(struct mg_scoreboard *sb, int i, enum mg_metric m, uint64_t n)
 {
 	if ((unsigned)m < MG_M__COUNT)
 		atomic_fetch_add_explicit(&sb->f->slot[i].count[m], n, memory_order_relaxed);
+}
+
+void
+mg_scoreboard_upstream(struct mg_scoreboard *sb, int i, int up, int col)
+{
+	if (up >= 0 && up < MG_METRICS_UPSTREAMS && col >= 0 && col < MG_METRICS_UPSTREAM_COLS)
+		atomic_fetch_add_explicit(&sb->f->slot[i].upstreams[up][col], 1,
+		    memory_order_relaxed);
 }
 
 void
@@ -549,6 +559,7 @@ struct sums {
 	uint64_t hist[MG_H__COUNT][HIST_WIDTH];
 	uint64_t models[LABEL_ROWS][LC__COUNT];
 	uint64_t projects[LABEL_ROWS][LC__COUNT];
+	uint64_t upstreams[MG_METRICS_UPSTREAMS][MG_METRICS_UPSTREAM_COLS];
 	int processes;
 };
 
@@ -593,6 +604,7 @@ sum_slots(struct mg_scoreboard *sb, struct sums *t)
 			sum_into(&t->hist[0][0], FLAT(s->hist), NFLAT(s->hist));
 			sum_into(&t->models[0][0], FLAT(s->models), NFLAT(s->models));
 			sum_into(&t->projects[0][0], FLAT(s->projects), NFLAT(s->projects));
+			sum_into(&t->upstreams[0][0], FLAT(s->upstreams), NFLAT(s->upstreams));
 			for (g = 0; g < MG_G__COUNT; g++)
 				t->gauge[g] += atomic_load_explicit(&s->gauge[g], memory_order_relaxed);
 		}
@@ -968,6 +980,36 @@ write_labels(struct mg_buf *out, const char *what, const struct label_entry *tab
 	return MG_OK;
 }
 
+/* The upstreams' calls by outcome and their cooldowns, every process
+ * together (their state, which is each process's own, is written by
+ * route.c).  Upstream names are letters, digits and "_-." (conf.c). */
+static enum mg_err
+write_upstreams(struct mg_buf *out, const struct sums *t, const struct mg_metrics_view *v)
+{
+	int i, o;
+
+	if (v->n_upstreams <= 0)
+		return MG_OK;
+	if (family(out, "modelgate_upstream_calls_total", "counter",
+	    "Upstream calls by outcome, every responder process of the host.") != MG_OK)
+		return MG_ERR_TOO_BIG;
+	for (i = 0; i < v->n_upstreams && i < MG_METRICS_UPSTREAMS; i++)
+		for (o = 0; o < v->n_outcomes && o < MG_METRICS_UPSTREAM_COOLDOWN; o++)
+			if (mg_buf_addf(out, "modelgate_upstream_calls_total{upstream=\"%s\","
+			    "outcome=\"%s\"}", v->upstreams[i], v->outcomes[o]) != MG_OK ||
+			    value(out, t->upstreams[i][o], U_COUNT) != MG_OK)
+				return MG_ERR_TOO_BIG;
+	if (family(out, "modelgate_upstream_cooldowns_total", "counter",
+	    "Cooldowns started, every responder process of the host.") != MG_OK)
+		return MG_ERR_TOO_BIG;
+	for (i = 0; i < v->n_upstreams && i < MG_METRICS_UPSTREAMS; i++)
+		if (mg_buf_addf(out, "modelgate_upstream_cooldowns_total{upstream=\"%s\"}",
+		    v->upstreams[i]) != MG_OK ||
+		    value(out, t->upstreams[i][MG_METRICS_UPSTREAM_COOLDOWN], U_COUNT) != MG_OK)
+			return MG_ERR_TOO_BIG;
+	return MG_OK;
+}
+
 enum mg_err
 mg_scoreboard_write(struct mg_scoreboard *sb, const struct mg_metrics_view *v,
     struct mg_buf *out)
@@ -985,6 +1027,7 @@ mg_scoreboard_write(struct mg_scoreboard *sb, const struct mg_metrics_view *v,
 	    mg_buf_adds(out, "\"} 1\n") != MG_OK)
 		goto out;
 	if (write_requests(out, t) != MG_OK || write_counters(out, t) != MG_OK ||
+	    write_upstreams(out, t, v) != MG_OK ||
 	    write_histograms(out, t) != MG_OK ||
 	    write_gauges(out, t, atomic_load(&sb->f->h.watermark)) != MG_OK)
 		goto out;
@@ -1142,6 +1185,13 @@ mg_metrics_count(enum mg_metric m, uint64_t n)
 {
 	if (self_sb != NULL && n != 0)
 		mg_scoreboard_add(self_sb, self_slot, m, n);
+}
+
+void
+mg_metrics_upstream(int up, int outcome)
+{
+	if (self_sb != NULL)
+		mg_scoreboard_upstream(self_sb, self_slot, up, outcome);
 }
 
 void

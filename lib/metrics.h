@@ -114,6 +114,7 @@ int mg_scoreboard_reap(struct mg_scoreboard *sb,
 
 /* Adds to slot i (any slot: for tests and the functions below). */
 void mg_scoreboard_add(struct mg_scoreboard *sb, int i, enum mg_metric m, uint64_t n);
+void mg_scoreboard_upstream(struct mg_scoreboard *sb, int i, int up, int col);
 void mg_scoreboard_gauge(struct mg_scoreboard *sb, int i, enum mg_gauge g, int64_t delta);
 void mg_scoreboard_observe(struct mg_scoreboard *sb, int i, enum mg_hist h, uint64_t v);
 void mg_scoreboard_request(struct mg_scoreboard *sb, int i, enum mg_metrics_ep ep,
@@ -130,10 +131,20 @@ void mg_scoreboard_charge(struct mg_scoreboard *sb, int i, const char *model,
 void mg_scoreboard_watermark(struct mg_scoreboard *sb, int64_t unix_seconds);
 
 /* What a scrape shows. */
+/* The upstreams counted (conf.h's MG_UPSTREAMS_MAX), and per upstream
+ * its call outcomes and, last, its cooldowns. */
+#define MG_METRICS_UPSTREAMS 16
+#define MG_METRICS_UPSTREAM_COLS 8
+#define MG_METRICS_UPSTREAM_COOLDOWN (MG_METRICS_UPSTREAM_COLS - 1)
+
 struct mg_metrics_view {
 	const char *version;           /* modelgate_build_info's */
 	int per_model;                 /* show the model labels */
 	int per_project;               /* show the project labels */
+	int n_upstreams;               /* the configured upstreams, in the */
+	const char *upstreams[MG_METRICS_UPSTREAMS]; /* order counted by */
+	const char *const *outcomes;   /* mg_metrics_upstream; the names of */
+	int n_outcomes;                /* its outcomes (< MG_METRICS_UPSTREAM_COLS) */
 };
 /* Writes the Prometheus text exposition (format 0.0.4) of the sums of
  * every slot into out.  MG_ERR_TOO_BIG past out's cap. */
@@ -180,6 +191,11 @@ void mg_metrics_detach(void);
 struct mg_scoreboard *mg_metrics_scoreboard(void);
 
 void mg_metrics_count(enum mg_metric m, uint64_t n);
+/* Counts a call of upstream up (its index in the config) that ended with
+ * outcome (below MG_METRICS_UPSTREAM_COLS - 1), or with
+ * MG_METRICS_UPSTREAM_COOLDOWN a cooldown it started: host-wide counters,
+ * summed over every process like the others. */
+void mg_metrics_upstream(int up, int outcome);
 void mg_metrics_gauge(enum mg_gauge g, int64_t delta);
 void mg_metrics_observe(enum mg_hist h, uint64_t v);
 void mg_metrics_request(enum mg_metrics_ep ep, int status, int stream);

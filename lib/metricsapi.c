@@ -64,7 +64,9 @@ mg_metricsapi_handle(struct mg_worker *w, struct mg_exchange *x)
 	const char *addr = mg_fcgi_param(x->fr, "REMOTE_ADDR");
 	struct mg_scoreboard *sb = mg_metrics_scoreboard();
 	struct mg_metrics_view v = { PACKAGE_VERSION, conf->metrics_per_model,
-	    conf->metrics_per_project };
+	    conf->metrics_per_project, 0, { NULL }, NULL, 0 };
+	const char *outcomes[MG_ROUTE__COUNT];
+	int i;
 	struct mg_apierror e;
 	enum mg_err rc;
 
@@ -83,6 +85,12 @@ mg_metricsapi_handle(struct mg_worker *w, struct mg_exchange *x)
 		mg_exchange_send_error(w, x, &e);
 		return;
 	}
+	for (i = 0; i < conf->n_ups && i < MG_METRICS_UPSTREAMS; i++)
+		v.upstreams[v.n_upstreams++] = conf->ups[i].name;
+	for (i = 0; i < MG_ROUTE__COUNT; i++)
+		outcomes[i] = mg_route_outcome_name((enum mg_route_outcome)i);
+	v.outcomes = outcomes;
+	v.n_outcomes = MG_ROUTE__COUNT;
 	mg_scoreboard_reap(sb, NULL);
 	mg_buf_reset(&w->out);
 	rc = mg_scoreboard_write(sb, &v, &w->out);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "metrics.h"
 #include "route.h"
 #include "text.h"
 
@@ -196,6 +197,7 @@ mg_route_report(int up, enum mg_route_outcome o, long long now_ms, int failures,
 		return;
 	h = &health[up];
 	__atomic_add_fetch(&h->calls[o], 1, __ATOMIC_RELAXED);
+	mg_metrics_upstream(up, (int)o);
 	if (o == MG_ROUTE_OK) {
 		__atomic_store_n(&h->failures, 0, __ATOMIC_RELAXED);
 		return;
@@ -208,6 +210,7 @@ mg_route_report(int up, enum mg_route_outcome o, long long now_ms, int failures,
 		__atomic_store_n(&h->until_ms, now_ms + (long long)cooldown_s * 1000,
 		    __ATOMIC_RELAXED);
 		__atomic_add_fetch(&h->cooldowns, 1, __ATOMIC_RELAXED);
+		mg_metrics_upstream(up, MG_METRICS_UPSTREAM_COOLDOWN);
 	}
 }
 
@@ -238,16 +241,14 @@ mg_route_metrics(const struct mg_conf *c, struct mg_buf *out)
 		"# TYPE modelgate_upstream_failures gauge\n",
 		"# HELP modelgate_upstream_cooldown_seconds What is left of the cooldown, this process."
 		"\n# TYPE modelgate_upstream_cooldown_seconds gauge\n",
-		"# HELP modelgate_upstream_cooldowns_total Cooldowns started, this process.\n"
-		"# TYPE modelgate_upstream_cooldowns_total counter\n",
-		"# HELP modelgate_upstream_calls_total Upstream calls by outcome, this process.\n"
-		"# TYPE modelgate_upstream_calls_total counter\n",
 	};
 	long long now = mg_route_now_ms();
 	char line[256];
 	size_t k;
-	int i, o;
+	int i;
 
+	/* the calls and cooldowns are counted for the host (metrics.c);
+	 * this is each upstream's state as this process sees it */
 	for (k = 0; k < sizeof(heads) / sizeof(heads[0]); k++) {
 		if (mg_buf_adds(out, heads[k]) != MG_OK)
 			return MG_ERR_TOO_BIG;
@@ -255,32 +256,27 @@ mg_route_metrics(const struct mg_conf *c, struct mg_buf *out)
 			struct mg_route_health h;
 
 			mg_route_health(i, now, &h);
-			for (o = 0; o < (k == 4 ? MG_ROUTE__COUNT : 1); o++) {
-				if (k == 0)
-					snprintf(line, sizeof(line), "modelgate_upstream_up{upstream=\"%s\"} %d\n",
-					    c->ups[i].name, !h.cooling);
-				else if (k == 1)
-					snprintf(line, sizeof(line), "modelgate_upstream_failures{upstream=\"%s\"} "
-					    "%lld\n", c->ups[i].name, h.failures);
-				else if (k == 2)
-					snprintf(line, sizeof(line), "modelgate_upstream_cooldown_seconds{"
-					    "upstream=\"%s\"} %lld.%03lld\n", c->ups[i].name,
-					    h.cooldown_left_ms / 1000, h.cooldown_left_ms % 1000);
-				else if (k == 3)
-					snprintf(line, sizeof(line), "modelgate_upstream_cooldowns_total{"
-					    "upstream=\"%s\"} %llu\n", c->ups[i].name, h.cooldowns);
-				else
-					snprintf(line, sizeof(line), "modelgate_upstream_calls_total{upstream="
-					    "\"%s\",outcome=\"%s\"} %llu\n", c->ups[i].name,
-					    mg_route_outcome_name((enum mg_route_outcome)o), h.calls[o]);
-				/* names are letters, digits and "_-." (conf.c): no escape */
-				if (mg_buf_adds(out, line) != MG_OK)
-					return MG_ERR_TOO_BIG;
-			}
+			if (k == 0)
+				snprintf(line, sizeof(line), "modelgate_upstream_up{upstream=\"%s\"} %d\n",
+				    c->ups[i].name, !h.cooling);
+			else if (k == 1)
+				snprintf(line, sizeof(line), "modelgate_upstream_failures{upstream=\"%s\"} "
+				    "%lld\n", c->ups[i].name, h.failures);
+			else
+				snprintf(line, sizeof(line), "modelgate_upstream_cooldown_seconds{"
+				    "upstream=\"%s\"} %lld.%03lld\n", c->ups[i].name,
+				    h.cooldown_left_ms / 1000, h.cooldown_left_ms % 1000);
+			/* names are letters, digits and "_-." (conf.c): no escape */
+			if (mg_buf_adds(out, line) != MG_OK)
+				return MG_ERR_TOO_BIG;
 		}
 	}
 	return MG_OK;
 }
+
+_Static_assert(MG_ROUTE__COUNT <= MG_METRICS_UPSTREAM_COOLDOWN,
+    "metrics.h counts every outcome of a call");
+_Static_assert(MG_UPSTREAMS_MAX <= MG_METRICS_UPSTREAMS, "metrics.h counts every upstream");
 
 enum mg_err
 mg_route_health_json(const struct mg_conf *c, struct mg_buf *out)

@@ -40,7 +40,9 @@ sb_done(struct mg_scoreboard *sb)
 static char *
 scrape(struct mg_scoreboard *sb, int per_model, int per_project)
 {
-	struct mg_metrics_view v = { "1.2.3", per_model, per_project };
+	static const char *const outcomes[] = { "ok", "connect" };
+	struct mg_metrics_view v = { "1.2.3", per_model, per_project, 2, { "alpha", "beta" },
+	    outcomes, 2 };
 	struct mg_buf out;
 	char *text;
 
@@ -153,6 +155,11 @@ START_TEST(retired_folding)
 	mg_scoreboard_usage(sb, b, "m1", "p1", 1, 2);
 	mg_scoreboard_charge(sb, b, "m1", "p1", 3);
 	mg_scoreboard_charge(sb, b, NULL, NULL, 4);   /* the reaper's: no labels */
+	mg_scoreboard_upstream(sb, a, 0, 0);
+	mg_scoreboard_upstream(sb, b, 0, 0);
+	mg_scoreboard_upstream(sb, b, 1, 1);
+	mg_scoreboard_upstream(sb, b, 1, MG_METRICS_UPSTREAM_COOLDOWN);
+	mg_scoreboard_upstream(sb, b, MG_METRICS_UPSTREAMS, 0);   /* out of range: ignored */
 	dead_pid = 2002;
 	ck_assert_int_eq(mg_scoreboard_reap(sb, alive_but), 1);
 	/* nothing more to fold */
@@ -168,6 +175,14 @@ START_TEST(retired_folding)
 	CHECK_SERIES(t, "modelgate_project_cost_usd_total{project=\"p1\"}", "0.000000003");
 	CHECK_SERIES(t, "modelgate_model_cost_usd_total{model=\"m1\"}", "0.000000003");
 	CHECK_SERIES(t, "modelgate_cost_usd_total", "0.000000007");
+	/* the upstreams' calls and cooldowns: every process, the dead one's kept */
+	CHECK_SERIES(t, "modelgate_upstream_calls_total{upstream=\"alpha\",outcome=\"ok\"}", "2");
+	CHECK_SERIES(t, "modelgate_upstream_calls_total{upstream=\"alpha\",outcome=\"connect\"}",
+	    "0");
+	CHECK_SERIES(t, "modelgate_upstream_calls_total{upstream=\"beta\",outcome=\"connect\"}",
+	    "1");
+	CHECK_SERIES(t, "modelgate_upstream_cooldowns_total{upstream=\"beta\"}", "1");
+	CHECK_SERIES(t, "modelgate_upstream_cooldowns_total{upstream=\"alpha\"}", "0");
 	free(t);
 	/* the freed slot is taken again; the counts stay */
 	c = mg_scoreboard_claim(sb, 2003, 1);
