@@ -309,6 +309,19 @@ admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call,
 
 /* --- the calls of a request ----------------------------------------------- */
 
+/* 1 when a candidate after t's next one is not cooling down. */
+static int
+later_available(const struct mg_tries *t, long long now)
+{
+	long long wait;
+	int i;
+
+	for (i = t->next; i < t->plan->n; i++)
+		if (mg_route_available(t->plan->c[i].upstream, now, &wait))
+			return 1;
+	return 0;
+}
+
 int
 mg_tries_next(struct mg_worker *w, struct mg_call *call, struct mg_tries *t)
 {
@@ -320,10 +333,15 @@ mg_tries_next(struct mg_worker *w, struct mg_call *call, struct mg_tries *t)
 		t->deadline_ms = now + (long long)mg_conf_max_timeout(conf) * 1000;
 	while (t->next < t->plan->n) {
 		t->cand = &t->plan->c[t->next++];
+		/* a cooling upstream is skipped for another; with no other left
+		 * and nothing called yet, it is called all the same: one
+		 * upstream's cooldown (a model's 429s at the only upstream)
+		 * never turns every request away unasked */
 		if (!mg_route_available(t->cand->upstream, now, &wait)) {
 			if (t->cooling_ms == 0 || wait < t->cooling_ms)
 				t->cooling_ms = wait;
-			continue;
+			if (t->made > 0 || later_available(t, now))
+				continue;
 		}
 		if (t->made > 0) {
 			backoff = (long long)conf->route_backoff_ms << (t->made > 20 ? 20 : t->made - 1);
