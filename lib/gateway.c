@@ -395,7 +395,7 @@ mg_tries_done(struct mg_worker *w, struct mg_exchange *x, struct mg_usage *u,
 		o = MG_ROUTE_STATUS;
 	mg_route_report(t->cand->upstream, o, now, conf->health_failures, conf->health_cooldown);
 	u->upstream = d->name;
-	u->n_cands = t->plan->n;
+	u->n_cands = mg_route_plan_single(t->plan->c, t->plan->n) ? 1 : t->plan->n;
 	u->no_recon = strcmp(d->base_url, conf->up_base_url) != 0;
 	u->served_config_prices = d->prices == MG_PRICES_CONFIG;
 	snprintf(u->served_prompt_price, sizeof(u->served_prompt_price), "%s", d->prompt_price);

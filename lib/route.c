@@ -137,6 +137,17 @@ mg_route_plan(const struct mg_conf *c, const char *const *models, int n_models,
 	return n;
 }
 
+int
+mg_route_plan_single(const struct mg_route_candidate *c, int n)
+{
+	int i;
+
+	for (i = 1; i < n; i++)
+		if (c[i].upstream != c[0].upstream || strcmp(c[i].model, c[0].model) != 0)
+			return 0;
+	return n > 0;
+}
+
 /* --- health -------------------------------------------------------------- */
 
 struct health {

@@ -50,6 +50,9 @@ struct mg_route_candidate {
  * no upstream serves the first model. */
 int mg_route_plan(const struct mg_conf *c, const char *const *models, int n,
     struct mg_route_candidate *out, int max);
+/* 1 when the n calls of a plan are one upstream and model (its retries
+ * at most): whichever serves, it is priced as the first. */
+int mg_route_plan_single(const struct mg_route_candidate *c, int n);
 
 /* --- health: this process's view of each upstream ---------------------- */
 
@@ -90,9 +93,9 @@ struct mg_route_health {
 void mg_route_health(int up, long long now_ms, struct mg_route_health *h);
 
 /* Appends the upstreams' state in this process to out, in the Prometheus
- * text format: modelgate_upstream_up, _failures, _cooldown_seconds,
- * _cooldowns_total and _calls_total by outcome.  MG_ERR_TOO_BIG past
- * out's cap. */
+ * text format: modelgate_upstream_up, _failures and _cooldown_seconds
+ * (the calls and cooldowns are the host's, in metrics.c).  MG_ERR_TOO_BIG
+ * past out's cap. */
 enum mg_err mg_route_metrics(const struct mg_conf *c, struct mg_buf *out)
 	__attribute__((warn_unused_result));
 /* Appends "upstreams":{name:{state, failures, retry_in_ms}, ...} (a

@@ -583,7 +583,7 @@ batch_array(int n, int (*fill)(json_object *o, int i, const void *ctx), const vo
 	return arr;
 }
 
-/* 1 when q's one call is to the upstream its model routes to, priced by
+/* 1 when q's calls are to the upstream its model routes to, priced by
  * that upstream's catalog as the models table has it, with the fallback
  * prices of the config: the calls ("c") would tell admission nothing more,
  * and cost it a query a request. */
@@ -592,7 +592,7 @@ plain_route(const struct mg_admit_req *q)
 {
 	const struct mg_updef *d;
 
-	if (q->n_cands != 1)
+	if (!mg_route_plan_single(q->cands, q->n_cands))
 		return 0;
 	d = &q->conf->ups[q->cands[0].upstream];
 	return d->prices != MG_PRICES_CONFIG && strcmp(q->cands[0].model, q->model) == 0 &&

@@ -46,8 +46,10 @@ struct mg_usage {
 	                               * called last), NULL: none */
 	int n_attempts;
 	struct mg_usage_attempt attempts[MG_USAGE_ATTEMPTS_MAX];
-	int n_cands;                  /* the calls its plan could make: with 1,
-	                               * it is charged at the admission's prices */
+	int n_cands;                  /* the calls its plan could make, 1 when
+	                               * they are one upstream and model (its
+	                               * retries): charged at the admission's
+	                               * prices */
 	int no_recon;                 /* its upstream is not the one generations
 	                               * are looked up at */
 	char served_prompt_price[MG_COST_MAX];     /* the prices of the upstream */

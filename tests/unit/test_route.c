@@ -366,6 +366,27 @@ END_TEST
 
 /* --- health ------------------------------------------------------------- */
 
+/* Retries of one upstream and model are one route; another upstream or
+ * model is not. */
+START_TEST(plan_single)
+{
+	struct mg_route_candidate c[3];
+
+	memset(c, 0, sizeof(c));
+	snprintf(c[0].model, sizeof(c[0].model), "a/m");
+	c[1] = c[0];
+	ck_assert_int_eq(mg_route_plan_single(c, 0), 0);
+	ck_assert_int_eq(mg_route_plan_single(c, 1), 1);
+	ck_assert_int_eq(mg_route_plan_single(c, 2), 1);
+	c[2] = c[0];
+	c[2].upstream = 1;
+	ck_assert_int_eq(mg_route_plan_single(c, 3), 0);
+	c[2].upstream = 0;
+	snprintf(c[2].model, sizeof(c[2].model), "a/n");
+	ck_assert_int_eq(mg_route_plan_single(c, 3), 0);
+}
+END_TEST
+
 START_TEST(health_cooldown)
 {
 	struct mg_route_health h;
@@ -432,6 +453,7 @@ route_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("health");
+	tcase_add_test(tc, plan_single);
 	tcase_add_test(tc, health_cooldown);
 	suite_add_tcase(s, tc);
 	return s;
