@@ -66,6 +66,8 @@ static const struct opt options[] = {
 	STR_OPT("quota.fallback_completion_price", fallback_completion_price, "0.00003"),
 	INT_OPT("quota.reap_after", reap_after, 900, 2, 604800),
 	INT_OPT("quota.reap_interval", reap_interval, 60, 0, 86400),
+	STR_OPT("quota.admission", admission_name, "strict"),
+	INT_OPT("quota.lease_timeout", lease_timeout, 30, 3, 3600),
 	INT_OPT("catalog.refresh_interval", catalog_refresh, 3600, 0, 604800),
 	STR_OPT("reconcile.verify", recon_verify_name, "needed"),
 	INT_OPT("reconcile.max_rps", recon_max_rps, 5, 0, 1000),
@@ -871,6 +873,15 @@ validate(struct mg_conf *c, const config_t *cfg, const char *file, char *err, si
 	} else {
 		mg_err_detail(err, errlen, "%s:%d: setting 'server.client_close' must be \"abort\" or \"drain\"",
 		    file, line_of(cfg, "server.client_close"));
+		return -1;
+	}
+	if (strcmp(c->admission_name, "strict") == 0) {
+		c->lease = 0;
+	} else if (strcmp(c->admission_name, "lease") == 0) {
+		c->lease = 1;
+	} else {
+		mg_err_detail(err, errlen, "%s:%d: setting 'quota.admission' must be \"strict\" or "
+		    "\"lease\"", file, line_of(cfg, "quota.admission"));
 		return -1;
 	}
 	if (strcmp(c->recon_verify_name, "needed") == 0) {

@@ -86,6 +86,9 @@ struct mg_conf {
 	char *fallback_completion_price;
 	int reap_after;          /* seconds before a pending request is reaped */
 	int reap_interval;       /* seconds between a responder's reaps, 0: never */
+	char *admission_name;    /* "strict" or "lease" */
+	int lease;               /* 1: requests are admitted from leases */
+	int lease_timeout;       /* seconds before a lease not renewed is reaped */
 	int catalog_refresh;     /* seconds between catalog syncs, 0: never */
 
 	char *recon_verify_name; /* "needed" or "all" */

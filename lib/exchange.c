@@ -98,6 +98,7 @@ mg_exchange_record(struct mg_worker *w, struct mg_exchange *x, struct mg_usage *
 		mg_metrics_usage(u->model, x->auth.project, u->prompt_tokens,
 		    u->completion_tokens);
 		/* written by the ledger's thread: the client does not wait */
+		u->lease = x->ticket;
 		mg_ledger_settle(w->gw->ledger, u, x->auth.project, x->billable);
 	} else {
 		rc = mg_store_record_usage(w->gw->store, u);

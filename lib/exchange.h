@@ -20,7 +20,9 @@ struct mg_exchange {
 	struct timespec start;      /* CLOCK_MONOTONIC, when it arrived */
 	struct mg_auth auth;        /* whose it is, once authed */
 	int authed;
-	int admitted;               /* a pending usage row holds a reservation */
+	int admitted;               /* a pending usage row or a lease holds its
+	                             * reservation */
+	struct mg_lease_ticket ticket; /* admitted from a lease: how */
 	int billable;               /* the upstream did work for this request */
 	int status;                 /* the HTTP status answered, 0 before */
 	int stream;                 /* the answer is (or was to be) a stream */

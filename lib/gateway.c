@@ -267,6 +267,7 @@ admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call,
 	struct mg_apierror e;
 	enum mg_err rc;
 
+	memset(&q, 0, sizeof(q));
 	q.key_hash_hex = hash;
 	q.request_id = x->request_id;
 	q.model = call->model;
@@ -302,6 +303,7 @@ admit(struct mg_worker *w, struct mg_exchange *x, const struct mg_call *call,
 		return -1;
 	}
 	x->admitted = 1;
+	x->ticket = a.ticket;
 	mg_log(MG_LOG_DEBUG, x->request_id, "admitted: project=%s reserved=%s", a.auth.project,
 	    a.reserved);
 	return 0;

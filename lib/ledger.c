@@ -10,7 +10,11 @@
 #include <string.h>
 #include <time.h>
 
+#include <unistd.h>
+
 #include "clock.h"
+#include "conf.h"
+#include "lease.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
@@ -19,6 +23,9 @@
 #define SETTLE_BATCH_MAX  256    /* settlements in one statement */
 #define SETTLE_QUEUE_MAX  10000  /* beyond, callers settle themselves */
 #define SETTLE_GATHER_MS  10     /* a settlement waits this long for others */
+#define LEASE_UPKEEP_MS   500    /* leases are looked at this often */
+#define LEASE_RETRY_MS    1000   /* a lease settlement not written is retried */
+#define LEASE_RENEW_MAX   4096   /* leases renewed in one statement */
 
 /* A request waiting for its admission; lives on its thread's stack.  Each
  * waiter sleeps on its own condition, so that a batch's end wakes the
@@ -39,6 +46,8 @@ struct settlement {
 	char project[sizeof(((struct mg_auth *)0)->project)]; /* its name, for the metrics */
 	int billable;
 	int note;
+	int keep;                      /* not written: to be retried */
+	long long retry_ms;            /* when (CLOCK_MONOTONIC) */
 	struct settlement *next;
 };
 
@@ -55,7 +64,22 @@ struct mg_ledger {
 	int stopping;
 	pthread_t settler;
 	int settler_running;
+
+	struct mg_leases *leases;      /* quota.admission = "lease", else NULL */
+	long long lease_timeout_ms;
+	struct settlement *retry;      /* lease settlements to write again */
+	int retry_len;
+	long long next_upkeep_ms;
 };
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	mg_clock_now(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* Admits one batch (the waiters from first on, n of them) in Postgres.
  * Called without the lock; the answers go into the waiters' own out. */
@@ -101,8 +125,34 @@ answer(struct waiter *w, const struct waiter *me)
 		pthread_cond_signal(&w->wake);
 }
 
+static enum mg_err admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q,
+    struct mg_admission *out);
+
 enum mg_err
 mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_admission *out)
+{
+	struct mg_admit_req lq;
+	char spend[MG_COST_MAX];
+	enum mg_err rc;
+
+	if (l->leases == NULL)
+		return admit_in_postgres(l, q, out);
+	lq = *q;
+	if (mg_leases_admit(l->leases, &lq, out, now_ms(), spend, sizeof(spend))) {
+		mg_metrics_count(MG_M_LEASE_ADMITS, 1);
+		return MG_OK;
+	}
+	rc = admit_in_postgres(l, &lq, out);
+	if (lq.lease_holder != NULL && rc == MG_OK &&
+	    mg_leases_granted(l->leases, &lq, out, now_ms()) != 0)
+		mg_log(MG_LOG_WARN, q->request_id, "lease %lld not counted here (out of memory?): "
+		    "left to the reaper", out->lease_id);
+	return rc;
+}
+
+/* Admits q in Postgres, in a batch with those that come meanwhile. */
+static enum mg_err
+admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_admission *out)
 {
 	struct waiter me;
 
@@ -201,6 +251,55 @@ note_ids(struct mg_ledger *l, struct settlement *first, int n)
 		    mg_store_last_error());
 }
 
+/* Writes the n settlements of requests admitted from leases in s[]; those
+ * not written because Postgres did not answer are marked to be kept. */
+static void
+settle_leased(struct mg_ledger *l, struct settlement **s, int n)
+{
+	const struct mg_usage *u[SETTLE_BATCH_MAX] = { NULL };
+	unsigned long long charged[SETTLE_BATCH_MAX];
+	int billable[SETTLE_BATCH_MAX] = { 0 };
+	struct mg_lease_state st[SETTLE_BATCH_MAX];
+	enum mg_err rc;
+	int i, settled = 0, n_st = 0;
+
+	for (i = 0; i < n; i++) {
+		u[i] = &s[i]->u;
+		billable[i] = s[i]->billable;
+	}
+	rc = mg_store_settle_lease_batch(l->store, u, billable, n, &settled, charged, st, &n_st);
+	if (rc == MG_ERR_DB && n > 1) {
+		mg_log(MG_LOG_WARN, NULL, "lease settlement batch of %d failed (%s); settling one "
+		    "by one", n, mg_store_last_error());
+		for (i = 0; i < n; i++)
+			settle_leased(l, &s[i], 1);
+		return;
+	}
+	if (rc == MG_ERR_DB) {
+		/* Postgres refuses this one: its lease keeps its reservation,
+		 * so the lease is never given back, and is charged whole
+		 * when its process is gone */
+		mg_metrics_count(MG_M_SETTLE_LOST, 1);
+		mg_log(MG_LOG_ERROR, u[0]->request_id, "not settled: %s; its lease %lld holds its "
+		    "reservation until the reaper charges the lease", mg_store_last_error(),
+		    u[0]->lease.lease_id);
+		return;
+	}
+	if (rc != MG_OK) {
+		mg_log(MG_LOG_WARN, NULL, "%d lease settlements not written yet: %s: %s; retried",
+		    n, mg_strerror(rc), mg_store_last_error());
+		for (i = 0; i < n; i++)
+			s[i]->keep = 1;
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		mg_leases_settled(l->leases, u[i], billable[i]);
+		mg_metrics_charge(u[i]->model, s[i]->project, charged[i]);
+	}
+	for (i = 0; i < n_st; i++)
+		mg_leases_update(l->leases, &st[i]);
+}
+
 static void
 settle_batch(struct mg_ledger *l, struct settlement *first, int n)
 {
@@ -208,13 +307,19 @@ settle_batch(struct mg_ledger *l, struct settlement *first, int n)
 	const char *project[SETTLE_BATCH_MAX] = { NULL };
 	unsigned long long charged[SETTLE_BATCH_MAX];
 	int billable[SETTLE_BATCH_MAX] = { 0 };
+	struct settlement *leased[SETTLE_BATCH_MAX];
 	struct settlement *s;
 	enum mg_err rc;
-	int i, m, settled = 0;
+	int i, m, k = 0, settled = 0;
 
 	note_ids(l, first, n);
+	for (i = 0, s = first; i < n; i++, s = s->next)
+		if (!s->note && s->u.lease.lease_id > 0)
+			leased[k++] = s;
+	if (k > 0)
+		settle_leased(l, leased, k);
 	for (i = 0, m = 0, s = first; i < n; i++, s = s->next)
-		if (!s->note) {
+		if (!s->note && s->u.lease.lease_id == 0) {
 			u[m] = &s->u;
 			project[m] = s->project;
 			billable[m++] = s->billable;
@@ -262,6 +367,64 @@ gather(struct mg_ledger *l)
 			break;
 }
 
+/* Puts back into the queue the lease settlements due for another try.
+ * Called with the lock held. */
+static void
+requeue(struct mg_ledger *l, long long now)
+{
+	struct settlement **p = &l->retry;
+
+	while (*p != NULL) {
+		struct settlement *s = *p;
+
+		if (s->retry_ms > now && !l->stopping) {
+			p = &s->next;
+			continue;
+		}
+		*p = s->next;
+		l->retry_len--;
+		s->keep = 0;
+		s->next = NULL;
+		*l->queue_tail = s;
+		l->queue_tail = &s->next;
+		l->queue_len++;
+		mg_metrics_gauge(MG_G_SETTLE_QUEUE, 1);
+	}
+}
+
+/* Gives back an idle lease and renews the others, when it is time.
+ * Called without the lock. */
+static void
+lease_upkeep(struct mg_ledger *l, long long now)
+{
+	static long long renew[LEASE_RENEW_MAX];
+	static int live[LEASE_RENEW_MAX];
+	struct mg_lease_release r;
+	int n, i, released;
+
+	/* one release a round: the thread writes settlements too */
+	if (mg_leases_due(l->leases, now, l->lease_timeout_ms, &r, renew, LEASE_RENEW_MAX, &n)) {
+		if (mg_store_lease_release(l->store, r.id, r.seq, r.requests, r.tokens,
+		    &released) != MG_OK) {
+			mg_log(MG_LOG_WARN, NULL, "lease %lld not given back: %s", r.id,
+			    mg_store_last_error());
+			released = 0;
+		}
+		mg_leases_released(l->leases, r.id, released);
+	}
+	if (n > 0 && mg_store_lease_renew(l->store, renew, n, live) == MG_OK) {
+		for (i = 0; i < n; i++)
+			if (!live[i]) {
+				mg_log(MG_LOG_WARN, NULL, "lease %lld was reaped (its renewals did not "
+				    "reach Postgres for quota.lease_timeout): a new one is taken",
+				    renew[i]);
+				mg_leases_dead(l->leases, renew[i]);
+			}
+	} else if (n > 0) {
+		mg_log(MG_LOG_WARN, NULL, "%d leases not renewed: %s", n, mg_store_last_error());
+	}
+}
+
 static void *
 settler_main(void *arg)
 {
@@ -272,6 +435,24 @@ settler_main(void *arg)
 		struct settlement *first, *s, *next;
 		int n = 0;
 
+		if (l->leases != NULL) {
+			long long now = now_ms();
+
+			if (now >= l->next_upkeep_ms && !l->stopping) {
+				l->next_upkeep_ms = now + LEASE_UPKEEP_MS;
+				pthread_mutex_unlock(&l->lock);
+				lease_upkeep(l, now);
+				pthread_mutex_lock(&l->lock);
+			}
+			requeue(l, now);
+			if (l->queue == NULL && !l->stopping) {
+				struct timespec until;
+
+				mg_clock_deadline(CLOCK_MONOTONIC, LEASE_UPKEEP_MS, &until);
+				pthread_cond_timedwait(&l->queued, &l->lock, &until);
+				continue;
+			}
+		}
 		while (l->queue == NULL && !l->stopping)
 			pthread_cond_wait(&l->queued, &l->lock);
 		if (l->queue == NULL)
@@ -294,11 +475,21 @@ settler_main(void *arg)
 		}
 
 		settle_batch(l, first, n);
+		pthread_mutex_lock(&l->lock);
 		for (s = first; n > 0; n--, s = next) {
 			next = s->next;
-			free(s);
+			if (s->keep && !l->stopping) {
+				s->retry_ms = now_ms() + LEASE_RETRY_MS;
+				s->next = l->retry;
+				l->retry = s;
+				l->retry_len++;
+			} else {
+				if (s->keep)
+					mg_log(MG_LOG_ERROR, s->u.request_id, "not settled at exit: its "
+					    "lease is charged whole by the reaper");
+				free(s);
+			}
 		}
-		pthread_mutex_lock(&l->lock);
 	}
 	pthread_mutex_unlock(&l->lock);
 	return NULL;
@@ -340,9 +531,24 @@ mg_ledger_settle(struct mg_ledger *l, const struct mg_usage *u, const char *proj
 		snprintf(s->project, sizeof(s->project), "%s", project);
 		s->billable = billable;
 		s->note = 0;
+		s->keep = 0;
 		if (enqueue(l, s) == 0)
 			return;
+		if (u->lease.lease_id > 0) {
+			/* written here and now, as the batch of one it is */
+			settle_leased(l, &s, 1);
+			if (s->keep)
+				mg_log(MG_LOG_ERROR, u->request_id, "not settled: its lease is charged "
+				    "whole by the reaper");
+			free(s);
+			return;
+		}
 		free(s);
+	}
+	if (u->lease.lease_id > 0) {
+		mg_log(MG_LOG_ERROR, u->request_id, "not settled (out of memory): its lease is "
+		    "charged whole by the reaper");
+		return;
 	}
 	settle_one(l, u, project, billable);
 }
@@ -360,12 +566,13 @@ mg_ledger_note_id(struct mg_ledger *l, const char *request_id, const char *upstr
 	s->project[0] = '\0';
 	s->billable = 0;
 	s->note = 1;
+	s->keep = 0;
 	if (enqueue(l, s) != 0)
 		free(s);
 }
 
 struct mg_ledger *
-mg_ledger_new(struct mg_store *store)
+mg_ledger_new(struct mg_store *store, const struct mg_conf *conf)
 {
 	struct mg_ledger *l = calloc(1, sizeof(*l));
 	pthread_condattr_t attr;
@@ -373,6 +580,24 @@ mg_ledger_new(struct mg_store *store)
 	if (l == NULL)
 		return NULL;
 	l->store = store;
+	if (conf != NULL && conf->lease) {
+		char host[64], holder[128];
+		struct timespec ts;
+
+		if (gethostname(host, sizeof(host)) != 0)
+			snprintf(host, sizeof(host), "?");
+		host[sizeof(host) - 1] = '\0';
+		clock_gettime(CLOCK_REALTIME, &ts);
+		/* unique to this process: host, pid, and when it started */
+		snprintf(holder, sizeof(holder), "%.63s:%ld:%lld.%09ld", host, (long)getpid(),
+		    (long long)ts.tv_sec, ts.tv_nsec);
+		l->leases = mg_leases_new(holder);
+		if (l->leases == NULL) {
+			free(l);
+			return NULL;
+		}
+		l->lease_timeout_ms = conf->lease_timeout * 1000LL;
+	}
 	l->waiting_tail = &l->waiting;
 	l->queue_tail = &l->queue;
 	pthread_mutex_init(&l->lock, NULL);
@@ -398,6 +623,28 @@ mg_ledger_free(struct mg_ledger *l)
 	pthread_mutex_unlock(&l->lock);
 	if (l->settler_running)
 		pthread_join(l->settler, NULL);
+	if (l->leases != NULL) {
+		struct mg_lease_release r[64];
+		int n, i, released;
+
+		/* the leases with nothing unsettled go back; the others are
+		 * charged whole by the reaper */
+		while ((n = mg_leases_drain(l->leases, r, 64)) > 0)
+			for (i = 0; i < n; i++) {
+				if (mg_store_lease_release(l->store, r[i].id, r[i].seq, r[i].requests,
+				    r[i].tokens, &released) != MG_OK)
+					mg_log(MG_LOG_WARN, NULL, "lease %lld not given back at exit: %s",
+					    r[i].id, mg_store_last_error());
+				mg_leases_released(l->leases, r[i].id, 1);
+			}
+		while (l->retry != NULL) {
+			struct settlement *s = l->retry;
+
+			l->retry = s->next;
+			free(s);
+		}
+		mg_leases_free(l->leases);
+	}
 	pthread_mutex_destroy(&l->lock);
 	pthread_cond_destroy(&l->queued);
 	free(l);

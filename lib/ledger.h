@@ -18,9 +18,10 @@
  * as one batch.  A settlement still queued when the process dies is
  * settled by the reaper from its pending usage row. */
 struct mg_ledger;
+struct mg_conf;
 
 /* NULL on allocation failure.  The store must outlive the ledger. */
-struct mg_ledger *mg_ledger_new(struct mg_store *s);
+struct mg_ledger *mg_ledger_new(struct mg_store *s, const struct mg_conf *conf);
 /* Writes the queued settlements, stops the thread, frees. */
 void mg_ledger_free(struct mg_ledger *l);
 

@@ -23,7 +23,7 @@
 #include "metrics.h"
 
 #define SB_MAGIC   "mgscore"
-#define SB_VERSION 2u   /* 2: the upstreams' counters */
+#define SB_VERSION 3u   /* 2: the upstreams' counters; 3: lease admissions */
 
 /* Histogram buckets: finite upper bounds, then +Inf; the widest family
  * sets the width of every histogram's row. */
@@ -682,6 +682,10 @@ static const struct counter_family counters[] = {
 	{ "modelgate_settlements_lost_total",
 	  "Settlements that could not be written (the reaper charges their reservations).",
 	  NULL, MG_M_SETTLE_LOST, 1, { NULL }, U_COUNT },
+	{ "modelgate_lease_admissions_total",
+	  "Requests admitted from a lease, without a round trip to Postgres "
+	  "(quota.admission = \"lease\").",
+	  NULL, MG_M_LEASE_ADMITS, 1, { NULL }, U_COUNT },
 	{ "modelgate_reconcile_lookups_total",
 	  "Generation lookups against the upstream's bill, by result.",
 	  "result", MG_M_RECON_CONFIRMED, 5,

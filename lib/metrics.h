@@ -37,6 +37,7 @@ enum mg_metric {
 	MG_M_DB_POOL_WAIT_US,          /* the time they waited, microseconds */
 	MG_M_SETTLE_QUEUED,            /* settlements queued for the settler thread */
 	MG_M_SETTLE_LOST,              /* settlements not written (left to the reaper) */
+	MG_M_LEASE_ADMITS,             /* admissions decided here, from a lease */
 	MG_M_RECON_CONFIRMED,          /* generation lookups, by result */
 	MG_M_RECON_ADJUSTED,
 	MG_M_RECON_RETRIED,

@@ -6,6 +6,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "money.h"
@@ -47,14 +48,16 @@ mg_money_valid(const char *s, enum mg_money_form form)
 	return *p == '\0';
 }
 
-int
-mg_money_nano(const char *s, unsigned long long *nano)
+/* s (a valid MG_MONEY_NUMBER) in units of 10^-scale USD into *out,
+ * rounded as round says; 0, or -1 when it does not fit in 64 bits. */
+static int
+units(const char *s, int scale, enum mg_money_round round, unsigned long long *out)
 {
 	const char *p = s, *frac = "";
 	size_t nint, nfrac = 0, i;
 	long exp = 0, shift;
 	unsigned long long v = 0;
-	int round_up = 0;
+	int up = 0;
 
 	if (!mg_money_valid(s, MG_MONEY_NUMBER))
 		return -1;
@@ -76,16 +79,18 @@ mg_money_nano(const char *s, unsigned long long *nano)
 			exp = -exp;
 	}
 	/* the digits d (integer part then fraction) stand for
-	 * d * 10^(exp - nfrac) USD, so for d * 10^shift nano-USD */
-	shift = exp - (long)nfrac + 9;
+	 * d * 10^(exp - nfrac) USD, so for d * 10^shift units */
+	shift = exp - (long)nfrac + scale;
 	for (i = 0; i < nint + nfrac; i++) {
 		unsigned d = (unsigned)((i < nint ? s[i] : frac[i - nint]) - '0');
 		long place = shift + (long)(nint + nfrac - 1 - i); /* this digit's power */
 
 		if (place < 0) {
-			/* past a nano-USD: only the first such digit rounds */
-			if (place == -1 && d >= 5)
-				round_up = 1;
+			/* past a unit: half up looks at the first such digit,
+			 * up at any */
+			if ((round == MG_MONEY_HALF_UP && place == -1 && d >= 5) ||
+			    (round == MG_MONEY_UP && d > 0))
+				up = 1;
 			continue;
 		}
 		if (d == 0)
@@ -104,13 +109,49 @@ mg_money_nano(const char *s, unsigned long long *nano)
 			v += add;
 		}
 	}
-	if (round_up) {
+	if (up) {
 		if (v == UINT64_MAX)
 			return -1;
 		v++;
 	}
-	*nano = v;
+	*out = v;
 	return 0;
+}
+
+int
+mg_money_nano(const char *s, unsigned long long *nano)
+{
+	return units(s, 9, MG_MONEY_HALF_UP, nano);
+}
+
+int
+mg_money_units(const char *s, int scale, enum mg_money_round round, long long *out)
+{
+	unsigned long long v;
+
+	if (scale < 0 || scale > 18 || units(s, scale, round, &v) != 0 ||
+	    v > (unsigned long long)LLONG_MAX)
+		return -1;
+	*out = (long long)v;
+	return 0;
+}
+
+int
+mg_money_format_units(long long v, int scale, char *out, size_t len)
+{
+	unsigned long long a = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	unsigned long long pow = 1;
+	int i, n;
+
+	if (scale < 0 || scale > 18)
+		return -1;
+	for (i = 0; i < scale; i++)
+		pow *= 10;
+	if (scale == 0)
+		n = snprintf(out, len, "%s%llu", v < 0 ? "-" : "", a);
+	else
+		n = snprintf(out, len, "%s%llu.%0*llu", v < 0 ? "-" : "", a / pow, scale, a % pow);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
 int

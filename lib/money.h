@@ -29,6 +29,25 @@ int mg_money_valid(const char *s, enum mg_money_form form);
 int mg_money_nano(const char *s, unsigned long long *nano)
 	__attribute__((warn_unused_result));
 
+/* How an amount is rounded to a whole number of units. */
+enum mg_money_round {
+	MG_MONEY_HALF_UP,  /* to the nearest, a half up */
+	MG_MONEY_UP,       /* any part of a unit counts as one */
+	MG_MONEY_DOWN      /* parts of a unit are left out */
+};
+
+/* A valid MG_MONEY_NUMBER amount in units of 10^-scale USD (scale 0 to
+ * 18; 12: pico-USD, fine enough for any per-token price) into *out,
+ * rounded as round says.  0, or -1 when s is not valid or the amount
+ * does not fit in a long long. */
+int mg_money_units(const char *s, int scale, enum mg_money_round round, long long *out)
+	__attribute__((warn_unused_result));
+
+/* v units of 10^-scale USD as exact decimal text ("0.000300000000");
+ * 0, or -1 when it did not fit in len bytes. */
+int mg_money_format_units(long long v, int scale, char *out, size_t len)
+	__attribute__((warn_unused_result));
+
 /* An amount as Postgres writes a numeric (an optional '-', digits, an
  * optional fraction of any length; len bytes, no NUL needed) in 1e-9 USD,
  * rounded half away from zero, into *nano.  0, or -1 when s is not such

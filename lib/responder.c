@@ -262,7 +262,7 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 	}
 	rs.gw.conf = conf;
 	rs.gw.store = mg_store_new(conf->db_conninfo, conf->db_pool_size, conf->db_connect_timeout);
-	rs.gw.ledger = rs.gw.store != NULL ? mg_ledger_new(rs.gw.store) : NULL;
+	rs.gw.ledger = rs.gw.store != NULL ? mg_ledger_new(rs.gw.store, conf) : NULL;
 	rs.threads = calloc((size_t)conf->threads, sizeof(*rs.threads));
 	if (rs.gw.store == NULL || rs.gw.ledger == NULL || rs.threads == NULL) {
 		mg_log(MG_LOG_ERROR, NULL, "out of memory at start");

@@ -34,7 +34,8 @@ static const struct stmt statements[] = {
 	  "SELECT mg_record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
 	  "$12, $13, $14, $15, $16)", 16 },
 	{ "mg_ping", "SELECT 1", 0 },
-	{ "mg_reap", "SELECT reaped, charged FROM mg_reap($1)", 1 },
+	{ "mg_reap", "SELECT a.reaped + b.reaped, a.charged + b.charged "
+	  "FROM mg_reap($1) a, mg_reap_leases($2) b", 2 },
 	{ "mg_partitions", "SELECT mg_usage_partitions()", 0 },
 	{ "mg_compact", "SELECT mg_rollup_compact() IS NOT NULL", 0 },
 	{ "mg_models", "SELECT list, allowed FROM mg_model_list($1)", 1 },
@@ -43,9 +44,17 @@ static const struct stmt statements[] = {
 	{ "mg_admit_batch",
 	  "SELECT i, outcome, key_id, project_id, project_name, key_prefix, trim_scale(reserved), "
 	  "rpm, rpm_remaining, rpm_reset_ms, tpm, tpm_remaining, tpm_reset_ms, "
-	  "retry_after_ms, trim_scale(spend_cap), trim_scale(spent), need_tokens "
+	  "retry_after_ms, trim_scale(spend_cap), trim_scale(spent), need_tokens, "
+	  "trim_scale(prompt_price), trim_scale(completion_price), context_length, "
+	  "lease_id, lease_seq, lease_requests, lease_tokens, trim_scale(lease_spend), "
+	  "lease_tight "
 	  "FROM mg_admit_batch($1::jsonb, $2, $3, $4)", 4 },
 	{ "mg_settle_batch", "SELECT settled, ids, costs FROM mg_settle_batch($1::jsonb)", 1 },
+	{ "mg_settle_lease_batch", "SELECT settled, ids, costs, lease_ids, "
+	  "(SELECT array_agg(trim_scale(x)) FROM unnest(lease_spends) x), lease_seqs "
+	  "FROM mg_settle_lease_batch($1::jsonb)", 1 },
+	{ "mg_lease_renew", "SELECT mg_lease_renew($1::bigint[])", 1 },
+	{ "mg_lease_release", "SELECT mg_lease_release($1, $2, $3, $4)", 4 },
 	{ "mg_auth_reader", "SELECT kind, project_name, key_prefix "
 	  "FROM mg_authenticate_reader(decode($1, 'hex'))", 1 },
 	{ "mg_recon_claim", "SELECT request_id, created_at, upstream_id, tries "
@@ -544,6 +553,15 @@ read_admission(PGresult *r, int row, int c, struct mg_admission *out)
 	text_or_empty(r, row, c + 13, out->spend_cap, sizeof(out->spend_cap));
 	text_or_empty(r, row, c + 14, out->spent, sizeof(out->spent));
 	out->need_tokens = int_or(r, row, c + 15, 0);
+	text_or_empty(r, row, c + 16, out->prompt_price, sizeof(out->prompt_price));
+	text_or_empty(r, row, c + 17, out->completion_price, sizeof(out->completion_price));
+	out->context_length = int_or(r, row, c + 18, -1);
+	out->lease_id = int_or(r, row, c + 19, 0);
+	out->lease_seq = int_or(r, row, c + 20, 0);
+	out->lease_requests = int_or(r, row, c + 21, -1);
+	out->lease_tokens = int_or(r, row, c + 22, -1);
+	text_or_empty(r, row, c + 23, out->lease_spend, sizeof(out->lease_spend));
+	out->lease_tight = strcmp(PQgetvalue(r, row, c + 24), "t") == 0;
 }
 
 /* Adds key: value (a string, or null) to a JSON object. */
@@ -611,6 +629,11 @@ fill_admission(json_object *o, int i, const void *ctx)
 	json_object *cands;
 	int c;
 
+	if (ok && q->lease_holder != NULL)
+		ok = put_str(o, "lh", q->lease_holder) == 0 &&
+		    put_int(o, "lr", q->lease_requests) == 0 &&
+		    put_int(o, "lt", q->lease_tokens) == 0 &&
+		    put_str(o, "ls", q->lease_spend) == 0;
 	if (!ok || q->conf == NULL || q->n_cands == 0 || plain_route(q))
 		return ok ? 0 : -1;
 	/* the calls it may make: {u: upstream, m: model, pp, cp: its prices
@@ -694,7 +717,7 @@ mg_store_admit_batch(struct mg_store *s, const struct mg_admit_req *const *q, in
 	rc = exec_since(s, since, "mg_admit_batch", 4, vals, &r);
 	if (rc != MG_OK)
 		goto out;
-	if (PQntuples(r) != n || PQnfields(r) != 17) {
+	if (PQntuples(r) != n || PQnfields(r) != 26) {
 		snprintf(last_error, sizeof(last_error), "mg_admit_batch returned %d rows for %d",
 		    PQntuples(r), n);
 		rc = MG_ERR_DB;
@@ -753,17 +776,19 @@ nano_of(const char *text, size_t len)
 }
 
 enum mg_err
-mg_store_reap(struct mg_store *s, int grace, int *n, unsigned long long *charged)
+mg_store_reap(struct mg_store *s, int grace, int lease_timeout, int *n,
+    unsigned long long *charged)
 {
-	char arg[16];
-	const char *vals[1] = { arg };
+	char arg[16], arg2[16];
+	const char *vals[2] = { arg, arg2 };
 	PGresult *r;
 	enum mg_err rc;
 
 	*n = 0;
 	*charged = 0;
 	snprintf(arg, sizeof(arg), "%d", grace);
-	rc = exec_prepared(s, "mg_reap", 1, vals, &r);
+	snprintf(arg2, sizeof(arg2), "%d", lease_timeout);
+	rc = exec_prepared(s, "mg_reap", 2, vals, &r);
 	if (rc != MG_OK)
 		return rc;
 	if (PQntuples(r) != 1 || PQnfields(r) != 2) {
@@ -842,6 +867,7 @@ fill_settlement(json_object *o, int i, const void *ctx)
 {
 	const struct settle_batch *b = ctx;
 	const struct mg_usage *u = b->u[i];
+	const struct mg_lease_ticket *t = &u->lease;
 	int ok = put_str(o, "id", u->request_id) == 0 && put_int(o, "st", u->status) == 0 &&
 	    put_str(o, "et", u->error_type) == 0 && put_int(o, "pt", u->prompt_tokens) == 0 &&
 	    put_int(o, "ct", u->completion_tokens) == 0 && put_int(o, "tt", u->total_tokens) == 0 &&
@@ -853,6 +879,27 @@ fill_settlement(json_object *o, int i, const void *ctx)
 	    json_object_object_add(o, "r", json_object_new_boolean(u->check)) == 0;
 	json_object *at;
 
+	if (ok && t->lease_id > 0) {
+		/* admitted from a lease: what its pending row would hold */
+		char when[96];
+		time_t sec = (time_t)(t->admitted_us / 1000000);
+		struct tm tm;
+
+		if (gmtime_r(&sec, &tm) == NULL)
+			return -1;
+		snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		    tm.tm_sec, (t->admitted_us % 1000000 + 1000000) % 1000000);
+		ok = put_int(o, "L", t->lease_id) == 0 && put_int(o, "pid", u->project_id) == 0 &&
+		    put_int(o, "kid", u->key_id) == 0 && put_str(o, "m", u->model) == 0 &&
+		    put_str(o, "e", u->endpoint) == 0 &&
+		    json_object_object_add(o, "s", json_object_new_boolean(u->stream)) == 0 &&
+		    put_str(o, "rv", t->reserved) == 0 && put_int(o, "rt", t->reserved_tokens) == 0 &&
+		    put_int(o, "pe", t->prompt_estimate) == 0 &&
+		    put_str(o, "ap", t->prompt_price) == 0 &&
+		    put_str(o, "ac", t->completion_price) == 0 && put_str(o, "at", when) == 0 &&
+		    (!t->tight || json_object_object_add(o, "gb", json_object_new_boolean(1)) == 0);
+	}
 	if (!ok || u->upstream == NULL)
 		return ok ? 0 : -1;
 	/* the upstream that served it; what the common case needs no more of
@@ -942,38 +989,51 @@ read_charged(const char *ids, const char *costs, const struct mg_usage *const *u
 	}
 }
 
-enum mg_err
-mg_store_settle_batch(struct mg_store *s, const struct mg_usage *const *u, const int *billable,
-    int n, int *settled, unsigned long long *charged)
+/* Runs the settle statement name (nfields columns: settled, ids, costs,
+ * then the caller's) on n settlements; *r is its one row for the caller
+ * to read further (PQclear it), NULL on failure. */
+static enum mg_err
+settle_call(struct mg_store *s, const char *name, int nfields, const struct mg_usage *const *u,
+    const int *billable, int n, int *settled, unsigned long long *charged, PGresult **r)
 {
 	struct settle_batch b = { u, billable };
 	json_object *arr = batch_array(n, fill_settlement, &b);
 	const char *vals[1];
-	PGresult *r = NULL;
 	enum mg_err rc = MG_ERR_NOMEM;
 	int i;
 
+	*r = NULL;
 	*settled = 0;
 	for (i = 0; charged != NULL && i < n; i++)
 		charged[i] = 0;
 	if (arr == NULL)
-		goto out;
+		return rc;
 	vals[0] = json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN);
-	rc = exec_prepared(s, "mg_settle_batch", 1, vals, &r);
-	if (rc != MG_OK)
-		goto out;
-	if (PQntuples(r) != 1 || PQnfields(r) != 3) {
-		snprintf(last_error, sizeof(last_error), "mg_settle_batch returned %d rows of %d "
-		    "columns", PQntuples(r), PQnfields(r));
-		rc = MG_ERR_DB;
-		goto out;
-	}
-	*settled = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
-	if (charged != NULL)
-		read_charged(PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2), u, n, charged);
-out:
-	PQclear(r);
+	rc = exec_prepared(s, name, 1, vals, r);
 	json_object_put(arr);
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(*r) != 1 || PQnfields(*r) != nfields) {
+		snprintf(last_error, sizeof(last_error), "%s returned %d rows of %d columns", name,
+		    PQntuples(*r), PQnfields(*r));
+		PQclear(*r);
+		*r = NULL;
+		return MG_ERR_DB;
+	}
+	*settled = (int)strtol(PQgetvalue(*r, 0, 0), NULL, 10);
+	if (charged != NULL)
+		read_charged(PQgetvalue(*r, 0, 1), PQgetvalue(*r, 0, 2), u, n, charged);
+	return MG_OK;
+}
+
+enum mg_err
+mg_store_settle_batch(struct mg_store *s, const struct mg_usage *const *u, const int *billable,
+    int n, int *settled, unsigned long long *charged)
+{
+	PGresult *r;
+	enum mg_err rc = settle_call(s, "mg_settle_batch", 3, u, billable, n, settled, charged, &r);
+
+	PQclear(r);
 	return rc;
 }
 
@@ -1240,4 +1300,111 @@ mg_store_recon_close_record(struct mg_store *s, const char *day, const char *act
 		rc = MG_ERR_DB;
 	PQclear(r);
 	return rc == MG_OK && *json == NULL ? MG_ERR_NOMEM : rc;
+}
+
+/* Reads the leases mg_settle_lease_batch returned (three arrays' text:
+ * ids, spends, seqs) into leases, at most max; their count. */
+static int
+read_leases(const char *ids, const char *spends, const char *seqs, struct mg_lease_state *leases,
+    int max)
+{
+	const char *id, *spend, *seq;
+	size_t idlen, spendlen, seqlen;
+	int k;
+
+	for (k = 0; k < max && array_next(&ids, &id, &idlen) == 0 &&
+	    array_next(&spends, &spend, &spendlen) == 0 &&
+	    array_next(&seqs, &seq, &seqlen) == 0; k++) {
+		if (spendlen >= sizeof(leases[k].spend))
+			break;
+		leases[k].id = strtoll(id, NULL, 10);
+		leases[k].seq = strtoll(seq, NULL, 10);
+		memcpy(leases[k].spend, spend, spendlen);
+		leases[k].spend[spendlen] = '\0';
+	}
+	return k;
+}
+
+enum mg_err
+mg_store_settle_lease_batch(struct mg_store *s, const struct mg_usage *const *u,
+    const int *billable, int n, int *settled, unsigned long long *charged,
+    struct mg_lease_state *leases, int *n_leases)
+{
+	PGresult *r;
+	enum mg_err rc = settle_call(s, "mg_settle_lease_batch", 6, u, billable, n, settled,
+	    charged, &r);
+
+	*n_leases = 0;
+	if (rc == MG_OK)
+		*n_leases = read_leases(PQgetvalue(r, 0, 3), PQgetvalue(r, 0, 4),
+		    PQgetvalue(r, 0, 5), leases, n);
+	PQclear(r);
+	return rc;
+}
+
+enum mg_err
+mg_store_lease_renew(struct mg_store *s, const long long *ids, int n, int *live)
+{
+	char *arg = malloc((size_t)n * 22 + 3);
+	const char *vals[1];
+	const char *p, *id;
+	size_t idlen, len = 0;
+	PGresult *r = NULL;
+	enum mg_err rc = MG_ERR_NOMEM;
+	int i;
+
+	for (i = 0; i < n; i++)
+		live[i] = 0;
+	if (arg == NULL)
+		goto out;
+	arg[len++] = '{';
+	for (i = 0; i < n; i++)
+		len += (size_t)sprintf(arg + len, "%s%lld", i == 0 ? "" : ",", ids[i]);
+	arg[len++] = '}';
+	arg[len] = '\0';
+	vals[0] = arg;
+	rc = exec_prepared(s, "mg_lease_renew", 1, vals, &r);
+	if (rc != MG_OK)
+		goto out;
+	if (PQntuples(r) != 1) {
+		rc = MG_ERR_DB;
+		goto out;
+	}
+	for (p = PQgetvalue(r, 0, 0); array_next(&p, &id, &idlen) == 0; ) {
+		long long v = strtoll(id, NULL, 10);
+
+		for (i = 0; i < n; i++)
+			if (ids[i] == v)
+				live[i] = 1;
+	}
+out:
+	PQclear(r);
+	free(arg);
+	return rc;
+}
+
+enum mg_err
+mg_store_lease_release(struct mg_store *s, long long id, long long seq, long long requests,
+    long long tokens, int *released)
+{
+	char a[24], b[24], c[24], d[24];
+	const char *vals[4] = { a, d, b, c };
+	PGresult *r;
+	enum mg_err rc;
+
+	*released = 0;
+	snprintf(a, sizeof(a), "%lld", id);
+	snprintf(d, sizeof(d), "%lld", seq);
+	snprintf(b, sizeof(b), "%lld", requests > 0 ? requests : 0);
+	snprintf(c, sizeof(c), "%lld", tokens > 0 ? tokens : 0);
+	rc = exec_prepared(s, "mg_lease_release", 4, vals, &r);
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1) {
+		PQclear(r);
+		return MG_ERR_DB;
+	}
+	*released = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	PQclear(r);
+	return MG_OK;
 }

@@ -49,6 +49,11 @@ struct mg_admit_req {
 	int n_cands;                   /* reservation covers the dearest */
 	struct timespec since;         /* CLOCK_MONOTONIC when it asked to be
 	                                * admitted; {0, 0}: when the store is called */
+	const char *lease_holder;      /* a lease element (see mg_admit_batch):
+	                                * the process, or NULL: a request */
+	long long lease_requests;      /* what it would borrow: requests, */
+	long long lease_tokens;        /* tokens and spend (decimal USD) */
+	const char *lease_spend;
 };
 
 /* The decision.  Counts are -1 where the project has no such limit. */
@@ -62,6 +67,16 @@ struct mg_admission {
 	long long tpm, tpm_remaining, tpm_reset_ms;
 	long long retry_after_ms;      /* -1: waiting does not help */
 	long long need_tokens;         /* prompt estimate + output reserved */
+	char prompt_price[MG_COST_MAX];     /* the prices it is reserved at */
+	char completion_price[MG_COST_MAX];
+	long long context_length;      /* the model's, -1: unknown */
+	/* a lease element's grant: the lease after it (id 0: none), the
+	 * requests and tokens lent (-1: the project has no such limit) */
+	long long lease_id, lease_seq, lease_requests, lease_tokens;
+	char lease_spend[MG_COST_MAX];
+	int lease_tight;               /* the request's own share only */
+	/* admitted from a lease by the ledger: how (lease_id 0 otherwise) */
+	struct mg_lease_ticket ticket;
 };
 
 /* Creates a pool of up to size connections (opened lazily).  Each call
@@ -103,11 +118,37 @@ enum mg_err mg_store_settle_batch(struct mg_store *s, const struct mg_usage *con
  * *charged (NULL: not wanted) what it was charged, as above. */
 enum mg_err mg_store_settle(struct mg_store *s, const struct mg_usage *u, int billable,
     int *settled, unsigned long long *charged) __attribute__((warn_unused_result));
-/* Settles reservations older than grace seconds at their reserved amount;
- * *n says how many, *charged what they were charged in all (1e-9 USD,
- * rounded half up). */
-enum mg_err mg_store_reap(struct mg_store *s, int grace, int *n, unsigned long long *charged)
+/* Settles reservations older than grace seconds at their reserved amount,
+ * and charges whole the leases not renewed for lease_timeout seconds;
+ * *n says how many of both, *charged what they were charged in all
+ * (1e-9 USD, rounded half up). */
+enum mg_err mg_store_reap(struct mg_store *s, int grace, int lease_timeout, int *n,
+    unsigned long long *charged) __attribute__((warn_unused_result));
+
+/* A lease as Postgres has it after a change. */
+struct mg_lease_state {
+	long long id, seq;
+	char spend[MG_COST_MAX];       /* decimal USD */
+};
+
+/* Settles n requests admitted from leases (every u[i]->lease.lease_id >
+ * 0) in one round trip (mg_settle_lease_batch): *settled, charged as
+ * mg_store_settle_batch; leases (room for n) gets each live lease they
+ * touched, *n_leases of them. */
+enum mg_err mg_store_settle_lease_batch(struct mg_store *s, const struct mg_usage *const *u,
+    const int *billable, int n, int *settled, unsigned long long *charged,
+    struct mg_lease_state *leases, int *n_leases) __attribute__((warn_unused_result));
+
+/* Renews the leases ids[0..n-1]; live[i] is 1 for those still live, 0
+ * for those reaped. */
+enum mg_err mg_store_lease_renew(struct mg_store *s, const long long *ids, int n, int *live)
 	__attribute__((warn_unused_result));
+
+/* Releases a lease whose requests are all settled, giving back the
+ * requests and tokens its process did not use (-1: none); *released is 0
+ * when it was not live, or had changed since seq. */
+enum mg_err mg_store_lease_release(struct mg_store *s, long long id, long long seq,
+    long long requests, long long tokens, int *released) __attribute__((warn_unused_result));
 /* *claimed = 1 when this caller should refresh the catalog now. */
 enum mg_err mg_store_catalog_claim(struct mg_store *s, int interval, int *claimed)
 	__attribute__((warn_unused_result));

@@ -97,7 +97,7 @@ reap(struct mg_upkeep *u)
 	unsigned long long charged = 0;
 	int n = 0;
 
-	if (mg_store_reap(u->store, u->conf->reap_after, &n, &charged) != MG_OK) {
+	if (mg_store_reap(u->store, u->conf->reap_after, u->conf->lease_timeout, &n, &charged) != MG_OK) {
 		mg_log(MG_LOG_WARN, NULL, "reaper: %s", mg_store_last_error());
 		return;
 	}

@@ -23,6 +23,22 @@ struct mg_usage_attempt {
 	long latency_ms;
 };
 
+/* How a request was admitted from a lease (quota.admission = "lease"):
+ * what its usage row needs that admission in Postgres stores in the
+ * pending row.  lease_id 0: it was admitted in Postgres. */
+struct mg_lease_ticket {
+	long long lease_id;
+	long long reserved_pico;       /* its reservation, in 1e-12 USD */
+	long long reserved_tokens;     /* prompt estimate + output reserved */
+	long long prompt_estimate;
+	long long admitted_us;         /* CLOCK_REALTIME, in microseconds */
+	int tight;                     /* lent its own share only: its settlement
+	                                * gives back its whole reservation */
+	char reserved[MG_COST_MAX];    /* its reservation, decimal USD */
+	char prompt_price[MG_COST_MAX];     /* the prices it was admitted */
+	char completion_price[MG_COST_MAX]; /* at, decimal USD per token */
+};
+
 /* One usage row: what a request cost and how it ended. */
 struct mg_usage {
 	char request_id[MG_REQUEST_ID_LEN + 1];
@@ -59,6 +75,7 @@ struct mg_usage {
 	int check;                    /* look the generation's bill up even if the
 	                               * answer carried a cost (a cut stream,
 	                               * reconcile.verify = "all") */
+	struct mg_lease_ticket lease; /* admitted from a lease: how */
 };
 
 void mg_usage_init(struct mg_usage *u);

@@ -59,12 +59,25 @@ $$;
 --  "s": stream, "p": prompt estimate, "o": max output or null,
 --  "c": the upstream calls it may make, or absent: an array of
 --       {"u": upstream, "m": model, "pp", "cp": the upstream's prices
---        where upstream_models has none, "g": those prices win}}.
+--        where upstream_models has none, "g": those prices win},
+--  "lh": a lease element, the holder (see 015_leases.sql), or absent,
+--  "lr", "lt", "ls": the requests, tokens and spend it would borrow}.
 -- With "c", every model a call names must be allowed, and the
 -- reservation is that of the dearest call (the prices stored with the
 -- row are its); without it, the model's catalog prices.  The gateway
 -- leaves "c" out when the one call is to the upstream the model routes
 -- to, at its catalog's prices: the same answer, without a query a request.
+-- A lease element is decided as a request is, and when admitted it
+-- borrows a slice for its holder's lease instead of a usage row and a
+-- reservation: at least what the request needs, at most what it asks
+-- and an eighth of what the project has left (of its requests and tokens
+-- buckets and of its spend cap), so that busy processes share what is
+-- left.  Near a limit (less than 16 requests' worth left of any) the
+-- grant is tight: the request's own share only, which its settlement
+-- gives back as a pending row's would be, so that near its limits a
+-- project is admitted exactly as in strict mode.  Its answer gives the
+-- lease after the grant; the x-ratelimit-* values are the buckets'
+-- without the slice.
 -- Returns one row per element, i being its position (from 1); elements of
 -- one project are decided in the order they come in the array.  p_now
 -- replaces the clock (for tests).
@@ -99,6 +112,7 @@ DECLARE
     v_dirty    boolean := false;
     v_out      integer;
     v_cost     numeric;
+    v_avail    numeric;
     -- the counters of the projects that admitted requests, written at the end
     w_pid      bigint[] := '{}';
     w_start    timestamptz[] := '{}';
@@ -130,7 +144,7 @@ BEGIN
     -- read once the rows are ours: the buckets' clock never goes back
     v_now := coalesce(p_now, clock_timestamp());
 
-    FOR e IN SELECT x.n::integer AS n, x.id, x.m, x.e, x.s, x.p, x.o,
+    FOR e IN SELECT x.n::integer AS n, x.id, x.m, x.e, x.s, x.p, x.o, x.lh, x.lr, x.lt, x.ls,
                     cand.pp AS c_pp, cand.cp AS c_cp, coalesce(cand.disallowed, false) AS c_bad,
                     ak.id AS kid, ak.prefix, pr.id AS pid, pr.name, pr.rpm AS p_rpm,
                     pr.tpm AS p_tpm, pr.spend_cap AS cap, pr.cap_period,
@@ -144,8 +158,8 @@ BEGIN
                     pq.tok_level AS q_tok, pq.level_at AS q_at
                FROM ROWS FROM (jsonb_to_recordset(p_reqs)
                         AS (k text, id text, m text, e text, s boolean, p integer, o integer,
-                            c jsonb))
-                    WITH ORDINALITY AS x(k, id, m, e, s, p, o, c, n)
+                            c jsonb, lh text, lr integer, lt integer, ls numeric))
+                    WITH ORDINALITY AS x(k, id, m, e, s, p, o, c, lh, lr, lt, ls, n)
                -- one index lookup per element ("OFFSET 0" keeps the
                -- planner from making hash joins of them)
                LEFT JOIN LATERAL (
@@ -185,7 +199,9 @@ BEGIN
         r.tpm := e.p_tpm;  r.spend_cap := e.cap;  r.reserved := NULL;  r.spent := NULL;
         r.prompt_price := NULL;  r.completion_price := NULL;  r.need_tokens := NULL;
         r.rpm_remaining := NULL;  r.rpm_reset_ms := NULL;  r.tpm_remaining := NULL;
-        r.tpm_reset_ms := NULL;  r.retry_after_ms := NULL;
+        r.tpm_reset_ms := NULL;  r.retry_after_ms := NULL;  r.lease_id := NULL;
+        r.lease_spend := NULL;  r.lease_seq := NULL;  r.lease_requests := NULL;
+        r.lease_tokens := NULL;  r.lease_tight := NULL;  r.context_length := e.ctx;
 
         IF e.pid IS NULL THEN
             r.outcome := 'invalid_key';
@@ -268,6 +284,39 @@ BEGIN
         ELSIF e.p_tpm IS NOT NULL AND v_tok < r.need_tokens THEN
             r.outcome := 'tokens';
             r.retry_after_ms := ceil((r.need_tokens - v_tok) * 60000.0 / e.p_tpm);
+        ELSIF e.lh IS NOT NULL THEN
+            -- a lease: the slice, at least this request's need
+            r.outcome := 'ok';
+            r.lease_tight := (e.p_rpm IS NOT NULL AND v_req < 16)
+                             OR (e.p_tpm IS NOT NULL AND v_tok < 16 * r.need_tokens)
+                             OR (e.cap IS NOT NULL
+                                 AND e.cap - v_spent - v_reserved < 16 * v_cost);
+            IF e.p_rpm IS NOT NULL THEN
+                r.lease_requests := CASE WHEN r.lease_tight THEN 1 ELSE least(floor(v_req),
+                    greatest(1, least(coalesce(e.lr, 1), floor(v_req / 8)))) END;
+                v_req := v_req - r.lease_requests;
+            END IF;
+            IF e.p_tpm IS NOT NULL THEN
+                r.lease_tokens := CASE WHEN r.lease_tight THEN r.need_tokens
+                    ELSE least(floor(v_tok), greatest(r.need_tokens,
+                        least(coalesce(e.lt, r.need_tokens), floor(v_tok / 8)))) END;
+                v_tok := v_tok - r.lease_tokens;
+            END IF;
+            v_avail := 0;
+            IF e.cap IS NOT NULL THEN
+                v_avail := e.cap - v_spent - v_reserved;
+                v_avail := CASE WHEN r.lease_tight THEN v_cost
+                    ELSE least(v_avail, greatest(v_cost, least(coalesce(e.ls, v_cost),
+                                                               trunc(v_avail / 8, 9)))) END;
+                v_reserved := v_reserved + v_avail;
+            END IF;
+            v_dirty := true;
+            INSERT INTO leases AS l (project_id, holder, spend, created_at, renewed_at)
+            VALUES (e.pid, e.lh, v_avail, v_now, v_now)
+            ON CONFLICT (project_id, holder) WHERE reaped_at IS NULL DO UPDATE
+               SET spend = l.spend + excluded.spend, seq = l.seq + 1,
+                   renewed_at = excluded.renewed_at
+            RETURNING l.id, l.spend, l.seq INTO r.lease_id, r.lease_spend, r.lease_seq;
         ELSE
             r.outcome := 'ok';
             v_req := v_req - 1;
@@ -303,8 +352,9 @@ BEGIN
         w_req := w_req || v_req;  w_tok := w_tok || v_tok;
     END IF;
 
-    IF cardinality(a_id) > 0 THEN
+    IF cardinality(w_pid) > 0 THEN
         -- one statement: the counters, the usage rows, the reservations
+        -- (none when the batch only lent slices)
         WITH c AS (
             UPDATE project_quota pq
                SET period_start = w.start, spent = w.spent, reserved = w.res,

@@ -108,6 +108,9 @@ assert_defaults(const struct mg_conf *c)
 	ck_assert_str_eq(c->fallback_prompt_price, "0.00001");
 	ck_assert_str_eq(c->fallback_completion_price, "0.00003");
 	ck_assert_int_eq(c->reap_after, 900);
+	ck_assert_str_eq(c->admission_name, "strict");
+	ck_assert_int_eq(c->lease, 0);
+	ck_assert_int_eq(c->lease_timeout, 30);
 	ck_assert_int_eq(c->reap_interval, 60);
 	ck_assert_int_eq(c->catalog_refresh, 3600);
 }
@@ -197,6 +200,10 @@ START_TEST(load_full_file)
 	    "  client_close = \"drain\";\n"
 	    "  max_drains = 3;\n"
 	    "  malloc_arenas = 4;\n"
+	    "};\n"
+	    "quota = {\n"
+	    "  admission = \"lease\";\n"
+	    "  lease_timeout = 5;\n"
 	    "};\n", keypath);
 	write_file("full.conf", text, path, sizeof(path));
 
@@ -223,6 +230,8 @@ START_TEST(load_full_file)
 	ck_assert_int_eq(c.drain, 1);
 	ck_assert_int_eq(c.max_drains, 3);
 	ck_assert_int_eq(c.malloc_arenas, 4);
+	ck_assert_int_eq(c.lease, 1);
+	ck_assert_int_eq(c.lease_timeout, 5);
 	ck_assert_str_eq(c.up_key, "sk-full-file-key");
 	mg_conf_free(&c);
 }
@@ -313,6 +322,10 @@ static const struct {
 	  "server = {\n  threads = 10000000000L;\n};\n", 2, "server.threads" },
 	{ "bad log_level",
 	  "# logging\nlog_file = \"\";\nlog_level = \"loud\";\n", 3, "log_level" },
+	{ "bad admission",
+	  "quota = {\n  admission = \"loose\";\n};\n", 2, "quota.admission" },
+	{ "lease_timeout below the minimum",
+	  "quota = {\n  lease_timeout = 2;\n};\n", 2, "quota.lease_timeout" },
 	{ "bad client_close",
 	  "server = {\n  threads = 2;\n  client_close = \"wait\";\n};\n", 3, "server.client_close" },
 	{ "max_drains out of range",
@@ -903,7 +916,7 @@ START_TEST(every_key_documented)
 		ck_assert_msg(found, "setting '%s' is not documented as '%s =' %s%s in %s",
 		    name, key, group[0] ? "in group " : "at top level", group, path);
 	}
-	ck_assert_uint_eq(i, 43);
+	ck_assert_uint_eq(i, 45);
 	/* and nothing is documented that the program does not know */
 	for (j = 0; j < n; j++) {
 		int known = 0;

@@ -1,0 +1,81 @@
+#ifndef MG_LEASE_H
+#define MG_LEASE_H
+
+#include "store.h"
+
+/* A responder process's admission leases (quota.admission = "lease"):
+ * the bookkeeping of the slices it borrowed (see sql/015_leases.sql),
+ * without any I/O.  The ledger asks Postgres; this decides what can be
+ * admitted here and what to ask for.
+ *
+ * What a key and model were last admitted with (project, limits, prices)
+ * is kept for a second: for that long a request of that key and model is
+ * admitted here from its project's lease when the lease has the request,
+ * the tokens and the spend it needs.  Otherwise the ledger sends it to
+ * Postgres as a lease element, which decides it as a request and, when it
+ * is admitted, lends a new slice that covers it at least.
+ *
+ * Money is counted in 1e-12 USD: reservations rounded up, what a lease
+ * holds rounded down, so that rounding never lends more than Postgres
+ * holds.  All functions are thread-safe. */
+struct mg_leases;
+
+#define MG_LEASE_TMPL_MS   1000  /* a key and model's answer is reused this long */
+#define MG_LEASE_IDLE_MS   2000  /* a lease unused this long is given back */
+#define MG_LEASE_WANT_MAX  1024  /* requests a slice asks for at most */
+
+/* holder names the process in the leases table (copied).  NULL on
+ * allocation failure. */
+struct mg_leases *mg_leases_new(const char *holder);
+void mg_leases_free(struct mg_leases *ls);
+
+/* Admits q here if it can (1, out filled as Postgres would, with
+ * out->ticket saying how), at now_ms (CLOCK_MONOTONIC); else 0, and
+ * q's lease fields are set for a lease element (spend is written into
+ * spend, of len bytes, which q then points to).  q->cands must name one
+ * plan per model (the reservation's prices are the plan's). */
+int mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admission *out,
+    long long now_ms, char *spend, size_t len);
+
+/* Applies what Postgres answered to a lease element (any outcome): when
+ * admitted, keeps the key and model's answer and the slice lent, and
+ * takes the request out of it (out->ticket filled).  0, or -1 when the
+ * answer could not be read (out is then a strict admission: settled as
+ * one, its ticket empty, which the pending row it lacks makes a no-op
+ * for the reaper; see the ledger). */
+int mg_leases_granted(struct mg_leases *ls, const struct mg_admit_req *q,
+    struct mg_admission *out, long long now_ms);
+
+/* A settlement of a request admitted from a lease was written (or found
+ * written): the lease no longer holds its reservation, and the tokens it
+ * did not use go back to the lease's slice. */
+void mg_leases_settled(struct mg_leases *ls, const struct mg_usage *u, int billable);
+
+/* A lease as Postgres has it after a settlement: kept if newer. */
+void mg_leases_update(struct mg_leases *ls, const struct mg_lease_state *st);
+
+/* What the ledger's thread does next, at now_ms.  *release (NULL: none)
+ * gets a lease to give back: idle, nothing of it unsettled; it is
+ * detached (no admission uses it) until mg_leases_released.  renew gets
+ * up to max lease ids to renew when lease_timeout_ms / 3 has passed since
+ * the last renewal (*n_renew of them, 0 otherwise).  Expired key and
+ * model answers are dropped. */
+struct mg_lease_release {
+	long long id, seq;
+	long long requests, tokens;  /* -1: no such limit */
+};
+int mg_leases_due(struct mg_leases *ls, long long now_ms, long long lease_timeout_ms,
+    struct mg_lease_release *release, long long *renew, int max, int *n_renew);
+
+/* The release of a lease ended: released, it is forgotten; not (it had
+ * changed meanwhile: a lease element lent more), it is used again. */
+void mg_leases_released(struct mg_leases *ls, long long id, int released);
+
+/* Leases not live any more (reaped): nothing more is admitted from them. */
+void mg_leases_dead(struct mg_leases *ls, long long id);
+
+/* Every lease with nothing unsettled, for a release at exit: up to max
+ * into out, each detached; their count. */
+int mg_leases_drain(struct mg_leases *ls, struct mg_lease_release *out, int max);
+
+#endif

@@ -1,0 +1,319 @@
+#include "config.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lease.h"
+#include "money.h"
+#include "unit.h"
+
+/* The key hash every request here uses, and a second one. */
+#define KEY_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define KEY_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static void
+request(struct mg_admit_req *q, const char *key, long long prompt, long long max_output)
+{
+	memset(q, 0, sizeof(*q));
+	q->key_hash_hex = key;
+	q->request_id = "req_1";
+	q->model = "vendor/model";
+	q->endpoint = "chat.completions";
+	q->prompt_estimate = prompt;
+	q->max_output = max_output;
+	q->default_output = 100;
+	q->fallback_prompt = "0.00001";
+	q->fallback_completion = "0.00003";
+}
+
+/* What Postgres answers a lease element of project 7 (rpm 60, tpm 10000,
+ * cap 1): the slice lent and the lease after it. */
+static void
+answer(struct mg_admission *a, long long lease_id, long long seq, const char *spend,
+    long long reqs, long long toks, int tight)
+{
+	memset(a, 0, sizeof(*a));
+	a->outcome = MG_ADMIT_OK;
+	a->auth.key_id = 3;
+	a->auth.project_id = 7;
+	snprintf(a->auth.project, sizeof(a->auth.project), "p7");
+	snprintf(a->auth.key_prefix, sizeof(a->auth.key_prefix), "mg-abc");
+	snprintf(a->reserved, sizeof(a->reserved), "0.0000035");
+	snprintf(a->spend_cap, sizeof(a->spend_cap), "1");
+	snprintf(a->spent, sizeof(a->spent), "0.25");
+	snprintf(a->prompt_price, sizeof(a->prompt_price), "0.00000001");
+	snprintf(a->completion_price, sizeof(a->completion_price), "0.000000025");
+	a->context_length = -1;
+	a->rpm = 60;
+	a->rpm_remaining = 50;
+	a->rpm_reset_ms = 10000;
+	a->tpm = 10000;
+	a->tpm_remaining = 9000;
+	a->tpm_reset_ms = 6000;
+	a->retry_after_ms = -1;
+	a->need_tokens = 200;
+	a->lease_id = lease_id;
+	a->lease_seq = seq;
+	a->lease_requests = reqs;
+	a->lease_tokens = toks;
+	snprintf(a->lease_spend, sizeof(a->lease_spend), "%s", spend);
+	a->lease_tight = tight;
+}
+
+/* A first request goes to Postgres as a lease element; the slice lent
+ * then admits the next ones here until a limit of it is reached. */
+START_TEST(lease_admits_from_slice)
+{
+	struct mg_leases *ls = mg_leases_new("host:1:2");
+	struct mg_admit_req q;
+	struct mg_admission a, out;
+	char spend[MG_COST_MAX];
+	int i;
+
+	ck_assert_ptr_nonnull(ls);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 1000, spend, sizeof(spend)), 0);
+	ck_assert_str_eq(q.lease_holder, "host:1:2");
+	ck_assert_int_eq(q.lease_requests, 1);
+	/* Postgres lends 4 requests, 1000 tokens, $0.000014 */
+	answer(&a, 11, 1, "0.000014", 4, 1000, 0);
+	out = a;
+	ck_assert_int_eq(mg_leases_granted(ls, &q, &out, 1000), 0);
+	ck_assert_int_eq(out.outcome, MG_ADMIT_OK);
+	ck_assert_int_eq(out.ticket.lease_id, 11);
+	ck_assert_int_eq(out.ticket.reserved_tokens, 200);
+	/* 100 x 1e-8 + 100 x 2.5e-8 = 3.5e-6, in pico-USD */
+	ck_assert_int_eq(out.ticket.reserved_pico, 3500000);
+	ck_assert_str_eq(out.ticket.reserved, "0.000003500000");
+	ck_assert_str_eq(out.ticket.prompt_price, "0.00000001");
+	/* the headers: the bucket without the slice, plus what is left of it */
+	ck_assert_int_eq(out.rpm_remaining, 50 + 3);
+	ck_assert_int_eq(out.tpm_remaining, 9000 + 800);
+
+	/* three more fit the requests left (and tokens, spend) */
+	for (i = 0; i < 3; i++) {
+		request(&q, KEY_A, 100, 100);
+		ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 1001 + i, spend, sizeof(spend)), 1);
+		ck_assert_int_eq(out.ticket.lease_id, 11);
+		ck_assert_str_eq(out.auth.project, "p7");
+		ck_assert_int_eq(out.rpm_remaining, 50 + 2 - i);
+	}
+	/* the fifth needs a new slice: asked for as a lease element */
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 1010, spend, sizeof(spend)), 0);
+	ck_assert_ptr_nonnull(q.lease_holder);
+	ck_assert_int_eq(q.lease_tokens, q.lease_requests * 200);
+	ck_assert_ptr_nonnull(q.lease_spend);
+	mg_leases_free(ls);
+}
+END_TEST
+
+/* Spend: a request whose reservation passes what the lease holds less what
+ * its unsettled requests reserved is not admitted here; a settlement
+ * gives its reservation back, and Postgres's newer spend counts. */
+START_TEST(lease_spend_is_bounded)
+{
+	struct mg_leases *ls = mg_leases_new("h");
+	struct mg_admit_req q;
+	struct mg_admission a, out, first;
+	struct mg_usage u;
+	struct mg_lease_state st;
+	char spend[MG_COST_MAX];
+
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &first, 0, spend, sizeof(spend)), 0);
+	/* the lease holds $0.000007: two requests of $0.0000035 */
+	answer(&a, 5, 1, "0.000007", 100, 10000, 0);
+	first = a;
+	ck_assert_int_eq(mg_leases_granted(ls, &q, &first, 0), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 1, spend, sizeof(spend)), 1);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 2, spend, sizeof(spend)), 0);
+
+	/* the first settles at $0.000001: Postgres's lease now holds
+	 * $0.000006, of which $0.0000035 reserved here: not enough */
+	mg_usage_init(&u);
+	u.project_id = 7;
+	u.total_tokens = 150;
+	u.lease = first.ticket;
+	mg_leases_settled(ls, &u, 1);
+	st.id = 5;
+	st.seq = 2;
+	snprintf(st.spend, sizeof(st.spend), "0.000006");
+	mg_leases_update(ls, &st);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 3, spend, sizeof(spend)), 0);
+	/* an older answer changes nothing; a newer one does */
+	st.seq = 1;
+	snprintf(st.spend, sizeof(st.spend), "1");
+	mg_leases_update(ls, &st);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 4, spend, sizeof(spend)), 0);
+	st.seq = 3;
+	snprintf(st.spend, sizeof(st.spend), "0.000007");
+	mg_leases_update(ls, &st);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 5, spend, sizeof(spend)), 1);
+	mg_leases_free(ls);
+}
+END_TEST
+
+/* Another key (or an answer older than a second) goes to Postgres; a
+ * refusal keeps nothing; a tight grant leaves nothing to admit here. */
+START_TEST(lease_key_and_expiry)
+{
+	struct mg_leases *ls = mg_leases_new("h");
+	struct mg_admit_req q;
+	struct mg_admission a, out;
+	char spend[MG_COST_MAX];
+
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 0, spend, sizeof(spend)), 0);
+	answer(&a, 5, 1, "0.5", 100, 10000, 0);
+	out = a;
+	ck_assert_int_eq(mg_leases_granted(ls, &q, &out, 0), 0);
+	request(&q, KEY_B, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 10, spend, sizeof(spend)), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, MG_LEASE_TMPL_MS - 1, spend,
+	    sizeof(spend)), 1);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, MG_LEASE_TMPL_MS, spend, sizeof(spend)), 0);
+
+	/* a refusal: nothing kept, nothing admitted */
+	memset(&out, 0, sizeof(out));
+	out.outcome = MG_ADMIT_SPEND_CAP;
+	ck_assert_int_eq(mg_leases_granted(ls, &q, &out, MG_LEASE_TMPL_MS), 0);
+	ck_assert_int_eq(out.ticket.lease_id, 0);
+
+	/* tight: the request's own share; the next goes to Postgres */
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 2 * MG_LEASE_TMPL_MS, spend,
+	    sizeof(spend)), 0);
+	answer(&a, 6, 1, "0.0000035", 1, 200, 1);
+	out = a;
+	ck_assert_int_eq(mg_leases_granted(ls, &q, &out, 2 * MG_LEASE_TMPL_MS), 0);
+	ck_assert_int_eq(out.ticket.tight, 1);
+	ck_assert_int_eq(out.ticket.lease_id, 6);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 2 * MG_LEASE_TMPL_MS + 1, spend,
+	    sizeof(spend)), 0);
+	mg_leases_free(ls);
+}
+END_TEST
+
+/* Upkeep: an idle lease with nothing unsettled is given back (and not
+ * used meanwhile), one with a request unsettled is not; renewals come a
+ * third of the timeout apart; a reaped lease is never used again. */
+START_TEST(lease_upkeep)
+{
+	struct mg_leases *ls = mg_leases_new("h");
+	struct mg_admit_req q;
+	struct mg_admission a, out, held;
+	struct mg_lease_release r, drained[4];
+	struct mg_usage u;
+	long long renew[8];
+	char spend[MG_COST_MAX];
+	int n;
+
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &held, 0, spend, sizeof(spend)), 0);
+	answer(&a, 5, 4, "0.5", 10, 5000, 0);
+	held = a;
+	ck_assert_int_eq(mg_leases_granted(ls, &q, &held, 0), 0);
+	/* renewed every third of the timeout; idle, but with its request
+	 * unsettled: kept */
+	ck_assert_int_eq(mg_leases_due(ls, 100, 30000, &r, renew, 8, &n), 0);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(mg_leases_due(ls, 10000, 30000, &r, renew, 8, &n), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(renew[0], 5);
+	ck_assert_int_eq(mg_leases_due(ls, 15000, 30000, &r, renew, 8, &n), 0);
+	ck_assert_int_eq(n, 0);
+	mg_usage_init(&u);
+	u.project_id = 7;
+	u.total_tokens = 50;
+	u.lease = held.ticket;
+	mg_leases_settled(ls, &u, 1);
+	ck_assert_int_eq(mg_leases_due(ls, 15000, 30000, &r, renew, 8, &n), 1);
+	ck_assert_int_eq(r.id, 5);
+	ck_assert_int_eq(r.seq, 4);
+	ck_assert_int_eq(r.requests, 9);
+	/* 5000 - 200 + 150 unused tokens back into the slice */
+	ck_assert_int_eq(r.tokens, 4950);
+	/* being given back: not used */
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 15001, spend, sizeof(spend)), 0);
+	/* not released (it changed): used again */
+	mg_leases_released(ls, 5, 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 15002, spend, sizeof(spend)), 0);
+	request(&q, KEY_A, 100, 100);
+	answer(&a, 5, 5, "0.5", 10, 5000, 0);
+	out = a;
+	ck_assert_int_eq(mg_leases_granted(ls, &q, &out, 15002), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 15003, spend, sizeof(spend)), 1);
+	/* reaped: nothing more from it */
+	mg_leases_dead(ls, 5);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 15004, spend, sizeof(spend)), 0);
+	/* at exit only leases with nothing unsettled are drained */
+	ck_assert_int_eq(mg_leases_drain(ls, drained, 4), 0);
+	mg_leases_free(ls);
+}
+END_TEST
+
+/* Amounts in units of any scale, rounded each way, and back to text. */
+START_TEST(money_units)
+{
+	long long v = 0;
+	char text[MG_COST_MAX];
+
+	ck_assert_int_eq(mg_money_units("0.000000075", 12, MG_MONEY_UP, &v), 0);
+	ck_assert_int_eq(v, 75000);
+	ck_assert_int_eq(mg_money_units("0.0000000000015", 12, MG_MONEY_UP, &v), 0);
+	ck_assert_int_eq(v, 2);
+	ck_assert_int_eq(mg_money_units("0.0000000000015", 12, MG_MONEY_DOWN, &v), 0);
+	ck_assert_int_eq(v, 1);
+	ck_assert_int_eq(mg_money_units("0.0000000000015", 12, MG_MONEY_HALF_UP, &v), 0);
+	ck_assert_int_eq(v, 2);
+	ck_assert_int_eq(mg_money_units("2.5e-7", 12, MG_MONEY_DOWN, &v), 0);
+	ck_assert_int_eq(v, 250000);
+	ck_assert_int_eq(mg_money_units("0.23422500000000000000", 12, MG_MONEY_DOWN, &v), 0);
+	ck_assert_int_eq(v, 234225000000);
+	ck_assert_int_eq(mg_money_units("10000000", 12, MG_MONEY_DOWN, &v), -1);
+	ck_assert_int_eq(mg_money_units("-1", 12, MG_MONEY_DOWN, &v), -1);
+	ck_assert_int_eq(mg_money_format_units(3500000, 12, text, sizeof(text)), 0);
+	ck_assert_str_eq(text, "0.000003500000");
+	ck_assert_int_eq(mg_money_format_units(12, 0, text, sizeof(text)), 0);
+	ck_assert_str_eq(text, "12");
+	ck_assert_int_eq(mg_money_format_units(-1500, 3, text, sizeof(text)), 0);
+	ck_assert_str_eq(text, "-1.500");
+	ck_assert_int_eq(mg_money_format_units(1, 12, text, 4), -1);
+}
+END_TEST
+
+static Suite *
+lease_suite(void)
+{
+	Suite *s = suite_create("lease");
+	TCase *tc = tcase_create("bookkeeping");
+
+	tcase_add_test(tc, lease_admits_from_slice);
+	tcase_add_test(tc, lease_spend_is_bounded);
+	tcase_add_test(tc, lease_key_and_expiry);
+	tcase_add_test(tc, lease_upkeep);
+	tcase_add_test(tc, money_units);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	return mg_unit_run(lease_suite());
+}
