@@ -45,6 +45,7 @@ enum call {
 	CALL_CATALOG_REPLACE,
 	CALL_CATALOG_LIST,
 	CALL_REAP,
+	CALL_REAP_LEASES,
 	CALL_ADMIN_KEY_CREATE,
 	CALL_ADMIN_KEY_LIST,
 	CALL_ADMIN_KEY_REVOKE,
@@ -67,6 +68,7 @@ static const struct {
 	[CALL_CATALOG_LIST] = { "SELECT id, kind, context_length, prompt_price, completion_price, "
 	    "synced_at FROM mg_catalog_list()", 0 },
 	[CALL_REAP] = { "SELECT reaped FROM mg_reap($1)", 1 },
+	[CALL_REAP_LEASES] = { "SELECT reaped FROM mg_reap_leases($1)", 1 },
 	[CALL_ADMIN_KEY_CREATE] = { "SELECT mg_admin_key_create($1, decode($2, 'hex'), $3)", 3 },
 	[CALL_ADMIN_KEY_LIST] = { "SELECT prefix, name, created_at, revoked_at "
 	    "FROM mg_admin_key_list()", 0 },
@@ -776,6 +778,16 @@ mg_admin_reap(struct mg_admin *a, int grace, int *n, char *err, size_t errlen)
 
 	snprintf(secs, sizeof(secs), "%d", grace);
 	return call_count(a, CALL_REAP, params, n, err, errlen);
+}
+
+enum mg_err
+mg_admin_reap_leases(struct mg_admin *a, int timeout, int *n, char *err, size_t errlen)
+{
+	char secs[16];
+	const char *params[1] = { secs };
+
+	snprintf(secs, sizeof(secs), "%d", timeout);
+	return call_count(a, CALL_REAP_LEASES, params, n, err, errlen);
 }
 
 /* --- usage ---------------------------------------------------------------- */

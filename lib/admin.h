@@ -186,6 +186,11 @@ enum mg_err mg_admin_catalog_list(struct mg_admin *a, struct mg_admin_list *l,
 enum mg_err mg_admin_reap(struct mg_admin *a, int grace, int *n, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/* Charges whole the leases not renewed for timeout seconds (their
+ * responder is gone; see sql/015_leases.sql); *n says how many. */
+enum mg_err mg_admin_reap_leases(struct mg_admin *a, int timeout, int *n, char *err,
+    size_t errlen) __attribute__((warn_unused_result));
+
 struct mg_recon_pass;
 /* Looks up now every generation due for a check (reconcile.c), at most
  * reconcile.max_rps a second (1 when it is 0), until none is due; what

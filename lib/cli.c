@@ -421,6 +421,12 @@ cmd_reap(struct ctx *x)
 		return fail("%s", err);
 	printf("reaped %d requests older than %d s (charged at their reserved amount)\n",
 	    n, x->conf->reap_after);
+	if (mg_admin_reap_leases(x->admin, x->conf->lease_timeout, &n, err, sizeof(err)) != MG_OK)
+		return fail("%s", err);
+	/* said when leases are in use here, or were */
+	if (x->conf->lease || n > 0)
+		printf("reaped %d leases not renewed for %d s (charged whole)\n", n,
+		    x->conf->lease_timeout);
 	return 0;
 }
 

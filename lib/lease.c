@@ -54,6 +54,7 @@ struct mg_leases {
 	struct tmpl *tmpls[NBUCKETS];
 	struct lease *leases[NBUCKETS];
 	long long renewed_ms;
+	int down;                    /* Postgres did not answer the last call */
 };
 
 static unsigned
@@ -251,7 +252,7 @@ mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admissio
 			pthread_mutex_unlock(&ls->lock);
 			return 0;   /* beyond what is counted here: in Postgres */
 		}
-		if (t->expires_ms > now_ms && l != NULL && fits(l, need, pico)) {
+		if (!ls->down && t->expires_ms > now_ms && l != NULL && fits(l, need, pico)) {
 			take(l, t, q, out, need, pico, now_ms);
 			done = 1;
 		} else if (l != NULL) {
@@ -541,6 +542,14 @@ mg_leases_released(struct mg_leases *ls, long long id, int released)
 				pthread_mutex_unlock(&ls->lock);
 				return;
 			}
+	pthread_mutex_unlock(&ls->lock);
+}
+
+void
+mg_leases_suspend(struct mg_leases *ls, int down)
+{
+	pthread_mutex_lock(&ls->lock);
+	ls->down = down;
 	pthread_mutex_unlock(&ls->lock);
 }
 

@@ -71,6 +71,11 @@ int mg_leases_due(struct mg_leases *ls, long long now_ms, long long lease_timeou
  * changed meanwhile: a lease element lent more), it is used again. */
 void mg_leases_released(struct mg_leases *ls, long long id, int released);
 
+/* down 1: Postgres did not answer a call; nothing is admitted here until
+ * it answers one again (down 0), so that an outage fails closed at once
+ * rather than when the key and model answers expire. */
+void mg_leases_suspend(struct mg_leases *ls, int down);
+
 /* Leases not live any more (reaped): nothing more is admitted from them. */
 void mg_leases_dead(struct mg_leases *ls, long long id);
 

@@ -128,6 +128,15 @@ answer(struct waiter *w, const struct waiter *me)
 static enum mg_err admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q,
     struct mg_admission *out);
 
+/* Lease mode: whether Postgres answered the last call (see
+ * mg_leases_suspend). */
+static void
+answered(struct mg_ledger *l, enum mg_err rc)
+{
+	if (l->leases != NULL && (rc == MG_OK || rc == MG_ERR_DB_DOWN))
+		mg_leases_suspend(l->leases, rc == MG_ERR_DB_DOWN);
+}
+
 enum mg_err
 mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_admission *out)
 {
@@ -143,6 +152,7 @@ mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_adm
 		return MG_OK;
 	}
 	rc = admit_in_postgres(l, &lq, out);
+	answered(l, rc);
 	if (lq.lease_holder != NULL && rc == MG_OK &&
 	    mg_leases_granted(l->leases, &lq, out, now_ms()) != 0)
 		mg_log(MG_LOG_WARN, q->request_id, "lease %lld not counted here (out of memory?): "
@@ -268,6 +278,7 @@ settle_leased(struct mg_ledger *l, struct settlement **s, int n)
 		billable[i] = s[i]->billable;
 	}
 	rc = mg_store_settle_lease_batch(l->store, u, billable, n, &settled, charged, st, &n_st);
+	answered(l, rc);
 	if (rc == MG_ERR_DB && n > 1) {
 		mg_log(MG_LOG_WARN, NULL, "lease settlement batch of %d failed (%s); settling one "
 		    "by one", n, mg_store_last_error());
@@ -332,6 +343,7 @@ settle_batch(struct mg_ledger *l, struct settlement *first, int n)
 		return;
 	}
 	rc = mg_store_settle_batch(l->store, u, billable, n, &settled, charged);
+	answered(l, rc);
 	if (rc == MG_ERR_DB) {
 		mg_log(MG_LOG_WARN, NULL, "settlement batch of %d failed (%s); settling one by one",
 		    n, mg_store_last_error());
@@ -400,6 +412,7 @@ lease_upkeep(struct mg_ledger *l, long long now)
 	static long long renew[LEASE_RENEW_MAX];
 	static int live[LEASE_RENEW_MAX];
 	struct mg_lease_release r;
+	enum mg_err rc = MG_OK;
 	int n, i, released;
 
 	/* one release a round: the thread writes settlements too */
@@ -412,7 +425,7 @@ lease_upkeep(struct mg_ledger *l, long long now)
 		}
 		mg_leases_released(l->leases, r.id, released);
 	}
-	if (n > 0 && mg_store_lease_renew(l->store, renew, n, live) == MG_OK) {
+	if (n > 0 && (rc = mg_store_lease_renew(l->store, renew, n, live)) == MG_OK) {
 		for (i = 0; i < n; i++)
 			if (!live[i]) {
 				mg_log(MG_LOG_WARN, NULL, "lease %lld was reaped (its renewals did not "
@@ -423,6 +436,8 @@ lease_upkeep(struct mg_ledger *l, long long now)
 	} else if (n > 0) {
 		mg_log(MG_LOG_WARN, NULL, "%d leases not renewed: %s", n, mg_store_last_error());
 	}
+	if (n > 0)
+		answered(l, rc);
 }
 
 static void *

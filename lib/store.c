@@ -34,7 +34,7 @@ static const struct stmt statements[] = {
 	  "SELECT mg_record_usage($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
 	  "$12, $13, $14, $15, $16)", 16 },
 	{ "mg_ping", "SELECT 1", 0 },
-	{ "mg_reap", "SELECT a.reaped + b.reaped, a.charged + b.charged "
+	{ "mg_reap", "SELECT a.reaped, a.charged + b.charged, b.reaped "
 	  "FROM mg_reap($1) a, mg_reap_leases($2) b", 2 },
 	{ "mg_partitions", "SELECT mg_usage_partitions()", 0 },
 	{ "mg_compact", "SELECT mg_rollup_compact() IS NOT NULL", 0 },
@@ -776,7 +776,7 @@ nano_of(const char *text, size_t len)
 }
 
 enum mg_err
-mg_store_reap(struct mg_store *s, int grace, int lease_timeout, int *n,
+mg_store_reap(struct mg_store *s, int grace, int lease_timeout, int *n, int *n_leases,
     unsigned long long *charged)
 {
 	char arg[16], arg2[16];
@@ -785,19 +785,21 @@ mg_store_reap(struct mg_store *s, int grace, int lease_timeout, int *n,
 	enum mg_err rc;
 
 	*n = 0;
+	*n_leases = 0;
 	*charged = 0;
 	snprintf(arg, sizeof(arg), "%d", grace);
 	snprintf(arg2, sizeof(arg2), "%d", lease_timeout);
 	rc = exec_prepared(s, "mg_reap", 2, vals, &r);
 	if (rc != MG_OK)
 		return rc;
-	if (PQntuples(r) != 1 || PQnfields(r) != 2) {
+	if (PQntuples(r) != 1 || PQnfields(r) != 3) {
 		PQclear(r);
 		return MG_ERR_DB;
 	}
 	*n = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	*charged = (unsigned long long)nano_of(PQgetvalue(r, 0, 1),
 	    (size_t)PQgetlength(r, 0, 1));
+	*n_leases = (int)strtol(PQgetvalue(r, 0, 2), NULL, 10);
 	PQclear(r);
 	return MG_OK;
 }

@@ -118,12 +118,12 @@ enum mg_err mg_store_settle_batch(struct mg_store *s, const struct mg_usage *con
  * *charged (NULL: not wanted) what it was charged, as above. */
 enum mg_err mg_store_settle(struct mg_store *s, const struct mg_usage *u, int billable,
     int *settled, unsigned long long *charged) __attribute__((warn_unused_result));
-/* Settles reservations older than grace seconds at their reserved amount,
- * and charges whole the leases not renewed for lease_timeout seconds;
- * *n says how many of both, *charged what they were charged in all
- * (1e-9 USD, rounded half up). */
+/* Settles reservations older than grace seconds at their reserved amount
+ * (*n says how many), and charges whole the leases not renewed for
+ * lease_timeout seconds (*n_leases); *charged is what they were charged
+ * in all (1e-9 USD, rounded half up). */
 enum mg_err mg_store_reap(struct mg_store *s, int grace, int lease_timeout, int *n,
-    unsigned long long *charged) __attribute__((warn_unused_result));
+    int *n_leases, unsigned long long *charged) __attribute__((warn_unused_result));
 
 /* A lease as Postgres has it after a change. */
 struct mg_lease_state {

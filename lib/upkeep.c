@@ -95,9 +95,10 @@ static void
 reap(struct mg_upkeep *u)
 {
 	unsigned long long charged = 0;
-	int n = 0;
+	int n = 0, leases = 0;
 
-	if (mg_store_reap(u->store, u->conf->reap_after, u->conf->lease_timeout, &n, &charged) != MG_OK) {
+	if (mg_store_reap(u->store, u->conf->reap_after, u->conf->lease_timeout, &n, &leases,
+	    &charged) != MG_OK) {
 		mg_log(MG_LOG_WARN, NULL, "reaper: %s", mg_store_last_error());
 		return;
 	}
@@ -105,6 +106,9 @@ reap(struct mg_upkeep *u)
 	if (n > 0)
 		mg_log(MG_LOG_WARN, NULL, "reaper: settled %d requests lost with their "
 		    "responder, at their reserved amount", n);
+	if (leases > 0)
+		mg_log(MG_LOG_WARN, NULL, "reaper: charged %d leases of responders gone (not "
+		    "renewed for %d s), whole", leases, u->conf->lease_timeout);
 }
 
 /* Reads the reconciled-through watermark into the metrics. */

@@ -20,6 +20,16 @@
 #      Postgres hung (SIGSTOP): no request waits longer than
 #      database.connect_timeout for it.
 #
+# With MG_TEST_ADMISSION=lease (quota.admission = "lease") A runs as it
+# is; B checks what a killed responder leaves in that mode: no pending
+# row, its lease holding the lost requests' reservations until
+# quota.lease_timeout has passed since its last renewal, then charged
+# whole as one usage row (by `modelgate reap`, then by another pool's
+# reaper), and a late settlement moved out of that charge; C allows the
+# second a responder may go on admitting from what it holds (requests
+# sent later fail closed), and checks that settlements that could not be
+# written during the outage are written once Postgres is back.
+#
 # Environment: as test-gateway.sh (MG_SRCDIR, MG_BUILDDIR, PGHOST...,
 # MG_REQUIRE_INTEGRATION, MG_KEEP_TMP); the web server is always lighttpd.
 # Part C stops, starts, freezes and thaws the Postgres cluster, so it runs
@@ -121,6 +131,12 @@ K=5                     # requests a cap allows in part A
 BURST=$((20 * K))       # requests of a burst
 SLEEP_MS=2500           # the upstream's time for each request of a burst
 CRASH_N=4               # requests lost with their responder in part B
+ADMISSION=${MG_TEST_ADMISSION:-strict}
+LEASE_TIMEOUT=4         # s; quota.lease_timeout (lease mode)
+# how long after Postgres stops answering a responder may still admit from
+# its leases (the key and model answers are kept a second), with a margin
+GRACE_MS=0
+[ "$ADMISSION" = lease ] && GRACE_MS=1200
 LOAD=$HERE/quota-load.cjs
 
 now_ms() {
@@ -154,7 +170,8 @@ write_conf() {
     mg_conf_write "$MG_T/$1.conf" DB_CONNECT_TIMEOUT="$CONNECT_TIMEOUT" \
         UPSTREAM_TIMEOUT="$UPSTREAM_TIMEOUT" THREADS="$2" SHUTDOWN_GRACE=5 \
         DEFAULT_MAX_TOKENS=256 FALLBACK_PROMPT_PRICE=0.000001 \
-        FALLBACK_COMPLETION_PRICE=0.000002 REAP_AFTER="$REAP_AFTER" REAP_INTERVAL="$3"
+        FALLBACK_COMPLETION_PRICE=0.000002 REAP_AFTER="$REAP_AFTER" REAP_INTERVAL="$3" \
+        LEASE_TIMEOUT="$LEASE_TIMEOUT"
 }
 
 write_conf hostA 8 0
@@ -267,6 +284,12 @@ pending_count() {
           WHERE p.name = :'p' AND u.settled_at IS NULL" -v p="$1"
 }
 
+# lease_count PROJECT: the project's live leases.
+lease_count() {
+    sql_now "SELECT count(*) FROM leases l JOIN projects p ON p.id = l.project_id
+          WHERE p.name = :'p' AND l.reaped_at IS NULL" -v p="$1"
+}
+
 # pending_age_ms PROJECT youngest|oldest: milliseconds since the youngest
 # or the oldest pending row of the project was admitted, by the database's
 # clock.
@@ -374,6 +397,26 @@ cap_round 2 "$TEMPLATE_2" "$RES_2" 1
 # ---------------------------------------------------------------------------
 # B. Responders killed with requests in flight; the reaper.
 
+# round2_stacks: project crash-2 (KEY_C2), whose cap leaves room for the
+# lost requests and one and a half more; a surviving pool whose reaper runs
+# every second (URL_S) and a victim pool (STACK_PORT, STACK_PIDS).
+round2_stacks() {
+    cli project create crash-2 --spend-cap "$(usd_sum $((CRASH_N + 1)) "$RES_SLOW" \
+        "$(sql "SELECT :'r'::numeric / 2" -v r="$RES_SLOW")")" --period total >/dev/null 2>&1
+    KEY_C2=$(new_key crash-2) || bail "key create crash-2"
+    if start_stack survivor "$MG_T/survivor.conf" 1 >"$MG_T/stack-survivor.txt" 2>&1; then
+        URL_S=http://127.0.0.1:$STACK_PORT/v1/chat/completions
+        tap_ok "survivor: lighttpd on $STACK_PORT, responder ${STACK_PIDS[*]} (reap_interval 1 s, reap_after $REAP_AFTER s, admission $ADMISSION)"
+    else
+        bail "survivor starts" "$(cat "$MG_T/stack-survivor.txt")"
+    fi
+    if start_stack victim-2 "$MG_T/victim.conf" 1 >"$MG_T/stack-victim-2.txt" 2>&1; then
+        tap_ok "victim-2: lighttpd on $STACK_PORT, responder ${STACK_PIDS[*]} (reap_interval 0)"
+    else
+        bail "victim-2 starts" "$(cat "$MG_T/stack-victim-2.txt")"
+    fi
+}
+
 SLOW_TEMPLATE='{"model":"'$MODEL';sleep=20000","max_tokens":100,"messages":[{"role":"user","content":"lost with the responder {{i}}"}]}'
 RES_SLOW=$(reservation "$(body_len "$SLOW_TEMPLATE")" 100)
 # A small request (reserves less than RES_SLOW, more than RES_SLOW / 2).
@@ -435,6 +478,10 @@ check_reaped() {
     check_eq "crash $round: ... and changes neither the row nor the project's counters" "$after" "$before"
 }
 
+if [ "$ADMISSION" = lease ]; then
+    # shellcheck source=quota-hosts-lease.sh disable=SC1091
+    . "$HERE/quota-hosts-lease.sh"
+else
 # Round 1: no responder reaps (reap_interval = 0 everywhere); `modelgate
 # reap` does, by hand.  The cap leaves room for the lost requests and half
 # of one more, so until the cap is raised nothing else fits.
@@ -480,20 +527,7 @@ expect_json "crash 1: the new request settled normally; counters consistent (res
     j.under_cap === true" "$MG_T/after-1.json"
 
 # Round 2: a surviving pool reaps by itself (reap_interval = 1 s).
-cli project create crash-2 --spend-cap "$(usd_sum $((CRASH_N + 1)) "$RES_SLOW" \
-    "$(sql "SELECT :'r'::numeric / 2" -v r="$RES_SLOW")")" --period total >/dev/null 2>&1
-KEY_C2=$(new_key crash-2) || bail "key create crash-2"
-if start_stack survivor "$MG_T/survivor.conf" 1 >"$MG_T/stack-survivor.txt" 2>&1; then
-    URL_S=http://127.0.0.1:$STACK_PORT/v1/chat/completions
-    tap_ok "survivor: lighttpd on $STACK_PORT, responder ${STACK_PIDS[*]} (reap_interval 1 s, reap_after $REAP_AFTER s)"
-else
-    bail "survivor starts" "$(cat "$MG_T/stack-survivor.txt")"
-fi
-if start_stack victim-2 "$MG_T/victim.conf" 1 >"$MG_T/stack-victim-2.txt" 2>&1; then
-    tap_ok "victim-2: lighttpd on $STACK_PORT, responder ${STACK_PIDS[*]} (reap_interval 0)"
-else
-    bail "victim-2 starts" "$(cat "$MG_T/stack-victim-2.txt")"
-fi
+round2_stacks
 crash 2 crash-2 "http://127.0.0.1:$STACK_PORT/v1/chat/completions" "${STACK_PIDS[0]}" "$KEY_C2"
 # shortly before the oldest lost row reaches reap_after
 old=$(pending_age_ms crash-2 oldest)
@@ -525,6 +559,7 @@ project_json crash-2 "$MG_T/after-2.json"
 expect_json "crash 2: the new request settled normally; counters consistent" "
     j.rows === $((CRASH_N + 1)) && j.pending === 0 && Number(j.reserved) === 0 && j.sum_eq === true &&
     j.under_cap === true" "$MG_T/after-2.json"
+fi
 
 # ---------------------------------------------------------------------------
 # C. Postgres stopped under traffic: fail closed, fast; then recover in
@@ -624,7 +659,12 @@ outage() {
     slow_pid=$!
     LOAD_PIDS+=("$slow_pid")
     for ((i = 0; i < 100; i++)); do
-        [ "$(pending_count outage-slow)" -ge 2 ] && break
+        if [ "$ADMISSION" = lease ]; then
+            # admitted from leases: no pending row, a lease on each host
+            [ "$(lease_count outage-slow)" -ge 2 ] && break
+        else
+            [ "$(pending_count outage-slow)" -ge 2 ] && break
+        fi
         sleep 0.05
     done
     sleep 0.3
@@ -638,7 +678,8 @@ outage() {
     fi
     t_stop=$(now_ms)
     # requests admitted just before the stop may still reach the upstream
-    sleep 0.5
+    # (and, from leases, for a second more)
+    sleep_until $((t_stop + 500 + GRACE_MS))
     c_mark=$(mock_chat)
     t_mark=$(now_ms)
     http GET "http://$HOST_A/healthz"
@@ -662,7 +703,7 @@ outage() {
     sleep 1
     loop_stop outage
 
-    down="r.start >= $t_stop && r.end <= $t_start0"
+    down="r.start >= $t_stop + $GRACE_MS && r.end <= $t_start0"
     tap_diag "outage: $(json_value "$MG_T/outage.json" "
         ((down, up) => [j.length + ' requests',
             'stop took $((t_stop - t_stop0)) ms',
@@ -692,6 +733,10 @@ outage() {
         "$(sql "SELECT count(*) FROM usage_events WHERE request_id = ANY (string_to_array(:'r', ' '))" \
             -v r="$(json_value "$MG_T/outage.json" "j.filter((r) => r.status === 503).map((r) => r.rid).join(' ')")")" 0
 
+    if [ "$ADMISSION" = lease ]; then
+        outage_slow_lease
+        return
+    fi
     # Requests admitted before the stop whose settlement failed stay
     # pending; the survivor's reaper charges them after reap_after.
     for rid in $(json_value "$MG_T/outage-slow.json" "j.map((r) => r.rid).join(' ')"); do
@@ -735,7 +780,7 @@ hung() {
     kill -STOP "${FROZEN_PIDS[@]:1}"
     t_freeze=$(now_ms)
     tap_ok "Postgres hung under traffic (SIGSTOP to its ${#FROZEN_PIDS[@]} processes)"
-    sleep 0.5
+    sleep_until $((t_freeze + 500 + GRACE_MS))
     c_mark=$(mock_chat)
     t_mark=$(now_ms)
     MG_HTTP_MAX_TIME=20 http GET "http://$HOST_A/healthz"
@@ -783,7 +828,8 @@ hung() {
         "$MG_T/hung.json"
     expect_json "hung: every request sent while Postgres hung (and not just before it woke) got 503 database_unavailable (at least 4)" "
         ((a) => a.length >= 4 && a.every((r) => r.status === 503 && r.code === 'database_unavailable' &&
-            r.end <= $t_thaw))(j.filter((r) => r.start >= $t_freeze && r.start <= $t_thaw - $max))" \
+            r.end <= $t_thaw))(j.filter((r) => r.start >= $t_freeze + $GRACE_MS &&
+            r.start <= $t_thaw - $max))" \
         "$MG_T/hung.json"
     check_eq "hung: the upstream got no chat call meanwhile ($((t_thaw - t_mark)) ms watched)" "$c_end" "$c_mark"
     expect_json "after SIGCONT: every request sent once Postgres accepts connections ($((t_ready - t_thaw)) ms later) got 200, through both hosts" "
