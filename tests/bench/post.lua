@@ -8,6 +8,11 @@
 --                    each request takes the next (round-robin per wrk thread)
 --   BENCH_HEADERS    extra header lines "Name: value", separated by "|"
 --   BENCH_DELAY_MS   think time before each request (pacing); 0 = none
+--   BENCH_PIPELINE   requests written at once on each connection (wrk's
+--                    pipelining: init builds them with wrk.format, request
+--                    returns them concatenated; wrk counts each answer); 1 =
+--                    one at a time.  The latencies are then from the write
+--                    of the batch to each answer.
 --   BENCH_OUT        file the result line is appended to
 --   BENCH_LABEL      a JSON object (text) copied into the result line
 
@@ -30,6 +35,7 @@ local path = os.getenv("BENCH_PATH") or "/v1/chat/completions"
 local body = slurp(os.getenv("BENCH_BODY_FILE"))
 local keys = lines(os.getenv("BENCH_KEYS_FILE"))
 local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0") or 0
+local depth = tonumber(os.getenv("BENCH_PIPELINE") or "1") or 1
 
 local base = { ["Content-Type"] = "application/json" }
 for h in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^|]+") do
@@ -44,7 +50,19 @@ local function headers_for(key)
    return h
 end
 
-if #keys == 1 then
+if depth > 1 then
+   local batch
+   function init(args)
+      local r = {}
+      for n = 1, depth do
+         r[n] = wrk.format("POST", path, headers_for(keys[(n - 1) % #keys + 1]), body)
+      end
+      batch = table.concat(r)
+   end
+   function request()
+      return batch
+   end
+elseif #keys == 1 then
    -- one key: a static request, the cheapest for wrk
    wrk.method = "POST"
    wrk.path = path

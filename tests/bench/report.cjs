@@ -48,8 +48,9 @@ const MEM_IDLE_LIMIT_KIB = 8 * 1024;
 const MEM_STREAM_LIMIT_KIB = 64;
 // GET /metrics with the streams open: the median scrape
 const SCRAPE_P50_LIMIT_MS = 50;
-// the mock straight (a) against lighttpd proxying to it (b): below this the
-// mock, not the web server, may be what holds the floor down
+// the mock straight, pipelined (what it can answer), against lighttpd
+// proxying to it (b): below this the mock, not the web server, may be what
+// holds the floor down
 const MOCK_OVER_FLOOR_MIN = 5;
 // the throughput runs: their mode and connections
 const TPUT = [['tput32', 32], ['tput', 64]];
@@ -62,8 +63,9 @@ function table(head, rows) {
     return out.join('\n');
 }
 
+// the targets' names; bench() adds the pipelined (a)'s, with its depth
 const TARGETS = {
-    a_direct: '(a) direct to the mock',
+    a_direct: '(a) direct to the mock, plain (the latency baseline)',
     a_direct_newconn: '(a′) direct, new connection per request',
     b_lighttpd_proxy: '(b) lighttpd mod_proxy → mock',
     c_modelgate: '(c) lighttpd → modelgate → mock',
@@ -158,6 +160,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         statements = { error: 'no statement check: ' + e.message };
     }
     const flags = [];
+    TARGETS.a_direct_pipelined = `(a) direct to the mock, pipelined ×${meta.pipeline} (what the mock can answer)`;
 
     // group the wrk runs by mode/target/endpoint
     const groups = {};
@@ -215,6 +218,13 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         `medians over the rounds. Throughput: 32 and 64 connections, wrk -t${meta.wrk_threads}. ` +
         `Latency: 1 connection (sequential). Paced: ${meta.paced_connections} connections with think ` +
         `time for about ${meta.paced_rate} req/s. Errors = socket errors + non-2xx (wrk counts HTTP ≥ 400).`);
+    md.push(`The mock straight (a), two ways. Plain: wrk sends a request when the answer to the last has ` +
+        `come; the figure is held down by wrk's own cost per request on the shared cores, and it is the ` +
+        `baseline of the latency figures. Pipelined: wrk writes ${meta.pipeline} requests at once on each ` +
+        `connection (its documented pipelining: a Lua init that concatenates ${meta.pipeline} wrk.format ` +
+        `requests), which costs wrk far less per request, so the figure is what the mock can answer -- what ` +
+        `"the mock is never the bottleneck" is about: the check (a) ≥ ${MOCK_OVER_FLOOR_MIN}× (b) uses it. ` +
+        `A pipelined run's latencies run from the write of a batch to each answer and are not shown.`);
     if (meta.peer_status !== 'ok') md.push(`Peer (Portkey): ${meta.peer_status}.`);
     md.push('');
 
@@ -222,20 +232,23 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     for (const ep of Object.keys(ENDPOINTS)) {
         const a = get('tput', 'a_direct', ep);
         const rows = [];
-        const order = ['a_direct', 'a_direct_newconn', 'b_lighttpd_proxy', 'c_modelgate', 'c_modelgate_100p', 'd_portkey'];
+        const order = ['a_direct', 'a_direct_pipelined', 'a_direct_newconn', 'b_lighttpd_proxy', 'c_modelgate',
+            'c_modelgate_100p', 'd_portkey'];
         for (const t of order) {
             const s = get('tput', t, ep);
             if (s === null) {
                 if (t === 'd_portkey' && meta.peer_status === 'ok' && meta.peer_notes['d_portkey/' + ep])
-                    rows.push([TARGETS[t], '–', '–', '–', '–', '–', '–', meta.peer_notes['d_portkey/' + ep]]);
+                    rows.push([TARGETS[t], '–', '–', '–', '–', '–', '–', '–', meta.peer_notes['d_portkey/' + ep]]);
                 else if (t === 'd_portkey')
-                    rows.push([TARGETS[t], '–', '–', '–', '–', '–', '–', meta.peer_status === 'ok' ? 'not run' : meta.peer_status]);
+                    rows.push([TARGETS[t], '–', '–', '–', '–', '–', '–', '–', meta.peer_status === 'ok' ? 'not run' : meta.peer_status]);
                 continue;
             }
             const dt = a && a.rps && s.rps ? 1e6 / s.rps - 1e6 / a.rps : null;
             const s32 = get('tput32', t, ep);
+            const piped = t === 'a_direct_pipelined';
             rows.push([TARGETS[t], fmtInt(s32 && s32.rps), fmtInt(s.rps), `${fmtInt(s.rps_min)}–${fmtInt(s.rps_max)}`,
-                fmtMs(s.p50_us), fmtMs(s.p99_us), fmtSigned(dt), a && s.rps ? fmtRatio(a.rps / s.rps) : '–',
+                piped ? '–' : fmtMs(s.p50_us), piped ? '–' : fmtMs(s.p99_us), fmtSigned(dt),
+                a && s.rps ? fmtRatio(a.rps / s.rps) : '–',
                 s32 && s32.errors + s32.failed_runs > 0 ? `${errCell(s32)} (32), ${errCell(s)} (64)` : errCell(s)]);
         }
         md.push(`## Throughput, ${ENDPOINTS[ep]}`);
@@ -252,6 +265,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
                 modelgate_over_peer: over('c_modelgate', 'd_portkey'),
                 floor_over_peer: over('b_lighttpd_proxy', 'd_portkey'),
                 mock_over_floor: over('a_direct', 'b_lighttpd_proxy'),
+                mock_pipelined_over_floor: over('a_direct_pipelined', 'b_lighttpd_proxy'),
             };
         }
     }
@@ -263,7 +277,8 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         const rows = [];
         const cpu = {};
         for (const ep of Object.keys(ENDPOINTS)) {
-            for (const t of ['a_direct', 'a_direct_newconn', 'b_lighttpd_proxy', 'c_modelgate', 'c_modelgate_100p', 'd_portkey']) {
+            for (const t of ['a_direct', 'a_direct_pipelined', 'a_direct_newconn', 'b_lighttpd_proxy', 'c_modelgate',
+                'c_modelgate_100p', 'd_portkey']) {
                 const runs = aux.filter((x) => x.label && x.label.mode === 'tput' && x.label.target === t &&
                     x.label.endpoint === ep && x.cpu_before && x.cpu_after);
                 const res = results.filter((r) => r.label && r.label.mode === 'tput' && r.label.target === t &&
@@ -301,13 +316,15 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
             for (const [, conns] of TPUT) {
                 const r = ratios[ep][conns];
                 rows.push([ENDPOINTS[ep], String(conns), fmtRatio(r.modelgate_over_floor),
-                    peerCell(ep, r.modelgate_over_peer), peerCell(ep, r.floor_over_peer), fmtRatio(r.mock_over_floor)]);
+                    peerCell(ep, r.modelgate_over_peer), peerCell(ep, r.floor_over_peer),
+                    fmtRatio(r.mock_pipelined_over_floor), fmtRatio(r.mock_over_floor)]);
             }
         }
         md.push('## Ratios (throughput, same run)');
         md.push('');
         md.push(table(['endpoint', 'connections', 'modelgate (c) / floor (b)', 'modelgate (c) / Portkey (d)',
-            'floor (b) / Portkey (d)', 'mock direct (a) / floor (b)'], rows));
+            'floor (b) / Portkey (d)', `mock pipelined (a) / floor (b) (check: ≥ ${MOCK_OVER_FLOOR_MIN}×)`,
+            'mock plain (a) / floor (b)'], rows));
         md.push('');
     }
 
@@ -605,21 +622,29 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
             seen: seenConns(cStr, 'streams'), expected: keeps,
             ok: cStr.requests > 0 && cStr.max_per_run <= maxConns });
         /* the floor (b) is lighttpd's only if the mock behind it could
-         * answer far more: straight to it, in the same run */
+         * answer far more: straight to it, in the same run, pipelined --
+         * what the mock can answer, wrk's own cost per request cut down */
         for (const ep of Object.keys(ENDPOINTS)) {
-            const seen = [], oks = [];
-            for (const [mode, conns] of TPUT) {
+            const seen = [], plain = [], oks = [];
+            for (const [, conns] of TPUT) {
                 const r = ratios[ep] && ratios[ep][conns];
-                if (!r || r.mock_over_floor === null) continue;
-                seen.push(`${fmtRatio(r.mock_over_floor)} at ${conns} connections`);
-                oks.push(r.mock_over_floor >= MOCK_OVER_FLOOR_MIN);
+                if (!r) continue;
+                if (r.mock_over_floor !== null) plain.push(`${fmtRatio(r.mock_over_floor)} at ${conns}`);
+                if (r.mock_pipelined_over_floor === null) continue;
+                seen.push(`${fmtRatio(r.mock_pipelined_over_floor)} at ${conns} connections`);
+                oks.push(r.mock_pipelined_over_floor >= MOCK_OVER_FLOOR_MIN);
             }
-            const cpu = (stats.cpu_per_request_us || {})['a_direct/' + ep], b = get('tput', 'b_lighttpd_proxy', ep);
+            const cpus = stats.cpu_per_request_us || {};
+            const cpu = cpus['a_direct/' + ep], cpuPiped = cpus['a_direct_pipelined/' + ep];
+            const b = get('tput', 'b_lighttpd_proxy', ep);
             const cap = cpu && cpu.mock > 0 && b && b.rps ? 1e6 / cpu.mock / b.rps : null;
-            checks.push({ check: `the mock is not the floor's bottleneck, ${ENDPOINTS[ep]}: direct (a) / lighttpd proxy (b)`,
-                seen: (seen.join(', ') || '–') + (cpu ? `; the mock spends ${Math.round(cpu.mock)} µs of CPU a request ` +
-                    `straight, one core's worth ${cap === null ? '–' : fmtRatio(cap)} (b)` : ''),
-                expected: `≥ ${MOCK_OVER_FLOOR_MIN}× at each`, ok: oks.length > 0 && oks.every((x) => x) });
+            checks.push({ check: `the mock is not the floor's bottleneck, ${ENDPOINTS[ep]}: direct (a), pipelined ` +
+                `×${meta.pipeline} (what the mock can answer) / lighttpd proxy (b)`,
+                seen: (seen.join(', ') || '–') + `; plain (a) / (b), held down by wrk's own cost a request: ` +
+                    `${plain.join(', ') || '–'}` + (cpu ? `; the mock spends ${Math.round(cpu.mock)} µs of CPU a request ` +
+                    `plain, ${cpuPiped ? Math.round(cpuPiped.mock) : '–'} pipelined, one core's worth of plain ` +
+                    `${cap === null ? '–' : fmtRatio(cap)} (b)` : ''),
+                expected: `pipelined ≥ ${MOCK_OVER_FLOOR_MIN}× at each`, ok: oks.length > 0 && oks.every((x) => x) });
         }
         checks.push({ check: 'upstream connections, lighttpd mod_proxy (b), for information',
             seen: `${bNon.connections} for ${bNon.requests} requests`,
