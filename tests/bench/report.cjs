@@ -2,9 +2,11 @@
 // tests/bench/report.cjs -- the arithmetic and the tables of tests/bench/run.
 //
 //   node report.cjs bench META RESULTS AUX STATEMENTS OUT-JSON
-//       medians over the rounds; Markdown on stdout, everything in OUT-JSON;
-//       exit 1 when a run had errors, a hot-path check failed or a memory
-//       or /metrics target was missed
+//       medians over the rounds, modelgate (c) in each admission mode of
+//       META's modes_run; STATEMENTS-MODE.json the statement check of each;
+//       Markdown on stdout, everything in OUT-JSON; exit 1 when a run had
+//       errors, a mode's responders failed, a hot-path check failed or a
+//       memory or /metrics target was missed
 //   node report.cjs pglog LOG N CLIENT-JSON BACKENDS-BEFORE BACKENDS-AFTER
 //       what Postgres logged (log_min_duration_statement = 0) over N requests
 //   node report.cjs callgrind DUMP N ENDPOINT CLIENT-JSON VERSIONS-JSON OUT-JSON
@@ -63,15 +65,17 @@ function table(head, rows) {
     return out.join('\n');
 }
 
-// the targets' names; bench() adds the pipelined (a)'s, with its depth
+// the targets' names; bench() adds modelgate's, c_MODE and c_MODE_100p, for
+// each admission mode measured
 const TARGETS = {
     a_direct: '(a) direct to the mock, plain (the latency baseline)',
+    a_direct_pipelined: '(a) direct to the mock, pipelined (what the mock can answer)',
     a_direct_newconn: '(a′) direct, new connection per request',
     b_lighttpd_proxy: '(b) lighttpd mod_proxy → mock',
-    c_modelgate: '(c) lighttpd → modelgate → mock',
-    c_modelgate_100p: '(c) modelgate, 100 projects',
     d_portkey: '(d) Portkey → mock',
 };
+// the admission mode of a modelgate target (c_MODE, c_MODE_100p)
+const modeOf = (t) => t.replace(/^c_/, '').replace(/_100p$/, '');
 const ENDPOINTS = { chat: 'non-streaming chat', embeddings: 'embeddings (1536 dims)', stream: '20-token stream' };
 
 // ---------------------------------------------------------------------------
@@ -80,7 +84,8 @@ const ENDPOINTS = { chat: 'non-streaming chat', embeddings: 'embeddings (1536 di
 // one line what bounds the figure, from the run's own numbers: where the
 // CPU of a request goes (the cores are shared by every process), what the
 // floor (b) and the peer (d) reach, the time the admission spends inside
-// Postgres, the memory the idle process maps.
+// Postgres (statements: the statement check of each admission mode), the
+// memory the idle process maps.
 function targetBounds(meta, stats, get, statements, mem, scrape) {
     const cores = (meta.versions && meta.versions.cores) || '?';
     const cpuOf = (t) => (stats.cpu_per_request_us || {})[t + '/chat'] || null;
@@ -100,8 +105,8 @@ function targetBounds(meta, stats, get, statements, mem, scrape) {
         return `the CPU of ${cores} shared cores: ${us(c.m.sum)} a request, most of it ${top}'s (${us(v)}, ` +
             `${Math.round((100 * v) / c.m.sum)} %; then ${c.named.slice(1).map(([n, x]) => `${n} ${us(x)}`).join(', ')})`;
     };
-    const admitStmt = () => {
-        const d = statements && statements.durations;
+    const admitStmt = (mode) => {
+        const d = statements[mode] && statements[mode].durations;
         if (!d) return null;
         const name = Object.keys(d).find((k) => /admit/.test(k));
         return name ? { name, ...d[name] } : null;
@@ -122,16 +127,16 @@ function targetBounds(meta, stats, get, statements, mem, scrape) {
         latency: (mode, t, field) => {
             const a = get(mode, 'a_direct', 'chat'), b = get(mode, 'b_lighttpd_proxy', 'chat');
             const floor = a && b ? `(b) lighttpd alone adds ${us(b[field] - a[field])}` : 'no (b) figure';
-            const s = admitStmt();
+            const s = admitStmt(modeOf(t));
             const adm = s ? `; the admission (${s.name}) executes ${s.p50.toFixed(2)} ms p50 inside Postgres, ` +
                 'then waits for its commit to reach the disk, before the upstream is called' : '';
             return `bounded by the web server in front and the admission round trip: ${floor}${adm}`;
         },
-        ttft: (ttftSum) => {
+        ttft: (ttftSum, t) => {
             const a = ttftSum.a_direct, b = ttftSum.b_lighttpd_proxy;
             const floor = a && b && a.first_p50_ms !== null && b.first_p50_ms !== null
                 ? `(b) lighttpd alone adds ${us((b.first_p50_ms - a.first_p50_ms) * 1000)}` : 'no (b) figure';
-            const s = admitStmt();
+            const s = admitStmt(modeOf(t));
             return `bounded by the admission before the first byte goes upstream: ${floor}` +
                 (s ? `; ${s.name} executes ${s.p50.toFixed(2)} ms p50 inside Postgres, plus its commit` : '');
         },
@@ -149,18 +154,31 @@ function targetBounds(meta, stats, get, statements, mem, scrape) {
     };
 }
 
-function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
+function bench(metaFile, resultsFile, auxFile, statementsPrefix, outFile) {
     const meta = JSON.parse(fs.readFileSync(metaFile, 'utf8'));
     const results = readJsonLines(resultsFile);
     const aux = readJsonLines(auxFile);
-    let statements = null;
-    try {
-        statements = JSON.parse(fs.readFileSync(statementsFile, 'utf8'));
-    } catch (e) {
-        statements = { error: 'no statement check: ' + e.message };
-    }
     const flags = [];
     TARGETS.a_direct_pipelined = `(a) direct to the mock, pipelined ×${meta.pipeline} (what the mock can answer)`;
+    // the admission modes measured, modelgate's targets in each: one
+    // project, then 100 projects (chat only)
+    const modes = meta.modes_run || [];
+    const cOne = modes.map((m) => 'c_' + m);
+    const cAll = modes.flatMap((m) => ['c_' + m, 'c_' + m + '_100p']);
+    for (const m of modes) {
+        TARGETS['c_' + m] = `(c) modelgate, ${m}, one project`;
+        TARGETS['c_' + m + '_100p'] = `(c) modelgate, ${m}, 100 projects`;
+    }
+    const statements = {};
+    for (const m of modes) {
+        try {
+            statements[m] = JSON.parse(fs.readFileSync(`${statementsPrefix}-${m}.json`, 'utf8'));
+        } catch (e) {
+            statements[m] = { error: 'no statement check: ' + e.message };
+        }
+    }
+    for (const [m, why] of Object.entries(meta.modes_failed || {}))
+        flags.push(`admission mode ${m}: its responders started but were left out: ${why}`);
 
     // group the wrk runs by mode/target/endpoint
     const groups = {};
@@ -225,6 +243,13 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         `requests), which costs wrk far less per request, so the figure is what the mock can answer -- what ` +
         `"the mock is never the bottleneck" is about: the check (a) ≥ ${MOCK_OVER_FLOOR_MIN}× (b) uses it. ` +
         `A pipelined run's latencies run from the write of a batch to each answer and are not shown.`);
+    const skipped = Object.entries(meta.modes_skipped || {}), failed = Object.entries(meta.modes_failed || {});
+    md.push(`Admission modes (quota.admission), each its own responders, lighttpd and database role, all ` +
+        `running throughout, interleaved in every round: ${modes.length ? modes.join(', ') : 'none'} measured` +
+        (skipped.length ? `; skipped: ${skipped.map(([m, why]) => `${m} (${why})`).join('; ')}` : '') +
+        (failed.length ? `; **left out with errors**: ${failed.map(([m, why]) => `${m} (${why})`).join('; ')}` : '') +
+        '.' + (meta.admission_known === false ? ' The responder does not know quota.admission: strict, its ' +
+            'only admission, is configured without the setting.' : ''));
     if (meta.peer_status !== 'ok') md.push(`Peer (Portkey): ${meta.peer_status}.`);
     md.push('');
 
@@ -232,8 +257,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     for (const ep of Object.keys(ENDPOINTS)) {
         const a = get('tput', 'a_direct', ep);
         const rows = [];
-        const order = ['a_direct', 'a_direct_pipelined', 'a_direct_newconn', 'b_lighttpd_proxy', 'c_modelgate',
-            'c_modelgate_100p', 'd_portkey'];
+        const order = ['a_direct', 'a_direct_pipelined', 'a_direct_newconn', 'b_lighttpd_proxy', ...cAll, 'd_portkey'];
         for (const t of order) {
             const s = get('tput', t, ep);
             if (s === null) {
@@ -260,9 +284,12 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         for (const [mode, conns] of TPUT) {
             const x = (t) => get(mode, t, ep);
             const over = (p, q) => (x(p) && x(q) && x(p).rps && x(q).rps ? x(p).rps / x(q).rps : null);
+            const modelgate = {};
+            for (const t of cAll) {
+                if (x(t)) modelgate[t] = { over_floor: over(t, 'b_lighttpd_proxy'), over_peer: over(t, 'd_portkey') };
+            }
             ratios[ep][conns] = {
-                modelgate_over_floor: over('c_modelgate', 'b_lighttpd_proxy'),
-                modelgate_over_peer: over('c_modelgate', 'd_portkey'),
+                modelgate,
                 floor_over_peer: over('b_lighttpd_proxy', 'd_portkey'),
                 mock_over_floor: over('a_direct', 'b_lighttpd_proxy'),
                 mock_pipelined_over_floor: over('a_direct_pipelined', 'b_lighttpd_proxy'),
@@ -277,8 +304,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         const rows = [];
         const cpu = {};
         for (const ep of Object.keys(ENDPOINTS)) {
-            for (const t of ['a_direct', 'a_direct_pipelined', 'a_direct_newconn', 'b_lighttpd_proxy', 'c_modelgate',
-                'c_modelgate_100p', 'd_portkey']) {
+            for (const t of ['a_direct', 'a_direct_pipelined', 'a_direct_newconn', 'b_lighttpd_proxy', ...cAll, 'd_portkey']) {
                 const runs = aux.filter((x) => x.label && x.label.mode === 'tput' && x.label.target === t &&
                     x.label.endpoint === ep && x.cpu_before && x.cpu_after);
                 const res = results.filter((r) => r.label && r.label.mode === 'tput' && r.label.target === t &&
@@ -311,20 +337,22 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     {
         const peerCell = (ep, x) => (x !== null ? fmtRatio(x)
             : meta.peer_notes['d_portkey/' + ep] ? 'peer fails (see notes)' : 'not measured');
-        const rows = [];
+        const rows = [], floorRows = [];
         for (const ep of Object.keys(ENDPOINTS)) {
             for (const [, conns] of TPUT) {
                 const r = ratios[ep][conns];
-                rows.push([ENDPOINTS[ep], String(conns), fmtRatio(r.modelgate_over_floor),
-                    peerCell(ep, r.modelgate_over_peer), peerCell(ep, r.floor_over_peer),
+                for (const [t, x] of Object.entries(r.modelgate))
+                    rows.push([ENDPOINTS[ep], String(conns), TARGETS[t], fmtRatio(x.over_floor), peerCell(ep, x.over_peer)]);
+                floorRows.push([ENDPOINTS[ep], String(conns), peerCell(ep, r.floor_over_peer),
                     fmtRatio(r.mock_pipelined_over_floor), fmtRatio(r.mock_over_floor)]);
             }
         }
         md.push('## Ratios (throughput, same run)');
         md.push('');
-        md.push(table(['endpoint', 'connections', 'modelgate (c) / floor (b)', 'modelgate (c) / Portkey (d)',
-            'floor (b) / Portkey (d)', `mock pipelined (a) / floor (b) (check: ≥ ${MOCK_OVER_FLOOR_MIN}×)`,
-            'mock plain (a) / floor (b)'], rows));
+        md.push(table(['endpoint', 'connections', 'modelgate', '(c) / floor (b)', '(c) / Portkey (d)'], rows));
+        md.push('');
+        md.push(table(['endpoint', 'connections', 'floor (b) / Portkey (d)',
+            `mock pipelined (a) / floor (b) (check: ≥ ${MOCK_OVER_FLOOR_MIN}×)`, 'mock plain (a) / floor (b)'], floorRows));
         md.push('');
     }
 
@@ -332,7 +360,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     for (const ep of Object.keys(ENDPOINTS)) {
         const a = get('lat', 'a_direct', ep);
         const rows = [];
-        for (const t of ['a_direct', 'b_lighttpd_proxy', 'c_modelgate', 'c_modelgate_100p', 'd_portkey']) {
+        for (const t of ['a_direct', 'b_lighttpd_proxy', ...cAll, 'd_portkey']) {
             const s = get('lat', t, ep);
             if (s === null) continue;
             const add = (k) => (a && s[k] !== null && a[k] !== null ? fmtSigned(s[k] - a[k]) : '–');
@@ -350,7 +378,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     {
         const a = get('paced', 'a_direct', 'chat');
         const rows = [];
-        for (const t of ['a_direct', 'b_lighttpd_proxy', 'c_modelgate', 'c_modelgate_100p', 'd_portkey']) {
+        for (const t of ['a_direct', 'b_lighttpd_proxy', ...cAll, 'd_portkey']) {
             const s = get('paced', t, 'chat');
             if (s === null) continue;
             const add = (k) => (a && s[k] !== null && a[k] !== null ? fmtSigned(s[k] - a[k]) : '–');
@@ -365,7 +393,6 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     }
 
     // one hot project vs 100 projects
-    const hot = get('tput', 'c_modelgate', 'chat'), spread = get('tput', 'c_modelgate_100p', 'chat');
     md.push('## One hot project vs 100 projects (modelgate, non-streaming chat, 64 connections)');
     md.push('');
     // what the responders' Postgres connections were doing, mean over the samples of the rounds
@@ -381,19 +408,23 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         };
     };
     const pgCells = (p) => (p ? [`${p.max}`, p.active.toFixed(1), p.lock.toFixed(1), p.wal.toFixed(1)] : ['–', '–', '–', '–']);
-    const pgHot = pgOf('c_modelgate', 'chat'), pgSpread = pgOf('c_modelgate_100p', 'chat');
-    md.push(table(['keys', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'errors', 'pg conns', 'busy', 'waiting for a lock', 'waiting for WAL'], [
-        ['1 project, 1 key (one project_quota row)', fmtInt(hot && hot.rps), hot ? `${fmtInt(hot.rps_min)}–${fmtInt(hot.rps_max)}` : '–',
-            fmtMs(hot && hot.p50_us), fmtMs(hot && hot.p99_us), errCell(hot), ...pgCells(pgHot)],
-        ['100 projects, round-robin', fmtInt(spread && spread.rps), spread ? `${fmtInt(spread.rps_min)}–${fmtInt(spread.rps_max)}` : '–',
-            fmtMs(spread && spread.p50_us), fmtMs(spread && spread.p99_us), errCell(spread), ...pgCells(pgSpread)],
-    ]));
+    const hotRows = [], spreadRatios = [];
+    for (const m of modes) {
+        const hot = get('tput', 'c_' + m, 'chat'), spread = get('tput', 'c_' + m + '_100p', 'chat');
+        const row = (s, what, p) => [`${m}: ${what}`, fmtInt(s && s.rps), s ? `${fmtInt(s.rps_min)}–${fmtInt(s.rps_max)}` : '–',
+            fmtMs(s && s.p50_us), fmtMs(s && s.p99_us), errCell(s), ...pgCells(p)];
+        hotRows.push(row(hot, '1 project, 1 key (one project_quota row)', pgOf('c_' + m, 'chat')),
+            row(spread, '100 projects, round-robin', pgOf('c_' + m + '_100p', 'chat')));
+        spreadRatios.push(`${m} ${hot && spread ? fmtRatio(spread.rps / hot.rps) : '–'}`);
+    }
+    md.push(table(['admission: keys', 'req/s', 'min–max', 'p50 ms', 'p99 ms', 'errors', 'pg conns', 'busy',
+        'waiting for a lock', 'waiting for WAL'], hotRows));
     md.push('');
-    md.push('The last four columns: the responders\' Postgres connections (pg_stat_activity every 0.5 s; ' +
-        'median over the rounds of the mean per run): the most seen, busy, waiting for a lock (wait_event_type ' +
-        'Lock: the project_quota row), waiting for the WAL (WALWrite/WALSync).');
+    md.push('The last four columns: the Postgres connections of the mode\'s responders (pg_stat_activity every ' +
+        '0.5 s, by the mode\'s database role; median over the rounds of the mean per run): the most seen, busy, ' +
+        'waiting for a lock (wait_event_type Lock: the project_quota row), waiting for the WAL (WALWrite/WALSync).');
     md.push('');
-    md.push(`100 projects / 1 project: ${hot && spread ? fmtRatio(spread.rps / hot.rps) : '–'}.`);
+    md.push(`100 projects / 1 project: ${spreadRatios.join(', ') || '–'}.`);
     md.push('');
 
     // time to first token
@@ -417,7 +448,7 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     {
         const a = ttftSum.a_direct;
         const rows = [];
-        for (const t of ['a_direct', 'b_lighttpd_proxy', 'c_modelgate']) {
+        for (const t of ['a_direct', 'b_lighttpd_proxy', ...cOne]) {
             const s = ttftSum[t];
             if (!s) continue;
             const add = (x, y) => (a && x !== null && y !== null ? fmtSigned((x - y) * 1000) : '–');
@@ -454,7 +485,8 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         mem.per_stream_ok = perStream !== null && perStream < MEM_STREAM_LIMIT_KIB;
         md.push('## Responder memory');
         md.push('');
-        md.push(`Idle responder after the runs (production config, ${meta.threads} threads), per process, ` +
+        md.push(`Idle responder after the runs (production config, ${meta.threads} threads, ` +
+            `admission ${mem.admission || '–'}), per process, ` +
             `from /proc/PID/smaps_rollup of the ${mem.idle_processes || meta.procs} responders:`);
         md.push('');
         md.push(table(['what', 'KiB', 'target'], [
@@ -504,7 +536,8 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         scrape.ok = scrape.p50_ms !== null && scrape.p50_ms < SCRAPE_P50_LIMIT_MS;
         md.push('## GET /metrics under load');
         md.push('');
-        md.push(`${scrape.procs} responders × ${scrape.threads} threads, ${scrape.opened} of ${scrape.streams} ` +
+        md.push(`${scrape.procs} responders × ${scrape.threads} threads (admission ${scrape.admission || '–'}), ` +
+            `${scrape.opened} of ${scrape.streams} ` +
             'streams open (;tokens=150;delay=100, through lighttpd); the scrapes one after another, ' +
             'curl with a new connection each (time_total), ' +
             `${fmtKiB((scrape.bytes || 0) / 1024)} KiB each; streams open by modelgate_streams_open at the ` +
@@ -532,11 +565,13 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     {
         const rows = [], targets = [];
         // bound: a function giving one line on what bounds the figure,
-        // from this run's numbers; asked only of a missed target
+        // from this run's numbers; asked only of a missed target.  mode:
+        // the admission mode the target is of, null for the others
+        let mode = null;
         const add = (what, goal, value, text, met, bound) => {
             const b = met === false && bound ? bound() : null;
-            targets.push({ what, goal, value, met, bound: b });
-            rows.push([what, goal, text, met === null ? '–' : met ? 'met' : '**missed**']);
+            targets.push({ admission: mode, what, goal, value, met, bound: b });
+            rows.push([mode || '–', what, goal, text, met === null ? '–' : met ? 'met' : '**missed**']);
         };
         const bounds = targetBounds(meta, stats, get, statements, mem, scrape);
         const ratioOf = (x, y) => (x && y && y.rps ? x.rps / y.rps : null);
@@ -545,23 +580,27 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
             return a && s ? s[field] - a[field] : null;
         };
         const within = (x, lim) => (x === null ? null : x <= lim);
-        for (const [t, who] of [['c_modelgate', 'one project'], ['c_modelgate_100p', '100 projects']]) {
-            const c = get('tput', t, 'chat');
-            const rp = ratioOf(c, get('tput', 'd_portkey', 'chat')), rb = ratioOf(c, get('tput', 'b_lighttpd_proxy', 'chat'));
-            add(`chat req/s at 64 connections vs (d), ${who}`, '≥ 10×', rp, fmtRatio(rp), rp === null ? null : rp >= 10,
-                () => bounds.throughputVsPeer(t));
-            add(`chat req/s at 64 connections vs (b), ${who}`, '≥ 0.4×', rb, fmtRatio(rb), rb === null ? null : rb >= 0.4,
-                () => bounds.throughputVsFloor(t));
-            const p50 = paced(t, 'p50_us'), p99 = paced(t, 'p99_us');
-            add(`paced ~${meta.paced_rate} req/s, added p50 vs (a), ${who}`, '≤ 0.6 ms', p50,
-                p50 === null ? '–' : fmtSigned(p50) + ' µs', within(p50, 600), () => bounds.latency('paced', t, 'p50_us'));
-            add(`paced ~${meta.paced_rate} req/s, added p99 vs (a), ${who}`, '≤ 2 ms', p99,
-                p99 === null ? '–' : fmtSigned(p99) + ' µs', within(p99, 2000), () => bounds.latency('paced', t, 'p99_us'));
+        for (const m of modes) {
+            mode = m;
+            for (const [t, who] of [['c_' + m, 'one project'], ['c_' + m + '_100p', '100 projects']]) {
+                const c = get('tput', t, 'chat');
+                const rp = ratioOf(c, get('tput', 'd_portkey', 'chat')), rb = ratioOf(c, get('tput', 'b_lighttpd_proxy', 'chat'));
+                add(`chat req/s at 64 connections vs (d), ${who}`, '≥ 10×', rp, fmtRatio(rp), rp === null ? null : rp >= 10,
+                    () => bounds.throughputVsPeer(t));
+                add(`chat req/s at 64 connections vs (b), ${who}`, '≥ 0.4×', rb, fmtRatio(rb), rb === null ? null : rb >= 0.4,
+                    () => bounds.throughputVsFloor(t));
+                const p50 = paced(t, 'p50_us'), p99 = paced(t, 'p99_us');
+                add(`paced ~${meta.paced_rate} req/s, added p50 vs (a), ${who}`, '≤ 0.6 ms', p50,
+                    p50 === null ? '–' : fmtSigned(p50) + ' µs', within(p50, 600), () => bounds.latency('paced', t, 'p50_us'));
+                add(`paced ~${meta.paced_rate} req/s, added p99 vs (a), ${who}`, '≤ 2 ms', p99,
+                    p99 === null ? '–' : fmtSigned(p99) + ' µs', within(p99, 2000), () => bounds.latency('paced', t, 'p99_us'));
+            }
+            const ta = ttftSum.a_direct, tc = ttftSum['c_' + m];
+            const tt = ta && tc && ta.first_p50_ms !== null && tc.first_p50_ms !== null ? (tc.first_p50_ms - ta.first_p50_ms) * 1000 : null;
+            add('time to first token added vs (a), p50', '≤ 1 ms', tt, tt === null ? '–' : fmtSigned(tt) + ' µs',
+                within(tt, 1000), () => bounds.ttft(ttftSum, 'c_' + m));
         }
-        const ta = ttftSum.a_direct, tc = ttftSum.c_modelgate;
-        const tt = ta && tc && ta.first_p50_ms !== null && tc.first_p50_ms !== null ? (tc.first_p50_ms - ta.first_p50_ms) * 1000 : null;
-        add('time to first token added vs (a), p50', '≤ 1 ms', tt, tt === null ? '–' : fmtSigned(tt) + ' µs', within(tt, 1000),
-            () => bounds.ttft(ttftSum));
+        mode = modes.length ? modes[0] : null;
         if (mem) {
             add('idle responder PSS', '< 8 MiB', mem.idle_pss_per_responder_kib || null,
                 fmtKiB(mem.idle_pss_per_responder_kib) + ' KiB', mem.idle_ok, () => bounds.idleMemory());
@@ -576,11 +615,12 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         stats.targets = targets;
         md.push('## Targets');
         md.push('');
-        md.push(table(['what', 'target', 'measured', ''], rows));
+        md.push(table(['admission', 'what', 'target', 'measured', ''], rows));
         md.push('');
-        const missed = targets.filter((x) => x.met === false);
-        if (missed.length) {
-            md.push('What bounds each missed target (from this run\'s figures):');
+        for (const m of [...modes, null]) {
+            const missed = targets.filter((x) => x.met === false && x.admission === m);
+            if (!missed.length) continue;
+            md.push(`What bounds each missed target${m ? ', admission ' + m : ''} (from this run's figures):`);
             md.push('');
             for (const x of missed) md.push(`- ${x.what}: ${x.bound || 'no figure of this run says'}`);
             md.push('');
@@ -590,11 +630,15 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
     // hot-path checks
     const checks = [];
     {
-        const cRuns = aux.filter((x) => x.label && x.label.target && x.label.target.startsWith('c_'));
-        const pgMax = Math.max(0, ...cRuns.map((x) => (x.pg && x.pg.conns_max) || 0));
+        const ofMode = (l, m) => l.target && l.target.startsWith('c_') && modeOf(l.target) === m;
         const limit = meta.procs * meta.pool_size;
-        checks.push({ check: 'Postgres connections during the modelgate runs (pg_stat_activity, sampled every 0.5 s)',
-            seen: `max ${pgMax}`, expected: `≤ ${meta.procs} × ${meta.pool_size} = ${limit}`, ok: pgMax <= limit && pgMax > 0 });
+        for (const m of modes) {
+            const cRuns = aux.filter((x) => x.label && ofMode(x.label, m));
+            const pgMax = Math.max(0, ...cRuns.map((x) => (x.pg && x.pg.conns_max) || 0));
+            checks.push({ check: `Postgres connections during the modelgate runs, ${m} (pg_stat_activity by the mode's ` +
+                'role, sampled every 0.5 s)',
+                seen: `max ${pgMax}`, expected: `≤ ${meta.procs} × ${meta.pool_size} = ${limit}`, ok: pgMax <= limit && pgMax > 0 });
+        }
         const conn = (filter) => {
             let c = 0, r = 0, maxRun = 0;
             for (const x of aux.filter((x) => x.label && filter(x.label))) {
@@ -607,20 +651,23 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
             }
             return { connections: c, requests: r, per_request: r ? c / r : null, max_per_run: maxRun };
         };
-        const cNon = conn((l) => l.target.startsWith('c_') && l.endpoint !== 'stream');
-        const cStr = conn((l) => l.target.startsWith('c_') && l.endpoint === 'stream');
         const bNon = conn((l) => l.target === 'b_lighttpd_proxy' && l.endpoint !== 'stream');
         const maxConns = meta.procs * meta.threads;
         const seenConns = (x, what) => `${x.connections} for ${x.requests} ${what} ` +
             `(${x.per_request === null ? '–' : x.per_request.toFixed(4)}/${what === 'streams' ? 'stream' : 'request'}); ` +
             `at most ${x.max_per_run} in one run`;
         const keeps = `≤ ${maxConns} per run (${meta.procs} × ${meta.threads} threads, each keeps its connection)`;
-        checks.push({ check: 'new upstream TCP connections, modelgate, chat + embeddings (mock connection counter)',
-            seen: seenConns(cNon, 'requests'), expected: keeps,
-            ok: cNon.requests > 0 && cNon.max_per_run <= maxConns });
-        checks.push({ check: 'new upstream TCP connections, modelgate, streams (the mock keeps the connection after a whole stream)',
-            seen: seenConns(cStr, 'streams'), expected: keeps,
-            ok: cStr.requests > 0 && cStr.max_per_run <= maxConns });
+        for (const m of modes) {
+            const cNon = conn((l) => ofMode(l, m) && l.endpoint !== 'stream');
+            const cStr = conn((l) => ofMode(l, m) && l.endpoint === 'stream');
+            checks.push({ check: `new upstream TCP connections, modelgate ${m}, chat + embeddings (mock connection counter)`,
+                seen: seenConns(cNon, 'requests'), expected: keeps,
+                ok: cNon.requests > 0 && cNon.max_per_run <= maxConns });
+            checks.push({ check: `new upstream TCP connections, modelgate ${m}, streams (the mock keeps the connection ` +
+                'after a whole stream)',
+                seen: seenConns(cStr, 'streams'), expected: keeps,
+                ok: cStr.requests > 0 && cStr.max_per_run <= maxConns });
+        }
         /* the floor (b) is lighttpd's only if the mock behind it could
          * answer far more: straight to it, in the same run, pipelined --
          * what the mock can answer, wrk's own cost per request cut down */
@@ -649,9 +696,14 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         checks.push({ check: 'upstream connections, lighttpd mod_proxy (b), for information',
             seen: `${bNon.connections} for ${bNon.requests} requests`,
             expected: 'one per request: lighttpd 1.4 does not keep backend connections', ok: null });
-        if (statements && !statements.error) {
-            const s = statements;
-            checks.push({ check: `statements parsed while serving ${s.n} requests (Postgres log, log_min_duration_statement = 0)`,
+        for (const m of modes) {
+            const s = statements[m];
+            if (!s || s.error) {
+                checks.push({ check: `statement parsing, ${m}`, seen: s ? s.error : 'no statement check', expected: '', ok: false });
+                continue;
+            }
+            checks.push({ check: `statements parsed while serving ${s.n} requests, ${m} (Postgres log, ` +
+                'log_min_duration_statement = 0)',
                 seen: `${s.parse} parse, ${s.simple} simple-protocol statements, ${s.unnamed} unnamed`,
                 expected: '0: only statements prepared at connect are executed', ok: s.parse === 0 && s.simple === 0 && s.unnamed === 0 });
             /* admissions and settlements may go in batches (mg_admit_batch,
@@ -665,16 +717,14 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
                     'mg_recon_retry', 'mg_recon_unsupported', 'mg_recon_watermark',
                     'mg_recon_dequeue', 'mg_recon_close_claim', 'mg_recon_close_record'],
                 others = Object.keys(ex).filter((k) => !/^mg_(admit|settle)(_batch)?$/.test(k) && !upkeep.includes(k));
-            checks.push({ check: 'named prepared statements executed per request',
+            checks.push({ check: `named prepared statements executed per request, ${m}`,
                 seen: Object.entries(ex).map(([k, v]) => `${k} ${v}`).join(', ') || 'none',
                 expected: `1..${s.n} admission statements (mg_admit, mg_admit_batch) and 1..${s.n} settlement statements (mg_settle, mg_settle_batch) for ${s.n} requests, nothing else but upkeep`,
                 ok: admits >= 1 && admits <= s.n && settles >= 1 && settles <= s.n && others.length === 0 });
-            checks.push({ check: 'responder backends before/after (no reconnect, so no re-prepare)',
+            checks.push({ check: `responder backends before/after (no reconnect, so no re-prepare), ${m}`,
                 seen: `${s.backends_before.length} → ${s.backends_after.length}, same pids: ${s.same_backends}`,
                 expected: 'the same backends', ok: s.same_backends });
-            if (s.client && s.client.errors) flags.push(`statement check: ${s.client.errors} requests failed`);
-        } else {
-            checks.push({ check: 'statement parsing', seen: statements.error, expected: '', ok: false });
+            if (s.client && s.client.errors) flags.push(`statement check, ${m}: ${s.client.errors} requests failed`);
         }
         checks.push({ check: 'framing of a non-streaming answer through lighttpd → modelgate (for information)',
             seen: meta.gw_framing || '–',
@@ -686,17 +736,20 @@ function bench(metaFile, resultsFile, auxFile, statementsFile, outFile) {
         md.push(table(['check', 'seen', 'expected', 'result'], checks.map((c) => [c.check, c.seen, c.expected,
             c.ok === null ? 'info' : c.ok ? 'ok' : '**FAILED**'])));
         md.push('');
-        if (statements && statements.durations) {
-            const rows = Object.entries(statements.durations).map(([k, d]) =>
-                [k, String(d.n), d.p50.toFixed(3), d.p99.toFixed(3), d.bind_p50 === null ? '–' : d.bind_p50.toFixed(3)]);
+        const timed = modes.filter((m) => statements[m] && statements[m].durations);
+        if (timed.length) {
+            const rows = timed.flatMap((m) => Object.entries(statements[m].durations).map(([k, d]) =>
+                [m, k, String(d.n), d.p50.toFixed(3), d.p99.toFixed(3), d.bind_p50 === null ? '–' : d.bind_p50.toFixed(3)]));
             md.push('Time inside Postgres per statement (log_min_duration_statement, sequential requests; ' +
                 'the commit at the end of each statement\'s implicit transaction is not in it):');
             md.push('');
-            md.push(table(['statement', 'executions', 'execute p50 ms', 'execute p99 ms', 'bind p50 ms'], rows));
+            md.push(table(['admission', 'statement', 'executions', 'execute p50 ms', 'execute p99 ms', 'bind p50 ms'], rows));
             md.push('');
-            const pr = statements.per_request;
+        }
+        for (const m of timed) {
+            const pr = statements[m].per_request;
             if (pr) {
-                md.push(`Per request over the same ${statements.n} sequential requests: ${pr.xact_commit.toFixed(2)} commits, ` +
+                md.push(`Per request over the same ${statements[m].n} sequential requests, ${m}: ${pr.xact_commit.toFixed(2)} commits, ` +
                     `${pr.wal_records.toFixed(1)} WAL records, ${Math.round(pr.wal_bytes)} WAL bytes, ` +
                     `${pr.wal_write.toFixed(2)} WAL writes, ${pr.wal_sync.toFixed(2)} WAL flushes (fsync); ` +
                     `usage_events rows updated ${pr.usage_events_upd.toFixed(2)} (HOT ${pr.usage_events_hot_upd.toFixed(2)}), ` +
