@@ -256,8 +256,12 @@ mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admissio
 			take(l, t, q, out, need, pico, now_ms);
 			done = 1;
 		} else if (l != NULL) {
-			/* about a quarter second of what it admits */
-			want = l->rate / 4 + 1;
+			/* about half a second of what it admits, and at least
+			 * MG_LEASE_WANT_MIN: Postgres lends at most an eighth of
+			 * what is left, and a request at a time near a limit */
+			want = l->rate / 2 + 1;
+			if (want < MG_LEASE_WANT_MIN)
+				want = MG_LEASE_WANT_MIN;
 		}
 	}
 	if (!done) {

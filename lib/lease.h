@@ -22,7 +22,8 @@ struct mg_leases;
 
 #define MG_LEASE_TMPL_MS   1000  /* a key and model's answer is reused this long */
 #define MG_LEASE_IDLE_MS   2000  /* a lease unused this long is given back */
-#define MG_LEASE_WANT_MAX  1024  /* requests a slice asks for at most */
+#define MG_LEASE_WANT_MIN  16    /* requests a slice asks for at least, */
+#define MG_LEASE_WANT_MAX  1024  /* and at most */
 
 /* holder names the process in the leases table (copied).  NULL on
  * allocation failure. */

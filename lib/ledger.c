@@ -11,6 +11,9 @@
 #include <time.h>
 
 #include <unistd.h>
+#ifdef HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
 
 #include "clock.h"
 #include "conf.h"
@@ -22,7 +25,9 @@
 #define ADMIT_BATCH_MAX   64     /* admissions in one statement */
 #define SETTLE_BATCH_MAX  256    /* settlements in one statement */
 #define SETTLE_QUEUE_MAX  10000  /* beyond, callers settle themselves */
-#define SETTLE_GATHER_MS  10     /* a settlement waits this long for others */
+#define SETTLE_GATHER_MS  10     /* a settlement waits this long for others, */
+#define LEASE_GATHER_MS   25     /* in lease mode (no reservation waits on it
+                                  * but a tight one's) */
 #define LEASE_UPKEEP_MS   500    /* leases are looked at this often */
 #define LEASE_RETRY_MS    1000   /* a lease settlement not written is retried */
 #define LEASE_RENEW_MAX   4096   /* leases renewed in one statement */
@@ -70,6 +75,7 @@ struct mg_ledger {
 	struct settlement *retry;      /* lease settlements to write again */
 	int retry_len;
 	long long next_upkeep_ms;
+	int written;                   /* batches written since the last trim */
 };
 
 static long long
@@ -373,7 +379,8 @@ gather(struct mg_ledger *l)
 {
 	struct timespec until;
 
-	mg_clock_deadline(CLOCK_MONOTONIC, SETTLE_GATHER_MS, &until);
+	mg_clock_deadline(CLOCK_MONOTONIC, l->leases != NULL ? LEASE_GATHER_MS : SETTLE_GATHER_MS,
+	    &until);
 	while (l->queue_len < SETTLE_BATCH_MAX && !l->stopping)
 		if (pthread_cond_timedwait(&l->queued, &l->lock, &until) == ETIMEDOUT)
 			break;
@@ -464,7 +471,16 @@ settler_main(void *arg)
 				struct timespec until;
 
 				mg_clock_deadline(CLOCK_MONOTONIC, LEASE_UPKEEP_MS, &until);
-				pthread_cond_timedwait(&l->queued, &l->lock, &until);
+				if (pthread_cond_timedwait(&l->queued, &l->lock, &until) == ETIMEDOUT &&
+				    l->queue == NULL && l->written > 0) {
+					/* quiet for a tick after writing: the batches'
+					 * JSON goes back to the system (this thread's
+					 * heap is the settlements') */
+					l->written = 0;
+#ifdef HAVE_MALLOC_TRIM
+					malloc_trim(0);
+#endif
+				}
 				continue;
 			}
 		}
@@ -491,6 +507,7 @@ settler_main(void *arg)
 
 		settle_batch(l, first, n);
 		pthread_mutex_lock(&l->lock);
+		l->written++;
 		for (s = first; n > 0; n--, s = next) {
 			next = s->next;
 			if (s->keep && !l->stopping) {

@@ -722,16 +722,20 @@ function bench(metaFile, resultsFile, auxFile, statementsPrefix, outFile) {
              * mg_settle_batch): at most one of each per request, at least
              * one; nothing else on the request path */
             const ex = s.execute, admits = (ex.mg_admit || 0) + (ex.mg_admit_batch || 0),
-                settles = (ex.mg_settle || 0) + (ex.mg_settle_batch || 0),
+                settles = (ex.mg_settle || 0) + (ex.mg_settle_batch || 0) +
+                    (ex.mg_settle_lease_batch || 0),
                 /* the upkeep thread's (lib/upkeep.c), which runs on its own clock */
                 upkeep = ['mg_reap', 'mg_catalog_claim', 'mg_catalog_replace', 'mg_ping',
                     'mg_partitions', 'mg_compact', 'mg_recon_claim', 'mg_recon_apply',
                     'mg_recon_retry', 'mg_recon_unsupported', 'mg_recon_watermark',
-                    'mg_recon_dequeue', 'mg_recon_close_claim', 'mg_recon_close_record'],
-                others = Object.keys(ex).filter((k) => !/^mg_(admit|settle)(_batch)?$/.test(k) && !upkeep.includes(k));
+                    'mg_recon_dequeue', 'mg_recon_close_claim', 'mg_recon_close_record',
+                    /* the settler thread's, in lease mode (lib/ledger.c) */
+                    'mg_lease_renew', 'mg_lease_release'],
+                others = Object.keys(ex).filter((k) => !/^mg_(admit|settle|settle_lease)(_batch)?$/.test(k) &&
+                    !upkeep.includes(k));
             checks.push({ check: `named prepared statements executed per request, ${m}`,
                 seen: Object.entries(ex).map(([k, v]) => `${k} ${v}`).join(', ') || 'none',
-                expected: `1..${s.n} admission statements (mg_admit, mg_admit_batch) and 1..${s.n} settlement statements (mg_settle, mg_settle_batch) for ${s.n} requests, nothing else but upkeep`,
+                expected: `1..${s.n} admission statements (mg_admit, mg_admit_batch; from leases, fewer) and 1..${s.n} settlement statements (mg_settle, mg_settle_batch, mg_settle_lease_batch) for ${s.n} requests, nothing else but upkeep`,
                 ok: admits >= 1 && admits <= s.n && settles >= 1 && settles <= s.n && others.length === 0 });
             checks.push({ check: `responder backends before/after (no reconnect, so no re-prepare), ${m}`,
                 seen: `${s.backends_before.length} → ${s.backends_after.length}, same pids: ${s.same_backends}`,
