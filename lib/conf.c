@@ -66,7 +66,7 @@ static const struct opt options[] = {
 	STR_OPT("quota.fallback_completion_price", fallback_completion_price, "0.00003"),
 	INT_OPT("quota.reap_after", reap_after, 900, 2, 604800),
 	INT_OPT("quota.reap_interval", reap_interval, 60, 0, 86400),
-	STR_OPT("quota.admission", admission_name, "lease"),
+	STR_OPT("quota.admission", admission_name, "strict"),
 	INT_OPT("quota.lease_timeout", lease_timeout, 30, 3, 3600),
 	INT_OPT("catalog.refresh_interval", catalog_refresh, 3600, 0, 604800),
 	STR_OPT("reconcile.verify", recon_verify_name, "needed"),
@@ -157,7 +157,6 @@ mg_conf_defaults(struct mg_conf *c)
 		}
 	}
 	c->log_level = MG_LOG_INFO;
-	c->lease = 1;   /* quota.admission = "lease" */
 	return MG_OK;
 }
 

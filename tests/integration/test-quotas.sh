@@ -641,7 +641,12 @@ expect_json "burst of 200 at rpm 60: every answer a completion or an RPM 429" \
 expect_json "burst of 200 at rpm 60: $n1 admitted = 60 + floor(span of the admissions, ${span1} s); usage rows = admitted" "
     f[0].status[200] === 60 + Math.floor(f[1].span) && f[1].rows === f[0].status[200]" \
     "$MG_T/burst1.json" "$MG_T/burst1-db.json"
-if [ "$n1" = 60 ]; then
+if [ "$n1" = 60 ] && [ "${MG_TEST_ADMISSION:-strict}" = lease ]; then
+    # from leases the header is the bucket at the process's last grant
+    # plus what is left of its slice: near, not exact
+    expect_json "burst within 1 s (lease): the 200s' remaining-requests are 60 values in 0..59" "
+        j.remaining.length === 60 && j.remaining.every((v) => v >= 0 && v <= 59)" "$MG_T/burst1.json"
+elif [ "$n1" = 60 ]; then
     expect_json "burst within 1 s: the 200s' remaining-requests are 0..59, each once" "
         j.remaining.length === 60 && j.remaining.every((v, i) => v === i)" "$MG_T/burst1.json"
 fi

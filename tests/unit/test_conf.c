@@ -108,8 +108,8 @@ assert_defaults(const struct mg_conf *c)
 	ck_assert_str_eq(c->fallback_prompt_price, "0.00001");
 	ck_assert_str_eq(c->fallback_completion_price, "0.00003");
 	ck_assert_int_eq(c->reap_after, 900);
-	ck_assert_str_eq(c->admission_name, "lease");
-	ck_assert_int_eq(c->lease, 1);
+	ck_assert_str_eq(c->admission_name, "strict");
+	ck_assert_int_eq(c->lease, 0);
 	ck_assert_int_eq(c->lease_timeout, 30);
 	ck_assert_int_eq(c->reap_interval, 60);
 	ck_assert_int_eq(c->catalog_refresh, 3600);
