@@ -49,7 +49,8 @@ int mg_leases_granted(struct mg_leases *ls, const struct mg_admit_req *q,
 
 /* A settlement of a request admitted from a lease was written (or found
  * written): the lease no longer holds its reservation, and the tokens it
- * did not use go back to the lease's slice. */
+ * did not use go back to the lease's slice.  Call it after
+ * mg_leases_update with what that settlement returned. */
 void mg_leases_settled(struct mg_leases *ls, const struct mg_usage *u, int billable);
 
 /* A lease as Postgres has it after a settlement: kept if newer. */

@@ -309,12 +309,16 @@ settle_leased(struct mg_ledger *l, struct settlement **s, int n)
 			s[i]->keep = 1;
 		return;
 	}
+	/* what the leases hold now first, then the reservations they no
+	 * longer cover: the other way round, for a moment a lease would
+	 * seem to hold both, and a request could be admitted from spend
+	 * Postgres no longer lends */
+	for (i = 0; i < n_st; i++)
+		mg_leases_update(l->leases, &st[i]);
 	for (i = 0; i < n; i++) {
 		mg_leases_settled(l->leases, u[i], billable[i]);
 		mg_metrics_charge(u[i]->model, s[i]->project, charged[i]);
 	}
-	for (i = 0; i < n_st; i++)
-		mg_leases_update(l->leases, &st[i]);
 }
 
 static void
