@@ -745,14 +745,13 @@ mg_store_admit(struct mg_store *s, const struct mg_admit_req *q, struct mg_admis
 	return mg_store_admit_batch(s, &q, 1, &out);
 }
 
-/* Runs a one-row, one-column statement whose value is an integer or a
- * boolean (1 for true); *out is 0 on failure. */
+/* Runs a one-row, one-column statement of n parameters whose value is an
+ * integer or a boolean (1 for true); *out is 0 on failure. */
 static enum mg_err
-scalar_int(struct mg_store *s, const char *name, const char *arg, int *out)
+scalar_intv(struct mg_store *s, const char *name, int n, const char *const *vals, int *out)
 {
-	const char *vals[1] = { arg };
 	PGresult *r;
-	enum mg_err rc = exec_prepared(s, name, 1, vals, &r);
+	enum mg_err rc = exec_prepared(s, name, n, vals, &r);
 
 	*out = 0;
 	if (rc != MG_OK)
@@ -764,6 +763,15 @@ scalar_int(struct mg_store *s, const char *name, const char *arg, int *out)
 	*out = strcmp(PQgetvalue(r, 0, 0), "t") == 0 ? 1 : atoi(PQgetvalue(r, 0, 0));
 	PQclear(r);
 	return MG_OK;
+}
+
+/* scalar_intv with one parameter. */
+static enum mg_err
+scalar_int(struct mg_store *s, const char *name, const char *arg, int *out)
+{
+	const char *vals[1] = { arg };
+
+	return scalar_intv(s, name, 1, vals, out);
 }
 
 /* An amount Postgres wrote (len bytes) in 1e-9 USD; 0 when it is none. */
@@ -1391,22 +1399,10 @@ mg_store_lease_release(struct mg_store *s, long long id, long long seq, long lon
 {
 	char a[24], b[24], c[24], d[24];
 	const char *vals[4] = { a, d, b, c };
-	PGresult *r;
-	enum mg_err rc;
 
-	*released = 0;
 	snprintf(a, sizeof(a), "%lld", id);
 	snprintf(d, sizeof(d), "%lld", seq);
 	snprintf(b, sizeof(b), "%lld", requests > 0 ? requests : 0);
 	snprintf(c, sizeof(c), "%lld", tokens > 0 ? tokens : 0);
-	rc = exec_prepared(s, "mg_lease_release", 4, vals, &r);
-	if (rc != MG_OK)
-		return rc;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		return MG_ERR_DB;
-	}
-	*released = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
-	PQclear(r);
-	return MG_OK;
+	return scalar_intv(s, "mg_lease_release", 4, vals, released);
 }
