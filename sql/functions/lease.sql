@@ -261,7 +261,11 @@ END
 $$;
 
 -- Reaps the leases not renewed for p_timeout seconds before p_now (NULL:
--- the database's clock): their process died.  Each is charged its whole
+-- the database's clock): their process died.  Nothing is reaped while
+-- Postgres has been up for less than p_timeout: a lease not renewed
+-- across a restart says nothing of its process, which could not reach
+-- the database (it renews within half a second once it can).  Each is
+-- charged its whole
 -- spend, in the period now, as one usage row ("lease_" and its id,
 -- status 502, error_type 'reaped', cost_source 'reserved'), and is kept,
 -- marked reaped, for a day, for the settlements that may still come for
@@ -277,6 +281,9 @@ DECLARE
 BEGIN
     reaped := 0;
     charged := 0;
+    IF pg_postmaster_start_time() > v_now - make_interval(secs => p_timeout) THEN
+        RETURN;
+    END IF;
     FOR c IN SELECT x.id, x.project_id FROM leases x
               WHERE x.reaped_at IS NULL
                 AND x.renewed_at < v_now - make_interval(secs => p_timeout)

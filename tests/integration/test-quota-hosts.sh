@@ -684,7 +684,13 @@ outage() {
     t_mark=$(now_ms)
     http GET "http://$HOST_A/healthz"
     expect_http "outage: /healthz answers 503, database unavailable" 503 "j.database === 'unavailable'"
-    sleep_until $((t_stop + 4000))
+    # in lease mode, down for longer than quota.lease_timeout: no lease
+    # could be renewed meanwhile
+    if [ "$ADMISSION" = lease ]; then
+        sleep_until $((t_stop + LEASE_TIMEOUT * 1000 + 1000))
+    else
+        sleep_until $((t_stop + 4000))
+    fi
     c_end=$(mock_chat)
     t_end=$(now_ms)
     wait "$slow_pid"
@@ -699,6 +705,12 @@ outage() {
         bail "pg_ctlcluster $PGVERSION regress start" "$out"
     fi
     t_start=$(now_ms)
+    if [ "$ADMISSION" = lease ]; then
+        out=$(cli reap 2>&1)
+        check_eq "outage (lease): modelgate reap right after the restart reaps no lease (Postgres up for less than lease_timeout)" \
+            "$(printf '%s\n' "$out" | grep leases)" \
+            "reaped 0 leases not renewed for $LEASE_TIMEOUT s (charged whole)"
+    fi
     loop_wait_ok outage "$t_start"
     sleep 1
     loop_stop outage
