@@ -30,6 +30,7 @@
 #include "mcpapi.h"
 #include "metrics.h"
 #include "metricsapi.h"
+#include "text.h"
 #include "usageapi.h"
 
 /* A worker's buffers keep up to this much between requests: enough for
@@ -400,14 +401,14 @@ mg_tries_done(struct mg_worker *w, struct mg_exchange *x, struct mg_usage *u,
 	u->n_cands = mg_route_plan_single(t->plan->c, t->plan->n) ? 1 : t->plan->n;
 	u->no_recon = strcmp(d->base_url, conf->up_base_url) != 0;
 	u->served_config_prices = d->prices == MG_PRICES_CONFIG;
-	snprintf(u->served_prompt_price, sizeof(u->served_prompt_price), "%s", d->prompt_price);
-	snprintf(u->served_completion_price, sizeof(u->served_completion_price), "%s",
+	mg_text_copy(u->served_prompt_price, sizeof(u->served_prompt_price), d->prompt_price);
+	mg_text_copy(u->served_completion_price, sizeof(u->served_completion_price),
 	    d->completion_price);
-	snprintf(u->served_model, sizeof(u->served_model), "%s", t->cand->model);
+	mg_text_copy(u->served_model, sizeof(u->served_model), t->cand->model);
 	if (u->n_attempts < MG_USAGE_ATTEMPTS_MAX) {
 		a = &u->attempts[u->n_attempts++];
 		a->upstream = d->name;
-		snprintf(a->model, sizeof(a->model), "%s", t->cand->model);
+		mg_text_copy(a->model, sizeof(a->model), t->cand->model);
 		a->status = (int)status;
 		a->error = o == MG_ROUTE_OK ? NULL : mg_route_outcome_name(o);
 		a->latency_ms = (long)(now - t->started_ms);

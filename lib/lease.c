@@ -12,6 +12,7 @@
 
 #include "lease.h"
 #include "money.h"
+#include "text.h"
 
 #define PICO 12          /* the scale of amounts here: 1e-12 USD */
 #define NBUCKETS 256
@@ -101,7 +102,7 @@ mg_leases_new(const char *holder)
 	if (ls == NULL)
 		return NULL;
 	pthread_mutex_init(&ls->lock, NULL);
-	snprintf(ls->holder, sizeof(ls->holder), "%s", holder);
+	mg_text_copy(ls->holder, sizeof(ls->holder), holder);
 	return ls;
 }
 
@@ -186,10 +187,10 @@ take(struct lease *l, const struct tmpl *t, const struct mg_admit_req *q,
 	memset(out, 0, sizeof(*out));
 	out->outcome = MG_ADMIT_OK;
 	out->auth = t->auth;
-	snprintf(out->spend_cap, sizeof(out->spend_cap), "%s", t->spend_cap);
-	snprintf(out->spent, sizeof(out->spent), "%s", t->spent);
-	snprintf(out->prompt_price, sizeof(out->prompt_price), "%s", t->pp);
-	snprintf(out->completion_price, sizeof(out->completion_price), "%s", t->cp);
+	mg_text_copy(out->spend_cap, sizeof(out->spend_cap), t->spend_cap);
+	mg_text_copy(out->spent, sizeof(out->spent), t->spent);
+	mg_text_copy(out->prompt_price, sizeof(out->prompt_price), t->pp);
+	mg_text_copy(out->completion_price, sizeof(out->completion_price), t->cp);
 	out->context_length = t->ctx;
 	out->rpm = t->rpm;
 	out->tpm = t->tpm;
@@ -210,9 +211,9 @@ take(struct lease *l, const struct tmpl *t, const struct mg_admit_req *q,
 	k->admitted_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
 	if (mg_money_format_units(pico, PICO, k->reserved, sizeof(k->reserved)) != 0)
 		k->reserved[0] = '\0';
-	snprintf(out->reserved, sizeof(out->reserved), "%s", k->reserved);
-	snprintf(k->prompt_price, sizeof(k->prompt_price), "%s", t->pp);
-	snprintf(k->completion_price, sizeof(k->completion_price), "%s", t->cp);
+	mg_text_copy(out->reserved, sizeof(out->reserved), k->reserved);
+	mg_text_copy(k->prompt_price, sizeof(k->prompt_price), t->pp);
+	mg_text_copy(k->completion_price, sizeof(k->completion_price), t->cp);
 }
 
 /* 1 when l can admit a request of need tokens costing pico. */
@@ -311,10 +312,10 @@ keep_tmpl(struct mg_leases *ls, const struct mg_admit_req *q, const struct mg_ad
 	n.rpm = a->rpm;
 	n.tpm = a->tpm;
 	n.ctx = a->context_length;
-	snprintf(n.spend_cap, sizeof(n.spend_cap), "%s", a->spend_cap);
-	snprintf(n.spent, sizeof(n.spent), "%s", a->spent);
-	snprintf(n.pp, sizeof(n.pp), "%s", a->prompt_price);
-	snprintf(n.cp, sizeof(n.cp), "%s", a->completion_price);
+	mg_text_copy(n.spend_cap, sizeof(n.spend_cap), a->spend_cap);
+	mg_text_copy(n.spent, sizeof(n.spent), a->spent);
+	mg_text_copy(n.pp, sizeof(n.pp), a->prompt_price);
+	mg_text_copy(n.cp, sizeof(n.cp), a->completion_price);
 	*t = n;
 	return t;
 }
@@ -385,7 +386,7 @@ mg_leases_granted(struct mg_leases *ls, const struct mg_admit_req *q,
 		/* Postgres lent this request's share: taken even if rounding
 		 * left the slice a little short */
 		take(l, t, q, out, need, pico, now_ms);
-		snprintf(out->spent, sizeof(out->spent), "%s", a.spent);
+		mg_text_copy(out->spent, sizeof(out->spent), a.spent);
 		out->ticket.tight = a.lease_tight;
 	}
 	rc = 0;
@@ -406,9 +407,9 @@ out:
 		k->prompt_estimate = q->prompt_estimate;
 		clock_gettime(CLOCK_REALTIME, &now);
 		k->admitted_us = (long long)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-		snprintf(k->reserved, sizeof(k->reserved), "%s", out->reserved);
-		snprintf(k->prompt_price, sizeof(k->prompt_price), "%s", out->prompt_price);
-		snprintf(k->completion_price, sizeof(k->completion_price), "%s",
+		mg_text_copy(k->reserved, sizeof(k->reserved), out->reserved);
+		mg_text_copy(k->prompt_price, sizeof(k->prompt_price), out->prompt_price);
+		mg_text_copy(k->completion_price, sizeof(k->completion_price),
 		    out->completion_price);
 	}
 	pthread_mutex_unlock(&ls->lock);

@@ -21,6 +21,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
+#include "text.h"
 
 #define ADMIT_BATCH_MAX   64     /* admissions in one statement */
 #define SETTLE_BATCH_MAX  256    /* settlements in one statement */
@@ -564,7 +565,7 @@ mg_ledger_settle(struct mg_ledger *l, const struct mg_usage *u, const char *proj
 
 	if (s != NULL) {
 		s->u = *u;
-		snprintf(s->project, sizeof(s->project), "%s", project);
+		mg_text_copy(s->project, sizeof(s->project), project);
 		s->billable = billable;
 		s->note = 0;
 		s->keep = 0;
@@ -597,8 +598,8 @@ mg_ledger_note_id(struct mg_ledger *l, const char *request_id, const char *upstr
 	if (s == NULL)
 		return;   /* best effort: the settlement carries the id too */
 	mg_usage_init(&s->u);
-	snprintf(s->u.request_id, sizeof(s->u.request_id), "%s", request_id);
-	snprintf(s->u.upstream_id, sizeof(s->u.upstream_id), "%s", upstream_id);
+	mg_text_copy(s->u.request_id, sizeof(s->u.request_id), request_id);
+	mg_text_copy(s->u.upstream_id, sizeof(s->u.upstream_id), upstream_id);
 	s->project[0] = '\0';
 	s->billable = 0;
 	s->note = 1;

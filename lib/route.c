@@ -94,7 +94,7 @@ mg_route_model_for(const struct mg_conf *c, int up, const char *model, char *out
 			break;
 		}
 	}
-	snprintf(out, size, "%s", sent);
+	mg_text_copy(out, size, sent);
 }
 
 /* Adds the calls of upstream up for model (one, then its retries) unless
@@ -110,7 +110,7 @@ plan_add(const struct mg_conf *c, int up, const char *model, struct mg_route_can
 			return n;
 	for (k = 0; k <= c->ups[up].retries && n < max; k++, n++) {
 		out[n].upstream = up;
-		snprintf(out[n].model, sizeof(out[n].model), "%s", model);
+		mg_text_copy(out[n].model, sizeof(out[n].model), model);
 		mg_route_model_for(c, up, model, out[n].sent, sizeof(out[n].sent));
 	}
 	return n;

@@ -4,7 +4,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <json-c/json.h>
 #include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
@@ -13,12 +12,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "clock.h"
+#include "jsonw.h"
 #include "log.h"
 #include "metrics.h"
 #include "money.h"
 #include "report.h"
 #include "store.h"
+#include "text.h"
 
 struct stmt {
 	const char *name;
@@ -103,10 +105,10 @@ remember_error(PGconn *c, PGresult *r)
 	const char *m = r != NULL ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	const char *st = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 
-	snprintf(last_state, sizeof(last_state), "%s", st != NULL ? st : "");
+	mg_text_copy(last_state, sizeof(last_state), st != NULL ? st : "");
 	if (m == NULL || m[0] == '\0')
 		m = c != NULL ? PQerrorMessage(c) : "no connection";
-	snprintf(last_error, sizeof(last_error), "%s", m);
+	mg_text_copy(last_error, sizeof(last_error), m);
 	last_error[strcspn(last_error, "\n")] = '\0';
 }
 
@@ -446,8 +448,8 @@ mg_store_auth(struct mg_store *s, const char *key_hash_hex, struct mg_auth *out)
 	}
 	out->key_id = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
 	out->project_id = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-	snprintf(out->project, sizeof(out->project), "%s", PQgetvalue(r, 0, 2));
-	snprintf(out->key_prefix, sizeof(out->key_prefix), "%s", PQgetvalue(r, 0, 3));
+	mg_text_copy(out->project, sizeof(out->project), PQgetvalue(r, 0, 2));
+	mg_text_copy(out->key_prefix, sizeof(out->key_prefix), PQgetvalue(r, 0, 3));
 	PQclear(r);
 	return MG_OK;
 }
@@ -523,7 +525,7 @@ int_or(PGresult *r, int row, int col, long long absent)
 static void
 text_or_empty(PGresult *r, int row, int col, char *out, size_t len)
 {
-	snprintf(out, len, "%s", PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
+	mg_text_copy(out, len, PQgetisnull(r, row, col) ? "" : PQgetvalue(r, row, col));
 }
 
 /* Reads the 16 columns of mg_admit from row, starting at column c. */
@@ -564,41 +566,54 @@ read_admission(PGresult *r, int row, int c, struct mg_admission *out)
 	out->lease_tight = strcmp(PQgetvalue(r, row, c + 24), "t") == 0;
 }
 
-/* Adds key: value (a string, or null) to a JSON object. */
-static int
-put_str(json_object *o, const char *key, const char *v)
+/* The most a batch's JSON may take (SETTLE_BATCH_MAX rows of the
+ * ledger are far below it). */
+#define BATCH_TEXT_MAX (64u << 20)
+
+/* "key": value -- a string, or null. */
+static void
+put_str(struct mg_jw *w, const char *key, const char *v)
 {
-	return json_object_object_add(o, key, v != NULL ? json_object_new_string(v) : NULL);
+	mg_jw_key(w, key);
+	mg_jw_str(w, v);
 }
 
-static int
-put_int(json_object *o, const char *key, long long v)
+/* "key": value -- an integer, or null when it is negative (not known). */
+static void
+put_int(struct mg_jw *w, const char *key, long long v)
 {
-	return json_object_object_add(o, key, v >= 0 ? json_object_new_int64(v) : NULL);
+	mg_jw_key(w, key);
+	if (v >= 0)
+		mg_jw_int(w, v);
+	else
+		mg_jw_null(w);
 }
 
-/* A batch's JSON array of n objects, element i filled by fill(o, i, ctx)
- * (0 on success); NULL when memory ran out. */
-static json_object *
-batch_array(int n, int (*fill)(json_object *o, int i, const void *ctx), const void *ctx)
+static void
+put_bool(struct mg_jw *w, const char *key, int v)
 {
-	json_object *arr = json_object_new_array();
+	mg_jw_key(w, key);
+	mg_jw_bool(w, v);
+}
+
+/* A batch's JSON array of n objects into b (initialised by the caller, to
+ * be freed by it), element i's members written by fill(w, i, ctx). */
+static enum mg_err
+batch_text(struct mg_buf *b, int n, void (*fill)(struct mg_jw *w, int i, const void *ctx),
+    const void *ctx)
+{
+	struct mg_jw w;
 	int i;
 
-	for (i = 0; i < n && arr != NULL; i++) {
-		json_object *o = json_object_new_object();
-
-		if (o == NULL || json_object_array_add(arr, o) != 0) {
-			json_object_put(o);
-			json_object_put(arr);
-			return NULL;
-		}
-		if (fill(o, i, ctx) != 0) {
-			json_object_put(arr);
-			return NULL;
-		}
+	mg_jw_init(&w, b);
+	mg_jw_open(&w, '[');
+	for (i = 0; i < n; i++) {
+		mg_jw_open(&w, '{');
+		fill(&w, i, ctx);
+		mg_jw_close(&w, '}');
 	}
-	return arr;
+	mg_jw_close(&w, ']');
+	return mg_jw_done(&w);
 }
 
 /* 1 when q's calls are to the upstream its model routes to, priced by
@@ -618,82 +633,72 @@ plain_route(const struct mg_admit_req *q)
 	    strcmp(d->completion_price, q->fallback_completion) == 0;
 }
 
-static int
-fill_admission(json_object *o, int i, const void *ctx)
+static void
+fill_admission(struct mg_jw *w, int i, const void *ctx)
 {
 	const struct mg_admit_req *q = ((const struct mg_admit_req *const *)ctx)[i];
-	int ok = put_str(o, "k", q->key_hash_hex) == 0 && put_str(o, "id", q->request_id) == 0 &&
-	    put_str(o, "m", q->model) == 0 && put_str(o, "e", q->endpoint) == 0 &&
-	    json_object_object_add(o, "s", json_object_new_boolean(q->stream)) == 0 &&
-	    put_int(o, "p", q->prompt_estimate) == 0 && put_int(o, "o", q->max_output) == 0;
-	json_object *cands;
 	int c;
 
-	if (ok && q->lease_holder != NULL)
-		ok = put_str(o, "lh", q->lease_holder) == 0 &&
-		    put_int(o, "lr", q->lease_requests) == 0 &&
-		    put_int(o, "lt", q->lease_tokens) == 0 &&
-		    put_str(o, "ls", q->lease_spend) == 0;
-	if (!ok || q->conf == NULL || q->n_cands == 0 || plain_route(q))
-		return ok ? 0 : -1;
+	put_str(w, "k", q->key_hash_hex);
+	put_str(w, "id", q->request_id);
+	put_str(w, "m", q->model);
+	put_str(w, "e", q->endpoint);
+	put_bool(w, "s", q->stream);
+	put_int(w, "p", q->prompt_estimate);
+	put_int(w, "o", q->max_output);
+	if (q->lease_holder != NULL) {
+		put_str(w, "lh", q->lease_holder);
+		put_int(w, "lr", q->lease_requests);
+		put_int(w, "lt", q->lease_tokens);
+		put_str(w, "ls", q->lease_spend);
+	}
+	if (q->conf == NULL || q->n_cands == 0 || plain_route(q))
+		return;
 	/* the calls it may make: {u: upstream, m: model, pp, cp: its prices
 	 * where the catalog has none, g: those prices are the config's} */
-	cands = json_object_new_array();
-	if (cands == NULL || json_object_object_add(o, "c", cands) != 0) {
-		json_object_put(cands);
-		return -1;
-	}
+	mg_jw_key(w, "c");
+	mg_jw_open(w, '[');
 	for (c = 0; c < q->n_cands; c++) {
 		const struct mg_updef *d = &q->conf->ups[q->cands[c].upstream];
-		json_object *e = json_object_new_object();
 
-		if (e == NULL || json_object_array_add(cands, e) != 0) {
-			json_object_put(e);
-			return -1;
-		}
-		if (put_str(e, "u", d->name) != 0 || put_str(e, "m", q->cands[c].model) != 0 ||
-		    put_str(e, "pp", d->prompt_price) != 0 || put_str(e, "cp", d->completion_price) != 0 ||
-		    json_object_object_add(e, "g", json_object_new_boolean(d->prices ==
-		    MG_PRICES_CONFIG)) != 0)
-			return -1;
+		mg_jw_open(w, '{');
+		put_str(w, "u", d->name);
+		put_str(w, "m", q->cands[c].model);
+		put_str(w, "pp", d->prompt_price);
+		put_str(w, "cp", d->completion_price);
+		put_bool(w, "g", d->prices == MG_PRICES_CONFIG);
+		mg_jw_close(w, '}');
 	}
-	return 0;
+	mg_jw_close(w, ']');
 }
 
-/* A request's upstream calls as the usage row keeps them. */
-static json_object *
-attempts_json(const struct mg_usage *u)
+/* "tr": a request's upstream calls as the usage row keeps them. */
+static void
+put_attempts(struct mg_jw *w, const struct mg_usage *u)
 {
-	json_object *arr = json_object_new_array();
 	int i;
 
-	for (i = 0; i < u->n_attempts && arr != NULL; i++) {
+	mg_jw_key(w, "tr");
+	mg_jw_open(w, '[');
+	for (i = 0; i < u->n_attempts; i++) {
 		const struct mg_usage_attempt *a = &u->attempts[i];
-		json_object *e = json_object_new_object();
 
-		if (e == NULL || json_object_array_add(arr, e) != 0) {
-			json_object_put(e);
-			json_object_put(arr);
-			return NULL;
-		}
-		/* e is arr's now */
-		if (put_str(e, "upstream", a->upstream) != 0 || put_str(e, "model", a->model) != 0 ||
-		    json_object_object_add(e, "status", a->status > 0 ?
-		    json_object_new_int(a->status) : NULL) != 0 ||
-		    put_str(e, "error", a->error) != 0 ||
-		    put_int(e, "latency_ms", a->latency_ms) != 0) {
-			json_object_put(arr);
-			return NULL;
-		}
+		mg_jw_open(w, '{');
+		put_str(w, "upstream", a->upstream);
+		put_str(w, "model", a->model);
+		put_int(w, "status", a->status > 0 ? a->status : -1);
+		put_str(w, "error", a->error);
+		put_int(w, "latency_ms", a->latency_ms);
+		mg_jw_close(w, '}');
 	}
-	return arr;
+	mg_jw_close(w, ']');
 }
 
 enum mg_err
 mg_store_admit_batch(struct mg_store *s, const struct mg_admit_req *const *q, int n,
     struct mg_admission *const *out)
 {
-	json_object *arr = batch_array(n, fill_admission, q);
+	struct mg_buf text;
 	char def_output[24];
 	const char *vals[4];
 	const struct timespec *since;
@@ -701,11 +706,13 @@ mg_store_admit_batch(struct mg_store *s, const struct mg_admit_req *const *q, in
 	enum mg_err rc = MG_ERR_NOMEM;
 	int i;
 
-	if (arr == NULL)
+	mg_buf_init(&text, BATCH_TEXT_MAX);
+	rc = batch_text(&text, n, fill_admission, q);
+	if (rc != MG_OK)
 		goto out;
 	/* the same for every request of a process */
 	snprintf(def_output, sizeof(def_output), "%d", q[0]->default_output);
-	vals[0] = json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN);
+	vals[0] = mg_buf_str(&text);
 	vals[1] = def_output;
 	vals[2] = q[0]->fallback_prompt;
 	vals[3] = q[0]->fallback_completion;
@@ -734,7 +741,7 @@ mg_store_admit_batch(struct mg_store *s, const struct mg_admit_req *const *q, in
 	}
 out:
 	PQclear(r);
-	json_object_put(arr);
+	mg_buf_free(&text);
 	return rc;
 }
 
@@ -872,84 +879,87 @@ struct settle_batch {
 	const int *billable;
 };
 
-static int
-fill_settlement(json_object *o, int i, const void *ctx)
+static void
+fill_settlement(struct mg_jw *w, int i, const void *ctx)
 {
 	const struct settle_batch *b = ctx;
 	const struct mg_usage *u = b->u[i];
 	const struct mg_lease_ticket *t = &u->lease;
-	int ok = put_str(o, "id", u->request_id) == 0 && put_int(o, "st", u->status) == 0 &&
-	    put_str(o, "et", u->error_type) == 0 && put_int(o, "pt", u->prompt_tokens) == 0 &&
-	    put_int(o, "ct", u->completion_tokens) == 0 && put_int(o, "tt", u->total_tokens) == 0 &&
-	    put_str(o, "c", str_or_null(u->cost)) == 0 &&
-	    json_object_object_add(o, "b", json_object_new_boolean(b->billable[i])) == 0 &&
-	    put_str(o, "u", str_or_null(u->upstream_id)) == 0 &&
-	    put_str(o, "pv", str_or_null(u->provider)) == 0 &&
-	    put_int(o, "l", u->latency_ms) == 0 && put_int(o, "f", u->ttft_ms) == 0 &&
-	    json_object_object_add(o, "r", json_object_new_boolean(u->check)) == 0;
-	json_object *at;
 
-	if (ok && t->lease_id > 0) {
+	put_str(w, "id", u->request_id);
+	put_int(w, "st", u->status);
+	put_str(w, "et", u->error_type);
+	put_int(w, "pt", u->prompt_tokens);
+	put_int(w, "ct", u->completion_tokens);
+	put_int(w, "tt", u->total_tokens);
+	put_str(w, "c", str_or_null(u->cost));
+	put_bool(w, "b", b->billable[i]);
+	put_str(w, "u", str_or_null(u->upstream_id));
+	put_str(w, "pv", str_or_null(u->provider));
+	put_int(w, "l", u->latency_ms);
+	put_int(w, "f", u->ttft_ms);
+	put_bool(w, "r", u->check);
+	if (t->lease_id > 0) {
 		/* admitted from a lease: what its pending row would hold */
 		char when[96];
 		time_t sec = (time_t)(t->admitted_us / 1000000);
 		struct tm tm;
 
-		if (gmtime_r(&sec, &tm) == NULL)
-			return -1;
-		snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ",
-		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-		    tm.tm_sec, (t->admitted_us % 1000000 + 1000000) % 1000000);
-		ok = put_int(o, "L", t->lease_id) == 0 && put_int(o, "pid", u->project_id) == 0 &&
-		    put_int(o, "kid", u->key_id) == 0 && put_str(o, "m", u->model) == 0 &&
-		    put_str(o, "e", u->endpoint) == 0 &&
-		    json_object_object_add(o, "s", json_object_new_boolean(u->stream)) == 0 &&
-		    put_str(o, "rv", t->reserved) == 0 && put_int(o, "rt", t->reserved_tokens) == 0 &&
-		    put_int(o, "pe", t->prompt_estimate) == 0 &&
-		    put_str(o, "ap", t->prompt_price) == 0 &&
-		    put_str(o, "ac", t->completion_price) == 0 && put_str(o, "at", when) == 0 &&
-		    (!t->tight || json_object_object_add(o, "gb", json_object_new_boolean(1)) == 0);
+		put_int(w, "L", t->lease_id);
+		put_int(w, "pid", u->project_id);
+		put_int(w, "kid", u->key_id);
+		put_str(w, "m", u->model);
+		put_str(w, "e", u->endpoint);
+		put_bool(w, "s", u->stream);
+		put_str(w, "rv", t->reserved);
+		put_int(w, "rt", t->reserved_tokens);
+		put_int(w, "pe", t->prompt_estimate);
+		put_str(w, "ap", t->prompt_price);
+		put_str(w, "ac", t->completion_price);
+		if (gmtime_r(&sec, &tm) != NULL) {
+			snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ",
+			    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			    tm.tm_sec, (t->admitted_us % 1000000 + 1000000) % 1000000);
+			put_str(w, "at", when);
+		}
+		if (t->tight)
+			put_bool(w, "gb", 1);
 	}
-	if (!ok || u->upstream == NULL)
-		return ok ? 0 : -1;
+	if (u->upstream == NULL)
+		return;
 	/* the upstream that served it; what the common case needs no more of
 	 * is left out, as each member costs Postgres a few µs a row to read:
 	 * the calls when there was one and it served (the row's own upstream,
 	 * status and latency say it all), the prices of the upstream that
 	 * served when the plan had no other call (the admission's are its) */
-	if (put_str(o, "up", u->upstream) != 0 || (u->no_recon &&
-	    json_object_object_add(o, "nr", json_object_new_boolean(1)) != 0))
-		return -1;
-	if (u->n_attempts > 1 || (u->n_attempts == 1 && u->attempts[0].error != NULL)) {
-		at = attempts_json(u);
-		if (at == NULL || json_object_object_add(o, "tr", at) != 0) {
-			json_object_put(at);
-			return -1;
-		}
-	}
+	put_str(w, "up", u->upstream);
+	if (u->no_recon)
+		put_bool(w, "nr", 1);
+	if (u->n_attempts > 1 || (u->n_attempts == 1 && u->attempts[0].error != NULL))
+		put_attempts(w, u);
 	if (u->n_cands <= 1)
-		return 0;
-	ok = put_str(o, "sm", str_or_null(u->served_model)) == 0 &&
-	    put_str(o, "pp", str_or_null(u->served_prompt_price)) == 0 &&
-	    put_str(o, "cp", str_or_null(u->served_completion_price)) == 0 &&
-	    json_object_object_add(o, "g", json_object_new_boolean(u->served_config_prices)) == 0;
-	return ok ? 0 : -1;
+		return;
+	put_str(w, "sm", str_or_null(u->served_model));
+	put_str(w, "pp", str_or_null(u->served_prompt_price));
+	put_str(w, "cp", str_or_null(u->served_completion_price));
+	put_bool(w, "g", u->served_config_prices);
 }
 
 /* Runs the statement name on the JSON array of n objects that fill makes,
  * whose value is an integer (into *out). */
 static enum mg_err
 batch_call(struct mg_store *s, const char *name, int n,
-    int (*fill)(json_object *o, int i, const void *ctx), const void *ctx, int *out)
+    void (*fill)(struct mg_jw *w, int i, const void *ctx), const void *ctx, int *out)
 {
-	json_object *arr = batch_array(n, fill, ctx);
-	enum mg_err rc = MG_ERR_NOMEM;
+	struct mg_buf text;
+	enum mg_err rc;
 
 	*out = 0;
-	if (arr != NULL)
-		rc = scalar_int(s, name, json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN),
-		    out);
-	json_object_put(arr);
+	mg_buf_init(&text, BATCH_TEXT_MAX);
+	rc = batch_text(&text, n, fill, ctx);
+	if (rc == MG_OK)
+		rc = scalar_int(s, name, mg_buf_str(&text), out);
+	mg_buf_free(&text);
 	return rc;
 }
 
@@ -1007,20 +1017,22 @@ settle_call(struct mg_store *s, const char *name, int nfields, const struct mg_u
     const int *billable, int n, int *settled, unsigned long long *charged, PGresult **r)
 {
 	struct settle_batch b = { u, billable };
-	json_object *arr = batch_array(n, fill_settlement, &b);
+	struct mg_buf text;
 	const char *vals[1];
-	enum mg_err rc = MG_ERR_NOMEM;
+	enum mg_err rc;
 	int i;
 
 	*r = NULL;
 	*settled = 0;
 	for (i = 0; charged != NULL && i < n; i++)
 		charged[i] = 0;
-	if (arr == NULL)
-		return rc;
-	vals[0] = json_object_to_json_string_ext(arr, JSON_C_TO_STRING_PLAIN);
-	rc = exec_prepared(s, name, 1, vals, r);
-	json_object_put(arr);
+	mg_buf_init(&text, BATCH_TEXT_MAX);
+	rc = batch_text(&text, n, fill_settlement, &b);
+	if (rc == MG_OK) {
+		vals[0] = mg_buf_str(&text);
+		rc = exec_prepared(s, name, 1, vals, r);
+	}
+	mg_buf_free(&text);
 	if (rc != MG_OK)
 		return rc;
 	if (PQntuples(*r) != 1 || PQnfields(*r) != nfields) {
@@ -1107,8 +1119,8 @@ mg_store_auth_reader(struct mg_store *s, const char *key_hash_hex, struct mg_rea
 		return MG_ERR_AUTH;
 	}
 	out->admin = strcmp(PQgetvalue(r, 0, 0), "admin") == 0;
-	snprintf(out->project, sizeof(out->project), "%s", PQgetvalue(r, 0, 1));
-	snprintf(out->key_prefix, sizeof(out->key_prefix), "%s", PQgetvalue(r, 0, 2));
+	mg_text_copy(out->project, sizeof(out->project), PQgetvalue(r, 0, 1));
+	mg_text_copy(out->key_prefix, sizeof(out->key_prefix), PQgetvalue(r, 0, 2));
 	PQclear(r);
 	return MG_OK;
 }
@@ -1264,12 +1276,13 @@ struct note_batch {
 	const char *const *gens;
 };
 
-static int
-fill_note(json_object *o, int i, const void *ctx)
+static void
+fill_note(struct mg_jw *w, int i, const void *ctx)
 {
 	const struct note_batch *b = ctx;
 
-	return put_str(o, "id", b->ids[i]) == 0 && put_str(o, "u", b->gens[i]) == 0 ? 0 : -1;
+	put_str(w, "id", b->ids[i]);
+	put_str(w, "u", b->gens[i]);
 }
 
 enum mg_err

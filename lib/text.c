@@ -74,3 +74,12 @@ mg_text_scrub(char *s)
 		i += k;
 	}
 }
+
+void
+mg_text_copy(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memmove(dst, src, n);
+	dst[n] = '\0';
+}

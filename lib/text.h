@@ -17,5 +17,9 @@ int mg_text_printable(const char *p, size_t n);
 /* Replaces every byte of s (a C string) that is not part of a printable
  * character with '?', in place; the length stays. */
 void mg_text_scrub(char *s);
+/* Copies the C string src into dst of size bytes (size > 0), cut to
+ * size - 1 bytes, always NUL-terminated: snprintf(dst, size, "%s", src)
+ * without its cost, for the request path. */
+void mg_text_copy(char *dst, size_t size, const char *src);
 
 #endif

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "upstream.h"
+#include "text.h"
 
 struct mg_upstream {
 	const struct mg_conf *conf;
@@ -386,7 +387,7 @@ perform(struct mg_upstream *u, const char *path, const char *body, size_t len,
 		return MG_ERR_TOO_BIG;
 	if (rc != CURLE_OK) {
 		if (u->errbuf[0] == '\0')
-			snprintf(u->errbuf, sizeof(u->errbuf), "%s", curl_easy_strerror(rc));
+			mg_text_copy(u->errbuf, sizeof(u->errbuf), curl_easy_strerror(rc));
 		return map_curl_error(rc);
 	}
 	return MG_OK;

@@ -80,6 +80,28 @@ START_TEST(scrub)
 }
 END_TEST
 
+/* A bounded copy: whole when it fits, cut to size - 1 bytes otherwise. */
+START_TEST(copy)
+{
+	char d[8];
+
+	memset(d, 'x', sizeof(d));
+	mg_text_copy(d, sizeof(d), "abc");
+	ck_assert_str_eq(d, "abc");
+	mg_text_copy(d, sizeof(d), "");
+	ck_assert_str_eq(d, "");
+	mg_text_copy(d, sizeof(d), "1234567");
+	ck_assert_str_eq(d, "1234567");
+	mg_text_copy(d, sizeof(d), "123456789");
+	ck_assert_str_eq(d, "1234567");
+	mg_text_copy(d, 1, "abc");
+	ck_assert_str_eq(d, "");
+	ck_assert_str_eq(d + 1, "234567");
+	mg_text_copy(d, sizeof(d), d + 1);     /* overlapping */
+	ck_assert_str_eq(d, "234567");
+}
+END_TEST
+
 static Suite *
 text_suite(void)
 {
@@ -89,6 +111,7 @@ text_suite(void)
 	tcase_add_loop_test(tc, printable_table, 0, (int)(sizeof(cases) / sizeof(cases[0])));
 	tcase_add_test(tc, char_honours_n);
 	tcase_add_test(tc, scrub);
+	tcase_add_test(tc, copy);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -1,0 +1,204 @@
+/* jsonw.c -- JSON text written straight into an mg_buf (see jsonw.h). */
+#include "config.h"
+
+#include <string.h>
+
+#include "jsonw.h"
+
+void
+mg_jw_init(struct mg_jw *w, struct mg_buf *b)
+{
+	w->b = b;
+	w->rc = MG_OK;
+	w->comma = 0;
+}
+
+static void
+put(struct mg_jw *w, const char *p, size_t n)
+{
+	struct mg_buf *b = w->b;
+
+	if (w->rc != MG_OK)
+		return;
+	/* most writes are a few bytes into room the buffer has */
+	if (n < b->cap - b->len && n <= b->max - b->len) {
+		memcpy(b->data + b->len, p, n);
+		b->len += n;
+		b->data[b->len] = '\0';
+		return;
+	}
+	w->rc = mg_buf_add(b, p, n);
+}
+
+/* The separator before a value that is an element (after a key, comma
+ * is 0). */
+static void
+element(struct mg_jw *w)
+{
+	if (w->comma)
+		put(w, ",", 1);
+	w->comma = 1;
+}
+
+void
+mg_jw_open(struct mg_jw *w, char c)
+{
+	element(w);
+	put(w, &c, 1);
+	w->comma = 0;
+}
+
+void
+mg_jw_close(struct mg_jw *w, char c)
+{
+	put(w, &c, 1);
+	w->comma = 1;
+}
+
+void
+mg_jw_key(struct mg_jw *w, const char *key)
+{
+	element(w);
+	put(w, "\"", 1);
+	put(w, key, strlen(key));
+	put(w, "\":", 2);
+	w->comma = 0;
+}
+
+/* The code point of the well-formed UTF-8 character of 2-4 bytes at s (n
+ * readable), its length in *len; -1 when s starts none. */
+static long
+utf8_char(const unsigned char *s, size_t n, size_t *len)
+{
+	unsigned long c = s[0];
+	size_t k, i;
+
+	if (c >= 0xc2 && c <= 0xdf) {
+		k = 2;
+		c &= 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		k = 3;
+		c &= 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		k = 4;
+		c &= 0x07;
+	} else {
+		return -1;
+	}
+	if (n < k)
+		return -1;
+	for (i = 1; i < k; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return -1;
+		c = c << 6 | (s[i] & 0x3f);
+	}
+	if ((k == 3 && c < 0x800) || (k == 4 && c < 0x10000) || c > 0x10ffff ||
+	    (c >= 0xd800 && c <= 0xdfff))
+		return -1;
+	*len = k;
+	return (long)c;
+}
+
+static void
+escape_u(struct mg_jw *w, unsigned long c)
+{
+	static const char hex[] = "0123456789abcdef";
+	char e[6] = { '\\', 'u', hex[c >> 12 & 15], hex[c >> 8 & 15], hex[c >> 4 & 15],
+		hex[c & 15] };
+
+	put(w, e, sizeof(e));
+}
+
+void
+mg_jw_str(struct mg_jw *w, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t n, i = 0, run = 0, len;
+	long c;
+
+	if (str == NULL) {
+		mg_jw_null(w);
+		return;
+	}
+	element(w);
+	n = strlen(str);
+	put(w, "\"", 1);
+	while (i < n) {
+		unsigned char b = s[i];
+
+		/* a run of bytes written as they are */
+		if (b >= 0x20 && b < 0x7f && b != '"' && b != '\\') {
+			i++;
+			run++;
+			continue;
+		}
+		put(w, str + i - run, run);
+		run = 0;
+		if (b == '"' || b == '\\') {
+			char e[2] = { '\\', (char)b };
+
+			put(w, e, 2);
+			i++;
+		} else if (b == '\n') {
+			put(w, "\\n", 2);
+			i++;
+		} else if (b == '\t') {
+			put(w, "\\t", 2);
+			i++;
+		} else if (b < 0x80) {
+			escape_u(w, b);         /* the other C0 controls, DEL */
+			i++;
+		} else if ((c = utf8_char(s + i, n - i, &len)) < 0) {
+			put(w, "\\ufffd", 6);   /* not UTF-8: one byte replaced */
+			i++;
+		} else if (c <= 0x9f || c == 0x2028 || c == 0x2029) {
+			escape_u(w, (unsigned long)c);
+			i += len;
+		} else {
+			put(w, str + i, len);
+			i += len;
+		}
+	}
+	put(w, str + i - run, run);
+	put(w, "\"", 1);
+}
+
+void
+mg_jw_int(struct mg_jw *w, long long v)
+{
+	char d[24];
+	size_t k = sizeof(d);
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+	do {
+		d[--k] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		d[--k] = '-';
+	element(w);
+	put(w, d + k, sizeof(d) - k);
+}
+
+void
+mg_jw_bool(struct mg_jw *w, int v)
+{
+	element(w);
+	if (v)
+		put(w, "true", 4);
+	else
+		put(w, "false", 5);
+}
+
+void
+mg_jw_null(struct mg_jw *w)
+{
+	element(w);
+	put(w, "null", 4);
+}
+
+enum mg_err
+mg_jw_done(const struct mg_jw *w)
+{
+	return w->rc;
+}
