@@ -5,6 +5,8 @@
  * (naps and shutdown) and the log (time stamps). */
 #include "config.h"
 
+#include <time.h>
+
 #include "clock.h"
 
 #define NSEC_PER_SEC 1000000000L
@@ -87,4 +89,42 @@ mg_clock_seconds(void)
 
 	mg_clock_now(CLOCK_MONOTONIC, &now);
 	return (long)now.tv_sec;
+}
+
+/* The n decimal digits of v (zero-padded) at p. */
+static void
+digits(char *p, long long v, int n)
+{
+	while (n-- > 0) {
+		p[n] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
+int
+mg_clock_iso_us(long long us, char out[MG_CLOCK_ISO_US])
+{
+	long long frac = (us % 1000000 + 1000000) % 1000000;
+	time_t sec = (time_t)((us - frac) / 1000000);
+	struct tm tm;
+
+	if (gmtime_r(&sec, &tm) == NULL || tm.tm_year + 1900 < 0 || tm.tm_year + 1900 > 9999)
+		return -1;
+	/* YYYY-MM-DDTHH:MM:SS.uuuuuuZ */
+	digits(out, tm.tm_year + 1900, 4);
+	out[4] = '-';
+	digits(out + 5, tm.tm_mon + 1, 2);
+	out[7] = '-';
+	digits(out + 8, tm.tm_mday, 2);
+	out[10] = 'T';
+	digits(out + 11, tm.tm_hour, 2);
+	out[13] = ':';
+	digits(out + 14, tm.tm_min, 2);
+	out[16] = ':';
+	digits(out + 17, tm.tm_sec, 2);
+	out[19] = '.';
+	digits(out + 20, frac, 6);
+	out[26] = 'Z';
+	out[27] = '\0';
+	return 0;
 }

@@ -37,4 +37,10 @@ int mg_clock_before(const struct timespec *a, const struct timespec *b);
  * second and intervals counted in seconds. */
 long mg_clock_seconds(void);
 
+/* The UTC time us microseconds after the epoch as ISO 8601 with
+ * microseconds, "2026-12-07T02:14:08.354021Z" (MG_CLOCK_ISO_US bytes with
+ * the NUL); 0, or -1 for a time gmtime_r cannot read or past year 9999. */
+#define MG_CLOCK_ISO_US 28
+int mg_clock_iso_us(long long us, char out[MG_CLOCK_ISO_US]);
+
 #endif

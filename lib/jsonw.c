@@ -13,7 +13,7 @@ mg_jw_init(struct mg_jw *w, struct mg_buf *b)
 	w->comma = 0;
 }
 
-static void
+static inline void
 put(struct mg_jw *w, const char *p, size_t n)
 {
 	struct mg_buf *b = w->b;
@@ -58,10 +58,30 @@ mg_jw_close(struct mg_jw *w, char c)
 void
 mg_jw_key(struct mg_jw *w, const char *key)
 {
-	element(w);
-	put(w, "\"", 1);
-	put(w, key, strlen(key));
-	put(w, "\":", 2);
+	struct mg_buf *b = w->b;
+	size_t n = strlen(key);
+	char *p;
+
+	if (w->rc != MG_OK)
+		return;
+	/* ,"key": -- into the room the buffer has, or piece by piece */
+	if (n + 5 < b->cap - b->len && n + 4 <= b->max - b->len) {
+		p = b->data + b->len;
+		if (w->comma)
+			*p++ = ',';
+		*p++ = '"';
+		memcpy(p, key, n);
+		p += n;
+		*p++ = '"';
+		*p++ = ':';
+		*p = '\0';
+		b->len = (size_t)(p - b->data);
+	} else {
+		element(w);
+		put(w, "\"", 1);
+		put(w, key, n);
+		put(w, "\":", 2);
+	}
 	w->comma = 0;
 }
 

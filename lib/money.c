@@ -140,18 +140,28 @@ int
 mg_money_format_units(long long v, int scale, char *out, size_t len)
 {
 	unsigned long long a = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-	unsigned long long pow = 1;
-	int i, n;
+	char d[48];
+	int k = (int)sizeof(d), i, n;
 
 	if (scale < 0 || scale > 18)
 		return -1;
-	for (i = 0; i < scale; i++)
-		pow *= 10;
-	if (scale == 0)
-		n = snprintf(out, len, "%s%llu", v < 0 ? "-" : "", a);
-	else
-		n = snprintf(out, len, "%s%llu.%0*llu", v < 0 ? "-" : "", a / pow, scale, a % pow);
-	return n < 0 || (size_t)n >= len ? -1 : 0;
+	/* the digits from the right: the scale's decimals, then the units */
+	for (i = 0; i < scale; i++, a /= 10)
+		d[--k] = (char)('0' + a % 10);
+	if (scale > 0)
+		d[--k] = '.';
+	do {
+		d[--k] = (char)('0' + a % 10);
+		a /= 10;
+	} while (a > 0);
+	if (v < 0)
+		d[--k] = '-';
+	n = (int)sizeof(d) - k;
+	if ((size_t)n >= len)
+		return -1;
+	memcpy(out, d + k, (size_t)n);
+	out[n] = '\0';
+	return 0;
 }
 
 int

@@ -901,9 +901,7 @@ fill_settlement(struct mg_jw *w, int i, const void *ctx)
 	put_bool(w, "r", u->check);
 	if (t->lease_id > 0) {
 		/* admitted from a lease: what its pending row would hold */
-		char when[96];
-		time_t sec = (time_t)(t->admitted_us / 1000000);
-		struct tm tm;
+		char when[MG_CLOCK_ISO_US];
 
 		put_int(w, "L", t->lease_id);
 		put_int(w, "pid", u->project_id);
@@ -916,12 +914,7 @@ fill_settlement(struct mg_jw *w, int i, const void *ctx)
 		put_int(w, "pe", t->prompt_estimate);
 		put_str(w, "ap", t->prompt_price);
 		put_str(w, "ac", t->completion_price);
-		if (gmtime_r(&sec, &tm) != NULL) {
-			snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%06lldZ",
-			    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			    tm.tm_sec, (t->admitted_us % 1000000 + 1000000) % 1000000);
-			put_str(w, "at", when);
-		}
+		put_str(w, "at", mg_clock_iso_us(t->admitted_us, when) == 0 ? when : NULL);
 		if (t->tight)
 			put_bool(w, "gb", 1);
 	}

@@ -85,6 +85,31 @@ START_TEST(wall_clock_is_the_epoch)
 }
 END_TEST
 
+/* ISO 8601 with microseconds, in UTC, against strftime of the same time. */
+START_TEST(iso_us)
+{
+	static const struct {
+		long long us;
+		const char *want;
+	} cases[] = {
+		{ 0, "1970-01-01T00:00:00.000000Z" },
+		{ 1, "1970-01-01T00:00:00.000001Z" },
+		{ 1796609632705123LL, "2026-12-07T02:13:52.705123Z" },
+		{ 951782400999999LL, "2000-02-29T00:00:00.999999Z" },
+		{ -1, "1969-12-31T23:59:59.999999Z" },
+		{ 253402300799999999LL, "9999-12-31T23:59:59.999999Z" },
+	};
+	char out[MG_CLOCK_ISO_US];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_int_eq(mg_clock_iso_us(cases[i].us, out), 0);
+		ck_assert_str_eq(out, cases[i].want);
+	}
+	ck_assert_int_eq(mg_clock_iso_us(253402300800000000LL, out), -1);   /* year 10000 */
+}
+END_TEST
+
 static Suite *
 clock_suite(void)
 {
@@ -94,6 +119,7 @@ clock_suite(void)
 	tc = tcase_create("arithmetic");
 	tcase_add_loop_test(tc, add_ms_table, 0, (int)(sizeof(adds) / sizeof(adds[0])));
 	tcase_add_loop_test(tc, diff_and_order_table, 0, (int)(sizeof(pairs) / sizeof(pairs[0])));
+	tcase_add_test(tc, iso_us);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("reads");

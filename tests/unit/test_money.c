@@ -158,6 +158,39 @@ START_TEST(money_numeric_in_array)
 }
 END_TEST
 
+/* Integer units of 10^-scale USD as decimal text, and the room it needs. */
+START_TEST(money_format_units)
+{
+	static const struct {
+		long long v;
+		int scale;
+		const char *want;
+	} cases[] = {
+		{ 0, 6, "0.000000" },
+		{ 1, 6, "0.000001" },
+		{ -1, 6, "-0.000001" },
+		{ 1234567, 6, "1.234567" },
+		{ 5, 0, "5" },
+		{ -5, 0, "-5" },
+		{ 120000000000LL, 12, "0.120000000000" },
+		{ -9223372036854775807LL - 1, 18, "-9.223372036854775808" },
+		{ 9223372036854775807LL, 0, "9223372036854775807" },
+	};
+	char out[32];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ck_assert_int_eq(mg_money_format_units(cases[i].v, cases[i].scale, out, sizeof(out)),
+		    0);
+		ck_assert_str_eq(out, cases[i].want);
+	}
+	ck_assert_int_eq(mg_money_format_units(1234567, 6, out, 9), 0);     /* 8 and the NUL */
+	ck_assert_int_eq(mg_money_format_units(1234567, 6, out, 8), -1);
+	ck_assert_int_eq(mg_money_format_units(1, 19, out, sizeof(out)), -1);
+	ck_assert_int_eq(mg_money_format_units(1, -1, out, sizeof(out)), -1);
+}
+END_TEST
+
 static Suite *
 money_suite(void)
 {
@@ -169,6 +202,7 @@ money_suite(void)
 	tcase_add_loop_test(tc, money_numeric_table, 0,
 	    (int)(sizeof(numerics) / sizeof(numerics[0])));
 	tcase_add_test(tc, money_numeric_in_array);
+	tcase_add_test(tc, money_format_units);
 	suite_add_tcase(s, tc);
 	return s;
 }
