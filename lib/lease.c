@@ -257,10 +257,12 @@ mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admissio
 			take(l, t, q, out, need, pico, now_ms);
 			done = 1;
 		} else if (l != NULL) {
-			/* about half a second of what it admits, and at least
-			 * MG_LEASE_WANT_MIN: Postgres lends at most an eighth of
-			 * what is left, and a request at a time near a limit */
-			want = l->rate / 2 + 1;
+			/* about a second of what it admits (the key and model's
+			 * answer is kept as long: one round trip a second), and
+			 * at least MG_LEASE_WANT_MIN: Postgres lends at most an
+			 * eighth of what is left, and a request at a time near a
+			 * limit */
+			want = l->rate + 1;
 			if (want < MG_LEASE_WANT_MIN)
 				want = MG_LEASE_WANT_MIN;
 		}
@@ -320,9 +322,9 @@ keep_tmpl(struct mg_leases *ls, const struct mg_admit_req *q, const struct mg_ad
 	return t;
 }
 
-int
-mg_leases_granted(struct mg_leases *ls, const struct mg_admit_req *q,
-    struct mg_admission *out, long long now_ms)
+static int
+granted(struct mg_leases *ls, const struct mg_admit_req *q, struct mg_admission *out,
+    long long now_ms)
 {
 	struct tmpl *t;
 	struct lease *l;
@@ -330,11 +332,9 @@ mg_leases_granted(struct mg_leases *ls, const struct mg_admit_req *q,
 	unsigned slot = (unsigned)((unsigned long long)out->auth.project_id % NBUCKETS);
 	int rc = -1;
 
-	pthread_mutex_lock(&ls->lock);
 	l = find_lease(ls, out->auth.project_id);
 	if (out->outcome != MG_ADMIT_OK || out->lease_id <= 0) {
 		/* refused, or not lent: nothing changes here */
-		pthread_mutex_unlock(&ls->lock);
 		return out->outcome == MG_ADMIT_OK ? -1 : 0;
 	}
 	if (out->lease_spend[0] != '\0' &&
@@ -412,8 +412,32 @@ out:
 		mg_text_copy(k->completion_price, sizeof(k->completion_price),
 		    out->completion_price);
 	}
+	return rc;
+}
+
+int
+mg_leases_granted(struct mg_leases *ls, const struct mg_admit_req *q,
+    struct mg_admission *out, long long now_ms)
+{
+	int rc;
+
+	pthread_mutex_lock(&ls->lock);
+	rc = granted(ls, q, out, now_ms);
 	pthread_mutex_unlock(&ls->lock);
 	return rc;
+}
+
+void
+mg_leases_granted_batch(struct mg_leases *ls, const struct mg_admit_req *const *q,
+    struct mg_admission *const *out, int *rc, int n, long long now_ms)
+{
+	int i;
+
+	pthread_mutex_lock(&ls->lock);
+	for (i = 0; i < n; i++)
+		if (q[i] != NULL)
+			rc[i] = granted(ls, q[i], out[i], now_ms);
+	pthread_mutex_unlock(&ls->lock);
 }
 
 void

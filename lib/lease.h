@@ -23,7 +23,7 @@ struct mg_leases;
 #define MG_LEASE_TMPL_MS   1000  /* a key and model's answer is reused this long */
 #define MG_LEASE_IDLE_MS   2000  /* a lease unused this long is given back */
 #define MG_LEASE_WANT_MIN  16    /* requests a slice asks for at least, */
-#define MG_LEASE_WANT_MAX  1024  /* and at most */
+#define MG_LEASE_WANT_MAX  4096  /* and at most */
 
 /* holder names the process in the leases table (copied).  NULL on
  * allocation failure. */
@@ -46,6 +46,15 @@ int mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admi
  * for the reaper; see the ledger). */
 int mg_leases_granted(struct mg_leases *ls, const struct mg_admit_req *q,
     struct mg_admission *out, long long now_ms);
+
+/* mg_leases_granted of the n answers of one admission batch (q[i] NULL:
+ * not a lease element, left out; rc[i] its result), all at once, so that
+ * no admission here sees the lease between two of them.  The ledger
+ * applies each batch's before the next batch is sent: Postgres answers
+ * a lease's elements with its holding after each, and one applied after a
+ * later one's would leave the slice counting that later share twice. */
+void mg_leases_granted_batch(struct mg_leases *ls, const struct mg_admit_req *const *q,
+    struct mg_admission *const *out, int *rc, int n, long long now_ms);
 
 /* A settlement of a request admitted from a lease was written (or found
  * written): the lease no longer holds its reservation, and the tokens it

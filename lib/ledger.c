@@ -27,8 +27,9 @@
 #define SETTLE_BATCH_MAX  256    /* settlements in one statement */
 #define SETTLE_QUEUE_MAX  10000  /* beyond, callers settle themselves */
 #define SETTLE_GATHER_MS  10     /* a settlement waits this long for others, */
-#define LEASE_GATHER_MS   25     /* in lease mode (no reservation waits on it
-                                  * but a tight one's) */
+#define LEASE_GATHER_MS   100    /* in lease mode, where no reservation waits
+                                  * on it but a tight one's (and strict
+                                  * fallbacks'): those get SETTLE_GATHER_MS */
 #define LEASE_UPKEEP_MS   500    /* leases are looked at this often */
 #define LEASE_RETRY_MS    1000   /* a lease settlement not written is retried */
 #define LEASE_RENEW_MAX   4096   /* leases renewed in one statement */
@@ -40,6 +41,7 @@ struct waiter {
 	const struct mg_admit_req *q;
 	struct mg_admission *out;
 	enum mg_err rc;
+	int granted;                   /* mg_leases_granted's result (lease mode) */
 	int done;
 	pthread_cond_t wake;
 	struct waiter *next;
@@ -67,6 +69,7 @@ struct mg_ledger {
 	pthread_cond_t queued;         /* a settlement was queued, or stop */
 	struct settlement *queue, **queue_tail;
 	int queue_len;
+	int urgent;                    /* queued ones a reservation waits on */
 	int stopping;
 	pthread_t settler;
 	int settler_running;
@@ -122,6 +125,28 @@ admit_batch(struct mg_ledger *l, struct waiter *first, int n)
 		w->rc = rc;
 }
 
+/* Applies what a batch's lease elements were lent, in one step and before
+ * the next batch is sent (see mg_leases_granted_batch); run by the batch's
+ * leader, without the lock. */
+static void
+apply_grants(struct mg_ledger *l, struct waiter *first, int n)
+{
+	const struct mg_admit_req *q[ADMIT_BATCH_MAX];
+	struct mg_admission *out[ADMIT_BATCH_MAX];
+	int rc[ADMIT_BATCH_MAX];
+	struct waiter *w;
+	int i;
+
+	for (i = 0, w = first; i < n; i++, w = w->next) {
+		q[i] = w->q->lease_holder != NULL && w->rc == MG_OK ? w->q : NULL;
+		out[i] = w->out;
+		rc[i] = 0;
+	}
+	mg_leases_granted_batch(l->leases, q, out, rc, n, now_ms());
+	for (i = 0, w = first; i < n; i++, w = w->next)
+		w->granted = rc[i];
+}
+
 /* Marks a waiter answered and wakes it (not needed for the caller's own,
  * which is awake).  Called with the lock held. */
 static void
@@ -133,7 +158,7 @@ answer(struct waiter *w, const struct waiter *me)
 }
 
 static enum mg_err admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q,
-    struct mg_admission *out);
+    struct mg_admission *out, int *granted);
 
 /* Lease mode: whether Postgres answered the last call (see
  * mg_leases_suspend). */
@@ -150,26 +175,30 @@ mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_adm
 	struct mg_admit_req lq;
 	char spend[MG_COST_MAX];
 	enum mg_err rc;
+	int granted = 0;
 
 	if (l->leases == NULL)
-		return admit_in_postgres(l, q, out);
+		return admit_in_postgres(l, q, out, &granted);
 	lq = *q;
 	if (mg_leases_admit(l->leases, &lq, out, now_ms(), spend, sizeof(spend))) {
 		mg_metrics_count(MG_M_LEASE_ADMITS, 1);
 		return MG_OK;
 	}
-	rc = admit_in_postgres(l, &lq, out);
+	/* the leader of its batch applied what Postgres lent (granted) */
+	rc = admit_in_postgres(l, &lq, out, &granted);
 	answered(l, rc);
-	if (lq.lease_holder != NULL && rc == MG_OK &&
-	    mg_leases_granted(l->leases, &lq, out, now_ms()) != 0)
+	if (lq.lease_holder != NULL && rc == MG_OK && granted != 0)
 		mg_log(MG_LOG_WARN, q->request_id, "lease %lld not counted here (out of memory?): "
 		    "left to the reaper", out->lease_id);
 	return rc;
 }
 
-/* Admits q in Postgres, in a batch with those that come meanwhile. */
+/* Admits q in Postgres, in a batch with those that come meanwhile; in
+ * lease mode, *granted is what applying a lease element's answer gave
+ * (mg_leases_granted). */
 static enum mg_err
-admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_admission *out)
+admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_admission *out,
+    int *granted)
 {
 	struct waiter me;
 
@@ -201,6 +230,8 @@ admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_a
 		pthread_mutex_unlock(&l->lock);
 
 		admit_batch(l, first, n);
+		if (l->leases != NULL)
+			apply_grants(l, first, n);
 
 		pthread_mutex_lock(&l->lock);
 		rc = first->rc;
@@ -227,6 +258,7 @@ admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_a
 	}
 	pthread_mutex_unlock(&l->lock);
 	pthread_cond_destroy(&me.wake);
+	*granted = me.granted;
 	return me.rc;
 }
 
@@ -375,20 +407,38 @@ settle_batch(struct mg_ledger *l, struct settlement *first, int n)
 		    "their reserved amount (quota.reap_after too short?)", n - settled, n);
 }
 
+/* 1 when a reservation in Postgres waits on s: a request lent tight (its
+ * settlement gives back what it reserved), or one admitted in Postgres
+ * without a lease (a pending row). */
+static int
+urgent(const struct settlement *s)
+{
+	return !s->note && (s->u.lease.lease_id <= 0 || s->u.lease.tight);
+}
+
 /* Called with the lock held and a settlement queued: waits up to
- * SETTLE_GATHER_MS for more to join it, as one statement settling many
+ * SETTLE_GATHER_MS (LEASE_GATHER_MS in lease mode, until one that is
+ * urgent comes) for more to join it, as one statement settling many
  * costs Postgres little more than one settling one.  The client has its
  * answer already; the request's reservation is released that much later. */
 static void
 gather(struct mg_ledger *l)
 {
-	struct timespec until;
+	struct timespec until, soon;
+	int hurried = 0;
 
 	mg_clock_deadline(CLOCK_MONOTONIC, l->leases != NULL ? LEASE_GATHER_MS : SETTLE_GATHER_MS,
 	    &until);
-	while (l->queue_len < SETTLE_BATCH_MAX && !l->stopping)
+	while (l->queue_len < SETTLE_BATCH_MAX && !l->stopping) {
+		if (l->urgent > 0 && !hurried) {
+			mg_clock_deadline(CLOCK_MONOTONIC, SETTLE_GATHER_MS, &soon);
+			if (mg_clock_before(&soon, &until))
+				until = soon;
+			hurried = 1;
+		}
 		if (pthread_cond_timedwait(&l->queued, &l->lock, &until) == ETIMEDOUT)
 			break;
+	}
 }
 
 /* Puts back into the queue the lease settlements due for another try.
@@ -412,6 +462,7 @@ requeue(struct mg_ledger *l, long long now)
 		*l->queue_tail = s;
 		l->queue_tail = &s->next;
 		l->queue_len++;
+		l->urgent += urgent(s);
 		mg_metrics_gauge(MG_G_SETTLE_QUEUE, 1);
 	}
 }
@@ -495,8 +546,10 @@ settler_main(void *arg)
 			break;
 		gather(l);
 		first = l->queue;
-		for (s = first; s != NULL && n < SETTLE_BATCH_MAX; s = s->next)
+		for (s = first; s != NULL && n < SETTLE_BATCH_MAX; s = s->next) {
+			l->urgent -= urgent(s);
 			n++;
+		}
 		l->queue = s;
 		if (s == NULL)
 			l->queue_tail = &l->queue;
@@ -542,9 +595,11 @@ enqueue(struct mg_ledger *l, struct settlement *s)
 	if (l->settler_running && !l->stopping && l->queue_len < SETTLE_QUEUE_MAX) {
 		*l->queue_tail = s;
 		l->queue_tail = &s->next;
-		/* wake the settler when it waits for a first one or for a
-		 * full batch */
-		if (++l->queue_len == 1 || l->queue_len == SETTLE_BATCH_MAX)
+		/* wake the settler when it waits for a first one, a full
+		 * batch or, in lease mode, a first urgent one */
+		l->urgent += urgent(s);
+		if (++l->queue_len == 1 || l->queue_len == SETTLE_BATCH_MAX ||
+		    (l->urgent == 1 && urgent(s)))
 			pthread_cond_signal(&l->queued);
 		if (!s->note) {
 			mg_metrics_count(MG_M_SETTLE_QUEUED, 1);

@@ -297,6 +297,45 @@ START_TEST(money_units)
 }
 END_TEST
 
+/* Near a cap Postgres lends one request at a time, and answers each
+ * element with the lease's holding after it.  Two tight grants of one
+ * batch, applied together in either order, leave no room for a third
+ * admitted here; applied one at a time, the later first, there would be
+ * (its holding counts the earlier one's share, not yet taken out). */
+START_TEST(lease_tight_batch)
+{
+	struct mg_leases *ls = mg_leases_new("h");
+	struct mg_admit_req q1, q2, q3;
+	struct mg_admission o1, o2, out;
+	const struct mg_admit_req *qs[2];
+	struct mg_admission *outs[2];
+	char spend[MG_COST_MAX];
+	int rc[2] = { -2, -2 };
+
+	request(&q1, KEY_A, 100, 100);
+	request(&q2, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q1, &out, 1000, spend, sizeof(spend)), 0);
+	ck_assert_int_eq(mg_leases_admit(ls, &q2, &out, 1000, spend, sizeof(spend)), 0);
+	/* each lent its own 3.5e-6: the lease holds one, then two */
+	answer(&o1, 11, 1, "0.0000035", 1, 200, 1);
+	answer(&o2, 11, 2, "0.000007", 1, 200, 1);
+	qs[0] = &q2;            /* the later first */
+	qs[1] = &q1;
+	outs[0] = &o2;
+	outs[1] = &o1;
+	mg_leases_granted_batch(ls, qs, outs, rc, 2, 1000);
+	ck_assert_int_eq(rc[0], 0);
+	ck_assert_int_eq(rc[1], 0);
+	ck_assert_int_eq(o1.ticket.tight, 1);
+	ck_assert_int_eq(o2.ticket.lease_id, 11);
+	/* both shares are out: a third goes to Postgres */
+	request(&q3, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q3, &out, 1001, spend, sizeof(spend)), 0);
+	ck_assert_ptr_nonnull(q3.lease_holder);
+	mg_leases_free(ls);
+}
+END_TEST
+
 static Suite *
 lease_suite(void)
 {
@@ -308,6 +347,7 @@ lease_suite(void)
 	tcase_add_test(tc, lease_key_and_expiry);
 	tcase_add_test(tc, lease_upkeep);
 	tcase_add_test(tc, money_units);
+	tcase_add_test(tc, lease_tight_batch);
 	suite_add_tcase(s, tc);
 	return s;
 }
