@@ -27,9 +27,11 @@
 #define SETTLE_BATCH_MAX  256    /* settlements in one statement */
 #define SETTLE_QUEUE_MAX  10000  /* beyond, callers settle themselves */
 #define SETTLE_GATHER_MS  10     /* a settlement waits this long for others, */
-#define LEASE_GATHER_MS   100    /* in lease mode, where no reservation waits
+#define LEASE_GATHER_MS   25     /* in lease mode, where no reservation waits
                                   * on it but a tight one's (and strict
-                                  * fallbacks'): those get SETTLE_GATHER_MS */
+                                  * fallbacks'): those get SETTLE_GATHER_MS; */
+#define LEASE_GATHER_BUSY 32     /* with this many queued by then, it waits */
+#define LEASE_GATHER_MAX_MS 100  /* up to this long for a full batch */
 #define LEASE_UPKEEP_MS   500    /* leases are looked at this often */
 #define LEASE_RETRY_MS    1000   /* a lease settlement not written is retried */
 #define LEASE_RENEW_MAX   4096   /* leases renewed in one statement */
@@ -425,7 +427,7 @@ static void
 gather(struct mg_ledger *l)
 {
 	struct timespec until, soon;
-	int hurried = 0;
+	int hurried = 0, extended = l->leases == NULL;
 
 	mg_clock_deadline(CLOCK_MONOTONIC, l->leases != NULL ? LEASE_GATHER_MS : SETTLE_GATHER_MS,
 	    &until);
@@ -434,10 +436,16 @@ gather(struct mg_ledger *l)
 			mg_clock_deadline(CLOCK_MONOTONIC, SETTLE_GATHER_MS, &soon);
 			if (mg_clock_before(&soon, &until))
 				until = soon;
-			hurried = 1;
+			hurried = extended = 1;
 		}
-		if (pthread_cond_timedwait(&l->queued, &l->lock, &until) == ETIMEDOUT)
+		if (pthread_cond_timedwait(&l->queued, &l->lock, &until) != ETIMEDOUT)
+			continue;
+		/* busy: fewer, fuller batches cost Postgres less; quiet: a
+		 * batch's wait would only add to the others' latency */
+		if (extended || l->queue_len < LEASE_GATHER_BUSY)
 			break;
+		mg_clock_deadline(CLOCK_MONOTONIC, LEASE_GATHER_MAX_MS - LEASE_GATHER_MS, &until);
+		extended = 1;
 	}
 }
 

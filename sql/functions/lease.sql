@@ -49,14 +49,8 @@ BEGIN
     -- Postgres crash leaves its cost in the lease, which is charged whole
     -- if its process dies too
     v_sync := set_config('synchronous_commit', 'off', true);
-    PERFORM 1 FROM project_quota q
-      WHERE q.project_id IN (SELECT (x->>'pid')::bigint FROM jsonb_array_elements(p_rows) x)
-      ORDER BY q.project_id
-        FOR UPDATE;
-    PERFORM 1 FROM leases l
-      WHERE l.id IN (SELECT (x->>'L')::bigint FROM jsonb_array_elements(p_rows) x)
-      ORDER BY l.id
-        FOR UPDATE;
+    -- the rows first, without a lock on the counters (admissions of the
+    -- same projects wait on those only while they change, below)
     WITH x AS (
         SELECT x.*,
                CASE WHEN x.g THEN x.pp ELSE coalesce(um.prompt_price, x.pp) END AS spp,
@@ -122,6 +116,14 @@ BEGIN
     IF settled = 0 THEN
         RETURN;
     END IF;
+    PERFORM 1 FROM project_quota q
+      WHERE q.project_id = ANY (a_pid)
+      ORDER BY q.project_id
+        FOR UPDATE;
+    PERFORM 1 FROM leases l
+      WHERE l.id = ANY (a_lid)
+      ORDER BY l.id
+        FOR UPDATE;
 
     -- each live lease gives up what its requests cost (at most what it
     -- holds), the project's reserved amount with it; the cost counts in
