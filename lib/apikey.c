@@ -47,6 +47,45 @@ mg_random_bytes(void *out, size_t n)
 	return MG_OK;
 }
 
+/* Each thread's store of random bytes for ids (see mg_random_id_bytes),
+ * emptied in a child after fork so that no two processes share one. */
+#define ID_POOL 512
+static __thread unsigned char id_pool[ID_POOL];
+static __thread size_t id_pool_left;
+static pthread_once_t id_pool_once = PTHREAD_ONCE_INIT;
+
+static void
+id_pool_forked(void)
+{
+	id_pool_left = 0;
+}
+
+static void
+id_pool_init(void)
+{
+	pthread_atfork(NULL, NULL, id_pool_forked);
+}
+
+enum mg_err
+mg_random_id_bytes(void *out, size_t n)
+{
+	pthread_once(&id_pool_once, id_pool_init);
+	if (n > ID_POOL)
+		return mg_random_bytes(out, n);
+	if (id_pool_left < n) {
+		enum mg_err e = mg_random_bytes(id_pool, ID_POOL);
+
+		if (e != MG_OK)
+			return e;
+		id_pool_left = ID_POOL;
+	}
+	/* taken from the end; what was handed out is wiped */
+	id_pool_left -= n;
+	memcpy(out, id_pool + id_pool_left, n);
+	memset(id_pool + id_pool_left, 0, n);
+	return MG_OK;
+}
+
 enum mg_err
 mg_apikey_generate(char key[MG_APIKEY_LEN + 1])
 {

@@ -32,5 +32,9 @@ const char *mg_apikey_from_header(const char *header, size_t *n);
 /* Random bytes from the OS; MG_ERR_IO on failure. */
 enum mg_err mg_random_bytes(void *out, size_t n)
 	__attribute__((warn_unused_result));
+/* n random bytes for an id that must be unique, not secret (request ids):
+ * as mg_random_bytes, but from a per-thread store refilled 512 bytes at a
+ * time, so a request costs no system call. */
+enum mg_err mg_random_id_bytes(void *out, size_t n) __attribute__((warn_unused_result));
 
 #endif

@@ -24,7 +24,7 @@ new_request_id(char out[MG_REQUEST_ID_LEN + 1])
 	unsigned char raw[12];
 	size_t i;
 
-	if (mg_random_bytes(raw, sizeof(raw)) != MG_OK) {
+	if (mg_random_id_bytes(raw, sizeof(raw)) != MG_OK) {
 		struct timespec ts;
 
 		mg_clock_now(CLOCK_REALTIME, &ts);

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +14,33 @@
 #include "clock.h"
 #include "log.h"
 #include "text.h"
+
+
+/* The process id for log lines, read once (and again in a child after
+ * fork): getpid is a system call. */
+static pid_t cached_pid;
+static pthread_once_t pid_once = PTHREAD_ONCE_INIT;
+
+/* in the child, whose one thread runs it before any other starts */
+static void
+pid_forked(void)
+{
+	cached_pid = getpid();
+}
+
+static void
+pid_init(void)
+{
+	cached_pid = getpid();
+	pthread_atfork(NULL, NULL, pid_forked);
+}
+
+static pid_t
+log_pid(void)
+{
+	pthread_once(&pid_once, pid_init);
+	return cached_pid;
+}
 
 static int log_level = MG_LOG_INFO;
 static int log_fd = STDERR_FILENO;
@@ -136,7 +164,7 @@ mg_log_write(int level, const char *reqid, const char *fmt, ...)
 	n += strlen(name);
 	line[n++] = ' ';
 	line[n++] = '[';
-	n += put_decimal(line + n, (unsigned long)getpid());
+	n += put_decimal(line + n, (unsigned long)log_pid());
 	line[n++] = ']';
 	line[n++] = ' ';
 	if (reqid == NULL || reqid[0] == '\0')

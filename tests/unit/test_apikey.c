@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "apikey.h"
 #include "base64.h"
@@ -201,6 +203,42 @@ START_TEST(random_bytes_fill)
 }
 END_TEST
 
+/* Ids from the per-thread store: all distinct over many refills, and a
+ * child after fork does not draw what its parent draws next. */
+START_TEST(random_id_bytes_distinct)
+{
+	enum { N = 400 };
+	static unsigned char ids[N][12];
+	unsigned char mine[12], child[12];
+	int fd[2], i, j, status;
+	pid_t pid;
+
+	for (i = 0; i < N; i++)
+		ck_assert_int_eq(mg_random_id_bytes(ids[i], sizeof(ids[i])), MG_OK);
+	for (i = 0; i < N; i++)
+		for (j = i + 1; j < N; j++)
+			ck_assert_msg(memcmp(ids[i], ids[j], 12) != 0, "ids %d and %d equal", i, j);
+	ck_assert_int_eq(pipe(fd), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		ssize_t w;
+
+		if (mg_random_id_bytes(child, sizeof(child)) != MG_OK)
+			_exit(2);
+		w = write(fd[1], child, sizeof(child));
+		_exit(w == (ssize_t)sizeof(child) ? 0 : 3);
+	}
+	ck_assert_int_eq(mg_random_id_bytes(mine, sizeof(mine)), MG_OK);
+	ck_assert_int_eq(read(fd[0], child, sizeof(child)), (ssize_t)sizeof(child));
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert(memcmp(mine, child, sizeof(mine)) != 0);
+	close(fd[0]);
+	close(fd[1]);
+}
+END_TEST
+
 static const struct {
 	const char *s;
 	int want;
@@ -369,6 +407,7 @@ apikey_suite(void)
 	tcase_add_test(tc, apikey_generate_shape);
 	tcase_add_test(tc, apikey_generate_distinct);
 	tcase_add_test(tc, random_bytes_fill);
+	tcase_add_test(tc, random_id_bytes_distinct);
 	tcase_add_loop_test(tc, apikey_valid_table, 0, (int)(sizeof(valid_cases) / sizeof(valid_cases[0])));
 	tcase_add_test(tc, apikey_valid_uses_n);
 	tcase_add_test(tc, apikey_prefix);
