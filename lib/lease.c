@@ -415,18 +415,6 @@ out:
 	return rc;
 }
 
-int
-mg_leases_granted(struct mg_leases *ls, const struct mg_admit_req *q,
-    struct mg_admission *out, long long now_ms)
-{
-	int rc;
-
-	pthread_mutex_lock(&ls->lock);
-	rc = granted(ls, q, out, now_ms);
-	pthread_mutex_unlock(&ls->lock);
-	return rc;
-}
-
 void
 mg_leases_granted_batch(struct mg_leases *ls, const struct mg_admit_req *const *q,
     struct mg_admission *const *out, int *rc, int n, long long now_ms)

@@ -38,21 +38,18 @@ void mg_leases_free(struct mg_leases *ls);
 int mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admission *out,
     long long now_ms, char *spend, size_t len);
 
-/* Applies what Postgres answered to a lease element (any outcome): when
- * admitted, keeps the key and model's answer and the slice lent, and
- * takes the request out of it (out->ticket filled).  0, or -1 when the
- * answer could not be read (out is then a strict admission: settled as
- * one, its ticket empty, which the pending row it lacks makes a no-op
- * for the reaper; see the ledger). */
-int mg_leases_granted(struct mg_leases *ls, const struct mg_admit_req *q,
-    struct mg_admission *out, long long now_ms);
-
-/* mg_leases_granted of the n answers of one admission batch (q[i] NULL:
- * not a lease element, left out; rc[i] its result), all at once, so that
- * no admission here sees the lease between two of them.  The ledger
- * applies each batch's before the next batch is sent: Postgres answers
- * a lease's elements with its holding after each, and one applied after a
- * later one's would leave the slice counting that later share twice. */
+/* Applies what Postgres answered to the lease elements of one admission
+ * batch, q[i] and out[i] of n (q[i] NULL: not a lease element, left out),
+ * any outcome: when admitted, keeps the key and model's answer and the
+ * slice lent, and takes the request out of it (out[i]->ticket filled).
+ * rc[i] is 0, or -1 when the answer could not be read (out[i] is then a
+ * strict admission: settled as one, its ticket empty, which the pending
+ * row it lacks makes a no-op for the reaper; see the ledger).  All at
+ * once, so that no admission here sees the lease between two of them;
+ * the ledger applies each batch's before the next batch is sent: Postgres
+ * answers a lease's elements with its holding after each, and one applied
+ * after a later one's would leave the slice counting that later share
+ * twice. */
 void mg_leases_granted_batch(struct mg_leases *ls, const struct mg_admit_req *const *q,
     struct mg_admission *const *out, int *rc, int n, long long now_ms);
 

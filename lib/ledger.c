@@ -43,7 +43,7 @@ struct waiter {
 	const struct mg_admit_req *q;
 	struct mg_admission *out;
 	enum mg_err rc;
-	int granted;                   /* mg_leases_granted's result (lease mode) */
+	int granted;                   /* its rc of mg_leases_granted_batch */
 	int done;
 	pthread_cond_t wake;
 	struct waiter *next;
@@ -197,7 +197,7 @@ mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_adm
 
 /* Admits q in Postgres, in a batch with those that come meanwhile; in
  * lease mode, *granted is what applying a lease element's answer gave
- * (mg_leases_granted). */
+ * (mg_leases_granted_batch). */
 static enum mg_err
 admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_admission *out,
     int *granted)
