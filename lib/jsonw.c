@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "jsonw.h"
+#include "text.h"
 
 void
 mg_jw_init(struct mg_jw *w, struct mg_buf *b)
@@ -85,40 +86,6 @@ mg_jw_key(struct mg_jw *w, const char *key)
 	w->comma = 0;
 }
 
-/* The code point of the well-formed UTF-8 character of 2-4 bytes at s (n
- * readable), its length in *len; -1 when s starts none. */
-static long
-utf8_char(const unsigned char *s, size_t n, size_t *len)
-{
-	unsigned long c = s[0];
-	size_t k, i;
-
-	if (c >= 0xc2 && c <= 0xdf) {
-		k = 2;
-		c &= 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		k = 3;
-		c &= 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		k = 4;
-		c &= 0x07;
-	} else {
-		return -1;
-	}
-	if (n < k)
-		return -1;
-	for (i = 1; i < k; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return -1;
-		c = c << 6 | (s[i] & 0x3f);
-	}
-	if ((k == 3 && c < 0x800) || (k == 4 && c < 0x10000) || c > 0x10ffff ||
-	    (c >= 0xd800 && c <= 0xdfff))
-		return -1;
-	*len = k;
-	return (long)c;
-}
-
 static void
 escape_u(struct mg_jw *w, unsigned long c)
 {
@@ -134,7 +101,7 @@ mg_jw_str(struct mg_jw *w, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
 	size_t n, i = 0, run = 0, len;
-	long c;
+	unsigned long c;
 
 	if (str == NULL) {
 		mg_jw_null(w);
@@ -168,11 +135,11 @@ mg_jw_str(struct mg_jw *w, const char *str)
 		} else if (b < 0x80) {
 			escape_u(w, b);         /* the other C0 controls, DEL */
 			i++;
-		} else if ((c = utf8_char(s + i, n - i, &len)) < 0) {
+		} else if ((len = mg_text_utf8(str + i, n - i, &c)) == 0) {
 			put(w, "\\ufffd", 6);   /* not UTF-8: one byte replaced */
 			i++;
 		} else if (c <= 0x9f || c == 0x2028 || c == 0x2029) {
-			escape_u(w, (unsigned long)c);
+			escape_u(w, c);
 			i += len;
 		} else {
 			put(w, str + i, len);

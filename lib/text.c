@@ -9,18 +9,18 @@
 #include "text.h"
 
 size_t
-mg_text_char(const char *p, size_t n)
+mg_text_utf8(const char *p, size_t n, unsigned long *cp)
 {
 	const unsigned char *s = (const unsigned char *)p;
-	unsigned c;
+	unsigned long c;
 	size_t len, i;
 
 	if (n == 0)
 		return 0;
 	c = s[0];
-	if (c < 0x80)
-		return c >= 0x20 && c != 0x7f;
-	if (c >= 0xc2 && c <= 0xdf) {
+	if (c < 0x80) {
+		len = 1;
+	} else if (c >= 0xc2 && c <= 0xdf) {
 		len = 2;
 		c &= 0x1f;
 	} else if (c >= 0xe0 && c <= 0xef) {
@@ -39,9 +39,22 @@ mg_text_char(const char *p, size_t n)
 			return 0;
 		c = c << 6 | (s[i] & 0x3f);
 	}
-	/* overlong forms, surrogates, past U+10FFFF, C1 and the separators */
+	/* overlong forms, surrogates, past U+10FFFF */
 	if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || c > 0x10ffff ||
-	    (c >= 0xd800 && c <= 0xdfff) || c <= 0x9f || c == 0x2028 || c == 0x2029)
+	    (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	*cp = c;
+	return len;
+}
+
+size_t
+mg_text_char(const char *p, size_t n)
+{
+	unsigned long c;
+	size_t len = mg_text_utf8(p, n, &c);
+
+	/* controls: C0, DEL, C1, and the line and paragraph separators */
+	if (len == 0 || c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0x2028 || c == 0x2029)
 		return 0;
 	return len;
 }

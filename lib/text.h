@@ -9,6 +9,10 @@
  * C1 (U+0080-U+009F) or the line and paragraph separators U+2028/U+2029.
  * Pure functions, thread-safe. */
 
+/* The bytes (1-4) of the well-formed UTF-8 character that starts at p (n
+ * bytes readable there), its code point in *cp, whatever it is (controls
+ * too); 0 when p starts none or n is 0. */
+size_t mg_text_utf8(const char *p, size_t n, unsigned long *cp);
 /* The bytes (1-4) of the printable character that starts at p (n bytes
  * readable there); 0 when p[0] starts no printable character or n is 0. */
 size_t mg_text_char(const char *p, size_t n);
