@@ -22,6 +22,9 @@ struct tmpl {
 	char key[68];
 	char model[MG_MODEL_ID_MAX];
 	long long expires_ms;
+	long long fetched_ms;        /* when Postgres answered for it */
+	long long used_ms;           /* its last admission here (0: none) */
+	long long asked_ms;          /* its refresh was asked for (0: none) */
 	long long project_id;
 	struct mg_auth auth;
 	long long rpm, tpm, ctx;     /* -1: none */
@@ -29,6 +32,15 @@ struct tmpl {
 	char spent[MG_COST_MAX];
 	char pp[MG_COST_MAX], cp[MG_COST_MAX];
 	long long pp_pico, cp_pico;  /* rounded up */
+	/* the request it was answered for, which a refresh repeats */
+	char endpoint[32];
+	int stream;
+	long long prompt_estimate, max_output;
+	int default_output;
+	const char *fallback_prompt, *fallback_completion;
+	const struct mg_conf *conf;
+	struct mg_route_candidate cands[MG_ROUTE_ATTEMPTS_MAX];
+	int n_cands;
 	struct tmpl *next;
 };
 
@@ -46,6 +58,8 @@ struct lease {
 	long long last_ms;           /* its last admission */
 	long long win_ms, win_n, rate;  /* admissions a second */
 	long long rpm_rem, rpm_reset, tpm_rem, tpm_reset;  /* the buckets' */
+	long long asked_ms;          /* a refill was asked for (0: none) */
+	long long rpm, tpm;          /* the project's limits its slices are of */
 	struct lease *next;
 };
 
@@ -216,6 +230,52 @@ take(struct lease *l, const struct tmpl *t, const struct mg_admit_req *q,
 	mg_text_copy(k->completion_price, sizeof(k->completion_price), t->cp);
 }
 
+/* What l asks for when it borrows: about a second of what it admits (the
+ * key and model's answer is kept as long), and at least
+ * MG_LEASE_WANT_MIN: Postgres lends at most an eighth of what is left,
+ * and a request at a time near a limit. */
+static long long
+want_of(const struct lease *l)
+{
+	long long want = l->rate + 1;
+
+	if (want < MG_LEASE_WANT_MIN)
+		want = MG_LEASE_WANT_MIN;
+	return want > MG_LEASE_WANT_MAX ? MG_LEASE_WANT_MAX : want;
+}
+
+/* 1 when what is left of l's slice is less than half of what it asks for
+ * (requests of need tokens costing pico). */
+static int
+low(const struct lease *l, long long need, long long pico)
+{
+	long long half = (want_of(l) + 1) / 2, v;
+
+	return (l->req_left >= 0 && l->req_left < half) ||
+	    (l->tok_left >= 0 && (__builtin_mul_overflow(half, need, &v) || l->tok_left < v)) ||
+	    (l->capped && (__builtin_mul_overflow(half, pico, &v) ||
+	    l->spend_pico - l->out_pico < v));
+}
+
+/* The lease element's asks for want requests of need tokens costing pico:
+ * tokens (-1 when they do not fit the bigint or the integer Postgres
+ * reads) and spend (into spend, of len; NULL when it does not fit). */
+static void
+asks(struct mg_admit_req *q, long long want, long long need, long long pico, char *spend,
+    size_t len)
+{
+	long long v;
+
+	q->lease_requests = want;
+	q->lease_tokens = -1;
+	q->lease_spend = NULL;
+	if (!__builtin_mul_overflow(want, need, &v))
+		q->lease_tokens = v > 2147483647 ? 2147483647 : v;
+	if (!__builtin_mul_overflow(want, pico, &v) &&
+	    mg_money_format_units(v, PICO, spend, len) == 0)
+		q->lease_spend = spend;
+}
+
 /* 1 when l can admit a request of need tokens costing pico. */
 static int
 fits(const struct lease *l, long long need, long long pico)
@@ -232,7 +292,7 @@ mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admissio
 {
 	struct tmpl *t;
 	struct lease *l = NULL;
-	long long want = 1, need = 0, pico = 0, v;
+	long long want = 1, need = 0, pico = 0;
 	int done = 0;
 
 	q->lease_holder = NULL;
@@ -255,31 +315,41 @@ mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admissio
 		}
 		if (!ls->down && t->expires_ms > now_ms && l != NULL && fits(l, need, pico)) {
 			take(l, t, q, out, need, pico, now_ms);
+			t->used_ms = now_ms;
 			done = 1;
+			/* running low: the refresher is woken to refill it */
+			if ((l->asked_ms == 0 || now_ms - l->asked_ms >= MG_LEASE_ASK_MS) &&
+			    low(l, need, pico))
+				done = 2;
 		} else if (l != NULL) {
-			/* about a second of what it admits (the key and model's
-			 * answer is kept as long: one round trip a second), and
-			 * at least MG_LEASE_WANT_MIN: Postgres lends at most an
-			 * eighth of what is left, and a request at a time near a
-			 * limit */
-			want = l->rate + 1;
-			if (want < MG_LEASE_WANT_MIN)
-				want = MG_LEASE_WANT_MIN;
+			want = want_of(l);
 		}
 	}
 	if (!done) {
-		if (want > MG_LEASE_WANT_MAX)
-			want = MG_LEASE_WANT_MAX;
 		q->lease_holder = ls->holder;
-		q->lease_requests = want;
-		if (t != NULL && !__builtin_mul_overflow(want, need, &v))
-			q->lease_tokens = v;
-		if (t != NULL && !__builtin_mul_overflow(want, pico, &v) &&
-		    mg_money_format_units(v, PICO, spend, len) == 0)
-			q->lease_spend = spend;
+		if (t != NULL)
+			asks(q, want, need, pico, spend, len);
+		else
+			q->lease_requests = want;
 	}
 	pthread_mutex_unlock(&ls->lock);
 	return done;
+}
+
+/* Forgets what key and model were last admitted with, if anything. */
+static void
+drop_tmpl(struct mg_leases *ls, const char *key, const char *model)
+{
+	struct tmpl **p = &ls->tmpls[tmpl_slot(key, model)];
+
+	for (; *p != NULL; p = &(*p)->next)
+		if (strcmp((*p)->key, key) == 0 && strcmp((*p)->model, model) == 0) {
+			struct tmpl *t = *p;
+
+			*p = t->next;
+			free(t);
+			return;
+		}
 }
 
 /* Keeps Postgres's answer for q's key and model. */
@@ -292,6 +362,8 @@ keep_tmpl(struct mg_leases *ls, const struct mg_admit_req *q, const struct mg_ad
 
 	memset(&n, 0, sizeof(n));
 	if (strlen(q->key_hash_hex) >= sizeof(n.key) || strlen(q->model) >= sizeof(n.model) ||
+	    strlen(q->endpoint) >= sizeof(n.endpoint) || q->n_cands < 0 ||
+	    q->n_cands > MG_ROUTE_ATTEMPTS_MAX ||
 	    mg_money_units(a->prompt_price, PICO, MG_MONEY_UP, &n.pp_pico) != 0 ||
 	    mg_money_units(a->completion_price, PICO, MG_MONEY_UP, &n.cp_pico) != 0)
 		return NULL;
@@ -305,10 +377,25 @@ keep_tmpl(struct mg_leases *ls, const struct mg_admit_req *q, const struct mg_ad
 		ls->tmpls[slot] = t;
 	} else {
 		n.next = t->next;
+		n.used_ms = t->used_ms;
 	}
 	strcpy(n.key, q->key_hash_hex);
 	strcpy(n.model, q->model);
 	n.expires_ms = now_ms + MG_LEASE_TMPL_MS;
+	n.fetched_ms = now_ms;
+	if (!q->lease_refresh)
+		n.used_ms = now_ms;
+	strcpy(n.endpoint, q->endpoint);
+	n.stream = q->stream;
+	n.prompt_estimate = q->prompt_estimate;
+	n.max_output = q->max_output;
+	n.default_output = q->default_output;
+	n.fallback_prompt = q->fallback_prompt;
+	n.fallback_completion = q->fallback_completion;
+	n.conf = q->conf;
+	n.n_cands = q->n_cands;
+	if (q->n_cands > 0)
+		memcpy(n.cands, q->cands, (size_t)q->n_cands * sizeof(n.cands[0]));
 	n.project_id = a->auth.project_id;
 	n.auth = a->auth;
 	n.rpm = a->rpm;
@@ -322,6 +409,23 @@ keep_tmpl(struct mg_leases *ls, const struct mg_admit_req *q, const struct mg_ad
 	return t;
 }
 
+/* A project's limits as Postgres answered them: a limit changed leaves
+ * nothing of what l's slices hold of it (lent under the old limit, it is
+ * not admitted under the new), so that the change binds here as soon as
+ * it is known. */
+static void
+limits(struct lease *l, const struct mg_admission *a)
+{
+	if (a->rpm != l->rpm) {
+		l->rpm = a->rpm;
+		l->req_left = a->rpm >= 0 ? 0 : -1;
+	}
+	if (a->tpm != l->tpm) {
+		l->tpm = a->tpm;
+		l->tok_left = a->tpm >= 0 ? 0 : -1;
+	}
+}
+
 static int
 granted(struct mg_leases *ls, const struct mg_admit_req *q, struct mg_admission *out,
     long long now_ms)
@@ -333,6 +437,16 @@ granted(struct mg_leases *ls, const struct mg_admit_req *q, struct mg_admission 
 	int rc = -1;
 
 	l = find_lease(ls, out->auth.project_id);
+	if (l != NULL && out->outcome != MG_ADMIT_INVALID_KEY)
+		limits(l, out);
+	if (out->outcome != MG_ADMIT_OK && q->lease_refresh) {
+		/* the key and model's next request is decided in Postgres,
+		 * unless only the buckets are short now: what is left of the
+		 * slice is the process's until the answer expires */
+		if (out->outcome != MG_ADMIT_REQUESTS && out->outcome != MG_ADMIT_TOKENS)
+			drop_tmpl(ls, q->key_hash_hex, q->model);
+		return 0;
+	}
 	if (out->outcome != MG_ADMIT_OK || out->lease_id <= 0) {
 		/* refused, or not lent: nothing changes here */
 		return out->outcome == MG_ADMIT_OK ? -1 : 0;
@@ -351,6 +465,8 @@ granted(struct mg_leases *ls, const struct mg_admit_req *q, struct mg_admission 
 		l->next = ls->leases[slot];
 		ls->leases[slot] = l;
 		l->win_ms = now_ms;
+		l->rpm = out->rpm;
+		l->tpm = out->tpm;
 	}
 	if (l->id != out->lease_id) {
 		/* a new lease (the first, or one after a reaped one): the
@@ -361,6 +477,8 @@ granted(struct mg_leases *ls, const struct mg_admit_req *q, struct mg_admission 
 		l->outstanding = 0;
 		l->req_left = out->rpm >= 0 ? 0 : -1;
 		l->tok_left = out->tpm >= 0 ? 0 : -1;
+		l->rpm = out->rpm;
+		l->tpm = out->tpm;
 		l->stale = 0;
 		l->releasing = 0;   /* the old one's release is over */
 	}
@@ -377,6 +495,12 @@ granted(struct mg_leases *ls, const struct mg_admit_req *q, struct mg_admission 
 	l->rpm_reset = out->rpm_reset_ms;
 	l->tpm_rem = out->tpm_remaining;
 	l->tpm_reset = out->tpm_reset_ms;
+	if (q->lease_refresh) {
+		/* no request to take out: the slice is the lease's */
+		l->asked_ms = 0;
+		t->asked_ms = 0;
+		return 0;
+	}
 	need = out->need_tokens;
 	if (cost_of(t, q, output_of(q, t->ctx), &pico) != 0)
 		goto out;
@@ -400,6 +524,8 @@ out:
 
 		if (l != NULL && l->id == out->lease_id)
 			l->stale = 1;
+		if (q->lease_refresh)
+			return rc;
 		memset(k, 0, sizeof(*k));
 		k->lease_id = out->lease_id;
 		k->tight = out->lease_tight;
@@ -426,6 +552,97 @@ mg_leases_granted_batch(struct mg_leases *ls, const struct mg_admit_req *const *
 		if (q[i] != NULL)
 			rc[i] = granted(ls, q[i], out[i], now_ms);
 	pthread_mutex_unlock(&ls->lock);
+}
+
+/* The output and the reservation (into *pico; -1 when it does not fit)
+ * of the request t was answered for. */
+static long long
+output_of_tmpl(const struct tmpl *t)
+{
+	struct mg_admit_req q;
+
+	memset(&q, 0, sizeof(q));
+	q.max_output = t->max_output;
+	q.default_output = t->default_output;
+	return output_of(&q, t->ctx);
+}
+
+static int
+cost_of_tmpl(const struct tmpl *t, long long *pico)
+{
+	struct mg_admit_req q;
+
+	memset(&q, 0, sizeof(q));
+	q.prompt_estimate = t->prompt_estimate;
+	return cost_of(t, &q, output_of_tmpl(t), pico);
+}
+
+/* Fills r as a refresh of t, asking for want requests (0: none, only the
+ * answer renewed). */
+static void
+refresh_of(struct mg_leases *ls, const struct tmpl *t, long long want, long long need,
+    long long pico, struct mg_lease_refresh *r)
+{
+	struct mg_admit_req *q = &r->q;
+
+	memset(q, 0, sizeof(*q));
+	strcpy(r->key, t->key);
+	strcpy(r->model, t->model);
+	strcpy(r->endpoint, t->endpoint);
+	memcpy(r->cands, t->cands, sizeof(r->cands));
+	q->key_hash_hex = r->key;
+	q->request_id = "";
+	q->model = r->model;
+	q->endpoint = r->endpoint;
+	q->stream = t->stream;
+	q->prompt_estimate = t->prompt_estimate;
+	q->max_output = t->max_output;
+	q->default_output = t->default_output;
+	q->fallback_prompt = t->fallback_prompt;
+	q->fallback_completion = t->fallback_completion;
+	q->conf = t->conf;
+	q->cands = r->cands;
+	q->n_cands = t->n_cands;
+	q->lease_holder = ls->holder;
+	q->lease_refresh = 1;
+	asks(q, want, need, pico, r->spend, sizeof(r->spend));
+}
+
+int
+mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_refresh *r,
+    int max)
+{
+	struct tmpl *t;
+	int i, n = 0;
+
+	pthread_mutex_lock(&ls->lock);
+	for (i = 0; i < NBUCKETS && n < max && !ls->down; i++)
+		for (t = ls->tmpls[i]; t != NULL && n < max; t = t->next) {
+			struct lease *l = find_lease(ls, t->project_id);
+			long long need, pico, want = 0;
+			int stale;
+
+			if (l == NULL || l->id <= 0 || l->stale || l->releasing ||
+			    t->expires_ms <= now_ms || t->used_ms == 0 ||
+			    now_ms - t->used_ms >= MG_LEASE_TMPL_MS ||
+			    (t->asked_ms != 0 && now_ms - t->asked_ms < MG_LEASE_ASK_MS))
+				continue;
+			need = t->prompt_estimate + output_of_tmpl(t);
+			if (cost_of_tmpl(t, &pico) != 0)
+				continue;
+			stale = now_ms - t->fetched_ms >= MG_LEASE_REFRESH_MS;
+			if ((l->asked_ms == 0 || now_ms - l->asked_ms >= MG_LEASE_ASK_MS) &&
+			    low(l, need, pico)) {
+				want = want_of(l);
+				l->asked_ms = now_ms;
+			} else if (!stale) {
+				continue;
+			}
+			t->asked_ms = now_ms;
+			refresh_of(ls, t, want, need, pico, &r[n++]);
+		}
+	pthread_mutex_unlock(&ls->lock);
+	return n;
 }
 
 void

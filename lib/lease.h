@@ -21,6 +21,8 @@
 struct mg_leases;
 
 #define MG_LEASE_TMPL_MS   1000  /* a key and model's answer is reused this long */
+#define MG_LEASE_REFRESH_MS 600  /* and renewed from this age while in use */
+#define MG_LEASE_ASK_MS    250   /* a refresh not answered is asked again */
 #define MG_LEASE_IDLE_MS   2000  /* a lease unused this long is given back */
 #define MG_LEASE_WANT_MIN  16    /* requests a slice asks for at least, */
 #define MG_LEASE_WANT_MAX  4096  /* and at most */
@@ -31,10 +33,13 @@ struct mg_leases *mg_leases_new(const char *holder);
 void mg_leases_free(struct mg_leases *ls);
 
 /* Admits q here if it can (1, out filled as Postgres would, with
- * out->ticket saying how), at now_ms (CLOCK_MONOTONIC); else 0, and
- * q's lease fields are set for a lease element (spend is written into
- * spend, of len bytes, which q then points to).  q->cands must name one
- * plan per model (the reservation's prices are the plan's). */
+ * out->ticket saying how; 2 when, besides, the lease's slice runs low and
+ * a refresh is due: see mg_leases_refresh_due), at now_ms
+ * (CLOCK_MONOTONIC); else 0, and q's lease fields are set for a lease
+ * element (spend is written into spend, of len bytes, which q then points
+ * to).  q->cands must name one plan per model (the reservation's prices
+ * are the plan's); its conf and fallback prices must outlive ls (a
+ * refresh repeats them). */
 int mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admission *out,
     long long now_ms, char *spend, size_t len);
 
@@ -52,6 +57,31 @@ int mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admi
  * twice. */
 void mg_leases_granted_batch(struct mg_leases *ls, const struct mg_admit_req *const *q,
     struct mg_admission *const *out, int *rc, int n, long long now_ms);
+
+/* A refresh: a lease element of no request (q->lease_refresh), made of
+ * the last request of a key and model that went to Postgres, and the
+ * storage q points into. */
+struct mg_lease_refresh {
+	struct mg_admit_req q;
+	struct mg_admission out;
+	char key[68];
+	char model[MG_MODEL_ID_MAX];
+	char endpoint[32];
+	char spend[MG_COST_MAX];
+	struct mg_route_candidate cands[MG_ROUTE_ATTEMPTS_MAX];
+};
+
+/* The refreshes due at now_ms, up to max of them into r; their count.
+ * Due: each key and model admitted here in the last MG_LEASE_TMPL_MS whose
+ * answer is MG_LEASE_REFRESH_MS old, so that it is renewed before it
+ * expires; and one of each lease whose slice has less than half of about
+ * a second's admissions left, which asks for that second's worth.  So a
+ * request in use waits for Postgres only when its project is near a limit.
+ * One not answered (mg_leases_granted_batch) is due again after
+ * MG_LEASE_ASK_MS.  Refused, the key and model's answer is dropped: its
+ * next request goes to Postgres. */
+int mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_refresh *r,
+    int max);
 
 /* A settlement of a request admitted from a lease was written (or found
  * written): the lease no longer holds its reservation, and the tokens it

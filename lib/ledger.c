@@ -35,17 +35,20 @@
 #define LEASE_UPKEEP_MS   500    /* leases are looked at this often */
 #define LEASE_RETRY_MS    1000   /* a lease settlement not written is retried */
 #define LEASE_RENEW_MAX   4096   /* leases renewed in one statement */
+#define REFRESH_TICK_MS   100    /* the refresher looks this often, */
+#define REFRESH_MAX       128    /* and sends at most this many at once */
 
-/* A request waiting for its admission; lives on its thread's stack.  Each
- * waiter sleeps on its own condition, so that a batch's end wakes the
- * threads of that batch and the next leader, not every waiting thread. */
+/* A request waiting for its admission, one of a thread's (a request's
+ * thread has one, the refresher many); lives on its thread.  Each thread
+ * sleeps on its own condition, so that a batch's end wakes the threads of
+ * that batch and the next leader, not every waiting thread. */
 struct waiter {
 	const struct mg_admit_req *q;
 	struct mg_admission *out;
 	enum mg_err rc;
 	int granted;                   /* its rc of mg_leases_granted_batch */
-	int done;
-	pthread_cond_t wake;
+	pthread_cond_t *wake;          /* its thread's */
+	int *left;                     /* its thread's waiters not answered */
 	struct waiter *next;
 };
 
@@ -77,6 +80,10 @@ struct mg_ledger {
 	int settler_running;
 
 	struct mg_leases *leases;      /* quota.admission = "lease", else NULL */
+	pthread_cond_t refresh;        /* a lease runs low, or stop */
+	int refresh_wanted;
+	pthread_t refresher;
+	int refresher_running;
 	long long lease_timeout_ms;
 	struct settlement *retry;      /* lease settlements to write again */
 	int retry_len;
@@ -149,18 +156,19 @@ apply_grants(struct mg_ledger *l, struct waiter *first, int n)
 		w->granted = rc[i];
 }
 
-/* Marks a waiter answered and wakes it (not needed for the caller's own,
- * which is awake).  Called with the lock held. */
+/* Marks a waiter answered and wakes its thread when that was its last
+ * (not needed for the caller's own, which is awake).  Called with the lock
+ * held. */
 static void
-answer(struct waiter *w, const struct waiter *me)
+answer(struct waiter *w, const pthread_cond_t *mine)
 {
-	w->done = 1;
-	if (w != me)
-		pthread_cond_signal(&w->wake);
+	if (--*w->left == 0 && w->wake != mine)
+		pthread_cond_signal(w->wake);
 }
 
 static enum mg_err admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q,
     struct mg_admission *out, int *granted);
+static void admit_group(struct mg_ledger *l, struct waiter *ws, int n);
 
 /* Lease mode: whether Postgres answered the last call (see
  * mg_leases_suspend). */
@@ -182,9 +190,21 @@ mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_adm
 	if (l->leases == NULL)
 		return admit_in_postgres(l, q, out, &granted);
 	lq = *q;
-	if (mg_leases_admit(l->leases, &lq, out, now_ms(), spend, sizeof(spend))) {
+	switch (mg_leases_admit(l->leases, &lq, out, now_ms(), spend, sizeof(spend))) {
+	case 2:
+		/* its slice runs low: refilled before a request waits for it */
+		pthread_mutex_lock(&l->lock);
+		if (!l->refresh_wanted) {
+			l->refresh_wanted = 1;
+			pthread_cond_signal(&l->refresh);
+		}
+		pthread_mutex_unlock(&l->lock);
+		/* FALLTHROUGH */
+	case 1:
 		mg_metrics_count(MG_M_LEASE_ADMITS, 1);
 		return MG_OK;
+	default:
+		break;
 	}
 	/* the leader of its batch applied what Postgres lent (granted) */
 	rc = admit_in_postgres(l, &lq, out, &granted);
@@ -207,40 +227,60 @@ admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_a
 	memset(&me, 0, sizeof(me));
 	me.q = q;
 	me.out = out;
-	me.rc = MG_OK;
-	pthread_cond_init(&me.wake, NULL);
+	admit_group(l, &me, 1);
+	*granted = me.granted;
+	return me.rc;
+}
+
+/* Admits the n waiters ws (q and out set) in Postgres, in batches with
+ * those that come meanwhile, and returns when each is answered (its rc,
+ * and granted in lease mode). */
+static void
+admit_group(struct mg_ledger *l, struct waiter *ws, int n)
+{
+	pthread_cond_t wake;
+	int i, left = n;
+
+	pthread_cond_init(&wake, NULL);
 	pthread_mutex_lock(&l->lock);
-	*l->waiting_tail = &me;
-	l->waiting_tail = &me.next;
-	while (!me.done) {
+	for (i = 0; i < n; i++) {
+		ws[i].rc = MG_OK;
+		ws[i].granted = 0;
+		ws[i].wake = &wake;
+		ws[i].left = &left;
+		ws[i].next = NULL;
+		*l->waiting_tail = &ws[i];
+		l->waiting_tail = &ws[i].next;
+	}
+	while (left > 0) {
 		struct waiter *first, *w;
 		enum mg_err rc;
-		int n = 0;
+		int k = 0;
 
 		if (l->leading) {
-			pthread_cond_wait(&me.wake, &l->lock);
+			pthread_cond_wait(&wake, &l->lock);
 			continue;
 		}
 		/* lead the next batch: everyone waiting, up to the maximum */
 		first = l->waiting;
-		for (w = first; w != NULL && n < ADMIT_BATCH_MAX; w = w->next)
-			n++;
+		for (w = first; w != NULL && k < ADMIT_BATCH_MAX; w = w->next)
+			k++;
 		l->waiting = w;
 		if (w == NULL)
 			l->waiting_tail = &l->waiting;
 		l->leading = 1;
 		pthread_mutex_unlock(&l->lock);
 
-		admit_batch(l, first, n);
+		admit_batch(l, first, k);
 		if (l->leases != NULL)
-			apply_grants(l, first, n);
+			apply_grants(l, first, k);
 
 		pthread_mutex_lock(&l->lock);
 		rc = first->rc;
-		for (w = first; n > 0; n--) {
+		for (w = first; k > 0; k--) {
 			struct waiter *next = w->next;
 
-			answer(w, &me);
+			answer(w, &wake);
 			w = next;
 		}
 		if (rc == MG_ERR_DB_DOWN) {
@@ -248,20 +288,18 @@ admit_in_postgres(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_a
 			 * them now rather than after one more timeout each */
 			for (w = l->waiting; w != NULL; w = w->next) {
 				w->rc = MG_ERR_DB_DOWN;
-				answer(w, &me);
+				answer(w, &wake);
 			}
 			l->waiting = NULL;
 			l->waiting_tail = &l->waiting;
 		}
 		l->leading = 0;
 		/* the first of those who queued meanwhile leads the next batch */
-		if (l->waiting != NULL)
-			pthread_cond_signal(&l->waiting->wake);
+		if (l->waiting != NULL && l->waiting->wake != &wake)
+			pthread_cond_signal(l->waiting->wake);
 	}
 	pthread_mutex_unlock(&l->lock);
-	pthread_cond_destroy(&me.wake);
-	*granted = me.granted;
-	return me.rc;
+	pthread_cond_destroy(&wake);
 }
 
 static void
@@ -593,6 +631,60 @@ settler_main(void *arg)
 	return NULL;
 }
 
+/* Lease mode: renews the key and model answers in use and refills the
+ * slices running low (mg_leases_refresh_due), as lease elements of no
+ * request in the admission queue, so that requests seldom wait for
+ * Postgres. */
+static void *
+refresher_main(void *arg)
+{
+	struct mg_ledger *l = arg;
+	struct mg_lease_refresh *r = calloc(REFRESH_MAX, sizeof(*r));
+	struct waiter *ws = calloc(REFRESH_MAX, sizeof(*ws));
+
+	if (r == NULL || ws == NULL) {
+		mg_log(MG_LOG_WARN, NULL, "no lease refresher (out of memory): requests renew "
+		    "their leases themselves");
+		free(r);
+		free(ws);
+		return NULL;
+	}
+	pthread_mutex_lock(&l->lock);
+	while (!l->stopping) {
+		struct timespec until;
+		int n, i;
+
+		if (!l->refresh_wanted) {
+			mg_clock_deadline(CLOCK_MONOTONIC, REFRESH_TICK_MS, &until);
+			pthread_cond_timedwait(&l->refresh, &l->lock, &until);
+			if (l->stopping)
+				break;
+		}
+		l->refresh_wanted = 0;
+		pthread_mutex_unlock(&l->lock);
+		n = mg_leases_refresh_due(l->leases, now_ms(), r, REFRESH_MAX);
+		if (n > 0) {
+			for (i = 0; i < n; i++) {
+				memset(&ws[i], 0, sizeof(ws[i]));
+				mg_clock_now(CLOCK_MONOTONIC, &r[i].q.since);
+				ws[i].q = &r[i].q;
+				ws[i].out = &r[i].out;
+			}
+			admit_group(l, ws, n);
+			mg_metrics_count(MG_M_LEASE_REFRESHES, (uint64_t)n);
+			answered(l, ws[n - 1].rc);
+			if (ws[n - 1].rc != MG_OK)
+				mg_log(MG_LOG_WARN, NULL, "%d lease refreshes not answered: %s", n,
+				    mg_store_last_error());
+		}
+		pthread_mutex_lock(&l->lock);
+	}
+	pthread_mutex_unlock(&l->lock);
+	free(r);
+	free(ws);
+	return NULL;
+}
+
 /* Queues s for the settler thread; 0, or -1 (s not taken) when the queue
  * is full or the thread cannot run. */
 static int
@@ -704,11 +796,19 @@ mg_ledger_new(struct mg_store *store, const struct mg_conf *conf)
 	pthread_condattr_init(&attr);
 	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
 	pthread_cond_init(&l->queued, &attr);
+	pthread_cond_init(&l->refresh, &attr);
 	pthread_condattr_destroy(&attr);
 	if (pthread_create(&l->settler, NULL, settler_main, l) == 0)
 		l->settler_running = 1;
 	else
 		mg_log(MG_LOG_WARN, NULL, "no settlement thread: requests settle before they finish");
+	if (l->leases != NULL) {
+		if (pthread_create(&l->refresher, NULL, refresher_main, l) == 0)
+			l->refresher_running = 1;
+		else
+			mg_log(MG_LOG_WARN, NULL, "no lease refresher: requests renew their leases "
+			    "themselves");
+	}
 	return l;
 }
 
@@ -720,7 +820,10 @@ mg_ledger_free(struct mg_ledger *l)
 	pthread_mutex_lock(&l->lock);
 	l->stopping = 1;
 	pthread_cond_signal(&l->queued);
+	pthread_cond_signal(&l->refresh);
 	pthread_mutex_unlock(&l->lock);
+	if (l->refresher_running)
+		pthread_join(l->refresher, NULL);
 	if (l->settler_running)
 		pthread_join(l->settler, NULL);
 	if (l->leases != NULL) {
@@ -747,5 +850,6 @@ mg_ledger_free(struct mg_ledger *l)
 	}
 	pthread_mutex_destroy(&l->lock);
 	pthread_cond_destroy(&l->queued);
+	pthread_cond_destroy(&l->refresh);
 	free(l);
 }

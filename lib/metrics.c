@@ -686,6 +686,10 @@ static const struct counter_family counters[] = {
 	  "Requests admitted from a lease, without a round trip to Postgres "
 	  "(quota.admission = \"lease\").",
 	  NULL, MG_M_LEASE_ADMITS, 1, { NULL }, U_COUNT },
+	{ "modelgate_lease_refreshes_total",
+	  "Lease refreshes sent to Postgres: a key and model's answer renewed before "
+	  "it expires, or a slice refilled before it runs out (quota.admission = \"lease\").",
+	  NULL, MG_M_LEASE_REFRESHES, 1, { NULL }, U_COUNT },
 	{ "modelgate_reconcile_lookups_total",
 	  "Generation lookups against the upstream's bill, by result.",
 	  "result", MG_M_RECON_CONFIRMED, 5,

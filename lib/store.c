@@ -651,6 +651,8 @@ fill_admission(struct mg_jw *w, int i, const void *ctx)
 		put_int(w, "lr", q->lease_requests);
 		put_int(w, "lt", q->lease_tokens);
 		put_str(w, "ls", q->lease_spend);
+		if (q->lease_refresh)
+			put_bool(w, "lf", 1);
 	}
 	if (q->conf == NULL || q->n_cands == 0 || plain_route(q))
 		return;

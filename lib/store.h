@@ -54,6 +54,9 @@ struct mg_admit_req {
 	long long lease_requests;      /* what it would borrow: requests, */
 	long long lease_tokens;        /* tokens and spend (decimal USD) */
 	const char *lease_spend;
+	int lease_refresh;             /* a lease element of no request: it
+	                                * renews what the holder keeps of the
+	                                * key and model, and lends what it asks */
 };
 
 /* The decision.  Counts are -1 where the project has no such limit. */

@@ -61,7 +61,8 @@ $$;
 --       {"u": upstream, "m": model, "pp", "cp": the upstream's prices
 --        where upstream_models has none, "g": those prices win},
 --  "lh": a lease element, the holder (see 015_leases.sql), or absent,
---  "lr", "lt", "ls": the requests, tokens and spend it would borrow}.
+--  "lr", "lt", "ls": the requests, tokens and spend it would borrow,
+--  "lf": true for a refresh: a lease element of no request}.
 -- With "c", every model a call names must be allowed, and the
 -- reservation is that of the dearest call (the prices stored with the
 -- row are its); without it, the model's catalog prices.  The gateway
@@ -75,7 +76,12 @@ $$;
 -- left.  Near a limit (less than 16 requests' worth left of any) the
 -- grant is tight: the request's own share only, which its settlement
 -- gives back as a pending row's would be, so that near its limits a
--- project is admitted exactly as in strict mode.  Its answer gives the
+-- project is admitted exactly as in strict mode.  A refresh is decided
+-- as the request it describes (the holder's last of that key and model)
+-- would be, and lends what it asks and no more than an eighth of what is
+-- left, nothing when that is near a limit: the holder asks so that the
+-- answer it keeps for the key and model, and its slice, are renewed
+-- before a request has to wait for them.  Its answer gives the
 -- lease after the grant; the x-ratelimit-* values are the buckets'
 -- without the slice.
 -- Returns one row per element, i being its position (from 1); elements of
@@ -145,6 +151,7 @@ BEGIN
     v_now := coalesce(p_now, clock_timestamp());
 
     FOR e IN SELECT x.n::integer AS n, x.id, x.m, x.e, x.s, x.p, x.o, x.lh, x.lr, x.lt, x.ls,
+                    coalesce(x.lf, false) AS lf,
                     cand.pp AS c_pp, cand.cp AS c_cp, coalesce(cand.disallowed, false) AS c_bad,
                     ak.id AS kid, ak.prefix, pr.id AS pid, pr.name, pr.rpm AS p_rpm,
                     pr.tpm AS p_tpm, pr.spend_cap AS cap, pr.cap_period,
@@ -158,8 +165,9 @@ BEGIN
                     pq.tok_level AS q_tok, pq.level_at AS q_at
                FROM ROWS FROM (jsonb_to_recordset(p_reqs)
                         AS (k text, id text, m text, e text, s boolean, p integer, o integer,
-                            c jsonb, lh text, lr integer, lt integer, ls numeric))
-                    WITH ORDINALITY AS x(k, id, m, e, s, p, o, c, lh, lr, lt, ls, n)
+                            c jsonb, lh text, lr integer, lt integer, ls numeric,
+                            lf boolean))
+                    WITH ORDINALITY AS x(k, id, m, e, s, p, o, c, lh, lr, lt, ls, lf, n)
                -- one index lookup per element ("OFFSET 0" keeps the
                -- planner from making hash joins of them)
                LEFT JOIN LATERAL (
@@ -292,12 +300,18 @@ BEGIN
                              OR (e.cap IS NOT NULL
                                  AND e.cap - v_spent - v_reserved < 16 * v_cost);
             IF e.p_rpm IS NOT NULL THEN
-                r.lease_requests := CASE WHEN r.lease_tight THEN 1 ELSE least(floor(v_req),
+                r.lease_requests := CASE
+                    WHEN e.lf THEN CASE WHEN r.lease_tight THEN 0
+                        ELSE greatest(0, least(coalesce(e.lr, 0), floor(v_req / 8))) END
+                    WHEN r.lease_tight THEN 1 ELSE least(floor(v_req),
                     greatest(1, least(coalesce(e.lr, 1), floor(v_req / 8)))) END;
                 v_req := v_req - r.lease_requests;
             END IF;
             IF e.p_tpm IS NOT NULL THEN
-                r.lease_tokens := CASE WHEN r.lease_tight THEN r.need_tokens
+                r.lease_tokens := CASE
+                    WHEN e.lf THEN CASE WHEN r.lease_tight THEN 0
+                        ELSE greatest(0, least(coalesce(e.lt, 0), floor(v_tok / 8))) END
+                    WHEN r.lease_tight THEN r.need_tokens
                     ELSE least(floor(v_tok), greatest(r.need_tokens,
                         least(coalesce(e.lt, r.need_tokens), floor(v_tok / 8)))) END;
                 v_tok := v_tok - r.lease_tokens;
@@ -305,7 +319,10 @@ BEGIN
             v_avail := 0;
             IF e.cap IS NOT NULL THEN
                 v_avail := e.cap - v_spent - v_reserved;
-                v_avail := CASE WHEN r.lease_tight THEN v_cost
+                v_avail := CASE
+                    WHEN e.lf THEN CASE WHEN r.lease_tight THEN 0
+                        ELSE greatest(0, least(coalesce(e.ls, 0), trunc(v_avail / 8, 9))) END
+                    WHEN r.lease_tight THEN v_cost
                     ELSE least(v_avail, greatest(v_cost, least(coalesce(e.ls, v_cost),
                                                                trunc(v_avail / 8, 9)))) END;
                 v_reserved := v_reserved + v_avail;

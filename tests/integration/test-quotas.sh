@@ -509,7 +509,15 @@ else
         <(sql_now "SELECT json_build_object('r', sum(u.reserved)::text) FROM usage_events u
                 JOIN projects p ON p.id = u.project_id WHERE p.name = 'live' AND u.settled_at IS NULL")
 fi
+# a change binds on the next request (strict) or within a second (lease:
+# each process keeps a key and model's answer, renewed while in use, for a
+# second)
+bound() {
+    [ "${MG_TEST_ADMISSION:-strict}" = lease ] && sleep 1.1
+    return 0
+}
 cli project set live --rpm 2 >/dev/null
+bound
 chat live "$LIVE_REQ"
 r1="$HTTP_STATUS $(header x-ratelimit-limit-requests) $(header x-ratelimit-remaining-requests)"
 chat live "$LIVE_REQ"
@@ -519,14 +527,17 @@ r3="$HTTP_STATUS $(header x-ratelimit-limit-requests) $(json_value "$MG_T/last.b
 check_eq "project set --rpm 2 during traffic: the next requests see limit 2 (remaining 1, 0, then 429)" \
     "$r1 / $r2 / $r3" "200 2 1 / 200 2 0 / 429 2 rate_limit_exceeded"
 cli project set live --rpm none >/dev/null
+bound
 chat live "$LIVE_REQ"
 expect_http "project set --rpm none: the next request is admitted, without request-limit headers" 200 "
     !('x-ratelimit-limit-requests' in h) && !('x-ratelimit-remaining-requests' in h)"
 cli project set live --spend-cap 0 >/dev/null
+bound
 chat live "$LIVE_REQ"
 expect_http "project set --spend-cap 0: the next request gets the spend-cap 429" 429 \
     "isErr(j, 'spend_cap_exceeded') && h['x-should-retry'] === 'false'"
 cli project set live --spend-cap none >/dev/null
+bound
 chat live "$LIVE_REQ"
 expect_http "project set --spend-cap none: admitted again" 200 "j.object === 'chat.completion'"
 wait "$slow_pid"
@@ -957,6 +968,62 @@ check_eq "every usage row names an existing project and key" \
     "$(sql_now "SELECT count(*) FROM usage_events u
                  WHERE NOT EXISTS (SELECT 1 FROM projects p WHERE p.id = u.project_id)
                     OR (u.key_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = u.key_id))")" 0
+
+# ---------------------------------------------------------------------------
+# Lease refreshes (mg_admit_batch elements with "lf"): the responders send
+# them to renew a key and model's answer and refill a slice before a
+# request has to wait; each is decided as its request would be, lends
+# what it asks and at most an eighth of what is left, nothing near a
+# limit, and records no request.
+
+if [ "${MG_TEST_ADMISSION:-strict}" = lease ]; then
+    for p in "refresh --rpm 160 --tpm 100000 --spend-cap 1" "refresh-near --rpm 10" \
+             "refresh-capped --spend-cap 0"; do
+        read -r -a argv <<<"$p"
+        cli project create "${argv[@]}" >/dev/null 2>&1 || bail "project create $p"
+        new_key "${argv[0]}"
+    done
+    # refresh_el PROJECT HOLDER LR LT LS: one refresh element of PROJECT's
+    # key; prints the outcome, the requests and tokens lent, and the spend
+    # the lease holds after it
+    refresh_el() {
+        sql_now "SELECT concat_ws(' ', a.outcome, coalesce(a.lease_requests::text, '-'),
+                        coalesce(a.lease_tokens::text, '-'), coalesce(trim_scale(a.lease_spend)::text, '-'))
+                   FROM api_keys k JOIN projects p ON p.id = k.project_id,
+                        mg_admit_batch(jsonb_build_array(jsonb_build_object(
+                            'k', encode(k.key_hash, 'hex'), 'id', '', 'm', '$ECHO',
+                            'e', 'chat.completions', 's', false, 'p', 100, 'o', 100,
+                            'lh', '$2', 'lr', $3, 'lt', $4, 'ls', $5, 'lf', true)),
+                            100, 0.000001, 0.000002) a
+                  WHERE p.name = '$1'"
+    }
+    check_eq "refresh asking nothing: admitted, lends nothing, the bucket untouched" \
+        "$(refresh_el refresh h:r 0 0 0) / $(sql_now "SELECT coalesce(q.req_level, 160)
+               FROM project_quota q JOIN projects p ON p.id = q.project_id WHERE p.name = 'refresh'")" \
+        "ok 0 0 0 / 160"
+    check_eq "refresh asking much: lends an eighth of what is left (160 rpm, 100000 tpm, \$1)" \
+        "$(refresh_el refresh h:r 100 50000 0.9)" "ok 20 12500 0.125"
+    check_eq "refresh asking little: lends what it asks" \
+        "$(refresh_el refresh h:r 3 300 0.001)" "ok 3 300 0.126"
+    check_eq "the refreshes made one lease, holding what they lent, and no usage row" \
+        "$(sql_now "SELECT concat_ws(' ', count(*), trim_scale(sum(l.spend)), trim_scale(sum(q.reserved)),
+                           (SELECT count(*) FROM usage_events u WHERE u.project_id = p.id))
+                      FROM leases l JOIN projects p ON p.id = l.project_id
+                      JOIN project_quota q ON q.project_id = p.id
+                     WHERE p.name = 'refresh' GROUP BY p.id")" "1 0.126 0.126 0"
+    check_eq "refresh near a limit (rpm 10): admitted, lends nothing" \
+        "$(refresh_el refresh-near h:r 100 0 0)" "ok 0 - 0"
+    check_eq "refresh of a project at its cap: refused as its request would be, nothing lent" \
+        "$(refresh_el refresh-capped h:r 10 0 0.1) / $(sql_now "SELECT count(*) FROM leases l
+               JOIN projects p ON p.id = l.project_id WHERE p.name = 'refresh-capped'")" \
+        "spend_cap - - - / 0"
+    check_eq "the two leases given back: the projects hold nothing" \
+        "$(sql_now "SELECT count(*) FROM (SELECT mg_lease_release(l.id, l.seq, 0, 0) AS r
+                      FROM leases l JOIN projects p ON p.id = l.project_id
+                     WHERE p.name LIKE 'refresh%' AND l.reaped_at IS NULL) x WHERE r") $(sql_now "
+                    SELECT trim_scale(sum(q.reserved)) FROM project_quota q JOIN projects p ON p.id = q.project_id
+                     WHERE p.name LIKE 'refresh%'")" "2 0"
+fi
 
 # ---------------------------------------------------------------------------
 # The end: everything stops.

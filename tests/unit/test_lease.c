@@ -106,7 +106,7 @@ START_TEST(lease_admits_from_slice)
 	/* three more fit the requests left (and tokens, spend) */
 	for (i = 0; i < 3; i++) {
 		request(&q, KEY_A, 100, 100);
-		ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 1001 + i, spend, sizeof(spend)), 1);
+		ck_assert_int_ne(mg_leases_admit(ls, &q, &out, 1001 + i, spend, sizeof(spend)), 0);
 		ck_assert_int_eq(out.ticket.lease_id, 11);
 		ck_assert_str_eq(out.auth.project, "p7");
 		ck_assert_int_eq(out.rpm_remaining, 50 + 2 - i);
@@ -140,7 +140,7 @@ START_TEST(lease_spend_is_bounded)
 	first = a;
 	ck_assert_int_eq(grant(ls, &q, &first, 0), 0);
 	request(&q, KEY_A, 100, 100);
-	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 1, spend, sizeof(spend)), 1);
+	ck_assert_int_ne(mg_leases_admit(ls, &q, &out, 1, spend, sizeof(spend)), 0);
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 2, spend, sizeof(spend)), 0);
 
@@ -167,7 +167,7 @@ START_TEST(lease_spend_is_bounded)
 	snprintf(st.spend, sizeof(st.spend), "0.000007");
 	mg_leases_update(ls, &st);
 	request(&q, KEY_A, 100, 100);
-	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 5, spend, sizeof(spend)), 1);
+	ck_assert_int_ne(mg_leases_admit(ls, &q, &out, 5, spend, sizeof(spend)), 0);
 	mg_leases_free(ls);
 }
 END_TEST
@@ -267,7 +267,7 @@ START_TEST(lease_upkeep)
 	out = a;
 	ck_assert_int_eq(grant(ls, &q, &out, 15002), 0);
 	request(&q, KEY_A, 100, 100);
-	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 15003, spend, sizeof(spend)), 1);
+	ck_assert_int_ne(mg_leases_admit(ls, &q, &out, 15003, spend, sizeof(spend)), 0);
 	/* reaped: nothing more from it */
 	mg_leases_dead(ls, 5);
 	request(&q, KEY_A, 100, 100);
@@ -347,6 +347,182 @@ START_TEST(lease_tight_batch)
 }
 END_TEST
 
+/* A key and model in use is refreshed before its answer expires, and a
+ * slice running low is refilled, by lease elements of no request; a
+ * refusal drops the answer; one not in use is left to expire. */
+START_TEST(lease_refresh)
+{
+	struct mg_leases *ls = mg_leases_new("host:9:9");
+	struct mg_lease_refresh r[4];
+	struct mg_admit_req q;
+	struct mg_admission a, out;
+	char spend[MG_COST_MAX];
+	long long t0 = 100000, t;
+	int i, rc;
+
+	ck_assert_ptr_nonnull(ls);
+	request(&q, KEY_A, 100, 100);
+	q.endpoint = "embeddings";
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0, spend, sizeof(spend)), 0);
+	answer(&a, 5, 1, "0.5", 100, 10000, 0);
+	out = a;
+	ck_assert_int_eq(grant(ls, &q, &out, t0), 0);
+	/* plenty left: admitted here, nothing to refill */
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 100, spend, sizeof(spend)), 1);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t0 + MG_LEASE_REFRESH_MS - 1, r, 4), 0);
+
+	/* old enough and in use: one refresh, lending nothing more */
+	t = t0 + MG_LEASE_REFRESH_MS;
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t, r, 4), 1);
+	ck_assert_int_eq(r[0].q.lease_refresh, 1);
+	ck_assert_str_eq(r[0].q.lease_holder, "host:9:9");
+	ck_assert_str_eq(r[0].q.key_hash_hex, KEY_A);
+	ck_assert_str_eq(r[0].q.model, "vendor/model");
+	ck_assert_str_eq(r[0].q.endpoint, "embeddings");
+	ck_assert_int_eq(r[0].q.prompt_estimate, 100);
+	ck_assert_int_eq(r[0].q.max_output, 100);
+	ck_assert_int_eq(r[0].q.lease_requests, 0);
+	ck_assert_int_eq(r[0].q.lease_tokens, 0);
+	ck_assert_str_eq(r[0].q.lease_spend, "0.000000000000");
+	/* asked: not again until MG_LEASE_ASK_MS has passed without an answer */
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 1, r + 1, 3), 0);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_ASK_MS, r + 1, 3), 1);
+
+	/* answered: the key and model's answer lasts a second from then, and
+	 * the refresh took no request out of the slice */
+	answer(&a, 5, 2, "0.5", 0, 0, 0);
+	r[0].out = a;
+	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + 20), 0);
+	ck_assert_int_eq(r[0].out.ticket.lease_id, 0);
+	request(&q, KEY_A, 100, 100);
+	rc = mg_leases_admit(ls, &q, &out, t + 20 + MG_LEASE_TMPL_MS - 1, spend, sizeof(spend));
+	ck_assert_int_eq(rc, 1);
+	ck_assert_int_eq(out.ticket.lease_id, 5);
+	/* 100 lent, 3 taken */
+	ck_assert_int_eq(out.rpm_remaining, 50 + 97);
+
+	/* not used for a second: left to expire */
+	t = t + 20 + MG_LEASE_TMPL_MS - 1;
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_TMPL_MS, r, 4), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + MG_LEASE_TMPL_MS, spend, sizeof(spend)),
+	    0);
+
+	/* a slice running low: admitted here (2: the refresher is due), and
+	 * refilled by about a second's worth, at least MG_LEASE_WANT_MIN */
+	t += MG_LEASE_TMPL_MS;
+	answer(&a, 5, 3, "0.5", 1, 40000, 0);
+	out = a;
+	ck_assert_int_eq(grant(ls, &q, &out, t), 0);
+	/* 97 requests left: down to half of MG_LEASE_WANT_MIN */
+	for (i = 0; i < 97 - MG_LEASE_WANT_MIN / 2; i++) {
+		request(&q, KEY_A, 100, 100);
+		ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 1, spend, sizeof(spend)), 1);
+	}
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 2, spend, sizeof(spend)), 2);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 3, r, 4), 1);
+	ck_assert_int_eq(r[0].q.lease_refresh, 1);
+	ck_assert_int_eq(r[0].q.lease_requests, MG_LEASE_WANT_MIN);
+	ck_assert_int_eq(r[0].q.lease_tokens, MG_LEASE_WANT_MIN * 200);
+	ck_assert_str_eq(r[0].q.lease_spend, "0.000056000000");
+	/* asked already: the next admission does not wake the refresher */
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 4, spend, sizeof(spend)), 1);
+	answer(&a, 5, 4, "0.5", MG_LEASE_WANT_MIN, 3200, 0);
+	r[0].out = a;
+	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + 5), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 6, spend, sizeof(spend)), 1);
+	ck_assert_int_eq(out.rpm_remaining, 50 + MG_LEASE_WANT_MIN / 2 - 3 + MG_LEASE_WANT_MIN);
+
+	/* a refresh refused (a cap lowered, the key revoked): the answer is
+	 * dropped, and the next request goes to Postgres */
+	t += 5 + MG_LEASE_REFRESH_MS;
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t - 1, r, 4), 0);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t, r, 4), 1);
+	memset(&r[0].out, 0, sizeof(r[0].out));
+	r[0].out.outcome = MG_ADMIT_SPEND_CAP;
+	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + 1), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 2, spend, sizeof(spend)), 0);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_REFRESH_MS, r, 4), 0);
+
+	/* nothing while Postgres is down */
+	mg_leases_suspend(ls, 1);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 2 * MG_LEASE_REFRESH_MS, r, 4), 0);
+	mg_leases_free(ls);
+}
+END_TEST
+
+/* A limit changed (as any answer of the project tells) leaves nothing of
+ * the slices lent under the old one; a refresh refused only for the
+ * buckets keeps the key and model's answer. */
+START_TEST(lease_limit_change)
+{
+	struct mg_leases *ls = mg_leases_new("h");
+	struct mg_lease_refresh r[2];
+	struct mg_admit_req q;
+	struct mg_admission a, out;
+	char spend[MG_COST_MAX];
+	long long t = 5000;
+
+	ck_assert_ptr_nonnull(ls);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t, spend, sizeof(spend)), 0);
+	answer(&a, 5, 1, "0.5", 40, 10000, 0);
+	out = a;
+	ck_assert_int_eq(grant(ls, &q, &out, t), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 10, spend, sizeof(spend)), 1);
+
+	/* refused for the buckets: the answer and the slice are kept */
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_REFRESH_MS, r, 2), 1);
+	answer(&r[0].out, 5, 1, "0.5", -1, -1, 0);
+	r[0].out.outcome = MG_ADMIT_REQUESTS;
+	r[0].out.lease_id = 0;
+	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + MG_LEASE_REFRESH_MS), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + MG_LEASE_REFRESH_MS + 1, spend,
+	    sizeof(spend)), 1);
+	ck_assert_int_eq(out.rpm_remaining, 50 + 37);
+
+	/* the limit lowered to 2: the 37 left are not admitted here */
+	t += MG_LEASE_REFRESH_MS + 1;
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_ASK_MS, r, 2), 1);
+	answer(&r[0].out, 5, 2, "0.5", 0, 0, 1);
+	r[0].out.rpm = 2;
+	r[0].out.rpm_remaining = 1;
+	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + MG_LEASE_ASK_MS), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + MG_LEASE_ASK_MS + 1, spend,
+	    sizeof(spend)), 0);
+	/* Postgres lends it its one request: admitted, nothing left */
+	answer(&a, 5, 3, "0.5", 1, 200, 1);
+	a.rpm = 2;
+	a.rpm_remaining = 0;
+	out = a;
+	ck_assert_int_eq(grant(ls, &q, &out, t + MG_LEASE_ASK_MS + 2), 0);
+	ck_assert_int_eq(out.rpm_remaining, 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + MG_LEASE_ASK_MS + 3, spend,
+	    sizeof(spend)), 0);
+
+	/* no limit any more: admitted here whatever is left */
+	answer(&a, 5, 4, "0.5", -1, 0, 0);
+	a.rpm = -1;
+	a.rpm_remaining = -1;
+	out = a;
+	ck_assert_int_eq(grant(ls, &q, &out, t + MG_LEASE_ASK_MS + 4), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_ne(mg_leases_admit(ls, &q, &out, t + MG_LEASE_ASK_MS + 5, spend,
+	    sizeof(spend)), 0);
+	ck_assert_int_eq(out.rpm_remaining, -1);
+	mg_leases_free(ls);
+}
+END_TEST
+
 static Suite *
 lease_suite(void)
 {
@@ -359,6 +535,8 @@ lease_suite(void)
 	tcase_add_test(tc, lease_upkeep);
 	tcase_add_test(tc, money_units);
 	tcase_add_test(tc, lease_tight_batch);
+	tcase_add_test(tc, lease_refresh);
+	tcase_add_test(tc, lease_limit_change);
 	suite_add_tcase(s, tc);
 	return s;
 }
