@@ -434,6 +434,41 @@ function bench(metaFile, resultsFile, auxFile, statementsPrefix, outFile) {
     md.push(`100 projects / 1 project: ${spreadRatios.join(', ') || '–'}.`);
     md.push('');
 
+    // where the admissions were decided: the responders' own counters
+    const gwOf = (run, t) => {
+        const xs = aux.filter((x) => x.label && x.label.mode === run && x.label.target === t &&
+            x.label.endpoint === 'chat' && x.gw_before && x.gw_after);
+        const d = (x, k) => x.gw_after[k] - x.gw_before[k];
+        const req = xs.reduce((a, x) => a + d(x, 'requests'), 0);
+        if (!req) return null;
+        const sum = (k) => xs.reduce((a, x) => a + d(x, k), 0);
+        return { req, lease: sum('lease'), el: sum('elements'), bat: sum('batches'), ref: sum('refreshes') };
+    };
+    const gwRows = [];
+    for (const m of modes) {
+        for (const [t, what] of [['c_' + m, '1 project'], ['c_' + m + '_100p', '100 projects']]) {
+            for (const [run, runWhat] of [['tput', '64 connections'], ['paced', `paced ~${meta.paced_rate} req/s`]]) {
+                const g = gwOf(run, t);
+                if (!g) continue;
+                const pct = (v) => `${((100 * v) / g.req).toFixed(1)}%`;
+                gwRows.push([`${m}, ${what}`, runWhat, fmtInt(g.req), pct(g.lease), pct(Math.max(0, g.el - g.ref)),
+                    ((1000 * g.ref) / g.req).toFixed(1), ((1000 * g.bat) / g.req).toFixed(1)]);
+            }
+        }
+    }
+    if (gwRows.length) {
+        md.push('## Where admissions were decided (modelgate, non-streaming chat)');
+        md.push('');
+        md.push(table(['admission, projects', 'run', 'requests', 'admitted in memory (lease)',
+            'waited for Postgres', 'refreshes per 1000 requests', 'admission statements per 1000 requests'], gwRows));
+        md.push('');
+        md.push('From the responders\' own counters (GET /metrics before and after each run, summed over the rounds): ' +
+            'requests answered, those admitted from a lease without a round trip, the admission elements a request ' +
+            'waited for (the elements sent less the refreshes), the refreshes a responder sent in the background, and ' +
+            'the admission statements (batches) they made.');
+        md.push('');
+    }
+
     // time to first token
     const ttft = {};
     for (const x of aux.filter((x) => x.ttft)) {
