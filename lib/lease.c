@@ -624,7 +624,7 @@ mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_re
 
 			if (l == NULL || l->id <= 0 || l->stale || l->releasing ||
 			    t->expires_ms <= now_ms || t->used_ms == 0 ||
-			    now_ms - t->used_ms >= MG_LEASE_TMPL_MS ||
+			    now_ms - t->used_ms >= MG_LEASE_IDLE_MS ||
 			    (t->asked_ms != 0 && now_ms - t->asked_ms < MG_LEASE_ASK_MS))
 				continue;
 			need = t->prompt_estimate + output_of_tmpl(t);

@@ -72,7 +72,7 @@ struct mg_lease_refresh {
 };
 
 /* The refreshes due at now_ms, up to max of them into r; their count.
- * Due: each key and model admitted here in the last MG_LEASE_TMPL_MS whose
+ * Due: each key and model admitted here in the last MG_LEASE_IDLE_MS whose
  * answer is MG_LEASE_REFRESH_MS old, so that it is renewed before it
  * expires; and one of each lease whose slice has less than half of about
  * a second's admissions left, which asks for that second's worth.  So a

@@ -402,16 +402,20 @@ START_TEST(lease_refresh)
 	/* 100 lent, 3 taken */
 	ck_assert_int_eq(out.rpm_remaining, 50 + 97);
 
-	/* not used for a second: left to expire */
+	/* used a moment ago: refreshed again when old enough */
 	t = t + 20 + MG_LEASE_TMPL_MS - 1;
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_TMPL_MS, r, 4), 0);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t, r, 4), 1);
+	answer(&a, 5, 2, "0.5", 0, 0, 0);
+	r[0].out = a;
+	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t), 0);
+	/* not used for MG_LEASE_IDLE_MS: left to expire */
+	t += MG_LEASE_IDLE_MS;
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t, r, 4), 0);
 	request(&q, KEY_A, 100, 100);
-	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + MG_LEASE_TMPL_MS, spend, sizeof(spend)),
-	    0);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t, spend, sizeof(spend)), 0);
 
 	/* a slice running low: admitted here (2: the refresher is due), and
 	 * refilled by about a second's worth, at least MG_LEASE_WANT_MIN */
-	t += MG_LEASE_TMPL_MS;
 	answer(&a, 5, 3, "0.5", 1, 40000, 0);
 	out = a;
 	ck_assert_int_eq(grant(ls, &q, &out, t), 0);
