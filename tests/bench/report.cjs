@@ -93,7 +93,7 @@ const ENDPOINTS = { chat: 'non-streaming chat', embeddings: 'embeddings (1536 di
 // floor (b) and the peer (d) reach, the time the admission spends inside
 // Postgres (statements: the statement check of each admission mode), the
 // memory the idle process maps.
-function targetBounds(meta, stats, get, statements, mem, scrape) {
+function targetBounds(meta, stats, get, statements, mem, scrape, decided) {
     const cores = (meta.versions && meta.versions.cores) || '?';
     const cpuOf = (t) => (stats.cpu_per_request_us || {})[t + '/chat'] || null;
     const us = (x) => `${Math.round(x)} µs`;
@@ -135,6 +135,19 @@ function targetBounds(meta, stats, get, statements, mem, scrape) {
             const a = get(mode, 'a_direct', 'chat'), b = get(mode, 'b_lighttpd_proxy', 'chat');
             const floor = a && b ? `(b) lighttpd alone adds ${us(b[field] - a[field])}` : 'no (b) figure';
             const s = admitStmt(modeOf(t));
+            const g = decided && decided(mode, t);
+            if (g && g.lease > 0) {
+                // admitted in memory, most of them: the round trip is not what bounds it
+                const pct = (v) => `${((100 * v) / g.req).toFixed(1)} %`;
+                const pg = cpuShares(t);
+                return `bounded by the web server in front and the cores the stack shares: ${floor}; ` +
+                    `${pct(g.lease)} of these requests were admitted in memory and ${pct(Math.max(0, g.el - g.ref))} ` +
+                    'waited for an admission in Postgres' +
+                    (s ? ` (${s.name}: ${s.p50.toFixed(2)} ms p50 inside Postgres, then its commit)` : '') +
+                    '; the rest of the tail is waiting for a core while the other processes run, Postgres\'s ' +
+                    'settlement statements among them' + (pg && pg.m.postgres ? ` (${us(pg.m.postgres)} of Postgres CPU a ` +
+                    'request at full load)' : '');
+            }
             const adm = s ? `; the admission (${s.name}) executes ${s.p50.toFixed(2)} ms p50 inside Postgres, ` +
                 'then waits for its commit to reach the disk, before the upstream is called' : '';
             return `bounded by the web server in front and the admission round trip: ${floor}${adm}`;
@@ -615,7 +628,7 @@ function bench(metaFile, resultsFile, auxFile, statementsPrefix, outFile) {
             targets.push({ admission: mode, what, goal, value, met, bound: b });
             rows.push([mode || '–', what, goal, text, met === null ? '–' : met ? 'met' : '**missed**']);
         };
-        const bounds = targetBounds(meta, stats, get, statements, mem, scrape);
+        const bounds = targetBounds(meta, stats, get, statements, mem, scrape, gwOf);
         const ratioOf = (x, y) => (x && y && y.rps ? x.rps / y.rps : null);
         const paced = (t, field) => {
             const a = get('paced', 'a_direct', 'chat'), s = get('paced', t, 'chat');
