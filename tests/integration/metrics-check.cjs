@@ -21,11 +21,13 @@ function parse(file) {
 }
 
 // series that may differ between two scrapes: gauges, the scrapes
-// themselves, and the Postgres calls of the upkeep threads
+// themselves, and the Postgres calls of the upkeep threads (the lease
+// refresher's among them)
 function volatile(k) {
     return /^modelgate_(requests_in_flight|streams_open|settlement_queue_length|responder_processes|reconcile_watermark)/.test(k) ||
         k.includes('endpoint="metrics"') || k.includes('endpoint="healthz"') || k.startsWith('modelgate_db_') ||
-        k.startsWith('modelgate_settlements_') || k.startsWith('modelgate_admission_batch');
+        k.startsWith('modelgate_settlements_') || k.startsWith('modelgate_admission_batch') ||
+        k.startsWith('modelgate_lease_refreshes');
 }
 
 const [cmd, ...args] = process.argv.slice(2);
