@@ -32,15 +32,12 @@ struct tmpl {
 	char spent[MG_COST_MAX];
 	char pp[MG_COST_MAX], cp[MG_COST_MAX];
 	long long pp_pico, cp_pico;  /* rounded up */
-	/* the request it was answered for, which a refresh repeats */
+	/* the request it was answered for, which a refresh repeats: its
+	 * numbers and the config's pointers in req (the pointers to the
+	 * request's own text and candidates NULL), those kept beside it */
+	struct mg_admit_req req;
 	char endpoint[32];
-	int stream;
-	long long prompt_estimate, max_output;
-	int default_output;
-	const char *fallback_prompt, *fallback_completion;
-	const struct mg_conf *conf;
 	struct mg_route_candidate cands[MG_ROUTE_ATTEMPTS_MAX];
-	int n_cands;
 	struct tmpl *next;
 };
 
@@ -276,6 +273,14 @@ asks(struct mg_admit_req *q, long long want, long long need, long long pico, cha
 		q->lease_spend = spend;
 }
 
+/* 1 when a refresh asked for at asked_ms (0: none) may be asked for
+ * again at now_ms: none is waiting for an answer. */
+static int
+may_ask(long long asked_ms, long long now_ms)
+{
+	return asked_ms == 0 || now_ms - asked_ms >= MG_LEASE_ASK_MS;
+}
+
 /* 1 when l can admit a request of need tokens costing pico. */
 static int
 fits(const struct lease *l, long long need, long long pico)
@@ -318,8 +323,7 @@ mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admissio
 			t->used_ms = now_ms;
 			done = 1;
 			/* running low: the refresher is woken to refill it */
-			if ((l->asked_ms == 0 || now_ms - l->asked_ms >= MG_LEASE_ASK_MS) &&
-			    low(l, need, pico))
+			if (may_ask(l->asked_ms, now_ms) && low(l, need, pico))
 				done = 2;
 		} else if (l != NULL) {
 			want = want_of(l);
@@ -385,15 +389,12 @@ keep_tmpl(struct mg_leases *ls, const struct mg_admit_req *q, const struct mg_ad
 	n.fetched_ms = now_ms;
 	if (!q->lease_refresh)
 		n.used_ms = now_ms;
+	n.req = *q;
+	n.req.key_hash_hex = n.req.request_id = n.req.model = n.req.endpoint = NULL;
+	n.req.cands = NULL;
+	n.req.lease_holder = n.req.lease_spend = NULL;
+	n.req.lease_refresh = 0;
 	strcpy(n.endpoint, q->endpoint);
-	n.stream = q->stream;
-	n.prompt_estimate = q->prompt_estimate;
-	n.max_output = q->max_output;
-	n.default_output = q->default_output;
-	n.fallback_prompt = q->fallback_prompt;
-	n.fallback_completion = q->fallback_completion;
-	n.conf = q->conf;
-	n.n_cands = q->n_cands;
 	if (q->n_cands > 0)
 		memcpy(n.cands, q->cands, (size_t)q->n_cands * sizeof(n.cands[0]));
 	n.project_id = a->auth.project_id;
@@ -465,8 +466,6 @@ granted(struct mg_leases *ls, const struct mg_admit_req *q, struct mg_admission 
 		l->next = ls->leases[slot];
 		ls->leases[slot] = l;
 		l->win_ms = now_ms;
-		l->rpm = out->rpm;
-		l->tpm = out->tpm;
 	}
 	if (l->id != out->lease_id) {
 		/* a new lease (the first, or one after a reaped one): the
@@ -554,29 +553,6 @@ mg_leases_granted_batch(struct mg_leases *ls, const struct mg_admit_req *const *
 	pthread_mutex_unlock(&ls->lock);
 }
 
-/* The output and the reservation (into *pico; -1 when it does not fit)
- * of the request t was answered for. */
-static long long
-output_of_tmpl(const struct tmpl *t)
-{
-	struct mg_admit_req q;
-
-	memset(&q, 0, sizeof(q));
-	q.max_output = t->max_output;
-	q.default_output = t->default_output;
-	return output_of(&q, t->ctx);
-}
-
-static int
-cost_of_tmpl(const struct tmpl *t, long long *pico)
-{
-	struct mg_admit_req q;
-
-	memset(&q, 0, sizeof(q));
-	q.prompt_estimate = t->prompt_estimate;
-	return cost_of(t, &q, output_of_tmpl(t), pico);
-}
-
 /* Fills r as a refresh of t, asking for want requests (0: none, only the
  * answer renewed). */
 static void
@@ -585,24 +561,16 @@ refresh_of(struct mg_leases *ls, const struct tmpl *t, long long want, long long
 {
 	struct mg_admit_req *q = &r->q;
 
-	memset(q, 0, sizeof(*q));
 	strcpy(r->key, t->key);
 	strcpy(r->model, t->model);
 	strcpy(r->endpoint, t->endpoint);
 	memcpy(r->cands, t->cands, sizeof(r->cands));
+	*q = t->req;
 	q->key_hash_hex = r->key;
 	q->request_id = "";
 	q->model = r->model;
 	q->endpoint = r->endpoint;
-	q->stream = t->stream;
-	q->prompt_estimate = t->prompt_estimate;
-	q->max_output = t->max_output;
-	q->default_output = t->default_output;
-	q->fallback_prompt = t->fallback_prompt;
-	q->fallback_completion = t->fallback_completion;
-	q->conf = t->conf;
 	q->cands = r->cands;
-	q->n_cands = t->n_cands;
 	q->lease_holder = ls->holder;
 	q->lease_refresh = 1;
 	asks(q, want, need, pico, r->spend, sizeof(r->spend));
@@ -625,14 +593,13 @@ mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_re
 			if (l == NULL || l->id <= 0 || l->stale || l->releasing ||
 			    t->expires_ms <= now_ms || t->used_ms == 0 ||
 			    now_ms - t->used_ms >= MG_LEASE_IDLE_MS ||
-			    (t->asked_ms != 0 && now_ms - t->asked_ms < MG_LEASE_ASK_MS))
+			    !may_ask(t->asked_ms, now_ms))
 				continue;
-			need = t->prompt_estimate + output_of_tmpl(t);
-			if (cost_of_tmpl(t, &pico) != 0)
+			need = t->req.prompt_estimate + output_of(&t->req, t->ctx);
+			if (cost_of(t, &t->req, output_of(&t->req, t->ctx), &pico) != 0)
 				continue;
 			stale = now_ms - t->fetched_ms >= MG_LEASE_REFRESH_MS;
-			if ((l->asked_ms == 0 || now_ms - l->asked_ms >= MG_LEASE_ASK_MS) &&
-			    low(l, need, pico)) {
+			if (may_ask(l->asked_ms, now_ms) && low(l, need, pico)) {
 				want = want_of(l);
 				l->asked_ms = now_ms;
 			} else if (!stale) {
