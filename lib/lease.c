@@ -227,26 +227,31 @@ take(struct lease *l, const struct tmpl *t, const struct mg_admit_req *q,
 	mg_text_copy(k->completion_price, sizeof(k->completion_price), t->cp);
 }
 
-/* What l asks for when it borrows: about a second of what it admits (the
- * key and model's answer is kept as long), and at least
+/* What l asks for when it borrows at now_ms: about a second of what it
+ * admits (the key and model's answer is kept as long), and at least
  * MG_LEASE_WANT_MIN: Postgres lends at most an eighth of what is left,
- * and a request at a time near a limit. */
+ * and a request at a time near a limit.  The rate is that of the last
+ * whole second, or of this one so far when higher (after 100 ms of it),
+ * so that a slice taken cold grows to its traffic within a few refills. */
 static long long
-want_of(const struct lease *l)
+want_of(const struct lease *l, long long now_ms)
 {
-	long long want = l->rate + 1;
+	long long rate = l->rate, span = now_ms - l->win_ms, want;
 
+	if (span >= 100 && span < 1000 && l->win_n * 1000 / span > rate)
+		rate = l->win_n * 1000 / span;
+	want = rate + 1;
 	if (want < MG_LEASE_WANT_MIN)
 		want = MG_LEASE_WANT_MIN;
 	return want > MG_LEASE_WANT_MAX ? MG_LEASE_WANT_MAX : want;
 }
 
 /* 1 when what is left of l's slice is less than half of what it asks for
- * (requests of need tokens costing pico). */
+ * at now_ms (requests of need tokens costing pico). */
 static int
-low(const struct lease *l, long long need, long long pico)
+low(const struct lease *l, long long need, long long pico, long long now_ms)
 {
-	long long half = (want_of(l) + 1) / 2, v;
+	long long half = (want_of(l, now_ms) + 1) / 2, v;
 
 	return (l->req_left >= 0 && l->req_left < half) ||
 	    (l->tok_left >= 0 && (__builtin_mul_overflow(half, need, &v) || l->tok_left < v)) ||
@@ -323,10 +328,10 @@ mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admissio
 			t->used_ms = now_ms;
 			done = 1;
 			/* running low: the refresher is woken to refill it */
-			if (may_ask(l->asked_ms, now_ms) && low(l, need, pico))
+			if (may_ask(l->asked_ms, now_ms) && low(l, need, pico, now_ms))
 				done = 2;
 		} else if (l != NULL) {
-			want = want_of(l);
+			want = want_of(l, now_ms);
 		}
 	}
 	if (!done) {
@@ -599,8 +604,8 @@ mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_re
 			if (cost_of(t, &t->req, output_of(&t->req, t->ctx), &pico) != 0)
 				continue;
 			stale = now_ms - t->fetched_ms >= MG_LEASE_REFRESH_MS;
-			if (may_ask(l->asked_ms, now_ms) && low(l, need, pico)) {
-				want = want_of(l);
+			if (may_ask(l->asked_ms, now_ms) && low(l, need, pico, now_ms)) {
+				want = want_of(l, now_ms);
 				l->asked_ms = now_ms;
 			} else if (!stale) {
 				continue;

@@ -73,6 +73,53 @@ answer(struct mg_admission *a, long long lease_id, long long seq, const char *sp
 	a->lease_tight = tight;
 }
 
+/* A slice taken cold asks for MG_LEASE_WANT_MIN; once 100 ms of traffic
+ * show a higher rate, its refill asks for about a second of that rate,
+ * without waiting for a whole second to be counted. */
+START_TEST(lease_ramp)
+{
+	struct mg_leases *ls = mg_leases_new("host:9:8");
+	struct mg_lease_refresh r[4];
+	struct mg_admit_req q;
+	struct mg_admission a, out;
+	char spend[MG_COST_MAX];
+	long long t0 = 50000;
+	int i;
+
+	ck_assert_ptr_nonnull(ls);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0, spend, sizeof(spend)), 0);
+	ck_assert_int_eq(q.lease_requests, 1);
+	answer(&a, 6, 1, "0.5", MG_LEASE_WANT_MIN, 100000, 0);
+	out = a;
+	ck_assert_int_eq(grant(ls, &q, &out, t0), 0);
+	/* 8 taken in the first 50 ms: too soon to tell a rate, the refill
+	 * (half of the slice left) asks for the least */
+	for (i = 0; i < MG_LEASE_WANT_MIN / 2; i++) {
+		request(&q, KEY_A, 100, 100);
+		ck_assert_int_ne(mg_leases_admit(ls, &q, &out, t0 + 1 + i * 6, spend,
+		    sizeof(spend)), 0);
+	}
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t0 + 50, r, 4), 1);
+	ck_assert_int_eq(r[0].q.lease_requests, MG_LEASE_WANT_MIN);
+	answer(&a, 6, 2, "0.5", MG_LEASE_WANT_MIN, 100000, 0);
+	r[0].out = a;
+	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t0 + 51), 0);
+	/* the first request took one of the 16 lent: 7 + 16 left.  22 more
+	 * by 400 ms make 31 in the 400 ms since the lease was taken (77 a
+	 * second): the one left is low, and the refill asks for 78 */
+	for (i = 0; i < 22; i++) {
+		request(&q, KEY_A, 100, 100);
+		ck_assert_int_ne(mg_leases_admit(ls, &q, &out, t0 + 200 + i * 8, spend,
+		    sizeof(spend)), 0);
+	}
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t0 + 400, r, 4), 1);
+	ck_assert_int_eq(r[0].q.lease_requests, 31 * 1000 / 400 + 1);
+	ck_assert_int_eq(r[0].q.lease_tokens, (31 * 1000 / 400 + 1) * 200);
+	mg_leases_free(ls);
+}
+END_TEST
+
 /* A first request goes to Postgres as a lease element; the slice lent
  * then admits the next ones here until a limit of it is reached. */
 START_TEST(lease_admits_from_slice)
@@ -434,12 +481,14 @@ START_TEST(lease_refresh)
 	/* asked already: the next admission does not wake the refresher */
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 4, spend, sizeof(spend)), 1);
-	answer(&a, 5, 4, "0.5", MG_LEASE_WANT_MIN, 3200, 0);
+	/* lent more than asked, so that this second's rate (about 150 a
+	 * second, see lease_ramp) finds the slice full enough below */
+	answer(&a, 5, 4, "0.5", 400, 80000, 0);
 	r[0].out = a;
 	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + 5), 0);
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 6, spend, sizeof(spend)), 1);
-	ck_assert_int_eq(out.rpm_remaining, 50 + MG_LEASE_WANT_MIN / 2 - 3 + MG_LEASE_WANT_MIN);
+	ck_assert_int_eq(out.rpm_remaining, 50 + MG_LEASE_WANT_MIN / 2 - 3 + 400);
 
 	/* a refresh refused (a cap lowered, the key revoked): the answer is
 	 * dropped, and the next request goes to Postgres */
@@ -541,6 +590,7 @@ lease_suite(void)
 	tcase_add_test(tc, lease_tight_batch);
 	tcase_add_test(tc, lease_refresh);
 	tcase_add_test(tc, lease_limit_change);
+	tcase_add_test(tc, lease_ramp);
 	suite_add_tcase(s, tc);
 	return s;
 }
