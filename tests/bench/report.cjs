@@ -252,7 +252,10 @@ function bench(metaFile, resultsFile, auxFile, statementsPrefix, outFile) {
         `limit and a spend cap that never refuse (admit + settle on every request). Postgres: ` +
         (meta.pg_settings && meta.pg_settings.length ? `**${meta.pg_settings.join(', ')}** (not the defaults)` : 'default settings') +
         `. Everything on this machine: read ratios, not absolute numbers.`);
-    md.push(`Method: ${meta.rounds} interleaved rounds, wrk runs of ${meta.duration_s} s, 1 s apart; ` +
+    md.push(`Method: ${meta.rounds} interleaved rounds, wrk runs of ${meta.duration_s} s, 1 s apart` +
+        (meta.warmup_s > 0 ? `, each right after a warm-up of ${meta.warmup_s} s of the same load that is ` +
+            `not counted (the steady state is measured: in lease mode a project's first requests after ` +
+            `2 s without any wait for Postgres, as in strict mode)` : ', no warm-up') + `; ` +
         `medians over the rounds. Throughput: 32 and 64 connections, wrk -t${meta.wrk_threads}. ` +
         `Latency: 1 connection (sequential). Paced: ${meta.paced_connections} connections with think ` +
         `time for about ${meta.paced_rate} req/s. Errors = socket errors + non-2xx (wrk counts HTTP ≥ 400).`);
