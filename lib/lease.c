@@ -617,6 +617,20 @@ mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_re
 	return n;
 }
 
+int
+mg_leases_in_use(struct mg_leases *ls, long long now_ms)
+{
+	struct tmpl *t;
+	int i, used = 0;
+
+	pthread_mutex_lock(&ls->lock);
+	for (i = 0; i < NBUCKETS && !used; i++)
+		for (t = ls->tmpls[i]; t != NULL && !used; t = t->next)
+			used = t->used_ms != 0 && now_ms - t->used_ms < MG_LEASE_IDLE_MS;
+	pthread_mutex_unlock(&ls->lock);
+	return used;
+}
+
 void
 mg_leases_settled(struct mg_leases *ls, const struct mg_usage *u, int billable)
 {

@@ -83,6 +83,10 @@ struct mg_lease_refresh {
 int mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_refresh *r,
     int max);
 
+/* 1 when a key and model was admitted here in the last MG_LEASE_IDLE_MS
+ * before now_ms (a refresh may come due), else 0. */
+int mg_leases_in_use(struct mg_leases *ls, long long now_ms);
+
 /* A settlement of a request admitted from a lease was written (or found
  * written): the lease no longer holds its reservation, and the tokens it
  * did not use go back to the lease's slice.  Call it after

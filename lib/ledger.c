@@ -639,19 +639,13 @@ static void *
 refresher_main(void *arg)
 {
 	struct mg_ledger *l = arg;
-	struct mg_lease_refresh *r = calloc(REFRESH_MAX, sizeof(*r));
-	struct waiter *ws = calloc(REFRESH_MAX, sizeof(*ws));
+	struct mg_lease_refresh *r = NULL;   /* REFRESH_MAX of them, while in use */
+	struct waiter *ws = NULL;
 
-	if (r == NULL || ws == NULL) {
-		mg_log(MG_LOG_WARN, NULL, "no lease refresher (out of memory): requests renew "
-		    "their leases themselves");
-		free(r);
-		free(ws);
-		return NULL;
-	}
 	pthread_mutex_lock(&l->lock);
 	while (!l->stopping) {
 		struct timespec until;
+		long long now;
 		int n, i;
 
 		if (!l->refresh_wanted) {
@@ -662,7 +656,28 @@ refresher_main(void *arg)
 		}
 		l->refresh_wanted = 0;
 		pthread_mutex_unlock(&l->lock);
-		n = mg_leases_refresh_due(l->leases, now_ms(), r, REFRESH_MAX);
+		now = now_ms();
+		if (r == NULL) {
+			/* the room for a tick's refreshes (about half a MiB,
+			 * touched as used) is taken only while there are some */
+			if (!mg_leases_in_use(l->leases, now)) {
+				pthread_mutex_lock(&l->lock);
+				continue;
+			}
+			r = calloc(REFRESH_MAX, sizeof(*r));
+			ws = calloc(REFRESH_MAX, sizeof(*ws));
+			if (r == NULL || ws == NULL) {
+				mg_log(MG_LOG_WARN, NULL, "no room for lease refreshes (out of "
+				    "memory): requests renew their leases themselves");
+				free(r);
+				free(ws);
+				r = NULL;
+				ws = NULL;
+				pthread_mutex_lock(&l->lock);
+				continue;
+			}
+		}
+		n = mg_leases_refresh_due(l->leases, now, r, REFRESH_MAX);
 		if (n > 0) {
 			for (i = 0; i < n; i++) {
 				memset(&ws[i], 0, sizeof(ws[i]));
@@ -676,6 +691,12 @@ refresher_main(void *arg)
 			if (ws[n - 1].rc != MG_OK)
 				mg_log(MG_LOG_WARN, NULL, "%d lease refreshes not answered: %s", n,
 				    mg_store_last_error());
+		} else if (!mg_leases_in_use(l->leases, now)) {
+			/* nothing in use for a while: the room goes back */
+			free(r);
+			free(ws);
+			r = NULL;
+			ws = NULL;
 		}
 		pthread_mutex_lock(&l->lock);
 	}

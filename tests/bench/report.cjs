@@ -160,8 +160,10 @@ function targetBounds(meta, stats, get, statements, mem, scrape, decided) {
             return `bounded by the admission before the first byte goes upstream: ${floor}` +
                 (s ? `; ${s.name} executes ${s.p50.toFixed(2)} ms p50 inside Postgres, plus its commit` : '');
         },
-        idleMemory: () => `bounded by the shared libraries every process maps: RSS ${fmtKiB(mem.idle_per_responder_kib)} KiB, ` +
-            `of it private ${fmtKiB(mem.idle_uss_per_responder_kib)} KiB; PSS counts the shared pages split between the processes`,
+        idleMemory: (x) => `RSS ${fmtKiB(x.idle_per_responder_kib)} KiB, of it private ` +
+            `${fmtKiB(x.idle_uss_per_responder_kib)} KiB (the heap the runs left: malloc keeps what it cannot give ` +
+            `back whole) and ${fmtKiB(x.idle_per_responder_kib - x.idle_uss_per_responder_kib)} KiB of shared ` +
+            `libraries, which PSS splits between the processes`,
         streamMemory: () => `bounded by what each open stream holds in a request thread: ` +
             `${mem.per_stream_kib === null ? '–' : mem.per_stream_kib.toFixed(1)} KiB RSS, ` +
             `${mem.per_stream_uss_kib === null || mem.per_stream_uss_kib === undefined ? '–' : mem.per_stream_uss_kib.toFixed(1)} KiB private, ` +
@@ -525,6 +527,9 @@ function bench(metaFile, resultsFile, auxFile, statementsPrefix, outFile) {
 
     // memory
     const mem = aux.find((x) => x.memory) || null;
+    // the idle responders of the other admission modes, measured with the first's
+    const idleOthers = aux.filter((x) => x.idle_memory);
+    for (const x of idleOthers) x.idle_ok = x.idle_pss_per_responder_kib < MEM_IDLE_LIMIT_KIB;
     if (mem) {
         const opened = mem.opened || 0;
         const perStream = opened > 0 ? (mem.rss_open_kib - mem.rss_before_kib) / opened : null;
@@ -555,6 +560,19 @@ function bench(metaFile, resultsFile, auxFile, statementsPrefix, outFile) {
             ['shared pages in RSS (RSS − private)', idle.uss === null ? '–' : fmtKiB(idle.rss - idle.uss), 'for information'],
         ]));
         md.push('');
+        if (idleOthers.length) {
+            md.push('The idle responders of the other admission modes, at the same moment (each per process):');
+            md.push('');
+            md.push(table(['admission', 'RSS KiB', '**PSS** KiB', 'private KiB', 'target'], idleOthers.map((x) => [
+                x.admission, fmtKiB(x.idle_per_responder_kib), fmtKiB(x.idle_pss_per_responder_kib),
+                fmtKiB(x.idle_uss_per_responder_kib),
+                `**< ${fmtKiB(MEM_IDLE_LIMIT_KIB)}: ${x.idle_ok ? 'ok' : 'FAILED'}**`])));
+            md.push('');
+            for (const x of idleOthers)
+                if (!x.idle_ok)
+                    flags.push(`memory: an idle responder's PSS (admission ${x.admission}) is ` +
+                        `${fmtKiB(x.idle_pss_per_responder_kib)} KiB, not under ${fmtKiB(MEM_IDLE_LIMIT_KIB)} KiB`);
+        }
         md.push(`The < ${MEM_IDLE_LIMIT_KIB / 1024} MiB target for an idle responder is checked against PSS: RSS cannot get under it, ` +
             'since most of it is the pages of shared libraries (libc, libcurl and its TLS libraries, libpq, ' +
             'json-c …) that every process maps, counted whole in each process\'s RSS; PSS counts each such ' +
@@ -666,11 +684,17 @@ function bench(metaFile, resultsFile, auxFile, statementsPrefix, outFile) {
         mode = modes.length ? modes[0] : null;
         if (mem) {
             add('idle responder PSS', '< 8 MiB', mem.idle_pss_per_responder_kib || null,
-                fmtKiB(mem.idle_pss_per_responder_kib) + ' KiB', mem.idle_ok, () => bounds.idleMemory());
+                fmtKiB(mem.idle_pss_per_responder_kib) + ' KiB', mem.idle_ok, () => bounds.idleMemory(mem));
             add('responder memory per open stream', '< 64 KiB', mem.per_stream_kib,
                 mem.per_stream_kib === null ? '–' : mem.per_stream_kib.toFixed(1) + ' KiB', mem.per_stream_ok,
                 () => bounds.streamMemory());
         }
+        for (const x of idleOthers) {
+            mode = x.admission;
+            add('idle responder PSS', '< 8 MiB', x.idle_pss_per_responder_kib,
+                fmtKiB(x.idle_pss_per_responder_kib) + ' KiB', x.idle_ok, () => bounds.idleMemory(x));
+        }
+        mode = modes.length ? modes[0] : null;
         if (scrape) {
             add(`GET /metrics p50 with ${scrape.opened} streams open`, `< ${SCRAPE_P50_LIMIT_MS} ms`, scrape.p50_ms,
                 scrape.p50_ms === null ? '–' : scrape.p50_ms.toFixed(1) + ' ms', scrape.ok, () => bounds.scrape());

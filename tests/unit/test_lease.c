@@ -456,7 +456,9 @@ START_TEST(lease_refresh)
 	r[0].out = a;
 	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t), 0);
 	/* not used for MG_LEASE_IDLE_MS: left to expire */
+	ck_assert_int_eq(mg_leases_in_use(ls, t + MG_LEASE_IDLE_MS - 1000), 1);
 	t += MG_LEASE_IDLE_MS;
+	ck_assert_int_eq(mg_leases_in_use(ls, t), 0);
 	ck_assert_int_eq(mg_leases_refresh_due(ls, t, r, 4), 0);
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t, spend, sizeof(spend)), 0);
