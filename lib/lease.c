@@ -586,9 +586,15 @@ mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_re
     int max)
 {
 	struct tmpl *t;
-	int i, n = 0;
+	int i, n = 0, in_use = 0, renew_max, renewed = 0;
 
 	pthread_mutex_lock(&ls->lock);
+	for (i = 0; i < NBUCKETS && !ls->down; i++)
+		for (t = ls->tmpls[i]; t != NULL; t = t->next)
+			in_use += t->used_ms != 0 && now_ms - t->used_ms < MG_LEASE_IDLE_MS;
+	renew_max = (in_use + MG_LEASE_RENEW_SPREAD - 1) / MG_LEASE_RENEW_SPREAD;
+	if (renew_max < MG_LEASE_RENEW_MIN)
+		renew_max = MG_LEASE_RENEW_MIN;
 	for (i = 0; i < NBUCKETS && n < max && !ls->down; i++)
 		for (t = ls->tmpls[i]; t != NULL && n < max; t = t->next) {
 			struct lease *l = find_lease(ls, t->project_id);
@@ -607,8 +613,10 @@ mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_re
 			if (may_ask(l->asked_ms, now_ms) && low(l, need, pico, now_ms)) {
 				want = want_of(l, now_ms);
 				l->asked_ms = now_ms;
-			} else if (!stale) {
+			} else if (!stale || renewed >= renew_max) {
 				continue;
+			} else {
+				renewed++;
 			}
 			t->asked_ms = now_ms;
 			refresh_of(ls, t, want, need, pico, &r[n++]);

@@ -26,6 +26,9 @@ struct mg_leases;
 #define MG_LEASE_IDLE_MS   2000  /* a lease unused this long is given back */
 #define MG_LEASE_WANT_MIN  16    /* requests a slice asks for at least, */
 #define MG_LEASE_WANT_MAX  4096  /* and at most */
+#define MG_LEASE_RENEW_SPREAD 3  /* answers due together are renewed over this
+                                  * many calls of mg_leases_refresh_due */
+#define MG_LEASE_RENEW_MIN 8     /* (at least this many a call) */
 
 /* holder names the process in the leases table (copied).  NULL on
  * allocation failure. */
@@ -77,6 +80,11 @@ struct mg_lease_refresh {
  * expires; and one of each lease whose slice has less than half of about
  * a second's admissions left, which asks for that second's worth.  So a
  * request in use waits for Postgres only when its project is near a limit.
+ * Of the answers due, at most a MG_LEASE_RENEW_SPREAD-th of those in use
+ * (at least MG_LEASE_RENEW_MIN) are renewed in one call, so that answers
+ * taken together (a burst of first requests) are not renewed together
+ * ever after, each time as one statement of as many elements; refills are
+ * never held back.
  * One not answered (mg_leases_granted_batch) is due again after
  * MG_LEASE_ASK_MS.  Refused, the key and model's answer is dropped: its
  * next request goes to Postgres. */

@@ -120,6 +120,57 @@ START_TEST(lease_ramp)
 }
 END_TEST
 
+/* Answers taken together are renewed over MG_LEASE_RENEW_SPREAD calls, a
+ * share of those in use at a time, and stay spread after. */
+START_TEST(lease_renew_spread)
+{
+	struct mg_leases *ls = mg_leases_new("host:9:7");
+	struct mg_lease_refresh r[64];
+	struct mg_admit_req q;
+	struct mg_admission a, out;
+	char spend[MG_COST_MAX], keys[30][65];
+	long long t0 = 70000, t;
+	int i, n, total = 0;
+
+	ck_assert_ptr_nonnull(ls);
+	for (i = 0; i < 30; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "%064x", i + 1);
+		request(&q, keys[i], 100, 100);
+		ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0, spend, sizeof(spend)), 0);
+		answer(&a, 8, i + 1, "0.5", 1000, 1000000, 0);
+		out = a;
+		ck_assert_int_eq(grant(ls, &q, &out, t0), 0);
+		request(&q, keys[i], 100, 100);
+		ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 1, spend, sizeof(spend)), 1);
+	}
+	/* all 30 due at once: 10 (a third) a call, the rest at the next */
+	t = t0 + MG_LEASE_REFRESH_MS;
+	for (i = 0; i < MG_LEASE_RENEW_SPREAD; i++) {
+		n = mg_leases_refresh_due(ls, t + i * 100, r, 64);
+		ck_assert_int_eq(n, 30 / MG_LEASE_RENEW_SPREAD);
+		total += n;
+		for (int k = 0; k < n; k++) {
+			ck_assert_int_eq(r[k].q.lease_requests, 0);
+			answer(&a, 8, 100 + total + k, "0.5", 0, 0, 0);
+			r[k].out = a;
+			ck_assert_int_eq(grant(ls, &r[k].q, &r[k].out, t + i * 100), 0);
+		}
+	}
+	ck_assert_int_eq(total, 30);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 300, r, 64), 0);
+	/* in use again: each group comes due MG_LEASE_REFRESH_MS after its
+	 * renewal, a third at a time */
+	for (i = 0; i < 30; i++) {
+		request(&q, keys[i], 100, 100);
+		ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 350, spend, sizeof(spend)), 1);
+	}
+	for (i = 0; i < MG_LEASE_RENEW_SPREAD; i++)
+		ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_REFRESH_MS + i * 100, r, 64),
+		    30 / MG_LEASE_RENEW_SPREAD);
+	mg_leases_free(ls);
+}
+END_TEST
+
 /* A first request goes to Postgres as a lease element; the slice lent
  * then admits the next ones here until a limit of it is reached. */
 START_TEST(lease_admits_from_slice)
@@ -593,6 +644,7 @@ lease_suite(void)
 	tcase_add_test(tc, lease_refresh);
 	tcase_add_test(tc, lease_limit_change);
 	tcase_add_test(tc, lease_ramp);
+	tcase_add_test(tc, lease_renew_spread);
 	suite_add_tcase(s, tc);
 	return s;
 }
