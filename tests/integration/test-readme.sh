@@ -124,4 +124,17 @@ while read -r file lang line; do
     fi
 done <<<"$out"
 
+# `up` again on a database with many projects (a project list longer
+# than a pipe holds): the stack and its key are left as they are
+for ((i = 1; i <= 300; i++)); do
+    "$LOCAL" cli project create "many-$i" >/dev/null 2>&1 || break
+done
+if MODELGATE_PORT=$port MODELGATE_PGPORT=$pgport "$LOCAL" up >"$MG_T/up2.out" 2>&1; then
+    tap_ok "deploy/local up again, with $((i - 1)) more projects"
+else
+    tap_not_ok "deploy/local up again, with $((i - 1)) more projects" "$(tail -n 30 "$MG_T/up2.out")"
+fi
+check_eq "the second up keeps the demo key" \
+    "$(sed -n 's/^MODELGATE_KEY=//p' "$MG_T/up2.out" | tail -n 1)" "$MODELGATE_KEY"
+
 tap_done
