@@ -278,6 +278,14 @@ asks(struct mg_admit_req *q, long long want, long long need, long long pico, cha
 		q->lease_spend = spend;
 }
 
+/* 1 when t was admitted from here in the last MG_LEASE_IDLE_MS before
+ * now_ms: its answer is kept renewed. */
+static int
+in_use(const struct tmpl *t, long long now_ms)
+{
+	return t->used_ms != 0 && now_ms - t->used_ms < MG_LEASE_IDLE_MS;
+}
+
 /* 1 when a refresh asked for at asked_ms (0: none) may be asked for
  * again at now_ms: none is waiting for an answer. */
 static int
@@ -586,28 +594,28 @@ mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_re
     int max)
 {
 	struct tmpl *t;
-	int i, n = 0, in_use = 0, renew_max, renewed = 0;
+	int i, n = 0, used = 0, renew_max, renewed = 0;
 
 	pthread_mutex_lock(&ls->lock);
 	for (i = 0; i < NBUCKETS && !ls->down; i++)
 		for (t = ls->tmpls[i]; t != NULL; t = t->next)
-			in_use += t->used_ms != 0 && now_ms - t->used_ms < MG_LEASE_IDLE_MS;
-	renew_max = (in_use + MG_LEASE_RENEW_SPREAD - 1) / MG_LEASE_RENEW_SPREAD;
+			used += in_use(t, now_ms);
+	renew_max = (used + MG_LEASE_RENEW_SPREAD - 1) / MG_LEASE_RENEW_SPREAD;
 	if (renew_max < MG_LEASE_RENEW_MIN)
 		renew_max = MG_LEASE_RENEW_MIN;
 	for (i = 0; i < NBUCKETS && n < max && !ls->down; i++)
 		for (t = ls->tmpls[i]; t != NULL && n < max; t = t->next) {
 			struct lease *l = find_lease(ls, t->project_id);
-			long long need, pico, want = 0;
+			long long need, out, pico, want = 0;
 			int stale;
 
 			if (l == NULL || l->id <= 0 || l->stale || l->releasing ||
-			    t->expires_ms <= now_ms || t->used_ms == 0 ||
-			    now_ms - t->used_ms >= MG_LEASE_IDLE_MS ||
+			    t->expires_ms <= now_ms || !in_use(t, now_ms) ||
 			    !may_ask(t->asked_ms, now_ms))
 				continue;
-			need = t->req.prompt_estimate + output_of(&t->req, t->ctx);
-			if (cost_of(t, &t->req, output_of(&t->req, t->ctx), &pico) != 0)
+			out = output_of(&t->req, t->ctx);
+			need = t->req.prompt_estimate + out;
+			if (cost_of(t, &t->req, out, &pico) != 0)
 				continue;
 			stale = now_ms - t->fetched_ms >= MG_LEASE_REFRESH_MS;
 			if (may_ask(l->asked_ms, now_ms) && low(l, need, pico, now_ms)) {
@@ -634,7 +642,7 @@ mg_leases_in_use(struct mg_leases *ls, long long now_ms)
 	pthread_mutex_lock(&ls->lock);
 	for (i = 0; i < NBUCKETS && !used; i++)
 		for (t = ls->tmpls[i]; t != NULL && !used; t = t->next)
-			used = t->used_ms != 0 && now_ms - t->used_ms < MG_LEASE_IDLE_MS;
+			used = in_use(t, now_ms);
 	pthread_mutex_unlock(&ls->lock);
 	return used;
 }

@@ -641,6 +641,7 @@ refresher_main(void *arg)
 	struct mg_ledger *l = arg;
 	struct mg_lease_refresh *r = NULL;   /* REFRESH_MAX of them, while in use */
 	struct waiter *ws = NULL;
+	int warned = 0;                       /* out of memory, said once */
 
 	pthread_mutex_lock(&l->lock);
 	while (!l->stopping) {
@@ -667,8 +668,10 @@ refresher_main(void *arg)
 			r = calloc(REFRESH_MAX, sizeof(*r));
 			ws = calloc(REFRESH_MAX, sizeof(*ws));
 			if (r == NULL || ws == NULL) {
-				mg_log(MG_LOG_WARN, NULL, "no room for lease refreshes (out of "
-				    "memory): requests renew their leases themselves");
+				if (!warned)
+					mg_log(MG_LOG_WARN, NULL, "no room for lease refreshes (out "
+					    "of memory): requests renew their leases themselves");
+				warned = 1;
 				free(r);
 				free(ws);
 				r = NULL;
