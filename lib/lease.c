@@ -21,10 +21,11 @@
 struct tmpl {
 	char key[68];
 	char model[MG_MODEL_ID_MAX];
-	long long expires_ms;
+	long long changes;           /* the count of admission changes it was
+	                              * asked under (see mg_leases_changes) */
 	long long fetched_ms;        /* when Postgres answered for it */
 	long long used_ms;           /* its last admission here (0: none) */
-	long long asked_ms;          /* its refresh was asked for (0: none) */
+	long long asked_ms;          /* its refill was asked for (0: none) */
 	long long project_id;
 	struct mg_auth auth;
 	long long rpm, tpm, ctx;     /* -1: none */
@@ -32,7 +33,7 @@ struct tmpl {
 	char spent[MG_COST_MAX];
 	char pp[MG_COST_MAX], cp[MG_COST_MAX];
 	long long pp_pico, cp_pico;  /* rounded up */
-	/* the request it was answered for, which a refresh repeats: its
+	/* the request it was answered for, which a refill repeats: its
 	 * numbers and the config's pointers in req (the pointers to the
 	 * request's own text and candidates NULL), those kept beside it */
 	struct mg_admit_req req;
@@ -66,6 +67,9 @@ struct mg_leases {
 	struct tmpl *tmpls[NBUCKETS];
 	struct lease *leases[NBUCKETS];
 	long long renewed_ms;
+	long long changes;           /* Postgres's count of admission changes, */
+	long long checked_ms;        /* as a check sent then answered */
+	int checked;                 /* (0: none answered yet) */
 	int down;                    /* Postgres did not answer the last call */
 };
 
@@ -114,6 +118,7 @@ mg_leases_new(const char *holder)
 		return NULL;
 	pthread_mutex_init(&ls->lock, NULL);
 	mg_text_copy(ls->holder, sizeof(ls->holder), holder);
+	ls->changes = -1;
 	return ls;
 }
 
@@ -286,7 +291,17 @@ in_use(const struct tmpl *t, long long now_ms)
 	return t->used_ms != 0 && now_ms - t->used_ms < MG_LEASE_IDLE_MS;
 }
 
-/* 1 when a refresh asked for at asked_ms (0: none) may be asked for
+/* 1 when t's answer may be used at now_ms: asked under the count of
+ * admission changes that the last check found, sent less than
+ * MG_LEASE_TMPL_MS ago. */
+static int
+current(const struct mg_leases *ls, const struct tmpl *t, long long now_ms)
+{
+	return ls->checked && t->changes == ls->changes &&
+	    now_ms - ls->checked_ms < MG_LEASE_TMPL_MS;
+}
+
+/* 1 when a refill asked for at asked_ms (0: none) may be asked for
  * again at now_ms: none is waiting for an answer. */
 static int
 may_ask(long long asked_ms, long long now_ms)
@@ -318,6 +333,7 @@ mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admissio
 	q->lease_tokens = -1;
 	q->lease_spend = NULL;
 	pthread_mutex_lock(&ls->lock);
+	q->lease_changes = ls->changes;
 	t = find_tmpl(ls, q->key_hash_hex, q->model);
 	if (t != NULL) {
 		l = find_lease(ls, t->project_id);
@@ -331,7 +347,7 @@ mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admissio
 			pthread_mutex_unlock(&ls->lock);
 			return 0;   /* beyond what is counted here: in Postgres */
 		}
-		if (!ls->down && t->expires_ms > now_ms && l != NULL && fits(l, need, pico)) {
+		if (!ls->down && current(ls, t, now_ms) && l != NULL && fits(l, need, pico)) {
 			take(l, t, q, out, need, pico, now_ms);
 			t->used_ms = now_ms;
 			done = 1;
@@ -398,7 +414,7 @@ keep_tmpl(struct mg_leases *ls, const struct mg_admit_req *q, const struct mg_ad
 	}
 	strcpy(n.key, q->key_hash_hex);
 	strcpy(n.model, q->model);
-	n.expires_ms = now_ms + MG_LEASE_TMPL_MS;
+	n.changes = q->lease_changes;
 	n.fetched_ms = now_ms;
 	if (!q->lease_refresh)
 		n.used_ms = now_ms;
@@ -566,8 +582,7 @@ mg_leases_granted_batch(struct mg_leases *ls, const struct mg_admit_req *const *
 	pthread_mutex_unlock(&ls->lock);
 }
 
-/* Fills r as a refresh of t, asking for want requests (0: none, only the
- * answer renewed). */
+/* Fills r as a refill of t, asking for want requests. */
 static void
 refresh_of(struct mg_leases *ls, const struct tmpl *t, long long want, long long need,
     long long pico, struct mg_lease_refresh *r)
@@ -586,6 +601,7 @@ refresh_of(struct mg_leases *ls, const struct tmpl *t, long long want, long long
 	q->cands = r->cands;
 	q->lease_holder = ls->holder;
 	q->lease_refresh = 1;
+	q->lease_changes = ls->changes;
 	asks(q, want, need, pico, r->spend, sizeof(r->spend));
 }
 
@@ -594,55 +610,76 @@ mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_re
     int max)
 {
 	struct tmpl *t;
-	int i, n = 0, used = 0, renew_max, renewed = 0;
+	int i, n = 0;
 
 	pthread_mutex_lock(&ls->lock);
-	for (i = 0; i < NBUCKETS && !ls->down; i++)
-		for (t = ls->tmpls[i]; t != NULL; t = t->next)
-			used += in_use(t, now_ms);
-	renew_max = (used + MG_LEASE_RENEW_SPREAD - 1) / MG_LEASE_RENEW_SPREAD;
-	if (renew_max < MG_LEASE_RENEW_MIN)
-		renew_max = MG_LEASE_RENEW_MIN;
 	for (i = 0; i < NBUCKETS && n < max && !ls->down; i++)
 		for (t = ls->tmpls[i]; t != NULL && n < max; t = t->next) {
 			struct lease *l = find_lease(ls, t->project_id);
-			long long need, out, pico, want = 0;
-			int stale;
+			long long need, out, pico;
 
 			if (l == NULL || l->id <= 0 || l->stale || l->releasing ||
-			    t->expires_ms <= now_ms || !in_use(t, now_ms) ||
-			    !may_ask(t->asked_ms, now_ms))
+			    !current(ls, t, now_ms) || !in_use(t, now_ms) ||
+			    !may_ask(t->asked_ms, now_ms) || !may_ask(l->asked_ms, now_ms))
 				continue;
 			out = output_of(&t->req, t->ctx);
 			need = t->req.prompt_estimate + out;
-			if (cost_of(t, &t->req, out, &pico) != 0)
+			if (cost_of(t, &t->req, out, &pico) != 0 || !low(l, need, pico, now_ms))
 				continue;
-			stale = now_ms - t->fetched_ms >= MG_LEASE_REFRESH_MS;
-			if (may_ask(l->asked_ms, now_ms) && low(l, need, pico, now_ms)) {
-				want = want_of(l, now_ms);
-				l->asked_ms = now_ms;
-			} else if (!stale || renewed >= renew_max) {
-				continue;
-			} else {
-				renewed++;
-			}
+			l->asked_ms = now_ms;
 			t->asked_ms = now_ms;
-			refresh_of(ls, t, want, need, pico, &r[n++]);
+			refresh_of(ls, t, want_of(l, now_ms), need, pico, &r[n++]);
 		}
 	pthread_mutex_unlock(&ls->lock);
 	return n;
 }
 
+void
+mg_leases_changes(struct mg_leases *ls, long long n, long long sent_ms)
+{
+	pthread_mutex_lock(&ls->lock);
+	if (!ls->checked || sent_ms >= ls->checked_ms) {
+		ls->changes = n;
+		ls->checked_ms = sent_ms;
+		ls->checked = 1;
+	}
+	pthread_mutex_unlock(&ls->lock);
+}
+
+/* 1 when a key and model was admitted here in the last MG_LEASE_IDLE_MS.
+ * Called with the lock held. */
+static int
+any_in_use(struct mg_leases *ls, long long now_ms)
+{
+	struct tmpl *t;
+	int i;
+
+	for (i = 0; i < NBUCKETS; i++)
+		for (t = ls->tmpls[i]; t != NULL; t = t->next)
+			if (in_use(t, now_ms))
+				return 1;
+	return 0;
+}
+
+int
+mg_leases_check_due(struct mg_leases *ls, long long now_ms)
+{
+	int due;
+
+	pthread_mutex_lock(&ls->lock);
+	due = (!ls->checked || now_ms - ls->checked_ms >= MG_LEASE_CHECK_MS) &&
+	    any_in_use(ls, now_ms);
+	pthread_mutex_unlock(&ls->lock);
+	return due;
+}
+
 int
 mg_leases_in_use(struct mg_leases *ls, long long now_ms)
 {
-	struct tmpl *t;
-	int i, used = 0;
+	int used;
 
 	pthread_mutex_lock(&ls->lock);
-	for (i = 0; i < NBUCKETS && !used; i++)
-		for (t = ls->tmpls[i]; t != NULL && !used; t = t->next)
-			used = in_use(t, now_ms);
+	used = any_in_use(ls, now_ms);
 	pthread_mutex_unlock(&ls->lock);
 	return used;
 }
@@ -729,7 +766,8 @@ mg_leases_due(struct mg_leases *ls, long long now_ms, long long lease_timeout_ms
 		while (*p != NULL) {
 			struct tmpl *t = *p;
 
-			if (t->expires_ms <= now_ms) {
+			if ((ls->checked && t->changes != ls->changes) ||
+			    (!in_use(t, now_ms) && now_ms - t->fetched_ms >= MG_LEASE_TMPL_MS)) {
 				*p = t->next;
 				free(t);
 			} else {

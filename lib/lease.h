@@ -9,26 +9,28 @@
  * admitted here and what to ask for.
  *
  * What a key and model were last admitted with (project, limits, prices)
- * is kept for a second: for that long a request of that key and model is
- * admitted here from its project's lease when the lease has the request,
- * the tokens and the spend it needs.  Otherwise the ledger sends it to
+ * is kept while it is in use: a request of that key and model is admitted
+ * here from its project's lease when the lease has the request, the
+ * tokens and the spend it needs.  Otherwise the ledger sends it to
  * Postgres as a lease element, which decides it as a request and, when it
- * is admitted, lends a new slice that covers it at least.
+ * is admitted, lends a new slice that covers it at least.  A kept answer
+ * is used only while Postgres's count of admission changes (see
+ * sql/016_admission_changes.sql), checked at least every
+ * MG_LEASE_CHECK_MS, is the one it was asked under, and the last check
+ * was sent less than MG_LEASE_TMPL_MS ago: a key revoked, a limit, cap or
+ * price changed binds here within that.
  *
  * Money is counted in 1e-12 USD: reservations rounded up, what a lease
  * holds rounded down, so that rounding never lends more than Postgres
  * holds.  All functions are thread-safe. */
 struct mg_leases;
 
-#define MG_LEASE_TMPL_MS   1000  /* a key and model's answer is reused this long */
-#define MG_LEASE_REFRESH_MS 600  /* and renewed from this age while in use */
-#define MG_LEASE_ASK_MS    250   /* a refresh not answered is asked again */
+#define MG_LEASE_TMPL_MS   1000  /* answers are used this long after a check */
+#define MG_LEASE_CHECK_MS  250   /* which comes this often while in use */
+#define MG_LEASE_ASK_MS    250   /* a refill not answered is asked again */
 #define MG_LEASE_IDLE_MS   2000  /* a lease unused this long is given back */
 #define MG_LEASE_WANT_MIN  16    /* requests a slice asks for at least, */
 #define MG_LEASE_WANT_MAX  4096  /* and at most */
-#define MG_LEASE_RENEW_SPREAD 3  /* answers due together are renewed over this
-                                  * many calls of mg_leases_refresh_due */
-#define MG_LEASE_RENEW_MIN 8     /* (at least this many a call) */
 
 /* holder names the process in the leases table (copied).  NULL on
  * allocation failure. */
@@ -37,12 +39,12 @@ void mg_leases_free(struct mg_leases *ls);
 
 /* Admits q here if it can (1, out filled as Postgres would, with
  * out->ticket saying how; 2 when, besides, the lease's slice runs low and
- * a refresh is due: see mg_leases_refresh_due), at now_ms
+ * a refill is due: see mg_leases_refresh_due), at now_ms
  * (CLOCK_MONOTONIC); else 0, and q's lease fields are set for a lease
  * element (spend is written into spend, of len bytes, which q then points
  * to).  q->cands must name one plan per model (the reservation's prices
  * are the plan's); its conf and fallback prices must outlive ls (a
- * refresh repeats them). */
+ * refill repeats them). */
 int mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admission *out,
     long long now_ms, char *spend, size_t len);
 
@@ -61,7 +63,7 @@ int mg_leases_admit(struct mg_leases *ls, struct mg_admit_req *q, struct mg_admi
 void mg_leases_granted_batch(struct mg_leases *ls, const struct mg_admit_req *const *q,
     struct mg_admission *const *out, int *rc, int n, long long now_ms);
 
-/* A refresh: a lease element of no request (q->lease_refresh), made of
+/* A refill: a lease element of no request (q->lease_refresh), made of
  * the last request of a key and model that went to Postgres, and the
  * storage q points into. */
 struct mg_lease_refresh {
@@ -74,25 +76,29 @@ struct mg_lease_refresh {
 	struct mg_route_candidate cands[MG_ROUTE_ATTEMPTS_MAX];
 };
 
-/* The refreshes due at now_ms, up to max of them into r; their count.
- * Due: each key and model admitted here in the last MG_LEASE_IDLE_MS whose
- * answer is MG_LEASE_REFRESH_MS old, so that it is renewed before it
- * expires; and one of each lease whose slice has less than half of about
- * a second's admissions left, which asks for that second's worth.  So a
- * request in use waits for Postgres only when its project is near a limit.
- * Of the answers due, at most a MG_LEASE_RENEW_SPREAD-th of those in use
- * (at least MG_LEASE_RENEW_MIN) are renewed in one call, so that answers
- * taken together (a burst of first requests) are not renewed together
- * ever after, each time as one statement of as many elements; refills are
- * never held back.
- * One not answered (mg_leases_granted_batch) is due again after
- * MG_LEASE_ASK_MS.  Refused, the key and model's answer is dropped: its
- * next request goes to Postgres. */
+/* The refills due at now_ms, up to max of them into r; their count.
+ * Due: one of each lease, by a key and model admitted here in the last
+ * MG_LEASE_IDLE_MS whose answer is current, whose slice has less than
+ * half of about a second's admissions left; it asks for that second's
+ * worth, so that a request in use waits for Postgres only when its
+ * project is near a limit.  One not answered (mg_leases_granted_batch) is
+ * due again after MG_LEASE_ASK_MS.  Refused, the key and model's answer is
+ * dropped (unless only the buckets are short now): its next request goes
+ * to Postgres. */
 int mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_refresh *r,
     int max);
 
+/* Postgres's count of admission changes was n in a check sent at sent_ms:
+ * the answers asked under another count are not used again, and those
+ * asked under n are used until sent_ms + MG_LEASE_TMPL_MS. */
+void mg_leases_changes(struct mg_leases *ls, long long n, long long sent_ms);
+
+/* 1 when a key and model is in use (mg_leases_in_use) and no check was
+ * sent in the last MG_LEASE_CHECK_MS before now_ms, else 0. */
+int mg_leases_check_due(struct mg_leases *ls, long long now_ms);
+
 /* 1 when a key and model was admitted here in the last MG_LEASE_IDLE_MS
- * before now_ms (a refresh may come due), else 0. */
+ * before now_ms (a refill or a check may come due), else 0. */
 int mg_leases_in_use(struct mg_leases *ls, long long now_ms);
 
 /* A settlement of a request admitted from a lease was written (or found
@@ -108,8 +114,8 @@ void mg_leases_update(struct mg_leases *ls, const struct mg_lease_state *st);
  * gets a lease to give back: idle, nothing of it unsettled; it is
  * detached (no admission uses it) until mg_leases_released.  renew gets
  * up to max lease ids to renew when lease_timeout_ms / 3 has passed since
- * the last renewal (*n_renew of them, 0 otherwise).  Expired key and
- * model answers are dropped. */
+ * the last renewal (*n_renew of them, 0 otherwise).  Key and model
+ * answers no longer current, or not in use, are dropped. */
 struct mg_lease_release {
 	long long id, seq;
 	long long requests, tokens;  /* -1: no such limit */

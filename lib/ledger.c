@@ -179,6 +179,18 @@ answered(struct mg_ledger *l, enum mg_err rc)
 		mg_leases_suspend(l->leases, rc == MG_ERR_DB_DOWN);
 }
 
+/* Has the refresher look now rather than at its next tick. */
+static void
+wake_refresher(struct mg_ledger *l)
+{
+	pthread_mutex_lock(&l->lock);
+	if (!l->refresh_wanted) {
+		l->refresh_wanted = 1;
+		pthread_cond_signal(&l->refresh);
+	}
+	pthread_mutex_unlock(&l->lock);
+}
+
 enum mg_err
 mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_admission *out)
 {
@@ -193,12 +205,7 @@ mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_adm
 	switch (mg_leases_admit(l->leases, &lq, out, now_ms(), spend, sizeof(spend))) {
 	case 2:
 		/* its slice runs low: refilled before a request waits for it */
-		pthread_mutex_lock(&l->lock);
-		if (!l->refresh_wanted) {
-			l->refresh_wanted = 1;
-			pthread_cond_signal(&l->refresh);
-		}
-		pthread_mutex_unlock(&l->lock);
+		wake_refresher(l);
 		/* FALLTHROUGH */
 	case 1:
 		mg_metrics_count(MG_M_LEASE_ADMITS, 1);
@@ -209,6 +216,10 @@ mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_adm
 	/* the leader of its batch applied what Postgres lent (granted) */
 	rc = admit_in_postgres(l, &lq, out, &granted);
 	answered(l, rc);
+	if (lq.lease_holder != NULL && rc == MG_OK && mg_leases_check_due(l->leases, now_ms())) {
+		/* an answer kept, not yet checked: the refresher checks now */
+		wake_refresher(l);
+	}
 	if (lq.lease_holder != NULL && rc == MG_OK && granted != 0)
 		mg_log(MG_LOG_WARN, q->request_id, "lease %lld not counted here (out of memory?): "
 		    "left to the reaper", out->lease_id);
@@ -631,10 +642,31 @@ settler_main(void *arg)
 	return NULL;
 }
 
-/* Lease mode: renews the key and model answers in use and refills the
- * slices running low (mg_leases_refresh_due), as lease elements of no
- * request in the admission queue, so that requests seldom wait for
- * Postgres. */
+/* Lease mode: reads Postgres's count of admission changes, which says
+ * whether the answers kept for keys and models are current
+ * (mg_leases_changes).  *failing: the last check failed (said once). */
+static void
+check_changes(struct mg_ledger *l, int *failing)
+{
+	long long sent = now_ms(), n;
+	enum mg_err rc = mg_store_admission_changes(l->store, &n);
+
+	mg_metrics_count(MG_M_LEASE_CHECKS, 1);
+	answered(l, rc);
+	if (rc == MG_OK) {
+		mg_leases_changes(l->leases, n, sent);
+		*failing = 0;
+	} else if (!*failing) {
+		mg_log(MG_LOG_WARN, NULL, "admission changes not checked (requests of lease "
+		    "mode wait for Postgres until they are): %s", mg_store_last_error());
+		*failing = 1;
+	}
+}
+
+/* Lease mode: checks that the key and model answers in use are current
+ * every MG_LEASE_CHECK_MS, and refills the slices running low
+ * (mg_leases_refresh_due) as lease elements of no request in the
+ * admission queue, so that requests seldom wait for Postgres. */
 static void *
 refresher_main(void *arg)
 {
@@ -642,6 +674,7 @@ refresher_main(void *arg)
 	struct mg_lease_refresh *r = NULL;   /* REFRESH_MAX of them, while in use */
 	struct waiter *ws = NULL;
 	int warned = 0;                       /* out of memory, said once */
+	int failing = 0;                      /* checks failing, said once */
 
 	pthread_mutex_lock(&l->lock);
 	while (!l->stopping) {
@@ -658,6 +691,8 @@ refresher_main(void *arg)
 		l->refresh_wanted = 0;
 		pthread_mutex_unlock(&l->lock);
 		now = now_ms();
+		if (mg_leases_check_due(l->leases, now))
+			check_changes(l, &failing);
 		if (r == NULL) {
 			/* the room for a tick's refreshes (about half a MiB,
 			 * touched as used) is taken only while there are some */
@@ -669,8 +704,8 @@ refresher_main(void *arg)
 			ws = calloc(REFRESH_MAX, sizeof(*ws));
 			if (r == NULL || ws == NULL) {
 				if (!warned)
-					mg_log(MG_LOG_WARN, NULL, "no room for lease refreshes (out "
-					    "of memory): requests renew their leases themselves");
+					mg_log(MG_LOG_WARN, NULL, "no room for lease refills (out "
+					    "of memory): requests refill their leases themselves");
 				warned = 1;
 				free(r);
 				free(ws);
@@ -692,7 +727,7 @@ refresher_main(void *arg)
 			mg_metrics_count(MG_M_LEASE_REFRESHES, (uint64_t)n);
 			answered(l, ws[n - 1].rc);
 			if (ws[n - 1].rc != MG_OK)
-				mg_log(MG_LOG_WARN, NULL, "%d lease refreshes not answered: %s", n,
+				mg_log(MG_LOG_WARN, NULL, "%d lease refills not answered: %s", n,
 				    mg_store_last_error());
 		} else if (!mg_leases_in_use(l->leases, now)) {
 			/* nothing in use for a while: the room goes back */
@@ -830,8 +865,8 @@ mg_ledger_new(struct mg_store *store, const struct mg_conf *conf)
 		if (pthread_create(&l->refresher, NULL, refresher_main, l) == 0)
 			l->refresher_running = 1;
 		else
-			mg_log(MG_LOG_WARN, NULL, "no lease refresher: requests renew their leases "
-			    "themselves");
+			mg_log(MG_LOG_WARN, NULL, "no lease refresher: every request is admitted "
+			    "in Postgres");
 	}
 	return l;
 }

@@ -23,7 +23,8 @@
 #include "metrics.h"
 
 #define SB_MAGIC   "mgscore"
-#define SB_VERSION 3u   /* 2: the upstreams' counters; 3: lease admissions */
+#define SB_VERSION 4u   /* 2: the upstreams' counters; 3: lease admissions;
+                         * 4: lease checks */
 
 /* Histogram buckets: finite upper bounds, then +Inf; the widest family
  * sets the width of every histogram's row. */
@@ -687,9 +688,14 @@ static const struct counter_family counters[] = {
 	  "(quota.admission = \"lease\").",
 	  NULL, MG_M_LEASE_ADMITS, 1, { NULL }, U_COUNT },
 	{ "modelgate_lease_refreshes_total",
-	  "Lease refreshes sent to Postgres: a key and model's answer renewed before "
-	  "it expires, or a slice refilled before it runs out (quota.admission = \"lease\").",
+	  "Lease refills sent to Postgres: a slice refilled before it runs out "
+	  "(quota.admission = \"lease\").",
 	  NULL, MG_M_LEASE_REFRESHES, 1, { NULL }, U_COUNT },
+	{ "modelgate_lease_checks_total",
+	  "Checks of Postgres's count of admission changes (keys, projects, models) "
+	  "that tell whether the answers kept for leases are current "
+	  "(quota.admission = \"lease\").",
+	  NULL, MG_M_LEASE_CHECKS, 1, { NULL }, U_COUNT },
 	{ "modelgate_reconcile_lookups_total",
 	  "Generation lookups against the upstream's bill, by result.",
 	  "result", MG_M_RECON_CONFIRMED, 5,

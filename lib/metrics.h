@@ -38,7 +38,8 @@ enum mg_metric {
 	MG_M_SETTLE_QUEUED,            /* settlements queued for the settler thread */
 	MG_M_SETTLE_LOST,              /* settlements not written (left to the reaper) */
 	MG_M_LEASE_ADMITS,             /* admissions decided here, from a lease */
-	MG_M_LEASE_REFRESHES,          /* refreshes sent (lease elements of no request) */
+	MG_M_LEASE_REFRESHES,          /* refills sent (lease elements of no request) */
+	MG_M_LEASE_CHECKS,             /* checks of the admission change count */
 	MG_M_RECON_CONFIRMED,          /* generation lookups, by result */
 	MG_M_RECON_ADJUSTED,
 	MG_M_RECON_RETRIED,

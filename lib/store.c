@@ -57,6 +57,7 @@ static const struct stmt statements[] = {
 	  "FROM mg_settle_lease_batch($1::jsonb)", 1 },
 	{ "mg_lease_renew", "SELECT mg_lease_renew($1::bigint[])", 1 },
 	{ "mg_lease_release", "SELECT mg_lease_release($1, $2, $3, $4)", 4 },
+	{ "mg_admission_changes", "SELECT n FROM admission_changes", 0 },
 	{ "mg_auth_reader", "SELECT kind, project_name, key_prefix "
 	  "FROM mg_authenticate_reader(decode($1, 'hex'))", 1 },
 	{ "mg_recon_claim", "SELECT request_id, created_at, upstream_id, tries "
@@ -774,6 +775,25 @@ scalar_intv(struct mg_store *s, const char *name, int n, const char *const *vals
 	return MG_OK;
 }
 
+/* Runs a one-row, one-column statement of no parameters whose value is a
+ * bigint (not NULL) into *out. */
+static enum mg_err
+scalar_ll(struct mg_store *s, const char *name, long long *out)
+{
+	PGresult *r;
+	enum mg_err rc = exec_prepared(s, name, 0, NULL, &r);
+
+	if (rc != MG_OK)
+		return rc;
+	if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
+		PQclear(r);
+		return MG_ERR_DB;
+	}
+	*out = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return MG_OK;
+}
+
 /* scalar_intv with one parameter. */
 static enum mg_err
 scalar_int(struct mg_store *s, const char *name, const char *arg, int *out)
@@ -1220,19 +1240,11 @@ mg_store_recon_apply(struct mg_store *s, const struct mg_recon_row *w, const cha
 enum mg_err
 mg_store_recon_watermark(struct mg_store *s, long long *unix_seconds)
 {
-	PGresult *r;
-	enum mg_err rc = exec_prepared(s, "mg_recon_watermark", 0, NULL, &r);
+	enum mg_err rc = scalar_ll(s, "mg_recon_watermark", unix_seconds);
 
-	*unix_seconds = 0;
 	if (rc != MG_OK)
-		return rc;
-	if (PQntuples(r) != 1 || PQgetisnull(r, 0, 0)) {
-		PQclear(r);
-		return MG_ERR_DB;
-	}
-	*unix_seconds = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
-	return MG_OK;
+		*unix_seconds = 0;
+	return rc;
 }
 
 enum mg_err
@@ -1398,6 +1410,16 @@ mg_store_lease_renew(struct mg_store *s, const long long *ids, int n, int *live)
 out:
 	PQclear(r);
 	free(arg);
+	return rc;
+}
+
+enum mg_err
+mg_store_admission_changes(struct mg_store *s, long long *n)
+{
+	enum mg_err rc = scalar_ll(s, "mg_admission_changes", n);
+
+	if (rc != MG_OK)
+		*n = -1;
 	return rc;
 }
 

@@ -57,6 +57,8 @@ struct mg_admit_req {
 	int lease_refresh;             /* a lease element of no request: it
 	                                * renews what the holder keeps of the
 	                                * key and model, and lends what it asks */
+	long long lease_changes;       /* the admission changes its holder knew
+	                                * of when it was sent (mg_leases_admit) */
 };
 
 /* The decision.  Counts are -1 where the project has no such limit. */
@@ -146,6 +148,11 @@ enum mg_err mg_store_settle_lease_batch(struct mg_store *s, const struct mg_usag
  * for those reaped. */
 enum mg_err mg_store_lease_renew(struct mg_store *s, const long long *ids, int n, int *live)
 	__attribute__((warn_unused_result));
+
+/* The count of changes to what admission answers (projects, keys,
+ * models; see sql/016_admission_changes.sql) into *n (-1 on failure). */
+enum mg_err mg_store_admission_changes(struct mg_store *s, long long *n)
+    __attribute__((warn_unused_result));
 
 /* Releases a lease whose requests are all settled, giving back the
  * requests and tokens its process did not use (-1: none); *released is 0

@@ -21,8 +21,10 @@ BEGIN
     IF jsonb_typeof(p_models) IS DISTINCT FROM 'array' OR jsonb_array_length(p_models) = 0 THEN
         RAISE EXCEPTION 'the model list is empty';
     END IF;
-    DELETE FROM upstream_models
-     WHERE NOT (upstream = ANY (p_upstreams)) OR upstream = ANY (p_synced);
+    -- rows are updated in place and only those no longer listed deleted,
+    -- so that a sync that finds the same prices moves no admission
+    -- answer (see 016_admission_changes.sql)
+    DELETE FROM upstream_models WHERE NOT (upstream = ANY (p_upstreams));
     INSERT INTO upstream_models AS m (upstream, id, kind, name, context_length, prompt_price,
                                       completion_price, routed, object, synced_at)
     SELECT DISTINCT ON (coalesce(e->>'upstream', 'default'), e->>'id')
@@ -33,7 +35,14 @@ BEGIN
       FROM jsonb_array_elements(p_models) e
      WHERE e->>'id' IS NOT NULL
        AND coalesce(e->>'upstream', 'default') = ANY (p_synced)
-     ORDER BY coalesce(e->>'upstream', 'default'), e->>'id';
+     ORDER BY coalesce(e->>'upstream', 'default'), e->>'id'
+    ON CONFLICT (upstream, id) DO UPDATE
+       SET kind = EXCLUDED.kind, name = EXCLUDED.name,
+           context_length = EXCLUDED.context_length,
+           prompt_price = EXCLUDED.prompt_price,
+           completion_price = EXCLUDED.completion_price, routed = EXCLUDED.routed,
+           object = EXCLUDED.object, synced_at = EXCLUDED.synced_at;
+    DELETE FROM upstream_models WHERE upstream = ANY (p_synced) AND synced_at < v_at;
     INSERT INTO models AS m (id, kind, name, context_length, prompt_price,
                              completion_price, object, synced_at, upstream)
     SELECT DISTINCT ON (u.id) u.id, u.kind, u.name, u.context_length, u.prompt_price,

@@ -314,3 +314,72 @@ BEGIN
     DELETE FROM leases x WHERE x.reaped_at < v_now - interval '1 day';
 END
 $$;
+
+-- The count of admission changes (see 016_admission_changes.sql), moved
+-- by every change to what mg_admit_batch reads of projects, api_keys,
+-- models and upstream_models, in the changing transaction.
+CREATE OR REPLACE FUNCTION mg_admission_changed()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE admission_changes SET n = n + 1;
+    RETURN NULL;
+END
+$$;
+
+-- Projects: every column admission reads; keys: which project, revoked or
+-- not, the hash, the prefix; models: what admission prices and routes
+-- with.  New projects and keys change no answer kept (only admitted
+-- keys' are).
+CREATE OR REPLACE TRIGGER projects_admission_changed
+    AFTER UPDATE ON projects FOR EACH ROW
+    WHEN ((OLD.name, OLD.rpm, OLD.tpm, OLD.spend_cap, OLD.cap_period, OLD.allowed_models)
+          IS DISTINCT FROM
+          (NEW.name, NEW.rpm, NEW.tpm, NEW.spend_cap, NEW.cap_period, NEW.allowed_models))
+    EXECUTE FUNCTION mg_admission_changed();
+CREATE OR REPLACE TRIGGER projects_admission_deleted
+    AFTER DELETE ON projects FOR EACH ROW EXECUTE FUNCTION mg_admission_changed();
+
+CREATE OR REPLACE TRIGGER api_keys_admission_changed
+    AFTER UPDATE ON api_keys FOR EACH ROW
+    WHEN ((OLD.project_id, OLD.key_hash, OLD.revoked_at, OLD.prefix)
+          IS DISTINCT FROM (NEW.project_id, NEW.key_hash, NEW.revoked_at, NEW.prefix))
+    EXECUTE FUNCTION mg_admission_changed();
+CREATE OR REPLACE TRIGGER api_keys_admission_deleted
+    AFTER DELETE ON api_keys FOR EACH ROW EXECUTE FUNCTION mg_admission_changed();
+
+-- A model added or deleted changes answers: added into an empty catalog
+-- (every model was allowed, at the fallback prices), or as an upstream's
+-- price for a fallback call.
+CREATE OR REPLACE TRIGGER models_admission_rows
+    AFTER INSERT OR DELETE ON models FOR EACH ROW EXECUTE FUNCTION mg_admission_changed();
+CREATE OR REPLACE TRIGGER models_admission_changed
+    AFTER UPDATE ON models FOR EACH ROW
+    WHEN ((OLD.id, OLD.kind, OLD.context_length, OLD.prompt_price, OLD.completion_price,
+           OLD.upstream)
+          IS DISTINCT FROM
+          (NEW.id, NEW.kind, NEW.context_length, NEW.prompt_price, NEW.completion_price,
+           NEW.upstream))
+    EXECUTE FUNCTION mg_admission_changed();
+
+CREATE OR REPLACE TRIGGER upstream_models_admission_rows
+    AFTER INSERT OR DELETE ON upstream_models FOR EACH ROW
+    EXECUTE FUNCTION mg_admission_changed();
+CREATE OR REPLACE TRIGGER upstream_models_admission_changed
+    AFTER UPDATE ON upstream_models FOR EACH ROW
+    WHEN ((OLD.upstream, OLD.id, OLD.kind, OLD.context_length, OLD.prompt_price,
+           OLD.completion_price, OLD.routed)
+          IS DISTINCT FROM
+          (NEW.upstream, NEW.id, NEW.kind, NEW.context_length, NEW.prompt_price,
+           NEW.completion_price, NEW.routed))
+    EXECUTE FUNCTION mg_admission_changed();
+
+CREATE OR REPLACE TRIGGER projects_admission_truncated
+    AFTER TRUNCATE ON projects FOR EACH STATEMENT EXECUTE FUNCTION mg_admission_changed();
+CREATE OR REPLACE TRIGGER api_keys_admission_truncated
+    AFTER TRUNCATE ON api_keys FOR EACH STATEMENT EXECUTE FUNCTION mg_admission_changed();
+CREATE OR REPLACE TRIGGER models_admission_truncated
+    AFTER TRUNCATE ON models FOR EACH STATEMENT EXECUTE FUNCTION mg_admission_changed();
+CREATE OR REPLACE TRIGGER upstream_models_admission_truncated
+    AFTER TRUNCATE ON upstream_models FOR EACH STATEMENT
+    EXECUTE FUNCTION mg_admission_changed();

@@ -457,7 +457,8 @@ EXPECTED_ROWS=$((EXPECTED_ROWS + 1))
 expect_http "second key works before it is revoked" 200 "j.choices[0].message.content === 'mock reply: hello'"
 out=$(cli key revoke "$KEY2_PREFIX" 2>&1)
 check_eq "key revoke PREFIX" "$out" "revoked key $KEY2_PREFIX"
-# admission from leases reuses a key's answer for up to a second
+# admission from leases binds a revocation within a second (its check of
+# the admission changes)
 [ "${MG_TEST_ADMISSION:-strict}" = lease ] && sleep 1.1
 http POST "$BASE/v1/chat/completions" -H "Authorization: Bearer $KEY2" \
     -H 'Content-Type: application/json' --data-binary "@$HELLO"
@@ -691,6 +692,12 @@ expect_http "GET /metrics from 127.0.0.1: 200, the text exposition" 200 \
      t.includes('modelgate_requests_total{endpoint=\"chat.completions\",status_class=\"2xx\",stream=\"false\"}')"
 check "the scrape counts the two refusals" grep -qxF \
     'modelgate_requests_total{endpoint="metrics",status_class="4xx",stream="false"} 2' "$MG_T/last.body"
+if [ "${MG_TEST_ADMISSION:-strict}" = lease ]; then
+    check "lease: requests were admitted from leases, and the answers kept were checked" \
+        awk '$1 == "modelgate_lease_admissions_total" && $2 > 0 { a = 1 }
+             $1 == "modelgate_lease_checks_total" && $2 > 0 { c = 1 }
+             END { exit !(a && c) }' "$MG_T/last.body"
+fi
 
 # ---------------------------------------------------------------------------
 # SIGTERM: requests in flight finish, then the responders exit.

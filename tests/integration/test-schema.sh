@@ -136,11 +136,11 @@ conf_for "$FRESH"
 
 out=$(migrate "$FRESH" 2>&1)
 check_eq "fresh: db migrate applies the schema files" "$out" \
-    "migrations: 10 applied, schema version 15"
+    "migrations: 11 applied, schema version 16"
 dump "$FRESH" "$MG_T/fresh.sql"
 out=$(migrate "$FRESH" 2>&1)
 check_eq "fresh: db migrate again applies nothing" "$out" \
-    "migrations: 0 applied, schema version 15"
+    "migrations: 0 applied, schema version 16"
 dump "$FRESH" "$MG_T/fresh-again.sql"
 check "fresh: the second run leaves the schema as it was" \
     cmp -s "$MG_T/fresh.sql" "$MG_T/fresh-again.sql"
@@ -159,6 +159,44 @@ want=$(cat "$NEW_SQL"/functions/*.sql | grep -c '^CREATE OR REPLACE FUNCTION')
 check_eq "fresh: every function of sql/functions/ is there ($want)" "$n" "$want"
 check_eq "fresh: no function is defined in a numbered file" \
     "$(cat "$NEW_SQL"/[0-9]*.sql | grep -ci 'CREATE.*FUNCTION')" 0
+
+# The count of admission changes (lease mode's check): moved, once per
+# statement's rows, by what changes an admission answer, and by nothing
+# else; in the changing transaction only.
+changes() { psql_value "$FRESH" "SELECT n FROM admission_changes"; }
+c0=$(changes)
+moved() {   # moved NAME SQL DELTA
+    local before after out
+    before=$(changes)
+    out=$(psql_value "$FRESH" "$2" 2>&1) || { tap_not_ok "$1" "$out"; return; }
+    after=$(changes)
+    check_eq "$1" "$((after - before))" "$3"
+}
+CAT_A='[{"id":"v/a","kind":"chat","context_length":1000,"prompt_price":"0.000001","completion_price":"0.000002","object":{}},
+        {"id":"v/b","kind":"chat","context_length":1000,"prompt_price":"0.000003","completion_price":"0.000004","object":{}}]'
+CAT_B=${CAT_A/0.000004/0.000005}
+moved "changes: a new project and key move nothing" \
+    "INSERT INTO projects (name) VALUES ('chg');
+     INSERT INTO api_keys (project_id, prefix, key_hash)
+         SELECT id, 'mg-chg00000', sha256('chg') FROM projects WHERE name = 'chg'" 0
+moved "changes: a project's rpm set moves it" "UPDATE projects SET rpm = 5 WHERE name = 'chg'" 1
+moved "changes: the same rpm again does not" "UPDATE projects SET rpm = 5 WHERE name = 'chg'" 0
+moved "changes: a spend cap set moves it" "UPDATE projects SET spend_cap = 1 WHERE name = 'chg'" 1
+moved "changes: a key renamed does not" "UPDATE api_keys SET name = 'n' WHERE prefix = 'mg-chg00000'" 0
+moved "changes: a rolled-back revocation does not" \
+    "BEGIN; UPDATE api_keys SET revoked_at = now() WHERE prefix = 'mg-chg00000'; ROLLBACK" 0
+moved "changes: a key revoked moves it" \
+    "UPDATE api_keys SET revoked_at = now() WHERE prefix = 'mg-chg00000'" 1
+moved "changes: a first catalog moves it" "SELECT mg_catalog_replace('$CAT_A'::jsonb)" 4
+moved "changes: a catalog sync that finds the same models and prices does not" \
+    "SELECT mg_catalog_replace('$CAT_A'::jsonb)" 0
+moved "changes: a sync that finds a price changed moves it (the upstream's row, the model's)" \
+    "SELECT mg_catalog_replace('$CAT_B'::jsonb)" 2
+moved "changes: a sync that finds a model gone moves it" \
+    "SELECT mg_catalog_replace('[${CAT_B#*\},}'::jsonb)" 2
+moved "changes: the project deleted moves it" \
+    "DELETE FROM api_keys WHERE prefix = 'mg-chg00000'; DELETE FROM projects WHERE name = 'chg'" 2
+check "changes: the count only grows ($c0 then $(changes))" test "$(changes)" -gt "$c0"
 
 # ---------------------------------------------------------------------------
 # 2. A database of the first releases, with rows, upgraded.
@@ -179,8 +217,8 @@ out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$UPG" -c "
           FROM api_keys k, generate_series(1, 20) AS i;" 2>&1) ||
     bail "rows in the old database" "$out"
 out=$(migrate "$UPG" 2>&1)
-check_eq "upgrade: db migrate on a version-5 database applies 006 to 015" "$out" \
-    "migrations: 9 applied, schema version 15"
+check_eq "upgrade: db migrate on a version-5 database applies 006 to 016" "$out" \
+    "migrations: 10 applied, schema version 16"
 dump "$UPG" "$MG_T/upgraded.sql"
 if cmp -s "$MG_T/fresh.sql" "$MG_T/upgraded.sql"; then
     tap_ok "upgrade: pg_dump --schema-only equals the fresh database's"
@@ -233,8 +271,8 @@ out=$( (printf 'SET client_min_messages = warning;\nBEGIN;\n'
         "0, 1, 0, 2, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0") |
     psql -X -q -v ON_ERROR_STOP=1 -d "$V6" 2>&1) || bail "a version-6 database" "$out"
 out=$(migrate "$V6" 2>&1)
-check_eq "upgrade: db migrate on a version-6 database applies 007 to 015" "$out" \
-    "migrations: 8 applied, schema version 15"
+check_eq "upgrade: db migrate on a version-6 database applies 007 to 016" "$out" \
+    "migrations: 9 applied, schema version 16"
 check_eq "upgrade: 007 moves each grain to its partition, adds the keys' totals, histograms summed up" \
     "$(psql_value "$V6" "SELECT tableoid::regclass || ' ' || requests || ' ' || cost || ' '
             || concat_ws(',', l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15)
@@ -277,7 +315,7 @@ for i in 1 2 3 4; do
 done
 check_eq "race: four concurrent runs all succeed" "$fails" 0
 check_eq "race: the schema file was applied once" \
-    "$(cat "$MG_T"/race-*.out | grep -c '^migrations: 10 applied')" 1
+    "$(cat "$MG_T"/race-*.out | grep -c '^migrations: 11 applied')" 1
 dump "$RACE" "$MG_T/race.sql"
 check "race: the schema equals the fresh database's" cmp -s "$MG_T/fresh.sql" "$MG_T/race.sql"
 

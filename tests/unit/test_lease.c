@@ -87,6 +87,7 @@ START_TEST(lease_ramp)
 	int i;
 
 	ck_assert_ptr_nonnull(ls);
+	mg_leases_changes(ls, 0, t0);
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0, spend, sizeof(spend)), 0);
 	ck_assert_int_eq(q.lease_requests, 1);
@@ -120,53 +121,77 @@ START_TEST(lease_ramp)
 }
 END_TEST
 
-/* Answers taken together are renewed over MG_LEASE_RENEW_SPREAD calls, a
- * share of those in use at a time, and stay spread after. */
-START_TEST(lease_renew_spread)
+/* A key and model's answer is used only under the count of admission
+ * changes that the last check found, and for MG_LEASE_TMPL_MS after that
+ * check was sent; an answer asked for before a change is not used after
+ * it, however late it comes; answers no longer current are dropped. */
+START_TEST(lease_changes)
 {
 	struct mg_leases *ls = mg_leases_new("host:9:7");
-	struct mg_lease_refresh r[64];
+	struct mg_lease_release rel;
 	struct mg_admit_req q;
 	struct mg_admission a, out;
-	char spend[MG_COST_MAX], keys[30][65];
-	long long t0 = 70000, t;
-	int i, n, total = 0;
+	char spend[MG_COST_MAX];
+	long long t0 = 70000, renew[4];
+	int n;
 
 	ck_assert_ptr_nonnull(ls);
-	for (i = 0; i < 30; i++) {
-		snprintf(keys[i], sizeof(keys[i]), "%064x", i + 1);
-		request(&q, keys[i], 100, 100);
-		ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0, spend, sizeof(spend)), 0);
-		answer(&a, 8, i + 1, "0.5", 1000, 1000000, 0);
-		out = a;
-		ck_assert_int_eq(grant(ls, &q, &out, t0), 0);
-		request(&q, keys[i], 100, 100);
-		ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 1, spend, sizeof(spend)), 1);
-	}
-	/* all 30 due at once: 10 (a third) a call, the rest at the next */
-	t = t0 + MG_LEASE_REFRESH_MS;
-	for (i = 0; i < MG_LEASE_RENEW_SPREAD; i++) {
-		n = mg_leases_refresh_due(ls, t + i * 100, r, 64);
-		ck_assert_int_eq(n, 30 / MG_LEASE_RENEW_SPREAD);
-		total += n;
-		for (int k = 0; k < n; k++) {
-			ck_assert_int_eq(r[k].q.lease_requests, 0);
-			answer(&a, 8, 100 + total + k, "0.5", 0, 0, 0);
-			r[k].out = a;
-			ck_assert_int_eq(grant(ls, &r[k].q, &r[k].out, t + i * 100), 0);
-		}
-	}
-	ck_assert_int_eq(total, 30);
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 300, r, 64), 0);
-	/* in use again: each group comes due MG_LEASE_REFRESH_MS after its
-	 * renewal, a third at a time */
-	for (i = 0; i < 30; i++) {
-		request(&q, keys[i], 100, 100);
-		ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 350, spend, sizeof(spend)), 1);
-	}
-	for (i = 0; i < MG_LEASE_RENEW_SPREAD; i++)
-		ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_REFRESH_MS + i * 100, r, 64),
-		    30 / MG_LEASE_RENEW_SPREAD);
+	/* nothing checked yet: admitted in Postgres, even after an answer */
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0, spend, sizeof(spend)), 0);
+	ck_assert_int_eq(q.lease_changes, -1);
+	ck_assert_int_eq(mg_leases_check_due(ls, t0), 0);   /* nothing in use */
+	answer(&a, 8, 1, "0.5", 100, 100000, 0);
+	out = a;
+	ck_assert_int_eq(grant(ls, &q, &out, t0), 0);
+	ck_assert_int_eq(mg_leases_check_due(ls, t0 + 1), 1);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 1, spend, sizeof(spend)), 0);
+	/* the first check finds 5: the answer asked under -1 is not current */
+	mg_leases_changes(ls, 5, t0 + 2);
+	ck_assert_int_eq(mg_leases_check_due(ls, t0 + 2), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 3, spend, sizeof(spend)), 0);
+	ck_assert_int_eq(q.lease_changes, 5);
+	answer(&a, 8, 2, "0.5", 100, 100000, 0);
+	out = a;
+	ck_assert_int_eq(grant(ls, &q, &out, t0 + 3), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 4, spend, sizeof(spend)), 1);
+	/* checked again MG_LEASE_CHECK_MS after the last */
+	ck_assert_int_eq(mg_leases_check_due(ls, t0 + 2 + MG_LEASE_CHECK_MS - 1), 0);
+	ck_assert_int_eq(mg_leases_check_due(ls, t0 + 2 + MG_LEASE_CHECK_MS), 1);
+	/* no check for a second: not used */
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 2 + MG_LEASE_TMPL_MS - 1, spend,
+	    sizeof(spend)), 1);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 2 + MG_LEASE_TMPL_MS, spend,
+	    sizeof(spend)), 0);
+	/* a check that finds no change: used again, without asking */
+	mg_leases_changes(ls, 5, t0 + 1100);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 1101, spend, sizeof(spend)), 1);
+	/* a change: the answer is not used; one asked under 6 but answered
+	 * after a check found 7 (a change while it was asked) is not either */
+	mg_leases_changes(ls, 6, t0 + 1200);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 1201, spend, sizeof(spend)), 0);
+	ck_assert_int_eq(q.lease_changes, 6);
+	mg_leases_changes(ls, 7, t0 + 1202);
+	/* an older check answered late changes nothing */
+	mg_leases_changes(ls, 6, t0 + 1150);
+	answer(&a, 8, 3, "0.5", 100, 100000, 0);
+	out = a;
+	ck_assert_int_eq(grant(ls, &q, &out, t0 + 1203), 0);
+	request(&q, KEY_A, 100, 100);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 1204, spend, sizeof(spend)), 0);
+	ck_assert_int_eq(q.lease_changes, 7);
+	/* upkeep drops the answer no longer current: nothing is in use */
+	ck_assert_int_eq(mg_leases_in_use(ls, t0 + 1205), 1);
+	(void)mg_leases_due(ls, t0 + 1205, 30000, &rel, renew, 4, &n);
+	ck_assert_int_eq(mg_leases_in_use(ls, t0 + 1205), 0);
+	ck_assert_int_eq(mg_leases_check_due(ls, t0 + 2000), 0);
 	mg_leases_free(ls);
 }
 END_TEST
@@ -182,6 +207,7 @@ START_TEST(lease_admits_from_slice)
 	int i;
 
 	ck_assert_ptr_nonnull(ls);
+	mg_leases_changes(ls, 0, 1000);
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 1000, spend, sizeof(spend)), 0);
 	ck_assert_str_eq(q.lease_holder, "host:1:2");
@@ -231,6 +257,7 @@ START_TEST(lease_spend_is_bounded)
 	struct mg_lease_state st;
 	char spend[MG_COST_MAX];
 
+	mg_leases_changes(ls, 0, 0);
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &first, 0, spend, sizeof(spend)), 0);
 	/* the lease holds $0.000007: two requests of $0.0000035 */
@@ -270,8 +297,9 @@ START_TEST(lease_spend_is_bounded)
 }
 END_TEST
 
-/* Another key (or an answer older than a second) goes to Postgres; a
- * refusal keeps nothing; a tight grant leaves nothing to admit here. */
+/* Another key (or an answer whose last check is a second old) goes to
+ * Postgres; a refusal keeps nothing; a tight grant leaves nothing to
+ * admit here. */
 START_TEST(lease_key_and_expiry)
 {
 	struct mg_leases *ls = mg_leases_new("h");
@@ -279,6 +307,7 @@ START_TEST(lease_key_and_expiry)
 	struct mg_admission a, out;
 	char spend[MG_COST_MAX];
 
+	mg_leases_changes(ls, 0, 0);
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 0, spend, sizeof(spend)), 0);
 	answer(&a, 5, 1, "0.5", 100, 10000, 0);
@@ -302,6 +331,7 @@ START_TEST(lease_key_and_expiry)
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 2 * MG_LEASE_TMPL_MS, spend,
 	    sizeof(spend)), 0);
+	mg_leases_changes(ls, 0, 2 * MG_LEASE_TMPL_MS);
 	answer(&a, 6, 1, "0.0000035", 1, 200, 1);
 	out = a;
 	ck_assert_int_eq(grant(ls, &q, &out, 2 * MG_LEASE_TMPL_MS), 0);
@@ -328,6 +358,7 @@ START_TEST(lease_upkeep)
 	char spend[MG_COST_MAX];
 	int n;
 
+	mg_leases_changes(ls, 0, 0);
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &held, 0, spend, sizeof(spend)), 0);
 	answer(&a, 5, 4, "0.5", 10, 5000, 0);
@@ -357,6 +388,7 @@ START_TEST(lease_upkeep)
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 15001, spend, sizeof(spend)), 0);
 	/* not released (it changed): used again */
+	mg_leases_changes(ls, 0, 15000);
 	mg_leases_released(ls, 5, 0);
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, 15002, spend, sizeof(spend)), 0);
@@ -421,6 +453,7 @@ START_TEST(lease_tight_batch)
 	char spend[MG_COST_MAX];
 	int rc[2] = { -2, -2 };
 
+	mg_leases_changes(ls, 0, 1000);
 	request(&q1, KEY_A, 100, 100);
 	request(&q2, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q1, &out, 1000, spend, sizeof(spend)), 0);
@@ -445,73 +478,53 @@ START_TEST(lease_tight_batch)
 }
 END_TEST
 
-/* A key and model in use is refreshed before its answer expires, and a
- * slice running low is refilled, by lease elements of no request; a
- * refusal drops the answer; one not in use is left to expire. */
+/* A current answer in use is not renewed; a slice running low is
+ * refilled by a lease element of no request, asked for once until
+ * answered or MG_LEASE_ASK_MS has passed; a refusal drops the answer; one
+ * not in use is dropped by upkeep. */
 START_TEST(lease_refresh)
 {
 	struct mg_leases *ls = mg_leases_new("host:9:9");
 	struct mg_lease_refresh r[4];
+	struct mg_lease_release rel;
 	struct mg_admit_req q;
 	struct mg_admission a, out;
 	char spend[MG_COST_MAX];
-	long long t0 = 100000, t;
-	int i, rc;
+	long long t0 = 100000, t, renew[4];
+	int i, n;
 
 	ck_assert_ptr_nonnull(ls);
+	mg_leases_changes(ls, 0, t0);
 	request(&q, KEY_A, 100, 100);
 	q.endpoint = "embeddings";
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0, spend, sizeof(spend)), 0);
 	answer(&a, 5, 1, "0.5", 100, 10000, 0);
 	out = a;
 	ck_assert_int_eq(grant(ls, &q, &out, t0), 0);
-	/* plenty left: admitted here, nothing to refill */
+	/* plenty left: admitted here, nothing to refill, nothing renewed
+	 * however old the answer while the checks find no change */
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 100, spend, sizeof(spend)), 1);
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t0 + MG_LEASE_REFRESH_MS - 1, r, 4), 0);
-
-	/* old enough and in use: one refresh, lending nothing more */
-	t = t0 + MG_LEASE_REFRESH_MS;
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t, r, 4), 1);
-	ck_assert_int_eq(r[0].q.lease_refresh, 1);
-	ck_assert_str_eq(r[0].q.lease_holder, "host:9:9");
-	ck_assert_str_eq(r[0].q.key_hash_hex, KEY_A);
-	ck_assert_str_eq(r[0].q.model, "vendor/model");
-	ck_assert_str_eq(r[0].q.endpoint, "embeddings");
-	ck_assert_int_eq(r[0].q.prompt_estimate, 100);
-	ck_assert_int_eq(r[0].q.max_output, 100);
-	ck_assert_int_eq(r[0].q.lease_requests, 0);
-	ck_assert_int_eq(r[0].q.lease_tokens, 0);
-	ck_assert_str_eq(r[0].q.lease_spend, "0.000000000000");
-	/* asked: not again until MG_LEASE_ASK_MS has passed without an answer */
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 1, r + 1, 3), 0);
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_ASK_MS, r + 1, 3), 1);
-
-	/* answered: the key and model's answer lasts a second from then, and
-	 * the refresh took no request out of the slice */
-	answer(&a, 5, 2, "0.5", 0, 0, 0);
-	r[0].out = a;
-	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + 20), 0);
-	ck_assert_int_eq(r[0].out.ticket.lease_id, 0);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t0 + 600, r, 4), 0);
+	mg_leases_changes(ls, 0, t0 + 900);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t0 + 1500, r, 4), 0);
 	request(&q, KEY_A, 100, 100);
-	rc = mg_leases_admit(ls, &q, &out, t + 20 + MG_LEASE_TMPL_MS - 1, spend, sizeof(spend));
-	ck_assert_int_eq(rc, 1);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t0 + 1500, spend, sizeof(spend)), 1);
 	ck_assert_int_eq(out.ticket.lease_id, 5);
 	/* 100 lent, 3 taken */
 	ck_assert_int_eq(out.rpm_remaining, 50 + 97);
 
-	/* used a moment ago: refreshed again when old enough */
-	t = t + 20 + MG_LEASE_TMPL_MS - 1;
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t, r, 4), 1);
-	answer(&a, 5, 2, "0.5", 0, 0, 0);
-	r[0].out = a;
-	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t), 0);
-	/* not used for MG_LEASE_IDLE_MS: left to expire */
-	ck_assert_int_eq(mg_leases_in_use(ls, t + MG_LEASE_IDLE_MS - 1000), 1);
+	/* not used for MG_LEASE_IDLE_MS: dropped by upkeep (its lease, with
+	 * requests unsettled, is kept) */
+	t = t0 + 1500;
+	ck_assert_int_eq(mg_leases_in_use(ls, t + MG_LEASE_IDLE_MS - 1), 1);
 	t += MG_LEASE_IDLE_MS;
 	ck_assert_int_eq(mg_leases_in_use(ls, t), 0);
+	ck_assert_int_eq(mg_leases_due(ls, t, 30000, &rel, renew, 4, &n), 0);
+	mg_leases_changes(ls, 0, t);
 	ck_assert_int_eq(mg_leases_refresh_due(ls, t, r, 4), 0);
 	request(&q, KEY_A, 100, 100);
+	q.endpoint = "embeddings";
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t, spend, sizeof(spend)), 0);
 
 	/* a slice running low: admitted here (2: the refresher is due), and
@@ -528,42 +541,56 @@ START_TEST(lease_refresh)
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 2, spend, sizeof(spend)), 2);
 	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 3, r, 4), 1);
 	ck_assert_int_eq(r[0].q.lease_refresh, 1);
+	ck_assert_str_eq(r[0].q.lease_holder, "host:9:9");
+	ck_assert_str_eq(r[0].q.key_hash_hex, KEY_A);
+	ck_assert_str_eq(r[0].q.model, "vendor/model");
+	ck_assert_str_eq(r[0].q.endpoint, "embeddings");
+	ck_assert_int_eq(r[0].q.prompt_estimate, 100);
+	ck_assert_int_eq(r[0].q.max_output, 100);
+	ck_assert_int_eq(r[0].q.lease_changes, 0);
 	ck_assert_int_eq(r[0].q.lease_requests, MG_LEASE_WANT_MIN);
 	ck_assert_int_eq(r[0].q.lease_tokens, MG_LEASE_WANT_MIN * 200);
 	ck_assert_str_eq(r[0].q.lease_spend, "0.000056000000");
-	/* asked already: the next admission does not wake the refresher */
+	/* asked: not again until MG_LEASE_ASK_MS has passed without an
+	 * answer, and the next admission does not wake the refresher */
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 4, spend, sizeof(spend)), 1);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 4, r + 1, 3), 0);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 3 + MG_LEASE_ASK_MS, r + 1, 3), 1);
 	/* lent more than asked, so that this second's rate (about 150 a
-	 * second, see lease_ramp) finds the slice full enough below */
+	 * second, see lease_ramp) finds the slice full enough below; the
+	 * refill took no request out of the slice */
 	answer(&a, 5, 4, "0.5", 400, 80000, 0);
 	r[0].out = a;
 	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + 5), 0);
+	ck_assert_int_eq(r[0].out.ticket.lease_id, 0);
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 6, spend, sizeof(spend)), 1);
 	ck_assert_int_eq(out.rpm_remaining, 50 + MG_LEASE_WANT_MIN / 2 - 3 + 400);
 
-	/* a refresh refused (a cap lowered, the key revoked): the answer is
-	 * dropped, and the next request goes to Postgres */
-	t += 5 + MG_LEASE_REFRESH_MS;
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t - 1, r, 4), 0);
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t, r, 4), 1);
+	/* a refill refused (a cap reached): the answer is dropped, and the
+	 * next request goes to Postgres */
+	for (i = 0; i < 400 - 10; i++) {
+		request(&q, KEY_A, 100, 100);
+		ck_assert_int_ne(mg_leases_admit(ls, &q, &out, t + 300, spend, sizeof(spend)), 0);
+	}
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 300, r, 4), 1);
 	memset(&r[0].out, 0, sizeof(r[0].out));
 	r[0].out.outcome = MG_ADMIT_SPEND_CAP;
-	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + 1), 0);
+	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + 301), 0);
 	request(&q, KEY_A, 100, 100);
-	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 2, spend, sizeof(spend)), 0);
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_REFRESH_MS, r, 4), 0);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 302, spend, sizeof(spend)), 0);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 300 + MG_LEASE_ASK_MS, r, 4), 0);
 
 	/* nothing while Postgres is down */
 	mg_leases_suspend(ls, 1);
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 2 * MG_LEASE_REFRESH_MS, r, 4), 0);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 900, r, 4), 0);
 	mg_leases_free(ls);
 }
 END_TEST
 
 /* A limit changed (as any answer of the project tells) leaves nothing of
- * the slices lent under the old one; a refresh refused only for the
+ * the slices lent under the old one; a refill refused only for the
  * buckets keeps the key and model's answer. */
 START_TEST(lease_limit_change)
 {
@@ -573,57 +600,59 @@ START_TEST(lease_limit_change)
 	struct mg_admission a, out;
 	char spend[MG_COST_MAX];
 	long long t = 5000;
+	int i;
 
 	ck_assert_ptr_nonnull(ls);
+	mg_leases_changes(ls, 0, t);
 	request(&q, KEY_A, 100, 100);
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t, spend, sizeof(spend)), 0);
-	answer(&a, 5, 1, "0.5", 40, 10000, 0);
+	answer(&a, 5, 1, "0.5", 10, 10000, 0);
 	out = a;
 	ck_assert_int_eq(grant(ls, &q, &out, t), 0);
-	request(&q, KEY_A, 100, 100);
-	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 10, spend, sizeof(spend)), 1);
+	/* 9 left, then 7: low (under half of MG_LEASE_WANT_MIN) */
+	for (i = 0; i < 2; i++) {
+		request(&q, KEY_A, 100, 100);
+		ck_assert_int_ne(mg_leases_admit(ls, &q, &out, t + 10, spend, sizeof(spend)), 0);
+	}
+	ck_assert_int_eq(out.rpm_remaining, 50 + 7);
 
 	/* refused for the buckets: the answer and the slice are kept */
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_REFRESH_MS, r, 2), 1);
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t + 11, r, 2), 1);
 	answer(&r[0].out, 5, 1, "0.5", -1, -1, 0);
 	r[0].out.outcome = MG_ADMIT_REQUESTS;
 	r[0].out.lease_id = 0;
-	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + MG_LEASE_REFRESH_MS), 0);
+	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + 12), 0);
 	request(&q, KEY_A, 100, 100);
-	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + MG_LEASE_REFRESH_MS + 1, spend,
-	    sizeof(spend)), 1);
-	ck_assert_int_eq(out.rpm_remaining, 50 + 37);
+	ck_assert_int_ne(mg_leases_admit(ls, &q, &out, t + 13, spend, sizeof(spend)), 0);
+	ck_assert_int_eq(out.rpm_remaining, 50 + 6);
 
-	/* the limit lowered to 2: the 37 left are not admitted here */
-	t += MG_LEASE_REFRESH_MS + 1;
-	ck_assert_int_eq(mg_leases_refresh_due(ls, t + MG_LEASE_ASK_MS, r, 2), 1);
+	/* the limit lowered to 2: the 6 left are not admitted here */
+	t += 11 + MG_LEASE_ASK_MS;
+	ck_assert_int_eq(mg_leases_refresh_due(ls, t, r, 2), 1);
 	answer(&r[0].out, 5, 2, "0.5", 0, 0, 1);
 	r[0].out.rpm = 2;
 	r[0].out.rpm_remaining = 1;
-	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t + MG_LEASE_ASK_MS), 0);
+	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t), 0);
 	request(&q, KEY_A, 100, 100);
-	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + MG_LEASE_ASK_MS + 1, spend,
-	    sizeof(spend)), 0);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 1, spend, sizeof(spend)), 0);
 	/* Postgres lends it its one request: admitted, nothing left */
 	answer(&a, 5, 3, "0.5", 1, 200, 1);
 	a.rpm = 2;
 	a.rpm_remaining = 0;
 	out = a;
-	ck_assert_int_eq(grant(ls, &q, &out, t + MG_LEASE_ASK_MS + 2), 0);
+	ck_assert_int_eq(grant(ls, &q, &out, t + 2), 0);
 	ck_assert_int_eq(out.rpm_remaining, 0);
 	request(&q, KEY_A, 100, 100);
-	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + MG_LEASE_ASK_MS + 3, spend,
-	    sizeof(spend)), 0);
+	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t + 3, spend, sizeof(spend)), 0);
 
 	/* no limit any more: admitted here whatever is left */
 	answer(&a, 5, 4, "0.5", -1, 0, 0);
 	a.rpm = -1;
 	a.rpm_remaining = -1;
 	out = a;
-	ck_assert_int_eq(grant(ls, &q, &out, t + MG_LEASE_ASK_MS + 4), 0);
+	ck_assert_int_eq(grant(ls, &q, &out, t + 4), 0);
 	request(&q, KEY_A, 100, 100);
-	ck_assert_int_ne(mg_leases_admit(ls, &q, &out, t + MG_LEASE_ASK_MS + 5, spend,
-	    sizeof(spend)), 0);
+	ck_assert_int_ne(mg_leases_admit(ls, &q, &out, t + 5, spend, sizeof(spend)), 0);
 	ck_assert_int_eq(out.rpm_remaining, -1);
 	mg_leases_free(ls);
 }
@@ -644,7 +673,7 @@ lease_suite(void)
 	tcase_add_test(tc, lease_refresh);
 	tcase_add_test(tc, lease_limit_change);
 	tcase_add_test(tc, lease_ramp);
-	tcase_add_test(tc, lease_renew_spread);
+	tcase_add_test(tc, lease_changes);
 	suite_add_tcase(s, tc);
 	return s;
 }
