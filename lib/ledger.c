@@ -730,11 +730,16 @@ refresher_main(void *arg)
 				mg_log(MG_LOG_WARN, NULL, "%d lease refills not answered: %s", n,
 				    mg_store_last_error());
 		} else if (!mg_leases_in_use(l->leases, now)) {
-			/* nothing in use for a while: the room goes back */
+			/* nothing in use for a while: the room goes back, and
+			 * with it what the answers dropped meanwhile held (the
+			 * upkeep thread's trim came when requests stopped) */
 			free(r);
 			free(ws);
 			r = NULL;
 			ws = NULL;
+#ifdef HAVE_MALLOC_TRIM
+			malloc_trim(0);
+#endif
 		}
 		pthread_mutex_lock(&l->lock);
 	}

@@ -25,6 +25,7 @@
 /* While requests keep running, the free memory of the malloc heaps is
  * given back at most this often (seconds); a process that has been idle
  * for a whole second gives it back then. */
+#define MALLOC_LARGE (128 * 1024)  /* blocks from this size are mapped on their own */
 #define TRIM_BUSY_INTERVAL 30
 
 /* How often (seconds) a process makes sure the usage partitions of this
@@ -358,6 +359,19 @@ mg_upkeep_stop(struct mg_upkeep *u)
 void
 mg_upkeep_limit_arenas(int arenas)
 {
+#if defined(HAVE_MALLOPT) && defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
+	/* Fixed thresholds: glibc otherwise raises both after the first
+	 * large block it freed (a settlement batch's JSON, a refresher's
+	 * room), up to 64 MiB, and an arena other than the main one keeps
+	 * up to twice that at its top, which malloc_trim does not give
+	 * back: megabytes of an idle process.  No fast bins: small blocks
+	 * freed merge at once (the threads' caches still keep a few of each
+	 * size), so that a burst's end shrinks the arena's top instead of
+	 * growing it when malloc_trim merges them, untrimmed, later. */
+	if (mallopt(M_MMAP_THRESHOLD, MALLOC_LARGE) != 1 ||
+	    mallopt(M_TRIM_THRESHOLD, MALLOC_LARGE) != 1 || mallopt(M_MXFAST, 0) != 1)
+		mg_log(MG_LOG_WARN, NULL, "cannot fix the malloc thresholds");
+#endif
 	if (arenas == 0)
 		return;
 #if defined(HAVE_MALLOPT) && defined(M_ARENA_MAX)

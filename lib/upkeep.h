@@ -21,7 +21,10 @@ struct mg_upkeep *mg_upkeep_start(const struct mg_conf *conf, struct mg_store *s
 void mg_upkeep_stop(struct mg_upkeep *u);
 
 /* Bounds the number of malloc arenas (server.malloc_arenas; 0 keeps the
- * C library's default).  Call before any thread starts. */
+ * C library's default), and fixes the sizes from which blocks are mapped
+ * on their own and free memory at an arena's top goes back to the system
+ * (so that an idle process gives back what a burst took).  Call before
+ * any thread starts. */
 void mg_upkeep_limit_arenas(int arenas);
 
 #endif
