@@ -804,8 +804,9 @@ function bench(metaFile, resultsFile, auxFile, statementsPrefix, outFile) {
                     'mg_partitions', 'mg_compact', 'mg_recon_claim', 'mg_recon_apply',
                     'mg_recon_retry', 'mg_recon_unsupported', 'mg_recon_watermark',
                     'mg_recon_dequeue', 'mg_recon_close_claim', 'mg_recon_close_record',
-                    /* the settler thread's, in lease mode (lib/ledger.c) */
-                    'mg_lease_renew', 'mg_lease_release'],
+                    /* the settler thread's, in lease mode (lib/ledger.c), and
+                     * the refresher's check of the admission changes */
+                    'mg_lease_renew', 'mg_lease_release', 'mg_admission_changes'],
                 others = Object.keys(ex).filter((k) => !/^mg_(admit|settle|settle_lease)(_batch)?$/.test(k) &&
                     !upkeep.includes(k));
             checks.push({ check: `named prepared statements executed per request, ${m}`,
