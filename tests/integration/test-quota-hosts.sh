@@ -810,7 +810,11 @@ hung() {
     slowest=$(awk '$2 > m { m = $2 } END { print m + 0 }' "$MG_T/hung-models.txt")
     check "hung: each of them within connect_timeout + 1 s, the wait for a free connection included (slowest ${slowest} s)" \
         awk -v t="$slowest" -v m="$((CONNECT_TIMEOUT + 1))" 'BEGIN { exit !(t > 0 && t < m) }'
-    sleep_until $((t_freeze + 3 * CONNECT_TIMEOUT * 1000))
+    # held long enough that the requests checked below (sent from GRACE_MS
+    # after the freeze until connect_timeout + 1 s before the thaw) span
+    # more than one connect_timeout: each of the loop's clients sends at
+    # least one of them, however its requests fall
+    sleep_until $((t_freeze + 3 * CONNECT_TIMEOUT * 1000 + GRACE_MS))
     c_end=$(mock_chat)
     t_thaw=$(now_ms)
     kill -CONT "${FROZEN_PIDS[@]}"
