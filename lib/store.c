@@ -57,7 +57,7 @@ static const struct stmt statements[] = {
 	  "FROM mg_settle_lease_batch($1::jsonb)", 1 },
 	{ "mg_lease_renew", "SELECT mg_lease_renew($1::bigint[])", 1 },
 	{ "mg_lease_release", "SELECT mg_lease_release($1, $2, $3, $4)", 4 },
-	{ "mg_admission_changes", "SELECT n FROM admission_changes", 0 },
+	{ "mg_admission_changes", "SELECT mg_admission_changes()", 0 },
 	{ "mg_auth_reader", "SELECT kind, project_name, key_prefix "
 	  "FROM mg_authenticate_reader(decode($1, 'hex'))", 1 },
 	{ "mg_recon_claim", "SELECT request_id, created_at, upstream_id, tries "

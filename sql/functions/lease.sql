@@ -327,6 +327,14 @@ BEGIN
 END
 $$;
 
+-- The count as it is now: a responder in lease mode reads it a few times
+-- a second, and uses the answers it keeps only while it has not moved.
+CREATE OR REPLACE FUNCTION mg_admission_changes()
+RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT n FROM admission_changes
+$$;
+
 -- Projects: every column admission reads; keys: which project, revoked or
 -- not, the hash, the prefix; models: what admission prices and routes
 -- with.  New projects and keys change no answer kept (only admitted
