@@ -25,7 +25,6 @@ struct tmpl {
 	                              * asked under (see mg_leases_changes) */
 	long long fetched_ms;        /* when Postgres answered for it */
 	long long used_ms;           /* its last admission here (0: none) */
-	long long asked_ms;          /* its refill was asked for (0: none) */
 	long long project_id;
 	struct mg_auth auth;
 	long long rpm, tpm, ctx;     /* -1: none */
@@ -526,7 +525,6 @@ granted(struct mg_leases *ls, const struct mg_admit_req *q, struct mg_admission 
 	if (q->lease_refresh) {
 		/* no request to take out: the slice is the lease's */
 		l->asked_ms = 0;
-		t->asked_ms = 0;
 		return 0;
 	}
 	need = out->need_tokens;
@@ -620,14 +618,13 @@ mg_leases_refresh_due(struct mg_leases *ls, long long now_ms, struct mg_lease_re
 
 			if (l == NULL || l->id <= 0 || l->stale || l->releasing ||
 			    !current(ls, t, now_ms) || !in_use(t, now_ms) ||
-			    !may_ask(t->asked_ms, now_ms) || !may_ask(l->asked_ms, now_ms))
+			    !may_ask(l->asked_ms, now_ms))
 				continue;
 			out = output_of(&t->req, t->ctx);
 			need = t->req.prompt_estimate + out;
 			if (cost_of(t, &t->req, out, &pico) != 0 || !low(l, need, pico, now_ms))
 				continue;
 			l->asked_ms = now_ms;
-			t->asked_ms = now_ms;
 			refresh_of(ls, t, want_of(l, now_ms), need, pico, &r[n++]);
 		}
 	pthread_mutex_unlock(&ls->lock);

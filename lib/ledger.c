@@ -216,13 +216,14 @@ mg_ledger_admit(struct mg_ledger *l, const struct mg_admit_req *q, struct mg_adm
 	/* the leader of its batch applied what Postgres lent (granted) */
 	rc = admit_in_postgres(l, &lq, out, &granted);
 	answered(l, rc);
-	if (lq.lease_holder != NULL && rc == MG_OK && mg_leases_check_due(l->leases, now_ms())) {
+	if (lq.lease_holder != NULL && rc == MG_OK) {
 		/* an answer kept, not yet checked: the refresher checks now */
-		wake_refresher(l);
+		if (mg_leases_check_due(l->leases, now_ms()))
+			wake_refresher(l);
+		if (granted != 0)
+			mg_log(MG_LOG_WARN, q->request_id, "lease %lld not counted here (out of "
+			    "memory?): left to the reaper", out->lease_id);
 	}
-	if (lq.lease_holder != NULL && rc == MG_OK && granted != 0)
-		mg_log(MG_LOG_WARN, q->request_id, "lease %lld not counted here (out of memory?): "
-		    "left to the reaper", out->lease_id);
 	return rc;
 }
 

@@ -244,7 +244,7 @@ mg_responder_run(const struct mg_conf *conf, int listen_fd)
 		mg_log(MG_LOG_ERROR, NULL, "FCGX_Init failed");
 		goto out;
 	}
-	mg_upkeep_limit_arenas(conf->malloc_arenas);
+	mg_upkeep_tune_malloc(conf->malloc_arenas);
 	{
 		char path[4096], err[MG_ERR_DETAIL_LEN];
 

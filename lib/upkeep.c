@@ -25,8 +25,11 @@
 /* While requests keep running, the free memory of the malloc heaps is
  * given back at most this often (seconds); a process that has been idle
  * for a whole second gives it back then. */
-#define MALLOC_LARGE (128 * 1024)  /* blocks from this size are mapped on their own */
 #define TRIM_BUSY_INTERVAL 30
+
+/* Blocks from this size are mapped on their own, and free memory at an
+ * arena's top from this size goes back to the system. */
+#define MALLOC_LARGE (128 * 1024)
 
 /* How often (seconds) a process makes sure the usage partitions of this
  * month and the next two exist: they are made weeks before they are
@@ -357,9 +360,10 @@ mg_upkeep_stop(struct mg_upkeep *u)
 }
 
 void
-mg_upkeep_limit_arenas(int arenas)
+mg_upkeep_tune_malloc(int arenas)
 {
-#if defined(HAVE_MALLOPT) && defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD)
+#if defined(HAVE_MALLOPT) && defined(M_TRIM_THRESHOLD) && defined(M_MMAP_THRESHOLD) && \
+    defined(M_MXFAST)
 	/* Fixed thresholds: glibc otherwise raises both after the first
 	 * large block it freed (a settlement batch's JSON, a refresher's
 	 * room), up to 64 MiB, and an arena other than the main one keeps

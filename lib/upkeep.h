@@ -25,6 +25,6 @@ void mg_upkeep_stop(struct mg_upkeep *u);
  * on their own and free memory at an arena's top goes back to the system
  * (so that an idle process gives back what a burst took).  Call before
  * any thread starts. */
-void mg_upkeep_limit_arenas(int arenas);
+void mg_upkeep_tune_malloc(int arenas);
 
 #endif
