@@ -212,8 +212,18 @@ usage_count() {
 # usage_json REQUEST-ID FILE [COST-TEXT]: writes a JSON summary of the usage
 # rows of one request: {n, row, project, key_prefix}; row has the usage
 # columns plus cost_text (the numeric as text) and cost_eq (cost equals
-# COST-TEXT as numeric, null without it).
+# COST-TEXT as numeric, null without it).  Every request that reached
+# the gateway ends with one row, but with admission from leases that row
+# is first inserted when the request settles, just after its client has
+# the answer (later still under valgrind): usage_json waits up to 10 s
+# for the request's row to appear.
 usage_json() {
+    local i
+    for ((i = 0; i < 500; i++)); do
+        [ "$(sql_now 'SELECT count(*) FROM usage_events WHERE request_id = :'"'rid'" \
+                -v rid="$1" 2>/dev/null)" != 0 ] && break
+        sleep 0.02
+    done
     sql "SELECT json_build_object(
             'n', (SELECT count(*) FROM usage_events WHERE request_id = :'rid'),
             'row', (SELECT to_jsonb(u) || jsonb_build_object(
