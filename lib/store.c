@@ -54,7 +54,7 @@ static const struct stmt statements[] = {
 	{ "mg_settle_batch", "SELECT settled, ids, costs FROM mg_settle_batch($1::jsonb)", 1 },
 	{ "mg_settle_lease_batch", "SELECT settled, ids, costs, lease_ids, "
 	  "(SELECT array_agg(trim_scale(x)) FROM unnest(lease_spends) x), lease_seqs "
-	  "FROM mg_settle_lease_batch($1::jsonb)", 1 },
+	  "FROM mg_settle_lease_batch($1::json)", 1 },
 	{ "mg_lease_renew", "SELECT mg_lease_renew($1::bigint[])", 1 },
 	{ "mg_lease_release", "SELECT mg_lease_release($1, $2, $3, $4)", 4 },
 	{ "mg_admission_changes", "SELECT mg_admission_changes()", 0 },

@@ -122,7 +122,7 @@ expect_http "crash 1 (lease): charged whole, the lease uses up the cap: still 42
 lid=$(sql "SELECT l.id FROM leases l JOIN projects p ON p.id = l.project_id WHERE p.name = 'crash-1'")
 pid_c1=$(sql "SELECT id FROM projects WHERE name = 'crash-1'")
 before=$(sql "SELECT spent FROM project_quota WHERE project_id = :'p'" -v p="$pid_c1")
-out=$(sql "SELECT settled FROM mg_settle_lease_batch(jsonb_build_array(jsonb_build_object(
+out=$(sql "SELECT settled FROM mg_settle_lease_batch(json_build_array(json_build_object(
         'id', 'req_late_lease_settlement', 'L', :'l'::bigint, 'pid', :'p'::bigint, 'kid', NULL,
         'm', 'openai/gpt-4o-mini', 'e', 'chat.completions', 's', false, 'rv', :'r',
         'rt', 100, 'pe', 10, 'ap', 0.000001, 'ac', 0.000002, 'at', now(), 'st', 200,
