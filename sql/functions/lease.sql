@@ -166,11 +166,13 @@ BEGIN
       FROM l;
 
     -- the requests of leases reaped meanwhile (or gone): their costs move
-    -- out of the reaped charge, which the spend holds already
+    -- out of the reaped charge, which the spend holds already.  The live
+    -- leases are those just updated (locked since), so this looks up
+    -- nothing: a lookup in leases a request took 3 ms a batch of 256
+    -- with 100 projects
     FOR c IN SELECT t.lid, sum(t.cost) AS cost, min(t.pid) AS pid
                FROM unnest(a_lid, a_pid, costs) AS t(lid, pid, cost)
-              WHERE NOT EXISTS (SELECT 1 FROM leases l
-                                 WHERE l.id = t.lid AND l.reaped_at IS NULL)
+              WHERE NOT t.lid = ANY (coalesce(lease_ids, '{}'))
               GROUP BY t.lid
     LOOP
         PERFORM mg_lease_unreap(c.lid, c.pid, c.cost);
