@@ -108,15 +108,17 @@ START_TEST(lease_ramp)
 	ck_assert_int_eq(grant(ls, &r[0].q, &r[0].out, t0 + 51), 0);
 	/* the first request took one of the 16 lent: 7 + 16 left.  22 more
 	 * by 400 ms make 31 in the 400 ms since the lease was taken (77 a
-	 * second): the one left is low, and the refill asks for 78 */
+	 * second): the one left is low, and the refill asks for
+	 * MG_LEASE_SLICE_MS of that */
 	for (i = 0; i < 22; i++) {
 		request(&q, KEY_A, 100, 100);
 		ck_assert_int_ne(mg_leases_admit(ls, &q, &out, t0 + 200 + i * 8, spend,
 		    sizeof(spend)), 0);
 	}
 	ck_assert_int_eq(mg_leases_refresh_due(ls, t0 + 400, r, 4), 1);
-	ck_assert_int_eq(r[0].q.lease_requests, 31 * 1000 / 400 + 1);
-	ck_assert_int_eq(r[0].q.lease_tokens, (31 * 1000 / 400 + 1) * 200);
+	ck_assert_int_eq(r[0].q.lease_requests, 31 * 1000 / 400 * MG_LEASE_SLICE_MS / 1000 + 1);
+	ck_assert_int_eq(r[0].q.lease_tokens,
+	    (31 * 1000 / 400 * MG_LEASE_SLICE_MS / 1000 + 1) * 200);
 	mg_leases_free(ls);
 }
 END_TEST
