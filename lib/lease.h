@@ -28,7 +28,7 @@ struct mg_leases;
 #define MG_LEASE_TMPL_MS   1000  /* answers are used this long after a check */
 #define MG_LEASE_CHECK_MS  250   /* which comes this often while in use */
 #define MG_LEASE_ASK_MS    250   /* a refill not answered is asked again */
-#define MG_LEASE_IDLE_MS   2000  /* a lease unused this long is given back */
+#define MG_LEASE_IDLE_MS   5000  /* a lease unused this long is given back */
 #define MG_LEASE_SLICE_MS  2000  /* a slice holds this long of traffic, */
 #define MG_LEASE_WANT_MIN  16    /* requests a slice asks for at least, */
 #define MG_LEASE_WANT_MAX  4096  /* and at most */
