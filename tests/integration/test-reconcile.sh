@@ -207,7 +207,7 @@ check_eq "a second run finds nothing to do" "$out" \
 # Settlement queues a batch's lookups in one row (recon_queue) and leaves
 # the usage row's indexed recon_next_at as it is; the upkeep schedules
 # them, even with reconciliation off (reconcile.max_rps = 0): the
-# compaction, every 10 s, drains the queue.
+# compaction, every 2 s, drains the queue.
 mg_conf_write "$CONF" LOG_FILE="$MG_T/modelgate.log" RECON_MAX_RPS=0 ||
     bail "configuration written" "$CONF"
 start_responders main "$CONF" 1 >"$MG_T/stack-main-q.txt" 2>&1 ||
