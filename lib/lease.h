@@ -80,8 +80,8 @@ struct mg_lease_refresh {
 /* The refills due at now_ms, up to max of them into r; their count.
  * Due: one of each lease, by a key and model admitted here in the last
  * MG_LEASE_IDLE_MS whose answer is current, whose slice has less than
- * half of about a second's admissions left; it asks for that second's
- * worth, so that a request in use waits for Postgres only when its
+ * half of MG_LEASE_SLICE_MS of admissions left; it asks for that much,
+ * so that a request in use waits for Postgres only when its
  * project is near a limit.  One not answered (mg_leases_granted_batch) is
  * due again after MG_LEASE_ASK_MS.  Refused, the key and model's answer is
  * dropped (unless only the buckets are short now): its next request goes

@@ -74,7 +74,7 @@ answer(struct mg_admission *a, long long lease_id, long long seq, const char *sp
 }
 
 /* A slice taken cold asks for MG_LEASE_WANT_MIN; once 100 ms of traffic
- * show a higher rate, its refill asks for about a second of that rate,
+ * show a higher rate, its refill asks for MG_LEASE_SLICE_MS of that rate,
  * without waiting for a whole second to be counted. */
 START_TEST(lease_ramp)
 {
@@ -530,7 +530,7 @@ START_TEST(lease_refresh)
 	ck_assert_int_eq(mg_leases_admit(ls, &q, &out, t, spend, sizeof(spend)), 0);
 
 	/* a slice running low: admitted here (2: the refresher is due), and
-	 * refilled by about a second's worth, at least MG_LEASE_WANT_MIN */
+	 * refilled by MG_LEASE_SLICE_MS's worth, at least MG_LEASE_WANT_MIN */
 	answer(&a, 5, 3, "0.5", 1, 40000, 0);
 	out = a;
 	ck_assert_int_eq(grant(ls, &q, &out, t), 0);
