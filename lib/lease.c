@@ -237,9 +237,10 @@ take(struct lease *l, const struct tmpl *t, const struct mg_admit_req *q,
  * refill costs Postgres about as much as a settlement batch: with 100
  * busy projects, slices of two seconds instead of one took Postgres's
  * CPU a request from 60-74 us to 56-57 (four seconds: 49), while a
- * process killed with its slices is charged for twice as much.  The rate is that of the last
- * whole second, or of this one so far when higher (after 100 ms of it),
- * so that a slice taken cold grows to its traffic within a few refills. */
+ * process killed with its slices is charged for twice as much.  The
+ * rate is that of the last whole second, or of this one so far when
+ * higher (after 100 ms of it), so that a slice taken cold grows to its
+ * traffic within a few refills. */
 static long long
 want_of(const struct lease *l, long long now_ms)
 {

@@ -209,6 +209,18 @@ usage_count() {
     sql 'SELECT count(*) FROM usage_events'
 }
 
+# wait_row REQUEST-ID SECONDS: true once the request has a usage row
+# (pending or settled), false after SECONDS without one.
+wait_row() {
+    local i
+    for ((i = 0; i < $2 * 50; i++)); do
+        [ "$(sql_now "SELECT count(*) FROM usage_events WHERE request_id = :'r'" -v r="$1")" -ge 1 ] &&
+            return 0
+        sleep 0.02
+    done
+    return 1
+}
+
 # usage_json REQUEST-ID FILE [COST-TEXT]: writes a JSON summary of the usage
 # rows of one request: {n, row, project, key_prefix}; row has the usage
 # columns plus cost_text (the numeric as text) and cost_eq (cost equals
@@ -218,12 +230,7 @@ usage_count() {
 # the answer (later still under valgrind): usage_json waits up to 10 s
 # for the request's row to appear.
 usage_json() {
-    local i
-    for ((i = 0; i < 500; i++)); do
-        [ "$(sql_now 'SELECT count(*) FROM usage_events WHERE request_id = :'"'rid'" \
-                -v rid="$1" 2>/dev/null)" != 0 ] && break
-        sleep 0.02
-    done
+    wait_row "$1" 10 || true
     sql "SELECT json_build_object(
             'n', (SELECT count(*) FROM usage_events WHERE request_id = :'rid'),
             'row', (SELECT to_jsonb(u) || jsonb_build_object(

@@ -176,13 +176,9 @@ expect_http "crash 2 (lease): the project spends again where the cap allows: 200
 # stopped and answered during the outage: admitted from leases, their
 # settlements are kept and written once Postgres is back, not reaped.
 outage_slow_lease() {
-    local rid logged=0 i
+    local rid logged=0
     for rid in $(json_value "$MG_T/outage-slow.json" "j.map((r) => r.rid).join(' ')"); do
-        for ((i = 0; i < 100; i++)); do
-            [ "$(sql "SELECT count(*) FROM usage_events WHERE request_id = :'r'" -v r="$rid")" = 1 ] &&
-                break
-            sleep 0.1
-        done
+        wait_row "$rid" 10 || true
     done
     logged=$(grep -c -h "lease settlements not written yet" "$MG_T/hostA.log" "$MG_T/hostB.log" |
         awk '{ n += $1 } END { print n + 0 }')

@@ -540,18 +540,6 @@ wait_idle() {
     return 1
 }
 
-# wait_row REQUEST-ID SECONDS: true once the request has a usage row (rows
-# of aborted streams are written after the abort).
-wait_row() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        [ "$(sql "SELECT count(*) FROM usage_events WHERE request_id = :'r'" -v r="$1")" -ge 1 ] &&
-            return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # generation GEN-ID NAME: the mock's record of a generation in $MG_T/NAME.json.
 generation() {
     curl -sS --max-time 5 -H "Authorization: Bearer $PROVIDER_KEY" -o "$MG_T/$2.json" \
