@@ -998,30 +998,76 @@ array_next(const char **p, const char **elem, size_t *len)
 	return 0;
 }
 
+/* A batch's request id and its place, for read_charged's index. */
+struct request_at {
+	const char *id;
+	int i;
+};
+
+static int
+cmp_request_at(const void *a, const void *b)
+{
+	return strcmp(((const struct request_at *)a)->id, ((const struct request_at *)b)->id);
+}
+
+/* What bsearch looks for: an id of the answer, not terminated. */
+struct id_text {
+	const char *p;
+	size_t len;
+};
+
+static int
+cmp_id_text(const void *key, const void *elem)
+{
+	const struct id_text *k = key;
+	const char *id = ((const struct request_at *)elem)->id;
+	int c = strncmp(k->p, id, k->len);
+
+	return c != 0 ? c : id[k->len] == '\0' ? 0 : -1;
+}
+
 /* Reads what mg_settle_batch charged (its request ids and costs, the
- * text of two arrays in the same order) into charged[i] for u[i] of n. */
+ * text of two arrays in an order of Postgres's plan's choosing: it came
+ * back reversed) into charged[i] for u[i] of n.  The ids are found
+ * through an index sorted once: a scan for each was O(n^2), half a
+ * million string compares for a batch of 1024. */
 static void
 read_charged(const char *ids, const char *costs, const struct mg_usage *const *u, int n,
     unsigned long long *charged)
 {
+	struct request_at *index = n > 1 ? malloc((size_t)n * sizeof(*index)) : NULL;
 	const char *id, *cost;
 	size_t idlen, costlen;
-	int k, i;
+	int i;
 
-	for (k = 0; array_next(&ids, &id, &idlen) == 0 &&
-	    array_next(&costs, &cost, &costlen) == 0; k++) {
-		/* mostly in the batch's order: look there first */
-		for (i = 0; i < n; i++) {
-			const char *rid = u[(k + i) % n]->request_id;
-
-			if (strlen(rid) == idlen && memcmp(rid, id, idlen) == 0) {
-				long long v = nano_of(cost, costlen);
-
-				charged[(k + i) % n] = v > 0 ? (unsigned long long)v : 0;
-				break;
-			}
-		}
+	for (i = 0; index != NULL && i < n; i++) {
+		index[i].id = u[i]->request_id;
+		index[i].i = i;
 	}
+	if (index != NULL)
+		qsort(index, (size_t)n, sizeof(*index), cmp_request_at);
+	while (array_next(&ids, &id, &idlen) == 0 && array_next(&costs, &cost, &costlen) == 0) {
+		long long v = nano_of(cost, costlen);
+		int at = -1;
+
+		if (index != NULL) {
+			struct id_text key = { id, idlen };
+			const struct request_at *hit = bsearch(&key, index, (size_t)n,
+			    sizeof(*index), cmp_id_text);
+
+			if (hit != NULL)
+				at = hit->i;
+		} else {
+			/* one, or no memory for the index */
+			for (i = 0; i < n && at < 0; i++)
+				if (strlen(u[i]->request_id) == idlen &&
+				    memcmp(u[i]->request_id, id, idlen) == 0)
+					at = i;
+		}
+		if (at >= 0)
+			charged[at] = v > 0 ? (unsigned long long)v : 0;
+	}
+	free(index);
 }
 
 /* Runs the settle statement name (nfields columns: settled, ids, costs,
