@@ -604,8 +604,12 @@ settler_main(void *arg)
 				    l->queue == NULL && l->written > 0) {
 					/* quiet for a tick after writing: the batches'
 					 * JSON goes back to the system (this thread's
-					 * heap is the settlements') */
+					 * heap is the settlements'), and the buffers
+					 * libpq grew for the large ones */
 					l->written = 0;
+					pthread_mutex_unlock(&l->lock);
+					mg_store_shed(l->store);
+					pthread_mutex_lock(&l->lock);
 #ifdef HAVE_MALLOC_TRIM
 					malloc_trim(0);
 #endif

@@ -80,7 +80,12 @@ static const struct stmt statements[] = {
 struct slot {
 	PGconn *conn;   /* NULL until first use or after a failure */
 	int busy;
+	int big;        /* it carried a message of over BIG_MESSAGE bytes */
 };
+
+/* A message this large leaves libpq's buffers of its connection at twice
+ * its size or so for as long as the connection lives (see mg_store_shed). */
+#define BIG_MESSAGE (64u << 10)
 
 struct mg_store {
 	pthread_mutex_t lock;
@@ -154,6 +159,25 @@ mg_store_free(struct mg_store *s)
 	free(s->slots);
 	free(s->conninfo);
 	free(s);
+}
+
+void
+mg_store_shed(struct mg_store *s)
+{
+	PGconn *gone[64];
+	int i, n = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (i = 0; i < s->size && n < (int)(sizeof(gone) / sizeof(gone[0])); i++)
+		if (!s->slots[i].busy && s->slots[i].big) {
+			gone[n++] = s->slots[i].conn;
+			s->slots[i].conn = NULL;
+			s->slots[i].big = 0;
+		}
+	pthread_mutex_unlock(&s->lock);
+	for (i = 0; i < n; i++)
+		if (gone[i] != NULL)
+			PQfinish(gone[i]);
 }
 
 static void
@@ -296,9 +320,14 @@ open_conn(struct mg_store *s, const struct timespec *deadline)
 	return c;
 }
 
-/* A free slot, or NULL when none came free by the deadline. */
+/* A free slot, or NULL when none came free by the deadline.  bulky: the
+ * call sends a settlement batch (up to 1024 rows, 440 KB of JSON), by far
+ * the largest message; libpq keeps a connection's buffers at the largest
+ * message it carried, so those take the last free slot and every other
+ * call looks from the first, and one connection rather than all of them
+ * keeps buffers that size (2 MiB of an idle process's memory, measured). */
 static struct slot *
-acquire(struct mg_store *s, const struct timespec *deadline)
+acquire(struct mg_store *s, const struct timespec *deadline, int bulky)
 {
 	struct slot *got = NULL;
 	struct timespec waited = { 0, 0 };
@@ -306,13 +335,17 @@ acquire(struct mg_store *s, const struct timespec *deadline)
 
 	pthread_mutex_lock(&s->lock);
 	for (;;) {
-		/* prefer a slot with an open connection */
-		for (i = 0; i < s->size && got == NULL; i++)
+		/* prefer a slot with an open connection (bulky: the last
+		 * free one, opened if need be) */
+		for (i = 0; i < s->size && got == NULL && !bulky; i++)
 			if (!s->slots[i].busy && s->slots[i].conn != NULL)
 				got = &s->slots[i];
-		for (i = 0; i < s->size && got == NULL; i++)
-			if (!s->slots[i].busy)
-				got = &s->slots[i];
+		for (i = 0; i < s->size && got == NULL; i++) {
+			struct slot *sl = &s->slots[bulky ? s->size - 1 - i : i];
+
+			if (!sl->busy)
+				got = sl;
+		}
 		if (got != NULL)
 			break;
 		if (waited.tv_sec == 0 && waited.tv_nsec == 0)
@@ -376,7 +409,7 @@ exec_call(struct mg_store *s, const struct timespec *since, const char *name, in
 	struct timespec deadline;
 	struct slot *sl;
 	enum mg_err rc = MG_ERR_DB_DOWN;
-	int attempt;
+	int attempt, i;
 
 	*res = NULL;
 	if (since != NULL && since->tv_sec != 0)
@@ -384,7 +417,7 @@ exec_call(struct mg_store *s, const struct timespec *since, const char *name, in
 	else
 		mg_clock_now(CLOCK_MONOTONIC, &deadline);
 	mg_clock_add_ms(&deadline, s->timeout_s * 1000L);
-	sl = acquire(s, &deadline);
+	sl = acquire(s, &deadline, strncmp(name, "mg_settle", 9) == 0);
 	if (sl == NULL)
 		return MG_ERR_DB_DOWN;
 	for (attempt = 0; attempt < 2; attempt++) {
@@ -398,6 +431,9 @@ exec_call(struct mg_store *s, const struct timespec *since, const char *name, in
 				break;
 			}
 		}
+		for (i = 0; i < n && !sl->big; i++)
+			if (vals[i] != NULL && strlen(vals[i]) > BIG_MESSAGE)
+				sl->big = 1;
 		if (PQsendQueryPrepared(sl->conn, name, n, vals, NULL, NULL, 0))
 			r = wait_result(sl->conn, &deadline, &timed_out);
 		if (timed_out) {
