@@ -92,7 +92,7 @@ struct mg_admission {
 struct mg_store *mg_store_new(const char *conninfo, int size, int connect_timeout);
 void mg_store_free(struct mg_store *s);
 /* Closes the idle connections that carried a large message (a settlement
- * batch of hundreds of rows): libpq keeps a connection's buffers at the
+ * batch of hundreds of rows, a model catalog): libpq keeps a connection's buffers at the
  * size of the largest message it carried, half a megabyte for a batch of
  * 1024, until the connection closes.  The next call opens one again.
  * For a quiet moment after a busy one. */

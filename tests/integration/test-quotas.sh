@@ -1027,6 +1027,70 @@ if [ "${MG_TEST_ADMISSION:-strict}" = lease ]; then
 fi
 
 # ---------------------------------------------------------------------------
+# Large settlement batches (lease): settlements that pile up while
+# Postgres holds them back go as a batch of hundreds of rows, over 64 KB
+# of JSON.  Each request gets its one usage row; once the responders have
+# had nothing to settle for half a second, a connection that carried such
+# a batch is closed (libpq's buffers, grown to its size, go with it), and
+# the next settlement opens one again.
+
+if [ "${MG_TEST_ADMISSION:-strict}" = lease ]; then
+    cli project create bigbatch >/dev/null 2>&1 || bail "project create bigbatch"
+    new_key bigbatch
+    BIG_REQ=$(body bigbatch "$(chat_body "$ECHO" 'big batch' '"max_tokens":5')")
+    chat bigbatch "$BIG_REQ"
+    check_eq "bigbatch: a first request" "$HTTP_STATUS" 200
+    wait_row_count() {  # PROJECT N: waits up to 20 s for N usage rows
+        local i
+        for ((i = 0; i < 200; i++)); do
+            [ "$(rows "$1")" = "$2" ] && return 0
+            sleep 0.1
+        done
+        return 1
+    }
+    wait_row_count bigbatch 1
+    # usage_events locked for 2.5 s (the calls' limit is 5): the
+    # settlements wait, the requests admitted from leases do not
+    psql -X -q -d "$MG_DB" -c "BEGIN; LOCK TABLE usage_events IN EXCLUSIVE MODE;
+                               SELECT pg_sleep(2.5); COMMIT;" >/dev/null 2>&1 &
+    lock_pid=$!
+    BG_PIDS+=("$lock_pid")
+    for ((i = 0; i < 100; i++)); do
+        [ "$(sql_now "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                       WHERE c.relname = 'usage_events' AND l.mode = 'ExclusiveLock' AND l.granted")" = 1 ] && break
+        sleep 0.02
+    done
+    node "$HERE/quota-client.cjs" burst "$BASE/v1/chat/completions" "${KEY[bigbatch]}" "$BIG_REQ" 600 \
+        >"$MG_T/bigbatch.json" 2>&1
+    wait "$lock_pid"
+    expect_json "bigbatch: 600 requests answered while their settlements waited" \
+        'j.status[200] === 600' "$MG_T/bigbatch.json"
+    wait_row_count bigbatch 601
+    check_eq "bigbatch: every request has one usage row" \
+        "$(sql_now "SELECT count(*) || ' ' || count(DISTINCT u.request_id) FROM usage_events u
+                      JOIN projects p ON p.id = u.project_id WHERE p.name = 'bigbatch'")" "601 601"
+    # a batch's rows share its settled_at
+    big_rows=$(sql_now "SELECT max(n) FROM (SELECT count(*) AS n FROM usage_events u
+                          JOIN projects p ON p.id = u.project_id WHERE p.name = 'bigbatch'
+                         GROUP BY u.settled_at) b")
+    check_eq "bigbatch: one batch held at least 200 rows (over 64 KB): $big_rows" \
+        "$([ "$big_rows" -ge 200 ] && echo yes)" yes
+    conns() {
+        sql_now "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND application_name = 'modelgate-fcgi'"
+    }
+    conns_busy=$(conns)
+    sleep 1.5
+    conns_quiet=$(conns)
+    check_eq "bigbatch: quiet for half a second, a responder closed the connection that carried it ($conns_busy -> $conns_quiet)" \
+        "$([ "$conns_quiet" -lt "$conns_busy" ] && echo yes)" yes
+    chat bigbatch "$BIG_REQ"
+    check_eq "bigbatch: a request after that" "$HTTP_STATUS" 200
+    wait_row_count bigbatch 602
+    check_eq "bigbatch: settled on a connection opened again" "$(rows bigbatch)" 602
+fi
+
+# ---------------------------------------------------------------------------
 # The end: everything stops.
 
 stop_servers
