@@ -1034,7 +1034,7 @@ array_next(const char **p, const char **elem, size_t *len)
 	return 0;
 }
 
-/* A batch's request id and its place, for read_charged's index. */
+/* A batch's request id and its place, for mg_store_read_charged's index. */
 struct request_at {
 	const char *id;
 	int i;
@@ -1062,13 +1062,11 @@ cmp_id_text(const void *key, const void *elem)
 	return c != 0 ? c : id[k->len] == '\0' ? 0 : -1;
 }
 
-/* Reads what mg_settle_batch charged (its request ids and costs, the
- * text of two arrays in an order of Postgres's plan's choosing: it came
- * back reversed) into charged[i] for u[i] of n.  The ids are found
- * through an index sorted once: a scan for each was O(n^2), half a
- * million string compares for a batch of 1024. */
-static void
-read_charged(const char *ids, const char *costs, const struct mg_usage *const *u, int n,
+/* See store.h.  The ids are found through an index sorted once: a scan
+ * for each was O(n^2), half a million string compares for a batch of
+ * 1024 (the answer came back in the batch's order reversed). */
+void
+mg_store_read_charged(const char *ids, const char *costs, const struct mg_usage *const *u, int n,
     unsigned long long *charged)
 {
 	struct request_at *index = n > 1 ? malloc((size_t)n * sizeof(*index)) : NULL;
@@ -1141,7 +1139,7 @@ settle_call(struct mg_store *s, const char *name, int nfields, const struct mg_u
 	}
 	*settled = (int)strtol(PQgetvalue(*r, 0, 0), NULL, 10);
 	if (charged != NULL)
-		read_charged(PQgetvalue(*r, 0, 1), PQgetvalue(*r, 0, 2), u, n, charged);
+		mg_store_read_charged(PQgetvalue(*r, 0, 1), PQgetvalue(*r, 0, 2), u, n, charged);
 	return MG_OK;
 }
 

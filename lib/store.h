@@ -142,6 +142,13 @@ struct mg_lease_state {
 	char spend[MG_COST_MAX];       /* decimal USD */
 };
 
+/* Reads what a settlement batch charged, the text of its two arrays of
+ * request ids and costs (USD) in whatever order Postgres answered, into
+ * charged[i] (nano-USD) for the request u[i] of n; an id not in u[] is
+ * skipped, and charged[i] of a request not answered is left as it was. */
+void mg_store_read_charged(const char *ids, const char *costs, const struct mg_usage *const *u,
+    int n, unsigned long long *charged);
+
 /* Settles n requests admitted from leases (every u[i]->lease.lease_id >
  * 0) in one round trip (mg_settle_lease_batch): *settled, charged as
  * mg_store_settle_batch; leases (room for n) gets each live lease they
