@@ -1061,8 +1061,17 @@ if [ "${MG_TEST_ADMISSION:-strict}" = lease ]; then
         sleep 0.02
     done
     node "$HERE/quota-client.cjs" burst "$BASE/v1/chat/completions" "${KEY[bigbatch]}" "$BIG_REQ" 600 \
-        >"$MG_T/bigbatch.json" 2>&1
+        >"$MG_T/bigbatch.json" 2>&1 &
+    burst_pid=$!
+    BG_PIDS+=("$burst_pid")
     wait "$lock_pid"
+    # the lock is gone: the piled-up settlements go now, on the
+    # connections whose last statement was a settlement (a responder
+    # closes one only after half a second without any)
+    settle_pids=$(sql_now "SELECT string_agg(pid::text, ',') FROM pg_stat_activity
+                            WHERE application_name = 'modelgate-fcgi'
+                              AND query LIKE '%mg_settle_lease_batch%'")
+    wait "$burst_pid"
     expect_json "bigbatch: 600 requests answered while their settlements waited" \
         'j.status[200] === 600' "$MG_T/bigbatch.json"
     wait_row_count bigbatch 601
@@ -1075,15 +1084,18 @@ if [ "${MG_TEST_ADMISSION:-strict}" = lease ]; then
                          GROUP BY u.settled_at) b")
     check_eq "bigbatch: one batch held at least 200 rows (over 64 KB): $big_rows" \
         "$([ "$big_rows" -ge 200 ] && echo yes)" yes
-    conns() {
-        sql_now "SELECT count(*) FROM pg_stat_activity
-                  WHERE datname = current_database() AND application_name = 'modelgate-fcgi'"
-    }
-    conns_busy=$(conns)
-    sleep 1.5
-    conns_quiet=$(conns)
-    check_eq "bigbatch: quiet for half a second, a responder closed the connection that carried it ($conns_busy -> $conns_quiet)" \
-        "$([ "$conns_quiet" -lt "$conns_busy" ] && echo yes)" yes
+    check_eq "bigbatch: the settlements' connections seen" "$([ -n "$settle_pids" ] && echo yes)" yes
+    # nothing sent now: once a responder has been quiet for half a
+    # second, it closes the connection that carried a large batch
+    gone=0
+    for ((i = 0; i < 100 && ${#settle_pids} > 0; i++)); do
+        gone=$(sql_now "SELECT count(*) FROM unnest('{$settle_pids}'::int[]) AS p(pid)
+                         WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = p.pid)")
+        [ "$gone" -gt 0 ] && break
+        sleep 0.1
+    done
+    check_eq "bigbatch: quiet, a responder closed the connection that carried it (backends $settle_pids: $gone gone)" \
+        "$([ "$gone" -gt 0 ] && echo yes)" yes
     chat bigbatch "$BIG_REQ"
     check_eq "bigbatch: a request after that" "$HTTP_STATUS" 200
     wait_row_count bigbatch 602
