@@ -23,8 +23,8 @@
 #include "metrics.h"
 
 #define SB_MAGIC   "mgscore"
-#define SB_VERSION 4u   /* 2: the upstreams' counters; 3: lease admissions;
-                         * 4: lease checks */
+#define SB_VERSION 5u   /* 2: the upstreams' counters; 3: lease admissions;
+                         * 4: lease checks; 5: connections shed */
 
 /* Histogram buckets: finite upper bounds, then +Inf; the widest family
  * sets the width of every histogram's row. */
@@ -677,6 +677,10 @@ static const struct counter_family counters[] = {
 	{ "modelgate_db_pool_wait_seconds_total",
 	  "Time Postgres calls waited for a free pooled connection.",
 	  NULL, MG_M_DB_POOL_WAIT_US, 1, { NULL }, U_MICRO },
+	{ "modelgate_db_connections_shed_total",
+	  "Idle pooled Postgres connections closed because they had carried a message "
+	  "over 64 KiB (libpq keeps its buffers at that size); the next call opens one again.",
+	  NULL, MG_M_DB_SHED, 1, { NULL }, U_COUNT },
 	{ "modelgate_settlements_queued_total",
 	  "Settlements queued for the settler thread.",
 	  NULL, MG_M_SETTLE_QUEUED, 1, { NULL }, U_COUNT },

@@ -35,6 +35,7 @@ enum mg_metric {
 	MG_M_DB_ERROR,                 /* Postgres calls that failed */
 	MG_M_DB_POOL_WAITS,            /* calls that waited for a free connection */
 	MG_M_DB_POOL_WAIT_US,          /* the time they waited, microseconds */
+	MG_M_DB_SHED,                  /* idle connections closed for their large buffers */
 	MG_M_SETTLE_QUEUED,            /* settlements queued for the settler thread */
 	MG_M_SETTLE_LOST,              /* settlements not written (left to the reaper) */
 	MG_M_LEASE_ADMITS,             /* admissions decided here, from a lease */

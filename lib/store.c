@@ -165,19 +165,26 @@ void
 mg_store_shed(struct mg_store *s)
 {
 	PGconn *gone[64];
-	int i, n = 0;
+	int i, n, from = 0;
 
-	pthread_mutex_lock(&s->lock);
-	for (i = 0; i < s->size && n < (int)(sizeof(gone) / sizeof(gone[0])); i++)
-		if (!s->slots[i].busy && s->slots[i].big) {
-			gone[n++] = s->slots[i].conn;
-			s->slots[i].conn = NULL;
-			s->slots[i].big = 0;
-		}
-	pthread_mutex_unlock(&s->lock);
-	for (i = 0; i < n; i++)
-		if (gone[i] != NULL)
-			PQfinish(gone[i]);
+	/* a few at a time, none of them closed under the lock */
+	do {
+		n = 0;
+		pthread_mutex_lock(&s->lock);
+		for (i = from; i < s->size && n < (int)(sizeof(gone) / sizeof(gone[0])); i++)
+			if (!s->slots[i].busy && s->slots[i].big) {
+				gone[n++] = s->slots[i].conn;
+				s->slots[i].conn = NULL;
+				s->slots[i].big = 0;
+			}
+		from = i;
+		pthread_mutex_unlock(&s->lock);
+		for (i = 0; i < n; i++)
+			if (gone[i] != NULL) {
+				PQfinish(gone[i]);
+				mg_metrics_count(MG_M_DB_SHED, 1);
+			}
+	} while (from < s->size);
 }
 
 static void
@@ -402,6 +409,19 @@ exec_since(struct mg_store *s, const struct timespec *since, const char *name, i
 	return rc;
 }
 
+/* The size of r's values, counted up to just over BIG_MESSAGE. */
+static size_t
+answer_size(const PGresult *r)
+{
+	int rows = PQntuples(r), cols = PQnfields(r), i, j;
+	size_t n = 0;
+
+	for (i = 0; i < rows && n <= BIG_MESSAGE; i++)
+		for (j = 0; j < cols; j++)
+			n += (size_t)PQgetlength(r, i, j);
+	return n;
+}
+
 static enum mg_err
 exec_call(struct mg_store *s, const struct timespec *since, const char *name, int n,
     const char *const *vals, PGresult **res)
@@ -425,6 +445,7 @@ exec_call(struct mg_store *s, const struct timespec *since, const char *name, in
 		int timed_out = 0;
 
 		if (sl->conn == NULL) {
+			sl->big = 0;   /* a new connection's buffers are small */
 			sl->conn = open_conn(s, &deadline);
 			if (sl->conn == NULL) {
 				rc = MG_ERR_DB_DOWN;
@@ -444,6 +465,8 @@ exec_call(struct mg_store *s, const struct timespec *since, const char *name, in
 			break;
 		}
 		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+			if (!sl->big && answer_size(r) > BIG_MESSAGE)
+				sl->big = 1;
 			*res = r;
 			rc = MG_OK;
 			break;

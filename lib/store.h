@@ -91,11 +91,12 @@ struct mg_admission {
  * answer all count.  NULL on allocation failure. */
 struct mg_store *mg_store_new(const char *conninfo, int size, int connect_timeout);
 void mg_store_free(struct mg_store *s);
-/* Closes the idle connections that carried a large message (a settlement
- * batch of hundreds of rows, a model catalog): libpq keeps a connection's buffers at the
- * size of the largest message it carried, half a megabyte for a batch of
- * 1024, until the connection closes.  The next call opens one again.
- * For a quiet moment after a busy one. */
+/* Closes the idle connections that carried a large message either way (a
+ * settlement batch of hundreds of rows, a model catalog, a large report's
+ * answer): libpq keeps a connection's buffers at the size of the largest
+ * message it carried, half a megabyte for a batch of 1024, until the
+ * connection closes.  The next call opens one again.  For a quiet moment
+ * after a busy one; counted by modelgate_db_connections_shed_total. */
 void mg_store_shed(struct mg_store *s);
 
 /* Resolves a key hash (64 hex chars).  MG_OK, MG_ERR_AUTH (unknown or

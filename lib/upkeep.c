@@ -259,6 +259,10 @@ trim_memory(struct mg_upkeep *u, long now, struct trim_state *ts)
 		return;
 	ts->trimmed = ended;
 	ts->last = now;
+	/* and, once quiet, the pooled connections that grew large buffers
+	 * (a large report's answer, a settlement batch) */
+	if (quiet)
+		mg_store_shed(u->store);
 #ifdef HAVE_MALLOC_TRIM
 	malloc_trim(0);
 #endif

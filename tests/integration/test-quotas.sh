@@ -1049,6 +1049,12 @@ if [ "${MG_TEST_ADMISSION:-strict}" = lease ]; then
         return 1
     }
     wait_row_count bigbatch 1
+    # the connections closed for their buffers, all processes
+    shed_count() {
+        curl -s "$BASE/metrics" | awk '$1 == "modelgate_db_connections_shed_total" { n = $2 }
+                                       END { print n + 0 }'
+    }
+    shed0=$(shed_count)
     # usage_events locked for 2.5 s (the calls' limit is 5): the
     # settlements wait, the requests admitted from leases do not
     psql -X -q -d "$MG_DB" -c "BEGIN; LOCK TABLE usage_events IN EXCLUSIVE MODE;
@@ -1078,7 +1084,14 @@ if [ "${MG_TEST_ADMISSION:-strict}" = lease ]; then
                          GROUP BY u.settled_at) b")
     check_eq "bigbatch: one batch held at least 200 rows (over 64 KB): $big_rows" \
         "$([ "$big_rows" -ge 200 ] && echo yes)" yes
-    sleep 1.5   # quiet: the connection that carried the batch is closed
+    # quiet: the connection that carried the batch is closed, and counted
+    for ((i = 0; i < 50; i++)); do
+        shed=$(shed_count)
+        [ "$shed" -gt "$shed0" ] && break
+        sleep 0.1
+    done
+    check_eq "bigbatch: once quiet, the connection that carried it is closed (shed $shed0 -> $shed)" \
+        "$([ "$shed" -gt "$shed0" ] && echo yes)" yes
     chat bigbatch "$BIG_REQ"
     check_eq "bigbatch: a request after that" "$HTTP_STATUS" 200
     wait_row_count bigbatch 602
