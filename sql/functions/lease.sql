@@ -142,7 +142,9 @@ BEGIN
           JOIN project_quota pq ON pq.project_id = t.pid
          GROUP BY t.lid, t.pid
     ), o AS (
-        SELECT l.id, l.spend FROM leases l JOIN a ON a.lid = l.id WHERE l.reaped_at IS NULL
+        -- by the primary key, as locked above: a join with a let the
+        -- planner walk every live lease
+        SELECT l.id, l.spend FROM leases l WHERE l.id = ANY (a_lid) AND l.reaped_at IS NULL
     ), l AS (
         UPDATE leases l
            SET spend = greatest(o.spend - a.cost, 0), seq = l.seq + 1, renewed_at = v_now

@@ -136,11 +136,11 @@ conf_for "$FRESH"
 
 out=$(migrate "$FRESH" 2>&1)
 check_eq "fresh: db migrate applies the schema files" "$out" \
-    "migrations: 11 applied, schema version 16"
+    "migrations: 12 applied, schema version 17"
 dump "$FRESH" "$MG_T/fresh.sql"
 out=$(migrate "$FRESH" 2>&1)
 check_eq "fresh: db migrate again applies nothing" "$out" \
-    "migrations: 0 applied, schema version 16"
+    "migrations: 0 applied, schema version 17"
 dump "$FRESH" "$MG_T/fresh-again.sql"
 check "fresh: the second run leaves the schema as it was" \
     cmp -s "$MG_T/fresh.sql" "$MG_T/fresh-again.sql"
@@ -217,8 +217,8 @@ out=$(psql -X -q -v ON_ERROR_STOP=1 -d "$UPG" -c "
           FROM api_keys k, generate_series(1, 20) AS i;" 2>&1) ||
     bail "rows in the old database" "$out"
 out=$(migrate "$UPG" 2>&1)
-check_eq "upgrade: db migrate on a version-5 database applies 006 to 016" "$out" \
-    "migrations: 10 applied, schema version 16"
+check_eq "upgrade: db migrate on a version-5 database applies 006 to 017" "$out" \
+    "migrations: 11 applied, schema version 17"
 dump "$UPG" "$MG_T/upgraded.sql"
 if cmp -s "$MG_T/fresh.sql" "$MG_T/upgraded.sql"; then
     tap_ok "upgrade: pg_dump --schema-only equals the fresh database's"
@@ -271,8 +271,8 @@ out=$( (printf 'SET client_min_messages = warning;\nBEGIN;\n'
         "0, 1, 0, 2, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0") |
     psql -X -q -v ON_ERROR_STOP=1 -d "$V6" 2>&1) || bail "a version-6 database" "$out"
 out=$(migrate "$V6" 2>&1)
-check_eq "upgrade: db migrate on a version-6 database applies 007 to 016" "$out" \
-    "migrations: 9 applied, schema version 16"
+check_eq "upgrade: db migrate on a version-6 database applies 007 to 017" "$out" \
+    "migrations: 10 applied, schema version 17"
 check_eq "upgrade: 007 moves each grain to its partition, adds the keys' totals, histograms summed up" \
     "$(psql_value "$V6" "SELECT tableoid::regclass || ' ' || requests || ' ' || cost || ' '
             || concat_ws(',', l0, l1, l2, l3, l4, l5, l6, l7, l8, l9, l10, l11, l12, l13, l14, l15)
@@ -315,7 +315,7 @@ for i in 1 2 3 4; do
 done
 check_eq "race: four concurrent runs all succeed" "$fails" 0
 check_eq "race: the schema file was applied once" \
-    "$(cat "$MG_T"/race-*.out | grep -c '^migrations: 11 applied')" 1
+    "$(cat "$MG_T"/race-*.out | grep -c '^migrations: 12 applied')" 1
 dump "$RACE" "$MG_T/race.sql"
 check "race: the schema equals the fresh database's" cmp -s "$MG_T/fresh.sql" "$MG_T/race.sql"
 
