@@ -17,18 +17,37 @@
 
 #define JSON_TYPE "application/json"
 
+/* A request id: "req_", the Unix time in milliseconds as 12 hex digits,
+ * then 12 random ones.  Ids sort by when they were taken, so the unique
+ * index on usage rows' ids grows at its right edge.  With ids all random,
+ * each row settled read and dirtied a leaf page of its own: with 16.8
+ * million rows in a month's partition (its index 1.3 GB, Postgres's
+ * buffers 128 MB), a settlement of 15 rows spent 8 ms reading them. */
 static void
 new_request_id(char out[MG_REQUEST_ID_LEN + 1])
 {
 	static const char hex[] = "0123456789abcdef";
+	static unsigned counter;
 	unsigned char raw[12];
+	struct timespec ts;
+	unsigned long long ms;
 	size_t i;
 
-	if (mg_random_id_bytes(raw, sizeof(raw)) != MG_OK) {
-		struct timespec ts;
+	mg_clock_now(CLOCK_REALTIME, &ts);
+	ms = (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+	for (i = 0; i < 6; i++)
+		raw[i] = (unsigned char)(ms >> (8 * (5 - i)));
+	if (mg_random_id_bytes(raw + 6, 6) != MG_OK) {
+		/* no randomness: the time's nanoseconds and a count, which
+		 * the unique index still holds apart within a process */
+		unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
 
-		mg_clock_now(CLOCK_REALTIME, &ts);
-		memcpy(raw, &ts, sizeof(raw) < sizeof(ts) ? sizeof(raw) : sizeof(ts));
+		raw[6] = (unsigned char)(ts.tv_nsec >> 16);
+		raw[7] = (unsigned char)(ts.tv_nsec >> 8);
+		raw[8] = (unsigned char)ts.tv_nsec;
+		raw[9] = (unsigned char)(n >> 16);
+		raw[10] = (unsigned char)(n >> 8);
+		raw[11] = (unsigned char)n;
 	}
 	memcpy(out, "req_", 4);
 	for (i = 0; i < sizeof(raw); i++) {
