@@ -89,31 +89,36 @@ END_TEST
 /* An exchange's request id: "req_" and 24 hex digits, the first 12 the
  * time in milliseconds, so that ids taken later sort later (the unique
  * index on usage rows grows at its right edge); its x-request-id line. */
+static unsigned long long
+realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (unsigned long long)ts.tv_sec * 1000 + (unsigned long long)ts.tv_nsec / 1000000;
+}
+
 START_TEST(request_id_ordered)
 {
 	struct mg_exchange a, b;
-	struct timespec t0, t1;
 	unsigned long long ms0, ms1, ms;
 	char line[64];
 	int i;
 
-	clock_gettime(CLOCK_REALTIME, &t0);
+	ms0 = realtime_ms();
 	mg_exchange_begin(&a, NULL);
 	ck_assert_uint_eq(strlen(a.request_id), MG_REQUEST_ID_LEN);
 	ck_assert(strncmp(a.request_id, "req_", 4) == 0);
 	for (i = 4; i < MG_REQUEST_ID_LEN; i++)
 		ck_assert(strchr("0123456789abcdef", a.request_id[i]) != NULL);
 	ck_assert_int_eq(sscanf(a.request_id + 4, "%12llx", &ms), 1);
-	clock_gettime(CLOCK_REALTIME, &t1);
-	ms0 = (unsigned long long)t0.tv_sec * 1000 + (unsigned long long)t0.tv_nsec / 1000000;
-	ms1 = (unsigned long long)t1.tv_sec * 1000 + (unsigned long long)t1.tv_nsec / 1000000;
+	ms1 = realtime_ms();
 	ck_assert(ms >= ms0 && ms <= ms1);
 	snprintf(line, sizeof(line), "x-request-id: %s\r\n", a.request_id);
 	ck_assert_str_eq(a.headers, line);
 	/* a millisecond later: after it; within one: another id */
-	do
-		clock_gettime(CLOCK_REALTIME, &t1);
-	while ((unsigned long long)t1.tv_sec * 1000 + (unsigned long long)t1.tv_nsec / 1000000 <= ms);
+	while (realtime_ms() <= ms)
+		;
 	mg_exchange_begin(&b, NULL);
 	ck_assert(strcmp(a.request_id, b.request_id) < 0);
 	for (i = 0; i < 1000; i++) {
