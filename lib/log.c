@@ -179,10 +179,8 @@ mg_log_write(int level, const char *reqid, const char *fmt, ...)
 	for (i = 0; i < len && n < limit;) {
 		static const char hex[] = "0123456789abcdef";
 		unsigned char c = (unsigned char)msg[i];
-		size_t run = 0, k;
+		size_t run = mg_text_printable_len(msg + i, len - i);
 
-		while (i + run < len && (k = mg_text_char(msg + i + run, len - i - run)) > 0)
-			run += k;
 		if (run > limit - n) {
 			/* cut at the limit, not inside a character */
 			run = limit - n;

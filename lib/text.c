@@ -59,32 +59,42 @@ mg_text_char(const char *p, size_t n)
 	return len;
 }
 
-int
-mg_text_printable(const char *p, size_t n)
+size_t
+mg_text_printable_len(const char *p, size_t n)
 {
+	const unsigned char *s = (const unsigned char *)p;
 	size_t i = 0, k;
 
 	while (i < n) {
+		/* plain ASCII, 0x20-0x7e, without the UTF-8 decoding */
+		if ((unsigned char)(s[i] - 0x20) < 0x5f) {
+			i++;
+			continue;
+		}
 		k = mg_text_char(p + i, n - i);
 		if (k == 0)
-			return 0;
+			break;
 		i += k;
 	}
-	return 1;
+	return i;
+}
+
+int
+mg_text_printable(const char *p, size_t n)
+{
+	return mg_text_printable_len(p, n) == n;
 }
 
 void
 mg_text_scrub(char *s)
 {
-	size_t n = strlen(s), i = 0, k;
+	size_t n = strlen(s), i = 0;
 
-	while (i < n) {
-		k = mg_text_char(s + i, n - i);
-		if (k == 0) {
-			s[i++] = '?';
-			continue;
-		}
-		i += k;
+	for (;;) {
+		i += mg_text_printable_len(s + i, n - i);
+		if (i >= n)
+			break;
+		s[i++] = '?';
 	}
 }
 

@@ -16,6 +16,10 @@ size_t mg_text_utf8(const char *p, size_t n, unsigned long *cp);
 /* The bytes (1-4) of the printable character that starts at p (n bytes
  * readable there); 0 when p[0] starts no printable character or n is 0. */
 size_t mg_text_char(const char *p, size_t n);
+/* The length of the longest prefix of the n bytes at p made of whole
+ * printable characters: n when all are printable, never inside a
+ * character. */
+size_t mg_text_printable_len(const char *p, size_t n);
 /* 1 when all n bytes at p are printable characters. */
 int mg_text_printable(const char *p, size_t n);
 /* Replaces every byte of s (a C string) that is not part of a printable

@@ -116,6 +116,24 @@ START_TEST(utf8_escaped)
 END_TEST
 
 static void
+write_mixed(void)
+{
+	mg_log(MG_LOG_INFO, "r", "x\xc2\x80y \xc2\xa0z\xe2\x80\xa9\xe2\x80\xaa end \xf0\x9f\x98");
+}
+
+/* ASCII runs next to characters of two and three bytes, controls among
+ * them, and a character cut by the end of the message. */
+START_TEST(mixed_escaped)
+{
+	char *text = logged(write_mixed);
+
+	ck_assert_str_eq(after_prefix(text, "info"),
+	    "r x\\xc2\\x80y \xc2\xa0z\\xe2\\x80\\xa9\xe2\x80\xaa end \\xf0\\x9f\\x98\n");
+	free(text);
+}
+END_TEST
+
+static void
 write_cut_utf8(void)
 {
 	char m[2048];
@@ -254,6 +272,7 @@ log_suite(void)
 	tcase_add_test(tc, lines_and_levels);
 	tcase_add_test(tc, control_escaped);
 	tcase_add_test(tc, utf8_escaped);
+	tcase_add_test(tc, mixed_escaped);
 	tcase_add_test(tc, cut_not_inside_a_character);
 	tcase_add_test(tc, long_messages_cut);
 	tcase_add_test(tc, level_names);

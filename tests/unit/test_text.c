@@ -70,6 +70,145 @@ START_TEST(char_honours_n)
 }
 END_TEST
 
+/* mg_text_printable_len, character by character with mg_text_char. */
+static size_t
+slow_len(const char *p, size_t n)
+{
+	size_t i = 0, k;
+
+	while (i < n && (k = mg_text_char(p + i, n - i)) > 0)
+		i += k;
+	return i;
+}
+
+/* The printable prefix: a table of byte strings and its length. */
+static const struct {
+	const char *text;
+	size_t len;          /* 0: strlen(text) */
+	size_t prefix;
+} prefixes[] = {
+	{ "", 0, 0 },
+	{ "openai/gpt-4o-mini ~!", 0, 21 },
+	{ " ", 0, 1 },
+	{ "~\x7f", 0, 1 },
+	{ "caf\xc3\xa9 \xe2\x80\xa6 \xf0\x9f\x98\x80!", 0, 15 },
+	{ "ab\ncd", 0, 2 },
+	{ "ab\rcd", 0, 2 },
+	{ "\tab", 0, 0 },
+	{ "a\x1f", 0, 1 },
+	{ "a\x7f", 0, 1 },
+	{ "a\0b", 3, 1 },
+	{ "a\xc2\x80", 0, 1 },                         /* U+0080, C1 */
+	{ "ab\xc2\x9f", 0, 2 },                        /* U+009F */
+	{ "ab\xc2\xa0z", 0, 5 },                       /* U+00A0 */
+	{ "x\xe2\x80\xa8y", 0, 1 },                    /* U+2028 */
+	{ "x\xe2\x80\xa9y", 0, 1 },                    /* U+2029 */
+	{ "x\xe2\x80\xaay", 0, 5 },                    /* U+202A */
+	{ "ok\xff", 0, 2 },
+	{ "ok\x80", 0, 2 },                             /* a lone continuation */
+	{ "ok\xc3\x28", 0, 2 },                         /* a broken pair */
+	{ "ok\xc0\xaf", 0, 2 },                         /* overlong */
+	{ "ok\xed\xa0\x80", 0, 2 },                     /* a surrogate */
+	{ "ok\xf4\x90\x80\x80", 0, 2 },                 /* past U+10FFFF */
+	{ "ok\xc3", 0, 2 },                             /* cut at the end */
+	{ "ok\xe2\x80", 0, 2 },
+	{ "ok\xf0\x9f\x98", 0, 2 },
+	{ "\xc3\xa9\xc3\xa9", 3, 2 },                  /* cut by n */
+};
+
+START_TEST(prefix_table)
+{
+	const char *t = prefixes[_i].text;
+	size_t n = prefixes[_i].len != 0 ? prefixes[_i].len : strlen(t);
+
+	ck_assert_msg(mg_text_printable_len(t, n) == prefixes[_i].prefix, "case %d: %zu", _i,
+	    mg_text_printable_len(t, n));
+	ck_assert_msg(slow_len(t, n) == prefixes[_i].prefix, "case %d: slow", _i);
+}
+END_TEST
+
+/* Checks mg_text_printable_len against slow_len on the n bytes at p, and
+ * on them cut by one. */
+static void
+same_len(const unsigned char *b, size_t n)
+{
+	const char *p = (const char *)b;
+
+	if (mg_text_printable_len(p, n) != slow_len(p, n) ||
+	    mg_text_printable_len(p, n - 1) != slow_len(p, n - 1))
+		ck_abort_msg("%02x %02x %02x %02x %02x, %zu bytes: %zu, not %zu", b[0], b[1], b[2],
+		    b[3], b[4], n, mg_text_printable_len(p, n), slow_len(p, n));
+}
+
+/* same_len on the n-byte strings from to to (big-endian), each after a
+ * printable ASCII byte, with another after it or not. */
+static void
+same_len_all(unsigned long from, unsigned long to, size_t n)
+{
+	unsigned char b[5];
+	unsigned long v;
+	size_t k;
+
+	memset(b, 0, sizeof(b));
+	b[0] = 'a';
+	for (v = from; v < to; v++) {
+		for (k = 0; k < n; k++)
+			b[1 + k] = (unsigned char)(v >> (8 * (n - 1 - k)));
+		b[1 + n] = 'z';
+		same_len(b, n + 1);
+		same_len(b, n + 2);
+	}
+}
+
+/* The same as character by character: every string of one or two bytes
+ * and every one of three that starts with a three-byte lead (the others
+ * are shorter ones and a byte). */
+START_TEST(prefix_all_short)
+{
+	same_len_all(0, 0x100, 1);
+	same_len_all(0, 0x10000, 2);
+	same_len_all(0xe00000, 0xf00000, 3);
+}
+END_TEST
+
+/* The same as character by character on pseudo-random strings mixing
+ * ASCII, UTF-8 characters, controls and stray bytes. */
+START_TEST(prefix_random)
+{
+	static const char *const pieces[] = {
+		"a", "Z", " ", "~", "{", "\x7f", "\n", "\t", "\x01", "\x80", "\xbf", "\xc0",
+		"\xc2\x80", "\xc2\xa0", "\xc3\xa9", "\xe2\x80\xa6", "\xe2\x80\xa8",
+		"\xe2\x80\xa9", "\xed\xa0\x80", "\xef\xbf\xbd", "\xf0\x9f\x98\x80",
+		"\xf4\x8f\xbf\xbf", "\xf4\x90\x80\x80", "\xf5", "\xff", "\xe2", "\xf0\x9f",
+	};
+	const size_t npieces = sizeof(pieces) / sizeof(pieces[0]);
+	unsigned long x = 12345;
+	char buf[128];
+	int round;
+
+	for (round = 0; round < 20000; round++) {
+		size_t n = 0, cut;
+
+		while (n < sizeof(buf) - 8) {
+			const char *piece;
+
+			x = x * 6364136223846793005UL + 1442695040888963407UL;
+			if ((x >> 60) == 0)
+				break;
+			/* mostly ASCII, as log messages are */
+			piece = (x >> 33) % 4 != 0 ? "x" : pieces[(x >> 40) % npieces];
+			memcpy(buf + n, piece, strlen(piece));
+			n += strlen(piece);
+		}
+		x = x * 6364136223846793005UL + 1442695040888963407UL;
+		cut = n > 0 ? (size_t)(x >> 35) % (n + 1) : 0;
+		ck_assert_uint_eq(mg_text_printable_len(buf, n), slow_len(buf, n));
+		ck_assert_uint_eq(mg_text_printable_len(buf, cut), slow_len(buf, cut));
+		ck_assert_int_eq(mg_text_printable(buf, n), slow_len(buf, n) == n);
+	}
+}
+END_TEST
+
 START_TEST(scrub)
 {
 	char s[] = "id-\r\n\x1b[31m\xff\xc3\xa9\xc2\x9b\xed\xa0\x80ok";
@@ -110,6 +249,9 @@ text_suite(void)
 
 	tcase_add_loop_test(tc, printable_table, 0, (int)(sizeof(cases) / sizeof(cases[0])));
 	tcase_add_test(tc, char_honours_n);
+	tcase_add_loop_test(tc, prefix_table, 0, (int)(sizeof(prefixes) / sizeof(prefixes[0])));
+	tcase_add_test(tc, prefix_all_short);
+	tcase_add_test(tc, prefix_random);
 	tcase_add_test(tc, scrub);
 	tcase_add_test(tc, copy);
 	suite_add_tcase(s, tc);
