@@ -81,24 +81,61 @@ header_name(char *out, size_t len, size_t used, const char *name, enum mg_err *r
 	return n + 2;
 }
 
-enum mg_err
-mg_fcgi_header_add(char *out, size_t len, const char *name, const char *value)
+/* Appends "name: " a b "\r\n" (na and nb bytes, neither holding CR or
+ * LF) to out: mg_fcgi_header_add once the value is checked. */
+static enum mg_err
+header_put(char *out, size_t len, const char *name, const char *a, size_t na, const char *b,
+    size_t nb)
 {
-	size_t used = strlen(out), k, n = strlen(value);
+	size_t used = strlen(out), k;
 	enum mg_err rc;
 
-	if (!one_line(value, n))
-		return MG_ERR_INVALID;
 	k = header_name(out, len, used, name, &rc);
 	if (k == 0)
 		return rc;
-	if (n + 2 >= len - used - k) {
+	if (na + nb + 2 >= len - used - k) {
 		out[used] = '\0';
 		return MG_ERR_TOO_BIG;
 	}
-	memcpy(out + used + k, value, n);
-	memcpy(out + used + k + n, "\r\n", 3);
+	memcpy(out + used + k, a, na);
+	memcpy(out + used + k + na, b, nb);
+	memcpy(out + used + k + na + nb, "\r\n", 3);
 	return MG_OK;
+}
+
+/* Writes v in decimal, as "%lld" does, into the bytes that end at end
+ * (at least 20 before it); where it starts. */
+static char *
+put_decimal(char *end, long long v)
+{
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	char *p = end;
+
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		*--p = '-';
+	return p;
+}
+
+enum mg_err
+mg_fcgi_header_add(char *out, size_t len, const char *name, const char *value)
+{
+	size_t n = strlen(value);
+
+	if (!one_line(value, n))
+		return MG_ERR_INVALID;
+	return header_put(out, len, name, value, n, "", 0);
+}
+
+enum mg_err
+mg_fcgi_header_addll(char *out, size_t len, const char *name, long long v)
+{
+	char digits[24], *p = put_decimal(digits + sizeof(digits), v);
+
+	return header_put(out, len, name, p, (size_t)(digits + sizeof(digits) - p), "", 0);
 }
 
 enum mg_err
@@ -133,12 +170,17 @@ enum mg_err
 mg_fcgi_reply(FCGX_Request *r, int status, const char *content_type,
     const char *extra_headers, const char *body, size_t len)
 {
-	char head[256] = "";
+	char head[256] = "", code[24], *p;
 	const char *parts[] = { head, extra_headers != NULL ? extra_headers : "", "\r\n" };
+	const char *reason = mg_http_reason(status);
 	enum mg_err rc;
 	size_t i;
 
-	rc = mg_fcgi_header_addf(head, sizeof(head), "Status", "%d %s", status, mg_http_reason(status));
+	/* "Status: %d %s"; the reasons are one line each */
+	code[sizeof(code) - 1] = ' ';
+	p = put_decimal(code + sizeof(code) - 1, status);
+	rc = header_put(head, sizeof(head), "Status", p, (size_t)(code + sizeof(code) - p), reason,
+	    strlen(reason));
 	if (rc == MG_OK)
 		rc = mg_fcgi_header_add(head, sizeof(head), "Content-Type", content_type);
 	if (rc != MG_OK)

@@ -26,6 +26,9 @@ enum mg_err mg_fcgi_read_body(FCGX_Request *r, struct mg_buf *body)
  * out is as it was. */
 enum mg_err mg_fcgi_header_add(char *out, size_t len, const char *name, const char *value)
 	__attribute__((warn_unused_result));
+/* The same with the value v in decimal ("%lld"), without printf. */
+enum mg_err mg_fcgi_header_addll(char *out, size_t len, const char *name, long long v)
+	__attribute__((warn_unused_result));
 /* The same with the value formatted as by printf. */
 enum mg_err mg_fcgi_header_addf(char *out, size_t len, const char *name, const char *fmt, ...)
 	__attribute__((warn_unused_result, format(printf, 4, 5)));

@@ -73,8 +73,8 @@ limit_headers(const char *const names[3], long long limit, long long remaining,
 	if (limit < 0 || remaining < 0)
 		return 0;
 	mg_quota_duration(reset_ms, reset, sizeof(reset));
-	if (mg_fcgi_header_addf(out, len, names[0], "%lld", limit) != MG_OK ||
-	    mg_fcgi_header_addf(out, len, names[1], "%lld", remaining) != MG_OK ||
+	if (mg_fcgi_header_addll(out, len, names[0], limit) != MG_OK ||
+	    mg_fcgi_header_addll(out, len, names[1], remaining) != MG_OK ||
 	    mg_fcgi_header_add(out, len, names[2], reset) != MG_OK)
 		goto undo;
 	return 0;
@@ -104,9 +104,8 @@ retry_headers(long long ms, int should_retry, char *out, size_t len)
 	/* lines that do not fit are left out (the two retry-after lines
 	 * together): the refusal's status and body say it all the same */
 	if (ms >= 0 &&
-	    (mg_fcgi_header_addf(out, len, "Retry-After", "%lld",
-	    ms > 0 ? (ms + 999) / 1000 : 0) != MG_OK ||
-	    mg_fcgi_header_addf(out, len, "retry-after-ms", "%lld", ms) != MG_OK))
+	    (mg_fcgi_header_addll(out, len, "Retry-After", ms > 0 ? (ms + 999) / 1000 : 0) != MG_OK ||
+	    mg_fcgi_header_addll(out, len, "retry-after-ms", ms) != MG_OK))
 		out[used] = '\0';
 	if (!should_retry && mg_fcgi_header_add(out, len, "x-should-retry", "false") != MG_OK)
 		return;         /* out is as it was */

@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,41 @@ START_TEST(header_addf_refuses)
 }
 END_TEST
 
+/* mg_fcgi_header_addll writes the line mg_fcgi_header_addf with "%lld"
+ * does, refusals and undo included, for every size of out. */
+START_TEST(header_addll_as_addf)
+{
+	static const long long values[] = {
+		0, 1, -1, 9, 10, -10, 1500, 60000, 999999999999LL, LLONG_MAX, LLONG_MIN,
+	};
+	static const char *const names[] = { "retry-after-ms", "A", "", "A: b", "A\nB" };
+	char fast[64], slow[64];
+	size_t v, k, len;
+
+	for (v = 0; v < sizeof(values) / sizeof(values[0]); v++) {
+		for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+			for (len = 0; len <= sizeof(fast); len++) {
+				enum mg_err a, b;
+
+				memset(fast, '#', sizeof(fast));
+				/* a line before, when it fits */
+				memcpy(fast, len >= 7 ? "X: y\r\n" : "", len >= 7 ? 7 : 1);
+				memcpy(slow, fast, sizeof(slow));
+				a = mg_fcgi_header_addll(fast, len, names[k], values[v]);
+				b = mg_fcgi_header_addf(slow, len, names[k], "%lld", values[v]);
+				ck_assert_msg(a == b, "%lld %s %zu: %d, not %d", values[v], names[k], len,
+				    (int)a, (int)b);
+				ck_assert_msg(strcmp(fast, slow) == 0, "%lld %s %zu", values[v], names[k], len);
+				/* nothing written past len */
+				ck_assert(len == 0 || len >= sizeof(fast) || fast[len] == '#');
+			}
+		}
+	}
+	ck_assert_int_eq(mg_fcgi_header_addll(fast, sizeof(fast), "retry-after-ms", -1500), MG_OK);
+	ck_assert_str_eq(fast, "X: y\r\nretry-after-ms: -1500\r\n");
+}
+END_TEST
+
 /* An exchange's request id: "req_" and 24 hex digits, the first 12 the
  * time in milliseconds, so that ids taken later sort later (the unique
  * index on usage rows grows at its right edge); its x-request-id line. */
@@ -139,6 +175,7 @@ fcgi_suite(void)
 	tcase_add_loop_test(tc, header_add_table, 0, (int)(sizeof(adds) / sizeof(adds[0])));
 	tcase_add_test(tc, header_addf_formats);
 	tcase_add_test(tc, header_addf_refuses);
+	tcase_add_test(tc, header_addll_as_addf);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("request_id");
 	tcase_add_test(tc, request_id_ordered);
