@@ -8,6 +8,7 @@
 
 #include "fcgi.h"
 #include "quota.h"
+#include "text.h"
 
 long long
 mg_quota_prompt_estimate(size_t body_len)
@@ -17,39 +18,71 @@ mg_quota_prompt_estimate(size_t body_len)
 	return n > 0 ? n : 1;
 }
 
+/* Writes v (not negative) in decimal at p, zero-padded to at least width
+ * digits (1-3); past the last. */
+static char *
+put_number(char *p, long long v, int width)
+{
+	char tmp[24];
+	int n = 0;
+
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v > 0);
+	while (n < width)
+		tmp[n++] = '0';
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
+}
+
 void
 mg_quota_duration(long long ms, char *out, size_t len)
 {
+	char text[64], *p = text;
 	long long s, m, h;
 
+	/* snprintf's "%lldms", "%lld.%02llds", "%lldh%lldm%llds", ... */
 	if (ms < 0)
 		ms = 0;
 	if (ms < 1000) {
-		snprintf(out, len, "%lldms", ms);
-		return;
+		p = put_number(p, ms, 1);
+		*p++ = 'm';
+		goto out;
 	}
 	s = ms / 1000;
 	ms %= 1000;
 	if (s < 60) {
-		if (ms == 0)
-			snprintf(out, len, "%llds", s);
-		else if (ms % 100 == 0)
-			snprintf(out, len, "%lld.%llds", s, ms / 100);
-		else if (ms % 10 == 0)
-			snprintf(out, len, "%lld.%02llds", s, ms / 10);
-		else
-			snprintf(out, len, "%lld.%03llds", s, ms);
-		return;
+		p = put_number(p, s, 1);
+		if (ms != 0) {
+			*p++ = '.';
+			if (ms % 100 == 0)
+				p = put_number(p, ms / 100, 1);
+			else if (ms % 10 == 0)
+				p = put_number(p, ms / 10, 2);
+			else
+				p = put_number(p, ms, 3);
+		}
+		goto out;
 	}
 	if (ms > 0)
 		s++;            /* whole seconds past a minute: round up */
 	h = s / 3600;
 	m = s / 60 % 60;
 	s %= 60;
-	if (h > 0)
-		snprintf(out, len, "%lldh%lldm%llds", h, m, s);
-	else
-		snprintf(out, len, "%lldm%llds", m, s);
+	if (h > 0) {
+		p = put_number(p, h, 1);
+		*p++ = 'h';
+	}
+	p = put_number(p, m, 1);
+	*p++ = 'm';
+	p = put_number(p, s, 1);
+out:
+	*p++ = 's';
+	*p = '\0';
+	if (len > 0)
+		mg_text_copy(out, len, text);
 }
 
 /* The names of the limit, remaining and reset lines of one limit. */

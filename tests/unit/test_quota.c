@@ -40,11 +40,20 @@ static const struct {
 	{ 1250, "1.25s" },
 	{ 19970, "19.97s" },
 	{ 59978, "59.978s" },
+	{ 1005, "1.005s" },
+	{ 1050, "1.05s" },
+	{ 1100, "1.1s" },
+	{ 10010, "10.01s" },
+	{ 59999, "59.999s" },
 	{ 60000, "1m0s" },
 	{ 60001, "1m1s" },
 	{ 360000, "6m0s" },
 	{ 3723000, "1h2m3s" },
 	{ 86400000, "24h0m0s" },
+	{ 3599999, "1h0m0s" },
+	{ 3600000, "1h0m0s" },
+	{ 3659001, "1h1m0s" },
+	{ 9223372036854775807LL, "2562047788015h12m56s" },
 };
 
 START_TEST(duration_table)
@@ -53,6 +62,22 @@ START_TEST(duration_table)
 
 	mg_quota_duration(durations[_i].ms, out, sizeof(out));
 	ck_assert_str_eq(out, durations[_i].text);
+}
+END_TEST
+
+/* A buffer too small gets the start, as from snprintf. */
+START_TEST(duration_cut)
+{
+	char out[8];
+
+	memset(out, '#', sizeof(out));
+	mg_quota_duration(59978, out, 4);
+	ck_assert_str_eq(out, "59.");
+	ck_assert_int_eq(out[4], '#');
+	mg_quota_duration(1500, out, 1);
+	ck_assert_str_eq(out, "");
+	mg_quota_duration(1500, out + 1, 0);
+	ck_assert_int_eq(out[1], '9');
 }
 END_TEST
 
@@ -279,6 +304,7 @@ quota_suite(void)
 
 	tcase_add_test(tc, estimate_rounds_up);
 	tcase_add_loop_test(tc, duration_table, 0, (int)(sizeof(durations) / sizeof(durations[0])));
+	tcase_add_test(tc, duration_cut);
 	tcase_add_test(tc, headers_none_without_limits);
 	tcase_add_test(tc, headers_requests_and_tokens);
 	tcase_add_test(tc, headers_too_long_left_unchanged);
