@@ -57,6 +57,16 @@ new_request_id(char out[MG_REQUEST_ID_LEN + 1])
 	out[MG_REQUEST_ID_LEN] = '\0';
 }
 
+/* Adds the line "name: value" to x's headers; logs that it is left out
+ * when value is not whole (0), not one line or does not fit. */
+static void
+header_add(struct mg_exchange *x, const char *name, const char *value, int whole)
+{
+	if (!whole || mg_fcgi_header_add(x->headers, sizeof(x->headers), name, value) != MG_OK)
+		mg_log(MG_LOG_WARN, x->request_id, "header %s left out: too long or not one line",
+		    name);
+}
+
 void
 mg_exchange_begin(struct mg_exchange *x, FCGX_Request *fr)
 {
@@ -64,7 +74,7 @@ mg_exchange_begin(struct mg_exchange *x, FCGX_Request *fr)
 	x->fr = fr;
 	mg_clock_now(CLOCK_MONOTONIC, &x->start);
 	new_request_id(x->request_id);
-	mg_exchange_header(x, "x-request-id", "%s", x->request_id);
+	header_add(x, "x-request-id", x->request_id, 1);
 }
 
 void
@@ -77,10 +87,7 @@ mg_exchange_header(struct mg_exchange *x, const char *name, const char *fmt, ...
 	va_start(ap, fmt);
 	n = vsnprintf(value, sizeof(value), fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(value) ||
-	    mg_fcgi_header_add(x->headers, sizeof(x->headers), name, value) != MG_OK)
-		mg_log(MG_LOG_WARN, x->request_id, "header %s left out: too long or not one line",
-		    name);
+	header_add(x, name, value, n >= 0 && (size_t)n < sizeof(value));
 }
 
 void
