@@ -4,6 +4,7 @@
  * model), report (query values) and usage (the upstream's ids). */
 #include "config.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "text.h"
@@ -59,6 +60,19 @@ mg_text_char(const char *p, size_t n)
 	return len;
 }
 
+/* 1 when the eight bytes at s are all 0x20-0x7e: none has its high bit
+ * set by w - 0x20 where w's is clear (below 0x20), by w + 1 (0x7f) or in
+ * w (0x80 and up). */
+static int
+ascii8(const unsigned char *s)
+{
+	const uint64_t ones = 0x0101010101010101ULL, highs = ones * 0x80;
+	uint64_t w;
+
+	memcpy(&w, s, sizeof(w));
+	return ((((w - ones * 0x20) & ~w) | (w + ones) | w) & highs) == 0;
+}
+
 size_t
 mg_text_printable_len(const char *p, size_t n)
 {
@@ -66,11 +80,12 @@ mg_text_printable_len(const char *p, size_t n)
 	size_t i = 0, k;
 
 	while (i < n) {
-		/* plain ASCII, 0x20-0x7e, without the UTF-8 decoding */
-		if ((unsigned char)(s[i] - 0x20) < 0x5f) {
+		/* plain ASCII, 0x20-0x7e, without the UTF-8 decoding: eight
+		 * bytes at a time, then one by one */
+		while (n - i >= 8 && ascii8(s + i))
+			i += 8;
+		while (i < n && (unsigned char)(s[i] - 0x20) < 0x5f)
 			i++;
-			continue;
-		}
 		k = mg_text_char(p + i, n - i);
 		if (k == 0)
 			break;

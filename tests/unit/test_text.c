@@ -127,7 +127,7 @@ START_TEST(prefix_table)
 }
 END_TEST
 
-/* Checks mg_text_printable_len against slow_len on the n bytes at p, and
+/* Checks mg_text_printable_len against slow_len on the n bytes at b, and
  * on them cut by one. */
 static void
 same_len(const unsigned char *b, size_t n)
@@ -136,38 +136,41 @@ same_len(const unsigned char *b, size_t n)
 
 	if (mg_text_printable_len(p, n) != slow_len(p, n) ||
 	    mg_text_printable_len(p, n - 1) != slow_len(p, n - 1))
-		ck_abort_msg("%02x %02x %02x %02x %02x, %zu bytes: %zu, not %zu", b[0], b[1], b[2],
-		    b[3], b[4], n, mg_text_printable_len(p, n), slow_len(p, n));
+		ck_abort_msg("%.*s, %zu bytes: %zu, not %zu", (int)n, p, n,
+		    mg_text_printable_len(p, n), slow_len(p, n));
 }
 
-/* same_len on the n-byte strings from to to (big-endian), each after a
- * printable ASCII byte, with another after it or not. */
+/* same_len on the n-byte strings from to to (big-endian), each at b + at
+ * after printable ASCII bytes, with more of them after it or not. */
 static void
-same_len_all(unsigned long from, unsigned long to, size_t n)
+same_len_all(unsigned long from, unsigned long to, size_t n, size_t at)
 {
-	unsigned char b[5];
+	unsigned char b[20];
 	unsigned long v;
 	size_t k;
 
-	memset(b, 0, sizeof(b));
-	b[0] = 'a';
+	memset(b, 'a', sizeof(b));
 	for (v = from; v < to; v++) {
 		for (k = 0; k < n; k++)
-			b[1 + k] = (unsigned char)(v >> (8 * (n - 1 - k)));
-		b[1 + n] = 'z';
-		same_len(b, n + 1);
-		same_len(b, n + 2);
+			b[at + k] = (unsigned char)(v >> (8 * (n - 1 - k)));
+		same_len(b, at + n);
+		same_len(b, sizeof(b));
 	}
 }
 
 /* The same as character by character: every string of one or two bytes
- * and every one of three that starts with a three-byte lead (the others
- * are shorter ones and a byte). */
+ * at each place of an eight-byte word and across the next, and every one
+ * of three that starts with a three-byte lead (the others are shorter
+ * ones and a byte) across a word's end. */
 START_TEST(prefix_all_short)
 {
-	same_len_all(0, 0x100, 1);
-	same_len_all(0, 0x10000, 2);
-	same_len_all(0xe00000, 0xf00000, 3);
+	size_t at;
+
+	for (at = 1; at <= 8; at++) {
+		same_len_all(0, 0x100, 1, at);
+		same_len_all(0, 0x10000, 2, at);
+	}
+	same_len_all(0xe00000, 0xf00000, 3, 6);
 }
 END_TEST
 
