@@ -96,12 +96,19 @@ escape_u(struct mg_jw *w, unsigned long c)
 	put(w, e, sizeof(e));
 }
 
+/* 1 for the bytes a string takes as they are: printable ASCII but the
+ * quote and the backslash. */
+static const unsigned char verbatim[256] = {
+	[0x20 ... 0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7e] = 1
+};
+
 void
 mg_jw_str(struct mg_jw *w, const char *str)
 {
 	const unsigned char *s = (const unsigned char *)str;
-	size_t n, i = 0, run = 0, len;
+	size_t n, i = 0, start, len;
 	unsigned long c;
+	unsigned char b;
 
 	if (str == NULL) {
 		mg_jw_null(w);
@@ -110,17 +117,16 @@ mg_jw_str(struct mg_jw *w, const char *str)
 	element(w);
 	n = strlen(str);
 	put(w, "\"", 1);
-	while (i < n) {
-		unsigned char b = s[i];
-
-		/* a run of bytes written as they are */
-		if (b >= 0x20 && b < 0x7f && b != '"' && b != '\\') {
+	for (;;) {
+		/* a run of bytes written as they are, up to the NUL at the
+		 * latest */
+		start = i;
+		while (verbatim[s[i]])
 			i++;
-			run++;
-			continue;
-		}
-		put(w, str + i - run, run);
-		run = 0;
+		put(w, str + start, i - start);
+		if (i >= n)
+			break;
+		b = s[i];
 		if (b == '"' || b == '\\') {
 			char e[2] = { '\\', (char)b };
 
@@ -146,7 +152,6 @@ mg_jw_str(struct mg_jw *w, const char *str)
 			i += len;
 		}
 	}
-	put(w, str + i - run, run);
 	put(w, "\"", 1);
 }
 

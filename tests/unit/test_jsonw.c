@@ -2,6 +2,7 @@
 
 #include <check.h>
 #include <json-c/json.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +30,35 @@ static const struct {
 	{ "\xe2\x80", "\"\\ufffd\\ufffd\"", "\xef\xbf\xbd\xef\xbf\xbd" },
 	{ "\xc0\xaf", "\"\\ufffd\\ufffd\"", "\xef\xbf\xbd\xef\xbf\xbd" },
 	{ "</script>", "\"</script>\"", NULL },
+	{ " !#[]^~", "\" !#[]^~\"", NULL },
+	{ "\x1f \x7e\x7f", "\"\\u001f ~\\u007f\"", NULL },
 };
+
+/* Every byte alone between two letters: as it is, escaped or replaced. */
+START_TEST(every_byte)
+{
+	char in[4] = { 'a', (char)_i, 'z', '\0' }, want[16];
+	struct mg_buf b;
+	struct mg_jw w;
+
+	if (_i >= 0x20 && _i < 0x7f && _i != '"' && _i != '\\')
+		snprintf(want, sizeof(want), "\"a%cz\"", _i);
+	else if (_i == '"' || _i == '\\')
+		snprintf(want, sizeof(want), "\"a\\%cz\"", _i);
+	else if (_i == '\n' || _i == '\t')
+		snprintf(want, sizeof(want), "\"a\\%cz\"", _i == '\n' ? 'n' : 't');
+	else if (_i < 0x80)
+		snprintf(want, sizeof(want), "\"a\\u%04xz\"", _i);
+	else
+		snprintf(want, sizeof(want), "\"a\\ufffdz\"");     /* no character alone */
+	mg_buf_init(&b, 1024);
+	mg_jw_init(&w, &b);
+	mg_jw_str(&w, in);
+	ck_assert_int_eq(mg_jw_done(&w), MG_OK);
+	ck_assert_str_eq(mg_buf_str(&b), want);
+	mg_buf_free(&b);
+}
+END_TEST
 
 START_TEST(string_table)
 {
@@ -168,6 +197,7 @@ jsonw_suite(void)
 	TCase *tc = tcase_create("write");
 
 	tcase_add_loop_test(tc, string_table, 0, (int)(sizeof(strings) / sizeof(strings[0])));
+	tcase_add_loop_test(tc, every_byte, 1, 256);
 	tcase_add_test(tc, structure);
 	tcase_add_test(tc, cap_sticks);
 	tcase_add_test(tc, random_bytes);
