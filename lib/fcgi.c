@@ -10,6 +10,7 @@
 
 #include "apierror.h"
 #include "fcgi.h"
+#include "text.h"
 
 /* Bytes dropped after the cap before giving up on reading to the end. */
 #define DRAIN_LIMIT ((size_t)1 << 30)
@@ -103,23 +104,6 @@ header_put(char *out, size_t len, const char *name, const char *a, size_t na, co
 	return MG_OK;
 }
 
-/* Writes v in decimal, as "%lld" does, into the bytes that end at end
- * (at least 20 before it); where it starts. */
-static char *
-put_decimal(char *end, long long v)
-{
-	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-	char *p = end;
-
-	do {
-		*--p = (char)('0' + u % 10);
-		u /= 10;
-	} while (u > 0);
-	if (v < 0)
-		*--p = '-';
-	return p;
-}
-
 enum mg_err
 mg_fcgi_header_add(char *out, size_t len, const char *name, const char *value)
 {
@@ -133,9 +117,9 @@ mg_fcgi_header_add(char *out, size_t len, const char *name, const char *value)
 enum mg_err
 mg_fcgi_header_addll(char *out, size_t len, const char *name, long long v)
 {
-	char digits[24], *p = put_decimal(digits + sizeof(digits), v);
+	char digits[24];
 
-	return header_put(out, len, name, p, (size_t)(digits + sizeof(digits) - p), "", 0);
+	return header_put(out, len, name, digits, mg_text_decimal(digits, v, 1), "", 0);
 }
 
 enum mg_err
@@ -170,17 +154,16 @@ enum mg_err
 mg_fcgi_reply(FCGX_Request *r, int status, const char *content_type,
     const char *extra_headers, const char *body, size_t len)
 {
-	char head[256] = "", code[24], *p;
+	char head[256] = "", code[24];
 	const char *parts[] = { head, extra_headers != NULL ? extra_headers : "", "\r\n" };
 	const char *reason = mg_http_reason(status);
 	enum mg_err rc;
-	size_t i;
+	size_t i, n;
 
 	/* "Status: %d %s"; the reasons are one line each */
-	code[sizeof(code) - 1] = ' ';
-	p = put_decimal(code + sizeof(code) - 1, status);
-	rc = header_put(head, sizeof(head), "Status", p, (size_t)(code + sizeof(code) - p), reason,
-	    strlen(reason));
+	n = mg_text_decimal(code, status, 1);
+	code[n++] = ' ';
+	rc = header_put(head, sizeof(head), "Status", code, n, reason, strlen(reason));
 	if (rc == MG_OK)
 		rc = mg_fcgi_header_add(head, sizeof(head), "Content-Type", content_type);
 	if (rc != MG_OK)

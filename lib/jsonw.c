@@ -159,17 +159,10 @@ void
 mg_jw_int(struct mg_jw *w, long long v)
 {
 	char d[24];
-	size_t k = sizeof(d);
-	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	size_t n = mg_text_decimal(d, v, 1);
 
-	do {
-		d[--k] = (char)('0' + u % 10);
-		u /= 10;
-	} while (u > 0);
-	if (v < 0)
-		d[--k] = '-';
 	element(w);
-	put(w, d + k, sizeof(d) - k);
+	put(w, d, n);
 }
 
 void

@@ -97,22 +97,6 @@ mg_log_enabled(int level)
 	return level <= log_level;
 }
 
-/* Writes v in decimal at dst; the number of digits. */
-static size_t
-put_decimal(char *dst, unsigned long v)
-{
-	char tmp[24];
-	size_t n = 0, i;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0);
-	for (i = 0; i < n; i++)
-		dst[i] = tmp[n - 1 - i];
-	return n;
-}
-
 /* "YYYY-MM-DDTHH:MM:SS" for the second sec, formatted once a second per
  * thread; its length. */
 static size_t
@@ -164,7 +148,7 @@ mg_log_write(int level, const char *reqid, const char *fmt, ...)
 	n += strlen(name);
 	line[n++] = ' ';
 	line[n++] = '[';
-	n += put_decimal(line + n, (unsigned long)log_pid());
+	n += mg_text_decimal(line + n, (long long)log_pid(), 1);
 	line[n++] = ']';
 	line[n++] = ' ';
 	if (reqid == NULL || reqid[0] == '\0')

@@ -18,25 +18,6 @@ mg_quota_prompt_estimate(size_t body_len)
 	return n > 0 ? n : 1;
 }
 
-/* Writes v (not negative) in decimal at p, zero-padded to at least width
- * digits (1-3); past the last. */
-static char *
-put_number(char *p, long long v, int width)
-{
-	char tmp[24];
-	int n = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v > 0);
-	while (n < width)
-		tmp[n++] = '0';
-	while (n > 0)
-		*p++ = tmp[--n];
-	return p;
-}
-
 void
 mg_quota_duration(long long ms, char *out, size_t len)
 {
@@ -47,22 +28,22 @@ mg_quota_duration(long long ms, char *out, size_t len)
 	if (ms < 0)
 		ms = 0;
 	if (ms < 1000) {
-		p = put_number(p, ms, 1);
+		p += mg_text_decimal(p, ms, 1);
 		*p++ = 'm';
 		goto out;
 	}
 	s = ms / 1000;
 	ms %= 1000;
 	if (s < 60) {
-		p = put_number(p, s, 1);
+		p += mg_text_decimal(p, s, 1);
 		if (ms != 0) {
 			*p++ = '.';
 			if (ms % 100 == 0)
-				p = put_number(p, ms / 100, 1);
+				p += mg_text_decimal(p, ms / 100, 1);
 			else if (ms % 10 == 0)
-				p = put_number(p, ms / 10, 2);
+				p += mg_text_decimal(p, ms / 10, 2);
 			else
-				p = put_number(p, ms, 3);
+				p += mg_text_decimal(p, ms, 3);
 		}
 		goto out;
 	}
@@ -72,12 +53,12 @@ mg_quota_duration(long long ms, char *out, size_t len)
 	m = s / 60 % 60;
 	s %= 60;
 	if (h > 0) {
-		p = put_number(p, h, 1);
+		p += mg_text_decimal(p, h, 1);
 		*p++ = 'h';
 	}
-	p = put_number(p, m, 1);
+	p += mg_text_decimal(p, m, 1);
 	*p++ = 'm';
-	p = put_number(p, s, 1);
+	p += mg_text_decimal(p, s, 1);
 out:
 	*p++ = 's';
 	*p = '\0';

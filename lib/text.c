@@ -113,6 +113,26 @@ mg_text_scrub(char *s)
 	}
 }
 
+size_t
+mg_text_decimal(char *dst, long long v, int width)
+{
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	char tmp[24];
+	size_t n = 0, k = 0;
+
+	do {
+		tmp[n++] = (char)('0' + u % 10);
+		u /= 10;
+	} while (u > 0);
+	if (v < 0)
+		dst[k++] = '-';
+	for (; width > (int)n; width--)
+		dst[k++] = '0';
+	while (n > 0)
+		dst[k++] = tmp[--n];
+	return k;
+}
+
 void
 mg_text_copy(char *dst, size_t size, const char *src)
 {

@@ -7,7 +7,8 @@
  * printable when it is well-formed UTF-8 (no overlong form, no UTF-16
  * surrogate, at most U+10FFFF) and not a control: C0 (below 0x20), DEL,
  * C1 (U+0080-U+009F) or the line and paragraph separators U+2028/U+2029.
- * Pure functions, thread-safe. */
+ * Pure functions, thread-safe.  Also the decimal form of a number, for
+ * the lines written without printf. */
 
 /* The bytes (1-4) of the well-formed UTF-8 character that starts at p (n
  * bytes readable there), its code point in *cp, whatever it is (controls
@@ -29,5 +30,9 @@ void mg_text_scrub(char *s);
  * size - 1 bytes, always NUL-terminated: snprintf(dst, size, "%s", src)
  * without its cost, for the request path. */
 void mg_text_copy(char *dst, size_t size, const char *src);
+/* Writes v in decimal at dst, as printf's "%lld" does, with at least
+ * width digits (zeros in front; 1 for none); no NUL.  The number of bytes
+ * written: at most 21, or 1 + width when width is larger. */
+size_t mg_text_decimal(char *dst, long long v, int width);
 
 #endif

@@ -1,6 +1,8 @@
 #include "config.h"
 
 #include <check.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "text.h"
@@ -244,6 +246,40 @@ START_TEST(copy)
 }
 END_TEST
 
+/* mg_text_decimal writes what printf's "%lld" writes, zero-padded to at
+ * least width digits. */
+START_TEST(decimal)
+{
+	static const long long values[] = { 0, 1, -1, 7, 9, 10, 99, 100, 999, 1000, -1000,
+		123456789, 4294967296LL, LLONG_MAX, LLONG_MAX - 1, LLONG_MIN, LLONG_MIN + 1 };
+	char got[48], want[48];
+	size_t i, n;
+	int width;
+
+	for (i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+		memset(got, 'x', sizeof(got));
+		n = mg_text_decimal(got, values[i], 1);
+		ck_assert_uint_eq(n, (size_t)snprintf(want, sizeof(want), "%lld", values[i]));
+		ck_assert_int_eq(memcmp(got, want, n), 0);
+		ck_assert_int_eq(got[n], 'x');
+	}
+	/* widths, as "%0*lld" (whose width counts a sign too) for numbers
+	 * not below 0 */
+	for (i = 0; i < sizeof(values) / sizeof(values[0]); i++)
+		for (width = 1; width <= 25; width++) {
+			if (values[i] < 0)
+				continue;
+			n = mg_text_decimal(got, values[i], width);
+			ck_assert_uint_eq(n, (size_t)snprintf(want, sizeof(want), "%0*lld", width,
+			    values[i]));
+			ck_assert_int_eq(memcmp(got, want, n), 0);
+		}
+	n = mg_text_decimal(got, -5, 3);
+	ck_assert_uint_eq(n, 4);
+	ck_assert_int_eq(memcmp(got, "-005", 4), 0);
+}
+END_TEST
+
 static Suite *
 text_suite(void)
 {
@@ -257,6 +293,7 @@ text_suite(void)
 	tcase_add_test(tc, prefix_random);
 	tcase_add_test(tc, scrub);
 	tcase_add_test(tc, copy);
+	tcase_add_test(tc, decimal);
 	suite_add_tcase(s, tc);
 	return s;
 }
