@@ -13,6 +13,7 @@
 
 #include "apikey.h"
 #include "base64.h"
+#include "text.h"
 
 #define KEY_RANDOM_BYTES 24
 
@@ -129,10 +130,8 @@ mg_apikey_prefix(const char *key, char out[MG_APIKEY_PREFIX_LEN + 1])
 enum mg_err
 mg_apikey_hash_hex(const char *key, size_t n, char out[MG_APIKEY_HASH_HEX_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char h[EVP_MAX_MD_SIZE];
 	unsigned int len = 0;
-	unsigned int i;
 
 	out[0] = '\0';
 	if (pthread_once(&sha256_once, sha256_fetch) != 0 || sha256_md == NULL)
@@ -140,11 +139,7 @@ mg_apikey_hash_hex(const char *key, size_t n, char out[MG_APIKEY_HASH_HEX_LEN + 
 	if (EVP_Digest(key, n, h, &len, sha256_md, NULL) != 1 ||
 	    len * 2 != MG_APIKEY_HASH_HEX_LEN)
 		return MG_ERR_NOMEM;
-	for (i = 0; i < len; i++) {
-		out[2 * i] = hex[h[i] >> 4];
-		out[2 * i + 1] = hex[h[i] & 15];
-	}
-	out[2 * len] = '\0';
+	out[mg_text_hex(out, h, len)] = '\0';
 	return MG_OK;
 }
 

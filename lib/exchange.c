@@ -14,6 +14,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
+#include "text.h"
 
 #define JSON_TYPE "application/json"
 
@@ -26,7 +27,6 @@
 static void
 new_request_id(char out[MG_REQUEST_ID_LEN + 1])
 {
-	static const char hex[] = "0123456789abcdef";
 	static unsigned counter;
 	unsigned char raw[12];
 	struct timespec ts;
@@ -50,11 +50,7 @@ new_request_id(char out[MG_REQUEST_ID_LEN + 1])
 		raw[11] = (unsigned char)n;
 	}
 	memcpy(out, "req_", 4);
-	for (i = 0; i < sizeof(raw); i++) {
-		out[4 + 2 * i] = hex[raw[i] >> 4];
-		out[5 + 2 * i] = hex[raw[i] & 15];
-	}
-	out[MG_REQUEST_ID_LEN] = '\0';
+	out[4 + mg_text_hex(out + 4, raw, sizeof(raw))] = '\0';
 }
 
 /* Adds the line "name: value" to x's headers; logs that it is left out

@@ -89,7 +89,7 @@ mg_jw_key(struct mg_jw *w, const char *key)
 static void
 escape_u(struct mg_jw *w, unsigned long c)
 {
-	static const char hex[] = "0123456789abcdef";
+	const char *hex = mg_text_hex_digit;
 	char e[6] = { '\\', 'u', hex[c >> 12 & 15], hex[c >> 8 & 15], hex[c >> 4 & 15],
 		hex[c & 15] };
 

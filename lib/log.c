@@ -161,7 +161,6 @@ mg_log_write(int level, const char *reqid, const char *fmt, ...)
 	 * text can neither forge lines nor put broken UTF-8 or terminal
 	 * controls into the log */
 	for (i = 0; i < len && n < limit;) {
-		static const char hex[] = "0123456789abcdef";
 		unsigned char c = (unsigned char)msg[i];
 		size_t run = mg_text_printable_len(msg + i, len - i);
 
@@ -179,8 +178,7 @@ mg_log_write(int level, const char *reqid, const char *fmt, ...)
 		}
 		line[n++] = '\\';
 		line[n++] = 'x';
-		line[n++] = hex[c >> 4];
-		line[n++] = hex[c & 15];
+		n += mg_text_hex(line + n, &c, 1);
 		i++;
 	}
 	line[n++] = '\n';

@@ -133,6 +133,21 @@ mg_text_decimal(char *dst, long long v, int width)
 	return k;
 }
 
+const char mg_text_hex_digit[16] = { '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 'a', 'b', 'c',
+	'd', 'e', 'f' };
+
+size_t
+mg_text_hex(char *dst, const unsigned char *src, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		dst[2 * i] = mg_text_hex_digit[src[i] >> 4];
+		dst[2 * i + 1] = mg_text_hex_digit[src[i] & 15];
+	}
+	return 2 * n;
+}
+
 void
 mg_text_copy(char *dst, size_t size, const char *src)
 {

@@ -7,8 +7,8 @@
  * printable when it is well-formed UTF-8 (no overlong form, no UTF-16
  * surrogate, at most U+10FFFF) and not a control: C0 (below 0x20), DEL,
  * C1 (U+0080-U+009F) or the line and paragraph separators U+2028/U+2029.
- * Pure functions, thread-safe.  Also the decimal form of a number, for
- * the lines written without printf. */
+ * Pure functions, thread-safe.  Also the decimal form of a number and
+ * the hex form of bytes, for the lines written without printf. */
 
 /* The bytes (1-4) of the well-formed UTF-8 character that starts at p (n
  * bytes readable there), its code point in *cp, whatever it is (controls
@@ -34,5 +34,10 @@ void mg_text_copy(char *dst, size_t size, const char *src);
  * width digits (zeros in front; 1 for none); no NUL.  The number of bytes
  * written: at most 21, or 1 + width when width is larger. */
 size_t mg_text_decimal(char *dst, long long v, int width);
+/* The lowercase hex digits: mg_text_hex_digit[v & 15]. */
+extern const char mg_text_hex_digit[16];
+/* Writes the n bytes at src as 2n lowercase hex digits at dst, high
+ * nibble first, as printf's "%02x" does for each; no NUL.  Returns 2n. */
+size_t mg_text_hex(char *dst, const unsigned char *src, size_t n);
 
 #endif

@@ -280,6 +280,29 @@ START_TEST(decimal)
 }
 END_TEST
 
+/* mg_text_hex writes what "%02x" writes for each byte: every byte
+ * value, alone and in runs, and nothing past its 2n digits. */
+START_TEST(hex)
+{
+	unsigned char src[256];
+	char got[2 * sizeof(src) + 8], want[2 * sizeof(src) + 8];
+	size_t i, n;
+
+	for (i = 0; i < sizeof(src); i++)
+		src[i] = (unsigned char)(255 - i);
+	for (i = 0; i < 16; i++)
+		ck_assert_int_eq(mg_text_hex_digit[i], "0123456789abcdef"[i]);
+	for (n = 0; n <= sizeof(src); n++) {
+		memset(got, 'x', sizeof(got));
+		for (i = 0; i < n; i++)
+			snprintf(want + 2 * i, 3, "%02x", src[i]);
+		ck_assert_uint_eq(mg_text_hex(got, src, n), 2 * n);
+		ck_assert_int_eq(memcmp(got, want, 2 * n), 0);
+		ck_assert_int_eq(got[2 * n], 'x');
+	}
+}
+END_TEST
+
 static Suite *
 text_suite(void)
 {
@@ -294,6 +317,7 @@ text_suite(void)
 	tcase_add_test(tc, scrub);
 	tcase_add_test(tc, copy);
 	tcase_add_test(tc, decimal);
+	tcase_add_test(tc, hex);
 	suite_add_tcase(s, tc);
 	return s;
 }
