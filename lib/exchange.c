@@ -128,6 +128,11 @@ mg_exchange_record(struct mg_worker *w, struct mg_exchange *x, struct mg_usage *
 			mg_log(MG_LOG_ERROR, x->request_id, "usage row not written: %s: %s",
 			    mg_strerror(rc), mg_store_last_error());
 	}
+	/* the answer goes now, before the log line: a write to the log
+	 * file can wait on the disk, the client need not; a request that
+	 * was not admitted has its row written by now, as before */
+	if (mg_fcgi_end(x->fr) != MG_OK)
+		mg_log(MG_LOG_DEBUG, x->request_id, "client went away at the end of the response");
 	mg_log(MG_LOG_INFO, x->request_id,
 	    "%s project=%s key=%s model=%s status=%d tokens=%lld/%lld cost=%s latency_ms=%ld",
 	    u->endpoint, x->auth.project, x->auth.key_prefix, u->model[0] ? u->model : "-",

@@ -176,3 +176,17 @@ mg_fcgi_reply(FCGX_Request *r, int status, const char *content_type,
 		return MG_ERR_CLIENT_GONE;
 	return MG_OK;
 }
+
+enum mg_err
+mg_fcgi_end(FCGX_Request *r)
+{
+	int rc;
+
+	/* stderr first: nothing is written to it, so closing it sends
+	 * nothing, and the end of the request then goes with stdout's last
+	 * bytes (libfcgi adds it to the stream closed last) */
+	rc = FCGX_FClose(r->err);
+	if (FCGX_FClose(r->out) != 0 || rc != 0)
+		return MG_ERR_CLIENT_GONE;
+	return MG_OK;
+}

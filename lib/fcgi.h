@@ -35,10 +35,17 @@ enum mg_err mg_fcgi_header_addf(char *out, size_t len, const char *name, const c
 
 /* Writes a whole response: the Status line, Content-Type, the extra
  * header lines (each ending in \r\n, may be NULL; built with
- * mg_fcgi_header_add), and len bytes of body.  MG_ERR_CLIENT_GONE when the
- * write failed; MG_ERR_INVALID (nothing written) when content_type is not
- * one line. */
+ * mg_fcgi_header_add), and len bytes of body, into r's buffer: it goes
+ * out with mg_fcgi_end or FCGX_Finish_r.  MG_ERR_CLIENT_GONE when the write
+ * failed; MG_ERR_INVALID (nothing written) when content_type is not one
+ * line. */
 enum mg_err mg_fcgi_reply(FCGX_Request *r, int status, const char *content_type,
     const char *extra_headers, const char *body, size_t len);
+/* Ends the response of r: what is buffered, the end of its stdout and the
+ * end of the request go to the web server at once, in one write, rather
+ * than when the request is finished.  Nothing can be written to r
+ * afterwards; calling it again does nothing; FCGX_Finish_r still closes
+ * the connection.  MG_ERR_CLIENT_GONE when the write failed. */
+enum mg_err mg_fcgi_end(FCGX_Request *r);
 
 #endif

@@ -289,7 +289,7 @@ stream_end(struct stream_state *st, enum mg_err rc)
 		static const char done[] = "data: [DONE]\n\n";
 
 		u->status = 200;
-		if (FCGX_PutStr(done, sizeof(done) - 1, x->fr->out) < 0 || FCGX_FFlush(x->fr->out) < 0) {
+		if (FCGX_PutStr(done, sizeof(done) - 1, x->fr->out) < 0 || mg_fcgi_end(x->fr) != MG_OK) {
 			u->status = 499;
 			u->error_type = "client_closed";
 		}

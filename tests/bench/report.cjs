@@ -821,7 +821,7 @@ function bench(metaFile, resultsFile, auxFile, statementsPrefix, outFile) {
         checks.push({ check: 'framing of a non-streaming answer through lighttpd → modelgate (for information)',
             seen: meta.gw_framing || '–',
             expected: 'Content-Length (set by lighttpd) means lighttpd had the whole answer, END_REQUEST included, ' +
-                'before it answered: the client waits for FCGX_Finish_r; the settlement is written by another thread', ok: null });
+                'before it answered: the responder ends the response (mg_fcgi_end) before its log line; the settlement is written by another thread', ok: null });
         for (const c of checks) if (c.ok === false) flags.push('check failed: ' + c.check);
         md.push('## What the hot path may not do');
         md.push('');

@@ -1,10 +1,14 @@
 #include "config.h"
 
 #include <check.h>
+#include <fcgiapp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include "exchange.h"
 #include "fcgi.h"
@@ -166,6 +170,160 @@ START_TEST(request_id_ordered)
 }
 END_TEST
 
+/* A web server's side of one FastCGI request on a unix socket, and the
+ * responder's side of it accepted with libfcgi, as the responders do. */
+struct fcgi_pair {
+	char dir[64], path[96];
+	int listen_fd, client;
+	FCGX_Request req;
+};
+
+static void
+record(unsigned char *out, size_t *n, int type, const void *body, size_t len)
+{
+	unsigned char *h = out + *n;
+
+	h[0] = 1;
+	h[1] = (unsigned char)type;
+	h[2] = 0;
+	h[3] = 1;
+	h[4] = (unsigned char)(len >> 8);
+	h[5] = (unsigned char)len;
+	h[6] = 0;
+	h[7] = 0;
+	memcpy(h + 8, body, len);
+	*n += 8 + len;
+}
+
+static void
+pair_open(struct fcgi_pair *p)
+{
+	static const unsigned char begin[8] = { 0, 1, 0, 0, 0, 0, 0, 0 };  /* responder, no keep-conn */
+	static const unsigned char param[] = { 14, 4, 'R', 'E', 'Q', 'U', 'E', 'S', 'T', '_', 'M',
+		'E', 'T', 'H', 'O', 'D', 'P', 'O', 'S', 'T' };
+	struct sockaddr_un sa;
+	unsigned char out[256];
+	size_t n = 0;
+
+	ck_assert_int_eq(FCGX_Init(), 0);
+	strcpy(p->dir, "/tmp/mg-test-fcgi-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(p->dir));
+	snprintf(p->path, sizeof(p->path), "%s/s", p->dir);
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	strcpy(sa.sun_path, p->path);
+	p->listen_fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(p->listen_fd, 0);
+	ck_assert_int_eq(bind(p->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(p->listen_fd, 4), 0);
+	p->client = socket(AF_UNIX, SOCK_STREAM, 0);
+	ck_assert_int_ge(p->client, 0);
+	ck_assert_int_eq(connect(p->client, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	record(out, &n, 1, begin, sizeof(begin));              /* FCGI_BEGIN_REQUEST */
+	record(out, &n, 4, param, sizeof(param));              /* FCGI_PARAMS */
+	record(out, &n, 4, "", 0);
+	record(out, &n, 5, "", 0);                             /* FCGI_STDIN, at its end */
+	ck_assert_int_eq(write(p->client, out, n), (ssize_t)n);
+	ck_assert_int_eq(FCGX_InitRequest(&p->req, p->listen_fd, 0), 0);
+	ck_assert_int_eq(FCGX_Accept_r(&p->req), 0);
+	ck_assert_str_eq(FCGX_GetParam("REQUEST_METHOD", p->req.envp), "POST");
+	ck_assert_int_eq(FCGX_GetChar(p->req.in), EOF);
+}
+
+/* What the web server has been sent so far (without waiting), as the
+ * records' types and their stdout bytes. */
+static void
+pair_read(struct fcgi_pair *p, char *types, size_t ntypes, char *stdout_text, size_t nout)
+{
+	unsigned char in[8192];
+	ssize_t got;
+	size_t n = 0, i = 0, t = 0, o = 0;
+
+	while ((got = recv(p->client, in + n, sizeof(in) - n, MSG_DONTWAIT)) > 0)
+		n += (size_t)got;
+	while (i + 8 <= n && t + 1 < ntypes) {
+		size_t len = (size_t)in[i + 4] << 8 | in[i + 5];
+
+		ck_assert_uint_le(i + 8 + len + in[i + 6], n);
+		types[t++] = (char)('0' + in[i + 1]);
+		if (in[i + 1] == 6) {
+			ck_assert_uint_lt(o + len, nout);
+			memcpy(stdout_text + o, in + i + 8, len);
+			o += len;
+		}
+		if (in[i + 1] == 3)  /* FCGI_END_REQUEST: app status 0, request complete */
+			ck_assert(len == 8 && in[i + 8 + 3] == 0 && in[i + 8 + 4] == 0);
+		i += 8 + len + in[i + 6];
+	}
+	ck_assert_uint_eq(i, n);
+	types[t] = '\0';
+	stdout_text[o] = '\0';
+}
+
+/* Finishes the request as the responders do, and checks that the web
+ * server was sent nothing more: the connection is just closed. */
+static void
+pair_finish(struct fcgi_pair *p)
+{
+	char c;
+
+	ck_assert_int_eq(FCGX_HasSeenEOF(p->req.in), EOF);
+	FCGX_Detach(&p->req);
+	FCGX_Finish_r(&p->req);
+	ck_assert_int_eq(read(p->client, &c, 1), 0);
+	FCGX_Free(&p->req, 1);
+	close(p->client);
+	close(p->listen_fd);
+	unlink(p->path);
+	rmdir(p->dir);
+}
+
+/* mg_fcgi_reply buffers the whole response; mg_fcgi_end sends it and
+ * the end of the request, before the request is finished: the web server
+ * has it all while the responder still writes its log line. */
+START_TEST(reply_then_end)
+{
+	struct fcgi_pair p;
+	char types[16], text[512];
+
+	pair_open(&p);
+	ck_assert_int_eq(mg_fcgi_reply(&p.req, 429, "application/json", "Retry-After: 5\r\n",
+	    "{\"a\":1}", 7), MG_OK);
+	pair_read(&p, types, sizeof(types), text, sizeof(text));
+	ck_assert_str_eq(types, "");
+	ck_assert_int_eq(mg_fcgi_end(&p.req), MG_OK);
+	pair_read(&p, types, sizeof(types), text, sizeof(text));
+	ck_assert_str_eq(types, "663");    /* stdout, its end, the end of the request */
+	ck_assert_str_eq(text, "Status: 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+	    "Retry-After: 5\r\n\r\n{\"a\":1}");
+	/* nothing can follow */
+	ck_assert_int_lt(FCGX_PutStr("x", 1, p.req.out), 0);
+	ck_assert_int_eq(mg_fcgi_end(&p.req), MG_OK);
+	pair_finish(&p);
+}
+END_TEST
+
+/* mg_fcgi_end after a stream's flushed events: what is still buffered,
+ * the end of stdout and the end of the request, in one write. */
+START_TEST(end_after_a_stream)
+{
+	struct fcgi_pair p;
+	char types[16], text[512];
+
+	pair_open(&p);
+	ck_assert_int_eq(FCGX_PutStr("Status: 200 OK\r\n\r\ndata: 1\n\n", 27, p.req.out), 27);
+	ck_assert_int_eq(FCGX_FFlush(p.req.out), 0);
+	pair_read(&p, types, sizeof(types), text, sizeof(text));
+	ck_assert_str_eq(types, "6");
+	ck_assert_int_eq(FCGX_PutStr("data: [DONE]\n\n", 14, p.req.out), 14);
+	ck_assert_int_eq(mg_fcgi_end(&p.req), MG_OK);
+	pair_read(&p, types, sizeof(types), text, sizeof(text));
+	ck_assert_str_eq(types, "663");
+	ck_assert_str_eq(text, "data: [DONE]\n\n");
+	pair_finish(&p);
+}
+END_TEST
+
 static Suite *
 fcgi_suite(void)
 {
@@ -179,6 +337,10 @@ fcgi_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("request_id");
 	tcase_add_test(tc, request_id_ordered);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("response");
+	tcase_add_test(tc, reply_then_end);
+	tcase_add_test(tc, end_after_a_stream);
 	suite_add_tcase(s, tc);
 	return s;
 }
